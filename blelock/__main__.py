@@ -1,0 +1,3 @@
+from blelock.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Settings: a TOML file, overlaid by ``BLELOCK_*`` environment variables, validated by pydantic.
+
+Where things live (platformdirs): ``config.toml`` in the user config dir; the data dir holds the
+store (later issues). ``BLELOCK_CONFIG`` names another file.
+
+Secrets (API keys) are :class:`pydantic.SecretStr`: they print as ``**********`` and reach the
+wire only through ``get_secret_value()`` at the one place that sends them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from blelock.errors import ConfigError
+
+__all__ = ["APP_NAME", "Settings", "Timeouts", "default_config_path", "load_settings"]
+
+APP_NAME = "blelock"
+ENV_PREFIX = "BLELOCK_"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Every wait that touches a radio or a network, in seconds, with why it is that long."""
+
+    scan: float = 10.0
+    """Locks advertise every 0.1-1 s while awake; 10 s covers a sleepy lock woken by a touch."""
+    connect: float = 15.0
+    """bleak-retry-connector's attempts share this; BlueZ itself gives up after ~20 s."""
+    connect_attempts: int = 3
+    """Transient failures (the Android "133" family) usually clear on the second try."""
+    gatt: float = 5.0
+    """One ATT request (read, CCCD write) is a few connection intervals; 5 s means it is lost."""
+    command: float = 5.0
+    """The lock answers each 20-byte packet within a few intervals (noke.md §11 suggests 5 s)."""
+    cloud: float = 10.0
+    """One HTTP request to the vendor cloud, connect + read (Nokē's Android library uses 10 s)."""
+    visit: float = 60.0
+    """One whole visit, retries included: the user is standing at the lock waiting."""
+
+
+_DEFAULT_TIMEOUTS = Timeouts()
+
+
+class Settings(BaseModel):
+    """Everything blelock reads from the config file and the environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    noke_url: str = "https://coreapi-sandbox.appspot.com/"
+    noke_api_key: SecretStr | None = None
+    noke_mobile_key: SecretStr | None = None
+    ble_client_backend: str | None = Field(
+        default=None,
+        description="bleak client backend as 'module:Class'; None = the platform's own",
+    )
+    ble_scanner_backend: str | None = Field(
+        default=None,
+        description="bleak scanner backend as 'module:Class'; None = the platform's own",
+    )
+    scan_timeout: float = Field(default=_DEFAULT_TIMEOUTS.scan, gt=0)
+    connect_timeout: float = Field(default=_DEFAULT_TIMEOUTS.connect, gt=0)
+    command_timeout: float = Field(default=_DEFAULT_TIMEOUTS.command, gt=0)
+    cloud_timeout: float = Field(default=_DEFAULT_TIMEOUTS.cloud, gt=0)
+
+    @field_validator("noke_url")
+    @classmethod
+    def _url_has_scheme(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("ble_client_backend", "ble_scanner_backend")
+    @classmethod
+    def _module_colon_class(cls, value: str | None) -> str | None:
+        if value is not None and (value.count(":") != 1 or not all(value.split(":"))):
+            raise ValueError("must be written 'package.module:ClassName'")
+        return value
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(
+            scan=self.scan_timeout,
+            connect=self.connect_timeout,
+            command=self.command_timeout,
+            cloud=self.cloud_timeout,
+        )
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    names = Settings.model_fields.keys()
+    found = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and (name := key[len(ENV_PREFIX) :].lower()) in names:
+            found[name] = value
+    return found
+
+
+def load_settings(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    read_file: bool = True,
+) -> Settings:
+    """Read the config file (if any), overlay the environment, validate.
+
+    A file named explicitly (argument or ``BLELOCK_CONFIG``) must exist; the default one may not.
+    ``read_file=False`` takes the environment alone (the demo must not see a user's real keys).
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = _read_file(path, environ) if read_file else {}
+    values.update(_from_environment(environ))
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors(include_input=False)
+        )
+        raise ConfigError(f"invalid settings ({problems})") from None
+
+
+def _read_file(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    explicit = path or (Path(environ["BLELOCK_CONFIG"]) if "BLELOCK_CONFIG" in environ else None)
+    config_path = explicit or default_config_path()
+    values: dict[str, Any] = {}
+    try:
+        with config_path.open("rb") as stream:
+            values = tomllib.load(stream)
+    except FileNotFoundError:
+        if explicit is not None:
+            raise ConfigError(f"config file {config_path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {config_path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {config_path}: {exc.strerror}") from None
+    return values

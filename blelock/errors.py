@@ -1,0 +1,197 @@
+"""The one exception tree of blelock.
+
+Every failure a user can meet is a :class:`BlelockError`: it says what happened, and carries the
+lock it happened to, the step of the visit, and a hint saying what to do next. The lock and the
+step are attached on the way up by :func:`lock_context`, never threaded through by hand.
+
+Misuse of the API (a wrong type, a call out of order) raises ``TypeError`` / ``RuntimeError``,
+outside this tree. Messages never contain secrets: API keys, offline keys and tokens stay out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+__all__ = [
+    "AuthFailed",
+    "BlelockError",
+    "CloudError",
+    "CloudRejected",
+    "CloudTimeout",
+    "CloudUnavailable",
+    "ConfigError",
+    "DeviceNotFound",
+    "LinkError",
+    "LinkLost",
+    "LinkTimeout",
+    "LocalProtocolError",
+    "LockRefused",
+    "OutOfSlots",
+    "ProtocolError",
+    "RateLimited",
+    "RemoteProtocolError",
+    "UnknownLock",
+    "UsageError",
+    "lock_context",
+]
+
+
+class BlelockError(Exception):
+    """Root of every error blelock raises on purpose."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or type(self).hint
+        self.lock_id: str | None = None
+        self.step: str | None = None
+
+    def one_line(self) -> str:
+        """``lock AA:..: step: what happened; what to do`` on a single line."""
+        where = " ".join(
+            part
+            for part in (
+                f"lock {self.lock_id}:" if self.lock_id else "",
+                f"{self.step}:" if self.step else "",
+            )
+            if part
+        )
+        text = f"{where} {self.message}" if where else self.message
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class UsageError(BlelockError):
+    """The command line or its arguments are wrong (exit code 2)."""
+
+
+class ConfigError(BlelockError):
+    """Settings are missing or malformed."""
+
+    hint = "check the config file and the BLELOCK_* environment variables"
+
+
+# --- the radio link -------------------------------------------------------------------------
+
+
+class LinkError(BlelockError):
+    """Something went wrong between this machine and the lock."""
+
+
+class LinkLost(LinkError):
+    """The lock dropped the connection."""
+
+    hint = "move closer to the lock and try again"
+
+
+class LinkTimeout(LinkError, TimeoutError):
+    """The lock did not answer in time."""
+
+    hint = "move closer to the lock, wake it (touch the shackle) and try again"
+
+
+class DeviceNotFound(LinkError):
+    """The lock was not seen in range."""
+
+    hint = "wake the lock (touch the shackle), check the MAC with `blelock scan`, and try again"
+
+
+class OutOfSlots(LinkError):
+    """The Bluetooth adapter has no free connection slot."""
+
+    hint = "wait for other connections to finish, or use another adapter"
+
+
+# --- bytes on the wire ----------------------------------------------------------------------
+
+
+class ProtocolError(BlelockError):
+    """Bytes that do not follow the protocol. Decoders raise only this family."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something the protocol does not allow."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The other side sent something the protocol does not allow."""
+
+    hint = "the lock or the cloud sent malformed data; report it with `--debug` output"
+
+
+class LockRefused(BlelockError):
+    """The lock understood the command and said no. ``reason`` is its result code."""
+
+    def __init__(self, message: str, *, reason: object, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason = reason
+
+
+# --- the vendor cloud -----------------------------------------------------------------------
+
+
+class CloudError(BlelockError):
+    """The vendor cloud could not give us what we asked for."""
+
+
+class CloudUnavailable(CloudError):
+    """The cloud could not be reached (connection refused, DNS, network down)."""
+
+    hint = "check the network and the cloud URL in the config"
+
+
+class CloudTimeout(CloudError, TimeoutError):
+    """The cloud did not answer in time."""
+
+    hint = "the network is slow or the cloud is overloaded; try again"
+
+
+class CloudRejected(CloudError):
+    """The cloud answered, but with an error (or with something that is not its API)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error_code: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+        self.error_code = error_code
+
+
+class AuthFailed(CloudRejected):
+    """The cloud refused our API key."""
+
+    hint = "check the API key (BLELOCK_NOKE_API_KEY or the config file)"
+
+
+class UnknownLock(CloudRejected):
+    """The cloud does not know this lock (not registered to this company)."""
+
+    hint = "check the MAC, and that the lock is registered to your company"
+
+
+class RateLimited(CloudRejected):
+    """The cloud asked us to slow down."""
+
+    hint = "wait a moment and try again"
+
+    def __init__(self, message: str, *, retry_after: float | None, status: int = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+@contextlib.contextmanager
+def lock_context(lock_id: str, step: str) -> Iterator[None]:
+    """Attach the lock and the step to any BlelockError raised inside, innermost wins."""
+    try:
+        yield
+    except BlelockError as exc:
+        exc.lock_id = exc.lock_id or lock_id
+        exc.step = exc.step or step
+        raise
