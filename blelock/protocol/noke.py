@@ -1,0 +1,499 @@
+"""Nokē BLE protocol, sans-I/O: bytes in, typed values out, for the companion and the lock side.
+
+What is public (``shared/research/noke.md``, from Nokē's own mobile libraries) is followed
+exactly: UUIDs, the 20-byte session with the battery at bytes 2-3, ``+``-separated command strings
+of 20-byte packets written one at a time, each answered by an app-destined (``0x51``) packet,
+server-destined (``0x50``) packets kept for upload, result codes, the offline key combination
+(session bytes 0-15 added bytewise to the key) and its cipher direction (the sender runs AES-128
+*decryption* on one block, the lock runs the forward cipher).
+
+What is not public is invented here, and only here (noke.md §12-13). The companion never depends
+on it: it passes cloud packets through unchanged and reads only bytes 0-1 of the lock's answers.
+The simulated cloud and lock use it to be honest with each other:
+
+* **Command packet** = ``header(4) || AES-DEC(K, body)`` with ``K = lock_key ⊞ session[0:16]``.
+  ``header = [key slot 0x00, 0x00, batch id, packets remaining after this one]`` (matches the
+  observed ``00001f02, 00001f01, 02001f00`` countdown). ``body = [command type, argument,
+  unix time u32le, 6 zero bytes, tag u32le]`` where ``tag = CRC32(header || body[0:12])``.
+  Enciphering redundancy in one block authenticates it: under any other key (another lock, a
+  stale session) or after any bit flip the tag matches with probability 2^-32.
+* **Lock's acceptance rules**, one result code each (:data:`REFUSAL_RULES`).
+* **Server record** (``0x50``) = ``[0x50, record type, sequence, 0x00] || AES-DEC(K, record)``,
+  ``record = [event, 0, unix time u32le, battery mV u16le, counter u16le, 2 zero bytes, tag]``,
+  so that the simulated cloud can open what the companion uploads.
+* **App answer** = ``[0x51, result, batch id, packets remaining, 0 × 16]``;
+  shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 × 16]`` (the documented layout).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from blelock.errors import LocalProtocolError, RemoteProtocolError
+from blelock.protocol._bytes import crc32, expect_length, hex_bytes, u16le, u32le
+
+# --- GATT and advertising (noke.md §1-2, public) --------------------------------------------
+
+SERVICE_UUID = "1bc50001-0200-d29e-e511-446c609db825"
+WRITE_UUID = "1bc50002-0200-d29e-e511-446c609db825"
+"""App → lock, exactly 20 bytes, write without response (what iOS always uses)."""
+NOTIFY_UUID = "1bc50003-0200-d29e-e511-446c609db825"
+SESSION_UUID = "1bc50004-0200-d29e-e511-446c609db825"
+SECURE_DFU_SERVICE_UUID = "0000fe59-0000-1000-8000-00805f9b34fb"
+LEGACY_DFU_SERVICE_UUID = "00001530-1212-efde-1523-785feabcd123"
+COMPANY_ID = 0x038B
+
+PACKET_SIZE = 20
+SESSION_SIZE = 20
+KEY_SIZE = 16
+_COMMAND_PACKET = re.compile(r"[0-9A-Fa-f]{40}")
+
+
+class Destination(enum.IntEnum):
+    SERVER = 0x50
+    APP = 0x51
+    LOCK = 0x52
+
+
+class ResultCode(enum.IntEnum):
+    """Byte 1 of an app-destined packet (noke.md §5, §14 row 2). Unknown values stay readable."""
+
+    SUCCESS = 0x60
+    INVALID_KEY = 0x61
+    INVALID_COMMAND = 0x62
+    INVALID_PERMISSION = 0x63
+    SHUTDOWN = 0x64
+    INVALID_DATA = 0x65
+    BATTERY_DATA = 0x66
+    FAILED_TO_LOCK = 0x68
+    FAILED_TO_UNLOCK = 0x69
+    FAILED_TO_UNSHACKLE = 0x6A
+    OUT_OF_SCHEDULE = 0x6D
+    FREE_EXIT = 0x6F
+    INVALID = 0xFF
+
+    @classmethod
+    def _missing_(cls, value: object) -> ResultCode | None:
+        if not isinstance(value, int) or not 0 <= value <= 0xFF:
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_0x{value:02X}"
+        member._value_ = value
+        return member
+
+    @property
+    def library_code(self) -> int:
+        """The error number Nokē's Android library reports (noke.md §14 row 3)."""
+        if 0x60 <= self.value <= 0x66 or self.value == 0x68:
+            return 200 + int(f"{self.value:x}")
+        if self in (ResultCode.INVALID, ResultCode.FAILED_TO_UNLOCK, ResultCode.FAILED_TO_UNSHACKLE):
+            return 267
+        return 299
+
+    @property
+    def explanation(self) -> str:
+        return _EXPLANATIONS.get(self, f"the lock answered with unknown result 0x{self.value:02X}")
+
+
+_EXPLANATIONS: dict[ResultCode, str] = {
+    ResultCode.SUCCESS: "success",
+    ResultCode.INVALID_KEY: "the lock refused the key (the command was made for another lock "
+    "or another session, or the lock's keys are out of sync with the cloud)",
+    ResultCode.INVALID_COMMAND: "the lock does not know this command",
+    ResultCode.INVALID_PERMISSION: "the lock refused the command's permission (a replayed command "
+    "or a wrong key)",
+    ResultCode.SHUTDOWN: "the lock went to sleep",
+    ResultCode.INVALID_DATA: "the lock refused malformed command data",
+    ResultCode.BATTERY_DATA: "the lock sent battery data",
+    ResultCode.FAILED_TO_LOCK: "the lock failed to lock (mechanism)",
+    ResultCode.FAILED_TO_UNLOCK: "the lock failed to unlock (mechanism jammed?)",
+    ResultCode.FAILED_TO_UNSHACKLE: "the lock failed to release the shackle",
+    ResultCode.OUT_OF_SCHEDULE: "the key is outside its schedule",
+    ResultCode.FREE_EXIT: "free exit",
+    ResultCode.INVALID: "the lock reported an invalid packet",
+}
+
+
+class CommandType(enum.IntEnum):
+    """Command types from the libraries' constants (noke.md §5); their bodies are invented."""
+
+    SHUTDOWN = 0xA0
+    SETUP = 0xA1
+    UNLOCK = 0xA2
+    GET_LOGS = 0xA5
+    FIRMWARE_UPDATE = 0xAB
+
+
+class RecordType(enum.IntEnum):
+    """Server packet types (byte 1 of a 0x50 packet), from the libraries' constants."""
+
+    KEY = 0x74
+    UNLOCK = 0x75
+    LOG = 0x76
+
+
+UNSHACKLE_ARGUMENT = 0x01
+"""Body byte 1 of an UNLOCK that frees the shackle (invented; there is no documented type)."""
+
+REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
+    ("packet is not 20 bytes, or its countdown breaks the batch order", ResultCode.INVALID_DATA),
+    ("tag does not match: another lock's key, a stale session, or tampering", ResultCode.INVALID_KEY),
+    ("the exact packet was already executed in this session (replay)", ResultCode.INVALID_PERMISSION),
+    ("command type unknown, or not supported by this hardware", ResultCode.INVALID_COMMAND),
+)
+"""The simulated lock's acceptance rules, in the order it checks them (invented, see above)."""
+
+# --- the session (noke.md §3) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    raw: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> Session:
+        return cls(expect_length(data, SESSION_SIZE, "session"))
+
+    @property
+    def hex(self) -> str:
+        return self.raw.hex()
+
+    @property
+    def battery_mv(self) -> int:
+        return u16le(self.raw, 2)
+
+
+def battery_percent(millivolts: int) -> int:
+    """Core API README: 100 at ≥ 3000 mV, linear from 2800 mV."""
+    if millivolts >= 3000:
+        return 100
+    return max(0, (millivolts - 2800) * 100 // 200)
+
+
+# --- the companion side ---------------------------------------------------------------------
+
+
+def split_commands(command_string: str) -> list[bytes]:
+    """The cloud's ``+``-separated command string → 20-byte packets (empty parts skipped)."""
+    parts = [part for part in command_string.strip().split("+") if part]
+    if not parts:
+        raise RemoteProtocolError("the command string holds no packets")
+    for index, part in enumerate(parts, start=1):
+        if not _COMMAND_PACKET.fullmatch(part):
+            raise RemoteProtocolError(
+                f"command packet {index} of {len(parts)} is not 40 hex digits ({len(part)} chars)"
+            )
+    return [bytes.fromhex(part) for part in parts]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerPacket:
+    """A 0x50 packet: opaque to us, kept whole for the cloud."""
+
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppAnswer:
+    result: ResultCode
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownNotice:
+    lock_state: int
+    timed_out: bool
+
+
+Notification = ServerPacket | AppAnswer | ShutdownNotice
+
+
+def decode_notification(data: bytes) -> Notification:
+    packet = expect_length(data, PACKET_SIZE, "notification")
+    destination = packet[0]
+    if destination == Destination.SERVER:
+        return ServerPacket(packet)
+    if destination == Destination.APP:
+        result = ResultCode(packet[1])
+        if result is ResultCode.SHUTDOWN:
+            return ShutdownNotice(lock_state=packet[2], timed_out=packet[3] != 1)
+        return AppAnswer(result, packet)
+    raise RemoteProtocolError(f"notification for unknown destination 0x{destination:02X}")
+
+
+@dataclass(frozen=True, slots=True)
+class LogKept:
+    packet: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PacketAccepted:
+    index: int
+    done: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    index: int
+    reason: ResultCode
+
+
+@dataclass(frozen=True, slots=True)
+class LockAsleep:
+    index: int
+
+
+Event = LogKept | PacketAccepted | Refused | LockAsleep
+
+
+@dataclass
+class CompanionSession:
+    """Writes a batch one packet at a time; the next only after the lock's app answer.
+
+    ``next_packet()`` says what to write (None while waiting or when finished); ``receive()``
+    takes every notification. Server packets are kept in ``server_packets`` in arrival order.
+    Stops at the first refusal (noke.md §4.3: continuing after 0x61/0x63 only piles up errors).
+    """
+
+    packets: Sequence[bytes]
+    server_packets: list[bytes] = field(default_factory=list)
+    _index: int = 0
+    _awaiting: bool = False
+    _stopped: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.packets:
+            raise LocalProtocolError("a command batch needs at least one packet")
+        for packet in self.packets:
+            if len(packet) != PACKET_SIZE:
+                raise LocalProtocolError(f"command packets are 20 bytes, not {len(packet)}")
+
+    @property
+    def done(self) -> bool:
+        return self._index == len(self.packets)
+
+    @property
+    def packets_sent(self) -> int:
+        return self._index + (1 if self._awaiting else 0)
+
+    def next_packet(self) -> bytes | None:
+        if self._awaiting or self._stopped or self.done:
+            return None
+        self._awaiting = True
+        return bytes(self.packets[self._index])
+
+    def receive(self, notification: bytes) -> Event:
+        message = decode_notification(notification)
+        if isinstance(message, ServerPacket):
+            self.server_packets.append(message.raw)
+            return LogKept(message.raw)
+        if isinstance(message, ShutdownNotice):
+            self._stopped = True
+            return LockAsleep(self._index)
+        if not self._awaiting:
+            raise RemoteProtocolError(
+                f"the lock answered 0x{message.result.value:02X} with no command pending"
+            )
+        self._awaiting = False
+        if message.result is not ResultCode.SUCCESS:
+            self._stopped = True
+            return Refused(self._index, message.result)
+        self._index += 1
+        return PacketAccepted(self._index - 1, self.done)
+
+
+# --- the shared secret arithmetic (public: noke.md §6) --------------------------------------
+
+
+def combined_key(key: bytes, session: bytes) -> bytes:
+    """Bytewise ``(key[i] + session[i]) mod 256`` over session bytes 0-15."""
+    if len(key) != KEY_SIZE or len(session) < KEY_SIZE:
+        raise LocalProtocolError("a combined key needs a 16-byte key and a 20-byte session")
+    return bytes((k + s) & 0xFF for k, s in zip(key, session[:KEY_SIZE], strict=False))
+
+
+def _aes_ecb(key: bytes, block: bytes, *, forward: bool) -> bytes:
+    cipher = Cipher(algorithms.AES(key), modes.ECB())
+    worker = cipher.encryptor() if forward else cipher.decryptor()
+    return worker.update(block) + worker.finalize()
+
+
+def seal_block(key: bytes, block: bytes) -> bytes:
+    """What a sender (phone, cloud) does: one block of AES-128 *decryption*."""
+    return _aes_ecb(key, block, forward=False)
+
+
+def open_block(key: bytes, block: bytes) -> bytes:
+    """What the lock does: the forward cipher, undoing :func:`seal_block`."""
+    return _aes_ecb(key, block, forward=True)
+
+
+# --- cloud side (used by the simulated cloud) -----------------------------------------------
+
+
+def _tagged(header: bytes, body12: bytes) -> bytes:
+    return body12 + crc32(header, body12).to_bytes(4, "little")
+
+
+def encode_command(
+    combined: bytes, command: CommandType, *, argument: int, unix_time: int, batch_id: int,
+    remaining: int,
+) -> bytes:
+    header = bytes([0x00, 0x00, batch_id & 0xFF, remaining])
+    body12 = bytes([command, argument]) + (unix_time & 0xFFFFFFFF).to_bytes(4, "little")
+    body12 += bytes(6)
+    return header + seal_block(combined, _tagged(header, body12))
+
+
+def cloud_command_string(
+    lock_key: bytes, session: bytes, action: str, *, unix_time: int, batch_id: int, setup: bool
+) -> str:
+    """The ``data.commands`` the cloud answers /unlock/ or /unshackle/ with."""
+    if action not in ("unlock", "unshackle"):
+        raise LocalProtocolError(f"no command string for action {action!r}")
+    combined = combined_key(lock_key, session)
+    plan = [(CommandType.SETUP, 0)] if setup else []
+    plan.append((CommandType.UNLOCK, UNSHACKLE_ARGUMENT if action == "unshackle" else 0))
+    packets = [
+        encode_command(
+            combined, command, argument=argument, unix_time=unix_time, batch_id=batch_id,
+            remaining=len(plan) - 1 - position,
+        )
+        for position, (command, argument) in enumerate(plan)
+    ]
+    return "+".join(packet.hex() for packet in packets)
+
+
+@dataclass(frozen=True, slots=True)
+class LockRecord:
+    """A server record opened by the cloud."""
+
+    record_type: RecordType | int
+    sequence: int
+    event: int
+    unix_time: int
+    battery_mv: int
+    counter: int
+
+
+def open_server_packet(lock_key: bytes, session: bytes, packet: bytes) -> LockRecord:
+    """The cloud's view of an uploaded 0x50 packet; refuses one not made by this lock+session."""
+    packet = expect_length(packet, PACKET_SIZE, "server packet")
+    if packet[0] != Destination.SERVER:
+        raise RemoteProtocolError(f"not a server packet (destination 0x{packet[0]:02X})")
+    header, body = packet[:4], open_block(combined_key(lock_key, session), packet[4:])
+    if crc32(header, body[:12]) != u32le(body, 12):
+        raise RemoteProtocolError("server packet does not authenticate for this lock and session")
+    record_type: RecordType | int = (
+        RecordType(packet[1]) if packet[1] in RecordType._value2member_map_ else packet[1]
+    )
+    return LockRecord(
+        record_type=record_type,
+        sequence=packet[2],
+        event=body[0],
+        unix_time=u32le(body, 2),
+        battery_mv=u16le(body, 6),
+        counter=u16le(body, 8),
+    )
+
+
+# --- lock side (used by the simulated lock) -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An authenticated command, as the lock executes it."""
+
+    command: CommandType
+    argument: int
+    unix_time: int
+    batch_id: int
+    remaining: int
+
+
+def answer(result: ResultCode, *, batch_id: int = 0, remaining: int = 0) -> bytes:
+    return bytes([Destination.APP, result, batch_id & 0xFF, remaining]) + bytes(16)
+
+
+def shutdown_notice(lock_state: int, *, timed_out: bool) -> bytes:
+    return bytes([Destination.APP, ResultCode.SHUTDOWN, lock_state, 0 if timed_out else 1]) + bytes(
+        16
+    )
+
+
+def seal_server_packet(
+    combined: bytes, record_type: RecordType, *, sequence: int, event: int, unix_time: int,
+    battery_mv: int, counter: int,
+) -> bytes:
+    header = bytes([Destination.SERVER, record_type, sequence & 0xFF, 0x00])
+    body12 = (
+        bytes([event, 0])
+        + (unix_time & 0xFFFFFFFF).to_bytes(4, "little")
+        + battery_mv.to_bytes(2, "little")
+        + (counter & 0xFFFF).to_bytes(2, "little")
+        + bytes(2)
+    )
+    return header + seal_block(combined, _tagged(header, body12))
+
+
+class LockSession:
+    """One connection's worth of the lock's checks (:data:`REFUSAL_RULES`, in order)."""
+
+    def __init__(self, lock_key: bytes, session: bytes, *, can_unshackle: bool) -> None:
+        self.combined = combined_key(lock_key, session)
+        self._can_unshackle = can_unshackle
+        self._executed: set[bytes] = set()
+        self._batch: tuple[int, int] | None = None  # (batch id, packets still expected)
+
+    def accept(self, packet: bytes) -> Command | ResultCode:
+        if len(packet) != PACKET_SIZE:
+            return ResultCode.INVALID_DATA
+        header, body = packet[:4], open_block(self.combined, packet[4:])
+        if crc32(header, body[:12]) != u32le(body, 12):
+            return ResultCode.INVALID_KEY
+        if packet in self._executed:
+            return ResultCode.INVALID_PERMISSION
+        batch_id, remaining = header[2], header[3]
+        if self._batch is not None and self._batch[0] == batch_id and remaining != self._batch[1]:
+            return ResultCode.INVALID_DATA
+        if body[0] not in CommandType._value2member_map_ or (
+            body[0] == CommandType.UNLOCK
+            and body[1] == UNSHACKLE_ARGUMENT
+            and not self._can_unshackle
+        ):
+            return ResultCode.INVALID_COMMAND
+        self._executed.add(bytes(packet))
+        self._batch = (batch_id, remaining - 1) if remaining else None
+        return Command(
+            command=CommandType(body[0]),
+            argument=body[1],
+            unix_time=u32le(body, 2),
+            batch_id=batch_id,
+            remaining=remaining,
+        )
+
+
+def session_from_hex(text: str) -> bytes:
+    """A session as the cloud receives it: 40 hex digits, either case (noke.md §3)."""
+    return hex_bytes(text, SESSION_SIZE, "session")
+
+
+# --- offline unlock, companion side (public algorithm: noke.md §6.2, vectors §14) ------------
+
+
+def build_offline_unlock(
+    offline_key: bytes, unlock_command: bytes, session: bytes, unix_time: int | None
+) -> bytes:
+    """The packet Nokē's Android library builds; ``unix_time=None`` is the scheduled variant."""
+    if len(offline_key) != KEY_SIZE or len(unlock_command) != PACKET_SIZE:
+        raise LocalProtocolError("an offline key is 16 bytes and an unlock command 20")
+    header, body = unlock_command[:4], bytearray(unlock_command[4:])
+    if unix_time is not None:
+        body[2:6] = (unix_time & 0xFFFFFFFF).to_bytes(4, "little")
+        body[15] = sum(body[:15]) & 0xFF
+    return header + seal_block(combined_key(offline_key, session), bytes(body))
