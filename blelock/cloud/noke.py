@@ -1,0 +1,257 @@
+"""The Nokē Core API client: command strings for online unlocks, lock info, log upload.
+
+Every call is a JSON ``POST`` with ``Authorization: Bearer <key>``: the server API key, except
+``/upload/`` which takes the *mobile* API key (vendor doc). The keys leave this object only
+through that header; they are never in its repr, in a log line or in an exception's text.
+
+The answer's envelope decides the outcome (noke.md §9.5): ``error_code`` 2 → :class:`AuthFailed`,
+6 / 7 → :class:`UnknownLock`, 3 → :class:`CloudRejected` "malformed", any other non-zero code or
+``result == "failure"`` → :class:`CloudRejected` carrying the code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from blelock.cloud._http import json_body, make_client, map_http_errors
+from blelock.cloud.noke_models import (
+    CommandsData,
+    Envelope,
+    LockInfo,
+    LocksData,
+    LocksRequest,
+    UnlockRequest,
+    UploadLog,
+    UploadRequest,
+)
+from blelock.config import Timeouts
+from blelock.errors import AuthFailed, CloudRejected, ConfigError, UnknownLock
+from blelock.model import LogRecord, MacAddress
+
+__all__ = ["NokeCloud"]
+
+_PACKET = re.compile(r"[0-9A-Fa-f]{40}")
+_MAX_CLOUD_MESSAGE = 200
+"""Characters of the cloud's own ``message`` quoted in an error (it is free text)."""
+
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
+
+_MOBILE_KEY_HINT = "check the mobile API key (noke_mobile_key / BLELOCK_NOKE_MOBILE_KEY)"
+_BUG_HINT = "report it with `--debug` output; the vendor's API may have changed"
+
+
+class NokeCloud:
+    """One Nokē Core API endpoint (sandbox or production) and its keys.
+
+    Use as ``async with NokeCloud(url, key, ...) as cloud:`` (or call :meth:`aclose`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr | str,
+        *,
+        mobile_key: SecretStr | str | None = None,
+        timeouts: Timeouts | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._api_key = _secret(api_key)
+        self._mobile_key = None if mobile_key is None else _secret(mobile_key)
+        self._client = make_client(
+            base_url if base_url.endswith("/") else base_url + "/",
+            timeouts or Timeouts(),
+            transport=transport,
+        )
+        self.host: str = self._client.base_url.host
+
+    def __repr__(self) -> str:
+        mobile = "set" if self._mobile_key is not None else "none"
+        return f"NokeCloud(base_url={str(self._client.base_url)!r}, mobile_key={mobile})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # --- endpoints ------------------------------------------------------------------------
+
+    async def unlock_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> str:
+        """``/unlock/``: the ``+``-separated packets to write to the lock for this session."""
+        return await self._commands("unlock", mac, session_hex, tracking_key)
+
+    async def unshackle_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> str:
+        """``/unshackle/`` (HD padlocks): as :meth:`unlock_commands`, but frees the shackle."""
+        return await self._commands("unshackle", mac, session_hex, tracking_key)
+
+    async def locks(self, macs: Sequence[MacAddress] | None = None) -> list[LockInfo]:
+        """``/lock/``: what the cloud knows of these locks (``None``: every lock of the company)."""
+        body = LocksRequest(macs=list(macs) if macs is not None else None)
+        envelope = await self._post("lock", body, mac=_one(macs))
+        return _validate(LocksData, envelope.data, "lock", self.host).locks
+
+    async def upload(self, records: Sequence[LogRecord]) -> None:
+        """``/upload/``: hand the locks' server records over, grouped per (lock, session).
+
+        Raises :class:`ConfigError` if no mobile key is configured (the route takes no other).
+        Returns when the cloud acknowledged all of them (``error_code == 0``).
+        """
+        if self._mobile_key is None:
+            raise ConfigError(
+                "uploading lock logs to the Nokē cloud needs the mobile API key, "
+                "and none is configured",
+                hint="set noke_mobile_key in the config file or BLELOCK_NOKE_MOBILE_KEY",
+            )
+        if not records:
+            return
+        groups: dict[tuple[MacAddress, str], list[LogRecord]] = {}
+        for record in records:
+            groups.setdefault((record.lock_id, record.session), []).append(record)
+        body = UploadRequest(
+            logs=[
+                UploadLog(
+                    session=session,
+                    mac=mac,
+                    # Android keeps the first packet's time for the session (noke.md §7.1).
+                    received_time=min(record.received_at for record in group),
+                    responses=[record.payload for record in group],
+                )
+                for (mac, session), group in groups.items()
+            ]
+        )
+        macs = {mac for mac, _ in groups}
+        await self._post(
+            "upload", body, mac=next(iter(macs)) if len(macs) == 1 else None, mobile=True
+        )
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _commands(
+        self, route: str, mac: MacAddress, session_hex: str, tracking_key: str | None
+    ) -> str:
+        body = UnlockRequest(mac=mac, session=session_hex, tracking_key=tracking_key)
+        envelope = await self._post(route, body, mac=mac)
+        data = _validate(CommandsData, envelope.data, route, self.host)
+        return _check_commands(data.commands, route, self.host)
+
+    async def _post(
+        self, route: str, body: BaseModel, *, mac: str | None, mobile: bool = False
+    ) -> Envelope:
+        key = self._mobile_key if mobile else self._api_key
+        if key is None:  # upload() checks first; reaching here is a bug
+            raise RuntimeError("no mobile API key for /upload/")
+        payload = body.model_dump(mode="json", exclude_none=True)
+        headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
+        with map_http_errors(self.host):
+            response = await self._client.post(f"{route}/", json=payload, headers=headers)
+        try:
+            answer = json_body(response)
+        except AuthFailed as exc:
+            if mobile:
+                exc.hint = _MOBILE_KEY_HINT
+            raise
+        envelope = _validate(Envelope, answer, route, self.host)
+        if not envelope.ok:
+            raise _envelope_error(envelope, route, self.host, mac, response.status_code)
+        return envelope
+
+
+def _secret(value: SecretStr | str) -> SecretStr:
+    secret = value if isinstance(value, SecretStr) else SecretStr(value)
+    if not secret.get_secret_value().strip():
+        raise ConfigError(
+            "a Nokē API key is empty",
+            hint="set noke_api_key / noke_mobile_key in the config file or the environment",
+        )
+    return secret
+
+
+def _one(macs: Sequence[MacAddress] | None) -> MacAddress | None:
+    return macs[0] if macs is not None and len(macs) == 1 else None
+
+
+def _validate(model: type[_ModelT], value: Any, route: str, host: str) -> _ModelT:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        if model is not Envelope:
+            where = f"data.{where}" if first["loc"] else "data"
+        raise CloudRejected(
+            f"the Nokē cloud at {host} answered /{route}/ with an unexpected shape: "
+            f"{where} ({first['msg'].lower()})",
+            hint=_BUG_HINT,
+        ) from None
+
+
+def _envelope_error(
+    envelope: Envelope, route: str, host: str, mac: str | None, status: int
+) -> CloudRejected:
+    code = envelope.error_code
+    said = envelope.message.strip()[:_MAX_CLOUD_MESSAGE] or "no message"
+    if code == 2:
+        return AuthFailed(
+            f"the Nokē cloud at {host} refused the API key for /{route}/: {said}",
+            status=status,
+            error_code=code,
+            hint=_MOBILE_KEY_HINT if route == "upload" else None,
+        )
+    if code in (6, 7):
+        which = f"lock {mac}" if mac else "a lock in the request"
+        why = "not in your company" if code == 6 else "lock not found"
+        return UnknownLock(
+            f"the Nokē cloud at {host} does not know {which} ({why}: {said})",
+            status=status,
+            error_code=code,
+        )
+    if code == 3:
+        return CloudRejected(
+            f"the cloud says the request is malformed: {said} (/{route}/ at {host})",
+            status=status,
+            error_code=code,
+            hint="check the lock's MAC; if it persists, " + _BUG_HINT,
+        )
+    hint = "the cloud has trouble on its side; try again later" if code == 1 else _BUG_HINT
+    return CloudRejected(
+        f"the Nokē cloud at {host} refused /{route}/ (error_code {code}, "
+        f"result {envelope.result!r}): {said}",
+        status=status,
+        error_code=code,
+        hint=hint,
+    )
+
+
+def _check_commands(commands: str, route: str, host: str) -> str:
+    parts = [part for part in commands.strip().split("+") if part]
+    if not parts:
+        raise CloudRejected(
+            f"the Nokē cloud at {host} answered /{route}/ without any command packet",
+            hint=_BUG_HINT,
+        )
+    for index, part in enumerate(parts, start=1):
+        if not _PACKET.fullmatch(part):
+            raise CloudRejected(
+                f"the Nokē cloud at {host} answered /{route}/ with a bad command packet: "
+                f"packet {index} of {len(parts)} is not 40 hex digits ({len(part)} characters)",
+                hint=_BUG_HINT,
+            )
+    return "+".join(parts)

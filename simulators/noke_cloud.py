@@ -1,0 +1,408 @@
+"""A simulated Nokē Core API: a Starlette app with its own server-side schemas from the vendor doc.
+
+It is served over real HTTP on 127.0.0.1 (uvicorn) for end-to-end runs, or through
+``httpx.ASGITransport(app=create_app(state))`` in unit tests. It does not use blelock's client
+models: it reads requests the way the vendor documents them (``shared/vendor-docs``, noke.md §7,
+§9), so a client that drifts from the documentation fails here.
+
+Rules (what is public is followed; the rest is marked as our choice):
+
+* Every route is ``POST`` with a JSON body, with or without its trailing slash.
+* ``Authorization: Bearer <api key>``; ``/upload/`` takes the *mobile* key instead. A wrong or
+  missing key → HTTP 401 with the envelope, ``error_code`` 2.
+* API-level errors are HTTP 200 with ``result: "failure"`` and the documented ``error_code``
+  (3 malformed input, 4 wrong method, 5 no such endpoint, 7 lock not found); HTTP status codes
+  for API errors are not public (noke.md §9.5), so 429 / 500 are kept for injected faults.
+* ``/unlock/`` and ``/unshackle/`` answer ``data.commands`` sealed for the lock's key and the
+  session by :func:`blelock.protocol.noke.cloud_command_string`, with a setup command first while
+  the lock is ``setup_pending``.
+* ``/upload/`` de-duplicates records on (mac, session, response) so at-least-once delivery is
+  safe (our choice, noke.md §7.6) and hands each new record to
+  :meth:`NokeCloudState.record_uploaded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import hmac
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from blelock.protocol.noke import cloud_command_string
+
+__all__ = [
+    "CloudFaults",
+    "IssuedCommands",
+    "NokeCloudState",
+    "RegisteredLock",
+    "UploadedRecord",
+    "create_app",
+]
+
+_MAC = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
+_HEX40 = r"^[0-9A-Fa-f]{40}$"
+_OK_MESSAGE = "Command successfully completed"
+
+
+# --- the world the cloud knows --------------------------------------------------------------
+
+
+@dataclass
+class RegisteredLock:
+    mac: str
+    """``AA:BB:CC:DD:EE:FF``."""
+    key: bytes
+    """The lock's 16-byte base key, shared with the simulated lock."""
+    hw_version: str
+    fw_version: str
+    serial: str
+    setup_pending: bool = True
+    """A new lock is set up by its first online unlock."""
+    created_by: str = "blelock simulator"
+    created_date: str = "2018-04-04T16:00:00Z"
+    setup_count: int = 0
+    internal_battery: int = 0
+    external_battery: int = 0
+
+
+@dataclass
+class CloudFaults:
+    """Switches a test or benchmark flips; counts are "the next N requests", -1 = always."""
+
+    fail_with_500: int = 0
+    garbage_json: int = 0
+    rate_limit: int = 0
+    retry_after_s: int = 2
+    """The ``Retry-After`` (seconds) sent with an injected 429."""
+    latency_s: float = 0.0
+    """Added to every request; part of the benchmark's latency model."""
+
+    @staticmethod
+    def _take(count: int) -> tuple[bool, int]:
+        if count == 0:
+            return False, 0
+        return True, count if count < 0 else count - 1
+
+    def draw(self) -> str | None:
+        """Which fault (if any) answers this request; uses up one of its count."""
+        for name in ("rate_limit", "fail_with_500", "garbage_json"):
+            hit, left = self._take(getattr(self, name))
+            if hit:
+                setattr(self, name, left)
+                return name
+        return None
+
+
+@dataclass(frozen=True)
+class IssuedCommands:
+    """One command batch the cloud handed out."""
+
+    mac: str
+    action: str
+    session: str
+    """Lower-case hex."""
+    tracking_key: str | None
+    batch_id: int
+    setup: bool
+    unix_time: int
+    commands: str
+
+
+@dataclass(frozen=True)
+class UploadedRecord:
+    mac: str
+    """Upper-case."""
+    session: str
+    """Lower-case hex."""
+    response: str
+    """The 0x50 packet, lower-case hex."""
+    received_time: int
+
+
+@dataclass
+class NokeCloudState:
+    locks: dict[str, RegisteredLock] = field(default_factory=dict)
+    """By upper-case MAC."""
+    api_key: str = "sim-noke-api-key"
+    mobile_key: str = "sim-noke-mobile-key"
+    faults: CloudFaults = field(default_factory=CloudFaults)
+
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Requests received per route (``"unlock"``, …), faulted ones included."""
+    faulted: collections.Counter[str] = field(default_factory=collections.Counter)
+    """Requests answered by an injected fault, per fault name."""
+    commands_issued: list[IssuedCommands] = field(default_factory=list)
+    uploaded: dict[tuple[str, str, str], UploadedRecord] = field(default_factory=dict)
+    """Distinct records, by (mac, session, response)."""
+    records_received: int = 0
+    """Every record in every accepted upload, duplicates included."""
+    records_duplicate: int = 0
+    _batch_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.locks = {mac.upper(): lock for mac, lock in self.locks.items()}
+
+    def add_lock(self, lock: RegisteredLock) -> RegisteredLock:
+        self.locks[lock.mac.upper()] = lock
+        return lock
+
+    def find_lock(self, mac: str) -> RegisteredLock | None:
+        return self.locks.get(mac.upper())
+
+    def next_batch_id(self) -> int:
+        self._batch_id = self._batch_id % 255 + 1
+        return self._batch_id
+
+    def record_uploaded(self, record: UploadedRecord) -> None:
+        """Called once for each new (non-duplicate) uploaded record, after it is stored.
+
+        The hook where the cloud reads what locks report, e.g. the setup acknowledgement that
+        clears :attr:`RegisteredLock.setup_pending`. This base cloud only keeps the record.
+        """
+
+
+# --- server-side schemas, from the vendor documentation -------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+_SchemaT = TypeVar("_SchemaT", bound=BaseModel)
+
+Mac = Annotated[str, Field(pattern=_MAC)]
+Hex40 = Annotated[str, Field(pattern=_HEX40)]
+
+
+class LockQuery(_Body):
+    macs: list[Mac] | None = None
+    serials: list[str] | None = None
+
+
+class CommandRequest(_Body):
+    mac: Mac
+    session: Hex40
+    tracking_key: str | None = None
+
+
+class UploadEntry(_Body):
+    session: Hex40
+    mac: Mac
+    received_time: StrictInt
+    """An integer (the vendor's 2018 fix turned a string into an int, noke.md §7.1)."""
+    responses: list[Hex40]
+
+
+class UploadBody(_Body):
+    logs: list[UploadEntry]
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+def _envelope(
+    request: str,
+    *,
+    data: Any = None,
+    error_code: int = 0,
+    message: str = _OK_MESSAGE,
+    status: int = 200,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "result": "success" if error_code == 0 else "failure",
+        "message": message,
+        "error_code": error_code,
+        "data": {} if data is None else data,
+        "request": request,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status)
+
+
+class _Refusal(Exception):
+    """An API-level error: answered as the envelope with this error_code."""
+
+    def __init__(self, error_code: int, message: str, status: int = 200) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+        self.status = status
+
+
+def _parse(schema: type[_SchemaT], raw: bytes, *, empty_ok: bool = False) -> _SchemaT:
+    if empty_ok and not raw.strip():
+        raw = b"{}"
+    try:
+        return schema.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise _Refusal(3, f"Invalid input: {where}: {first['msg']}") from None
+
+
+Handler = Callable[[NokeCloudState, bytes, Callable[[], int]], Awaitable[JSONResponse]]
+
+
+async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
+    query = _parse(LockQuery, raw, empty_ok=True)
+    if query.macs is None and query.serials is None:
+        chosen = list(state.locks.values())
+    else:
+        wanted = {mac.upper() for mac in query.macs or ()}
+        missing = sorted(mac for mac in wanted if mac not in state.locks)
+        if missing:
+            raise _Refusal(7, f"Lock not found: {', '.join(missing)}")
+        serials = set(query.serials or ())
+        chosen = [
+            lock for mac, lock in state.locks.items() if mac in wanted or lock.serial in serials
+        ]
+    locks: list[dict[str, Any]] = [
+        {
+            "mac": lock.mac.upper(),
+            "created_by": lock.created_by,
+            "created_date": lock.created_date,
+            "setup_count": lock.setup_count,
+            "hw_version": lock.hw_version,
+            "fw_version": lock.fw_version,
+            "serial": lock.serial,
+            "internal_battery": lock.internal_battery,
+            "external_battery": lock.external_battery,
+            "status": "awaiting setup" if lock.setup_pending else "ready",
+            "flags": [],
+        }
+        for lock in chosen
+    ]
+    return _envelope("lock", data={"locks": locks})
+
+
+def _commands(action: str) -> Handler:
+    async def handle(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
+        body = _parse(CommandRequest, raw)
+        lock = state.find_lock(body.mac)
+        if lock is None:
+            raise _Refusal(7, f"Lock not found: {body.mac.upper()}")
+        batch = IssuedCommands(
+            mac=lock.mac.upper(),
+            action=action,
+            session=body.session.lower(),
+            tracking_key=body.tracking_key,
+            batch_id=state.next_batch_id(),
+            setup=lock.setup_pending,
+            unix_time=clock(),
+            commands="",
+        )
+        commands = cloud_command_string(
+            lock.key,
+            bytes.fromhex(body.session),
+            action,
+            unix_time=batch.unix_time,
+            batch_id=batch.batch_id,
+            setup=batch.setup,
+        )
+        state.commands_issued.append(dataclasses.replace(batch, commands=commands))
+        return _envelope(action, data={"commands": commands}, token=secrets.token_hex(16))
+
+    return handle
+
+
+async def _upload(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
+    body = _parse(UploadBody, raw)
+    for entry in body.logs:
+        for response in entry.responses:
+            record = UploadedRecord(
+                mac=entry.mac.upper(),
+                session=entry.session.lower(),
+                response=response.lower(),
+                received_time=entry.received_time,
+            )
+            state.records_received += 1
+            key = (record.mac, record.session, record.response)
+            if key in state.uploaded:
+                state.records_duplicate += 1
+                continue
+            state.uploaded[key] = record
+            state.record_uploaded(record)
+    return _envelope("upload")
+
+
+_ROUTES: dict[str, Handler] = {
+    "lock": _lock,
+    "unlock": _commands("unlock"),
+    "unshackle": _commands("unshackle"),
+    "upload": _upload,
+}
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _fault_response(fault: str, name: str, faults: CloudFaults) -> Response:
+    if fault == "rate_limit":
+        return PlainTextResponse(
+            "Too Many Requests",
+            status_code=429,
+            headers={"Retry-After": str(faults.retry_after_s)},
+        )
+    if fault == "fail_with_500":
+        return _envelope(name, error_code=1, message="Internal server error", status=500)
+    return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
+
+
+def create_app(
+    state: NokeCloudState, *, clock: Callable[[], int] = lambda: int(time.time())
+) -> Starlette:
+    """The simulated Core API over ``state``; ``clock`` stamps the commands it issues."""
+
+    def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def handle(request: Request) -> Response:
+            state.requests[name] += 1
+            if state.faults.latency_s > 0:
+                await asyncio.sleep(state.faults.latency_s)
+            if (fault := state.faults.draw()) is not None:
+                state.faulted[fault] += 1
+                return _fault_response(fault, name, state.faults)
+            if request.method != "POST":
+                return _envelope(name, error_code=4, message="Wrong method: use POST")
+            expected = state.mobile_key if name == "upload" else state.api_key
+            given = _bearer(request)
+            if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+                return _envelope(
+                    name, error_code=2, message="API key invalid or missing", status=401
+                )
+            try:
+                return await handler(state, await request.body(), clock)
+            except _Refusal as refusal:
+                return _envelope(
+                    name,
+                    error_code=refusal.error_code,
+                    message=refusal.message,
+                    status=refusal.status,
+                )
+
+        return handle
+
+    async def no_such_endpoint(request: Request) -> Response:
+        return _envelope("unknown", error_code=5, message="Invalid endpoint")
+
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    routes = [
+        Route(path, endpoint(name, handler), methods=methods)
+        for name, handler in _ROUTES.items()
+        for path in (f"/{name}/", f"/{name}")
+    ]
+    routes.append(Route("/{path:path}", no_such_endpoint, methods=methods))
+    return Starlette(routes=routes)
