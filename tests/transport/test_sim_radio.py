@@ -1,0 +1,486 @@
+"""The simulated radio through bleak's public API: a toy peripheral on a RadioServer in the
+test's own loop, reached by ``BleakScanner`` / ``BleakClient`` with the sim backends."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from bleak import BleakClient, BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from bleak_retry_connector import establish_connection
+
+from simulators.bleak_backend import CCCD_UUID, SimBleakClient, SimBleakScanner
+from simulators.faults import LinkFaults, parse_fault
+from simulators.radio import (
+    ATT_READ_NOT_PERMITTED,
+    Advertisement,
+    CharacteristicSpec,
+    GattRefused,
+    LatencyModel,
+    Radio,
+    RadioServer,
+    ServiceSpec,
+)
+
+TINY = LatencyModel(
+    advertising_interval_s=0.001,
+    connect_s=0.001,
+    connection_interval_s=0.001,
+    write_round_trip_s=0.001,
+)
+WAIT = 5.0
+"""Only a bound on a wait for an event that should come much sooner; never a sync sleep."""
+
+ECHO_SERVICE = "5e1f0000-0000-4000-8000-00000000e000"
+OTHER_SERVICE = "5e1f0000-0000-4000-8000-00000000f000"
+VALUE = "5e1f0001-0000-4000-8000-00000000e000"  # read
+RX = "5e1f0002-0000-4000-8000-00000000e000"  # write, write-without-response
+TX = "5e1f0003-0000-4000-8000-00000000e000"  # notify
+BOOM = "5e1f0004-0000-4000-8000-00000000e000"  # read, and the toy crashes on it
+ECHO = "AA:BB:CC:00:00:01"
+OTHER = "AA:BB:CC:00:00:02"
+VALUE_NOT_ALLOWED = 0x13
+
+
+@dataclass
+class Toy:
+    """Echo-ish: reads "hello", answers each write with one notification of it reversed."""
+
+    address: str
+    name: str
+    service_uuid: str = ECHO_SERVICE
+    connects: int = 0
+    disconnects: int = 0
+    written: list[bytes] = field(default_factory=list)
+
+    def advertisement(self) -> Advertisement | None:
+        return Advertisement(
+            local_name=self.name,
+            manufacturer_data={0x0059: b"\x01\x02"},
+            service_uuids=(self.service_uuid,),
+            service_data={},
+            rssi=-50,
+        )
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        return (
+            ServiceSpec(
+                self.service_uuid,
+                (
+                    CharacteristicSpec(VALUE, ("read",)),
+                    CharacteristicSpec(RX, ("write", "write-without-response")),
+                    CharacteristicSpec(TX, ("notify",)),
+                    CharacteristicSpec(BOOM, ("read",)),
+                ),
+            ),
+        )
+
+    def on_connect(self) -> None:
+        self.connects += 1
+
+    def on_disconnect(self) -> None:
+        self.disconnects += 1
+
+    def on_read(self, char_uuid: str) -> bytes:
+        if char_uuid == BOOM:
+            raise RuntimeError("the toy exploded")
+        return b"hello"
+
+    def on_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
+        if data == b"bad":
+            raise GattRefused(VALUE_NOT_ALLOWED, "the toy dislikes 'bad'")
+        self.written.append(data)
+        return [(TX, data[::-1])]
+
+    def on_subscribe(self, char_uuid: str, enabled: bool) -> None:
+        pass
+
+
+@dataclass
+class Air:
+    radio: Radio
+    server: RadioServer
+    echo: Toy
+    other: Toy
+
+    @property
+    def faults(self) -> LinkFaults:
+        return self.radio.faults_of(ECHO)
+
+
+@pytest.fixture
+async def air(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Air]:
+    radio = Radio(TINY)
+    echo = Toy(ECHO, "ECHO-1")
+    other = Toy(OTHER, "OTHER-2", service_uuid=OTHER_SERVICE)
+    radio.add(echo)
+    radio.add(other)
+    server = await RadioServer.start(radio, host="127.0.0.1", port=0)
+    monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
+    yield Air(radio, server, echo, other)
+    await server.close()
+
+
+async def find(address: str) -> BLEDevice:
+    device = await BleakScanner.find_device_by_filter(
+        lambda d, _ad: d.address == address, timeout=WAIT, backend=SimBleakScanner
+    )
+    assert device is not None
+    return device
+
+
+async def hear(until: str, times: int, service_uuids: list[str] | None = None) -> dict[str, int]:
+    """Scan until ``until`` was heard ``times`` times; how often each address was heard."""
+    heard: collections.Counter[str] = collections.Counter()
+    enough = asyncio.Event()
+
+    def callback(device: BLEDevice, _adv: AdvertisementData) -> None:
+        heard[device.address] += 1
+        if heard[until] >= times:
+            enough.set()
+
+    async with (
+        BleakScanner(callback, service_uuids, backend=SimBleakScanner),
+        asyncio.timeout(WAIT),
+    ):
+        await enough.wait()
+    return dict(heard)
+
+
+class Notifications:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def __call__(self, _char: object, data: bytearray) -> None:
+        self.queue.put_nowait(bytes(data))
+
+    async def next(self) -> bytes:
+        async with asyncio.timeout(WAIT):
+            return await self.queue.get()
+
+
+class Disconnects:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.count = 0
+
+    def __call__(self, _client: BleakClient) -> None:
+        self.count += 1
+        self.event.set()
+
+    async def wait(self) -> None:
+        async with asyncio.timeout(WAIT):
+            await self.event.wait()
+
+
+# --- scanning ----------------------------------------------------------------------------------
+
+
+async def test_scan_finds_the_peripheral_with_its_advertisement(air: Air) -> None:
+    seen: list[AdvertisementData] = []
+
+    def wanted(device: BLEDevice, adv: AdvertisementData) -> bool:
+        seen.append(adv)
+        return device.address == ECHO
+
+    device = await BleakScanner.find_device_by_filter(wanted, timeout=WAIT, backend=SimBleakScanner)
+    assert device is not None
+    assert device.name == "ECHO-1"
+    assert device.details == {"source": "sim", "radio": air.server.address}
+    adv = next(a for a in seen if a.local_name == "ECHO-1")
+    assert adv.manufacturer_data == {0x0059: b"\x01\x02"}
+    assert adv.service_uuids == [ECHO_SERVICE]
+    assert adv.rssi == -50
+
+
+async def test_discover_lists_every_advertiser(air: Air) -> None:
+    found = await BleakScanner.discover(timeout=0.1, return_adv=True, backend=SimBleakScanner)
+    assert set(found) == {ECHO, OTHER}
+    assert found[OTHER][1].local_name == "OTHER-2"
+
+
+async def test_service_filter_excludes_other_advertisers(air: Air) -> None:
+    heard = await hear(until=ECHO, times=3, service_uuids=[ECHO_SERVICE.upper()])
+    assert OTHER not in heard
+
+
+async def test_out_of_range_is_not_heard_and_cannot_be_connected(air: Air) -> None:
+    device = await find(ECHO)
+    air.faults.out_of_range = True
+
+    heard = await hear(until=OTHER, times=3)  # ECHO advertises as often, had it been in range
+
+    assert ECHO not in heard
+    with pytest.raises(BleakDeviceNotFoundError, match="not found"):
+        await BleakClient(device, backend=SimBleakClient).connect()
+    assert air.echo.connects == 0
+
+
+async def test_unknown_address_is_not_found(air: Air) -> None:
+    with pytest.raises(BleakDeviceNotFoundError) as caught:
+        await BleakClient("00:11:22:33:44:55", backend=SimBleakClient).connect()
+    assert caught.value.identifier == "00:11:22:33:44:55"
+
+
+# --- a connection ------------------------------------------------------------------------------
+
+
+async def test_read_write_notify_round_trip(air: Air) -> None:
+    device = await find(ECHO)
+    notes = Notifications()
+    async with BleakClient(device, backend=SimBleakClient) as client:
+        assert client.is_connected
+        assert client.name == "ECHO-1"
+        assert client.mtu_size == 23
+        tx = client.services.get_characteristic(TX)
+        assert tx is not None
+        assert [d.uuid for d in tx.descriptors] == [CCCD_UUID]
+
+        assert await client.read_gatt_char(VALUE) == b"hello"
+        await client.write_gatt_char(RX, b"unheard", response=True)  # nobody subscribed yet
+        await client.start_notify(TX, notes)
+        assert await client.read_gatt_descriptor(tx.descriptors[0].handle) == b"\x01\x00"
+        await client.write_gatt_char(RX, b"abc", response=False)
+        await client.write_gatt_char(RX, b"def", response=False)
+        await client.write_gatt_char(RX, b"xyz", response=True)
+        assert [await notes.next() for _ in range(3)] == [b"cba", b"fed", b"zyx"]
+        await client.stop_notify(TX)
+        assert await client.read_gatt_descriptor(tx.descriptors[0].handle) == b"\x00\x00"
+
+    assert not client.is_connected
+    assert (air.echo.connects, air.echo.disconnects) == (1, 1)
+    assert air.echo.written == [b"unheard", b"abc", b"def", b"xyz"]
+    stats = air.radio.stats_of(ECHO)
+    assert (stats.connections, stats.writes_delivered, stats.links_dropped) == (1, 4, 0)
+
+
+async def test_latencies_are_applied_and_scaled_by_slow_factor(air: Air) -> None:
+    air.faults.slow_factor = 20  # every 1 ms latency becomes 20 ms
+    floor = 0.02 * 0.95  # timers may fire within the clock's resolution of their deadline
+    loop = asyncio.get_running_loop()
+    notes = Notifications()
+    client = BleakClient(ECHO, backend=SimBleakClient)
+
+    started = loop.time()
+    await client.connect()
+    connected = loop.time()
+    await client.start_notify(TX, notes)
+    subscribed = loop.time()
+    await client.write_gatt_char(RX, b"ping", response=False)
+    written = loop.time()
+    assert await notes.next() == b"gnip"
+    answered = loop.time()
+    await client.disconnect()
+
+    assert connected - started >= floor
+    assert subscribed - connected >= floor
+    assert answered - written >= floor
+
+
+async def test_att_refusals_are_gatt_protocol_errors(air: Air) -> None:
+    async with BleakClient(ECHO, backend=SimBleakClient) as client:
+        with pytest.raises(BleakGATTProtocolError) as caught:
+            await client.write_gatt_char(RX, b"bad", response=True)
+        assert caught.value.code == VALUE_NOT_ALLOWED
+        with pytest.raises(BleakGATTProtocolError) as caught:
+            await client.read_gatt_char(RX)  # not readable: the radio refuses like a GATT server
+        assert caught.value.code == ATT_READ_NOT_PERMITTED
+        assert await client.read_gatt_char(VALUE) == b"hello"  # the link survived both
+
+
+async def test_operations_after_disconnect_raise(air: Air) -> None:
+    client = BleakClient(ECHO, backend=SimBleakClient)
+    await client.connect()
+    await client.disconnect()
+    with pytest.raises(BleakError, match="not connected"):
+        await client.read_gatt_char(VALUE)
+
+
+async def test_second_central_is_refused_while_connected(air: Air) -> None:
+    async with BleakClient(ECHO, backend=SimBleakClient):
+        with pytest.raises(BleakError, match="busy"):
+            await BleakClient(ECHO, backend=SimBleakClient).connect()
+    assert air.echo.connects == 1
+    async with BleakClient(ECHO, backend=SimBleakClient) as again:  # free once released
+        assert again.is_connected
+
+
+async def test_connect_honours_its_timeout(air: Air) -> None:
+    air.faults.slow_factor = 10_000  # connection setup now takes 10 s
+    with pytest.raises(TimeoutError):
+        await BleakClient(ECHO, timeout=0.05, backend=SimBleakClient).connect()
+    assert air.echo.connects == 0
+
+
+async def test_client_prefers_the_radio_the_scanner_reported(
+    air: Air, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = await find(ECHO)
+    monkeypatch.setenv("BLELOCK_SIM_RADIO", "127.0.0.1:1")  # nothing listens there
+    async with BleakClient(device, backend=SimBleakClient) as client:
+        assert await client.read_gatt_char(VALUE) == b"hello"
+    with pytest.raises(BleakError, match=r"cannot reach the simulated radio at 127\.0\.0\.1:1 "):
+        await BleakClient(ECHO, backend=SimBleakClient).connect()
+
+
+async def test_missing_radio_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BLELOCK_SIM_RADIO", raising=False)
+    with pytest.raises(BleakError, match="BLELOCK_SIM_RADIO"):
+        await BleakClient(ECHO, backend=SimBleakClient).connect()
+    with pytest.raises(BleakError, match="BLELOCK_SIM_RADIO"):
+        await BleakScanner.discover(timeout=0.01, backend=SimBleakScanner)
+
+
+# --- faults ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("times", "second_connection_drops"), [(1, False), (-1, True)])
+async def test_drop_after_writes_loses_the_link(
+    air: Air, times: int, second_connection_drops: bool
+) -> None:
+    air.faults.drop_link_after_writes = 1
+    air.faults.drop_link_times = times
+    dropped = Disconnects()
+    notes = Notifications()
+    client = BleakClient(ECHO, dropped, backend=SimBleakClient)
+    await client.connect()
+    await client.start_notify(TX, notes)
+    await client.write_gatt_char(RX, b"one", response=False)
+    assert await notes.next() == b"eno"
+
+    await client.write_gatt_char(RX, b"two", response=False)  # lost in the air: no error here
+    await dropped.wait()
+
+    assert not client.is_connected
+    with pytest.raises(BleakError):
+        await client.read_gatt_char(VALUE)
+    assert air.echo.written == [b"one"]
+    assert air.echo.disconnects == 1
+
+    again = BleakClient(ECHO, dropped, backend=SimBleakClient)
+    await again.connect()
+    await again.write_gatt_char(RX, b"three", response=True)
+    if second_connection_drops:
+        with pytest.raises(BleakError, match="disconnected"):
+            await again.write_gatt_char(RX, b"four", response=True)  # the pending write fails
+        assert dropped.count == 2
+        assert air.faults.links_dropped == 2
+    else:
+        await again.write_gatt_char(RX, b"four", response=True)
+        assert again.is_connected
+        assert dropped.count == 1
+        await again.disconnect()
+        assert dropped.count == 1  # a requested disconnect is not reported as a loss
+        assert air.faults.links_dropped == 1
+        assert air.faults.drop_link_times == 0
+    assert air.echo.written == [b"one", b"three"] + ([] if second_connection_drops else [b"four"])
+    assert air.radio.stats_of(ECHO).links_dropped == air.faults.links_dropped
+
+
+async def test_refused_connections_then_one_that_holds(air: Air) -> None:
+    air.faults.refuse_connections = 2
+    for _ in range(2):
+        with pytest.raises(BleakError, match="connection refused"):
+            await BleakClient(ECHO, backend=SimBleakClient).connect()
+    async with BleakClient(ECHO, backend=SimBleakClient) as client:
+        assert client.is_connected
+    assert air.faults.connections_refused == 2
+    assert air.echo.connects == 1
+
+
+async def test_server_survives_a_peripheral_crash(
+    air: Air, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with BleakClient(ECHO, backend=SimBleakClient) as client:
+        with pytest.raises(BleakError, match="RuntimeError: the toy exploded"):
+            await client.read_gatt_char(BOOM)
+        assert await client.read_gatt_char(VALUE) == b"hello"
+    assert "the toy exploded" in caplog.text
+    async with BleakClient(ECHO, backend=SimBleakClient) as client:
+        assert client.is_connected
+
+
+async def test_server_going_away_is_an_unsolicited_disconnect(air: Air) -> None:
+    dropped = Disconnects()
+    client = BleakClient(ECHO, dropped, backend=SimBleakClient)
+    await client.connect()
+    await air.server.close()
+    await dropped.wait()
+    assert not client.is_connected
+    assert air.echo.disconnects == 1
+    with pytest.raises(BleakError):
+        await client.read_gatt_char(VALUE)
+
+
+async def test_malformed_requests_get_an_error_reply(air: Air) -> None:
+    host, port = air.server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"not json\n" + b'{"id": 7, "op": "read", "char": "' + VALUE.encode() + b'"}\n'
+        )
+        replies = [json.loads(await reader.readline()) for _ in range(2)]
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    assert replies[0]["ok"] is False
+    assert replies[0]["error"] == "bad-request"
+    assert replies[1] == {
+        "id": 7,
+        "ok": False,
+        "error": "not-connected",
+        "message": "no link: connect first",
+    }
+
+
+async def test_establish_connection_passes_the_backend_through(air: Air) -> None:
+    device = await find(ECHO)
+    client = await establish_connection(
+        BleakClient, device, "echo", backend=SimBleakClient, max_attempts=1
+    )
+    try:
+        assert client.is_connected
+        assert await client.read_gatt_char(VALUE) == b"hello"
+    finally:
+        await client.disconnect()
+    assert air.echo.disconnects == 1
+
+
+# --- fault specs (blelock-sim --fault) -----------------------------------------------------------
+
+
+def test_parse_fault_combines_parts_on_a_base() -> None:
+    base = LinkFaults(slow_factor=2.0)
+    faults = parse_fault("drop-after=2, drop-times=-1,refuse=3,out-of-range", base)
+    assert faults == LinkFaults(
+        drop_link_after_writes=2,
+        drop_link_times=-1,
+        refuse_connections=3,
+        slow_factor=2.0,
+        out_of_range=True,
+    )
+    assert base == LinkFaults(slow_factor=2.0)  # untouched
+    assert parse_fault("slow=4").slow_factor == 4.0
+
+
+@pytest.mark.parametrize(
+    ("spec", "bad_part"),
+    [
+        ("drop-after=-1", "drop-after=-1"),
+        ("refuse=x", "refuse=x"),
+        ("slow=0", "slow=0"),
+        ("slow=2,flaky", "flaky"),
+        ("out-of-range=1", "out-of-range=1"),
+    ],
+)
+def test_parse_fault_names_the_bad_part(spec: str, bad_part: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(repr(bad_part))):
+        parse_fault(spec)
