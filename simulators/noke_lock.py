@@ -1,0 +1,180 @@
+"""A simulated Nokē padlock: the lock side of :mod:`blelock.protocol.noke` on the simulated radio.
+
+Honest in the ways a real lock is: a fresh random session on every connection; it executes only
+packets the cloud sealed for *this* lock's key and *this* session, once each, in batch order, and
+refuses everything else with the protocol's result code (``REFUSAL_RULES``). It notifies exactly
+20 bytes, keeps count of what it did, and remembers every server record it gave so a test can
+check that the companion delivered them all.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from blelock.protocol import noke
+from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
+
+__all__ = ["MechanicalFaults", "SimNokeLock"]
+
+_ATT_REQUEST_NOT_SUPPORTED = 0x06
+_ATT_WRITE_NOT_PERMITTED = 0x03
+
+# Advertised flags bits 7..5 for HD locks (Android's 3-bit state, noke.md §1.3).
+_FLAGS_LOCKED = 3 << 5
+_FLAGS_UNLOCKED = 0
+_FLAGS_UNSHACKLED = 2 << 5
+
+
+@dataclass
+class MechanicalFaults:
+    """Switches for what the motor does; the protocol side stays honest regardless."""
+
+    jam_unlock: int = 0
+    """Fail the next N unlocks / unshackles with FAILED_TO_UNLOCK / FAILED_TO_UNSHACKLE."""
+
+
+@dataclass
+class SimNokeLock:
+    mac: str
+    key: bytes
+    hardware: str = "4I"
+    firmware: tuple[int, int] = (3, 14)
+    battery_mv: int = 2950
+    rssi: int = -60
+    mechanical: MechanicalFaults = field(default_factory=MechanicalFaults)
+    clock: Callable[[], int] = field(default=lambda: int(time.time()))
+
+    connections: int = 0
+    setups: int = 0
+    unlocks: int = 0
+    unshackles: int = 0
+    refusals: collections.Counter[noke.ResultCode] = field(default_factory=collections.Counter)
+    server_records: list[tuple[str, str]] = field(default_factory=list)
+    """(session hex, packet hex) of every 0x50 packet this lock sent, in order."""
+    state: str = "locked"
+
+    _session: bytes | None = None
+    _checks: noke.LockSession | None = None
+    _record_sequence: int = 0
+
+    @property
+    def address(self) -> str:
+        return self.mac
+
+    @property
+    def local_name(self) -> str:
+        return f"NOKE{self.hardware}_{self.mac.replace(':', '')}"
+
+    @property
+    def session(self) -> bytes | None:
+        return self._session
+
+    def advertisement(self) -> Advertisement | None:
+        flags = {
+            "locked": _FLAGS_LOCKED,
+            "unlocked": _FLAGS_UNLOCKED,
+            "unshackled": _FLAGS_UNSHACKLED,
+        }[self.state]
+        major, minor = self.firmware
+        return Advertisement(
+            local_name=self.local_name,
+            manufacturer_data={noke.COMPANY_ID: bytes([flags, major, minor, 0x00, 0x01])},
+            service_uuids=(noke.SERVICE_UUID,),
+            service_data={},
+            rssi=self.rssi,
+        )
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        return (
+            ServiceSpec(
+                uuid=noke.SERVICE_UUID,
+                characteristics=(
+                    CharacteristicSpec(noke.WRITE_UUID, ("write", "write-without-response")),
+                    CharacteristicSpec(noke.NOTIFY_UUID, ("notify",)),
+                    CharacteristicSpec(noke.SESSION_UUID, ("read",)),
+                ),
+            ),
+        )
+
+    def on_connect(self) -> None:
+        self.connections += 1
+        # Bytes 0-1 and 4-19 are not public; random per connection is what the lock needs.
+        noise = os.urandom(18)
+        self._session = noise[:2] + self.battery_mv.to_bytes(2, "little") + noise[2:]
+        self._checks = noke.LockSession(self.key, self._session, can_unshackle="I" in self.hardware)
+
+    def on_disconnect(self) -> None:
+        self._session = None
+        self._checks = None
+        if self.state != "locked":
+            self.state = "locked"  # the shackle re-engages when the visit ends
+
+    def on_subscribe(self, char_uuid: str, enabled: bool) -> None:
+        if char_uuid != noke.NOTIFY_UUID:
+            raise GattRefused(_ATT_REQUEST_NOT_SUPPORTED, f"{char_uuid} does not notify")
+
+    def on_read(self, char_uuid: str) -> bytes:
+        if char_uuid != noke.SESSION_UUID or self._session is None:
+            raise GattRefused(_ATT_REQUEST_NOT_SUPPORTED, f"{char_uuid} is not readable")
+        return self._session
+
+    def on_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
+        if char_uuid != noke.WRITE_UUID or self._checks is None or self._session is None:
+            raise GattRefused(_ATT_WRITE_NOT_PERMITTED, f"{char_uuid} is not writable")
+        verdict = self._checks.accept(bytes(data))
+        if isinstance(verdict, noke.ResultCode):
+            self.refusals[verdict] += 1
+            return [(noke.NOTIFY_UUID, noke.answer(verdict))]
+        records, result = self._execute(verdict)
+        notes = [(noke.NOTIFY_UUID, packet) for packet in records]
+        answer = noke.answer(result, batch_id=verdict.batch_id, remaining=verdict.remaining)
+        notes.append((noke.NOTIFY_UUID, answer))
+        return notes
+
+    def _execute(self, command: noke.Command) -> tuple[list[bytes], noke.ResultCode]:
+        """Act on an authenticated command: the server records it produces, and the result."""
+        if command.command is noke.CommandType.SETUP:
+            self.setups += 1
+            record = self._record(noke.RecordType.KEY, event=command.command, counter=self.setups)
+            return [record], noke.ResultCode.SUCCESS
+        if command.command is not noke.CommandType.UNLOCK:
+            return [], noke.ResultCode.SUCCESS
+        unshackle = command.argument == noke.UNSHACKLE_ARGUMENT
+        if self.mechanical.jam_unlock:
+            self.mechanical.jam_unlock -= 1
+            failure = (
+                noke.ResultCode.FAILED_TO_UNSHACKLE
+                if unshackle
+                else noke.ResultCode.FAILED_TO_UNLOCK
+            )
+            record = self._record(noke.RecordType.LOG, event=failure, counter=self.unlocks)
+            return [record], failure
+        if unshackle:
+            self.unshackles += 1
+            self.state = "unshackled"
+        else:
+            self.unlocks += 1
+            self.state = "unlocked"
+        counter = self.unlocks + self.unshackles
+        return [self._record(noke.RecordType.UNLOCK, event=command.argument, counter=counter)], (
+            noke.ResultCode.SUCCESS
+        )
+
+    def _record(self, record_type: noke.RecordType, *, event: int, counter: int) -> bytes:
+        assert self._checks is not None and self._session is not None
+        self._record_sequence = (self._record_sequence + 1) & 0xFF
+        packet = noke.seal_server_packet(
+            self._checks.combined,
+            record_type,
+            sequence=self._record_sequence,
+            event=event,
+            unix_time=self.clock(),
+            battery_mv=self.battery_mv,
+            counter=counter,
+        )
+        self.server_records.append((self._session.hex(), packet.hex()))
+        return packet
