@@ -21,8 +21,8 @@ The simulated cloud and lock use it to be honest with each other:
 * **Server record** (``0x50``) = ``[0x50, record type, sequence, 0x00] || AES-DEC(K, record)``,
   ``record = [event, 0, unix time u32le, battery mV u16le, counter u16le, 2 zero bytes, tag]``,
   so that the simulated cloud can open what the companion uploads.
-* **App answer** = ``[0x51, result, batch id, packets remaining, 0 × 16]``;
-  shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 × 16]`` (the documented layout).
+* **App answer** = ``[0x51, result, batch id, packets remaining, 0 x 16]``;
+  shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 x 16]`` (the documented layout).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class ResultCode(enum.IntEnum):
         """The error number Nokē's Android library reports (noke.md §14 row 3)."""
         if 0x60 <= self.value <= 0x66 or self.value == 0x68:
             return 200 + int(f"{self.value:x}")
-        if self in (ResultCode.INVALID, ResultCode.FAILED_TO_UNLOCK, ResultCode.FAILED_TO_UNSHACKLE):
+        if self in _REPORTED_AS_267:
             return 267
         return 299
 
@@ -99,6 +99,10 @@ class ResultCode(enum.IntEnum):
     def explanation(self) -> str:
         return _EXPLANATIONS.get(self, f"the lock answered with unknown result 0x{self.value:02X}")
 
+
+_REPORTED_AS_267 = frozenset(
+    {ResultCode.INVALID, ResultCode.FAILED_TO_UNLOCK, ResultCode.FAILED_TO_UNSHACKLE}
+)
 
 _EXPLANATIONS: dict[ResultCode, str] = {
     ResultCode.SUCCESS: "success",
@@ -141,9 +145,9 @@ UNSHACKLE_ARGUMENT = 0x01
 """Body byte 1 of an UNLOCK that frees the shackle (invented; there is no documented type)."""
 
 REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
-    ("packet is not 20 bytes, or its countdown breaks the batch order", ResultCode.INVALID_DATA),
-    ("tag does not match: another lock's key, a stale session, or tampering", ResultCode.INVALID_KEY),
-    ("the exact packet was already executed in this session (replay)", ResultCode.INVALID_PERMISSION),
+    ("not 20 bytes, or its countdown breaks the batch order", ResultCode.INVALID_DATA),
+    ("tag mismatch: another lock's key, a stale session, tampering", ResultCode.INVALID_KEY),
+    ("the exact packet was already executed this session (replay)", ResultCode.INVALID_PERMISSION),
     ("command type unknown, or not supported by this hardware", ResultCode.INVALID_COMMAND),
 )
 """The simulated lock's acceptance rules, in the order it checks them (invented, see above)."""
@@ -341,7 +345,12 @@ def _tagged(header: bytes, body12: bytes) -> bytes:
 
 
 def encode_command(
-    combined: bytes, command: CommandType, *, argument: int, unix_time: int, batch_id: int,
+    combined: bytes,
+    command: CommandType,
+    *,
+    argument: int,
+    unix_time: int,
+    batch_id: int,
     remaining: int,
 ) -> bytes:
     header = bytes([0x00, 0x00, batch_id & 0xFF, remaining])
@@ -361,7 +370,11 @@ def cloud_command_string(
     plan.append((CommandType.UNLOCK, UNSHACKLE_ARGUMENT if action == "unshackle" else 0))
     packets = [
         encode_command(
-            combined, command, argument=argument, unix_time=unix_time, batch_id=batch_id,
+            combined,
+            command,
+            argument=argument,
+            unix_time=unix_time,
+            batch_id=batch_id,
             remaining=len(plan) - 1 - position,
         )
         for position, (command, argument) in enumerate(plan)
@@ -427,8 +440,14 @@ def shutdown_notice(lock_state: int, *, timed_out: bool) -> bytes:
 
 
 def seal_server_packet(
-    combined: bytes, record_type: RecordType, *, sequence: int, event: int, unix_time: int,
-    battery_mv: int, counter: int,
+    combined: bytes,
+    record_type: RecordType,
+    *,
+    sequence: int,
+    event: int,
+    unix_time: int,
+    battery_mv: int,
+    counter: int,
 ) -> bytes:
     header = bytes([Destination.SERVER, record_type, sequence & 0xFF, 0x00])
     body12 = (

@@ -57,7 +57,9 @@ def test_advert_name_and_manufacturer_data(row: dict[str, Any]) -> None:
     )
     assert sighting is not None
     assert (sighting.lock_id, sighting.hardware, sighting.firmware) == (
-        row["mac"], row["hardware"], row["firmware"]
+        row["mac"],
+        row["hardware"],
+        row["firmware"],
     )
 
 
