@@ -1,0 +1,153 @@
+"""One visit to a Nokē lock: protocol.noke driven over a LockLink, commands from the cloud.
+
+The visit: connect → subscribe to answers → read the session → ask the cloud for the command
+string made for that session → write it packet by packet, each after the lock's answer to the
+one before → keep every server record. If the link drops mid-visit, it starts over once with a
+fresh connection, a fresh session and a fresh command string: a command string is bound to the
+session it was made for, so resending it would only earn a refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Protocol
+
+from blelock.clock import Clock, SystemClock
+from blelock.config import Timeouts
+from blelock.errors import LinkLost, LinkTimeout, LockRefused, lock_context
+from blelock.model import Action, LogRecord, MacAddress, Outcome
+from blelock.protocol import noke
+from blelock.transport.base import LinkOpener, LockLink
+
+__all__ = ["NokeCommandSource", "NokeVisit"]
+
+ATTEMPTS = 2
+"""The first try and one retry after a dropped link; a third rarely helps a user at the lock."""
+
+
+class NokeCommandSource(Protocol):
+    """Where command strings come from (the Nokē cloud client, or a test's stand-in)."""
+
+    async def unlock_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> str: ...
+
+    async def unshackle_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> str: ...
+
+
+_REFUSAL_HINTS: dict[noke.ResultCode, str] = {
+    noke.ResultCode.INVALID_KEY: "the lock's keys may be out of sync with the cloud; wait 60 s "
+    "(a lock being set up must not be rushed), try once more, then contact Nokē support",
+    noke.ResultCode.INVALID_COMMAND: "this lock does not support that action "
+    "(unshackling needs an HD padlock)",
+    noke.ResultCode.INVALID_PERMISSION: "the command was refused as replayed or unauthorised; "
+    "try again for a fresh command",
+    noke.ResultCode.INVALID_DATA: "the command was malformed; try again, and report it if it "
+    "persists",
+    noke.ResultCode.FAILED_TO_UNLOCK: "take the tension off the shackle and try again",
+    noke.ResultCode.FAILED_TO_UNSHACKLE: "take the tension off the shackle and try again",
+}
+
+
+class NokeVisit:
+    def __init__(
+        self,
+        lock_id: MacAddress,
+        open_link: LinkOpener,
+        commands: NokeCommandSource,
+        timeouts: Timeouts,
+        clock: Clock | None = None,
+    ) -> None:
+        self.lock_id = lock_id
+        self._open_link = open_link
+        self._commands = commands
+        self._timeouts = timeouts
+        self._clock = clock or SystemClock()
+
+    async def run(self, action: Action, *, tracking_key: str | None = None) -> Outcome:
+        """Unlock or unshackle. Raises a BlelockError naming the lock and the step on failure;
+        the server records gathered before a failure are on ``kept_logs`` either way."""
+        self.kept_logs: list[LogRecord] = []
+        with lock_context(self.lock_id, action.value):
+            async with asyncio.timeout(self._timeouts.visit):
+                for attempt in range(1, ATTEMPTS + 1):
+                    try:
+                        battery, sent = await self._attempt(action, tracking_key)
+                    except LinkLost:
+                        if attempt == ATTEMPTS:
+                            raise
+                        continue
+                    return Outcome(
+                        lock_id=self.lock_id,
+                        action=action,
+                        opened=True,
+                        battery_mv=battery,
+                        packets_sent=sent,
+                        attempts=attempt,
+                        logs=tuple(self.kept_logs),
+                    )
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _attempt(self, action: Action, tracking_key: str | None) -> tuple[int, int]:
+        t = self._timeouts
+        async with contextlib.AsyncExitStack() as stack:
+            with lock_context(self.lock_id, "connect"):
+                link = await stack.enter_async_context(self._open_link())
+            with lock_context(self.lock_id, "read session"):
+                await link.subscribe(noke.NOTIFY_UUID, timeout=t.gatt)
+                session = noke.Session.parse(await link.read(noke.SESSION_UUID, timeout=t.gatt))
+            with lock_context(self.lock_id, "get commands from the cloud"):
+                fetch = (
+                    self._commands.unshackle_commands
+                    if action is Action.UNSHACKLE
+                    else self._commands.unlock_commands
+                )
+                packets = noke.split_commands(await fetch(self.lock_id, session.hex, tracking_key))
+            with lock_context(self.lock_id, "send commands"):
+                sent = await self._send(link, session, packets)
+            return session.battery_mv, sent
+
+    async def _send(self, link: LockLink, session: noke.Session, packets: list[bytes]) -> int:
+        exchange = noke.CompanionSession(packets)
+        try:
+            while (packet := exchange.next_packet()) is not None:
+                await link.write(noke.WRITE_UUID, packet, timeout=self._timeouts.gatt)
+                await self._await_answer(link, exchange, len(packets))
+        finally:
+            now = int(self._clock.now_utc().timestamp())
+            self.kept_logs.extend(
+                LogRecord(self.lock_id, session.hex, now, record.hex())
+                for record in exchange.server_packets
+            )
+        return exchange.packets_sent
+
+    async def _await_answer(
+        self, link: LockLink, exchange: noke.CompanionSession, total: int
+    ) -> None:
+        while True:
+            try:
+                raw = await link.notification(timeout=self._timeouts.command)
+            except LinkTimeout as exc:
+                index = exchange.packets_sent
+                raise LinkTimeout(
+                    f"no answer to packet {index} of {total} within {self._timeouts.command:g} s"
+                ) from exc
+            event = exchange.receive(raw)
+            if isinstance(event, noke.PacketAccepted):
+                return
+            if isinstance(event, noke.Refused):
+                code = event.reason
+                raise LockRefused(
+                    f"refused packet {event.index + 1} of {total}: {code.explanation} "
+                    f"(result 0x{code.value:02X}, Nokē error {code.library_code})",
+                    reason=code,
+                    hint=_REFUSAL_HINTS.get(code, "try again; report it if it persists"),
+                )
+            if isinstance(event, noke.LockAsleep):
+                raise LinkLost(
+                    f"the lock went to sleep before packet {event.index + 1} of {total} "
+                    "was answered"
+                )

@@ -1,0 +1,51 @@
+"""Shared fixtures: a simulated world served on 127.0.0.1 in the test's own event loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from blockbuster import BlockBuster, blockbuster_ctx
+
+from blelock.config import Settings, load_settings
+from simulators.radio import LatencyModel
+from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
+
+FAST = LatencyModel(
+    advertising_interval_s=0.005,
+    connect_s=0.002,
+    connection_interval_s=0.001,
+    write_round_trip_s=0.001,
+)
+"""Tests check behaviour, not timing: a quick world keeps the suite fast."""
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[BlockBuster]:
+    """Fail any test whose event loop makes a blocking call."""
+    with blockbuster_ctx(["blelock", "simulators"]) as bb:
+        yield bb
+
+
+@pytest.fixture
+def world_spec() -> WorldSpec:
+    return WorldSpec(locks=3, seed=11, latency=FAST)
+
+
+@pytest.fixture
+async def running_world(
+    world_spec: WorldSpec, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RunningWorld]:
+    async with serve_world(build_world(world_spec)) as running:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
+        yield running
+
+
+def settings_for(running: RunningWorld, **overrides: str) -> Settings:
+    environment = running.environment | {
+        "BLELOCK_SCAN_TIMEOUT": "2",
+        "BLELOCK_COMMAND_TIMEOUT": "2",
+        "BLELOCK_CONNECT_TIMEOUT": "5",
+        "BLELOCK_CLOUD_TIMEOUT": "5",
+    }
+    return load_settings(environ=environment | overrides, read_file=False)

@@ -1,0 +1,113 @@
+"""How a visit reads each answer a lock can give, over a scripted link (no radio needed)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from blelock.config import Timeouts
+from blelock.errors import LinkLost, LinkTimeout, LockRefused
+from blelock.model import Action, MacAddress, parse_mac
+from blelock.protocol import noke
+from blelock.transport.base import LinkInfo, LockLink
+from blelock.vendors.noke import NokeVisit
+
+MAC = parse_mac("C7:E6:B0:C6:75:38")
+SESSION = bytes.fromhex("0000040ba7b0d91f7f45ad25698a18375c7e4f16")
+PACKETS = "+".join(["00000001" + "11" * 16, "00000000" + "22" * 16])
+
+
+class ScriptedLink:
+    """Answers the n-th write with the n-th list of notifications."""
+
+    def __init__(self, answers: list[list[bytes]]) -> None:
+        self.answers = answers
+        self.written: list[bytes] = []
+        self.pending: list[bytes] = []
+
+    @property
+    def info(self) -> LinkInfo:
+        return LinkInfo(mtu=23, rssi=None)
+
+    async def read(self, char_uuid: str, *, timeout: float) -> bytes:
+        assert char_uuid == noke.SESSION_UUID
+        return SESSION
+
+    async def subscribe(self, char_uuid: str, *, timeout: float) -> None:
+        assert char_uuid == noke.NOTIFY_UUID
+
+    async def write(self, char_uuid: str, data: bytes, *, timeout: float) -> None:
+        self.written.append(data)
+        self.pending.extend(self.answers.pop(0) if self.answers else [])
+
+    async def notification(self, *, timeout: float) -> bytes:
+        if not self.pending:
+            raise LinkTimeout("scripted silence")
+        return self.pending.pop(0)
+
+
+class Commands:
+    async def unlock_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> str:
+        assert session_hex == SESSION.hex()
+        return PACKETS
+
+    unshackle_commands = unlock_commands
+
+
+def visit_over(links: list[ScriptedLink]) -> NokeVisit:
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield links.pop(0)
+
+    return NokeVisit(MAC, opener, Commands(), Timeouts())
+
+
+OK = noke.answer(noke.ResultCode.SUCCESS)
+REFUSALS = [
+    code
+    for code in noke.ResultCode
+    if code not in (noke.ResultCode.SUCCESS, noke.ResultCode.SHUTDOWN)
+] + [noke.ResultCode(0x77)]
+
+
+@pytest.mark.parametrize("code", REFUSALS, ids=lambda c: c.name)
+async def test_every_refusal_code_stops_the_batch_and_is_named(code: noke.ResultCode) -> None:
+    link = ScriptedLink([[OK], [noke.answer(code)]])
+    with pytest.raises(LockRefused) as caught:
+        await visit_over([link]).run(Action.UNLOCK)
+    error = caught.value
+    assert error.reason == code
+    assert f"0x{code.value:02X}" in error.message and "packet 2 of 2" in error.message
+    assert (error.lock_id, error.step) == (MAC, "send commands")
+    assert error.hint
+    assert len(link.written) == 2
+
+
+async def test_server_packets_around_answers_are_all_kept() -> None:
+    log_a, log_b = bytes([0x50]) + bytes(19), bytes([0x50, 1]) + bytes(18)
+    link = ScriptedLink([[log_a, OK], [log_b, OK]])
+    visit = visit_over([link])
+    outcome = await visit.run(Action.UNLOCK, tracking_key="tech-7")
+    assert outcome.opened and outcome.packets_sent == 2
+    assert [r.payload for r in outcome.logs] == [log_a.hex(), log_b.hex()]
+    assert {r.session for r in outcome.logs} == {SESSION.hex()}
+
+
+async def test_silent_lock_times_out_naming_the_packet() -> None:
+    link = ScriptedLink([[OK], []])
+    with pytest.raises(LinkTimeout) as caught:
+        await visit_over([link]).run(Action.UNLOCK)
+    assert "packet 2 of 2" in caught.value.message
+
+
+async def test_lock_going_to_sleep_mid_batch_is_retried_then_reported() -> None:
+    asleep = noke.shutdown_notice(2, timed_out=True)
+    links = [ScriptedLink([[asleep]]), ScriptedLink([[asleep]])]
+    with pytest.raises(LinkLost) as caught:
+        await visit_over(links).run(Action.UNLOCK)
+    assert "went to sleep" in caught.value.message
+    assert not links  # both attempts used a fresh link
