@@ -1,0 +1,19 @@
+"""``blelock scan``: the locks advertising nearby."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from blelock.config import load_settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from blelock.cli.render import show_sightings
+    from blelock.transport.scan import scan
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    found = asyncio.run(scan(settings, duration=args.seconds))
+    show_sightings([f.sighting for f in found], as_json=args.json)
+    return 0

@@ -1,0 +1,182 @@
+"""``blelock-sim``: the simulated world as a process, for harnesses and ``blelock demo``.
+
+Prints the settings that point ``blelock`` at it (shell ``export`` lines, or one JSON line with
+``--json``), then serves until SIGINT/SIGTERM, or until its standard input closes when started
+with ``--until-stdin-closes`` (so a parent that dies never leaves it running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shlex
+import signal
+import sys
+from collections.abc import Sequence
+
+from simulators.faults import LinkFaults, parse_fault
+from simulators.noke_cloud import CloudFaults
+from simulators.noke_lock import MechanicalFaults
+from simulators.radio import LatencyModel
+from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blelock-sim", description="Simulated Nokē padlocks and cloud on 127.0.0.1."
+    )
+    parser.add_argument("--locks", type=int, default=3, help="number of padlocks (default 3)")
+    parser.add_argument("--seed", type=int, default=1, help="world seed: MACs, keys, hardware")
+    model = LatencyModel()
+    latency = parser.add_argument_group("latency model (milliseconds)")
+    latency.add_argument(
+        "--adv-ms",
+        type=float,
+        default=model.advertising_interval_s * 1000,
+        help="advertising interval",
+    )
+    latency.add_argument(
+        "--connect-ms",
+        type=float,
+        default=model.connect_s * 1000,
+        help="connection setup + service discovery",
+    )
+    latency.add_argument(
+        "--interval-ms",
+        type=float,
+        default=model.connection_interval_s * 1000,
+        help="connection interval: one ATT request/response",
+    )
+    latency.add_argument(
+        "--write-rtt-ms",
+        type=float,
+        default=model.write_round_trip_s * 1000,
+        help="a written packet to the lock's answer",
+    )
+    latency.add_argument("--cloud-ms", type=float, default=0.0, help="added to every cloud call")
+    faults = parser.add_argument_group("fault switches")
+    faults.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="[N:]SPEC",
+        help="link fault for lock N (1-based; all locks without N): drop-after=K, drop-times=K, "
+        "refuse=K, slow=FACTOR, out-of-range. Repeatable.",
+    )
+    faults.add_argument(
+        "--jam",
+        action="append",
+        type=int,
+        default=[],
+        metavar="N",
+        help="lock N's mechanism fails its next unlock. Repeatable.",
+    )
+    faults.add_argument(
+        "--cloud-fault",
+        action="append",
+        default=[],
+        metavar="KIND=N",
+        help="500=N, garbage=N or 429=N: the next N cloud answers (-1: all)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the settings as one JSON line")
+    parser.add_argument(
+        "--until-stdin-closes",
+        action="store_true",
+        help="exit when standard input reaches end of file",
+    )
+    return parser
+
+
+def _link_faults(specs: Sequence[str], locks: int) -> dict[int, LinkFaults]:
+    found: dict[int, LinkFaults] = {}
+    for spec in specs:
+        target, _, text = spec.rpartition(":") if ":" in spec else ("", "", spec)
+        indexes = range(locks) if not target else [int(target) - 1]
+        for index in indexes:
+            if not 0 <= index < locks:
+                raise ValueError(f"--fault {spec!r}: there is no lock {index + 1}")
+            found[index] = parse_fault(text, found.get(index))
+    return found
+
+
+def _cloud_faults(specs: Sequence[str]) -> CloudFaults:
+    faults = CloudFaults()
+    names = {"500": "fail_with_500", "garbage": "garbage_json", "429": "rate_limit"}
+    for spec in specs:
+        kind, _, count = spec.partition("=")
+        if kind not in names or not count.lstrip("-").isdigit():
+            raise ValueError(f"--cloud-fault {spec!r}: expected 500=N, garbage=N or 429=N")
+        setattr(faults, names[kind], int(count))
+    return faults
+
+
+def spec_from_args(args: argparse.Namespace) -> WorldSpec:
+    if args.locks < 1:
+        raise ValueError("--locks must be at least 1")
+    return WorldSpec(
+        locks=args.locks,
+        seed=args.seed,
+        latency=LatencyModel(
+            advertising_interval_s=args.adv_ms / 1000,
+            connect_s=args.connect_ms / 1000,
+            connection_interval_s=args.interval_ms / 1000,
+            write_round_trip_s=args.write_rtt_ms / 1000,
+        ),
+        cloud_latency_s=args.cloud_ms / 1000,
+        link_faults=_link_faults(args.fault, args.locks),
+        mechanical_faults={n - 1: MechanicalFaults(jam_unlock=1) for n in args.jam},
+        cloud_faults=_cloud_faults(args.cloud_fault),
+    )
+
+
+def _announce(running: RunningWorld, as_json: bool) -> None:
+    locks = [{"mac": lock.mac, "hardware": lock.hardware} for lock in running.world.locks]
+    if as_json:
+        print(json.dumps({"env": running.environment, "locks": locks}), flush=True)
+        return
+    for name, value in running.environment.items():
+        print(f"export {name}={shlex.quote(value)}")
+    for lock in locks:
+        print(f"# lock {lock['mac']} ({lock['hardware']})")
+    sys.stdout.flush()
+
+
+async def _serve(spec: WorldSpec, *, as_json: bool, until_stdin_closes: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # Keep a reference: the loop holds tasks weakly, and a collected watcher never stops us.
+    watcher = asyncio.create_task(_stop_when_stdin_closes(stop)) if until_stdin_closes else None
+    async with serve_world(build_world(spec)) as running:
+        _announce(running, as_json)
+        await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
+
+
+async def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while await reader.read(4096):
+        pass
+    stop.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(spec, as_json=args.json, until_stdin_closes=args.until_stdin_closes))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

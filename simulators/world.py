@@ -1,0 +1,137 @@
+"""A whole simulated world: Nokē padlocks on a radio, the Nokē cloud that knows their keys, both
+served on 127.0.0.1, and the settings that point ``blelock`` at them.
+
+Used three ways, always through the same sockets: in a test's own event loop (``serve_world``),
+by the ``blelock-sim`` harness process, and by ``blelock demo`` (which starts that process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import uvicorn
+
+from simulators.faults import LinkFaults
+from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
+from simulators.noke_lock import MechanicalFaults, SimNokeLock
+from simulators.radio import LatencyModel, Radio, RadioServer
+
+__all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world"]
+
+HOST = "127.0.0.1"
+CLIENT_BACKEND = "simulators.bleak_backend:SimBleakClient"
+SCANNER_BACKEND = "simulators.bleak_backend:SimBleakScanner"
+HARDWARE_CYCLE = ("4I", "3P", "4I")
+"""HD padlocks (can unshackle) and standard padlocks, so a demo shows both."""
+
+
+@dataclass
+class WorldSpec:
+    locks: int = 3
+    seed: int = 1
+    latency: LatencyModel = field(default_factory=LatencyModel)
+    cloud_latency_s: float = 0.0
+    link_faults: dict[int, LinkFaults] = field(default_factory=dict)
+    """By lock index (0-based); locks not listed get none."""
+    mechanical_faults: dict[int, MechanicalFaults] = field(default_factory=dict)
+    cloud_faults: CloudFaults = field(default_factory=CloudFaults)
+
+
+@dataclass
+class World:
+    radio: Radio
+    locks: list[SimNokeLock]
+    cloud: NokeCloudState
+
+
+def build_world(spec: WorldSpec) -> World:
+    """Same seed, same locks (MACs, keys, hardware); sessions stay random per connection."""
+    rng = random.Random(spec.seed)
+    radio = Radio(spec.latency)
+    locks = []
+    for index in range(spec.locks):
+        octets = [rng.randrange(256) for _ in range(6)]
+        mac = ":".join(f"{octet:02X}" for octet in octets)
+        lock = SimNokeLock(
+            mac=mac,
+            key=rng.randbytes(16),
+            hardware=HARDWARE_CYCLE[index % len(HARDWARE_CYCLE)],
+            battery_mv=rng.randrange(2850, 3050, 5),
+            rssi=-45 - rng.randrange(40),
+            mechanical=spec.mechanical_faults.get(index, MechanicalFaults()),
+        )
+        radio.add(lock, spec.link_faults.get(index))
+        locks.append(lock)
+    cloud = NokeCloudState(
+        locks={
+            lock.mac: RegisteredLock(
+                mac=lock.mac,
+                key=lock.key,
+                hw_version=lock.hardware,
+                fw_version="{}.{}".format(*lock.firmware),
+                serial=f"SIM-{index:03d}-{lock.mac[-5:].replace(':', '')}",
+            )
+            for index, lock in enumerate(locks)
+        },
+        api_key=f"sim-server-{secrets.token_hex(12)}",
+        mobile_key=f"sim-mobile-{secrets.token_hex(12)}",
+        faults=spec.cloud_faults,
+    )
+    cloud.faults.latency_s = spec.cloud_latency_s
+    return World(radio=radio, locks=locks, cloud=cloud)
+
+
+@dataclass
+class RunningWorld:
+    world: World
+    radio_address: str
+    cloud_url: str
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The settings that point ``blelock`` (and the sim bleak backend) at this world."""
+        return {
+            "BLELOCK_NOKE_URL": self.cloud_url,
+            "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
+            "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
+            "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
+            "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
+            "BLELOCK_SIM_RADIO": self.radio_address,
+        }
+
+
+def _listening_socket() -> socket.socket:
+    """Bound and listening before uvicorn starts: clients that connect early wait in the
+    backlog instead of being refused, so nobody has to poll for readiness."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
+    """Serve the radio and the cloud on 127.0.0.1 (free ports) for the duration of the block."""
+    radio_server = await RadioServer.start(world.radio, host=HOST, port=0)
+    sock = _listening_socket()
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(world.cloud), log_level="warning", lifespan="off", access_log=False
+    )
+    http = uvicorn.Server(config)
+    http_task = asyncio.create_task(http.serve(sockets=[sock]))
+    try:
+        yield RunningWorld(world, radio_server.address, f"http://{HOST}:{port}/")
+    finally:
+        http.should_exit = True
+        await http_task
+        sock.close()
+        await radio_server.close()

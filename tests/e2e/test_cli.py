@@ -1,0 +1,177 @@
+"""`blelock` as a user runs it: separate processes against a `blelock-sim` process.
+
+The simulator runs as its own process (as a harness would run it); each `blelock` call is a
+fresh subprocess pointed at it by environment variables only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+SIM_START_TIMEOUT = 60
+CLI_TIMEOUT = 60
+
+
+@dataclass
+class Sim:
+    env: dict[str, str]
+    locks: list[dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Sim]:
+    """Lock 1: HD padlock; lock 2: standard padlock; lock 3: drops its link once."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulators",
+            "--json",
+            "--until-stdin-closes",
+            "--locks",
+            "3",
+            "--seed",
+            "5",
+            "--adv-ms",
+            "5",
+            "--connect-ms",
+            "2",
+            "--interval-ms",
+            "1",
+            "--write-rtt-ms",
+            "1",
+            "--fault",
+            "3:drop-after=1",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        announced = json.loads(child.stdout.readline())
+        yield Sim(env=announced["env"], locks=announced["locks"])
+    finally:
+        child.stdin.close()
+        child.wait(timeout=SIM_START_TIMEOUT)
+    assert child.returncode == 0
+
+
+def blelock(sim: Sim | None, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
+    environment["BLELOCK_CONFIG"] = os.devnull  # never a developer's real config
+    if sim is not None:
+        environment |= sim.env | {"BLELOCK_SCAN_TIMEOUT": "3"}
+    environment |= env
+    return subprocess.run(
+        [sys.executable, "-m", "blelock", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=CLI_TIMEOUT,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(result.stdout)
+
+
+def test_scan_lists_the_simulated_locks(sim: Sim) -> None:
+    result = blelock(sim, "scan", "--seconds", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    seen = {row["mac"]: row["hardware"] for row in as_json(result)}
+    assert seen == {lock["mac"]: lock["hardware"] for lock in sim.locks}
+
+
+def test_unlock_opens_the_lock(sim: Sim) -> None:
+    mac = sim.locks[0]["mac"]
+    result = blelock(sim, "unlock", mac.lower(), "--tracking-key", "tech-7", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = as_json(result)["results"]
+    assert row["mac"] == mac and row["opened"] and row["logs_kept"] >= 1
+
+
+def test_unlock_survives_a_dropped_link_with_one_retry(sim: Sim) -> None:
+    result = blelock(sim, "unlock", sim.locks[2]["mac"], "--json")
+    assert result.returncode == 0, result.stderr
+    assert as_json(result)["results"][0]["attempts"] == 2
+
+
+def test_human_output_is_a_table(sim: Sim) -> None:
+    result = blelock(sim, "unshackle", sim.locks[0]["mac"])
+    assert result.returncode == 0, result.stderr
+    assert "opened" in result.stdout and sim.locks[0]["mac"] in result.stdout
+
+
+def test_refusal_is_one_line_naming_lock_step_and_hint(sim: Sim) -> None:
+    mac = sim.locks[1]["mac"]
+    result = blelock(sim, "unshackle", mac)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert mac in line and "send commands" in line and "HD padlock" in line
+
+
+def test_malformed_mac_is_a_usage_error(sim: Sim) -> None:
+    result = blelock(sim, "unlock", "C7:E6:B0:C6:75")
+    assert result.returncode == 2
+    assert "malformed MAC 'C7:E6:B0:C6:75'" in one_line_error(result)
+
+
+def test_lock_not_in_range(sim: Sim) -> None:
+    result = blelock(sim, "unlock", "00:11:22:33:44:55", BLELOCK_SCAN_TIMEOUT="0.5")
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert "00:11:22:33:44:55" in line and "scan" in line and "not seen" in line
+
+
+def test_wrong_api_key_fails_without_printing_it(sim: Sim) -> None:
+    secret = "wrong-key-do-not-print-4711"
+    result = blelock(sim, "unlock", sim.locks[0]["mac"], "--json", BLELOCK_NOKE_API_KEY=secret)
+    assert result.returncode == 1
+    assert secret not in result.stdout + result.stderr
+    assert as_json(result)["kind"] == "AuthFailed"
+
+
+def test_cloud_down(sim: Sim) -> None:
+    result = blelock(sim, "unlock", sim.locks[0]["mac"], BLELOCK_NOKE_URL="http://127.0.0.1:9/")
+    assert result.returncode == 1
+    assert "cloud" in one_line_error(result)
+
+
+def test_missing_api_key_is_a_usage_error(sim: Sim) -> None:
+    result = blelock(sim, "unlock", sim.locks[0]["mac"], BLELOCK_NOKE_API_KEY="")
+    assert result.returncode == 2
+    assert "API key" in one_line_error(result)
+
+
+def test_bad_setting_is_named() -> None:
+    result = blelock(None, "scan", BLELOCK_SCAN_TIMEOUT="soon")
+    assert result.returncode == 2
+    assert "scan_timeout" in one_line_error(result)
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = blelock(None, "teleport")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_demo_opens_every_simulated_lock() -> None:
+    result = blelock(None, "demo", "--locks", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    report = as_json(result)
+    assert report["ok"] and len(report["results"]) == 2
+    assert all(row["opened"] for row in report["results"])
