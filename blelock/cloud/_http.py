@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import functools
 import json
+import ssl
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -36,6 +38,17 @@ _NOT_JSON_HINT = (
 )
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """Loading the CA bundle costs ~20 ms of CPU: once per process, not once per client."""
+    return httpx.create_ssl_context()
+
+
+_NO_TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+"""For plain-http URLs (the simulators on loopback): never used for a handshake, and it spares
+httpx building a verified context, with its CA bundle, for every client."""
+
+
 def make_client(
     base_url: str,
     timeouts: Timeouts,
@@ -52,6 +65,7 @@ def make_client(
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeouts.cloud),
+        verify=_tls_context() if base_url.startswith("https:") else _NO_TLS,
         transport=transport,
         headers={"Accept": "application/json", **(headers or {})},
         follow_redirects=False,
