@@ -27,10 +27,15 @@ __all__ = [
     "LinkTimeout",
     "LocalProtocolError",
     "LockRefused",
+    "OfflineKeyError",
+    "OfflineKeyExpired",
+    "OfflineKeyMissing",
+    "OfflineKeyRevoked",
     "OutOfSlots",
     "ProtocolError",
     "RateLimited",
     "RemoteProtocolError",
+    "StoreError",
     "UnknownLock",
     "UsageError",
     "lock_context",
@@ -184,6 +189,31 @@ class RateLimited(CloudRejected):
     def __init__(self, message: str, *, retry_after: float | None, status: int = 429) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+
+
+# --- offline keys and the local store -------------------------------------------------------
+
+
+class OfflineKeyError(BlelockError):
+    """No usable offline key for this lock."""
+
+    hint = "run `blelock sync` while online"
+
+
+class OfflineKeyMissing(OfflineKeyError):
+    """No offline key for this lock (and tracking key) was ever synced."""
+
+
+class OfflineKeyExpired(OfflineKeyError):
+    """The cached key is older than the offline-key lifetime."""
+
+
+class OfflineKeyRevoked(OfflineKeyError):
+    """The last sync said this key is revoked."""
+
+
+class StoreError(BlelockError):
+    """The local store (database, data key) cannot be used as it is. Nothing was changed."""
 
 
 @contextlib.contextmanager

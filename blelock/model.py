@@ -14,6 +14,7 @@ __all__ = [
     "LockState",
     "LogRecord",
     "MacAddress",
+    "OfflineGrant",
     "Outcome",
     "Sighting",
     "Vendor",
@@ -97,3 +98,15 @@ class Outcome:
     packets_sent: int
     attempts: int
     logs: tuple[LogRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineGrant:
+    """What the cloud issues for offline use: a key and the unlock command it encrypts.
+
+    Key material never appears in repr (and so never in logs or tracebacks)."""
+
+    lock_id: MacAddress
+    tracking_key: str
+    offline_key: bytes = field(repr=False)
+    unlock_command: bytes = field(repr=False)
