@@ -47,11 +47,17 @@ class SimNokeLock:
     rssi: int = -60
     mechanical: MechanicalFaults = field(default_factory=MechanicalFaults)
     clock: Callable[[], int] = field(default=lambda: int(time.time()))
+    clock_drift_s: int = 0
+    """How far the lock's own clock is off (a fault switch: offline packets are checked against
+    the lock's clock, not the phone's)."""
 
     connections: int = 0
     setups: int = 0
     unlocks: int = 0
     unshackles: int = 0
+    offline_unlocks: int = 0
+    revoked_slots: set[int] = field(default_factory=set)
+    """Offline key slots revoked by an online sync; the cloud may know of more."""
     refusals: collections.Counter[noke.ResultCode] = field(default_factory=collections.Counter)
     server_records: list[tuple[str, str]] = field(default_factory=list)
     """(session hex, packet hex) of every 0x50 packet this lock sent, in order."""
@@ -125,7 +131,7 @@ class SimNokeLock:
     def on_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
         if char_uuid != noke.WRITE_UUID or self._checks is None or self._session is None:
             raise GattRefused(_ATT_WRITE_NOT_PERMITTED, f"{char_uuid} is not writable")
-        verdict = self._checks.accept(bytes(data))
+        verdict = self._checks.accept(bytes(data), now=self.clock() + self.clock_drift_s)
         if isinstance(verdict, noke.ResultCode):
             self.refusals[verdict] += 1
             return [(noke.NOTIFY_UUID, noke.answer(verdict))]
@@ -141,6 +147,9 @@ class SimNokeLock:
             self.setups += 1
             record = self._record(noke.RecordType.KEY, event=command.command, counter=self.setups)
             return [record], noke.ResultCode.SUCCESS
+        if command.command is noke.CommandType.REMOVE_OFFLINE_KEY:
+            self.revoked_slots.add(command.argument)
+            return [], noke.ResultCode.SUCCESS
         if command.command is not noke.CommandType.UNLOCK:
             return [], noke.ResultCode.SUCCESS
         unshackle = command.argument == noke.UNSHACKLE_ARGUMENT
@@ -156,10 +165,13 @@ class SimNokeLock:
         if unshackle:
             self.unshackles += 1
             self.state = "unshackled"
+        elif command.offline_slot is not None:
+            self.offline_unlocks += 1
+            self.state = "unlocked"
         else:
             self.unlocks += 1
             self.state = "unlocked"
-        counter = self.unlocks + self.unshackles
+        counter = self.unlocks + self.unshackles + self.offline_unlocks
         return [self._record(noke.RecordType.UNLOCK, event=command.argument, counter=counter)], (
             noke.ResultCode.SUCCESS
         )

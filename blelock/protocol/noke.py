@@ -21,6 +21,17 @@ The simulated cloud and lock use it to be honest with each other:
 * **Server record** (``0x50``) = ``[0x50, record type, sequence, 0x00] || AES-DEC(K, record)``,
   ``record = [event, 0, unix time u32le, battery mV u16le, counter u16le, 2 zero bytes, tag]``,
   so that the simulated cloud can open what the companion uploads.
+* **Offline keys** (the public algorithm is §6; which key the lock checks against is not):
+  slot ``s`` (0-99, the documented pool of 100 offline + fob keys per lock) has
+  ``offline_key = HMAC-SHA256(lock_key, "noke offline key" || s)[:16]`` and
+  ``unlock_command = [0x00, 0x01 (offline key type), s, 0x00] || body`` with
+  ``body = [UNLOCK, s, 0 x 4 (time, stamped by the phone), HMAC(lock_key, "noke offline body"
+  || s)[:9], 0 (checksum, stamped by the phone)]``, so the lock can check any slot without a
+  key table. The lock opens the phone's packet with ``offline_key ⊞ session`` and accepts it when
+  every byte but time and checksum equals the body it derives, the checksum holds, the time is
+  within :data:`OFFLINE_CLOCK_WINDOW_S` of its own clock and the slot is not revoked. Revocations
+  reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY`` packets), so a
+  revoked key keeps opening until then, as the Core API README documents (noke.md §9.4).
 * **App answer** = ``[0x51, result, batch id, packets remaining, 0 x 16]``;
   shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 x 16]`` (the documented layout).
 """
@@ -28,8 +39,9 @@ The simulated cloud and lock use it to be honest with each other:
 from __future__ import annotations
 
 import enum
+import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -129,6 +141,7 @@ class CommandType(enum.IntEnum):
     SHUTDOWN = 0xA0
     SETUP = 0xA1
     UNLOCK = 0xA2
+    REMOVE_OFFLINE_KEY = 0xA3
     GET_LOGS = 0xA5
     FIRMWARE_UPDATE = 0xAB
 
@@ -144,11 +157,23 @@ class RecordType(enum.IntEnum):
 UNSHACKLE_ARGUMENT = 0x01
 """Body byte 1 of an UNLOCK that frees the shackle (invented; there is no documented type)."""
 
+OFFLINE_KEY_TYPE = 0x01
+"""Header byte 1 of an offline unlock command (the observed ``0001e400`` has 0x01 there)."""
+OFFLINE_SLOTS = 100
+"""Offline and fob keys share a pool of 100 per lock (Core API README, noke.md §9.4)."""
+OFFLINE_CLOCK_WINDOW_S = 300
+"""How far the phone's timestamp may be from the lock's clock (invented; phones and locks
+drift, and a technician's phone may be minutes off)."""
+
 REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
     ("not 20 bytes, or its countdown breaks the batch order", ResultCode.INVALID_DATA),
     ("tag mismatch: another lock's key, a stale session, tampering", ResultCode.INVALID_KEY),
     ("the exact packet was already executed this session (replay)", ResultCode.INVALID_PERMISSION),
     ("command type unknown, or not supported by this hardware", ResultCode.INVALID_COMMAND),
+    ("offline: body is not this slot's under this session's key", ResultCode.INVALID_KEY),
+    ("offline: checksum over the stamped body does not hold", ResultCode.INVALID_DATA),
+    ("offline: time too far from the lock's clock", ResultCode.OUT_OF_SCHEDULE),
+    ("offline: the slot was revoked by an online sync", ResultCode.INVALID_PERMISSION),
 )
 """The simulated lock's acceptance rules, in the order it checks them (invented, see above)."""
 
@@ -360,13 +385,22 @@ def encode_command(
 
 
 def cloud_command_string(
-    lock_key: bytes, session: bytes, action: str, *, unix_time: int, batch_id: int, setup: bool
+    lock_key: bytes,
+    session: bytes,
+    action: str,
+    *,
+    unix_time: int,
+    batch_id: int,
+    setup: bool,
+    revoke_slots: Sequence[int] = (),
 ) -> str:
-    """The ``data.commands`` the cloud answers /unlock/ or /unshackle/ with."""
+    """The ``data.commands`` the cloud answers /unlock/ or /unshackle/ with: setup if pending,
+    then the revocations the lock has not heard of, then the action."""
     if action not in ("unlock", "unshackle"):
         raise LocalProtocolError(f"no command string for action {action!r}")
     combined = combined_key(lock_key, session)
     plan = [(CommandType.SETUP, 0)] if setup else []
+    plan.extend((CommandType.REMOVE_OFFLINE_KEY, slot) for slot in revoke_slots)
     plan.append((CommandType.UNLOCK, UNSHACKLE_ARGUMENT if action == "unshackle" else 0))
     packets = [
         encode_command(
@@ -380,6 +414,23 @@ def cloud_command_string(
         for position, (command, argument) in enumerate(plan)
     ]
     return "+".join(packet.hex() for packet in packets)
+
+
+def _offline_body(lock_key: bytes, slot: int) -> bytes:
+    filler = hmac.digest(lock_key, b"noke offline body" + bytes([slot]), "sha256")[:9]
+    return bytes([CommandType.UNLOCK, slot]) + bytes(4) + filler + b"\x00"
+
+
+def offline_key_for(lock_key: bytes, slot: int) -> bytes:
+    if not 0 <= slot < OFFLINE_SLOTS:
+        raise LocalProtocolError(f"offline slot {slot} is outside 0-{OFFLINE_SLOTS - 1}")
+    return hmac.digest(lock_key, b"noke offline key" + bytes([slot]), "sha256")[:KEY_SIZE]
+
+
+def offline_grant_material(lock_key: bytes, slot: int) -> tuple[bytes, bytes]:
+    """What the cloud's /keys/ hands out for a slot: (offline_key, unlock_command)."""
+    header = bytes([0x00, OFFLINE_KEY_TYPE, slot, 0x00])
+    return offline_key_for(lock_key, slot), header + _offline_body(lock_key, slot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +478,7 @@ class Command:
     unix_time: int
     batch_id: int
     remaining: int
+    offline_slot: int | None = None
 
 
 def answer(result: ResultCode, *, batch_id: int = 0, remaining: int = 0) -> bytes:
@@ -463,15 +515,28 @@ def seal_server_packet(
 class LockSession:
     """One connection's worth of the lock's checks (:data:`REFUSAL_RULES`, in order)."""
 
-    def __init__(self, lock_key: bytes, session: bytes, *, can_unshackle: bool) -> None:
+    def __init__(
+        self,
+        lock_key: bytes,
+        session: bytes,
+        *,
+        can_unshackle: bool,
+        revoked_slots: Collection[int] = frozenset(),
+    ) -> None:
         self.combined = combined_key(lock_key, session)
+        self._lock_key = lock_key
+        self._session = session
         self._can_unshackle = can_unshackle
+        self._revoked = revoked_slots
         self._executed: set[bytes] = set()
         self._batch: tuple[int, int] | None = None  # (batch id, packets still expected)
 
-    def accept(self, packet: bytes) -> Command | ResultCode:
+    def accept(self, packet: bytes, *, now: int) -> Command | ResultCode:
+        """``now`` is the lock's own clock (Unix seconds)."""
         if len(packet) != PACKET_SIZE:
             return ResultCode.INVALID_DATA
+        if packet[1] == OFFLINE_KEY_TYPE:
+            return self._accept_offline(packet, now)
         header, body = packet[:4], open_block(self.combined, packet[4:])
         if crc32(header, body[:12]) != u32le(body, 12):
             return ResultCode.INVALID_KEY
@@ -494,6 +559,31 @@ class LockSession:
             unix_time=u32le(body, 2),
             batch_id=batch_id,
             remaining=remaining,
+        )
+
+    def _accept_offline(self, packet: bytes, now: int) -> Command | ResultCode:
+        slot = packet[2]
+        if slot >= OFFLINE_SLOTS:
+            return ResultCode.INVALID_KEY
+        key = combined_key(offline_key_for(self._lock_key, slot), self._session)
+        body, expected = open_block(key, packet[4:]), _offline_body(self._lock_key, slot)
+        if body[:2] != expected[:2] or body[6:15] != expected[6:15]:
+            return ResultCode.INVALID_KEY
+        if body[15] != sum(body[:15]) & 0xFF:
+            return ResultCode.INVALID_DATA
+        stamped = u32le(body, 2)
+        if abs(stamped - now) > OFFLINE_CLOCK_WINDOW_S:
+            return ResultCode.OUT_OF_SCHEDULE
+        if slot in self._revoked or packet in self._executed:
+            return ResultCode.INVALID_PERMISSION
+        self._executed.add(bytes(packet))
+        return Command(
+            command=CommandType.UNLOCK,
+            argument=0,
+            unix_time=stamped,
+            batch_id=packet[2],
+            remaining=0,
+            offline_slot=slot,
         )
 
 

@@ -94,7 +94,7 @@ def _commands_executed(key: bytes, commands: str, *, can_unshackle: bool) -> lis
     lock = noke.LockSession(key, SESSION, can_unshackle=can_unshackle)
     executed = []
     for packet in noke.split_commands(commands):
-        verdict = lock.accept(packet)
+        verdict = lock.accept(packet, now=0)
         assert isinstance(verdict, noke.Command), verdict
         executed.append(verdict)
     return executed
@@ -146,7 +146,7 @@ async def test_commands_are_sealed_for_their_own_lock_only(cloud: NokeCloud) -> 
     commands = await cloud.unlock_commands(STD_MAC, SESSION.hex())
 
     other_lock = noke.LockSession(HD_KEY, SESSION, can_unshackle=True)
-    assert other_lock.accept(noke.split_commands(commands)[0]) is noke.ResultCode.INVALID_KEY
+    assert other_lock.accept(noke.split_commands(commands)[0], now=0) is noke.ResultCode.INVALID_KEY
 
 
 async def test_wrong_api_key_is_auth_failed_and_never_echoed(

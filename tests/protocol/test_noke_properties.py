@@ -32,13 +32,13 @@ def test_lock_accepts_exactly_what_the_cloud_made_for_it(
         noke.cloud_command_string(key, session, action, unix_time=now, batch_id=batch, setup=setup)
     )
     lock = noke.LockSession(key, session, can_unshackle=True)
-    verdicts = [lock.accept(p) for p in packets]
+    verdicts = [lock.accept(p, now=0) for p in packets]
     assert all(isinstance(v, noke.Command) for v in verdicts)
     last = verdicts[-1]
     assert isinstance(last, noke.Command)
     assert last.command is noke.CommandType.UNLOCK and last.unix_time == now
     assert (last.argument == noke.UNSHACKLE_ARGUMENT) == (action == "unshackle")
-    assert lock.accept(packets[-1]) is noke.ResultCode.INVALID_PERMISSION  # replay
+    assert lock.accept(packets[-1], now=0) is noke.ResultCode.INVALID_PERMISSION  # replay
 
 
 @given(keys, keys, sessions, sessions)
@@ -49,11 +49,11 @@ def test_other_lock_or_stale_session_is_refused(
         noke.cloud_command_string(key, session, "unlock", unix_time=1, batch_id=1, setup=False)
     )[0]
     if other_key != key:
-        assert noke.LockSession(other_key, session, can_unshackle=True).accept(packet) is (
+        assert noke.LockSession(other_key, session, can_unshackle=True).accept(packet, now=0) is (
             noke.ResultCode.INVALID_KEY
         )
     if other_session[:16] != session[:16]:
-        assert noke.LockSession(key, other_session, can_unshackle=True).accept(packet) is (
+        assert noke.LockSession(key, other_session, can_unshackle=True).accept(packet, now=0) is (
             noke.ResultCode.INVALID_KEY
         )
 
@@ -66,7 +66,7 @@ def test_any_bit_flip_is_refused(key: bytes, session: bytes, where: int, flip: i
         )[0]
     )
     packet[where] ^= flip
-    assert noke.LockSession(key, session, can_unshackle=True).accept(bytes(packet)) is (
+    assert noke.LockSession(key, session, can_unshackle=True).accept(bytes(packet), now=0) is (
         noke.ResultCode.INVALID_KEY
     )
 
@@ -165,3 +165,67 @@ def test_bad_packet_in_command_string_is_named() -> None:
     good = "00" * 20
     with pytest.raises(ProtocolError, match="packet 2 of 3"):
         noke.split_commands(f"{good}+{good[:-2]}zz+{good}")
+
+
+# --- offline unlock: the companion's public algorithm against the lock's (invented) checks ----
+
+NOW = 1_700_000_000
+
+
+@given(keys, sessions, st.integers(0, noke.OFFLINE_SLOTS - 1), st.integers(-300, 300))
+def test_offline_packet_opens_within_the_clock_window(
+    lock_key: bytes, session: bytes, slot: int, skew: int
+) -> None:
+    offline_key, unlock_command = noke.offline_grant_material(lock_key, slot)
+    packet = noke.build_offline_unlock(offline_key, unlock_command, session, NOW + skew)
+    verdict = noke.LockSession(lock_key, session, can_unshackle=False).accept(packet, now=NOW)
+    assert isinstance(verdict, noke.Command)
+    assert (verdict.offline_slot, verdict.unix_time) == (slot, NOW + skew)
+
+
+def _offline_verdict(
+    lock_key: bytes,
+    grant_key: bytes,
+    session: bytes,
+    packet_session: bytes,
+    *,
+    stamp: int | None = NOW,
+    revoked: frozenset[int] = frozenset(),
+    slot: int = 4,
+) -> noke.Command | noke.ResultCode:
+    offline_key, unlock_command = noke.offline_grant_material(grant_key, slot)
+    packet = noke.build_offline_unlock(offline_key, unlock_command, packet_session, stamp)
+    lock = noke.LockSession(lock_key, session, can_unshackle=False, revoked_slots=revoked)
+    return lock.accept(packet, now=NOW)
+
+
+@given(keys, keys, sessions, sessions)
+def test_offline_refusals(key: bytes, other: bytes, session: bytes, stale: bytes) -> None:
+    if other != key:
+        assert _offline_verdict(key, other, session, session) is noke.ResultCode.INVALID_KEY
+    if stale[:16] != session[:16]:
+        assert _offline_verdict(key, key, session, stale) is noke.ResultCode.INVALID_KEY
+    too_old, too_new = NOW - noke.OFFLINE_CLOCK_WINDOW_S - 1, NOW + noke.OFFLINE_CLOCK_WINDOW_S + 1
+    assert _offline_verdict(key, key, session, session, stamp=too_old) is (
+        noke.ResultCode.OUT_OF_SCHEDULE
+    )
+    assert _offline_verdict(key, key, session, session, stamp=too_new) is (
+        noke.ResultCode.OUT_OF_SCHEDULE
+    )
+    assert _offline_verdict(key, key, session, session, revoked=frozenset({4})) is (
+        noke.ResultCode.INVALID_PERMISSION
+    )
+
+
+def test_online_string_carries_revocations_before_the_action() -> None:
+    key, session = bytes(range(16)), bytes(range(20))
+    text = noke.cloud_command_string(
+        key, session, "unlock", unix_time=NOW, batch_id=5, setup=False, revoke_slots=[3, 7]
+    )
+    lock = noke.LockSession(key, session, can_unshackle=False)
+    verdicts = [lock.accept(p, now=NOW) for p in noke.split_commands(text)]
+    assert [(v.command, v.argument) for v in verdicts if isinstance(v, noke.Command)] == [
+        (noke.CommandType.REMOVE_OFFLINE_KEY, 3),
+        (noke.CommandType.REMOVE_OFFLINE_KEY, 7),
+        (noke.CommandType.UNLOCK, 0),
+    ]
