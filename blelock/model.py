@@ -98,6 +98,8 @@ class Outcome:
     packets_sent: int
     attempts: int
     logs: tuple[LogRecord, ...] = field(default=())
+    offline: bool = False
+    """Opened with a cached offline key rather than a command from the cloud."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from blelock.protocol.noke import cloud_command_string
+from blelock.errors import ProtocolError
+from blelock.protocol.noke import (
+    OFFLINE_SLOTS,
+    RecordType,
+    cloud_command_string,
+    offline_grant_material,
+    open_server_packet,
+)
 
 __all__ = [
     "CloudFaults",
@@ -74,6 +81,43 @@ class RegisteredLock:
     setup_count: int = 0
     internal_battery: int = 0
     external_battery: int = 0
+    offline_keys: dict[str, OfflineKey] = field(default_factory=dict)
+    """Active offline keys by tracking key."""
+    revoked_slots: set[int] = field(default_factory=set)
+    """Revoked here; sent to the lock in every online command string until it confirms."""
+    confirmed_revocations: set[int] = field(default_factory=set)
+    """Revocations the lock has executed (seen in an uploaded record of the session they
+    were sent in)."""
+
+    def issue_offline_key(self, tracking_key: str) -> OfflineKey:
+        """The tracking key's active key, or a new one in the lowest never-used slot."""
+        if (existing := self.offline_keys.get(tracking_key)) is not None:
+            return existing
+        used = {key.slot for key in self.offline_keys.values()} | self.revoked_slots
+        slot = next((n for n in range(OFFLINE_SLOTS) if n not in used), None)
+        if slot is None:
+            raise _Refusal(3, f"Offline key pool of {OFFLINE_SLOTS} is full for {self.mac}")
+        offline_key, unlock_command = offline_grant_material(self.key, slot)
+        issued = OfflineKey(tracking_key, slot, offline_key.hex(), unlock_command.hex())
+        self.offline_keys[tracking_key] = issued
+        return issued
+
+    def revoke_offline_key(self, tracking_key: str) -> None:
+        if (revoked := self.offline_keys.pop(tracking_key, None)) is not None:
+            self.revoked_slots.add(revoked.slot)
+
+    @property
+    def revocations_to_send(self) -> list[int]:
+        return sorted(self.revoked_slots - self.confirmed_revocations)
+
+
+@dataclass(frozen=True)
+class OfflineKey:
+    tracking_key: str
+    slot: int
+    offline_key: str
+    """Hex, as /keys/ hands it out."""
+    unlock_command: str
 
 
 @dataclass
@@ -117,6 +161,7 @@ class IssuedCommands:
     setup: bool
     unix_time: int
     commands: str
+    revoked_slots: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +193,12 @@ class NokeCloudState:
     records_received: int = 0
     """Every record in every accepted upload, duplicates included."""
     records_duplicate: int = 0
+    revocations_sent: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
+    """Revoked slots carried by the commands issued for (mac, session)."""
+    upload_keys: set[str] = field(default_factory=set)
+    """Idempotency-Key values of uploads already processed."""
+    uploads_replayed: int = 0
+    """Uploads answered from ``upload_keys`` without being processed again."""
     _batch_id: int = 0
 
     def __post_init__(self) -> None:
@@ -165,11 +216,22 @@ class NokeCloudState:
         return self._batch_id
 
     def record_uploaded(self, record: UploadedRecord) -> None:
-        """Called once for each new (non-duplicate) uploaded record, after it is stored.
-
-        The hook where the cloud reads what locks report, e.g. the setup acknowledgement that
-        clears :attr:`RegisteredLock.setup_pending`. This base cloud only keeps the record.
-        """
+        """Read what the lock reported: a key record acknowledges setup; any authentic record
+        from a session confirms the revocations that session's commands carried."""
+        lock = self.find_lock(record.mac)
+        if lock is None:
+            return
+        try:
+            opened = open_server_packet(
+                lock.key, bytes.fromhex(record.session), bytes.fromhex(record.response)
+            )
+        except ProtocolError:
+            return  # kept as received, but it proves nothing
+        if opened.record_type == RecordType.KEY and lock.setup_pending:
+            lock.setup_pending = False
+            lock.setup_count += 1
+        sent = self.revocations_sent.get((lock.mac.upper(), record.session), ())
+        lock.confirmed_revocations.update(sent)
 
 
 # --- server-side schemas, from the vendor documentation -------------------------------------
@@ -206,6 +268,19 @@ class UploadEntry(_Body):
 
 class UploadBody(_Body):
     logs: list[UploadEntry]
+
+
+class KeyScope(_Body):
+    macs: list[Mac] | None = None
+    tracking_keys: list[str] | None = None
+
+
+class KeysBody(_Body):
+    """/keys/: issue, display and revoke ride in the body (noke.md §9.3)."""
+
+    issue: list[KeyScope] | None = None
+    display: KeyScope | None = None
+    revoke: list[KeyScope] | None = None
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -302,6 +377,7 @@ def _commands(action: str) -> Handler:
             setup=lock.setup_pending,
             unix_time=clock(),
             commands="",
+            revoked_slots=tuple(lock.revocations_to_send),
         )
         commands = cloud_command_string(
             lock.key,
@@ -310,11 +386,70 @@ def _commands(action: str) -> Handler:
             unix_time=batch.unix_time,
             batch_id=batch.batch_id,
             setup=batch.setup,
+            revoke_slots=batch.revoked_slots,
         )
         state.commands_issued.append(dataclasses.replace(batch, commands=commands))
+        if batch.revoked_slots:
+            state.revocations_sent[(batch.mac, batch.session)] = batch.revoked_slots
         return _envelope(action, data={"commands": commands}, token=secrets.token_hex(16))
 
     return handle
+
+
+def _locks_in(state: NokeCloudState, macs: list[str] | None) -> list[RegisteredLock]:
+    if macs is None:
+        return list(state.locks.values())
+    missing = sorted({mac.upper() for mac in macs} - state.locks.keys())
+    if missing:
+        raise _Refusal(7, f"Lock not found: {', '.join(missing[:5])}")
+    return [state.locks[mac.upper()] for mac in dict.fromkeys(macs)]
+
+
+def _key_listing(locks: list[RegisteredLock], tracking_keys: list[str] | None) -> dict[str, Any]:
+    wanted = None if tracking_keys is None else set(tracking_keys)
+    return {
+        "locks": [
+            {
+                "mac": lock.mac.upper(),
+                "keys": [
+                    {
+                        "tracking_key": key.tracking_key,
+                        "offline_key": key.offline_key,
+                        "unlock_command": key.unlock_command,
+                    }
+                    for key in lock.offline_keys.values()
+                    if wanted is None or key.tracking_key in wanted
+                ],
+            }
+            for lock in locks
+        ]
+    }
+
+
+async def _keys(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
+    body = _parse(KeysBody, raw, empty_ok=True)
+    touched: dict[str, RegisteredLock] = {}
+    for scope in body.issue or ():
+        if not scope.macs or not scope.tracking_keys:
+            raise _Refusal(3, "Invalid input: issue needs macs and tracking_keys")
+        for lock in _locks_in(state, scope.macs):
+            for tracking_key in scope.tracking_keys:
+                lock.issue_offline_key(tracking_key)
+            touched[lock.mac] = lock
+    for scope in body.revoke or ():
+        if scope.macs is None and scope.tracking_keys is None:
+            raise _Refusal(3, "Invalid input: revoke needs macs or tracking_keys")
+        for lock in _locks_in(state, scope.macs):
+            for tracking_key in scope.tracking_keys or list(lock.offline_keys):
+                lock.revoke_offline_key(tracking_key)
+            if scope.macs is not None or any(lock.offline_keys):
+                touched[lock.mac] = lock
+    if body.issue is not None or body.revoke is not None:
+        return _envelope("keys", data=_key_listing(list(touched.values()), None))
+    display = body.display or KeyScope()
+    return _envelope(
+        "keys", data=_key_listing(_locks_in(state, display.macs), display.tracking_keys)
+    )
 
 
 async def _upload(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
@@ -342,6 +477,7 @@ _ROUTES: dict[str, Handler] = {
     "unlock": _commands("unlock"),
     "unshackle": _commands("unshackle"),
     "upload": _upload,
+    "keys": _keys,
 }
 
 
@@ -383,8 +519,15 @@ def create_app(
                 return _envelope(
                     name, error_code=2, message="API key invalid or missing", status=401
                 )
+            idempotency_key = request.headers.get("Idempotency-Key")
+            if name == "upload" and idempotency_key in state.upload_keys:
+                state.uploads_replayed += 1
+                return _envelope(name)
             try:
-                return await handler(state, await request.body(), clock)
+                response = await handler(state, await request.body(), clock)
+                if name == "upload" and idempotency_key:
+                    state.upload_keys.add(idempotency_key)
+                return response
             except _Refusal as refusal:
                 return _envelope(
                     name,

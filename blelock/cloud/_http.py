@@ -8,14 +8,18 @@ request headers.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import functools
 import json
+import random
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 
 import httpx
 
@@ -23,13 +27,80 @@ from blelock.config import Timeouts
 from blelock.errors import (
     AuthFailed,
     BlelockError,
+    CloudError,
     CloudRejected,
     CloudTimeout,
     CloudUnavailable,
     RateLimited,
 )
 
-__all__ = ["json_body", "make_client", "map_http_errors", "parse_retry_after", "raise_for_status"]
+__all__ = [
+    "RetryPolicy",
+    "json_body",
+    "make_client",
+    "map_http_errors",
+    "parse_retry_after",
+    "raise_for_status",
+    "with_retries",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries for background work (sync, upload), never for a user at a lock.
+
+    Full jitter (a random wait up to the exponential step) keeps a fleet of kiosks that lost
+    the uplink together from coming back in lockstep."""
+
+    attempts: int = 4
+    base_s: float = 0.5
+    cap_s: float = 8.0
+    max_retry_after_s: float = 60.0
+    """A Retry-After longer than this is not waited for: the error says so instead."""
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap_s, self.base_s * 2**retry))
+
+
+def is_transient(exc: CloudError) -> bool:
+    """Worth another try: unreachable, slow, rate limited, a 5xx, or a body that is not JSON
+    (a proxy's error page)."""
+    if isinstance(exc, CloudUnavailable | CloudTimeout | RateLimited):
+        return True
+    return isinstance(exc, CloudRejected) and (
+        (exc.status or 0) >= 500 or exc.hint == _NOT_JSON_HINT
+    )
+
+
+async def with_retries(
+    operation: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    rng: random.Random | None = None,
+) -> T:
+    """Run ``operation``; on a transient CloudError wait (Retry-After, else jittered backoff)
+    and try again, up to ``policy.attempts`` in all; then raise the last error, its message
+    saying how many attempts were made."""
+    rng = rng or random.Random()
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return await operation()
+        except CloudError as exc:
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            too_long = retry_after is not None and retry_after > policy.max_retry_after_s
+            if not is_transient(exc) or attempt == policy.attempts or too_long:
+                if attempt > 1:
+                    exc.message = f"{exc.message} (after {attempt} attempts)"
+                    exc.args = (exc.message,)
+                raise
+            await sleep(
+                retry_after if retry_after is not None else policy.backoff(attempt - 1, rng)
+            )
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
 
 _SERVER_TROUBLE_HINT = "the cloud has trouble on its side; try again later"
 _CLIENT_BUG_HINT = "the cloud did not accept blelock's request; report it with `--debug` output"

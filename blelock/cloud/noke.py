@@ -12,17 +12,20 @@ The answer's envelope decides the outcome (noke.md §9.5): ``error_code`` 2 → 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from blelock.cloud._http import json_body, make_client, map_http_errors
+from blelock.cloud._http import RetryPolicy, json_body, make_client, map_http_errors, with_retries
 from blelock.cloud.noke_models import (
     CommandsData,
     Envelope,
+    KeyScope,
+    KeysData,
+    KeysRequest,
     LockInfo,
     LocksData,
     LocksRequest,
@@ -31,8 +34,8 @@ from blelock.cloud.noke_models import (
     UploadRequest,
 )
 from blelock.config import Timeouts
-from blelock.errors import AuthFailed, CloudRejected, ConfigError, UnknownLock
-from blelock.model import LogRecord, MacAddress
+from blelock.errors import AuthFailed, CloudRejected, ConfigError, UnknownLock, UsageError
+from blelock.model import LogRecord, MacAddress, OfflineGrant
 
 __all__ = ["NokeCloud"]
 
@@ -60,7 +63,9 @@ class NokeCloud:
         mobile_key: SecretStr | str | None = None,
         timeouts: Timeouts | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        self._retry = retry or RetryPolicy()
         self._api_key = _secret(api_key)
         self._mobile_key = None if mobile_key is None else _secret(mobile_key)
         self._client = make_client(
@@ -108,9 +113,43 @@ class NokeCloud:
         envelope = await self._post("lock", body, mac=_one(macs))
         return _validate(LocksData, envelope.data, "lock", self.host).locks
 
-    async def upload(self, records: Sequence[LogRecord]) -> None:
+    async def offline_keys(
+        self, macs: Sequence[MacAddress] | None = None, *, issue_for: Sequence[str] = ()
+    ) -> list[OfflineGrant]:
+        """``/keys/``: every offline key the cloud lists for ``macs`` (None: all locks), after
+        asking it to issue keys for the tracking keys in ``issue_for``. Retried when transient.
+        """
+        if issue_for:
+            if not macs:
+                raise UsageError(
+                    "issuing offline keys needs the locks to issue them for",
+                    hint="name them with --macs",
+                )
+            issue = KeysRequest(issue=[KeyScope(macs=list(macs), tracking_keys=list(issue_for))])
+            await with_retries(lambda: self._post("keys", issue, mac=_one(macs)), self._retry)
+        display = KeysRequest(display=KeyScope(macs=list(macs)) if macs else None)
+        envelope = await with_retries(
+            lambda: self._post("keys", display, mac=_one(macs)), self._retry
+        )
+        data = _validate(KeysData, envelope.data, "keys", self.host)
+        return [
+            OfflineGrant(
+                lock_id=lock.mac,
+                tracking_key=key.tracking_key,
+                offline_key=bytes.fromhex(key.offline_key.get_secret_value()),
+                unlock_command=bytes.fromhex(key.unlock_command.get_secret_value()),
+            )
+            for lock in data.locks
+            for key in lock.keys
+        ]
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
         """``/upload/``: hand the locks' server records over, grouped per (lock, session).
 
+        ``idempotency_key`` (sent as the ``Idempotency-Key`` header) lets the cloud recognise a
+        retry of a batch whose acknowledgement was lost. Transient failures are retried.
         Raises :class:`ConfigError` if no mobile key is configured (the route takes no other).
         Returns when the cloud acknowledged all of them (``error_code == 0``).
         """
@@ -138,8 +177,16 @@ class NokeCloud:
             ]
         )
         macs = {mac for mac, _ in groups}
-        await self._post(
-            "upload", body, mac=next(iter(macs)) if len(macs) == 1 else None, mobile=True
+        extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        await with_retries(
+            lambda: self._post(
+                "upload",
+                body,
+                mac=next(iter(macs)) if len(macs) == 1 else None,
+                mobile=True,
+                headers=extra,
+            ),
+            self._retry,
         )
 
     # --- plumbing -------------------------------------------------------------------------
@@ -153,15 +200,21 @@ class NokeCloud:
         return _check_commands(data.commands, route, self.host)
 
     async def _post(
-        self, route: str, body: BaseModel, *, mac: str | None, mobile: bool = False
+        self,
+        route: str,
+        body: BaseModel,
+        *,
+        mac: str | None,
+        mobile: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> Envelope:
         key = self._mobile_key if mobile else self._api_key
         if key is None:  # upload() checks first; reaching here is a bug
             raise RuntimeError("no mobile API key for /upload/")
         payload = body.model_dump(mode="json", exclude_none=True)
-        headers = {"Authorization": f"Bearer {key.get_secret_value()}"}
+        sent = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
         with map_http_errors(self.host):
-            response = await self._client.post(f"{route}/", json=payload, headers=headers)
+            response = await self._client.post(f"{route}/", json=payload, headers=sent)
         try:
             answer = json_body(response)
         except AuthFailed as exc:

@@ -7,9 +7,9 @@ unlock. Requests are exactly what the documentation shows. Anything secret is a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 
 from blelock.errors import UsageError
 from blelock.model import MacAddress, parse_mac
@@ -17,6 +17,9 @@ from blelock.model import MacAddress, parse_mac
 __all__ = [
     "CommandsData",
     "Envelope",
+    "KeyScope",
+    "KeysData",
+    "KeysRequest",
     "LockInfo",
     "LocksData",
     "LocksRequest",
@@ -24,6 +27,19 @@ __all__ = [
     "UploadLog",
     "UploadRequest",
 ]
+
+
+def _canonical_mac(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_mac(value)
+    except UsageError:
+        raise ValueError("not a MAC address") from None
+
+
+AnswerMac = Annotated[MacAddress, BeforeValidator(_canonical_mac)]
+"""A MAC in an answer, in whatever case or separator the cloud used, made canonical."""
 
 
 class _Answer(BaseModel):
@@ -74,7 +90,7 @@ class LocksRequest(_Request):
 class LockInfo(_Answer):
     """One entry of ``/lock/``'s ``data.locks``."""
 
-    mac: MacAddress
+    mac: AnswerMac
     created_by: str | None = None
     created_date: str | None = None
     setup_count: int | None = None
@@ -91,16 +107,6 @@ class LockInfo(_Answer):
     """Data waiting to be synced to the lock. The doc calls it an array; its example says
     ``"none"``: both are accepted, ``"none"`` meaning no flags."""
     settings: dict[str, Any] | None = None
-
-    @field_validator("mac", mode="before")
-    @classmethod
-    def _canonical_mac(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        try:
-            return parse_mac(value)
-        except UsageError:
-            raise ValueError("not a MAC address") from None
 
     @field_validator("flags", mode="before")
     @classmethod
@@ -132,3 +138,32 @@ class UploadRequest(_Request):
     """Body of ``/upload/`` (sent with the *mobile* API key)."""
 
     logs: list[UploadLog]
+
+
+class KeyScope(_Request):
+    macs: list[MacAddress] | None = None
+    tracking_keys: list[str] | None = None
+
+
+class KeysRequest(_Request):
+    """Body of ``/keys/``: issue, display or revoke (noke.md §9.3)."""
+
+    issue: list[KeyScope] | None = None
+    display: KeyScope | None = None
+    revoke: list[KeyScope] | None = None
+
+
+class OfflineKeyEntry(_Answer):
+    tracking_key: str
+    offline_key: SecretStr = Field(pattern=r"^[0-9A-Fa-f]{32}$")
+    unlock_command: SecretStr = Field(pattern=r"^[0-9A-Fa-f]{40}$")
+    """Secret too: with the offline key it is everything needed to open the lock."""
+
+
+class LockKeys(_Answer):
+    mac: AnswerMac
+    keys: list[OfflineKeyEntry] = Field(default_factory=list)
+
+
+class KeysData(_Answer):
+    locks: list[LockKeys] = Field(default_factory=list)

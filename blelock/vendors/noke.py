@@ -5,22 +5,40 @@ string made for that session → write it packet by packet, each after the lock'
 one before → keep every server record. If the link drops mid-visit, it starts over once with a
 fresh connection, a fresh session and a fresh command string: a command string is bound to the
 session it was made for, so resending it would only earn a refusal.
+
+Offline: when the cloud cannot be reached (``mode="auto"``) or when asked (``"offline"``), the
+single packet is built from a cached offline key and the session (Nokē's public algorithm).
+Every server record the lock gave, in every attempt, success or not, is handed to the log sink
+(the durable outbox) before ``run`` returns or raises.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 from blelock.clock import Clock, SystemClock
 from blelock.config import Timeouts
-from blelock.errors import LinkLost, LinkTimeout, LockRefused, lock_context
+from blelock.errors import (
+    CloudTimeout,
+    CloudUnavailable,
+    LinkLost,
+    LinkTimeout,
+    LockRefused,
+    OfflineKeyError,
+    UsageError,
+    lock_context,
+)
 from blelock.model import Action, LogRecord, MacAddress, Outcome
 from blelock.protocol import noke
 from blelock.transport.base import LinkOpener, LockLink
 
-__all__ = ["NokeCommandSource", "NokeVisit"]
+__all__ = ["LogSink", "NokeCommandSource", "NokeVisit", "OfflineKeySource", "VisitMode"]
+
+VisitMode = Literal["auto", "online", "offline"]
 
 ATTEMPTS = 2
 """The first try and one retry after a dropped link; a third rarely helps a user at the lock."""
@@ -36,6 +54,34 @@ class NokeCommandSource(Protocol):
     async def unshackle_commands(
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
     ) -> str: ...
+
+
+class OfflineKey(Protocol):
+    @property
+    def tracking_key(self) -> str: ...
+    @property
+    def offline_key(self) -> bytes: ...
+    @property
+    def unlock_command(self) -> bytes: ...
+
+
+class OfflineKeySource(Protocol):
+    """The offline-key cache: the usable key or an OfflineKeyError saying why there is none."""
+
+    async def usable(self, lock_id: MacAddress, tracking_key: str | None = None) -> OfflineKey: ...
+
+
+class LogSink(Protocol):
+    """Where server records go; durable when ``append`` returns."""
+
+    async def append(self, records: Sequence[LogRecord]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    battery_mv: int
+    packets_sent: int
+    offline: bool
 
 
 _REFUSAL_HINTS: dict[noke.ResultCode, str] = {
@@ -57,41 +103,91 @@ class NokeVisit:
         self,
         lock_id: MacAddress,
         open_link: LinkOpener,
-        commands: NokeCommandSource,
+        commands: NokeCommandSource | None,
         timeouts: Timeouts,
         clock: Clock | None = None,
+        *,
+        offline_keys: OfflineKeySource | None = None,
+        logs: LogSink | None = None,
     ) -> None:
         self.lock_id = lock_id
         self._open_link = open_link
         self._commands = commands
         self._timeouts = timeouts
         self._clock = clock or SystemClock()
+        self._offline_keys = offline_keys
+        self._logs = logs
 
-    async def run(self, action: Action, *, tracking_key: str | None = None) -> Outcome:
+    async def run(
+        self, action: Action, *, tracking_key: str | None = None, mode: VisitMode = "auto"
+    ) -> Outcome:
         """Unlock or unshackle. Raises a BlelockError naming the lock and the step on failure;
-        the server records gathered before a failure are on ``kept_logs`` either way."""
+        the server records gathered before a failure reach the log sink either way."""
+        if mode == "offline" and action is not Action.UNLOCK:
+            raise UsageError(f"{action.value} needs the cloud: offline keys only unlock")
         self.kept_logs: list[LogRecord] = []
-        with lock_context(self.lock_id, action.value):
-            async with asyncio.timeout(self._timeouts.visit):
-                for attempt in range(1, ATTEMPTS + 1):
-                    try:
-                        battery, sent = await self._attempt(action, tracking_key)
-                    except LinkLost:
-                        if attempt == ATTEMPTS:
-                            raise
-                        continue
-                    return Outcome(
-                        lock_id=self.lock_id,
-                        action=action,
-                        opened=True,
-                        battery_mv=battery,
-                        packets_sent=sent,
-                        attempts=attempt,
-                        logs=tuple(self.kept_logs),
-                    )
+        try:
+            with lock_context(self.lock_id, action.value):
+                async with asyncio.timeout(self._timeouts.visit):
+                    for attempt in range(1, ATTEMPTS + 1):
+                        try:
+                            done = await self._attempt(action, tracking_key, mode)
+                        except LinkLost:
+                            if attempt == ATTEMPTS:
+                                raise
+                            continue
+                        return Outcome(
+                            lock_id=self.lock_id,
+                            action=action,
+                            opened=True,
+                            battery_mv=done.battery_mv,
+                            packets_sent=done.packets_sent,
+                            attempts=attempt,
+                            logs=tuple(self.kept_logs),
+                            offline=done.offline,
+                        )
+        finally:
+            if self._logs is not None and self.kept_logs:
+                with lock_context(self.lock_id, "keep the lock's logs"):
+                    await self._logs.append(self.kept_logs)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _attempt(self, action: Action, tracking_key: str | None) -> tuple[int, int]:
+    async def _packets(
+        self, action: Action, session: noke.Session, tracking_key: str | None, mode: VisitMode
+    ) -> tuple[list[bytes], bool]:
+        """The packets to write, and whether they came from an offline key."""
+        if mode != "offline":
+            if self._commands is None:
+                raise RuntimeError("an online visit needs a command source")
+            fetch = (
+                self._commands.unshackle_commands
+                if action is Action.UNSHACKLE
+                else self._commands.unlock_commands
+            )
+            try:
+                with lock_context(self.lock_id, "get commands from the cloud"):
+                    text = await fetch(self.lock_id, session.hex, tracking_key)
+                    return noke.split_commands(text), False
+            except (CloudUnavailable, CloudTimeout) as unreachable:
+                if mode == "online" or self._offline_keys is None or action is not Action.UNLOCK:
+                    raise
+                try:
+                    return await self._offline_packet(session, tracking_key), True
+                except OfflineKeyError as missing:
+                    missing.message = f"the cloud is unreachable and {missing.message}"
+                    missing.args = (missing.message,)
+                    raise missing from unreachable
+        return await self._offline_packet(session, tracking_key), True
+
+    async def _offline_packet(self, session: noke.Session, tracking_key: str | None) -> list[bytes]:
+        if self._offline_keys is None:
+            raise RuntimeError("an offline visit needs an offline-key source")
+        with lock_context(self.lock_id, "offline key"):
+            key = await self._offline_keys.usable(self.lock_id, tracking_key)
+        now = int(self._clock.now_utc().timestamp())
+        return [noke.build_offline_unlock(key.offline_key, key.unlock_command, session.raw, now)]
+
+    async def _attempt(self, action: Action, tracking_key: str | None, mode: VisitMode) -> _Attempt:
         t = self._timeouts
         async with contextlib.AsyncExitStack() as stack:
             with lock_context(self.lock_id, "connect"):
@@ -99,16 +195,10 @@ class NokeVisit:
             with lock_context(self.lock_id, "read session"):
                 await link.subscribe(noke.NOTIFY_UUID, timeout=t.gatt)
                 session = noke.Session.parse(await link.read(noke.SESSION_UUID, timeout=t.gatt))
-            with lock_context(self.lock_id, "get commands from the cloud"):
-                fetch = (
-                    self._commands.unshackle_commands
-                    if action is Action.UNSHACKLE
-                    else self._commands.unlock_commands
-                )
-                packets = noke.split_commands(await fetch(self.lock_id, session.hex, tracking_key))
+            packets, offline = await self._packets(action, session, tracking_key, mode)
             with lock_context(self.lock_id, "send commands"):
                 sent = await self._send(link, session, packets)
-            return session.battery_mv, sent
+            return _Attempt(session.battery_mv, sent, offline)
 
     async def _send(self, link: LockLink, session: noke.Session, packets: list[bytes]) -> int:
         exchange = noke.CompanionSession(packets)
