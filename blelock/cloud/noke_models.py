@@ -7,9 +7,18 @@ unlock. Requests are exactly what the documentation shows. Anything secret is a 
 
 from __future__ import annotations
 
+import string
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
 
 from blelock.errors import UsageError
 from blelock.model import MacAddress, parse_mac
@@ -153,10 +162,20 @@ class KeysRequest(_Request):
     revoke: list[KeyScope] | None = None
 
 
+def _hex_digits(count: int) -> AfterValidator:
+    def check(value: SecretStr) -> SecretStr:
+        text = value.get_secret_value()
+        if len(text) != count or text.strip(string.hexdigits):
+            raise ValueError(f"must be {count} hex digits")
+        return value
+
+    return AfterValidator(check)
+
+
 class OfflineKeyEntry(_Answer):
     tracking_key: str
-    offline_key: SecretStr = Field(pattern=r"^[0-9A-Fa-f]{32}$")
-    unlock_command: SecretStr = Field(pattern=r"^[0-9A-Fa-f]{40}$")
+    offline_key: Annotated[SecretStr, _hex_digits(32)]
+    unlock_command: Annotated[SecretStr, _hex_digits(40)]
     """Secret too: with the offline key it is everything needed to open the lock."""
 
 
