@@ -10,6 +10,7 @@ wire only through ``get_secret_value()`` at the one place that sends them.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from blelock.errors import ConfigError
 __all__ = ["APP_NAME", "Settings", "Timeouts", "default_config_path", "load_settings"]
 
 APP_NAME = "blelock"
+_KEY_TOKEN = re.compile(r"[\x21-\x7e]+")
 ENV_PREFIX = "BLELOCK_"
 
 
@@ -66,6 +68,17 @@ class Settings(BaseModel):
         default=None,
         description="bleak scanner backend as 'module:Class'; None = the platform's own",
     )
+    data_dir: Path | None = Field(
+        default=None, description="where the store lives; None = the per-user data dir"
+    )
+    key_dir: Path | None = Field(
+        default=None,
+        description="where the store's data key file lives; None = the per-user config dir "
+        "(BLELOCK_DATA_KEY, if set, is used instead of any file)",
+    )
+    offline_key_lifetime_days: float = Field(
+        default=30, gt=0, description="how long a synced offline key is trusted without a sync"
+    )
     scan_timeout: float = Field(default=_DEFAULT_TIMEOUTS.scan, gt=0)
     connect_timeout: float = Field(default=_DEFAULT_TIMEOUTS.connect, gt=0)
     command_timeout: float = Field(default=_DEFAULT_TIMEOUTS.command, gt=0)
@@ -78,12 +91,34 @@ class Settings(BaseModel):
             raise ValueError("must start with http:// or https://")
         return value if value.endswith("/") else value + "/"
 
+    @field_validator("noke_api_key", "noke_mobile_key", mode="before")
+    @classmethod
+    def _key_is_one_token(cls, value: object) -> object:
+        """Blank means not set; anything else must be a header-safe token. The message never
+        quotes the value: it is a secret."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        if not text.strip():
+            return None
+        if not _KEY_TOKEN.fullmatch(text.strip()):
+            raise ValueError("must be printable ASCII without spaces or line breaks")
+        return text.strip()
+
     @field_validator("ble_client_backend", "ble_scanner_backend")
     @classmethod
     def _module_colon_class(cls, value: str | None) -> str | None:
         if value is not None and (value.count(":") != 1 or not all(value.split(":"))):
             raise ValueError("must be written 'package.module:ClassName'")
         return value
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir or Path(platformdirs.user_data_dir(APP_NAME))
+
+    @property
+    def data_key_dir(self) -> Path:
+        return self.key_dir or Path(platformdirs.user_config_dir(APP_NAME))
 
     @property
     def timeouts(self) -> Timeouts:

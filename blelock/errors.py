@@ -163,10 +163,13 @@ class CloudRejected(CloudError):
         status: int | None = None,
         error_code: int | None = None,
         hint: str | None = None,
+        transient: bool = False,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.error_code = error_code
+        self.transient = transient
+        """Worth retrying although the status says otherwise (a proxy's error page)."""
 
 
 class AuthFailed(CloudRejected):
@@ -217,7 +220,7 @@ class StoreError(BlelockError):
 
 
 @contextlib.contextmanager
-def lock_context(lock_id: str, step: str) -> Iterator[None]:
+def lock_context(lock_id: str | None, step: str) -> Iterator[None]:
     """Attach the lock and the step to any BlelockError raised inside, innermost wins."""
     try:
         yield

@@ -115,6 +115,9 @@ def _cloud_faults(specs: Sequence[str]) -> CloudFaults:
 def spec_from_args(args: argparse.Namespace) -> WorldSpec:
     if args.locks < 1:
         raise ValueError("--locks must be at least 1")
+    for number in args.jam:
+        if not 1 <= number <= args.locks:
+            raise ValueError(f"--jam {number}: there is no lock {number}")
     return WorldSpec(
         locks=args.locks,
         seed=args.seed,
@@ -158,12 +161,14 @@ async def _serve(spec: WorldSpec, *, as_json: bool, until_stdin_closes: bool) ->
 
 
 async def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while await reader.read(4096):
-        pass
-    stop.set()
+    try:
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        while await reader.read(4096):
+            pass
+    finally:  # end of input, or an input that is no pipe (a file, /dev/null): stop either way
+        stop.set()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

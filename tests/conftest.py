@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
@@ -27,6 +30,15 @@ def blockbuster() -> Iterator[BlockBuster]:
         yield bb
 
 
+@pytest.fixture(autouse=True)
+def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own store and data key: never a developer's real ones."""
+    monkeypatch.setenv("BLELOCK_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("BLELOCK_KEY_DIR", str(tmp_path / "keys"))
+    monkeypatch.delenv("BLELOCK_DATA_KEY", raising=False)
+    return tmp_path
+
+
 @pytest.fixture
 def world_spec() -> WorldSpec:
     return WorldSpec(locks=3, seed=11, latency=FAST)
@@ -41,8 +53,18 @@ async def running_world(
         yield running
 
 
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on: bound, then released (never a guessed port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
 def settings_for(running: RunningWorld, **overrides: str) -> Settings:
     environment = running.environment | {
+        "BLELOCK_DATA_DIR": os.environ["BLELOCK_DATA_DIR"],
+        "BLELOCK_KEY_DIR": os.environ["BLELOCK_KEY_DIR"],
         "BLELOCK_SCAN_TIMEOUT": "2",
         "BLELOCK_COMMAND_TIMEOUT": "2",
         "BLELOCK_CONNECT_TIMEOUT": "5",

@@ -35,6 +35,32 @@ def _lock_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _unlock_arguments(parser: argparse.ArgumentParser) -> None:
+    _lock_arguments(parser)
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="use the cached offline key even if the cloud is reachable",
+    )
+
+
+def _sync_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--macs", nargs="+", metavar="MAC", help="only these locks (default: every lock)"
+    )
+    parser.add_argument(
+        "--tracking-key",
+        action="append",
+        default=[],
+        metavar="K",
+        help="ask the cloud to issue offline keys for this tracking key (needs --macs); repeatable",
+    )
+
+
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=_positive_float, default=5.0, help="how long to listen (default 5)"
@@ -55,10 +81,22 @@ COMMANDS: dict[str, Command] = {
         _demo_arguments,
     ),
     "scan": Command("blelock.cli.scan", "list the locks advertising nearby", _scan_arguments),
-    "unlock": Command("blelock.cli.unlock", "unlock a Nokē lock", _lock_arguments),
+    "unlock": Command(
+        "blelock.cli.unlock",
+        "unlock a Nokē lock (with a cached offline key when the cloud is unreachable)",
+        _unlock_arguments,
+    ),
     "unshackle": Command(
         "blelock.cli.unlock", "free the shackle of a Nokē HD padlock", _lock_arguments
     ),
+    "sync": Command(
+        "blelock.cli.sync",
+        "fetch offline keys from the cloud and upload the locks' pending logs",
+        _sync_arguments,
+    ),
+    "keys": Command("blelock.cli.keys", "list cached offline keys (never the keys)", _no_arguments),
+    "logs": Command("blelock.cli.logs", "show the log records waiting for upload", _no_arguments),
+    "upload": Command("blelock.cli.sync", "upload the pending log records now", _no_arguments),
 }
 
 
@@ -82,21 +120,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """Options accepted before and after the command. After it, they default to "not given"
+    (SUPPRESS), so they never overwrite what was given before it."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON only, on stdout")
     common.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     common.add_argument("--config", metavar="PATH", help="config file (default: per-user)")
+    common.add_argument(
+        "--data-dir", metavar="DIR", help="where the store lives (default: per-user data dir)"
+    )
+    if not defaults:
+        for action in common._actions:
+            action.default = argparse.SUPPRESS
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blelock",
-        description="Open Nokē padlocks over Bluetooth LE, with a BLE-free simulator.",
-        parents=[common],
+        description="Open Nokē padlocks over Bluetooth LE, online or offline, with a BLE-free "
+        "simulator.",
+        parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"blelock {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    after_command = _common_options(defaults=False)
     for name, command in COMMANDS.items():
         sub = commands.add_parser(
-            name, help=command.summary, description=command.summary, parents=[common]
+            name, help=command.summary, description=command.summary, parents=[after_command]
         )
         command.add_arguments(sub)
     return parser

@@ -13,10 +13,11 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 
 from blelock.config import Settings, load_settings
-from blelock.errors import BlelockError, ConfigError, lock_context
+from blelock.errors import BlelockError, lock_context
 from blelock.model import Action, Outcome
 
 SIMULATOR_START_TIMEOUT = 30.0
@@ -57,7 +58,7 @@ async def simulator(locks: int, seed: int) -> AsyncIterator[dict[str, str]]:
             announced = json.loads(line)
             environment: dict[str, str] = announced["env"]
         except (TimeoutError, ValueError, KeyError, TypeError):
-            raise ConfigError(
+            raise BlelockError(
                 "the simulator did not start (is the package installed with its simulators?)",
                 hint="reinstall with `pip install -e .` and try again",
             ) from None
@@ -84,26 +85,35 @@ async def simulator(locks: int, seed: int) -> AsyncIterator[dict[str, str]]:
 
 
 async def _demo(locks: int, seed: int) -> tuple[list[Outcome], list[BlelockError]]:
+    async with simulator(locks, seed) as environment:
+        # A throwaway store: the demo must not touch a technician's real keys or logs.
+        with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:
+            settings: Settings = load_settings(
+                environ=environment | {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch},
+                read_file=False,
+            )
+            return await _visit_all(settings, locks)
+
+
+async def _visit_all(settings: Settings, locks: int) -> tuple[list[Outcome], list[BlelockError]]:
     from blelock.cli.unlock import visit
     from blelock.transport.scan import scan
 
-    async with simulator(locks, seed) as environment:
-        settings: Settings = load_settings(environ=environment, read_file=False)
-        found = await scan(settings, duration=SCAN_SECONDS, expect=locks)
-        outcomes: list[Outcome] = []
-        failures: list[BlelockError] = []
-        for lock in sorted(found, key=lambda f: f.sighting.lock_id):
-            mac = lock.sighting.lock_id
-            try:
-                with lock_context(mac, "unlock"):
-                    outcomes.append(await visit(mac, Action.UNLOCK, settings, found=lock))
-            except BlelockError as exc:
-                failures.append(exc)
-        if len(found) < locks:
-            failures.append(
-                BlelockError(
-                    f"only {len(found)} of {locks} simulated locks were heard",
-                    hint="the machine may be overloaded; try again",
-                )
+    found = await scan(settings, duration=SCAN_SECONDS, expect=locks)
+    outcomes: list[Outcome] = []
+    failures: list[BlelockError] = []
+    for lock in sorted(found, key=lambda f: f.sighting.lock_id):
+        mac = lock.sighting.lock_id
+        try:
+            with lock_context(mac, "unlock"):
+                outcomes.append(await visit(mac, Action.UNLOCK, settings, found=lock))
+        except BlelockError as exc:
+            failures.append(exc)
+    if len(found) < locks:
+        failures.append(
+            BlelockError(
+                f"only {len(found)} of {locks} simulated locks were heard",
+                hint="the machine may be overloaded; try again",
             )
-        return outcomes, failures
+        )
+    return outcomes, failures

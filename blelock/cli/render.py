@@ -3,20 +3,39 @@ errors with a hint. The only module that knows how things look."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from blelock.errors import BlelockError, ConfigError, UsageError
-from blelock.model import Outcome, Sighting
+from blelock.model import LogRecord, Outcome, Sighting
 from blelock.protocol.noke import battery_percent
 
-__all__ = ["print_json", "report_failure", "show_outcomes", "show_sightings"]
+__all__ = [
+    "print_json",
+    "report_failure",
+    "show_keys",
+    "show_outcomes",
+    "show_pending_logs",
+    "show_sightings",
+    "show_sync",
+    "upload_progress",
+]
 
 
 def _console() -> Console:
@@ -82,9 +101,9 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
     for s in sightings:
         table.add_row(
             s.lock_id,
-            s.name,
-            s.hardware,
-            s.firmware or "-",
+            escape(s.name),
+            escape(s.hardware),
+            escape(s.firmware or "-"),
             s.state.value,
             "-" if s.rssi is None else f"{s.rssi} dBm",
         )
@@ -95,7 +114,8 @@ def outcome_payload(outcome: Outcome) -> dict[str, Any]:
     return {
         "mac": outcome.lock_id,
         "action": outcome.action.value,
-        "opened": outcome.opened,
+        "opened": True,
+        "offline": outcome.offline,
         "battery_mv": outcome.battery_mv,
         "packets_sent": outcome.packets_sent,
         "attempts": outcome.attempts,
@@ -123,7 +143,7 @@ def show_outcomes(
         table.add_row(
             o.lock_id,
             o.action.value,
-            "[green]opened[/]",
+            "[green]opened[/] (offline key)" if o.offline else "[green]opened[/]",
             _battery(o.battery_mv),
             str(o.packets_sent),
             str(len(o.logs)),
@@ -131,6 +151,113 @@ def show_outcomes(
         )
     for f in failures:
         table.add_row(
-            f.lock_id or "-", f.step or "-", f"[red]failed[/]: {f.message}", "", "", "", ""
+            f.lock_id or "-", f.step or "-", f"[red]failed[/]: {escape(f.message)}", "", "", "", ""
         )
+    _console().print(table)
+
+
+@contextlib.contextmanager
+def upload_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar (records/s, ETA) on stderr; ``advance(done)`` moves it."""
+    if not enabled:
+        yield lambda done: None
+        return
+    columns = (
+        TextColumn("uploading logs"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("upload", total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def key_payload(key: Any) -> dict[str, Any]:
+    return {
+        "mac": key.lock_id,
+        "tracking_key": key.tracking_key,
+        "fetched_at": key.fetched_at.isoformat(),
+        "expires_at": key.expires_at.isoformat(),
+        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+    }
+
+
+def show_keys(keys: Sequence[Any], *, as_json: bool) -> None:
+    if as_json:
+        print_json([key_payload(key) for key in keys])
+        return
+    now = dt.datetime.now(dt.UTC)
+    table = Table(title=f"{len(keys)} cached offline key(s)")
+    table.add_column("lock", no_wrap=True)
+    for column in ("tracking key", "fetched", "expires", "status"):
+        table.add_column(column)
+    for key in keys:
+        status = (
+            "[red]revoked[/]"
+            if key.revoked_at is not None
+            else "[yellow]expired[/]"
+            if key.expires_at <= now
+            else "[green]usable[/]"
+        )
+        table.add_row(
+            key.lock_id,
+            escape(key.tracking_key),
+            _when(key.fetched_at),
+            _when(key.expires_at),
+            status,
+        )
+    _console().print(table)
+
+
+def show_pending_logs(count: int, records: Sequence[LogRecord], *, as_json: bool) -> None:
+    if as_json:
+        print_json(
+            {
+                "pending": count,
+                "records": [
+                    {
+                        "mac": r.lock_id,
+                        "session": r.session,
+                        "received_at": r.received_at,
+                        "payload": r.payload,
+                    }
+                    for r in records
+                ],
+            }
+        )
+        return
+    table = Table(title=f"{count} log record(s) waiting for upload")
+    table.add_column("lock", no_wrap=True)
+    for column in ("received", "session", "record"):
+        table.add_column(column)
+    for r in records:
+        received = dt.datetime.fromtimestamp(r.received_at, dt.UTC)
+        table.add_row(r.lock_id, _when(received), r.session[:12] + "…", r.payload[:16] + "…")
+    if count > len(records):
+        table.caption = f"showing the oldest {len(records)}"
+    _console().print(table)
+
+
+def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
+    keys = report.get("keys")
+    counts = (
+        {name: getattr(keys, name) for name in ("added", "refreshed", "revoked", "unchanged")}
+        if keys is not None
+        else None
+    )
+    if as_json:
+        print_json({"keys": counts, "uploaded": report["uploaded"], "pending": report["pending"]})
+        return
+    table = Table(title="blelock sync", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, value in (counts or {}).items():
+        table.add_row(f"offline keys {name}", str(value))
+    table.add_row("log records uploaded", str(report["uploaded"]))
+    table.add_row("log records still pending", str(report["pending"]))
     _console().print(table)

@@ -69,9 +69,7 @@ def is_transient(exc: CloudError) -> bool:
     (a proxy's error page)."""
     if isinstance(exc, CloudUnavailable | CloudTimeout | RateLimited):
         return True
-    return isinstance(exc, CloudRejected) and (
-        (exc.status or 0) >= 500 or exc.hint == _NOT_JSON_HINT
-    )
+    return isinstance(exc, CloudRejected) and ((exc.status or 0) >= 500 or exc.transient)
 
 
 async def with_retries(
@@ -172,9 +170,22 @@ class map_http_errors:  # a class named like a function: ``with map_http_errors(
             ) from exc
         if isinstance(exc, httpx.HTTPStatusError):
             raise_for_status(exc.response)
+        if isinstance(exc, httpx.LocalProtocolError):
+            # Its text quotes the offending header, which may be the Authorization header.
+            raise CloudRejected(
+                f"blelock could not form a valid request to the cloud at {host}",
+                hint="check the API key for stray characters (spaces, line breaks)",
+            ) from None
         if isinstance(exc, httpx.TransportError):
             reason = str(exc) or type(exc).__name__
             raise CloudUnavailable(f"cannot reach the cloud at {host}: {reason}") from exc
+        if isinstance(exc, httpx.RequestError):  # e.g. a body that does not decode
+            raise CloudRejected(
+                f"the cloud at {host} answered with a body that cannot be read "
+                f"({type(exc).__name__})",
+                hint=_NOT_JSON_HINT,
+                transient=True,
+            ) from None
 
     async def __aenter__(self) -> None:
         return None
@@ -232,6 +243,7 @@ def json_body(response: httpx.Response) -> object:
             f"(HTTP {response.status_code}, {kind}, {len(response.content)} bytes)",
             status=response.status_code,
             hint=_NOT_JSON_HINT,
+            transient=True,
         ) from None
 
 

@@ -47,7 +47,7 @@ def noke_sighting(
     is_noke = match is not None or SERVICE_UUID in (uuid.lower() for uuid in service_uuids)
     if not is_noke or "_FW" in name.upper():
         return None
-    hardware = match["hw"].upper() if match else name[4:6].upper()
+    hardware = match["hw"].upper() if match else "??"  # a name of another shape says nothing
     mac: MacAddress
     if match:
         mac = parse_mac(match["mac"])

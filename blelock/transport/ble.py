@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from bleak import BleakClient
 from bleak.backends.device import BLEDevice
-from bleak.exc import BleakDeviceNotFoundError, BleakError
+from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
 from bleak_retry_connector import (
     BleakConnectionError,
     BleakNotFoundError,
@@ -66,6 +66,12 @@ def map_bleak_errors(what: str, *, on_link: bool = True) -> Iterator[None]:
         ) from None
     except TimeoutError:
         raise LinkTimeout(f"{what}: the lock did not answer in time") from None
+    except BleakGATTProtocolError as exc:
+        # The lock answered, with an ATT error: not a dropped link, and retrying will not help.
+        raise LinkError(
+            f"{what}: the lock refused the Bluetooth operation ({_short(exc)})",
+            hint="check that this is a Nokē lock in normal (not firmware-update) mode",
+        ) from None
     except BleakError as exc:
         if not on_link:
             raise LinkError(f"{what}: {_short(exc)}", hint=_ADAPTER_HINT) from None
@@ -115,8 +121,8 @@ class BleLink:
         finally:
             if not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                # wait() neither raises the task's CancelledError nor swallows our own.
+                await asyncio.wait({task})
 
     def _connected(self) -> BleakClient:
         if self._client is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +12,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from blelock.config import Settings
-from blelock.errors import DeviceNotFound
+from blelock.errors import DeviceNotFound, LinkTimeout
 from blelock.model import MacAddress, Sighting
 from blelock.protocol.advert import noke_sighting
 from blelock.protocol.noke import SERVICE_UUID
@@ -50,24 +49,44 @@ def _scanner(
     return BleakScanner(callback, SERVICE_FILTER, **extra)
 
 
+async def _listen(
+    settings: Settings,
+    heard: Callable[[BLEDevice, AdvertisementData], None],
+    done: asyncio.Future[Any],
+    duration: float,
+) -> bool:
+    """Scan until ``done`` completes (True) or ``duration`` passes (False). Starting and
+    stopping the adapter are bounded too: a wedged adapter must not hang a kiosk."""
+    budget = duration + 2 * settings.timeouts.gatt
+    with map_bleak_errors("scanning", on_link=False):
+        try:
+            async with asyncio.timeout(budget), _scanner(settings, heard):
+                try:
+                    async with asyncio.timeout(duration):
+                        await asyncio.shield(done)
+                except TimeoutError:
+                    return False  # scanning *is* listening for a while
+                return True
+        except TimeoutError:
+            raise LinkTimeout(
+                "scanning: the Bluetooth adapter did not start or stop in time",
+                hint="check that Bluetooth is on and the adapter is present",
+            ) from None
+
+
 async def scan(settings: Settings, *, duration: float, expect: int | None = None) -> list[Found]:
     """Every lock heard within ``duration`` seconds (or until ``expect`` locks were heard),
     strongest signal first."""
     found: dict[MacAddress, Found] = {}
-    enough = asyncio.Event()
+    enough: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def heard(device: BLEDevice, adv: AdvertisementData) -> None:
         if (sighting := _sighting(device, adv)) is not None:
             found[sighting.lock_id] = Found(sighting, device)
-            if expect is not None and len(found) >= expect:
-                enough.set()
+            if expect is not None and len(found) >= expect and not enough.done():
+                enough.set_result(None)
 
-    with map_bleak_errors("scanning", on_link=False):
-        async with _scanner(settings, heard):
-            # Scanning *is* listening for a while: the timeout is the normal way out.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(duration):
-                    await enough.wait()
+    await _listen(settings, heard, enough, duration)
     return sorted(found.values(), key=lambda f: -(f.sighting.rssi or -999))
 
 
@@ -81,10 +100,6 @@ async def find_lock(lock_id: MacAddress, settings: Settings) -> Found:
             seen.set_result(Found(sighting, device))
 
     timeout = settings.timeouts.scan
-    with map_bleak_errors("scanning", on_link=False):
-        async with _scanner(settings, heard):
-            try:
-                async with asyncio.timeout(timeout):
-                    return await seen
-            except TimeoutError:
-                raise DeviceNotFound(f"not seen within {timeout:g} s of scanning") from None
+    if not await _listen(settings, heard, seen, timeout):
+        raise DeviceNotFound(f"not seen within {timeout:g} s of scanning")
+    return seen.result()

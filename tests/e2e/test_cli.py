@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import closed_port_url
+
 SIM_START_TIMEOUT = 60
+SIM_STOP_TIMEOUT = 20
 CLI_TIMEOUT = 60
 
 
@@ -57,17 +61,21 @@ def sim() -> Iterator[Sim]:
     )
     assert child.stdin is not None and child.stdout is not None
     try:
+        ready, _, _ = select.select([child.stdout], [], [], SIM_START_TIMEOUT)
+        assert ready, f"blelock-sim printed nothing within {SIM_START_TIMEOUT} s"
         announced = json.loads(child.stdout.readline())
         yield Sim(env=announced["env"], locks=announced["locks"])
     finally:
         child.stdin.close()
-        child.wait(timeout=SIM_START_TIMEOUT)
+        child.wait(timeout=SIM_STOP_TIMEOUT)
     assert child.returncode == 0
 
 
 def blelock(sim: Sim | None, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
-    environment["BLELOCK_CONFIG"] = os.devnull  # never a developer's real config
+    environment["BLELOCK_CONFIG"] = os.devnull  # never a developer's real config or store
+    environment["BLELOCK_DATA_DIR"] = os.environ["BLELOCK_DATA_DIR"]
+    environment["BLELOCK_KEY_DIR"] = os.environ["BLELOCK_KEY_DIR"]
     if sim is not None:
         environment |= sim.env | {"BLELOCK_SCAN_TIMEOUT": "3"}
     environment |= env
@@ -147,7 +155,7 @@ def test_wrong_api_key_fails_without_printing_it(sim: Sim) -> None:
 
 
 def test_cloud_down(sim: Sim) -> None:
-    result = blelock(sim, "unlock", sim.locks[0]["mac"], BLELOCK_NOKE_URL="http://127.0.0.1:9/")
+    result = blelock(sim, "unlock", sim.locks[0]["mac"], BLELOCK_NOKE_URL=closed_port_url())
     assert result.returncode == 1
     assert "cloud" in one_line_error(result)
 
