@@ -1,0 +1,228 @@
+"""The AES-GCM envelope for secrets at rest, and where its data key lives.
+
+The data key is 32 random bytes. A kiosk whose disk should not hold it sets ``BLELOCK_DATA_KEY``
+(urlsafe base64); otherwise it is the file ``data.key`` (mode 0600) in the key directory, created
+on first use. The environment wins so that an image can be cloned with its key kept elsewhere.
+
+A sealed blob is ``nonce (12 random bytes) || ciphertext || tag``. The associated data binds a
+blob to where it belongs (for an offline key: the lock and the tracking key), so a blob copied to
+another row fails to open instead of being used for the wrong lock.
+
+This module does blocking file I/O: call it from the store's writer thread, never from the loop.
+Nothing here ever puts key bytes into a message, a repr or a chained exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from blelock.errors import StoreError
+
+__all__ = [
+    "DATA_KEY_ENV",
+    "DATA_KEY_FILE",
+    "KEY_BYTES",
+    "NONCE_BYTES",
+    "DataKey",
+    "fsync_directory",
+    "tighten",
+]
+
+DATA_KEY_ENV = "BLELOCK_DATA_KEY"
+DATA_KEY_FILE = "data.key"
+KEY_BYTES = 32
+"""AES-256."""
+NONCE_BYTES = 12
+"""GCM's native nonce size. Random nonces are safe far beyond the number of secrets a store holds
+(the 2^-32 collision bound is reached only after ~2^32 seals under one key)."""
+_TAG_BYTES = 16
+
+_MALFORMED = (
+    f"expected {KEY_BYTES} bytes as urlsafe base64, {4 * ((KEY_BYTES + 2) // 3)} characters"
+)
+_HINT_FIX = (
+    f"copy the key again exactly as it was written, into {DATA_KEY_ENV} or the key file, or "
+    f"restore {DATA_KEY_FILE} from a backup"
+)
+
+
+class DataKey:
+    """A 32-byte AES-GCM key and a description of where it came from (never the key itself)."""
+
+    __slots__ = ("_aead", "source")
+
+    def __init__(self, key: bytes, source: str) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"a data key is {KEY_BYTES} bytes")
+        self._aead = AESGCM(key)
+        self.source = source
+        """Where the key came from, for messages: the environment variable or the file path."""
+
+    def __repr__(self) -> str:
+        return f"DataKey(source={self.source!r})"
+
+    @classmethod
+    def generate(cls, source: str = "a freshly generated key") -> DataKey:
+        return cls(os.urandom(KEY_BYTES), source)
+
+    @classmethod
+    def load(cls, directory: Path, environ: Mapping[str, str], *, create: bool) -> DataKey:
+        """The key from ``BLELOCK_DATA_KEY``, else from ``directory/data.key``.
+
+        With ``create`` a missing file is made (0600, exclusively: two processes racing end up
+        with the same key). Without it, a missing key is a :class:`StoreError`."""
+        found = cls.find(directory, environ)
+        if found is not None:
+            return found
+        if not create:
+            raise StoreError(
+                f"data key missing: {DATA_KEY_ENV} is not set and {directory / DATA_KEY_FILE} "
+                "does not exist",
+                hint=f"set {DATA_KEY_ENV}, or restore {DATA_KEY_FILE} from a backup",
+            )
+        return cls._create_file(directory)
+
+    @classmethod
+    def find(cls, directory: Path, environ: Mapping[str, str]) -> DataKey | None:
+        """The key from the environment or the file, or None when neither exists."""
+        text = environ.get(DATA_KEY_ENV, "")
+        if text.strip():  # blank means unset, as for the other BLELOCK_* variables
+            source = f"the {DATA_KEY_ENV} environment variable"
+            return cls(_decode(text, source), source)
+        path = directory / DATA_KEY_FILE
+        source = f"the key file {path}"
+        try:
+            with _open_private(path, os.O_RDONLY) as fd:
+                raw = _read_all(fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read {source}: {exc.strerror}; nothing was changed",
+                hint="check the file's owner and permissions",
+            ) from None
+        try:
+            text = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise StoreError(f"{source} is malformed ({_MALFORMED})", hint=_HINT_FIX) from None
+        return cls(_decode(text, source), source)
+
+    @classmethod
+    def _create_file(cls, directory: Path) -> DataKey:
+        """Write a new key beside its final name, then link it into place: the name appears
+        only once the key is whole and on disk, and a key another process put there first is
+        never overwritten (both then use that one)."""
+        path = directory / DATA_KEY_FILE
+        key = os.urandom(KEY_BYTES)
+        draft = directory / f".{DATA_KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}"
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, base64.urlsafe_b64encode(key) + b"\n")
+                # On disk before anything is sealed under it: a key lost to a power cut would
+                # orphan every secret written after it.
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                found = cls.find(directory, {})
+                if found is None:  # pragma: no cover - it existed a moment ago
+                    raise StoreError(f"the key file {path} vanished while being created") from None
+                return found
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the key file {path}: {exc.strerror}",
+                hint="check the directory's permissions, or set BLELOCK_KEY_DIR (key_dir in the "
+                "config file) to a writable directory",
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                draft.unlink()
+        fsync_directory(directory)
+        return cls(key, f"the key file {path}")
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, blob: bytes, aad: bytes) -> bytes:
+        """The plaintext, or StoreError when the blob is not what was sealed for ``aad``."""
+        if len(blob) < NONCE_BYTES + _TAG_BYTES:
+            raise StoreError(
+                "a sealed value is truncated: it was tampered with or sealed under another "
+                f"data key ({self.source})"
+            )
+        try:
+            return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad)
+        except InvalidTag:
+            raise StoreError(
+                f"a sealed value was tampered with or sealed under another data key ({self.source})"
+            ) from None
+
+
+def _decode(text: str, source: str) -> bytes:
+    """Base64 → 32 bytes. The error names the source and never the text (it is a secret)."""
+    compact = "".join(text.split())
+    compact += "=" * (-len(compact) % 4)
+    try:
+        key = base64.b64decode(compact, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise StoreError(f"{source} is malformed ({_MALFORMED})", hint=_HINT_FIX)
+    return key
+
+
+@contextlib.contextmanager
+def _open_private(path: Path, flags: int) -> Iterator[int]:
+    """Open ``path`` and, if group or others may read it, make it 0600 first: a key file left
+    readable by a copy or a restore is tightened rather than refused."""
+    fd = os.open(path, flags)
+    try:
+        tighten(path, fd)
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a new directory entry durable (POSIX: fsync the directory itself)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def tighten(path: Path, fd: int | None = None) -> None:
+    """Make ``path`` readable by its owner only (0600) if it is more open than that."""
+    mode = os.fstat(fd).st_mode if fd is not None else path.stat().st_mode
+    if stat.S_IMODE(mode) & 0o077:
+        if fd is not None:
+            os.fchmod(fd, 0o600)
+        else:
+            path.chmod(0o600)

@@ -1,0 +1,391 @@
+"""The SQLite file behind the store: opened safely, migrated, and used from one writer thread.
+
+Durability is the point of this file: a log record acknowledged to the user must survive a power
+cut, so the database runs in WAL mode with ``synchronous=FULL`` (every commit is fsync'd).
+
+Opening never destroys anything. A file that is not SQLite, belongs to another application, was
+written by a newer blelock, or is corrupt is refused with a :class:`StoreError` before a single
+byte of it is written. The file and its directory are private (0600 / 0700): the database holds
+sealed offline keys and the locks' logs.
+
+Every query runs in ONE dedicated thread that owns the connection, so the event loop never blocks
+on disk I/O and the connection is never shared between threads. ``await db.run(fn)`` runs
+``fn(connection)`` in that thread inside a transaction: committed when ``fn`` returns, rolled back
+when it raises. A caller cancelled while ``fn`` runs does not stop it: the transaction then
+commits or rolls back as a whole, so the store stays consistent either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Final, TypeVar
+
+from blelock.errors import StoreError
+from blelock.store.crypto import DATA_KEY_ENV, DATA_KEY_FILE, DataKey, fsync_directory, tighten
+
+__all__ = ["APPLICATION", "KEY_CHECK_AAD", "LATEST_VERSION", "MIGRATIONS", "Database"]
+
+T = TypeVar("T")
+
+APPLICATION: Final = "blelock"
+"""The marker in ``meta`` that tells our database from any other SQLite file."""
+
+KEY_CHECK_AAD: Final = b"blelock key check"
+_KEY_CHECK_PLAINTEXT: Final = b"blelock key check v1"
+
+BUSY_TIMEOUT_S: Final = 10.0
+"""How long to wait for another blelock process (the service and a CLI command may share one
+store) to finish its write. The longest write, a 500,000-key sync, takes a few seconds."""
+
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+_COMPANIONS: Final = ("-wal", "-shm", "-journal")
+"""SQLite's side files: they hold the same data as the database, so they get the same mode."""
+_MOVE_ASIDE: Final = "move it aside or point --data-dir elsewhere"
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: the offline-key cache, the log outbox, and the marker/key check.
+    """
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta (key, value) VALUES ('application', 'blelock');
+
+    CREATE TABLE offline_keys (
+        lock_id      TEXT NOT NULL,
+        tracking_key TEXT NOT NULL,
+        sealed       BLOB NOT NULL,    -- nonce || AES-GCM(offline key, unlock command)
+        fetched_at   INTEGER NOT NULL, -- unix seconds: the last sync that listed this key
+        expires_at   INTEGER NOT NULL, -- fetched_at + blelock's offline-key lifetime
+        revoked_at   INTEGER,          -- unix seconds: the sync that no longer listed it
+        PRIMARY KEY (lock_id, tracking_key)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE outbox_batches (
+        key       TEXT PRIMARY KEY,    -- the idempotency key the cloud sees, uuid4 hex
+        formed_at INTEGER NOT NULL     -- unix seconds, for the curious
+    );
+    CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY, -- append order (never reused below a live row)
+        lock_id     TEXT NOT NULL,
+        session     TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        payload     TEXT NOT NULL,
+        batch_key   TEXT REFERENCES outbox_batches (key),
+        UNIQUE (lock_id, session, payload)
+    );
+    -- lease() takes the oldest unleased rows; acknowledge() and re-lease find a batch's rows.
+    CREATE INDEX outbox_unleased ON outbox (id) WHERE batch_key IS NULL;
+    CREATE INDEX outbox_by_batch ON outbox (batch_key) WHERE batch_key IS NOT NULL;
+    """,
+)
+"""Schema version N is reached by running ``MIGRATIONS[N-1]``; never edit a released entry."""
+
+LATEST_VERSION: Final = len(MIGRATIONS)
+
+
+class Database:
+    """One SQLite store, owned by one writer thread. Make it with :meth:`open`."""
+
+    def __init__(self, path: Path, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._executor = executor
+        self._conn = conn
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r})"
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        """Open (creating if absent) and migrate the store at ``path``, or refuse clearly."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blelock-store")
+        opening = executor.submit(_open_connection, path)
+        try:
+            conn = await asyncio.wrap_future(opening)
+        except asyncio.CancelledError:
+            # The thread keeps going; close what it opens once it is done (same thread, FIFO).
+            executor.submit(_close_opened, opening)
+            executor.shutdown(wait=False)
+            raise
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(path, executor, conn)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """``fn(connection)`` in the writer thread, in one transaction.
+
+        ``write=False`` begins a deferred transaction (a consistent snapshot that does not take
+        the write lock, so another process's writer is not held up)."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        return await asyncio.wrap_future(self._executor.submit(self._transaction, fn, write))
+
+    async def unlock(
+        self, key_dir: Path, environ: Mapping[str, str], *, create: bool = True
+    ) -> DataKey:
+        """The data key for this store, checked against the key check kept in ``meta``.
+
+        A store without a key check (a new one) is enrolled: the key is found or, with
+        ``create``, made, and a value sealed under it is stored. A store with one only ever
+        accepts the key that sealed it: a fresh key would silently orphan every secret."""
+        return await self.run(lambda conn: _unlock(conn, self.path, key_dir, environ, create))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.wrap_future(self._executor.submit(_close, self._conn))
+        finally:
+            self._executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+        conn = self._conn
+        try:
+            # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
+            # then writes can fail with "database is locked" without waiting when another
+            # process wrote in between, and every writer here reads first.
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                # Also after a failed COMMIT (disk full, I/O error): a transaction left open
+                # would make every later BEGIN fail.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _failed(self.path, exc) from exc
+        return result
+
+
+def _failed(path: Path, exc: sqlite3.Error) -> StoreError:
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        hint = "another blelock process is using the store; try again when it is done"
+    elif "full" in text:
+        hint = "free some disk space and try again"
+    else:
+        hint = "check the disk and the file's permissions; run with --debug to see more"
+    return StoreError(f"the store {path} failed: {text}; the change was not saved", hint=hint)
+
+
+def _unreadable(path: Path, exc: sqlite3.Error) -> StoreError:
+    """A file SQLite cannot read: damaged, not a database after all, or merely busy/denied."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code, without extensions
+    if code == sqlite3.SQLITE_CORRUPT:
+        return _refuse(path, f"is corrupt ({exc})")
+    if code == sqlite3.SQLITE_NOTADB:
+        return _refuse(path, f"is not a readable SQLite database ({exc})")
+    return _failed(path, exc)
+
+
+def _refuse(path: Path, what: str, hint: str = _MOVE_ASIDE) -> StoreError:
+    return StoreError(f"{path} {what}; nothing was changed", hint=hint)
+
+
+def _open_connection(path: Path) -> sqlite3.Connection:
+    """In the writer thread: make or check the file, connect, check it is ours, migrate."""
+    _prepare_file(path)
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _refuse(path, f"cannot be opened ({exc})", "check the file's permissions") from None
+    try:
+        _check_ours(conn, path)
+        # Only now is the file known to be ours, so only now may anything about it change.
+        for companion in (path, *(path.with_name(path.name + s) for s in _COMPANIONS)):
+            with contextlib.suppress(FileNotFoundError):
+                tighten(companion)
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise _refuse(
+                path,
+                f"cannot use write-ahead logging (journal mode stays {mode!r})",
+                "put the data dir on a local filesystem (--data-dir)",
+            )
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        _migrate(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _failed(path, exc) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the directory (0700) and an empty file (0600) before SQLite touches them, so the
+    file is never readable by others, not even for a moment. An existing file is only read."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store directory {path.parent}: {exc.strerror}",
+            hint="check its permissions, or point --data-dir elsewhere",
+        ) from None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store {path}: {exc.strerror}",
+            hint="check the directory's permissions, or point --data-dir elsewhere",
+        ) from None
+    else:
+        os.close(fd)
+        # The new name must survive a power cut like the data written under it will.
+        fsync_directory(path.parent)
+        return
+    if not path.is_file():
+        raise _refuse(path, "is not a regular file")
+    try:
+        with path.open("rb") as stream:
+            header = stream.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise StoreError(
+            f"cannot read the store {path}: {exc.strerror}; nothing was changed",
+            hint="check the file's owner and permissions",
+        ) from None
+    # An empty file is what a crash right after our own create leaves; SQLite initialises it.
+    if header and header != _SQLITE_MAGIC:
+        raise _refuse(path, "is not an SQLite database (so not a blelock store)")
+
+
+def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        marker = (
+            conn.execute("SELECT value FROM meta WHERE key = 'application'").fetchone()
+            if "meta" in tables
+            else None
+        )
+    except sqlite3.Error as exc:
+        raise _unreadable(path, exc) from exc
+    if version == 0 and not tables:
+        return  # a new, empty database: ours to initialise
+    if marker is None or marker[0] != APPLICATION:
+        raise _refuse(path, "is an SQLite database of another application (no blelock marker)")
+    if version > LATEST_VERSION:
+        raise _refuse(
+            path,
+            f"was written by a newer blelock (schema version {version}; this one knows up to "
+            f"{LATEST_VERSION})",
+            _MOVE_ASIDE + ", or upgrade blelock",
+        )
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    except sqlite3.Error as exc:
+        raise _unreadable(path, exc) from exc
+    if problems != ["ok"]:
+        raise _refuse(path, f"is corrupt (quick_check: {'; '.join(problems[:3])})")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script into statements (``executescript`` would commit on its own)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    for version, script in enumerate(MIGRATIONS, start=1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have migrated meanwhile.
+            if int(conn.execute("PRAGMA user_version").fetchone()[0]) < version:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+
+def _unlock(
+    conn: sqlite3.Connection,
+    path: Path,
+    key_dir: Path,
+    environ: Mapping[str, str],
+    create: bool,
+) -> DataKey:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+    if row is None:
+        if conn.execute("SELECT 1 FROM offline_keys LIMIT 1").fetchone() is not None:
+            raise StoreError(
+                f"{path} holds sealed offline keys but no key check; nothing was changed",
+                hint=_MOVE_ASIDE + ", then run `blelock sync` while online",
+            )
+        key = DataKey.load(key_dir, environ, create=create)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('key_check', ?)",
+            (key.seal(_KEY_CHECK_PLAINTEXT, KEY_CHECK_AAD),),
+        )
+        return key
+    found = DataKey.find(key_dir, environ)
+    if found is None:
+        raise StoreError(
+            f"data key missing: {path} holds secrets sealed under a data key, but "
+            f"{DATA_KEY_ENV} is not set and {key_dir / DATA_KEY_FILE} does not exist; "
+            "nothing was changed (no new key was made: it could not open those secrets)",
+            hint=f"restore {DATA_KEY_FILE} from a backup or set {DATA_KEY_ENV}; or move the store "
+            "aside and run `blelock sync` while online to start afresh",
+        )
+    try:
+        opened = found.open(bytes(row[0]), KEY_CHECK_AAD)
+    except StoreError:
+        opened = b""
+    if opened != _KEY_CHECK_PLAINTEXT:
+        raise StoreError(
+            f"the data key does not match this store {path} (the key came from {found.source}); "
+            "nothing was changed",
+            hint="use the data key this store was created with "
+            f"({DATA_KEY_ENV} or {DATA_KEY_FILE}); or move the store aside and run "
+            "`blelock sync` while online to start afresh",
+        )
+    return found
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    # SQLite's advice for long-lived stores, just before closing; advisory, so never fatal.
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA optimize")
+    conn.close()
+
+
+def _close_opened(opening: Future[sqlite3.Connection]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        _close(opening.result())

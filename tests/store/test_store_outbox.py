@@ -1,0 +1,132 @@
+"""The log outbox: append durably, lease in order, resend the same batch, delete on ack only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from blelock.model import LogRecord, MacAddress
+from blelock.store.db import Database
+from blelock.store.outbox import Batch, Outbox
+
+A = MacAddress("C7:E6:B0:C6:75:38")
+
+
+def records(count: int, start: int = 0) -> list[LogRecord]:
+    return [
+        LogRecord(A, f"{i % 3:02x}" * 20, 1_790_000_000 + i, f"{i:08x}" + "00" * 12)
+        for i in range(start, start + count)
+    ]
+
+
+@pytest.fixture
+def outbox(db: Database) -> Outbox:
+    return Outbox(db)
+
+
+async def test_append_keeps_records_in_order(outbox: Outbox) -> None:
+    kept = records(5)
+    await outbox.append(kept[:3])
+    await outbox.append(kept[3:])
+    await outbox.append([])  # nothing to do
+    assert await outbox.pending_count() == 5
+    assert await outbox.pending() == kept
+    assert await outbox.pending(2) == kept[:2]
+
+
+async def test_duplicates_are_kept_once(outbox: Outbox) -> None:
+    kept = records(3)
+    await outbox.append(kept)
+    await outbox.append(kept)
+    await outbox.append([kept[0], kept[0]])
+    # The same record arriving later (another received_at) is still the same record.
+    later = LogRecord(kept[1].lock_id, kept[1].session, kept[1].received_at + 60, kept[1].payload)
+    await outbox.append([later])
+    assert await outbox.pending() == kept
+
+
+async def test_lease_acknowledge_cycle(outbox: Outbox) -> None:
+    kept = records(5)
+    await outbox.append(kept)
+    first = await outbox.lease(2)
+    assert first is not None and first.records == tuple(kept[:2])
+    assert len(first.key) == 32 and int(first.key, 16) >= 0  # uuid4 hex
+    assert await outbox.acknowledge(first.key) == 2
+    assert await outbox.pending() == kept[2:]
+
+    second = await outbox.lease(10)
+    assert second is not None and second.records == tuple(kept[2:])
+    assert second.key != first.key
+    assert await outbox.acknowledge(second.key) == 3
+    assert await outbox.lease(10) is None
+    assert await outbox.pending_count() == 0
+
+
+async def test_an_unacknowledged_batch_comes_back_whole_with_its_key(outbox: Outbox) -> None:
+    await outbox.append(records(5))
+    first = await outbox.lease(3)
+    assert first is not None
+    await outbox.append(records(2, start=100))  # newer records do not join a formed batch
+    assert await outbox.lease(1) == first  # same key, same records, whatever the limit
+    assert await outbox.lease(50) == first
+    assert await outbox.acknowledge(first.key) == 3
+    rest = await outbox.lease(50)
+    assert rest is not None and rest.records == (*records(2, start=3), *records(2, start=100))
+
+
+async def test_lease_after_a_crash_returns_the_same_batch(store_dir: Path) -> None:
+    path = store_dir / "blelock.db"
+    async with await Database.open(path) as db:
+        await Outbox(db).append(records(4))
+        sent = await Outbox(db).lease(3)
+        # ... uploaded, then the process died before acknowledge.
+    async with await Database.open(path) as db:
+        again = await Outbox(db).lease(500)
+        assert again == sent
+        assert sent is not None and await Outbox(db).acknowledge(sent.key) == 3
+        assert await Outbox(db).pending() == records(1, start=3)
+
+
+async def test_acknowledging_an_unknown_or_spent_key_deletes_nothing(outbox: Outbox) -> None:
+    await outbox.append(records(2))
+    batch = await outbox.lease(1)
+    assert batch is not None
+    assert await outbox.acknowledge("0" * 32) == 0
+    assert await outbox.acknowledge(batch.key) == 1
+    assert await outbox.acknowledge(batch.key) == 0  # a second ack (another process) is harmless
+    assert await outbox.pending_count() == 1
+
+
+async def test_a_record_appended_again_after_its_ack_is_new(outbox: Outbox) -> None:
+    """Dedup covers what is pending; the cloud's idempotency keys cover the rest."""
+    await outbox.append(records(1))
+    batch = await outbox.lease(10)
+    assert batch is not None
+    await outbox.acknowledge(batch.key)
+    await outbox.append(records(1))
+    assert await outbox.pending_count() == 1
+
+
+async def test_lease_needs_a_positive_limit(outbox: Outbox) -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        await outbox.lease(0)
+
+
+async def test_batch_is_plain_data() -> None:
+    batch = Batch("k", tuple(records(1)))
+    assert batch == Batch("k", tuple(records(1)))
+
+
+async def test_draining_many_records_is_fast(outbox: Outbox) -> None:
+    total = 20_000
+    for start in range(0, total, 2_000):
+        await outbox.append(records(2_000, start=start))
+    began = time.perf_counter()
+    drained = 0
+    while (batch := await outbox.lease(500)) is not None:
+        drained += await outbox.acknowledge(batch.key)
+    elapsed = time.perf_counter() - began
+    assert drained == total and await outbox.pending_count() == 0
+    assert elapsed < 10, elapsed
