@@ -89,11 +89,10 @@ class LogRecord:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one visit to a lock achieved."""
+    """What one visit that opened a lock achieved (a visit that did not raises instead)."""
 
     lock_id: MacAddress
     action: Action
-    opened: bool
     battery_mv: int | None
     packets_sent: int
     attempts: int

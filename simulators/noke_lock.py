@@ -111,7 +111,12 @@ class SimNokeLock:
         # Bytes 0-1 and 4-19 are not public; random per connection is what the lock needs.
         noise = os.urandom(18)
         self._session = noise[:2] + self.battery_mv.to_bytes(2, "little") + noise[2:]
-        self._checks = noke.LockSession(self.key, self._session, can_unshackle="I" in self.hardware)
+        self._checks = noke.LockSession(
+            self.key,
+            self._session,
+            can_unshackle="I" in self.hardware,
+            revoked_slots=self.revoked_slots,
+        )
 
     def on_disconnect(self) -> None:
         self._session = None

@@ -1,8 +1,10 @@
-"""``blelock demo``: the whole flow against the simulators, with nothing to set up.
+"""``blelock demo``: a technician's day against the simulators, with nothing to set up.
 
 It starts ``blelock-sim`` as a child process (blelock never imports the simulators: it runs
-them), takes the settings the child prints, then scans, and unlocks every lock it found through
-exactly the code a real lock gets: bleak, the Core API client over HTTP, the protocol.
+them) and takes the settings the child prints. Then, through exactly the code a real lock gets
+(bleak, the Core API over HTTP, the protocol, the store): scan; unlock every lock online; sync
+offline keys before leaving coverage; unlock every lock again with no signal; back in coverage,
+upload every log record the locks gave.
 """
 
 from __future__ import annotations
@@ -12,13 +14,19 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
 from blelock.model import Action, Outcome
+
+if TYPE_CHECKING:
+    from blelock.transport.scan import Found
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
@@ -26,12 +34,28 @@ SCAN_SECONDS = 5.0
 """Simulated locks advertise every 0.1 s; 5 s leaves room for a loaded machine."""
 
 
+TRACKING_KEY = "demo-technician"
+
+
+@dataclass
+class DemoReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[BlelockError] = field(default_factory=list)
+    uploaded: int = 0
+    pending: int = 0
+
+
 def run(args: argparse.Namespace) -> int:
     from blelock.cli.render import show_outcomes
 
-    outcomes, failures = asyncio.run(_demo(args.locks, args.seed))
-    show_outcomes(outcomes, failures, as_json=args.json)
-    return 0 if outcomes and not failures else 1
+    report = asyncio.run(_demo(args.locks, args.seed))
+    show_outcomes(
+        report.outcomes,
+        report.failures,
+        as_json=args.json,
+        uploads={"uploaded": report.uploaded, "pending": report.pending},
+    )
+    return 0 if len(report.outcomes) == 2 * args.locks and not report.failures else 1
 
 
 @contextlib.asynccontextmanager
@@ -84,7 +108,7 @@ async def simulator(locks: int, seed: int) -> AsyncIterator[dict[str, str]]:
             await child.wait()
 
 
-async def _demo(locks: int, seed: int) -> tuple[list[Outcome], list[BlelockError]]:
+async def _demo(locks: int, seed: int) -> DemoReport:
     async with simulator(locks, seed) as environment:
         # A throwaway store: the demo must not touch a technician's real keys or logs.
         with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:
@@ -92,28 +116,62 @@ async def _demo(locks: int, seed: int) -> tuple[list[Outcome], list[BlelockError
                 environ=environment | {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch},
                 read_file=False,
             )
-            return await _visit_all(settings, locks)
+            return await _day(settings, locks)
 
 
-async def _visit_all(settings: Settings, locks: int) -> tuple[list[Outcome], list[BlelockError]]:
-    from blelock.cli.unlock import visit
+async def _day(settings: Settings, locks: int) -> DemoReport:
+    from blelock.cli.context import open_store
+    from blelock.cloud.noke import NokeCloud
+    from blelock.sync import drain_outbox, refresh_offline_keys
     from blelock.transport.scan import scan
 
-    found = await scan(settings, duration=SCAN_SECONDS, expect=locks)
-    outcomes: list[Outcome] = []
-    failures: list[BlelockError] = []
-    for lock in sorted(found, key=lambda f: f.sighting.lock_id):
-        mac = lock.sighting.lock_id
-        try:
-            with lock_context(mac, "unlock"):
-                outcomes.append(await visit(mac, Action.UNLOCK, settings, found=lock))
-        except BlelockError as exc:
-            failures.append(exc)
+    report = DemoReport()
+    found = sorted(
+        await scan(settings, duration=SCAN_SECONDS, expect=locks), key=lambda f: f.sighting.lock_id
+    )
     if len(found) < locks:
-        failures.append(
+        report.failures.append(
             BlelockError(
                 f"only {len(found)} of {locks} simulated locks were heard",
                 hint="the machine may be overloaded; try again",
             )
         )
-    return outcomes, failures
+    await _visit_each(found, settings, report)
+    assert settings.noke_api_key is not None  # the simulator prints one
+    async with (
+        open_store(settings) as store,
+        NokeCloud(
+            settings.noke_url,
+            settings.noke_api_key,
+            mobile_key=settings.noke_mobile_key,
+            timeouts=settings.timeouts,
+        ) as cloud,
+    ):
+        macs = [lock.sighting.lock_id for lock in found]
+        await refresh_offline_keys(cloud, store.keys, macs=macs, issue_for=[TRACKING_KEY])
+        no_signal = settings.model_copy(update={"noke_url": _unreachable_url()})
+        await _visit_each(found, no_signal, report)
+        report.uploaded = await drain_outbox(cloud, store.outbox)
+        report.pending = await store.outbox.pending_count()
+    return report
+
+
+async def _visit_each(found: list[Found], settings: Settings, report: DemoReport) -> None:
+    from blelock.cli.unlock import visit
+
+    for lock in found:
+        mac = lock.sighting.lock_id
+        try:
+            with lock_context(mac, "unlock"):
+                report.outcomes.append(
+                    await visit(mac, Action.UNLOCK, settings, found=lock, tracking_key=TRACKING_KEY)
+                )
+        except BlelockError as exc:
+            report.failures.append(exc)
+
+
+def _unreachable_url() -> str:
+    """Out of coverage: a loopback port that was free a moment ago, so nothing answers."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}/"

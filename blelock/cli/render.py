@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -38,8 +39,12 @@ __all__ = [
 ]
 
 
+PIPE_WIDTH = 120
+"""Rich assumes 80 columns when stdout is no terminal; a table in a log file reads better whole."""
+
+
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 def print_json(payload: Any) -> None:
@@ -75,7 +80,7 @@ def report_failure(exc: Exception, *, as_json: bool, debug: bool) -> int:
 
 
 def _battery(millivolts: int | None) -> str:
-    return "-" if millivolts is None else f"{millivolts} mV {battery_percent(millivolts)}%"
+    return "-" if millivolts is None else f"{battery_percent(millivolts)}% {millivolts}mV"
 
 
 def sighting_payload(sighting: Sighting) -> dict[str, Any]:
@@ -124,7 +129,11 @@ def outcome_payload(outcome: Outcome) -> dict[str, Any]:
 
 
 def show_outcomes(
-    outcomes: Sequence[Outcome], failures: Sequence[BlelockError], *, as_json: bool
+    outcomes: Sequence[Outcome],
+    failures: Sequence[BlelockError],
+    *,
+    as_json: bool,
+    uploads: dict[str, int] | None = None,
 ) -> None:
     if as_json:
         print_json(
@@ -132,26 +141,32 @@ def show_outcomes(
                 "ok": not failures and bool(outcomes),
                 "results": [outcome_payload(o) for o in outcomes],
                 "failures": [error_payload(f) for f in failures],
+                **({"logs": uploads} if uploads is not None else {}),
             }
         )
         return
-    table = Table(title="blelock visits")
+    table = Table(title="blelock visits", box=box.SIMPLE_HEAD)
     table.add_column("lock", no_wrap=True)
-    for column in ("action", "result", "battery", "packets", "logs", "tries"):
-        table.add_column(column)
+    for column in ("action", "result", "via", "battery", "packets", "logs", "tries"):
+        table.add_column(column, no_wrap=True)
     for o in outcomes:
         table.add_row(
             o.lock_id,
             o.action.value,
-            "[green]opened[/] (offline key)" if o.offline else "[green]opened[/]",
+            "[green]opened[/]",
+            "offline key" if o.offline else "cloud",
             _battery(o.battery_mv),
             str(o.packets_sent),
             str(len(o.logs)),
             str(o.attempts),
         )
     for f in failures:
-        table.add_row(
-            f.lock_id or "-", f.step or "-", f"[red]failed[/]: {escape(f.message)}", "", "", "", ""
+        table.add_row(f.lock_id or "-", f.step or "-", "[red]failed[/]", "", "", "", "", "")
+        table.add_row("", f"[red]{escape(f.one_line())}[/]", end_section=True)
+    if uploads is not None:
+        table.caption = (
+            f"{uploads['uploaded']} log record(s) uploaded to the cloud, "
+            f"{uploads['pending']} still pending"
         )
     _console().print(table)
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 
-from blelock.config import load_settings
+from blelock.cli.context import settings_from
 
 
 def run(args: argparse.Namespace) -> int:
     from blelock.cli.render import show_sightings
     from blelock.transport.scan import scan
 
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = settings_from(args)
     found = asyncio.run(scan(settings, duration=args.seconds))
     show_sightings([f.sighting for f in found], as_json=args.json)
     return 0

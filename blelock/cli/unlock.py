@@ -1,27 +1,33 @@
-"""``blelock unlock MAC`` and ``blelock unshackle MAC``: one online visit to a Nokē lock."""
+"""``blelock unlock MAC`` and ``blelock unshackle MAC``: one visit to a Nokē lock.
+
+Online by default; when the cloud cannot be reached the unlock falls back to the cached offline
+key (``--offline`` forces it). Every record the lock gives is in the outbox before we return.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from blelock.config import Settings, load_settings
+from blelock.cli.context import open_store, settings_from
+from blelock.config import Settings
 from blelock.errors import ConfigError, lock_context
 from blelock.model import Action, MacAddress, Outcome, parse_mac
 
 if TYPE_CHECKING:
     from blelock.transport.scan import Found
+    from blelock.vendors.noke import VisitMode
 
 
 def run(args: argparse.Namespace) -> int:
     from blelock.cli.render import show_outcomes
 
     mac = parse_mac(args.mac)
-    settings = load_settings(Path(args.config) if args.config else None)
+    settings = settings_from(args)
     action = Action.UNSHACKLE if args.command == "unshackle" else Action.UNLOCK
-    outcome = asyncio.run(visit(mac, action, settings, tracking_key=args.tracking_key))
+    mode: VisitMode = "offline" if getattr(args, "offline", False) else "auto"
+    outcome = asyncio.run(visit(mac, action, settings, tracking_key=args.tracking_key, mode=mode))
     show_outcomes([outcome], [], as_json=args.json)
     return 0
 
@@ -33,32 +39,44 @@ async def visit(
     *,
     tracking_key: str | None = None,
     found: Found | None = None,
+    mode: VisitMode = "auto",
 ) -> Outcome:
-    """Find the lock (unless a scan just did), then run one Nokē visit against the cloud."""
+    """Find the lock (unless a scan just did), then run one Nokē visit."""
     from blelock.cloud.noke import NokeCloud
     from blelock.transport.ble import open_link
     from blelock.transport.scan import find_lock
     from blelock.vendors.noke import NokeVisit
 
-    if settings.noke_api_key is None:
+    if settings.noke_api_key is None and mode != "offline":
         raise ConfigError(
             "no Nokē API key is configured",
             hint="set BLELOCK_NOKE_API_KEY, or noke_api_key in the config file",
         )
-    if found is None:
-        with lock_context(mac, "scan"):
-            found = await find_lock(mac, settings)
-    device, name = found.device, found.sighting.name
-    async with NokeCloud(
-        settings.noke_url,
-        settings.noke_api_key,
-        timeouts=settings.timeouts,
-        mobile_key=settings.noke_mobile_key,
-    ) as cloud:
-        noke_visit = NokeVisit(
-            mac,
-            lambda: open_link(device, settings, name=name),
-            cloud,
-            settings.timeouts,
+    async with open_store(settings) as store:
+        if found is None:
+            with lock_context(mac, "scan"):
+                found = await find_lock(mac, settings)
+        device, name = found.device, found.sighting.name
+        cloud = (
+            NokeCloud(
+                settings.noke_url,
+                settings.noke_api_key,
+                timeouts=settings.timeouts,
+                mobile_key=settings.noke_mobile_key,
+            )
+            if settings.noke_api_key is not None
+            else None
         )
-        return await noke_visit.run(action, tracking_key=tracking_key)
+        try:
+            noke_visit = NokeVisit(
+                mac,
+                lambda: open_link(device, settings, name=name),
+                cloud,
+                settings.timeouts,
+                offline_keys=store.keys,
+                logs=store.outbox,
+            )
+            return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        finally:
+            if cloud is not None:
+                await cloud.aclose()

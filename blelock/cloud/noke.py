@@ -11,7 +11,6 @@ The answer's envelope decides the outcome (noke.md §9.5): ``error_code`` 2 → 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -34,12 +33,19 @@ from blelock.cloud.noke_models import (
     UploadRequest,
 )
 from blelock.config import Timeouts
-from blelock.errors import AuthFailed, CloudRejected, ConfigError, UnknownLock, UsageError
+from blelock.errors import (
+    AuthFailed,
+    CloudRejected,
+    ConfigError,
+    RemoteProtocolError,
+    UnknownLock,
+    UsageError,
+)
 from blelock.model import LogRecord, MacAddress, OfflineGrant
+from blelock.protocol import noke
 
 __all__ = ["NokeCloud"]
 
-_PACKET = re.compile(r"[0-9A-Fa-f]{40}")
 _MAX_CLOUD_MESSAGE = 200
 """Characters of the cloud's own ``message`` quoted in an error (it is free text)."""
 
@@ -97,13 +103,13 @@ class NokeCloud:
 
     async def unlock_commands(
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> str:
-        """``/unlock/``: the ``+``-separated packets to write to the lock for this session."""
+    ) -> list[bytes]:
+        """``/unlock/``: the 20-byte packets to write to the lock for this session, in order."""
         return await self._commands("unlock", mac, session_hex, tracking_key)
 
     async def unshackle_commands(
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> str:
+    ) -> list[bytes]:
         """``/unshackle/`` (HD padlocks): as :meth:`unlock_commands`, but frees the shackle."""
         return await self._commands("unshackle", mac, session_hex, tracking_key)
 
@@ -193,11 +199,11 @@ class NokeCloud:
 
     async def _commands(
         self, route: str, mac: MacAddress, session_hex: str, tracking_key: str | None
-    ) -> str:
+    ) -> list[bytes]:
         body = UnlockRequest(mac=mac, session=session_hex, tracking_key=tracking_key)
         envelope = await self._post(route, body, mac=mac)
         data = _validate(CommandsData, envelope.data, route, self.host)
-        return _check_commands(data.commands, route, self.host)
+        return _packets(data.commands, route, self.host)
 
     async def _post(
         self,
@@ -293,18 +299,11 @@ def _envelope_error(
     )
 
 
-def _check_commands(commands: str, route: str, host: str) -> str:
-    parts = [part for part in commands.strip().split("+") if part]
-    if not parts:
+def _packets(commands: str, route: str, host: str) -> list[bytes]:
+    try:
+        return noke.split_commands(commands)
+    except RemoteProtocolError as exc:
         raise CloudRejected(
-            f"the Nokē cloud at {host} answered /{route}/ without any command packet",
+            f"the Nokē cloud at {host} answered /{route}/ with a bad command string: {exc.message}",
             hint=_BUG_HINT,
-        )
-    for index, part in enumerate(parts, start=1):
-        if not _PACKET.fullmatch(part):
-            raise CloudRejected(
-                f"the Nokē cloud at {host} answered /{route}/ with a bad command packet: "
-                f"packet {index} of {len(parts)} is not 40 hex digits ({len(part)} characters)",
-                hint=_BUG_HINT,
-            )
-    return "+".join(parts)
+        ) from None

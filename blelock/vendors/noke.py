@@ -23,6 +23,7 @@ from typing import Literal, Protocol
 from blelock.clock import Clock, SystemClock
 from blelock.config import Timeouts
 from blelock.errors import (
+    BlelockError,
     CloudTimeout,
     CloudUnavailable,
     LinkLost,
@@ -49,11 +50,11 @@ class NokeCommandSource(Protocol):
 
     async def unlock_commands(
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> str: ...
+    ) -> list[bytes]: ...
 
     async def unshackle_commands(
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> str: ...
+    ) -> list[bytes]: ...
 
 
 class OfflineKey(Protocol):
@@ -125,32 +126,43 @@ class NokeVisit:
         the server records gathered before a failure reach the log sink either way."""
         if mode == "offline" and action is not Action.UNLOCK:
             raise UsageError(f"{action.value} needs the cloud: offline keys only unlock")
-        self.kept_logs: list[LogRecord] = []
+        kept: list[LogRecord] = []
         try:
             with lock_context(self.lock_id, action.value):
-                async with asyncio.timeout(self._timeouts.visit):
-                    for attempt in range(1, ATTEMPTS + 1):
-                        try:
-                            done = await self._attempt(action, tracking_key, mode)
-                        except LinkLost:
-                            if attempt == ATTEMPTS:
-                                raise
-                            continue
-                        return Outcome(
-                            lock_id=self.lock_id,
-                            action=action,
-                            opened=True,
-                            battery_mv=done.battery_mv,
-                            packets_sent=done.packets_sent,
-                            attempts=attempt,
-                            logs=tuple(self.kept_logs),
-                            offline=done.offline,
-                        )
+                try:
+                    async with asyncio.timeout(self._timeouts.visit):
+                        return await self._attempts(action, tracking_key, mode, kept)
+                except TimeoutError as exc:
+                    if isinstance(exc, BlelockError):
+                        raise
+                    raise LinkTimeout(
+                        f"the visit took longer than {self._timeouts.visit:g} s"
+                    ) from None
         finally:
-            if self._logs is not None and self.kept_logs:
+            if self._logs is not None and kept:
                 with lock_context(self.lock_id, "keep the lock's logs"):
-                    await self._logs.append(self.kept_logs)
-        raise AssertionError("unreachable: the loop returns or raises")
+                    await self._logs.append(kept)
+
+    async def _attempts(
+        self, action: Action, tracking_key: str | None, mode: VisitMode, kept: list[LogRecord]
+    ) -> Outcome:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                done = await self._attempt(action, tracking_key, mode, kept)
+            except LinkLost:
+                if attempt == ATTEMPTS:
+                    raise
+                continue
+            return Outcome(
+                lock_id=self.lock_id,
+                action=action,
+                battery_mv=done.battery_mv,
+                packets_sent=done.packets_sent,
+                attempts=attempt,
+                logs=tuple(kept),
+                offline=done.offline,
+            )
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _packets(
         self, action: Action, session: noke.Session, tracking_key: str | None, mode: VisitMode
@@ -166,8 +178,7 @@ class NokeVisit:
             )
             try:
                 with lock_context(self.lock_id, "get commands from the cloud"):
-                    text = await fetch(self.lock_id, session.hex, tracking_key)
-                    return noke.split_commands(text), False
+                    return await fetch(self.lock_id, session.hex, tracking_key), False
             except (CloudUnavailable, CloudTimeout) as unreachable:
                 if mode == "online" or self._offline_keys is None or action is not Action.UNLOCK:
                     raise
@@ -187,7 +198,9 @@ class NokeVisit:
         now = int(self._clock.now_utc().timestamp())
         return [noke.build_offline_unlock(key.offline_key, key.unlock_command, session.raw, now)]
 
-    async def _attempt(self, action: Action, tracking_key: str | None, mode: VisitMode) -> _Attempt:
+    async def _attempt(
+        self, action: Action, tracking_key: str | None, mode: VisitMode, kept: list[LogRecord]
+    ) -> _Attempt:
         t = self._timeouts
         async with contextlib.AsyncExitStack() as stack:
             with lock_context(self.lock_id, "connect"):
@@ -197,10 +210,12 @@ class NokeVisit:
                 session = noke.Session.parse(await link.read(noke.SESSION_UUID, timeout=t.gatt))
             packets, offline = await self._packets(action, session, tracking_key, mode)
             with lock_context(self.lock_id, "send commands"):
-                sent = await self._send(link, session, packets)
+                sent = await self._send(link, session, packets, kept)
             return _Attempt(session.battery_mv, sent, offline)
 
-    async def _send(self, link: LockLink, session: noke.Session, packets: list[bytes]) -> int:
+    async def _send(
+        self, link: LockLink, session: noke.Session, packets: list[bytes], kept: list[LogRecord]
+    ) -> int:
         exchange = noke.CompanionSession(packets)
         try:
             while (packet := exchange.next_packet()) is not None:
@@ -208,7 +223,7 @@ class NokeVisit:
                 await self._await_answer(link, exchange, len(packets))
         finally:
             now = int(self._clock.now_utc().timestamp())
-            self.kept_logs.extend(
+            kept.extend(
                 LogRecord(self.lock_id, session.hex, now, record.hex())
                 for record in exchange.server_packets
             )

@@ -90,10 +90,12 @@ async def cloud(wire: Recording) -> AsyncIterator[NokeCloud]:
         yield client
 
 
-def _commands_executed(key: bytes, commands: str, *, can_unshackle: bool) -> list[noke.Command]:
+def _commands_executed(
+    key: bytes, packets: list[bytes], *, can_unshackle: bool
+) -> list[noke.Command]:
     lock = noke.LockSession(key, SESSION, can_unshackle=can_unshackle)
     executed = []
-    for packet in noke.split_commands(commands):
+    for packet in packets:
         verdict = lock.accept(packet, now=0)
         assert isinstance(verdict, noke.Command), verdict
         executed.append(verdict)
@@ -108,9 +110,8 @@ async def test_unlock_returns_packets_the_lock_executes(
 ) -> None:
     commands = await cloud.unlock_commands(HD_MAC, SESSION.hex(), tracking_key="tech@example.com")
 
-    parts = commands.split("+")
-    assert len(parts) == 2  # a new lock: setup first, then the unlock
-    assert all(len(part) == 40 and int(part, 16) >= 0 for part in parts)
+    assert len(commands) == 2  # a new lock: setup first, then the unlock
+    assert all(len(packet) == noke.PACKET_SIZE for packet in commands)
     executed = _commands_executed(HD_KEY, commands, can_unshackle=True)
     assert [c.command for c in executed] == [noke.CommandType.SETUP, noke.CommandType.UNLOCK]
     assert executed[-1].argument == 0
@@ -146,7 +147,7 @@ async def test_commands_are_sealed_for_their_own_lock_only(cloud: NokeCloud) -> 
     commands = await cloud.unlock_commands(STD_MAC, SESSION.hex())
 
     other_lock = noke.LockSession(HD_KEY, SESSION, can_unshackle=True)
-    assert other_lock.accept(noke.split_commands(commands)[0], now=0) is noke.ResultCode.INVALID_KEY
+    assert other_lock.accept(commands[0], now=0) is noke.ResultCode.INVALID_KEY
 
 
 async def test_wrong_api_key_is_auth_failed_and_never_echoed(
@@ -474,10 +475,10 @@ async def test_a_json_array_is_an_unexpected_shape() -> None:
 @pytest.mark.parametrize(
     ("commands", "problem"),
     [
-        ("00" * 20 + "+" + "00" * 19, "packet 2 of 2 is not 40 hex digits (38 characters)"),
+        ("00" * 20 + "+" + "00" * 19, "packet 2 of 2 is not 40 hex digits (38 chars)"),
         ("zz" * 20, "packet 1 of 1 is not 40 hex digits"),
-        ("", "without any command packet"),
-        ("++", "without any command packet"),
+        ("", "holds no packets"),
+        ("++", "holds no packets"),
     ],
     ids=["short-packet", "not-hex", "empty", "only-separators"],
 )
@@ -492,7 +493,10 @@ async def test_empty_parts_between_packets_are_ignored() -> None:
     one, two = "0a" * 20, "B0" * 20
     answer = _answer(result="success", error_code=0, data={"commands": f"+{one}++{two}+"})
     async with _scripted(answer) as cloud:
-        assert await cloud.unlock_commands(HD_MAC, SESSION.hex()) == f"{one}+{two}"
+        assert await cloud.unlock_commands(HD_MAC, SESSION.hex()) == [
+            bytes.fromhex(one),
+            bytes.fromhex(two),
+        ]
 
 
 @pytest.mark.parametrize(

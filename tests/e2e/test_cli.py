@@ -177,9 +177,44 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert result.returncode == 2 and "invalid choice" in result.stderr
 
 
-def test_demo_opens_every_simulated_lock() -> None:
+def test_demo_runs_a_technicians_day() -> None:
     result = blelock(None, "demo", "--locks", "2", "--json")
     assert result.returncode == 0, result.stderr
     report = as_json(result)
-    assert report["ok"] and len(report["results"]) == 2
-    assert all(row["opened"] for row in report["results"])
+    assert report["ok"] and not report["failures"]
+    assert [row["offline"] for row in report["results"]] == [False, False, True, True]
+    kept = sum(row["logs_kept"] for row in report["results"])
+    assert report["logs"] == {"uploaded": kept, "pending": 0}
+
+
+def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:
+    mac = sim.locks[0]["mac"]
+    synced = blelock(sim, "sync", "--macs", mac, "--tracking-key", "tech-7", "--json")
+    assert synced.returncode == 0, synced.stderr
+    assert as_json(synced)["keys"]["added"] == 1
+
+    listed = blelock(sim, "keys", "--json")
+    (key,) = as_json(listed)
+    assert (key["mac"], key["tracking_key"], key["revoked_at"]) == (mac, "tech-7", None)
+    assert "offline_key" not in listed.stdout and "unlock_command" not in listed.stdout
+
+    no_signal = blelock(sim, "unlock", mac, "--json", BLELOCK_NOKE_URL=closed_port_url())
+    assert no_signal.returncode == 0, no_signal.stderr
+    assert as_json(no_signal)["results"][0]["offline"] is True
+
+    pending = as_json(blelock(sim, "logs", "--json"))["pending"]
+    assert pending >= 1
+    uploaded = blelock(sim, "upload", "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert (as_json(uploaded)["uploaded"], as_json(uploaded)["pending"]) == (pending, 0)
+
+
+def test_a_wrong_data_key_is_refused_and_nothing_is_lost(sim: Sim) -> None:
+    mac = sim.locks[0]["mac"]
+    assert blelock(sim, "sync", "--macs", mac, "--tracking-key", "tech-7").returncode == 0
+    wrong = "A" * 43 + "="
+    refused = blelock(sim, "keys", BLELOCK_DATA_KEY=wrong)
+    assert refused.returncode == 1
+    assert "data key" in one_line_error(refused) and wrong not in refused.stderr
+    still = blelock(sim, "keys", "--json")
+    assert still.returncode == 0 and len(as_json(still)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -16,7 +17,7 @@ from blelock.vendors.noke import NokeVisit
 
 MAC = parse_mac("C7:E6:B0:C6:75:38")
 SESSION = bytes.fromhex("0000040ba7b0d91f7f45ad25698a18375c7e4f16")
-PACKETS = "+".join(["00000001" + "11" * 16, "00000000" + "22" * 16])
+PACKETS = [bytes.fromhex("00000001" + "11" * 16), bytes.fromhex("00000000" + "22" * 16)]
 
 
 class ScriptedLink:
@@ -51,7 +52,7 @@ class ScriptedLink:
 class Commands:
     async def unlock_commands(
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> str:
+    ) -> list[bytes]:
         assert session_hex == SESSION.hex()
         return PACKETS
 
@@ -92,7 +93,7 @@ async def test_server_packets_around_answers_are_all_kept() -> None:
     link = ScriptedLink([[log_a, OK], [log_b, OK]])
     visit = visit_over([link])
     outcome = await visit.run(Action.UNLOCK, tracking_key="tech-7")
-    assert outcome.opened and outcome.packets_sent == 2
+    assert outcome.packets_sent == 2
     assert [r.payload for r in outcome.logs] == [log_a.hex(), log_b.hex()]
     assert {r.session for r in outcome.logs} == {SESSION.hex()}
 
@@ -111,3 +112,23 @@ async def test_lock_going_to_sleep_mid_batch_is_retried_then_reported() -> None:
         await visit_over(links).run(Action.UNLOCK)
     assert "went to sleep" in caught.value.message
     assert not links  # both attempts used a fresh link
+
+
+class SlowCommands(Commands):
+    async def unlock_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> list[bytes]:
+        await asyncio.Event().wait()  # a cloud that never answers
+        raise AssertionError("unreachable")
+
+
+async def test_the_visit_deadline_is_a_link_timeout_naming_lock_and_step() -> None:
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield ScriptedLink([])
+
+    visit = NokeVisit(MAC, opener, SlowCommands(), Timeouts(visit=0.05))
+    with pytest.raises(LinkTimeout) as caught:
+        await visit.run(Action.UNLOCK)
+    assert "took longer than 0.05 s" in caught.value.message
+    assert (caught.value.lock_id, caught.value.step) == (MAC, "unlock")

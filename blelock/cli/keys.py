@@ -1,0 +1,19 @@
+"""``blelock keys``: the cached offline keys — which lock, which tracking key, how fresh."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from blelock.cli.context import open_store, settings_from
+
+
+def run(args: argparse.Namespace) -> int:
+    from blelock.cli.render import show_keys
+
+    async def listing() -> list[object]:
+        async with open_store(settings_from(args)) as store:
+            return list(await store.keys.list_keys())
+
+    show_keys(asyncio.run(listing()), as_json=args.json)
+    return 0

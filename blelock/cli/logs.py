@@ -1,0 +1,24 @@
+"""``blelock logs``: the records the locks gave that have not reached the cloud yet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from blelock.cli.context import open_store, settings_from
+from blelock.model import LogRecord
+
+SHOWN = 50
+"""Rows in the table; the count covers them all."""
+
+
+def run(args: argparse.Namespace) -> int:
+    from blelock.cli.render import show_pending_logs
+
+    async def pending() -> tuple[int, list[LogRecord]]:
+        async with open_store(settings_from(args)) as store:
+            return await store.outbox.pending_count(), await store.outbox.pending(SHOWN)
+
+    count, records = asyncio.run(pending())
+    show_pending_logs(count, records, as_json=args.json)
+    return 0

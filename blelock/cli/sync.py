@@ -1,0 +1,68 @@
+"""``blelock sync`` (offline keys + logs) and ``blelock upload`` (logs only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from blelock.cli.context import open_store, settings_from
+from blelock.config import Settings
+from blelock.errors import ConfigError
+from blelock.model import MacAddress, parse_mac
+
+
+def run(args: argparse.Namespace) -> int:
+    from blelock.cli.render import show_sync
+
+    settings = settings_from(args)
+    if args.command == "upload":
+        report = asyncio.run(_sync(settings, keys=False, as_json=args.json))
+    else:
+        macs = [parse_mac(text) for text in args.macs] if args.macs else None
+        report = asyncio.run(
+            _sync(settings, keys=True, macs=macs, issue_for=args.tracking_key, as_json=args.json)
+        )
+    show_sync(report, as_json=args.json)
+    return 0
+
+
+async def _sync(
+    settings: Settings,
+    *,
+    keys: bool,
+    as_json: bool,
+    macs: list[MacAddress] | None = None,
+    issue_for: list[str] | None = None,
+) -> dict[str, object]:
+    from blelock.cli.render import upload_progress
+    from blelock.cloud.noke import NokeCloud
+    from blelock.sync import drain_outbox, refresh_offline_keys
+
+    if settings.noke_api_key is None:
+        raise ConfigError(
+            "no Nokē API key is configured",
+            hint="set BLELOCK_NOKE_API_KEY, or noke_api_key in the config file",
+        )
+    report: dict[str, object] = {}
+    async with (
+        open_store(settings) as store,
+        NokeCloud(
+            settings.noke_url,
+            settings.noke_api_key,
+            mobile_key=settings.noke_mobile_key,
+            timeouts=settings.timeouts,
+        ) as cloud,
+    ):
+        if keys:
+            summary = await refresh_offline_keys(
+                cloud, store.keys, macs=macs, issue_for=issue_for or ()
+            )
+            report["keys"] = summary
+        pending = await store.outbox.pending_count()
+        if pending:
+            with upload_progress(pending, enabled=not as_json) as advance:
+                report["uploaded"] = await drain_outbox(cloud, store.outbox, on_progress=advance)
+        else:
+            report["uploaded"] = 0
+        report["pending"] = await store.outbox.pending_count()
+    return report

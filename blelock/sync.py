@@ -1,0 +1,108 @@
+"""Back in coverage: refresh the offline keys, then hand every kept log record to the cloud.
+
+The drain is at-least-once on our side and exactly-once at the cloud: a batch keeps the same
+idempotency key until the cloud acknowledged it, so a retry after a lost acknowledgement (or a
+crash between sending and deleting) is recognised there, and records are deleted only after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from blelock.errors import lock_context
+from blelock.model import LogRecord, MacAddress, OfflineGrant
+
+__all__ = ["SyncReport", "drain_outbox", "refresh_offline_keys", "sync"]
+
+UPLOAD_BATCH = 500
+"""Records per upload: ~60 KB of JSON, small enough for a flaky uplink to get through."""
+
+
+class KeyCloud(Protocol):
+    async def offline_keys(
+        self, macs: Sequence[MacAddress] | None = None, *, issue_for: Sequence[str] = ()
+    ) -> list[OfflineGrant]: ...
+
+
+class UploadCloud(Protocol):
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None: ...
+
+
+class Cloud(KeyCloud, UploadCloud, Protocol): ...
+
+
+class Batch(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def records(self) -> Sequence[LogRecord]: ...
+
+
+class Outbox(Protocol):
+    async def lease(self, limit: int) -> Batch | None: ...
+    async def acknowledge(self, batch_key: str) -> int: ...
+    async def pending_count(self) -> int: ...
+
+
+class KeyCache(Protocol):
+    async def apply_sync(
+        self, grants: Sequence[OfflineGrant], *, scope_macs: Collection[MacAddress] | None
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    keys: Any
+    """The key cache's summary (added, refreshed, revoked, unchanged)."""
+    uploaded: int
+    pending: int
+
+
+async def refresh_offline_keys(
+    cloud: KeyCloud,
+    keys: KeyCache,
+    *,
+    macs: Sequence[MacAddress] | None = None,
+    issue_for: Sequence[str] = (),
+) -> Any:
+    """Fetch (issuing where asked) and store the keys; those the cloud no longer lists within
+    ``macs`` (all locks when None) are marked revoked in the cache."""
+    with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
+        grants = await cloud.offline_keys(macs, issue_for=issue_for)
+        return await keys.apply_sync(grants, scope_macs=macs)
+
+
+async def drain_outbox(
+    cloud: UploadCloud,
+    outbox: Outbox,
+    *,
+    batch_size: int = UPLOAD_BATCH,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """Upload every pending record, batch by batch; returns how many were acknowledged."""
+    uploaded = 0
+    with lock_context(None, "upload logs"):
+        while (batch := await outbox.lease(batch_size)) is not None:
+            await cloud.upload(batch.records, idempotency_key=batch.key)
+            uploaded += await outbox.acknowledge(batch.key)
+            if on_progress is not None:
+                on_progress(uploaded)
+    return uploaded
+
+
+async def sync(
+    cloud: Cloud,
+    keys: KeyCache,
+    outbox: Outbox,
+    *,
+    macs: Sequence[MacAddress] | None = None,
+    issue_for: Sequence[str] = (),
+    on_progress: Callable[[int], None] | None = None,
+) -> SyncReport:
+    summary = await refresh_offline_keys(cloud, keys, macs=macs, issue_for=issue_for)
+    uploaded = await drain_outbox(cloud, outbox, on_progress=on_progress)
+    return SyncReport(keys=summary, uploaded=uploaded, pending=await outbox.pending_count())

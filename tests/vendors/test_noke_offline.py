@@ -1,0 +1,167 @@
+"""Offline: sync before leaving, open every lock without signal, upload exactly once after.
+
+Whole flows over the simulated world (bleak + radio, the cloud over real HTTP) and a real
+store in the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from blelock.cli.context import open_store
+from blelock.cli.unlock import visit
+from blelock.cloud.noke import NokeCloud
+from blelock.config import Settings
+from blelock.errors import CloudUnavailable, LockRefused, OfflineKeyExpired, OfflineKeyRevoked
+from blelock.model import Action, MacAddress, parse_mac
+from blelock.protocol import noke
+from blelock.sync import drain_outbox, refresh_offline_keys
+from simulators.world import RunningWorld
+from tests.conftest import closed_port_url, settings_for
+
+TECH = "tech-7"
+
+
+@dataclass
+class Field:
+    running: RunningWorld
+    online: Settings
+    offline: Settings
+    """Same store, but the cloud is unreachable."""
+
+    def mac(self, index: int) -> MacAddress:
+        return parse_mac(self.running.world.locks[index].mac)
+
+    def cloud(self) -> NokeCloud:
+        s = self.online
+        assert s.noke_api_key is not None
+        return NokeCloud(s.noke_url, s.noke_api_key, mobile_key=s.noke_mobile_key)
+
+
+@pytest.fixture
+def field(running_world: RunningWorld) -> Field:
+    return Field(
+        running_world,
+        settings_for(running_world),
+        settings_for(running_world, BLELOCK_NOKE_URL=closed_port_url()),
+    )
+
+
+async def sync_keys(
+    field: Field,
+    macs: list[MacAddress] | None = None,
+    *,
+    issue: bool = True,
+    settings: Settings | None = None,
+) -> object:
+    async with open_store(settings or field.online) as store, field.cloud() as cloud:
+        return await refresh_offline_keys(
+            cloud,
+            store.keys,
+            macs=macs or [field.mac(0), field.mac(1)],
+            issue_for=[TECH] if issue else [],
+        )
+
+
+async def upload(field: Field) -> int:
+    async with open_store(field.online) as store, field.cloud() as cloud:
+        return await drain_outbox(cloud, store.outbox)
+
+
+async def test_unlock_without_signal_uses_the_cached_key(field: Field) -> None:
+    await sync_keys(field)
+    lock = field.running.world.locks[0]
+    outcome = await visit(field.mac(0), Action.UNLOCK, field.offline)
+    assert outcome.offline and outcome.packets_sent == 1
+    assert (lock.offline_unlocks, lock.unlocks) == (1, 0)
+
+
+async def test_offline_can_be_forced_while_online(field: Field) -> None:
+    await sync_keys(field)
+    before = field.running.world.cloud.requests["unlock"]
+    outcome = await visit(field.mac(1), Action.UNLOCK, field.online, mode="offline")
+    assert outcome.offline
+    assert field.running.world.cloud.requests["unlock"] == before
+    assert field.running.world.locks[1].offline_unlocks == 1
+
+
+async def test_every_log_reaches_the_cloud_exactly_once(field: Field) -> None:
+    await sync_keys(field)
+    world = field.running.world
+    await visit(field.mac(0), Action.UNLOCK, field.online)
+    await visit(field.mac(0), Action.UNLOCK, field.offline)
+    await visit(field.mac(1), Action.UNLOCK, field.offline)
+    async with open_store(field.online) as store:
+        assert await store.outbox.pending_count() == sum(
+            len(lock.server_records) for lock in world.locks
+        )
+    assert await upload(field) == sum(len(lock.server_records) for lock in world.locks)
+    assert await upload(field) == 0
+    delivered = {(r.mac, r.session, r.response) for r in world.cloud.uploaded.values()}
+    given = {
+        (lock.mac, session, packet)
+        for lock in world.locks
+        for session, packet in lock.server_records
+    }
+    assert delivered == given and world.cloud.records_duplicate == 0
+    assert not world.cloud.locks[world.locks[0].mac].setup_pending  # its key record arrived
+
+
+async def test_revocation_is_honest_about_the_lock_and_the_cache(field: Field) -> None:
+    world = field.running.world
+    await sync_keys(field)
+    world.cloud.locks[world.locks[0].mac].revoke_offline_key(TECH)  # the office revokes it
+
+    # Not synced yet: as on real locks, the revoked key still opens (noke.md §9.4).
+    assert (await visit(field.mac(0), Action.UNLOCK, field.offline)).offline
+
+    # A sync tells the companion, which stops offering the key, and says why.
+    await sync_keys(field, [field.mac(0)], issue=False)
+    with pytest.raises(OfflineKeyRevoked) as caught:
+        await visit(field.mac(0), Action.UNLOCK, field.offline)
+    assert TECH in caught.value.message and "revoked" in caught.value.message
+
+    # An online unlock carries the revocation to the lock itself.
+    await visit(field.mac(0), Action.UNLOCK, field.online)
+    assert world.locks[0].revoked_slots == {0}
+
+
+async def test_the_lock_refuses_a_revoked_key_once_it_heard(field: Field) -> None:
+    world = field.running.world
+    await sync_keys(field)
+    stale = field.offline.model_copy(update={"data_dir": field.offline.store_dir / "stale"})
+    async with open_store(stale) as store, field.cloud() as cloud:  # a second, unsynced phone
+        await refresh_offline_keys(cloud, store.keys, macs=[field.mac(0)])
+    world.cloud.locks[world.locks[0].mac].revoke_offline_key(TECH)
+    await visit(field.mac(0), Action.UNLOCK, field.online)  # the lock hears of it
+    with pytest.raises(LockRefused) as caught:
+        await visit(field.mac(0), Action.UNLOCK, stale)
+    assert caught.value.reason is noke.ResultCode.INVALID_PERMISSION
+
+
+async def test_a_lock_whose_clock_drifted_refuses_the_stamp(field: Field) -> None:
+    await sync_keys(field)
+    field.running.world.locks[0].clock_drift_s = 3600
+    with pytest.raises(LockRefused) as caught:
+        await visit(field.mac(0), Action.UNLOCK, field.offline)
+    assert caught.value.reason is noke.ResultCode.OUT_OF_SCHEDULE
+
+
+async def test_an_expired_key_is_refused_before_the_lock_sees_it(field: Field) -> None:
+    # Synced under a lifetime shorter than a second: expired by the time we are at the lock.
+    await sync_keys(
+        field, settings=field.online.model_copy(update={"offline_key_lifetime_days": 1e-9})
+    )
+    lock = field.running.world.locks[0]
+    with pytest.raises(OfflineKeyExpired) as caught:
+        await visit(field.mac(0), Action.UNLOCK, field.offline)
+    assert "expired" in caught.value.message and lock.offline_unlocks == 0
+
+
+async def test_unshackle_never_goes_offline(field: Field) -> None:
+    await sync_keys(field)
+    with pytest.raises(CloudUnavailable):
+        await visit(field.mac(0), Action.UNSHACKLE, field.offline)
+    assert field.running.world.locks[0].unshackles == 0
