@@ -29,7 +29,7 @@ import dataclasses
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from blelock.errors import ProtocolError
 from blelock.protocol.noke import (
@@ -499,9 +499,13 @@ def _fault_response(fault: str, name: str, faults: CloudFaults) -> Response:
 
 
 def create_app(
-    state: NokeCloudState, *, clock: Callable[[], int] = lambda: int(time.time())
+    state: NokeCloudState,
+    *,
+    clock: Callable[[], int] = lambda: int(time.time()),
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The simulated Core API over ``state``; ``clock`` stamps the commands it issues."""
+    """The simulated Core API over ``state``; ``clock`` stamps the commands it issues.
+    ``extra_routes`` (the harness's introspection) are matched before the catch-all."""
 
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
@@ -542,10 +546,11 @@ def create_app(
         return _envelope("unknown", error_code=5, message="Invalid endpoint")
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [
+    routes: list[BaseRoute] = [
         Route(path, endpoint(name, handler), methods=methods)
         for name, handler in _ROUTES.items()
         for path in (f"/{name}/", f"/{name}")
     ]
+    routes.extend(extra_routes)
     routes.append(Route("/{path:path}", no_such_endpoint, methods=methods))
     return Starlette(routes=routes)

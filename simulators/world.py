@@ -14,15 +14,18 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import uvicorn
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from simulators.faults import LinkFaults
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
 from simulators.radio import LatencyModel, Radio, RadioServer
 
-__all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world"]
+__all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world", "world_state"]
 
 HOST = "127.0.0.1"
 CLIENT_BACKEND = "simulators.bleak_backend:SimBleakClient"
@@ -87,6 +90,20 @@ def build_world(spec: WorldSpec) -> World:
     return World(radio=radio, locks=locks, cloud=cloud)
 
 
+def world_state(world: World) -> dict[str, Any]:
+    """What a harness in another process checks after the fact (GET /_sim/state on the cloud's
+    port): every record each lock gave, and what reached the cloud. Simulator-only; no keys."""
+    cloud = world.cloud
+    return {
+        "given": [[lock.mac, s, p] for lock in world.locks for s, p in lock.server_records],
+        "uploaded": [list(key) for key in cloud.uploaded],
+        "records_received": cloud.records_received,
+        "records_duplicate": cloud.records_duplicate,
+        "uploads_replayed": cloud.uploads_replayed,
+        "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
+    }
+
+
 @dataclass
 class RunningWorld:
     world: World
@@ -123,8 +140,12 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
     radio_server = await RadioServer.start(world.radio, host=HOST, port=0)
     sock = _listening_socket()
     port = sock.getsockname()[1]
+    introspection = Route("/_sim/state", lambda request: JSONResponse(world_state(world)))
     config = uvicorn.Config(
-        create_app(world.cloud), log_level="warning", lifespan="off", access_log=False
+        create_app(world.cloud, extra_routes=[introspection]),
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
     )
     http = uvicorn.Server(config)
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
