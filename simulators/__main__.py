@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KIND=N",
         help="500=N, garbage=N or 429=N: the next N cloud answers (-1: all)",
     )
+    parser.add_argument(
+        "--offline-keys",
+        type=int,
+        default=0,
+        metavar="K",
+        help="issue offline keys for tracking keys tech-1..tech-K on every lock at start",
+    )
     parser.add_argument("--json", action="store_true", help="print the settings as one JSON line")
     parser.add_argument(
         "--until-stdin-closes",
@@ -131,6 +138,7 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
         link_faults=_link_faults(args.fault, args.locks),
         mechanical_faults={n - 1: MechanicalFaults(jam_unlock=1) for n in args.jam},
         cloud_faults=_cloud_faults(args.cloud_fault),
+        offline_tracking_keys=tuple(f"tech-{n}" for n in range(1, args.offline_keys + 1)),
     )
 
 
