@@ -12,9 +12,16 @@ import pytest
 
 from blelock.cli.context import open_store
 from blelock.cli.unlock import visit
+from blelock.cloud._http import RetryPolicy
 from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
-from blelock.errors import CloudUnavailable, LockRefused, OfflineKeyExpired, OfflineKeyRevoked
+from blelock.errors import (
+    CloudError,
+    CloudUnavailable,
+    LockRefused,
+    OfflineKeyExpired,
+    OfflineKeyRevoked,
+)
 from blelock.model import Action, MacAddress, parse_mac
 from blelock.protocol import noke
 from blelock.sync import drain_outbox, refresh_offline_keys
@@ -37,7 +44,8 @@ class Field:
     def cloud(self) -> NokeCloud:
         s = self.online
         assert s.noke_api_key is not None
-        return NokeCloud(s.noke_url, s.noke_api_key, mobile_key=s.noke_mobile_key)
+        quick = RetryPolicy(base_s=0.001, cap_s=0.002)  # the retries, not their waiting
+        return NokeCloud(s.noke_url, s.noke_api_key, mobile_key=s.noke_mobile_key, retry=quick)
 
 
 @pytest.fixture
@@ -165,3 +173,19 @@ async def test_unshackle_never_goes_offline(field: Field) -> None:
     with pytest.raises(CloudUnavailable):
         await visit(field.mac(0), Action.UNSHACKLE, field.offline)
     assert field.running.world.locks[0].unshackles == 0
+
+
+@pytest.mark.parametrize("fault", ["fail_with_500", "garbage_json", "rate_limit"])
+async def test_a_failing_cloud_leaves_pending_records_untouched(field: Field, fault: str) -> None:
+    world = field.running.world
+    await visit(field.mac(0), Action.UNLOCK, field.online)
+    setattr(world.cloud.faults, fault, -1)
+    world.cloud.faults.retry_after_s = 0
+    async with open_store(field.online) as store, field.cloud() as cloud:
+        before = await store.outbox.pending(None)
+        with pytest.raises(CloudError, match="attempts"):
+            await drain_outbox(cloud, store.outbox)
+        assert await store.outbox.pending(None) == before
+    setattr(world.cloud.faults, fault, 0)
+    assert await upload(field) == len(before)
+    assert len(world.cloud.uploaded) == len(before) and world.cloud.records_duplicate == 0
