@@ -137,16 +137,7 @@ async def _day(settings: Settings, locks: int) -> DemoReport:
             )
         )
     await _visit_each(found, settings, report)
-    assert settings.noke_api_key is not None  # the simulator prints one
-    async with (
-        open_store(settings) as store,
-        NokeCloud(
-            settings.noke_url,
-            settings.noke_api_key,
-            mobile_key=settings.noke_mobile_key,
-            timeouts=settings.timeouts,
-        ) as cloud,
-    ):
+    async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
         macs = [lock.sighting.lock_id for lock in found]
         await refresh_offline_keys(cloud, store.keys, macs=macs, issue_for=[TRACKING_KEY])
         no_signal = settings.model_copy(update={"noke_url": _unreachable_url()})

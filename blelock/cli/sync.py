@@ -7,7 +7,6 @@ import asyncio
 
 from blelock.cli.context import open_store, settings_from
 from blelock.config import Settings
-from blelock.errors import ConfigError
 from blelock.model import MacAddress, parse_mac
 
 
@@ -38,21 +37,8 @@ async def _sync(
     from blelock.cloud.noke import NokeCloud
     from blelock.sync import drain_outbox, refresh_offline_keys
 
-    if settings.noke_api_key is None:
-        raise ConfigError(
-            "no Nokē API key is configured",
-            hint="set BLELOCK_NOKE_API_KEY, or noke_api_key in the config file",
-        )
     report: dict[str, object] = {}
-    async with (
-        open_store(settings) as store,
-        NokeCloud(
-            settings.noke_url,
-            settings.noke_api_key,
-            mobile_key=settings.noke_mobile_key,
-            timeouts=settings.timeouts,
-        ) as cloud,
-    ):
+    async with NokeCloud.from_settings(settings) as cloud, open_store(settings) as store:
         if keys:
             summary = await refresh_offline_keys(
                 cloud, store.keys, macs=macs, issue_for=issue_for or ()

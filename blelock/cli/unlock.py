@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from blelock.cli.context import open_store, settings_from
 from blelock.config import Settings
-from blelock.errors import ConfigError, lock_context
+from blelock.errors import lock_context
 from blelock.model import Action, MacAddress, Outcome, parse_mac
 
 if TYPE_CHECKING:
@@ -47,27 +47,13 @@ async def visit(
     from blelock.transport.scan import find_lock
     from blelock.vendors.noke import NokeVisit
 
-    if settings.noke_api_key is None and mode != "offline":
-        raise ConfigError(
-            "no Nokē API key is configured",
-            hint="set BLELOCK_NOKE_API_KEY, or noke_api_key in the config file",
-        )
-    async with open_store(settings) as store:
-        if found is None:
-            with lock_context(mac, "scan"):
-                found = await find_lock(mac, settings)
-        device, name = found.device, found.sighting.name
-        cloud = (
-            NokeCloud(
-                settings.noke_url,
-                settings.noke_api_key,
-                timeouts=settings.timeouts,
-                mobile_key=settings.noke_mobile_key,
-            )
-            if settings.noke_api_key is not None
-            else None
-        )
-        try:
+    cloud = NokeCloud.from_settings(settings) if mode != "offline" else None
+    try:
+        async with open_store(settings) as store:
+            if found is None:
+                with lock_context(mac, "scan"):
+                    found = await find_lock(mac, settings)
+            device, name = found.device, found.sighting.name
             noke_visit = NokeVisit(
                 mac,
                 lambda: open_link(device, settings, name=name),
@@ -77,6 +63,6 @@ async def visit(
                 logs=store.outbox,
             )
             return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
-        finally:
-            if cloud is not None:
-                await cloud.aclose()
+    finally:
+        if cloud is not None:
+            await cloud.aclose()

@@ -32,7 +32,7 @@ from blelock.cloud.noke_models import (
     UploadLog,
     UploadRequest,
 )
-from blelock.config import Timeouts
+from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
     CloudRejected,
@@ -80,6 +80,22 @@ class NokeCloud:
             transport=transport,
         )
         self.host: str = self._client.base_url.host
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, retry: RetryPolicy | None = None) -> NokeCloud:
+        """The configured cloud, or a ConfigError saying there is no API key to call it with."""
+        if settings.noke_api_key is None:
+            raise ConfigError(
+                "no Nokē API key is configured",
+                hint="set BLELOCK_NOKE_API_KEY, or noke_api_key in the config file",
+            )
+        return cls(
+            settings.noke_url,
+            settings.noke_api_key,
+            mobile_key=settings.noke_mobile_key,
+            timeouts=settings.timeouts,
+            retry=retry,
+        )
 
     def __repr__(self) -> str:
         mobile = "set" if self._mobile_key is not None else "none"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
@@ -23,36 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
+
+from simulators.process import simulator_process
 
 TRACKING_KEYS = 5
-
-
-@contextlib.contextmanager
-def simulator(locks: int) -> Iterator[dict[str, str]]:
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulators",
-            "--json",
-            "--until-stdin-closes",
-            "--locks",
-            str(locks),
-            "--offline-keys",
-            str(TRACKING_KEYS),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    try:
-        yield json.loads(child.stdout.readline())["env"]
-    finally:
-        child.stdin.close()
-        child.wait(timeout=60)
 
 
 def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
@@ -70,24 +43,16 @@ def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
     return result
 
 
-async def child(kind: str, count: int) -> dict[str, float]:
+async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measured process
     from blelock.cli.context import open_store
     from blelock.cloud.noke import NokeCloud
     from blelock.config import load_settings
     from blelock.model import LogRecord, MacAddress
     from blelock.sync import drain_outbox, refresh_offline_keys
 
-    settings = load_settings(read_file=False)
-    assert settings.noke_api_key is not None
-    async with (
-        open_store(settings) as store,
-        NokeCloud(
-            settings.noke_url,
-            settings.noke_api_key,
-            mobile_key=settings.noke_mobile_key,
-            timeouts=settings.timeouts.__class__(cloud=120),
-        ) as cloud,
-    ):
+    # 100,000 locks' keys are one ~70 MB answer: give it more than the interactive timeout.
+    settings = load_settings(environ=os.environ | {"BLELOCK_CLOUD_TIMEOUT": "120"}, read_file=False)
+    async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
         if kind == "keys":
             started = time.perf_counter()
             summary = await refresh_offline_keys(cloud, store.keys)
@@ -119,15 +84,18 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.child[0], int(args.child[1])))))
         return
     for locks in args.locks:
-        with simulator(locks) as env:
+        with simulator_process(
+            "--locks", str(locks), "--offline-keys", str(TRACKING_KEYS), start_timeout=300
+        ) as announced:
+            env = announced["env"]
             keys = measure("keys", env, locks)
         print(
             f"key sync {locks:>7} locks x {TRACKING_KEYS} keys: {keys['seconds']:6.2f} s, "
             f"peak RSS {keys['peak_rss_mb']:6.0f} MB, {int(keys['done'])} keys stored "
             f"({keys['done'] / keys['seconds']:,.0f} keys/s)"
         )
-    with simulator(1) as env:
-        drain = measure("drain", env, args.records)
+    with simulator_process("--locks", "1") as announced:
+        drain = measure("drain", announced["env"], args.records)
     print(
         f"outbox drain {args.records} records: {drain['seconds']:6.2f} s, peak RSS "
         f"{drain['peak_rss_mb']:6.0f} MB ({drain['done'] / drain['seconds']:,.0f} records/s)"
@@ -135,5 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     main()

@@ -59,14 +59,7 @@ async def bench(runs: int) -> None:
             settings = load_settings(environ=os.environ | running.environment, read_file=False)
             mac = parse_mac(running.world.locks[0].mac)
             await visit(mac, Action.UNLOCK, settings)  # warm-up: imports, setup of a new lock
-            async with (
-                open_store(settings) as store,
-                NokeCloud(
-                    settings.noke_url,
-                    running.world.cloud.api_key,
-                    mobile_key=running.world.cloud.mobile_key,
-                ) as cloud,
-            ):
+            async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
                 await drain_outbox(cloud, store.outbox)
                 await refresh_offline_keys(cloud, store.keys, macs=[mac], issue_for=["bench"])
             print(

@@ -7,8 +7,6 @@ fresh subprocess pointed at it by environment variables only.
 from __future__ import annotations
 
 import json
-import os
-import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from simulators.process import simulator_process
 from tests.conftest import closed_port_url
+from tests.e2e.conftest import cli_environment
 
-SIM_START_TIMEOUT = 60
-SIM_STOP_TIMEOUT = 20
 CLI_TIMEOUT = 60
 
 
@@ -33,57 +31,20 @@ class Sim:
 @pytest.fixture(scope="module")
 def sim() -> Iterator[Sim]:
     """Lock 1: HD padlock; lock 2: standard padlock; lock 3: drops its link once."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulators",
-            "--json",
-            "--until-stdin-closes",
-            "--locks",
-            "3",
-            "--seed",
-            "5",
-            "--adv-ms",
-            "5",
-            "--connect-ms",
-            "2",
-            "--interval-ms",
-            "1",
-            "--write-rtt-ms",
-            "1",
-            "--fault",
-            "3:drop-after=1",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    try:
-        ready, _, _ = select.select([child.stdout], [], [], SIM_START_TIMEOUT)
-        assert ready, f"blelock-sim printed nothing within {SIM_START_TIMEOUT} s"
-        announced = json.loads(child.stdout.readline())
+    with simulator_process(
+        *("--locks", "3", "--seed", "5", "--adv-ms", "5", "--connect-ms", "2"),
+        *("--interval-ms", "1", "--write-rtt-ms", "1", "--fault", "3:drop-after=1"),
+    ) as announced:
         yield Sim(env=announced["env"], locks=announced["locks"])
-    finally:
-        child.stdin.close()
-        child.wait(timeout=SIM_STOP_TIMEOUT)
-    assert child.returncode == 0
 
 
 def blelock(sim: Sim | None, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
-    environment["BLELOCK_CONFIG"] = os.devnull  # never a developer's real config or store
-    environment["BLELOCK_DATA_DIR"] = os.environ["BLELOCK_DATA_DIR"]
-    environment["BLELOCK_KEY_DIR"] = os.environ["BLELOCK_KEY_DIR"]
-    if sim is not None:
-        environment |= sim.env | {"BLELOCK_SCAN_TIMEOUT": "3"}
-    environment |= env
+    simulated = {} if sim is None else sim.env | {"BLELOCK_SCAN_TIMEOUT": "3"}
     return subprocess.run(
         [sys.executable, "-m", "blelock", *args],
         capture_output=True,
         text=True,
-        env=environment,
+        env=cli_environment(**(simulated | env)),
         timeout=CLI_TIMEOUT,
     )
 

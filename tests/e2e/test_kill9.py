@@ -7,10 +7,8 @@ read back from the simulator's introspection route after the last, unkilled uplo
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import select
 import signal
 import sqlite3
 import subprocess
@@ -22,8 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
+from simulators.process import simulator_process
+from tests.e2e.conftest import cli_environment
+
 SEEDS = range(8)
-START_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 60
 Record = tuple[str, str, str]
 
@@ -31,53 +31,17 @@ Record = tuple[str, str, str]
 @pytest.fixture
 def sim() -> Iterator[dict[str, str]]:
     # Latencies of a few ms, so that kills land before, inside and after the radio work.
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "simulators",
-            "--json",
-            "--until-stdin-closes",
-            "--locks",
-            "2",
-            "--seed",
-            "9",
-            "--adv-ms",
-            "5",
-            "--connect-ms",
-            "20",
-            "--interval-ms",
-            "10",
-            "--write-rtt-ms",
-            "15",
-            "--cloud-ms",
-            "10",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdin is not None and child.stdout is not None
-    try:
-        ready, _, _ = select.select([child.stdout], [], [], START_TIMEOUT_S)
-        assert ready, "blelock-sim did not start"
-        yield json.loads(child.stdout.readline())["env"]
-    finally:
-        child.stdin.close()
-        child.wait(timeout=20)
+    with simulator_process(
+        *("--locks", "2", "--seed", "9", "--adv-ms", "5", "--connect-ms", "20"),
+        *("--interval-ms", "10", "--write-rtt-ms", "15", "--cloud-ms", "10"),
+    ) as announced:
+        yield announced["env"]
 
 
 def spawn(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
-    environment |= env | {
-        "BLELOCK_CONFIG": os.devnull,
-        "BLELOCK_DATA_DIR": os.environ["BLELOCK_DATA_DIR"],
-        "BLELOCK_KEY_DIR": os.environ["BLELOCK_KEY_DIR"],
-        "BLELOCK_SCAN_TIMEOUT": "5",
-    }
     return subprocess.Popen(
         [sys.executable, "-m", "blelock", *args],
-        env=environment,
+        env=cli_environment(**(env | {"BLELOCK_SCAN_TIMEOUT": "5"})),
         text=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

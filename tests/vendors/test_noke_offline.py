@@ -42,10 +42,8 @@ class Field:
         return parse_mac(self.running.world.locks[index].mac)
 
     def cloud(self) -> NokeCloud:
-        s = self.online
-        assert s.noke_api_key is not None
         quick = RetryPolicy(base_s=0.001, cap_s=0.002)  # the retries, not their waiting
-        return NokeCloud(s.noke_url, s.noke_api_key, mobile_key=s.noke_mobile_key, retry=quick)
+        return NokeCloud.from_settings(self.online, retry=quick)
 
 
 @pytest.fixture
