@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -119,14 +118,13 @@ async def test_batch_is_plain_data() -> None:
     assert batch == Batch("k", tuple(records(1)))
 
 
-async def test_draining_many_records_is_fast(outbox: Outbox) -> None:
+async def test_draining_many_records_takes_each_once_in_order(outbox: Outbox) -> None:
+    # How fast is scripts/bench/store.py's business; this checks what a drain hands out.
     total = 20_000
     for start in range(0, total, 2_000):
         await outbox.append(records(2_000, start=start))
-    began = time.perf_counter()
-    drained = 0
+    drained: list[LogRecord] = []
     while (batch := await outbox.lease(500)) is not None:
-        drained += await outbox.acknowledge(batch.key)
-    elapsed = time.perf_counter() - began
-    assert drained == total and await outbox.pending_count() == 0
-    assert elapsed < 10, elapsed
+        drained.extend(batch.records)
+        assert await outbox.acknowledge(batch.key) == len(batch.records)
+    assert drained == records(total) and await outbox.pending_count() == 0
