@@ -40,9 +40,10 @@ APPLICATION: Final = "blelock"
 KEY_CHECK_AAD: Final = b"blelock key check"
 _KEY_CHECK_PLAINTEXT: Final = b"blelock key check v1"
 
-BUSY_TIMEOUT_S: Final = 10.0
+BUSY_TIMEOUT_S: Final = 30.0
 """How long to wait for another blelock process (the service and a CLI command may share one
-store) to finish its write. The longest write, a 500,000-key sync, takes a few seconds."""
+store) to finish its write. The longest write, a 500,000-key sync, takes a few seconds on a
+laptop and maybe ten times that on a Raspberry Pi; a visit's logs must not be refused then."""
 
 _SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 _COMPANIONS: Final = ("-wal", "-shm", "-journal")
@@ -137,7 +138,11 @@ class Database:
         A store without a key check (a new one) is enrolled: the key is found or, with
         ``create``, made, and a value sealed under it is stored. A store with one only ever
         accepts the key that sealed it: a fresh key would silently orphan every secret."""
-        return await self.run(lambda conn: _unlock(conn, self.path, key_dir, environ, create))
+        enrolled = await self.run(_has_key_check, write=False)
+        # Only enrolling writes; checking the key must not take the write lock.
+        return await self.run(
+            lambda conn: _unlock(conn, self.path, key_dir, environ, create), write=not enrolled
+        )
 
     async def close(self) -> None:
         if self._closed:
@@ -320,6 +325,10 @@ def _statements(script: str) -> Iterator[str]:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
+    # A store already at the latest version needs no write lock: opening must not wait behind
+    # (or hold up) another process's long transaction, such as a fleet-sized key sync.
+    if int(conn.execute("PRAGMA user_version").fetchone()[0]) >= LATEST_VERSION:
+        return
     for version, script in enumerate(MIGRATIONS, start=1):
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -333,6 +342,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def _has_key_check(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM meta WHERE key = 'key_check'").fetchone() is not None
 
 
 def _unlock(
@@ -361,8 +374,8 @@ def _unlock(
             f"data key missing: {path} holds secrets sealed under a data key, but "
             f"{DATA_KEY_ENV} is not set and {key_dir / DATA_KEY_FILE} does not exist; "
             "nothing was changed (no new key was made: it could not open those secrets)",
-            hint=f"restore {DATA_KEY_FILE} from a backup or set {DATA_KEY_ENV}; or move the store "
-            "aside and run `blelock sync` while online to start afresh",
+            hint=f"restore {DATA_KEY_FILE} from a backup or set {DATA_KEY_ENV}; pending logs "
+            "still upload without it (`blelock upload`)",
         )
     try:
         opened = found.open(bytes(row[0]), KEY_CHECK_AAD)
@@ -373,8 +386,8 @@ def _unlock(
             f"the data key does not match this store {path} (the key came from {found.source}); "
             "nothing was changed",
             hint="use the data key this store was created with "
-            f"({DATA_KEY_ENV} or {DATA_KEY_FILE}); or move the store aside and run "
-            "`blelock sync` while online to start afresh",
+            f"({DATA_KEY_ENV} or {DATA_KEY_FILE}); pending logs still upload without it "
+            "(`blelock upload`)",
         )
     return found
 

@@ -210,19 +210,18 @@ class KeyStore:
             for row in _rows(conn, f"WHERE lock_id IN ({', '.join('?' * len(chunk))})", chunk)
         }
         writes: list[tuple[str, str, bytes, int, int]] = []
-        renewals: list[tuple[int, int, str, str]] = []
         for mac in chunk:
             for tracking, grant in listed.get(mac, {}).items():
-                aad = _aad(mac, tracking)
                 plaintext = _pack(grant.offline_key, grant.unlock_command)
                 row = held.get((mac, tracking))
-                if row is not None and row.revoked_at is None and self._holds(row, aad, plaintext):
-                    renewals.append((now, expires, mac, tracking))
-                    continue
-                # New, changed, listed again after a revocation, or damaged: (re)write it. A
-                # row that no longer opens is healed here rather than refused forever.
-                counts[0 if row is None else 1] += 1
-                writes.append((mac, tracking, self._key.seal(plaintext, aad), now, expires))
+                if row is not None and row.revoked_at is None and self._holds(row, plaintext):
+                    counts[3] += 1  # unchanged; sealed again below, for its renewed expiry
+                else:
+                    # New, changed, listed again after a revocation, or damaged: a row that no
+                    # longer opens is healed here rather than refused forever.
+                    counts[0 if row is None else 1] += 1
+                sealed = self._key.seal(plaintext, _aad(mac, tracking, expires))
+                writes.append((mac, tracking, sealed, now, expires))
         revocations = [
             (now, mac, tracking)
             for (mac, tracking), row in held.items()
@@ -231,7 +230,6 @@ class KeyStore:
             and (scope is None or mac in scope)
         ]
         counts[2] += len(revocations)
-        counts[3] += len(renewals)
         conn.executemany(
             "INSERT INTO offline_keys "
             "(lock_id, tracking_key, sealed, fetched_at, expires_at, revoked_at) "
@@ -241,18 +239,17 @@ class KeyStore:
             "revoked_at = NULL",
             writes,
         )
+        # A revoked key's material is wiped, not kept: it would still open the lock until the
+        # lock hears of the revocation, and clearing revoked_at by hand must not revive it.
         conn.executemany(
-            "UPDATE offline_keys SET fetched_at = ?, expires_at = ? "
+            "UPDATE offline_keys SET revoked_at = ?, sealed = x'' "
             "WHERE lock_id = ? AND tracking_key = ?",
-            renewals,
-        )
-        conn.executemany(
-            "UPDATE offline_keys SET revoked_at = ? WHERE lock_id = ? AND tracking_key = ?",
             revocations,
         )
 
-    def _holds(self, row: _Row, aad: bytes, plaintext: bytes) -> bool:
+    def _holds(self, row: _Row, plaintext: bytes) -> bool:
         try:
+            aad = _aad(row.lock_id, row.tracking_key, row.expires_at)
             return self._key.open(row.sealed, aad) == plaintext
         except StoreError:
             return False
@@ -297,7 +294,7 @@ class KeyStore:
         which = _which(MacAddress(row.lock_id), row.tracking_key)
         try:
             offline_key, unlock_command = _unpack(
-                self._key.open(row.sealed, _aad(row.lock_id, row.tracking_key))
+                self._key.open(row.sealed, _aad(row.lock_id, row.tracking_key, row.expires_at))
             )
         except StoreError:
             raise StoreError(
@@ -325,10 +322,11 @@ def _rows(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> lis
     return [_Row(*row) for row in conn.execute(query, params)]
 
 
-def _aad(lock_id: str, tracking_key: str) -> bytes:
-    """Binds a sealed key to its row. The MAC has a fixed form without '|', so the split is
-    unambiguous whatever the tracking key holds."""
-    return b"noke|" + lock_id.encode() + b"|" + tracking_key.encode()
+def _aad(lock_id: str, tracking_key: str, expires_at: int) -> bytes:
+    """Binds a sealed key to its row and its expiry, so neither moving a row nor extending its
+    life in the database goes unnoticed. The MAC has a fixed form without '|' and the expiry
+    comes first, so the split is unambiguous whatever the tracking key holds."""
+    return b"noke|%d|" % expires_at + lock_id.encode() + b"|" + tracking_key.encode()
 
 
 def _pack(offline_key: bytes, unlock_command: bytes) -> bytes:

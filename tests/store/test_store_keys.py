@@ -300,3 +300,27 @@ async def test_keys_need_the_data_key_that_sealed_them(
 def test_lifetime_must_be_positive(keys: KeyStore, clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="positive"):
         KeyStore(keys._db, keys._key, clock, lifetime=dt.timedelta(0))
+
+
+async def test_a_revoked_key_keeps_no_material_and_cannot_be_revived(
+    keys: KeyStore, db: Database, clock: FakeClock
+) -> None:
+    await keys.apply_sync([grant(A, "t1")], scope_macs=None)
+    clock.advance(HOUR)
+    assert await keys.apply_sync([], scope_macs=[A]) == summary(revoked=1)
+    (sealed,) = await db.run(
+        lambda conn: conn.execute("SELECT sealed FROM offline_keys").fetchone(), write=False
+    )
+    assert sealed == b""
+    await _tamper(db, "UPDATE offline_keys SET revoked_at = NULL")
+    with pytest.raises(StoreError, match="tampered"):
+        await keys.usable(A)
+
+
+async def test_an_expiry_extended_in_the_database_is_refused(
+    keys: KeyStore, db: Database, clock: FakeClock
+) -> None:
+    await keys.apply_sync([grant(A, "t1")], scope_macs=None)
+    await _tamper(db, "UPDATE offline_keys SET expires_at = expires_at + 86400 * 365")
+    with pytest.raises(StoreError, match="tampered"):
+        await keys.usable(A)
