@@ -8,13 +8,13 @@ crash between sending and deleting) is recognised there, and records are deleted
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from blelock.errors import lock_context
 from blelock.model import LogRecord, MacAddress, OfflineGrant
+from blelock.store.keys import KeySyncSummary
 
-__all__ = ["SyncReport", "drain_outbox", "refresh_offline_keys", "sync"]
+__all__ = ["drain_outbox", "refresh_offline_keys"]
 
 UPLOAD_BATCH = 500
 """Records per upload: ~60 KB of JSON, small enough for a flaky uplink to get through."""
@@ -30,9 +30,6 @@ class UploadCloud(Protocol):
     async def upload(
         self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
     ) -> None: ...
-
-
-class Cloud(KeyCloud, UploadCloud, Protocol): ...
 
 
 class Batch(Protocol):
@@ -51,15 +48,7 @@ class Outbox(Protocol):
 class KeyCache(Protocol):
     async def apply_sync(
         self, grants: Sequence[OfflineGrant], *, scope_macs: Collection[MacAddress] | None
-    ) -> Any: ...
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    keys: Any
-    """The key cache's summary (added, refreshed, revoked, unchanged)."""
-    uploaded: int
-    pending: int
+    ) -> KeySyncSummary: ...
 
 
 async def refresh_offline_keys(
@@ -68,7 +57,7 @@ async def refresh_offline_keys(
     *,
     macs: Sequence[MacAddress] | None = None,
     issue_for: Sequence[str] = (),
-) -> Any:
+) -> KeySyncSummary:
     """Fetch (issuing where asked) and store the keys; those the cloud no longer lists within
     ``macs`` (all locks when None) are marked revoked in the cache."""
     with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
@@ -92,17 +81,3 @@ async def drain_outbox(
             if on_progress is not None:
                 on_progress(uploaded)
     return uploaded
-
-
-async def sync(
-    cloud: Cloud,
-    keys: KeyCache,
-    outbox: Outbox,
-    *,
-    macs: Sequence[MacAddress] | None = None,
-    issue_for: Sequence[str] = (),
-    on_progress: Callable[[int], None] | None = None,
-) -> SyncReport:
-    summary = await refresh_offline_keys(cloud, keys, macs=macs, issue_for=issue_for)
-    uploaded = await drain_outbox(cloud, outbox, on_progress=on_progress)
-    return SyncReport(keys=summary, uploaded=uploaded, pending=await outbox.pending_count())

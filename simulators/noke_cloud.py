@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import hashlib
 import hmac
 import secrets
 import time
@@ -195,8 +196,8 @@ class NokeCloudState:
     records_duplicate: int = 0
     revocations_sent: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
     """Revoked slots carried by the commands issued for (mac, session)."""
-    upload_keys: set[str] = field(default_factory=set)
-    """Idempotency-Key values of uploads already processed."""
+    upload_keys: dict[str, str] = field(default_factory=dict)
+    """Idempotency-Key of each upload already processed → SHA-256 of its body."""
     uploads_replayed: int = 0
     """Uploads answered from ``upload_keys`` without being processed again."""
     _batch_id: int = 0
@@ -230,8 +231,11 @@ class NokeCloudState:
         if opened.record_type == RecordType.KEY and lock.setup_pending:
             lock.setup_pending = False
             lock.setup_count += 1
-        sent = self.revocations_sent.get((lock.mac.upper(), record.session), ())
-        lock.confirmed_revocations.update(sent)
+        if opened.record_type == RecordType.UNLOCK:
+            # The lock ran the action, so it ran the REMOVE packets sent before it in that
+            # string (a setup record alone proves nothing: the link may have dropped after it).
+            sent = self.revocations_sent.get((lock.mac.upper(), record.session), ())
+            lock.confirmed_revocations.update(sent)
 
 
 # --- server-side schemas, from the vendor documentation -------------------------------------
@@ -523,14 +527,22 @@ def create_app(
                 return _envelope(
                     name, error_code=2, message="API key invalid or missing", status=401
                 )
+            raw = await request.body()
             idempotency_key = request.headers.get("Idempotency-Key")
             if name == "upload" and idempotency_key in state.upload_keys:
+                if state.upload_keys[idempotency_key] != hashlib.sha256(raw).hexdigest():
+                    return _envelope(
+                        name,
+                        error_code=3,
+                        message="Idempotency-Key reused with a different body",
+                        status=409,
+                    )
                 state.uploads_replayed += 1
                 return _envelope(name)
             try:
-                response = await handler(state, await request.body(), clock)
+                response = await handler(state, raw, clock)
                 if name == "upload" and idempotency_key:
-                    state.upload_keys.add(idempotency_key)
+                    state.upload_keys[idempotency_key] = hashlib.sha256(raw).hexdigest()
                 return response
             except _Refusal as refusal:
                 return _envelope(

@@ -28,6 +28,7 @@ from blelock.model import LogRecord, Outcome, Sighting
 from blelock.protocol.noke import battery_percent
 
 __all__ = [
+    "activity",
     "print_json",
     "report_failure",
     "show_keys",
@@ -68,6 +69,8 @@ def report_failure(exc: Exception, *, as_json: bool, debug: bool) -> int:
         if as_json:
             print_json({"ok": False, **error_payload(exc)})
         return 2 if isinstance(exc, (UsageError, ConfigError)) else 1
+    if as_json:
+        print_json({"ok": False, "kind": "internal", "error": type(exc).__name__})
     if debug:
         traceback.print_exception(exc)
     else:
@@ -169,6 +172,16 @@ def show_outcomes(
             f"{uploads['pending']} still pending"
         )
     _console().print(table)
+
+
+@contextlib.contextmanager
+def activity(message: str, *, enabled: bool) -> Iterator[None]:
+    """A spinner on stderr while something of unknown length runs (a fleet's keys download)."""
+    if not enabled:
+        yield
+        return
+    with Console(stderr=True).status(escape(message)):
+        yield
 
 
 @contextlib.contextmanager

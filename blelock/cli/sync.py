@@ -7,6 +7,7 @@ import asyncio
 
 from blelock.cli.context import open_store, settings_from
 from blelock.config import Settings
+from blelock.errors import UsageError
 from blelock.model import MacAddress, parse_mac
 
 
@@ -18,6 +19,12 @@ def run(args: argparse.Namespace) -> int:
         report = asyncio.run(_sync(settings, keys=False, as_json=args.json))
     else:
         macs = [parse_mac(text) for text in args.macs] if args.macs else None
+        if args.tracking_key and not macs:
+            raise UsageError(
+                "--tracking-key asks the cloud to issue keys, and needs the locks to issue "
+                "them for",
+                hint="name them with --macs",
+            )
         report = asyncio.run(
             _sync(settings, keys=True, macs=macs, issue_for=args.tracking_key, as_json=args.json)
         )
@@ -33,17 +40,17 @@ async def _sync(
     macs: list[MacAddress] | None = None,
     issue_for: list[str] | None = None,
 ) -> dict[str, object]:
-    from blelock.cli.render import upload_progress
+    from blelock.cli.render import activity, upload_progress
     from blelock.cloud.noke import NokeCloud
     from blelock.sync import drain_outbox, refresh_offline_keys
 
     report: dict[str, object] = {}
     async with NokeCloud.from_settings(settings) as cloud, open_store(settings) as store:
         if keys:
-            summary = await refresh_offline_keys(
-                cloud, store.keys, macs=macs, issue_for=issue_for or ()
-            )
-            report["keys"] = summary
+            with activity("fetching offline keys from the cloud…", enabled=not as_json):
+                report["keys"] = await refresh_offline_keys(
+                    cloud, store.keys, macs=macs, issue_for=issue_for or ()
+                )
         pending = await store.outbox.pending_count()
         if pending:
             with upload_progress(pending, enabled=not as_json) as advance:

@@ -47,7 +47,13 @@ async def visit(
     from blelock.transport.scan import find_lock
     from blelock.vendors.noke import NokeVisit
 
-    cloud = NokeCloud.from_settings(settings) if mode != "offline" else None
+    # Without an API key an unattended "auto" unlock can still use the offline key.
+    needs_cloud = mode == "online" or (
+        mode == "auto" and (settings.noke_api_key is not None or action is not Action.UNLOCK)
+    )
+    cloud = NokeCloud.from_settings(settings) if needs_cloud else None
+    if cloud is None and mode == "auto":
+        mode = "offline"
     try:
         async with open_store(settings) as store:
             if found is None:

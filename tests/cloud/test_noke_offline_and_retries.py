@@ -142,3 +142,14 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for() -> None:
 
     with pytest.raises(RateLimited):
         await with_retries(limited, RetryPolicy(), sleep=sleep)
+
+
+async def test_a_reused_idempotency_key_with_other_records_is_refused(
+    state: NokeCloudState,
+) -> None:
+    async with cloud_for(state) as cloud:
+        await cloud.upload(records(2), idempotency_key="batch-1")
+        with pytest.raises(CloudRejected) as caught:
+            await cloud.upload(records(3), idempotency_key="batch-1")
+    assert caught.value.status == 409 and state.requests["upload"] == 2  # not retried
+    assert len(state.uploaded) == 2

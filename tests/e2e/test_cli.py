@@ -7,15 +7,19 @@ fresh subprocess pointed at it by environment variables only.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from blelock.protocol import noke
 from simulators.process import simulator_process
+from simulators.world import WorldSpec, build_world
 from tests.conftest import closed_port_url
 from tests.e2e.conftest import cli_environment
 
@@ -122,9 +126,23 @@ def test_cloud_down(sim: Sim) -> None:
 
 
 def test_missing_api_key_is_a_usage_error(sim: Sim) -> None:
-    result = blelock(sim, "unlock", sim.locks[0]["mac"], BLELOCK_NOKE_API_KEY="")
+    result = blelock(sim, "sync", BLELOCK_NOKE_API_KEY="")
     assert result.returncode == 2
     assert "API key" in one_line_error(result)
+    online = blelock(sim, "unshackle", sim.locks[0]["mac"], BLELOCK_NOKE_API_KEY="")
+    assert online.returncode == 2 and "API key" in one_line_error(online)
+
+
+def test_without_an_api_key_unlock_can_only_go_offline(sim: Sim) -> None:
+    result = blelock(sim, "unlock", sim.locks[0]["mac"], BLELOCK_NOKE_API_KEY="")
+    assert result.returncode == 1
+    assert "no offline key" in one_line_error(result)
+
+
+def test_issuing_keys_needs_the_locks(sim: Sim) -> None:
+    result = blelock(sim, "sync", "--tracking-key", "tech-7")
+    assert result.returncode == 2 and "--macs" in one_line_error(result)
+    assert not (Path(os.environ["BLELOCK_DATA_DIR"]) / "blelock.db").exists()
 
 
 def test_bad_setting_is_named() -> None:
@@ -157,7 +175,15 @@ def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:
     listed = blelock(sim, "keys", "--json")
     (key,) = as_json(listed)
     assert (key["mac"], key["tracking_key"], key["revoked_at"]) == (mac, "tech-7", None)
-    assert "offline_key" not in listed.stdout and "unlock_command" not in listed.stdout
+    # The same seed rebuilds the same world, so the test knows the key the cloud handed out:
+    # it must show nowhere, and lie on disk only sealed.
+    lock_key = build_world(WorldSpec(locks=3, seed=5)).locks[0].key
+    offline_key, unlock_command = noke.offline_grant_material(lock_key, 0)
+    store = Path(os.environ["BLELOCK_DATA_DIR"])
+    on_disk = b"".join(path.read_bytes() for path in store.iterdir() if path.is_file())
+    for secret in (offline_key, unlock_command):
+        assert secret.hex() not in (listed.stdout + synced.stdout + synced.stderr).lower()
+        assert secret not in on_disk and secret.hex().encode() not in on_disk
 
     no_signal = blelock(sim, "unlock", mac, "--json", BLELOCK_NOKE_URL=closed_port_url())
     assert no_signal.returncode == 0, no_signal.stderr
@@ -179,3 +205,19 @@ def test_a_wrong_data_key_is_refused_and_nothing_is_lost(sim: Sim) -> None:
     assert "data key" in one_line_error(refused) and wrong not in refused.stderr
     still = blelock(sim, "keys", "--json")
     assert still.returncode == 0 and len(as_json(still)) == 1
+
+
+def test_a_lost_data_key_never_strands_pending_logs(sim: Sim) -> None:
+    mac = sim.locks[0]["mac"]
+    assert blelock(sim, "sync", "--macs", mac, "--tracking-key", "tech-7").returncode == 0
+    assert blelock(sim, "unlock", mac).returncode == 0
+    (Path(os.environ["BLELOCK_KEY_DIR"]) / "data.key").unlink()
+
+    refused = blelock(sim, "keys")
+    assert refused.returncode == 1 and "data key missing" in one_line_error(refused)
+    assert "blelock upload" in one_line_error(refused)
+    pending = as_json(blelock(sim, "logs", "--json"))["pending"]
+    uploaded = blelock(sim, "upload", "--json")
+    assert uploaded.returncode == 0, uploaded.stderr
+    assert pending >= 1 and as_json(uploaded)["uploaded"] == pending
+    assert blelock(sim, "unlock", mac).returncode == 0  # online needs no offline key

@@ -7,12 +7,14 @@ read back from the simulator's introspection route after the last, unkilled uplo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,7 @@ def kill_after(process: subprocess.Popen[str], delay: float) -> int:
 def outbox(db: Path) -> set[Record]:
     if not db.exists():
         return set()
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return set(conn.execute("SELECT lock_id, session, payload FROM outbox"))
 
 
@@ -76,15 +78,19 @@ def test_kill_9_during_collect_and_upload_loses_and_duplicates_nothing(
 ) -> None:
     db = Path(os.environ["BLELOCK_DATA_DIR"]) / "blelock.db"
     macs = list(cloud_state(sim)["unlocks"])
-    persisted: set[Record] = set()
+    # One whole run first: the kill window is scaled to this machine's speed, so that kills
+    # land before, during and after the visit on a fast laptop and on a slow CI box alike.
+    began = time.monotonic()
+    assert spawn(sim, "unlock", macs[0]).wait(timeout=RUN_TIMEOUT_S) == 0
+    whole_run = time.monotonic() - began
+    persisted: set[Record] = outbox(db)
     killed = finished = 0
     for seed in SEEDS:
         rng = random.Random(seed)
-        # Python start-up is most of a run; the window spans before, during and after the visit.
-        code = kill_after(spawn(sim, "unlock", macs[seed % 2]), rng.uniform(0.2, 1.5))
+        code = kill_after(spawn(sim, "unlock", macs[seed % 2]), rng.uniform(0.3, 1.3) * whole_run)
         killed, finished = killed + (code == -signal.SIGKILL), finished + (code == 0)
         persisted |= outbox(db)
-        code = kill_after(spawn(sim, "upload"), rng.uniform(0.2, 1.2))
+        code = kill_after(spawn(sim, "upload"), rng.uniform(0.3, 1.3) * whole_run)
         killed, finished = killed + (code == -signal.SIGKILL), finished + (code == 0)
         persisted |= outbox(db)
 
