@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from blelock.config import Timeouts
 from blelock.errors import LinkLost, LinkTimeout, LockRefused
-from blelock.model import Action, MacAddress, parse_mac
+from blelock.model import Action, LogRecord, MacAddress, parse_mac
 from blelock.protocol import noke
 from blelock.transport.base import LinkInfo, LockLink
 from blelock.vendors.noke import NokeVisit
@@ -132,3 +132,43 @@ async def test_the_visit_deadline_is_a_link_timeout_naming_lock_and_step() -> No
         await visit.run(Action.UNLOCK)
     assert "took longer than 0.05 s" in caught.value.message
     assert (caught.value.lock_id, caught.value.step) == (MAC, "unlock")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.records: list[LogRecord] = []
+
+    async def append(self, records: Sequence[LogRecord]) -> None:
+        self.records.extend(records)
+
+
+class StallingLink(ScriptedLink):
+    """Answers as scripted, then waits forever, saying when it started waiting."""
+
+    def __init__(self, answers: list[list[bytes]]) -> None:
+        super().__init__(answers)
+        self.stalled = asyncio.Event()
+
+    async def notification(self, *, timeout: float) -> bytes:
+        if self.pending:
+            return self.pending.pop(0)
+        self.stalled.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_cancelled_visit_still_keeps_what_the_lock_gave() -> None:
+    log = bytes([0x50]) + bytes(19)
+    link, sink = StallingLink([[log, OK]]), Sink()
+
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield link
+
+    visit = NokeVisit(MAC, opener, Commands(), Timeouts(), logs=sink)
+    running = asyncio.create_task(visit.run(Action.UNLOCK))
+    await link.stalled.wait()  # packet 1 answered, packet 2 written, no answer coming
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    assert [r.payload for r in sink.records] == [log.hex()]
