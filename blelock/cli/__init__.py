@@ -61,6 +61,10 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+def _package_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("package", metavar="PACKAGE", help="a DFU package (.zip)")
+
+
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=_positive_float, default=5.0, help="how long to listen (default 5)"
@@ -97,6 +101,11 @@ COMMANDS: dict[str, Command] = {
     "keys": Command("blelock.cli.keys", "list cached offline keys (never the keys)", _no_arguments),
     "logs": Command("blelock.cli.logs", "show the log records waiting for upload", _no_arguments),
     "upload": Command("blelock.cli.sync", "upload the pending log records now", _no_arguments),
+    "firmware-info": Command(
+        "blelock.cli.firmware",
+        "show what a firmware package holds, without touching a lock",
+        _package_arguments,
+    ),
 }
 
 

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from blelock.errors import BlelockError, ConfigError, UsageError
 from blelock.model import LogRecord, Outcome, Sighting
+from blelock.protocol.dfu_package import DfuPackage
 from blelock.protocol.noke import battery_percent
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "report_failure",
     "show_keys",
     "show_outcomes",
+    "show_package",
     "show_pending_logs",
     "show_sightings",
     "show_sync",
@@ -288,4 +290,29 @@ def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
         table.add_row(f"offline keys {name}", str(value))
     table.add_row("log records uploaded", str(report["uploaded"]))
     table.add_row("log records still pending", str(report["pending"]))
+    _console().print(table)
+
+
+def show_package(package: DfuPackage, *, as_json: bool) -> None:
+    init = package.init
+    facts = {
+        "package": package.source,
+        "hardware": package.hardware,
+        "version": package.version,
+        "firmware_type": init.command.fw_type.name.lower(),
+        "image_bytes": package.size,
+        "image_sha256": package.sha256,
+        "image_crc32": f"{package.crc32:08x}",
+        "signed": init.signed,
+        "files": [package.dat_file, package.bin_file],
+    }
+    if as_json:
+        print_json(facts)
+        return
+    table = Table(title=f"firmware package {escape(package.source)}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for name, value in facts.items():
+        shown = ", ".join(value) if isinstance(value, list) else str(value)
+        table.add_row(name.replace("_", " "), escape(shown))
     _console().print(table)

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,3 +222,33 @@ def test_a_lost_data_key_never_strands_pending_logs(sim: Sim) -> None:
     assert uploaded.returncode == 0, uploaded.stderr
     assert pending >= 1 and as_json(uploaded)["uploaded"] == pending
     assert blelock(sim, "unlock", mac).returncode == 0  # online needs no offline key
+
+
+PACKAGES = Path(__file__).resolve().parents[2] / "firmware_images"
+
+
+def test_firmware_info_reads_a_package_without_a_lock() -> None:
+    result = blelock(None, "firmware-info", str(PACKAGES / "noke-4i-3.15.zip"), "--json")
+    assert result.returncode == 0, result.stderr
+    facts = as_json(result)
+    assert (facts["hardware"], facts["version"], facts["signed"]) == ("4I", "3.15", True)
+    assert facts["image_bytes"] == 65_000
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"not a zip at all", "not a usable zip"), (None, "manifest.json")],
+    ids=["not-a-zip", "no-manifest"],
+)
+def test_firmware_info_names_what_is_wrong(
+    tmp_path: Path, content: bytes | None, problem: str
+) -> None:
+    package = tmp_path / "bad.zip"
+    if content is None:
+        with zipfile.ZipFile(package, "w") as archive:
+            archive.writestr("image.bin", b"\\x00" * 64)
+    else:
+        package.write_bytes(content)
+    result = blelock(None, "firmware-info", str(package))
+    assert result.returncode == 2
+    assert problem in one_line_error(result)
