@@ -28,8 +28,10 @@ class LockLink(Protocol):
     async def subscribe(self, char_uuid: str, *, timeout: float) -> None:
         """Start notifications; they queue until :meth:`notification` takes them."""
 
-    async def write(self, char_uuid: str, data: bytes, *, timeout: float) -> None:
-        """Write without response (what Nokē locks expect)."""
+    async def write(
+        self, char_uuid: str, data: bytes, *, timeout: float, response: bool = False
+    ) -> None:
+        """Write without response (what Nokē locks expect), or with (a DFU control point)."""
 
     async def notification(self, *, timeout: float) -> bytes:
         """The next notification, in arrival order."""

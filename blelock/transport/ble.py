@@ -145,9 +145,11 @@ class BleLink:
             what="subscribing to the lock's answers",
         )
 
-    async def write(self, char_uuid: str, data: bytes, *, timeout: float) -> None:
+    async def write(
+        self, char_uuid: str, data: bytes, *, timeout: float, response: bool = False
+    ) -> None:
         await self._guarded(
-            self._connected().write_gatt_char(char_uuid, data, response=False),
+            self._connected().write_gatt_char(char_uuid, data, response=response),
             timeout=timeout,
             what="writing to the lock",
         )

@@ -39,7 +39,10 @@ class ScriptedLink:
     async def subscribe(self, char_uuid: str, *, timeout: float) -> None:
         assert char_uuid == noke.NOTIFY_UUID
 
-    async def write(self, char_uuid: str, data: bytes, *, timeout: float) -> None:
+    async def write(
+        self, char_uuid: str, data: bytes, *, timeout: float, response: bool = False
+    ) -> None:
+        assert not response  # Nokē commands go without response
         self.written.append(data)
         self.pending.extend(self.answers.pop(0) if self.answers else [])
 

@@ -1,0 +1,98 @@
+"""Firmware over the air: a Secure DFU transfer driven over a LockLink, resumable.
+
+The planning and every check live in :class:`blelock.protocol.dfu_transfer.DfuSession`; this
+module only moves its bytes. The bootloader keeps the progress (executed objects survive a
+dropped link), so a transfer interrupted by a lost link — or by a killed process, on the next
+run — resumes from the last verified offset: each new connection starts a new session that
+Selects the bootloader's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from blelock.errors import LinkLost, LockRefused, lock_context
+from blelock.model import MacAddress
+from blelock.protocol.dfu import CONTROL_POINT_UUID, RESPONSE_TIMEOUT_S
+from blelock.protocol.dfu_package import DfuPackage
+from blelock.protocol.dfu_transfer import (
+    DfuSession,
+    Finished,
+    Progress,
+    Refused,
+    packet_size_for_mtu,
+)
+from blelock.transport.base import LinkOpener
+
+__all__ = ["DfuOutcome", "update_firmware"]
+
+CONNECTIONS = 4
+"""A lost link is normal during a long transfer; each retry resumes, so a few are cheap."""
+WRITE_TIMEOUT_S = 5.0
+"""One ATT write: a few connection intervals; 5 s means the link is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class DfuOutcome:
+    lock_id: MacAddress
+    version: str
+    size: int
+    connections: int
+
+
+async def update_firmware(
+    lock_id: MacAddress,
+    open_link: LinkOpener,
+    package: DfuPackage,
+    *,
+    prn: int = 0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> DfuOutcome:
+    """Send ``package`` to the bootloader ``open_link`` connects to; LockRefused if it refuses
+    the package (it keeps its old firmware), LinkLost if the link keeps dropping."""
+    for connection in range(1, CONNECTIONS + 1):
+        try:
+            with lock_context(lock_id, "firmware update"):
+                finished = await _one_connection(open_link, package, prn, on_progress)
+            return DfuOutcome(lock_id, package.version, finished.size, connection)
+        except LinkLost:
+            if connection == CONNECTIONS:
+                raise
+    raise AssertionError("unreachable: the last connection returns or raises")
+
+
+async def _one_connection(
+    open_link: LinkOpener,
+    package: DfuPackage,
+    prn: int,
+    on_progress: Callable[[Progress], None] | None,
+) -> Finished:
+    async with open_link() as link:
+        await link.subscribe(CONTROL_POINT_UUID, timeout=WRITE_TIMEOUT_S)
+        session = DfuSession(package, packet_size=packet_size_for_mtu(link.info.mtu), prn=prn)
+        finished: Finished | None = None
+        while (action := session.next_action()) is not None:
+            if action.characteristic is not None:
+                await link.write(
+                    action.characteristic,
+                    action.data,
+                    timeout=WRITE_TIMEOUT_S,
+                    response=action.response,
+                )
+            if action.expects_notification:
+                event = session.receive(await link.notification(timeout=RESPONSE_TIMEOUT_S))
+                if isinstance(event, Refused):
+                    raise LockRefused(
+                        f"the bootloader refused the package: {event.message}",
+                        reason=event.result,
+                        hint="the lock keeps its old firmware; check that the package is made "
+                        "for this lock's hardware and signed for it",
+                    )
+                if isinstance(event, Finished):
+                    finished = event
+                if on_progress is not None:
+                    on_progress(session.progress)
+        if finished is None:
+            raise AssertionError("a DFU session ended without finishing or refusing")
+        return finished

@@ -1,0 +1,111 @@
+"""blelock.dfu over bleak and the simulated radio, against the simulated secure bootloader."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from bleak import BleakScanner
+
+from blelock.config import load_settings
+from blelock.dfu import CONNECTIONS, update_firmware
+from blelock.errors import LinkLost, LockRefused
+from blelock.model import MacAddress
+from blelock.protocol import dfu, dfu_package, dfu_transfer
+from blelock.transport.base import LinkOpener
+from blelock.transport.ble import open_link
+from simulators.bleak_backend import SimBleakScanner
+from simulators.dfu_target import SimDfuTarget
+from simulators.faults import LinkFaults
+from simulators.radio import Radio, RadioServer
+from tests.conftest import FAST
+
+IMAGES = Path(__file__).resolve().parents[2] / "firmware_images"
+TRUSTED = dfu_package.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
+LOCK = MacAddress("C7:E6:B0:C6:75:38")
+PACKAGE_4I = dfu_package.read_package(IMAGES / "noke-4i-3.15.zip")
+PACKAGE_3P = dfu_package.read_package(IMAGES / "noke-3p-2.11.zip")
+
+
+class Bench:
+    def __init__(self, radio: Radio, target: SimDfuTarget, opener: LinkOpener) -> None:
+        self.radio, self.target, self.open_link = radio, target, opener
+
+
+async def bench(faults: LinkFaults | None, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
+    radio = Radio(FAST)
+    target = SimDfuTarget(LOCK, TRUSTED, hardware="4I")
+    radio.add(target, faults)
+    async with await RadioServer.start(radio) as server:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
+        device = await BleakScanner.find_device_by_address(
+            target.address, timeout=5, backend=SimBleakScanner
+        )
+        assert device is not None
+        settings = load_settings(
+            environ={
+                "BLELOCK_BLE_CLIENT_BACKEND": "simulators.bleak_backend:SimBleakClient",
+                "BLELOCK_BLE_SCANNER_BACKEND": "simulators.bleak_backend:SimBleakScanner",
+            },
+            read_file=False,
+        )
+        yield Bench(radio, target, lambda: open_link(device, settings, name="NOKE_FW"))
+
+
+@pytest.fixture
+async def steady(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
+    async for b in bench(None, monkeypatch):
+        yield b
+
+
+@pytest.fixture
+async def drops_once(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
+    async for b in bench(LinkFaults(drop_link_after_writes=400, drop_link_times=1), monkeypatch):
+        yield b
+
+
+@pytest.fixture
+async def drops_always(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
+    async for b in bench(LinkFaults(drop_link_after_writes=50, drop_link_times=-1), monkeypatch):
+        yield b
+
+
+@pytest.mark.parametrize("prn", [0, 4, 12])
+async def test_a_package_installs_and_boots(steady: Bench, prn: int) -> None:
+    seen: list[int] = []
+    outcome = await update_firmware(
+        LOCK, steady.open_link, PACKAGE_4I, prn=prn, on_progress=lambda p: seen.append(p.confirmed)
+    )
+    assert (outcome.version, outcome.size, outcome.connections) == ("3.15", 65_000, 1)
+    assert steady.target.firmware_version == dfu.parse_version_text("3.15")
+    assert seen == sorted(seen) and seen[-1] == PACKAGE_4I.size
+
+
+async def test_a_dropped_link_resumes_where_it_stopped(drops_once: Bench) -> None:
+    outcome = await update_firmware(LOCK, drops_once.open_link, PACKAGE_4I)
+    target = drops_once.target
+    assert outcome.connections == 2 and target.firmware_version == dfu.parse_version_text("3.15")
+    assert target.init_packets_accepted == 1  # the init packet was not sent again
+    size = dfu_transfer.packet_size_for_mtu(23)
+    one_pass = -(-PACKAGE_4I.size // size) + -(-len(PACKAGE_4I.init_packet) // size)
+    # Resuming re-sends at most the object the link dropped in; restarting would re-send the
+    # ~400 packets before the drop.
+    assert target.packets_received <= one_pass + dfu.DATA_OBJECT_MAX_SIZE // size
+
+
+async def test_a_package_for_other_hardware_is_refused_and_nothing_changes(
+    steady: Bench,
+) -> None:
+    with pytest.raises(LockRefused) as caught:
+        await update_firmware(LOCK, steady.open_link, PACKAGE_3P)
+    assert "hardware" in caught.value.message.lower()
+    assert (caught.value.lock_id, caught.value.step) == (LOCK, "firmware update")
+    assert steady.target.firmware_version == dfu.parse_version_text("3.14")
+
+
+async def test_a_link_that_keeps_dropping_gives_up(drops_always: Bench) -> None:
+    with pytest.raises(LinkLost):
+        await update_firmware(LOCK, drops_always.open_link, PACKAGE_4I)
+    assert drops_always.target.connections == CONNECTIONS
+    assert drops_always.target.firmware_version == dfu.parse_version_text("3.14")
