@@ -57,6 +57,8 @@ class LockState(enum.Enum):
 class Action(enum.Enum):
     UNLOCK = "unlock"
     UNSHACKLE = "unshackle"
+    FIRMWARE_UPDATE = "fwupdate"
+    """Put the lock into its bootloader (the cloud's /fwupdate/ command); DFU follows."""
 
 
 @dataclass(frozen=True, slots=True)

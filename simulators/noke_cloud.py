@@ -480,6 +480,7 @@ _ROUTES: dict[str, Handler] = {
     "lock": _lock,
     "unlock": _commands("unlock"),
     "unshackle": _commands("unshackle"),
+    "fwupdate": _commands("fwupdate"),
     "upload": _upload,
     "keys": _keys,
 }

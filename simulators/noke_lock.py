@@ -62,6 +62,10 @@ class SimNokeLock:
     server_records: list[tuple[str, str]] = field(default_factory=list)
     """(session hex, packet hex) of every 0x50 packet this lock sent, in order."""
     state: str = "locked"
+    in_dfu_mode: bool = False
+    """After a firmware-update command the lock is its bootloader: silent as a lock."""
+    on_firmware_update: Callable[[], None] | None = None
+    """Tells the bootloader to take over (the world wires it to its SimDfuTarget)."""
 
     _session: bytes | None = None
     _checks: noke.LockSession | None = None
@@ -79,7 +83,14 @@ class SimNokeLock:
     def session(self) -> bytes | None:
         return self._session
 
+    def boot_firmware(self, version: int) -> None:
+        """The bootloader installed ``version`` (major << 16 | minor) and restarted the lock."""
+        self.firmware = (version >> 16, version & 0xFFFF)
+        self.in_dfu_mode = False
+
     def advertisement(self) -> Advertisement | None:
+        if self.in_dfu_mode:
+            return None
         flags = {
             "locked": _FLAGS_LOCKED,
             "unlocked": _FLAGS_UNLOCKED,
@@ -152,6 +163,11 @@ class SimNokeLock:
             self.setups += 1
             record = self._record(noke.RecordType.KEY, event=command.command, counter=self.setups)
             return [record], noke.ResultCode.SUCCESS
+        if command.command is noke.CommandType.FIRMWARE_UPDATE:
+            self.in_dfu_mode = True
+            if self.on_firmware_update is not None:
+                self.on_firmware_update()
+            return [], noke.ResultCode.SUCCESS
         if command.command is noke.CommandType.REMOVE_OFFLINE_KEY:
             self.revoked_slots.add(command.argument)
             return [], noke.ResultCode.SUCCESS

@@ -20,7 +20,11 @@ import uvicorn
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from blelock.protocol.dfu import version_number
+from blelock.protocol.dfu_package import load_public_key
+from simulators.dfu_target import SimDfuTarget
 from simulators.faults import LinkFaults
+from simulators.firmware import TEST_SIGNING_PUBLIC_KEY_PEM
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
 from simulators.radio import LatencyModel, Radio, RadioServer
@@ -30,6 +34,7 @@ __all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world", "
 HOST = "127.0.0.1"
 CLIENT_BACKEND = "simulators.bleak_backend:SimBleakClient"
 SCANNER_BACKEND = "simulators.bleak_backend:SimBleakScanner"
+TRUSTED_KEY = load_public_key(TEST_SIGNING_PUBLIC_KEY_PEM)
 HARDWARE_CYCLE = ("4I", "3P", "4I")
 """HD padlocks (can unshackle) and standard padlocks, so a demo shows both."""
 
@@ -53,6 +58,8 @@ class World:
     radio: Radio
     locks: list[SimNokeLock]
     cloud: NokeCloudState
+    bootloaders: list[SimDfuTarget] = field(default_factory=list)
+    """Each lock's Nordic bootloader (same index), silent until a firmware-update command."""
 
 
 def build_world(spec: WorldSpec) -> World:
@@ -60,6 +67,7 @@ def build_world(spec: WorldSpec) -> World:
     rng = random.Random(spec.seed)
     radio = Radio(spec.latency)
     locks = []
+    bootloaders: list[SimDfuTarget] = []
     for index in range(spec.locks):
         octets = [rng.randrange(256) for _ in range(6)]
         mac = ":".join(f"{octet:02X}" for octet in octets)
@@ -73,6 +81,19 @@ def build_world(spec: WorldSpec) -> World:
         )
         radio.add(lock, spec.link_faults.get(index))
         locks.append(lock)
+        if lock.hardware == "3P":
+            lock.firmware = (2, 10)  # older than firmware_images/noke-3p-2.11.zip
+        bootloader = SimDfuTarget(
+            lock.mac,
+            TRUSTED_KEY,
+            hardware=lock.hardware,
+            firmware_version=version_number(*lock.firmware),
+            in_dfu_mode=False,
+            on_boot=lock.boot_firmware,
+        )
+        lock.on_firmware_update = bootloader.enter_dfu_mode
+        radio.add(bootloader)
+        bootloaders.append(bootloader)
     cloud = NokeCloudState(
         locks={
             lock.mac: RegisteredLock(
@@ -92,7 +113,7 @@ def build_world(spec: WorldSpec) -> World:
     for registered in cloud.locks.values():
         for tracking_key in spec.offline_tracking_keys:
             registered.issue_offline_key(tracking_key)
-    return World(radio=radio, locks=locks, cloud=cloud)
+    return World(radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders)
 
 
 def world_state(world: World) -> dict[str, Any]:
@@ -106,6 +127,7 @@ def world_state(world: World) -> dict[str, Any]:
         "records_duplicate": cloud.records_duplicate,
         "uploads_replayed": cloud.uploads_replayed,
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
+        "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
     }
 
 

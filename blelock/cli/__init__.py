@@ -65,6 +65,18 @@ def _package_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("package", metavar="PACKAGE", help="a DFU package (.zip)")
 
 
+def _update_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mac", metavar="MAC", help="the lock's MAC, e.g. C7:E6:B0:C6:75:38")
+    _package_arguments(parser)
+    parser.add_argument(
+        "--prn",
+        type=_prn,
+        default=0,
+        metavar="N",
+        help="ask the bootloader for a receipt every N packets (0: none; default 0)",
+    )
+
+
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seconds", type=_positive_float, default=5.0, help="how long to listen (default 5)"
@@ -101,6 +113,11 @@ COMMANDS: dict[str, Command] = {
     "keys": Command("blelock.cli.keys", "list cached offline keys (never the keys)", _no_arguments),
     "logs": Command("blelock.cli.logs", "show the log records waiting for upload", _no_arguments),
     "upload": Command("blelock.cli.sync", "upload the pending log records now", _no_arguments),
+    "firmware-update": Command(
+        "blelock.cli.firmware",
+        "put a Nokē lock into its bootloader and send it a firmware package (resumable)",
+        _update_arguments,
+    ),
     "firmware-info": Command(
         "blelock.cli.firmware",
         "show what a firmware package holds, without touching a lock",
@@ -116,6 +133,16 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def _prn(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= 0xFFFF:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 65535")
     return value
 
 

@@ -9,15 +9,13 @@ from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from blelock.clock import SystemClock
 from blelock.config import Settings, load_settings
 from blelock.model import MacAddress, OfflineGrant
-
-if TYPE_CHECKING:  # the store (sqlite3, cryptography) loads only for commands that use it
-    from blelock.store.db import Database
-    from blelock.store.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
-    from blelock.store.outbox import Outbox
+from blelock.store.db import Database
+from blelock.store.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
+from blelock.store.outbox import Outbox
 
 DATABASE_FILE = "blelock.db"
 
@@ -37,8 +35,6 @@ class LazyKeyStore:
         self._keys: KeyStore | None = None
 
     async def _unlocked(self) -> KeyStore:
-        from blelock.clock import SystemClock
-        from blelock.store.keys import KeyStore
 
         if self._keys is None:
             data_key = await self._database.unlock(self._settings.data_key_dir, os.environ)
@@ -66,8 +62,6 @@ class Store:
 
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
-    from blelock.store.db import Database
-    from blelock.store.outbox import Outbox
 
     database = await Database.open(settings.store_dir / DATABASE_FILE)
     try:

@@ -19,14 +19,16 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from blelock.cli.context import open_store
+from blelock.cli.render import show_outcomes
+from blelock.cli.unlock import visit
+from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
 from blelock.model import Action, Outcome
-
-if TYPE_CHECKING:
-    from blelock.transport.scan import Found
+from blelock.sync import drain_outbox, refresh_offline_keys
+from blelock.transport.scan import Found, scan
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
@@ -46,7 +48,6 @@ class DemoReport:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blelock.cli.render import show_outcomes
 
     report = asyncio.run(_demo(args.locks, args.seed))
     show_outcomes(
@@ -120,10 +121,6 @@ async def _demo(locks: int, seed: int) -> DemoReport:
 
 
 async def _day(settings: Settings, locks: int) -> DemoReport:
-    from blelock.cli.context import open_store
-    from blelock.cloud.noke import NokeCloud
-    from blelock.sync import drain_outbox, refresh_offline_keys
-    from blelock.transport.scan import scan
 
     report = DemoReport()
     found = sorted(
@@ -148,7 +145,6 @@ async def _day(settings: Settings, locks: int) -> DemoReport:
 
 
 async def _visit_each(found: list[Found], settings: Settings, report: DemoReport) -> None:
-    from blelock.cli.unlock import visit
 
     for lock in found:
         mac = lock.sighting.lock_id

@@ -6,10 +6,10 @@ import argparse
 import asyncio
 
 from blelock.cli.context import open_store, settings_from
+from blelock.cli.render import show_keys
 
 
 def run(args: argparse.Namespace) -> int:
-    from blelock.cli.render import show_keys
 
     async def listing() -> list[object]:
         async with open_store(settings_from(args)) as store:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 
 from blelock.cli.context import open_store, settings_from
+from blelock.cli.render import show_pending_logs
 from blelock.model import LogRecord
 
 SHOWN = 50
@@ -13,7 +14,6 @@ SHOWN = 50
 
 
 def run(args: argparse.Namespace) -> int:
-    from blelock.cli.render import show_pending_logs
 
     async def pending() -> tuple[int, list[LogRecord]]:
         async with open_store(settings_from(args)) as store:

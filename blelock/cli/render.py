@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -32,12 +34,14 @@ __all__ = [
     "activity",
     "print_json",
     "report_failure",
+    "show_firmware_update",
     "show_keys",
     "show_outcomes",
     "show_package",
     "show_pending_logs",
     "show_sightings",
     "show_sync",
+    "transfer_progress",
     "upload_progress",
 ]
 
@@ -201,6 +205,41 @@ def upload_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], No
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("upload", total=total)
         yield lambda done: progress.update(task, completed=done)
+
+
+@contextlib.contextmanager
+def transfer_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar in bytes, with bytes/s and ETA, on stderr; ``advance(done)`` moves it."""
+    if not enabled:
+        yield lambda done: None
+        return
+    columns = (
+        TextColumn("firmware"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("firmware", total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def show_firmware_update(outcome: Any, *, as_json: bool) -> None:
+    facts = {
+        "mac": outcome.lock_id,
+        "version": outcome.version,
+        "bytes": outcome.size,
+        "connections": outcome.connections,
+    }
+    if as_json:
+        print_json({"ok": True, **facts})
+        return
+    resumed = f", resumed {outcome.connections - 1}x" if outcome.connections > 1 else ""
+    _console().print(
+        f"[green]{outcome.lock_id} now runs firmware {escape(outcome.version)}[/] "
+        f"({outcome.size} bytes{resumed})"
+    )
 
 
 def _when(moment: dt.datetime | None) -> str:

@@ -6,11 +6,11 @@ import argparse
 import asyncio
 
 from blelock.cli.context import settings_from
+from blelock.cli.render import show_sightings
+from blelock.transport.scan import scan
 
 
 def run(args: argparse.Namespace) -> int:
-    from blelock.cli.render import show_sightings
-    from blelock.transport.scan import scan
 
     settings = settings_from(args)
     found = asyncio.run(scan(settings, duration=args.seconds))

@@ -6,13 +6,15 @@ import argparse
 import asyncio
 
 from blelock.cli.context import open_store, settings_from
+from blelock.cli.render import activity, show_sync, upload_progress
+from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.errors import UsageError
 from blelock.model import MacAddress, parse_mac
+from blelock.sync import drain_outbox, refresh_offline_keys
 
 
 def run(args: argparse.Namespace) -> int:
-    from blelock.cli.render import show_sync
 
     settings = settings_from(args)
     if args.command == "upload":
@@ -40,9 +42,6 @@ async def _sync(
     macs: list[MacAddress] | None = None,
     issue_for: list[str] | None = None,
 ) -> dict[str, object]:
-    from blelock.cli.render import activity, upload_progress
-    from blelock.cloud.noke import NokeCloud
-    from blelock.sync import drain_outbox, refresh_offline_keys
 
     report: dict[str, object] = {}
     async with NokeCloud.from_settings(settings) as cloud, open_store(settings) as store:

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import TYPE_CHECKING
 
 from blelock.cli.context import open_store, settings_from
+from blelock.cli.render import show_outcomes
+from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.errors import lock_context
 from blelock.model import Action, MacAddress, Outcome, parse_mac
-
-if TYPE_CHECKING:
-    from blelock.transport.scan import Found
-    from blelock.vendors.noke import VisitMode
+from blelock.transport.ble import open_link
+from blelock.transport.scan import Found, find_lock
+from blelock.vendors.noke import NokeVisit, VisitMode
 
 
 def run(args: argparse.Namespace) -> int:
-    from blelock.cli.render import show_outcomes
 
     mac = parse_mac(args.mac)
     settings = settings_from(args)
@@ -42,10 +41,6 @@ async def visit(
     mode: VisitMode = "auto",
 ) -> Outcome:
     """Find the lock (unless a scan just did), then run one Nokē visit."""
-    from blelock.cloud.noke import NokeCloud
-    from blelock.transport.ble import open_link
-    from blelock.transport.scan import find_lock
-    from blelock.vendors.noke import NokeVisit
 
     # Without an API key an unattended "auto" unlock can still use the offline key.
     needs_cloud = mode == "online" or (

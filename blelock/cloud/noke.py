@@ -129,6 +129,12 @@ class NokeCloud:
         """``/unshackle/`` (HD padlocks): as :meth:`unlock_commands`, but frees the shackle."""
         return await self._commands("unshackle", mac, session_hex, tracking_key)
 
+    async def fwupdate_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> list[bytes]:
+        """``/fwupdate/``: the packets that put the lock into its bootloader for 60 s."""
+        return await self._commands("fwupdate", mac, session_hex, tracking_key)
+
     async def locks(self, macs: Sequence[MacAddress] | None = None) -> list[LockInfo]:
         """``/lock/``: what the cloud knows of these locks (``None``: every lock of the company)."""
         body = LocksRequest(macs=list(macs) if macs is not None else None)

@@ -392,14 +392,17 @@ def cloud_command_string(
     setup: bool,
     revoke_slots: Sequence[int] = (),
 ) -> str:
-    """The ``data.commands`` the cloud answers /unlock/ or /unshackle/ with: setup if pending,
-    then the revocations the lock has not heard of, then the action."""
-    if action not in ("unlock", "unshackle"):
+    """The ``data.commands`` the cloud answers /unlock/, /unshackle/ or /fwupdate/ with: setup
+    if pending, then the revocations the lock has not heard of, then the action."""
+    if action not in ("unlock", "unshackle", "fwupdate"):
         raise LocalProtocolError(f"no command string for action {action!r}")
     combined = combined_key(lock_key, session)
     plan = [(CommandType.SETUP, 0)] if setup else []
     plan.extend((CommandType.REMOVE_OFFLINE_KEY, slot) for slot in revoke_slots)
-    plan.append((CommandType.UNLOCK, UNSHACKLE_ARGUMENT if action == "unshackle" else 0))
+    if action == "fwupdate":
+        plan.append((CommandType.FIRMWARE_UPDATE, 0))
+    else:
+        plan.append((CommandType.UNLOCK, UNSHACKLE_ARGUMENT if action == "unshackle" else 0))
     packets = [
         encode_command(
             combined,

@@ -15,11 +15,12 @@ from blelock.config import Settings
 from blelock.errors import DeviceNotFound, LinkTimeout
 from blelock.model import MacAddress, Sighting
 from blelock.protocol.advert import noke_sighting
+from blelock.protocol.dfu import SECURE_DFU_SERVICE_UUID, bootloader_address, dfu_service_kind
 from blelock.protocol.noke import SERVICE_UUID
 from blelock.transport.backends import resolve_scanner_backend
 from blelock.transport.ble import map_bleak_errors
 
-__all__ = ["Found", "find_lock", "scan"]
+__all__ = ["Found", "UpdateTarget", "find_lock", "find_update_target", "scan"]
 
 SERVICE_FILTER = [SERVICE_UUID]
 
@@ -42,11 +43,13 @@ def _sighting(device: BLEDevice, adv: AdvertisementData) -> Sighting | None:
 
 
 def _scanner(
-    settings: Settings, callback: Callable[[BLEDevice, AdvertisementData], None]
+    settings: Settings,
+    callback: Callable[[BLEDevice, AdvertisementData], None],
+    service_uuids: list[str] = SERVICE_FILTER,
 ) -> BleakScanner:
     backend = resolve_scanner_backend(settings.ble_scanner_backend)
     extra: dict[str, Any] = {} if backend is None else {"backend": backend}
-    return BleakScanner(callback, SERVICE_FILTER, **extra)
+    return BleakScanner(callback, service_uuids, **extra)
 
 
 async def _listen(
@@ -54,13 +57,14 @@ async def _listen(
     heard: Callable[[BLEDevice, AdvertisementData], None],
     done: asyncio.Future[Any],
     duration: float,
+    service_uuids: list[str] = SERVICE_FILTER,
 ) -> bool:
     """Scan until ``done`` completes (True) or ``duration`` passes (False). Starting and
     stopping the adapter are bounded too: a wedged adapter must not hang a kiosk."""
     budget = duration + 2 * settings.timeouts.gatt
     with map_bleak_errors("scanning", on_link=False):
         try:
-            async with asyncio.timeout(budget), _scanner(settings, heard):
+            async with asyncio.timeout(budget), _scanner(settings, heard, service_uuids):
                 try:
                     async with asyncio.timeout(duration):
                         await asyncio.shield(done)
@@ -102,4 +106,40 @@ async def find_lock(lock_id: MacAddress, settings: Settings) -> Found:
     timeout = settings.timeouts.scan
     if not await _listen(settings, heard, seen, timeout):
         raise DeviceNotFound(f"not seen within {timeout:g} s of scanning")
+    return seen.result()
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateTarget:
+    """Where a firmware update goes next: the lock itself, or its bootloader already waiting
+    (a transfer a lost link or a killed process left half done)."""
+
+    lock: Found | None
+    bootloader: BLEDevice | None
+
+
+async def find_update_target(
+    lock_id: MacAddress, settings: Settings, *, bootloader_only: bool = False
+) -> UpdateTarget:
+    """Scan until the lock or its Secure DFU bootloader (the lock's address + 1, advertising
+    0xFE59) is heard; DeviceNotFound after the scan timeout."""
+    seen: asyncio.Future[UpdateTarget] = asyncio.get_running_loop().create_future()
+    bootloader = bootloader_address(lock_id)
+
+    def heard(device: BLEDevice, adv: AdvertisementData) -> None:
+        if seen.done():
+            return
+        is_dfu = dfu_service_kind(adv.service_uuids) == "secure"
+        if is_dfu and device.address.upper() == bootloader:
+            seen.set_result(UpdateTarget(None, device))
+            return
+        sighting = None if bootloader_only else _sighting(device, adv)
+        if sighting is not None and sighting.lock_id == lock_id:
+            seen.set_result(UpdateTarget(Found(sighting, device), None))
+
+    timeout = settings.timeouts.scan
+    filters = [SERVICE_UUID, SECURE_DFU_SERVICE_UUID]
+    if not await _listen(settings, heard, seen, timeout, filters):
+        what = "its bootloader was" if bootloader_only else "neither it nor its bootloader was"
+        raise DeviceNotFound(f"{what} seen within {timeout:g} s of scanning")
     return seen.result()

@@ -56,6 +56,10 @@ class NokeCommandSource(Protocol):
         self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
     ) -> list[bytes]: ...
 
+    async def fwupdate_commands(
+        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
+    ) -> list[bytes]: ...
+
 
 class OfflineKey(Protocol):
     @property
@@ -171,11 +175,12 @@ class NokeVisit:
         if mode != "offline":
             if self._commands is None:
                 raise RuntimeError("an online visit needs a command source")
-            fetch = (
-                self._commands.unshackle_commands
-                if action is Action.UNSHACKLE
-                else self._commands.unlock_commands
-            )
+            if action is Action.FIRMWARE_UPDATE:
+                fetch = self._commands.fwupdate_commands
+            elif action is Action.UNSHACKLE:
+                fetch = self._commands.unshackle_commands
+            else:
+                fetch = self._commands.unlock_commands
             try:
                 with lock_context(self.lock_id, "get commands from the cloud"):
                     return await fetch(self.lock_id, session.hex, tracking_key), False

@@ -252,3 +252,39 @@ def test_firmware_info_names_what_is_wrong(
     result = blelock(None, "firmware-info", str(package))
     assert result.returncode == 2
     assert problem in one_line_error(result)
+
+
+def sim_state(sim: Sim) -> Any:
+    import httpx
+
+    return httpx.get(sim.env["BLELOCK_NOKE_URL"] + "_sim/state", timeout=10).json()
+
+
+def test_firmware_update_goes_through_the_cloud_and_the_bootloader(sim: Sim) -> None:
+    mac = sim.locks[0]["mac"]
+    result = blelock(sim, "firmware-update", mac, str(PACKAGES / "noke-4i-3.15.zip"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert as_json(result)["version"] == "3.15"
+    assert sim_state(sim)["firmware"][mac] == "3.15"
+    (row,) = [
+        r for r in as_json(blelock(sim, "scan", "--seconds", "1", "--json")) if r["mac"] == mac
+    ]
+    assert row["firmware"] == "4I-3.15"  # the lock rebooted into the new firmware
+
+
+def test_a_package_for_other_hardware_is_refused_and_the_lock_keeps_its_firmware(
+    sim: Sim,
+) -> None:
+    mac = sim.locks[1]["mac"]
+    result = blelock(sim, "firmware-update", mac, str(PACKAGES / "noke-4i-3.15.zip"))
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert mac in line and "other hardware" in line and "old firmware" in line
+    assert sim_state(sim)["firmware"][mac] == "2.10"
+
+
+def test_a_bad_package_is_refused_before_any_radio_work(sim: Sim, tmp_path: Path) -> None:
+    package = tmp_path / "broken.zip"
+    package.write_bytes(b"PK\x03\x04 but not really")
+    result = blelock(sim, "firmware-update", sim.locks[0]["mac"], str(package))
+    assert result.returncode == 2 and "broken.zip" in one_line_error(result)

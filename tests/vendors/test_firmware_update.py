@@ -10,7 +10,7 @@ from bleak import BleakScanner
 
 from blelock.config import load_settings
 from blelock.dfu import CONNECTIONS, update_firmware
-from blelock.errors import LinkLost, LockRefused
+from blelock.errors import CloudRejected, LinkLost, LockRefused
 from blelock.model import MacAddress
 from blelock.protocol import dfu, dfu_package, dfu_transfer
 from blelock.transport.base import LinkOpener
@@ -19,7 +19,8 @@ from simulators.bleak_backend import SimBleakScanner
 from simulators.dfu_target import SimDfuTarget
 from simulators.faults import LinkFaults
 from simulators.radio import Radio, RadioServer
-from tests.conftest import FAST
+from simulators.world import RunningWorld
+from tests.conftest import FAST, settings_for
 
 IMAGES = Path(__file__).resolve().parents[2] / "firmware_images"
 TRUSTED = dfu_package.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
@@ -109,3 +110,23 @@ async def test_a_link_that_keeps_dropping_gives_up(drops_always: Bench) -> None:
         await update_firmware(LOCK, drops_always.open_link, PACKAGE_4I)
     assert drops_always.target.connections == CONNECTIONS
     assert drops_always.target.firmware_version == dfu.parse_version_text("3.14")
+
+
+def test_the_simulated_bootloaders_trust_the_key_the_images_are_signed_with() -> None:
+    from simulators.firmware import TEST_SIGNING_PUBLIC_KEY_PEM
+
+    assert (IMAGES / "test_signing_key.pub.pem").read_bytes() == TEST_SIGNING_PUBLIC_KEY_PEM
+
+
+async def test_a_cloud_that_refuses_fwupdate_leaves_the_lock_as_it_was(
+    running_world: RunningWorld,
+) -> None:
+    from blelock.cli.firmware import update
+
+    running_world.world.cloud.faults.fail_with_500 = 1
+    lock = running_world.world.locks[0]
+    with pytest.raises(CloudRejected) as caught:
+        await update(MacAddress(lock.mac), PACKAGE_4I, settings_for(running_world))
+    assert caught.value.step == "get commands from the cloud"
+    assert not lock.in_dfu_mode and lock.firmware == (3, 14)
+    assert not running_world.world.bootloaders[0].in_dfu_mode
