@@ -44,11 +44,15 @@ Events (server → client, no ``id``)::
 Timing (per peripheral, scaled by its ``slow_factor``): a scanner hears each advertiser
 ``advertising_interval_s`` after ``scan-start`` and then every interval; ``connect`` answers after
 ``connect_s``; ``read``, write with response, ``subscribe`` and ``cccd`` after
-``connection_interval_s``. A write without response is delivered and acked at once, and its
-notifications follow ``write_round_trip_s`` later; a write with response's notifications follow its
-reply. Notifications keep their order, go only to subscribed characteristics, and die with their
-link. When a drop fault fires the server sends ``disconnected``: after the ack of the write without
-response that was lost, or before the ``disconnected`` failure of a write with response.
+``connection_interval_s``. Writes without response are paced like a real stack's transmit
+buffer: a link carries at most ``packets_per_interval`` of them per ``connection_interval_s``
+(:class:`WritePacer`); one that finds the current interval full waits for the next before it is
+delivered and acked, so a client that awaits each ack is held to the link's rate. Its
+notifications follow ``write_round_trip_s`` after delivery; a write with response's
+notifications follow its reply. Notifications keep their order, go only to subscribed
+characteristics, and die with their link. When a drop fault fires the server sends
+``disconnected``: after the ack of the write without response that was lost, or before the
+``disconnected`` failure of a write with response.
 Closing the TCP connection tears its link down.
 """
 
@@ -60,6 +64,7 @@ import dataclasses
 import ipaddress
 import json
 import logging
+import math
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -87,6 +92,7 @@ __all__ = [
     "RadioError",
     "RadioServer",
     "ServiceSpec",
+    "WritePacer",
     "decode_advertisement",
     "decode_services",
     "encode_advertisement",
@@ -207,6 +213,10 @@ class LatencyModel:
     """One ATT request/response (read, write with response, CCCD write)."""
     write_round_trip_s: float = 0.03
     """A write without response → its answering notifications."""
+    packets_per_interval: int = 6
+    """How many writes without response the link carries per connection interval: its
+    throughput ceiling is this x payload / ``connection_interval_s``. Typical BLE stacks manage
+    4-7 at the default 23-byte ATT MTU. Not a latency: :meth:`scaled` leaves it alone."""
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -214,14 +224,53 @@ class LatencyModel:
                 raise ValueError(f"LatencyModel.{item.name} must be ≥ 0")
         if self.advertising_interval_s <= 0:
             raise ValueError("LatencyModel.advertising_interval_s must be > 0")
+        # bool is an int: reject it, it would read as "1 packet" by accident.
+        per_interval = self.packets_per_interval
+        if not isinstance(per_interval, int) or isinstance(per_interval, bool) or per_interval < 1:
+            raise ValueError("LatencyModel.packets_per_interval must be a whole number ≥ 1")
 
     def scaled(self, factor: float) -> LatencyModel:
-        return LatencyModel(
+        """Every duration times ``factor``; the packets per interval stay (a slow link has longer
+        intervals, not smaller ones), so throughput scales by 1 / ``factor`` too."""
+        return dataclasses.replace(
+            self,
             advertising_interval_s=self.advertising_interval_s * factor,
             connect_s=self.connect_s * factor,
             connection_interval_s=self.connection_interval_s * factor,
             write_round_trip_s=self.write_round_trip_s * factor,
         )
+
+
+class WritePacer:
+    """One link's flow control for writes without response, free of I/O and of any clock:
+    :meth:`admit` says when a write may go on air, given when it was offered.
+
+    An interval opens with the first write offered to an idle link (one whose last interval has
+    ended) and carries ``packets_per_interval`` writes; the next write waits for the following
+    interval, which starts exactly one ``connection_interval_s`` later, so a client that keeps
+    up runs at the ceiling. Opening intervals at the first write rather than on a fixed grid is
+    a simplification in the client's favour: an idle link never makes a write wait. A zero
+    interval means no pacing."""
+
+    def __init__(self) -> None:
+        self._start = -math.inf  # when the current interval opened
+        self._sent = 0  # writes it carries so far
+
+    def admit(self, now: float, model: LatencyModel) -> float:
+        """When the write offered at ``now`` goes on air (never before ``now``); counts it.
+        The model is read on every call, so a slow factor set mid-link applies at once."""
+        interval = model.connection_interval_s
+        if interval <= 0:
+            return now
+        if now >= self._start + interval:
+            self._start, self._sent = now, 0
+        elif self._sent >= model.packets_per_interval:
+            self._start += interval
+            self._sent = 0
+        self._sent += 1
+        # An interval may open after ``now`` when the caller offers writes faster than the
+        # waits it was given (a test's sleep that returns at once): such a write waits too.
+        return max(now, self._start)
 
 
 class RadioError(Exception):
@@ -532,6 +581,9 @@ class RadioServer:
 
     def __init__(self, radio: Radio) -> None:
         self.radio = radio
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+        """How a session waits out a link latency (connect, ATT request, write pacing). A test
+        may swap it before sessions open to record what the model asks for without waiting."""
         self._server: asyncio.Server  # set by start(), the only way to make one
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -567,7 +619,12 @@ class RadioServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            await _Session(self.radio, reader, writer).run()
+            await _Session(self.radio, reader, writer, self.sleep).run()
+        except asyncio.CancelledError:
+            # close() ended the session (run() has cleaned up by now). Ending normally, because
+            # Python 3.11's start_server calls exception() on this task, which raises for a
+            # cancelled one and logs a spurious traceback (3.12 checks cancelled() first).
+            pass
         finally:
             self._tasks.discard(task)
 
@@ -579,12 +636,18 @@ class _Session:
     """One TCP connection: at most one link, maybe a scan."""
 
     def __init__(
-        self, radio: Radio, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        radio: Radio,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sleep: Callable[[float], Awaitable[None]],
     ) -> None:
         self._radio = radio
         self._reader = reader
         self._writer = writer
+        self._sleep = sleep
         self._link: Link | None = None
+        self._pacer = WritePacer()
         self._scan: asyncio.Task[None] | None = None
         self._notes: asyncio.Queue[_Notes] = asyncio.Queue()
         self._after_reply: list[dict[str, Any]] = []
@@ -678,9 +741,10 @@ class _Session:
         if self._link is not None:
             raise _BadRequest("this session already holds a link; disconnect first")
         address = _field(request, "address", str)
-        await asyncio.sleep(self._radio.latency_of(address).connect_s)
+        await self._sleep(self._radio.latency_of(address).connect_s)
         link = self._radio.connect(address)
         self._link = link
+        self._pacer = WritePacer()  # a new link starts with an empty transmit buffer
         return {"name": link.name, "services": encode_services(link.services)}
 
     async def _disconnect(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -691,7 +755,7 @@ class _Session:
 
     async def _read(self, request: dict[str, Any]) -> dict[str, Any]:
         link = self._need_link()
-        await asyncio.sleep(link.latency.connection_interval_s)
+        await self._sleep(link.latency.connection_interval_s)
         return {"value": link.read(_uuid_field(request, "char")).hex()}
 
     async def _write(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -699,9 +763,15 @@ class _Session:
         char = _uuid_field(request, "char")
         data = _hex_field(request, "value")
         if _field(request, "response", bool):
-            await asyncio.sleep(link.latency.connection_interval_s)
+            await self._sleep(link.latency.connection_interval_s)
             self._queue_notifications(link, link.write(char, data, response=True), delay=0.0)
             return {}
+        # Delivery (and so the drop fault and the notifications' clock) happens on air, after
+        # the wait; the ack after delivery is what paces a client that awaits each write.
+        now = asyncio.get_running_loop().time()
+        delay = self._pacer.admit(now, link.latency) - now
+        if delay > 0:  # tiny test latencies mostly never wait: no timer for nothing
+            await self._sleep(delay)
         try:
             notes = link.write(char, data, response=False)
         except LinkDropped as drop:
@@ -715,13 +785,13 @@ class _Session:
 
     async def _subscribe(self, request: dict[str, Any]) -> dict[str, Any]:
         link = self._need_link()
-        await asyncio.sleep(link.latency.connection_interval_s)
+        await self._sleep(link.latency.connection_interval_s)
         link.subscribe(_uuid_field(request, "char"), _field(request, "enabled", bool))
         return {}
 
     async def _cccd(self, request: dict[str, Any]) -> dict[str, Any]:
         link = self._need_link()
-        await asyncio.sleep(link.latency.connection_interval_s)
+        await self._sleep(link.latency.connection_interval_s)
         subscribed = link.is_subscribed(_uuid_field(request, "char"))
         return {"value": "0100" if subscribed else "0000"}
 

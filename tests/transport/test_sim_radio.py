@@ -28,6 +28,7 @@ from simulators.radio import (
     Radio,
     RadioServer,
     ServiceSpec,
+    WritePacer,
 )
 
 TINY = LatencyModel(
@@ -272,6 +273,94 @@ async def test_slow_factor_scales_every_latency_of_that_peripheral(air: Air) -> 
     assert slow.connection_interval_s == pytest.approx(20 * base.connection_interval_s)
     assert slow.write_round_trip_s == pytest.approx(20 * base.write_round_trip_s)
     assert slow.advertising_interval_s == pytest.approx(20 * base.advertising_interval_s)
+
+
+# --- throughput: writes without response are paced per connection interval -------------------
+
+PACED = LatencyModel(connection_interval_s=10.0, packets_per_interval=3)
+"""Long intervals: a paced test never waits (its sleeps are recorded), and a real wait would
+time the test out rather than pass by luck."""
+
+
+def offer(pacer: WritePacer, times: list[float], model: LatencyModel = PACED) -> list[float]:
+    return [pacer.admit(now, model) for now in times]
+
+
+def test_a_write_waits_only_when_its_interval_is_full() -> None:
+    # Writes offered back to back at t=100: three per 10 s interval, each interval opening
+    # exactly one interval after the last, so a client that keeps up runs at the ceiling.
+    assert offer(WritePacer(), [100.0] * 8) == [100, 100, 100, 110, 110, 110, 120, 120]
+
+
+def test_a_client_that_waited_fills_the_interval_it_waited_for() -> None:
+    # Each write offered when the previous one went (as a client awaiting acks does).
+    pacer, went = WritePacer(), []
+    now = 100.0
+    for _ in range(7):
+        now = pacer.admit(now, PACED)
+        went.append(now)
+    assert went == [100, 100, 100, 110, 110, 110, 120]
+
+
+def test_an_idle_link_opens_a_fresh_interval_at_the_next_write() -> None:
+    pacer = WritePacer()
+    assert offer(pacer, [100.0, 101.0, 102.0, 103.0]) == [100, 101, 102, 110]
+    # Past the end of that interval (110 + 10) the link is idle: no wait, a new count.
+    assert offer(pacer, [125.0, 125.0, 125.0, 125.0]) == [125, 125, 125, 135]
+
+
+def test_a_slow_factor_set_mid_link_stretches_the_next_wait() -> None:
+    pacer = WritePacer()
+    assert offer(pacer, [0.0] * 3) == [0, 0, 0]
+    assert offer(pacer, [0.0], PACED.scaled(2)) == [20]  # 20 s intervals, still 3 a time
+
+
+def test_a_zero_interval_does_not_pace() -> None:
+    model = LatencyModel(connection_interval_s=0.0, packets_per_interval=1)
+    assert offer(WritePacer(), [5.0] * 4, model) == [5.0] * 4
+
+
+def test_packets_per_interval_is_kept_by_scaling_and_validated() -> None:
+    model = LatencyModel(connection_interval_s=0.015, write_round_trip_s=0.015)
+    assert model.packets_per_interval == 6
+    slow = model.scaled(3)
+    assert slow.packets_per_interval == 6
+    assert slow.connection_interval_s == pytest.approx(0.045)
+    assert slow == LatencyModel(
+        advertising_interval_s=3 * model.advertising_interval_s,
+        connect_s=3 * model.connect_s,
+        connection_interval_s=3 * model.connection_interval_s,
+        write_round_trip_s=3 * model.write_round_trip_s,
+    )
+    for bad in (0, -1, True, 2.5):
+        with pytest.raises(ValueError, match="packets_per_interval"):
+            LatencyModel(packets_per_interval=bad)  # type: ignore[arg-type]
+
+
+async def test_the_server_paces_writes_without_response_and_not_requests(air: Air) -> None:
+    asked: list[float] = []
+
+    async def record(delay: float) -> None:
+        asked.append(delay)  # and return at once: the pacing is checked, not the clock
+
+    air.radio.latency = PACED
+    air.server.sleep = record
+    notes = Notifications()
+    async with BleakClient(ECHO, backend=SimBleakClient) as client:
+        await client.start_notify(TX, notes)
+        assert asked == [PACED.connect_s, PACED.connection_interval_s]  # connect, CCCD
+        asked.clear()
+        for n in range(7):
+            await client.write_gatt_char(RX, bytes([n]), response=False)
+        # The recording sleep does not advance the clock: writes 4-6 each wait for the second
+        # interval (~10 s away, less the microseconds the writes took), the 7th for the third.
+        assert asked == [pytest.approx(d, abs=1) for d in (10, 10, 10, 20)]
+        asked.clear()
+        await client.write_gatt_char(RX, b"req", response=True)
+        assert await client.read_gatt_char(VALUE) == b"hello"
+        assert asked == [PACED.connection_interval_s] * 2  # ATT requests: one interval each
+        assert [await notes.next() for _ in range(8)][-1] == b"qer"  # nothing lost or reordered
+    assert air.echo.written == [bytes([n]) for n in range(7)] + [b"req"]
 
 
 async def test_att_refusals_are_gatt_protocol_errors(air: Air) -> None:
