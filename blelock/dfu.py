@@ -39,6 +39,9 @@ class DfuOutcome:
     version: str
     size: int
     connections: int
+    bytes_sent: int
+    """Image bytes this run wrote: less than ``size`` when it resumed a transfer that an
+    earlier connection or an earlier, killed run left half done."""
 
 
 async def update_firmware(
@@ -51,11 +54,13 @@ async def update_firmware(
 ) -> DfuOutcome:
     """Send ``package`` to the bootloader ``open_link`` connects to; LockRefused if it refuses
     the package (it keeps its old firmware), LinkLost if the link keeps dropping."""
+    sessions: list[DfuSession] = []
     for connection in range(1, CONNECTIONS + 1):
         try:
             with lock_context(lock_id, "firmware update"):
-                finished = await _one_connection(open_link, package, prn, on_progress)
-            return DfuOutcome(lock_id, package.version, finished.size, connection)
+                finished = await _one_connection(open_link, package, prn, on_progress, sessions)
+            sent = sum(session.image_bytes_sent for session in sessions)
+            return DfuOutcome(lock_id, package.version, finished.size, connection, sent)
         except LinkLost:
             if connection == CONNECTIONS:
                 raise
@@ -67,10 +72,12 @@ async def _one_connection(
     package: DfuPackage,
     prn: int,
     on_progress: Callable[[Progress], None] | None,
+    sessions: list[DfuSession],
 ) -> Finished:
     async with open_link() as link:
         await link.subscribe(CONTROL_POINT_UUID, timeout=WRITE_TIMEOUT_S)
         session = DfuSession(package, packet_size=packet_size_for_mtu(link.info.mtu), prn=prn)
+        sessions.append(session)  # its bytes count even if this link drops
         finished: Finished | None = None
         while (action := session.next_action()) is not None:
             if action.characteristic is not None:

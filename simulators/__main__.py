@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         default=model.write_round_trip_s * 1000,
         help="a written packet to the lock's answer",
     )
+    latency.add_argument(
+        "--packets-per-interval",
+        type=int,
+        default=model.packets_per_interval,
+        help="writes without response a link carries per connection interval (its throughput)",
+    )
     latency.add_argument("--cloud-ms", type=float, default=0.0, help="added to every cloud call")
     faults = parser.add_argument_group("fault switches")
     faults.add_argument(
@@ -133,6 +139,7 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
             connect_s=args.connect_ms / 1000,
             connection_interval_s=args.interval_ms / 1000,
             write_round_trip_s=args.write_rtt_ms / 1000,
+            packets_per_interval=args.packets_per_interval,
         ),
         cloud_latency_s=args.cloud_ms / 1000,
         link_faults=_link_faults(args.fault, args.locks),

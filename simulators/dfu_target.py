@@ -26,8 +26,12 @@ Choices of this simulator (not the SDK's behaviour, stated so nobody relies on t
   bootloader, :func:`blelock.protocol.dfu.bootloader_address`), so the lock and its bootloader
   can both be on one simulated radio. Real Nokē apps find the bootloader by name (``NOKE_FW`` /
   ``N3P_FW``, noke.md §1.2), which it also advertises.
-* After a refused final hash it stays in DFU mode (a real one resets into the old application);
-  the 60 s DFU-mode window and the SDK's inactivity timeout are not modelled: no clock here.
+* After a refused final hash it stays in DFU mode (a real one resets into the old application).
+* The DFU-mode window (noke.md §8.2: "stays in the mode for 60 s or until updated") is modelled
+  as the SDK's inactivity timer with Nokē's 60 s: ``dfu_window_s`` without a connection or a
+  write and the bootloader resets into the old firmware (``on_boot`` with the old version),
+  keeping what was executed, so the next update resumes after a new fwupdate command. It is
+  checked when the radio next asks for an advert or a connection: no timers here.
 * PRN is set per connection (0 after connecting), as every client sends SetPRN first anyway.
 
 Fault switches: :class:`DfuFaults` (corrupt one packet) here; drop the link after N writes and a
@@ -38,6 +42,7 @@ slow link are the radio's (``simulators.faults.LinkFaults``, ``drop_link_after_w
 from __future__ import annotations
 
 import collections
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,7 +95,11 @@ class SimDfuTarget:
     rssi: int = -60
     faults: DfuFaults = field(default_factory=DfuFaults)
     on_boot: Callable[[int], None] | None = None
-    """Told the new ``firmware_version`` when an update boots (the world updates its lock)."""
+    """Told the new ``firmware_version`` when an update boots (the world updates its lock), or
+    the old one when the DFU-mode window runs out."""
+    dfu_window_s: float | None = 60.0
+    """Idle time after which it leaves DFU mode; None: never."""
+    clock: Callable[[], float] = time.monotonic
 
     connections: int = 0
     updates: int = 0
@@ -98,6 +107,7 @@ class SimDfuTarget:
     init_packets_accepted: int = 0
     objects_executed: int = 0
     packets_received: int = 0
+    windows_expired: int = 0
     refusals: collections.Counter[tuple[dfu.ResultCode, dfu.ExtendedError | None]] = field(
         default_factory=collections.Counter
     )
@@ -115,6 +125,8 @@ class SimDfuTarget:
     _object_size: int = 0
     # The connection's state.
     _notifying: bool = False
+    _connected: bool = False
+    _last_activity: float = field(default=0.0, init=False)
     _prn: int = 0
     _prn_count: int = 0
 
@@ -122,6 +134,7 @@ class SimDfuTarget:
         # Fail at construction, not at the first Execute, on a bad address or hardware code.
         dfu.bootloader_address(self.lock_address)
         self._hw_version = dfu.hardware_version(self.hardware)
+        self._last_activity = self.clock()
 
     # --- Peripheral ---------------------------------------------------------------------------
 
@@ -134,11 +147,17 @@ class SimDfuTarget:
         return "N3P_FW" if self.hardware.upper() == "3P" else "NOKE_FW"
 
     @property
+    def verified_bytes(self) -> int:
+        """Image bytes in executed (CRC-checked) objects: where a resumed transfer goes on."""
+        return self._offset_last
+
+    @property
     def firmware(self) -> tuple[int, int]:
         """``(major, minor)``, as the lock advertises it."""
         return self.firmware_version >> 16, self.firmware_version & 0xFFFF
 
     def advertisement(self) -> Advertisement | None:
+        self._leave_dfu_mode_if_idle()
         if not self.in_dfu_mode:
             return None
         return Advertisement(
@@ -161,12 +180,16 @@ class SimDfuTarget:
         )
 
     def on_connect(self) -> None:
+        self._leave_dfu_mode_if_idle()
         self.connections += 1
+        self._connected = True
         self._notifying = False
         self._prn = self._prn_count = 0
 
     def on_disconnect(self) -> None:
         self._notifying = False
+        self._connected = False
+        self._last_activity = self.clock()
 
     def on_subscribe(self, char_uuid: str, enabled: bool) -> None:
         if char_uuid == dfu.CONTROL_POINT_UUID:
@@ -180,6 +203,7 @@ class SimDfuTarget:
     def on_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
         if not self.in_dfu_mode:
             raise GattRefused(ATT_WRITE_NOT_PERMITTED, "the bootloader has left DFU mode")
+        self._last_activity = self.clock()
         if char_uuid == dfu.CONTROL_POINT_UUID:
             return [(dfu.CONTROL_POINT_UUID, self._control(bytes(data)))]
         if char_uuid == dfu.DATA_PACKET_UUID:
@@ -192,6 +216,19 @@ class SimDfuTarget:
     def enter_dfu_mode(self) -> None:
         """What the lock's fwupdate command does: reboot into this bootloader."""
         self.in_dfu_mode = True
+        self._last_activity = self.clock()
+
+    def _leave_dfu_mode_if_idle(self) -> None:
+        window = self.dfu_window_s
+        if not self.in_dfu_mode or self._connected or window is None:
+            return
+        if self.clock() - self._last_activity < window:
+            return
+        self.windows_expired += 1
+        self.in_dfu_mode = False
+        self.power_cycle()  # back to the old application; executed objects stay saved
+        if self.on_boot is not None:
+            self.on_boot(self.firmware_version)
 
     def power_cycle(self) -> None:
         """A reset: RAM is lost, what was saved at each Execute survives (the executed objects

@@ -128,6 +128,16 @@ def world_state(world: World) -> dict[str, Any]:
         "uploads_replayed": cloud.uploads_replayed,
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
         "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
+        "bootloaders": {
+            lock.mac: {
+                "in_dfu_mode": bootloader.in_dfu_mode,
+                "verified_bytes": bootloader.verified_bytes,
+                "init_packets_accepted": bootloader.init_packets_accepted,
+                "packets_received": bootloader.packets_received,
+                "updates": bootloader.updates,
+            }
+            for lock, bootloader in zip(world.locks, world.bootloaders, strict=True)
+        },
     }
 
 

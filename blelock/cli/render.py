@@ -231,11 +231,14 @@ def show_firmware_update(outcome: Any, *, as_json: bool) -> None:
         "version": outcome.version,
         "bytes": outcome.size,
         "connections": outcome.connections,
+        "bytes_sent": outcome.bytes_sent,
     }
     if as_json:
         print_json({"ok": True, **facts})
         return
     resumed = f", resumed {outcome.connections - 1}x" if outcome.connections > 1 else ""
+    if outcome.bytes_sent < outcome.size:
+        resumed += f", {outcome.bytes_sent} sent in this run"
     _console().print(
         f"[green]{outcome.lock_id} now runs firmware {escape(outcome.version)}[/] "
         f"({outcome.size} bytes{resumed})"

@@ -1,13 +1,16 @@
-"""kill -9 of `blelock` at random points while it collects logs and while it uploads them.
+"""kill -9 of `blelock` at random points while it collects logs and while it uploads them, and
+in the middle of a firmware transfer.
 
 Every record that ever reached the outbox must reach the simulated cloud exactly once: the
 cloud's own counters (duplicates outside an idempotent replay) and its list of what arrived are
-read back from the simulator's introspection route after the last, unkilled upload.
+read back from the simulator's introspection route after the last, unkilled upload. A killed
+firmware transfer must resume from what the bootloader verified, not start over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -106,3 +109,47 @@ def test_kill_9_during_collect_and_upload_loses_and_duplicates_nothing(
     assert uploaded <= given  # and nothing arrived that no lock gave
     assert state["records_duplicate"] == 0  # exactly once: retries were replays, not copies
     assert killed and finished, (killed, finished)  # the seeds hit both outcomes
+
+
+PACKAGE_4I = Path(__file__).resolve().parents[2] / "firmware_images" / "noke-4i-3.15.zip"
+
+
+def test_kill_9_mid_firmware_transfer_resumes_from_the_verified_offset() -> None:
+    # A link slow enough (~24 KB/s) that the transfer is still under way when the kill lands.
+    with simulator_process(
+        *("--locks", "1", "--seed", "9", "--adv-ms", "5", "--connect-ms", "20"),
+        *("--interval-ms", "5", "--write-rtt-ms", "5", "--packets-per-interval", "6"),
+    ) as announced:
+        env = announced["env"]
+        (mac,) = cloud_state(env)["firmware"]
+        old_firmware = cloud_state(env)["firmware"][mac]
+        first = spawn(env, "firmware-update", mac, str(PACKAGE_4I))
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        verified = 0
+        while verified < 2 * 4096:  # two data objects executed: the transfer is under way
+            assert first.poll() is None, first.stderr.read() if first.stderr else ""
+            assert time.monotonic() < deadline, "the transfer never got going"
+            verified = cloud_state(env)["bootloaders"][mac]["verified_bytes"]
+        first.send_signal(signal.SIGKILL)
+        assert first.wait(timeout=RUN_TIMEOUT_S) == -signal.SIGKILL
+
+        killed = cloud_state(env)
+        bootloader = killed["bootloaders"][mac]
+        assert killed["firmware"][mac] == old_firmware  # half an image installs nothing
+        assert bootloader["in_dfu_mode"] and bootloader["updates"] == 0
+
+        again = subprocess.run(
+            [sys.executable, "-m", "blelock", "firmware-update", mac, str(PACKAGE_4I), "--json"],
+            env=cli_environment(**(env | {"BLELOCK_SCAN_TIMEOUT": "5"})),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+        assert again.returncode == 0, again.stderr
+        outcome = json.loads(again.stdout)
+        after = cloud_state(env)
+        assert after["firmware"][mac] == outcome["version"] == "3.15"
+        assert after["bootloaders"][mac]["updates"] == 1
+        assert after["bootloaders"][mac]["init_packets_accepted"] == 1  # not sent again
+        # The second run sent only what the bootloader had not verified before the kill.
+        assert outcome["bytes_sent"] <= outcome["bytes"] - verified

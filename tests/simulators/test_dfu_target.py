@@ -364,6 +364,47 @@ def test_after_a_power_cycle_only_executed_objects_survive() -> None:
     assert bootloader.firmware_version == V3_15
 
 
+def test_an_idle_bootloader_leaves_dfu_mode_keeping_what_it_executed() -> None:
+    now = [0.0]
+    booted: list[int] = []
+    bootloader = SimDfuTarget(LOCK, TRUSTED, clock=lambda: now[0], on_boot=booted.append)
+    old_version = bootloader.firmware_version
+    bootloader.on_connect()
+    bootloader.on_subscribe(dfu.CONTROL_POINT_UUID, True)
+    session = dfu_transfer.DfuSession(PACKAGE_4I, packet_size=244)
+    while session.image_bytes_sent < 2 * 4096 + 500:
+        action = session.next_action()
+        assert action is not None
+        if action.characteristic is not None:
+            notes = bootloader.on_write(action.characteristic, action.data)
+        if action.expects_notification:
+            session.receive(notes[0][1])
+    now[0] = 500.0  # a connected client keeps it in DFU mode, however long it takes
+    bootloader.advertisement()
+    assert bootloader.in_dfu_mode
+    bootloader.on_disconnect()
+    now[0] = 559.0
+    assert bootloader.advertisement() is not None  # 59 s idle: still waiting for a client
+    now[0] = 560.0
+    assert bootloader.advertisement() is None  # 60 s idle: back to the old application
+    assert not bootloader.in_dfu_mode and bootloader.windows_expired == 1
+    assert booted == [old_version] and bootloader.firmware_version == old_version
+    assert len(bootloader.received) == 2 * 4096  # the executed objects stayed in flash
+    with pytest.raises(GattRefused):
+        bootloader.on_write(dfu.CONTROL_POINT_UUID, dfu.encode_select(dfu.ObjectType.DATA))
+
+    now[0] = 1000.0
+    bootloader.enter_dfu_mode()  # the next fwupdate command: a fresh window
+    now[0] = 1059.0
+    bootloader.on_connect()
+    assert bootloader.in_dfu_mode
+    bootloader.on_subscribe(dfu.CONTROL_POINT_UUID, True)
+    second = dfu_transfer.DfuSession(PACKAGE_4I, packet_size=244)
+    run(bootloader, second)
+    assert second.image_bytes_sent == PACKAGE_4I.size - 2 * 4096
+    assert bootloader.firmware_version == V3_15 and booted == [old_version, V3_15]
+
+
 # --- the committed images ---------------------------------------------------------------------
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from bleak import BleakScanner
 
+from blelock.cli.firmware import update
 from blelock.config import load_settings
 from blelock.dfu import CONNECTIONS, update_firmware
 from blelock.errors import CloudRejected, LinkLost, LockRefused
@@ -79,6 +81,7 @@ async def test_a_package_installs_and_boots(steady: Bench, prn: int) -> None:
         LOCK, steady.open_link, PACKAGE_4I, prn=prn, on_progress=lambda p: seen.append(p.confirmed)
     )
     assert (outcome.version, outcome.size, outcome.connections) == ("3.15", 65_000, 1)
+    assert outcome.bytes_sent == 65_000
     assert steady.target.firmware_version == dfu.parse_version_text("3.15")
     assert seen == sorted(seen) and seen[-1] == PACKAGE_4I.size
 
@@ -93,6 +96,8 @@ async def test_a_dropped_link_resumes_where_it_stopped(drops_once: Bench) -> Non
     # Resuming re-sends at most the object the link dropped in; restarting would re-send the
     # ~400 packets before the drop.
     assert target.packets_received <= one_pass + dfu.DATA_OBJECT_MAX_SIZE // size
+    # Across both connections: the whole image, plus at most the object the drop cut short.
+    assert PACKAGE_4I.size <= outcome.bytes_sent <= PACKAGE_4I.size + dfu.DATA_OBJECT_MAX_SIZE
 
 
 async def test_a_package_for_other_hardware_is_refused_and_nothing_changes(
@@ -121,8 +126,6 @@ def test_the_simulated_bootloaders_trust_the_key_the_images_are_signed_with() ->
 async def test_a_cloud_that_refuses_fwupdate_leaves_the_lock_as_it_was(
     running_world: RunningWorld,
 ) -> None:
-    from blelock.cli.firmware import update
-
     running_world.world.cloud.faults.fail_with_500 = 1
     lock = running_world.world.locks[0]
     with pytest.raises(CloudRejected) as caught:
@@ -130,3 +133,31 @@ async def test_a_cloud_that_refuses_fwupdate_leaves_the_lock_as_it_was(
     assert caught.value.step == "get commands from the cloud"
     assert not lock.in_dfu_mode and lock.firmware == (3, 14)
     assert not running_world.world.bootloaders[0].in_dfu_mode
+
+
+async def test_an_update_stopped_midway_resumes_after_the_dfu_window_closed(
+    running_world: RunningWorld,
+) -> None:
+    lock, bootloader = running_world.world.locks[0], running_world.world.bootloaders[0]
+    now = [0.0]
+    bootloader.clock = lambda: now[0]
+    mac, settings = MacAddress(lock.mac), settings_for(running_world)
+
+    def stop_after_two_objects(confirmed: int) -> None:
+        if confirmed >= 2 * dfu.DATA_OBJECT_MAX_SIZE:
+            first.cancel()  # as Ctrl-C or a kill would: mid-transfer, nothing cleaned up
+
+    first = asyncio.ensure_future(
+        update(mac, PACKAGE_4I, settings, on_progress=stop_after_two_objects)
+    )
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    held = bootloader.verified_bytes
+    assert 2 * dfu.DATA_OBJECT_MAX_SIZE <= held < PACKAGE_4I.size and lock.in_dfu_mode
+
+    now[0] += 60.0  # nobody came back within the window: the lock reboots its old firmware
+    outcome = await update(mac, PACKAGE_4I, settings)
+    assert bootloader.windows_expired == 1  # so this run went through the cloud's fwupdate again
+    assert lock.firmware == (3, 15) and outcome.version == "3.15"
+    assert bootloader.init_packets_accepted == 1  # the saved init packet was kept
+    assert outcome.bytes_sent <= PACKAGE_4I.size - held
