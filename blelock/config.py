@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -60,6 +61,12 @@ class Settings(BaseModel):
     noke_url: str = "https://coreapi-sandbox.appspot.com/"
     noke_api_key: SecretStr | None = None
     noke_mobile_key: SecretStr | None = None
+    keyless_url: str = "https://eu-api.keyless.assaabloy.com/administration/"
+    keyless_api_key: SecretStr | None = None
+    keyless_user_id: UUID | None = Field(
+        default=None, description="the Keyless administrator's userId (Administration API login)"
+    )
+    keyless_access_key: SecretStr | None = None
     ble_client_backend: str | None = Field(
         default=None,
         description="bleak client backend as 'module:Class'; None = the platform's own",
@@ -84,14 +91,16 @@ class Settings(BaseModel):
     command_timeout: float = Field(default=_DEFAULT_TIMEOUTS.command, gt=0)
     cloud_timeout: float = Field(default=_DEFAULT_TIMEOUTS.cloud, gt=0)
 
-    @field_validator("noke_url")
+    @field_validator("noke_url", "keyless_url")
     @classmethod
     def _url_has_scheme(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value if value.endswith("/") else value + "/"
 
-    @field_validator("noke_api_key", "noke_mobile_key", mode="before")
+    @field_validator(
+        "noke_api_key", "noke_mobile_key", "keyless_api_key", "keyless_access_key", mode="before"
+    )
     @classmethod
     def _key_is_one_token(cls, value: object) -> object:
         """Blank means not set; anything else must be a header-safe token. The message never
