@@ -80,7 +80,8 @@ class Sighting:
 class LogRecord:
     """A record the lock gave for its vendor's cloud, kept until the cloud acknowledged it."""
 
-    lock_id: MacAddress
+    lock_id: str
+    """The lock as its vendor's cloud names it: a MAC for Nokē, a lockingDeviceId for Keyless."""
     session: str
     """The session (hex) of the connection the record arrived on; the cloud needs it to decode."""
     received_at: int

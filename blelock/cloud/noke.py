@@ -189,7 +189,7 @@ class NokeCloud:
             )
         if not records:
             return
-        groups: dict[tuple[MacAddress, str], list[LogRecord]] = {}
+        groups: dict[tuple[str, str], list[LogRecord]] = {}
         for record in records:
             groups.setdefault((record.lock_id, record.session), []).append(record)
         body = UploadRequest(

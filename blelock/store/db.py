@@ -86,6 +86,45 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX outbox_unleased ON outbox (id) WHERE batch_key IS NULL;
     CREATE INDEX outbox_by_batch ON outbox (batch_key) WHERE batch_key IS NOT NULL;
     """,
+    # 2: a second vendor (Keyless). Outbox rows and batches name their vendor's cloud; log
+    # cursors remember the last sequence number collected per lock and log; the operating
+    # device's credentials, Keyless keys and lock certificates.
+    """
+    ALTER TABLE outbox ADD COLUMN vendor TEXT NOT NULL DEFAULT 'noke';
+    ALTER TABLE outbox_batches ADD COLUMN vendor TEXT NOT NULL DEFAULT 'noke';
+    CREATE INDEX outbox_unleased_by_vendor ON outbox (vendor, id) WHERE batch_key IS NULL;
+
+    CREATE TABLE log_cursors (
+        lock_id       TEXT NOT NULL,
+        log           TEXT NOT NULL,    -- 'audit' | 'system'
+        last_sequence INTEGER NOT NULL, -- the highest sequence number in the outbox or sent
+        PRIMARY KEY (lock_id, log)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE secrets (
+        name   TEXT PRIMARY KEY,
+        sealed BLOB NOT NULL            -- nonce || AES-GCM(value), the name as associated data
+    ) WITHOUT ROWID;
+
+    CREATE TABLE keyless_keys (
+        lock_id    TEXT NOT NULL,       -- the lockingDeviceId
+        key_id     TEXT NOT NULL,
+        kind       TEXT NOT NULL,       -- 'OPERATING' | 'OFFLINE'
+        role       TEXT NOT NULL,       -- 'primary' | 'alternative'
+        not_before INTEGER NOT NULL,    -- unix seconds, the grant's own window
+        not_after  INTEGER NOT NULL,
+        sealed     BLOB NOT NULL,       -- the signed grant and, for offline keys, its private key
+        fetched_at INTEGER NOT NULL,
+        PRIMARY KEY (lock_id, key_id, role)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE keyless_locks (
+        lock_id             TEXT PRIMARY KEY,
+        certificate         BLOB NOT NULL,  -- the lock's operational certificate (DER, public)
+        pending_certificate BLOB,           -- issued for a re-keying, to install next visit
+        fetched_at          INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 """Schema version N is reached by running ``MIGRATIONS[N-1]``; never edit a released entry."""
 

@@ -10,6 +10,11 @@ The life of a record:
 
 A crash between any two of these steps therefore loses nothing (records are deleted last) and
 duplicates nothing at the cloud (a resend carries the key the cloud already saw).
+
+Each vendor's records go to its own cloud: an :class:`Outbox` is one vendor's view of the table,
+so a batch never mixes vendors. Vendors whose locks number their logs (Keyless) also keep a
+cursor per lock and log, written in the transaction that appends the records, so the next visit
+asks the lock only for what came after: no gap and no duplicate, whatever crashes.
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from blelock.model import LogRecord, MacAddress
+from blelock.model import LogRecord
 from blelock.store.db import Database
 
-__all__ = ["Batch", "Outbox"]
+__all__ = ["NOKE", "Batch", "Outbox"]
+
+NOKE = "noke"
 
 _COLUMNS = "lock_id, session, received_at, payload"
 
@@ -37,23 +44,50 @@ class Batch:
 
 
 class Outbox:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, vendor: str = NOKE) -> None:
         self._db = db
+        self._vendor = vendor
 
     def __repr__(self) -> str:
-        return f"Outbox({self._db!r})"
+        return f"Outbox({self._db!r}, vendor={self._vendor!r})"
 
-    async def append(self, records: Sequence[LogRecord]) -> None:
+    async def append(
+        self,
+        records: Sequence[LogRecord],
+        cursors: Mapping[tuple[str, str], int] | None = None,
+    ) -> None:
         """Keep ``records``; durable when this returns. A record already pending (same lock,
-        session and payload) is kept once."""
-        rows = [(r.lock_id, r.session, r.received_at, r.payload) for r in records]
-        if not rows:
+        session and payload) is kept once. ``cursors`` ((lock, log) → last sequence collected)
+        move forward in the same transaction, never back."""
+        rows = [(r.lock_id, r.session, r.received_at, r.payload, self._vendor) for r in records]
+        moved = [(lock, log, sequence) for (lock, log), sequence in (cursors or {}).items()]
+        if not rows and not moved:
             return
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany(f"INSERT OR IGNORE INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?)", rows)
+            conn.executemany(
+                f"INSERT OR IGNORE INTO outbox ({_COLUMNS}, vendor) VALUES (?, ?, ?, ?, ?)", rows
+            )
+            conn.executemany(
+                "INSERT INTO log_cursors (lock_id, log, last_sequence) VALUES (?, ?, ?) "
+                "ON CONFLICT (lock_id, log) DO UPDATE SET "
+                "last_sequence = max(last_sequence, excluded.last_sequence)",
+                moved,
+            )
 
         await self._db.run(insert)
+
+    async def cursor(self, lock_id: str, log: str) -> int:
+        """The last sequence number collected from ``lock_id``'s ``log``; 0 before any."""
+
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT last_sequence FROM log_cursors WHERE lock_id = ? AND log = ?",
+                (lock_id, log),
+            ).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._db.run(read, write=False)
 
     async def lease(self, limit: int) -> Batch | None:
         """The batch to upload next, or None when nothing is pending.
@@ -66,7 +100,8 @@ class Outbox:
         def lease(conn: sqlite3.Connection) -> Batch | None:
             while (
                 row := conn.execute(
-                    "SELECT key FROM outbox_batches ORDER BY rowid LIMIT 1"
+                    "SELECT key FROM outbox_batches WHERE vendor = ? ORDER BY rowid LIMIT 1",
+                    (self._vendor,),
                 ).fetchone()
             ) is not None:
                 records = _batch_records(conn, row[0])
@@ -77,13 +112,13 @@ class Outbox:
                 conn.execute("DELETE FROM outbox_batches WHERE key = ?", (row[0],))
             key = uuid.uuid4().hex
             conn.execute(
-                "INSERT INTO outbox_batches (key, formed_at) VALUES (?, ?)",
-                (key, int(time.time())),
+                "INSERT INTO outbox_batches (key, formed_at, vendor) VALUES (?, ?, ?)",
+                (key, int(time.time()), self._vendor),
             )
             formed = conn.execute(
-                "UPDATE outbox SET batch_key = ? WHERE id IN "
-                "(SELECT id FROM outbox WHERE batch_key IS NULL ORDER BY id LIMIT ?)",
-                (key, limit),
+                "UPDATE outbox SET batch_key = ? WHERE id IN (SELECT id FROM outbox "
+                "WHERE vendor = ? AND batch_key IS NULL ORDER BY id LIMIT ?)",
+                (key, self._vendor, limit),
             ).rowcount
             if formed == 0:
                 conn.execute("DELETE FROM outbox_batches WHERE key = ?", (key,))
@@ -107,7 +142,8 @@ class Outbox:
         """Records not yet acknowledged by the cloud (leased ones included)."""
 
         def count(conn: sqlite3.Connection) -> int:
-            return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            query = "SELECT count(*) FROM outbox WHERE vendor = ?"
+            return int(conn.execute(query, (self._vendor,)).fetchone()[0])
 
         return await self._db.run(count, write=False)
 
@@ -116,8 +152,9 @@ class Outbox:
 
         def oldest(conn: sqlite3.Connection) -> list[LogRecord]:
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox ORDER BY id LIMIT ?",
-                (-1 if limit is None else limit,),  # SQLite: a negative LIMIT means none
+                f"SELECT {_COLUMNS} FROM outbox WHERE vendor = ? ORDER BY id LIMIT ?",
+                # SQLite: a negative LIMIT means none
+                (self._vendor, -1 if limit is None else limit),
             )
             return [_record(row) for row in rows]
 
@@ -131,4 +168,4 @@ def _batch_records(conn: sqlite3.Connection, key: str) -> tuple[LogRecord, ...]:
 
 def _record(row: tuple[str, str, int, str]) -> LogRecord:
     lock_id, session, received_at, payload = row
-    return LogRecord(MacAddress(lock_id), session, received_at, payload)
+    return LogRecord(lock_id, session, received_at, payload)

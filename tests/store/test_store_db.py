@@ -12,7 +12,7 @@ import pytest
 
 from blelock.errors import StoreError
 from blelock.model import LogRecord, MacAddress
-from blelock.store.db import LATEST_VERSION, Database
+from blelock.store.db import LATEST_VERSION, MIGRATIONS, Database, _statements
 from blelock.store.outbox import Outbox
 
 RECORD = LogRecord(MacAddress("C7:E6:B0:C6:75:38"), "ab" * 20, 1_790_000_000, "cd" * 20)
@@ -194,3 +194,22 @@ async def test_refuses_a_directory_in_its_place(tmp_path: Path) -> None:
     (tmp_path / "blelock.db").mkdir()
     with pytest.raises(StoreError, match="is not a regular file"):
         await Database.open(tmp_path / "blelock.db")
+
+
+async def test_a_version_1_store_upgrades_keeping_its_pending_records(tmp_path: Path) -> None:
+    path = tmp_path / "blelock.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in _statements(MIGRATIONS[0]):  # the store as the first release left it
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO outbox (lock_id, session, received_at, payload) "
+        "VALUES ('C7:E6:B0:C6:75:38', 'ab', 1, 'cd')"
+    )
+    conn.close()
+    async with await Database.open(path) as db:
+        noke = await Outbox(db).pending()
+        assert [(r.lock_id, r.payload) for r in noke] == [("C7:E6:B0:C6:75:38", "cd")]
+        assert await Outbox(db, "keyless").pending() == []
+        version = await db.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+        assert version == LATEST_VERSION == 2

@@ -128,3 +128,37 @@ async def test_draining_many_records_takes_each_once_in_order(outbox: Outbox) ->
         drained.extend(batch.records)
         assert await outbox.acknowledge(batch.key) == len(batch.records)
     assert drained == records(total) and await outbox.pending_count() == 0
+
+
+def keyless_entries(lock: str, sequences: range) -> list[LogRecord]:
+    return [LogRecord(lock, "audit", 1_700_000_000, f"{n:08x}") for n in sequences]
+
+
+async def test_each_vendor_leases_only_its_own_records(db: Database, outbox: Outbox) -> None:
+    keyless = Outbox(db, "keyless")
+    await outbox.append(records(3))
+    await keyless.append(keyless_entries("1f0c", range(1, 5)))
+    assert (await outbox.pending_count(), await keyless.pending_count()) == (3, 4)
+    noke_batch = await outbox.lease(100)
+    keyless_batch = await keyless.lease(100)
+    assert noke_batch is not None and keyless_batch is not None
+    assert noke_batch.records == tuple(records(3))
+    assert keyless_batch.records == tuple(keyless_entries("1f0c", range(1, 5)))
+    # A leased batch comes back to its own vendor only, with its key.
+    assert await keyless.lease(1) == keyless_batch
+    assert await keyless.acknowledge(keyless_batch.key) == 4
+    assert await outbox.pending() == records(3)
+
+
+async def test_log_cursors_move_with_the_records_and_never_back(db: Database) -> None:
+    keyless = Outbox(db, "keyless")
+    assert await keyless.cursor("1f0c", "audit") == 0
+    await keyless.append(keyless_entries("1f0c", range(1, 8)), {("1f0c", "audit"): 7})
+    assert await keyless.cursor("1f0c", "audit") == 7
+    await keyless.append([], {("1f0c", "audit"): 3})  # a stale visit's cursor is ignored
+    assert await keyless.cursor("1f0c", "audit") == 7
+    assert await keyless.cursor("1f0c", "system") == 0 and await keyless.cursor("2a", "audit") == 0
+    # Uploading does not reset it: the next visit still asks for entries after 7.
+    batch = await keyless.lease(100)
+    assert batch is not None and await keyless.acknowledge(batch.key) == 7
+    assert await keyless.cursor("1f0c", "audit") == 7
