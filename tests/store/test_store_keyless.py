@@ -1,0 +1,100 @@
+"""The Keyless part of the store: sealed device credentials and keys, public certificates."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+from store_fakes import FakeClock
+
+from blelock.errors import StoreError
+from blelock.store.crypto import DataKey
+from blelock.store.db import Database
+from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore
+
+LOCK = "0d6f4a52-4b8f-4a5b-9a55-6f1f6f1c2a10"
+HOUR = dt.timedelta(hours=1)
+
+
+@pytest.fixture
+def store(db: Database, data_key: DataKey, clock: FakeClock) -> KeylessStore:
+    return KeylessStore(db, data_key, clock)
+
+
+def key(clock: FakeClock, key_id: str, kind: str = "OPERATING", **changes: object) -> KeylessKey:
+    made = KeylessKey(
+        LOCK,
+        key_id,
+        "OFFLINE" if kind == "OFFLINE" else "OPERATING",
+        "primary",
+        clock.now - HOUR,
+        clock.now + 8 * 24 * HOUR,
+        grant=b"signed grant " + key_id.encode(),
+        private_key_der=b"pkcs8 " + key_id.encode() if kind == "OFFLINE" else None,
+    )
+    return dataclasses.replace(made, **changes)  # type: ignore[arg-type]
+
+
+async def test_the_device_identity_is_sealed_and_comes_back(
+    store: KeylessStore, db: Database
+) -> None:
+    assert await store.device() is None
+    device = DeviceIdentity("5869ca5a-9423-48f5-8d5f-4a2945a203ec", "s3cret-access", b"pk8")
+    await store.save_device(device)
+    assert await store.device() == device
+    assert "s3cret" not in repr(device) and "pk8" not in repr(device)
+    sealed = await db.run(lambda c: c.execute("SELECT sealed FROM secrets").fetchone()[0])
+    assert b"s3cret-access" not in sealed and b"pk8" not in sealed
+
+
+async def test_keys_valid_now_come_operating_first_then_offline(
+    store: KeylessStore, clock: FakeClock
+) -> None:
+    await store.replace_keys(
+        [
+            key(clock, "off-1", "OFFLINE"),
+            key(clock, "op-1"),
+            key(clock, "expired", not_after=clock.now - dt.timedelta(seconds=1)),
+            key(clock, "future", not_before=clock.now + HOUR),
+            key(clock, "elsewhere", lock_id="another-lock"),
+        ],
+        kinds=("OPERATING", "OFFLINE"),
+    )
+    found = await store.keys_for(LOCK)
+    assert [k.key_id for k in found] == ["op-1", "off-1"]
+    assert found[0].private_key_der is None and found[1].private_key_der == b"pkcs8 off-1"
+    assert found[1].grant == b"signed grant off-1"
+    assert len(await store.list_keys()) == 5
+
+
+async def test_a_sync_replaces_only_the_kinds_it_fetched(
+    store: KeylessStore, clock: FakeClock
+) -> None:
+    await store.replace_keys([key(clock, "op-1"), key(clock, "op-2")], kinds=("OPERATING",))
+    await store.replace_keys([key(clock, "off-1", "OFFLINE")], kinds=("OFFLINE",))
+    dropped = await store.replace_keys([key(clock, "op-2")], kinds=("OPERATING",))
+    assert dropped == 1  # op-1 is no longer listed: revoked or expired at the platform
+    assert sorted(k.key_id for k in await store.keys_for(LOCK)) == ["off-1", "op-2"]
+    with pytest.raises(ValueError, match="kinds"):
+        await store.replace_keys([key(clock, "off-2", "OFFLINE")], kinds=("OPERATING",))
+
+
+async def test_a_key_whose_window_was_edited_is_refused(
+    store: KeylessStore, clock: FakeClock, db: Database
+) -> None:
+    await store.replace_keys([key(clock, "op-1")], kinds=("OPERATING",))
+    later = int((clock.now + 90 * 24 * HOUR).timestamp())
+    await db.run(lambda c: c.execute("UPDATE keyless_keys SET not_after = ?", (later,)))
+    with pytest.raises(StoreError, match="tampered") as caught:
+        await store.keys_for(LOCK)
+    assert "signed grant" not in str(caught.value)
+
+
+async def test_lock_certificates_and_a_pending_one(store: KeylessStore) -> None:
+    assert await store.lock(LOCK) is None
+    await store.save_lock(LOCK, b"cert v1")
+    await store.save_lock(LOCK, b"cert v1", pending_certificate=b"cert v2")
+    record = await store.lock(LOCK)
+    assert record is not None
+    assert (record.certificate, record.pending_certificate) == (b"cert v1", b"cert v2")
