@@ -20,12 +20,11 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from blelock.cli.context import open_store
 from blelock.cli.render import show_outcomes
-from blelock.cli.unlock import visit
 from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
+from blelock.jobs import open_store, visit
 from blelock.model import Action, Outcome
 from blelock.sync import drain_outbox, refresh_offline_keys
 from blelock.transport.scan import Found, scan

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from blelock.cli.context import open_store, settings_from
+from blelock.cli.context import settings_from
 from blelock.cli.render import show_pending_logs
+from blelock.jobs import open_store
 from blelock.model import LogRecord
 
 SHOWN = 50

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from blelock.cli.context import open_store, settings_from
+from blelock.cli.context import settings_from
 from blelock.cli.render import activity, show_sync, upload_progress
 from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.errors import UsageError
+from blelock.jobs import open_store
 from blelock.model import MacAddress, parse_mac
 from blelock.sync import drain_outbox, refresh_offline_keys
 

@@ -44,9 +44,9 @@ def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
 
 
 async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measured process
-    from blelock.cli.context import open_store
     from blelock.cloud.noke import NokeCloud
     from blelock.config import load_settings
+    from blelock.jobs import open_store
     from blelock.model import LogRecord, MacAddress
     from blelock.sync import drain_outbox, refresh_offline_keys
 

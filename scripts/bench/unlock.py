@@ -22,10 +22,9 @@ import statistics
 import tempfile
 import time
 
-from blelock.cli.context import open_store
-from blelock.cli.unlock import visit
 from blelock.cloud.noke import NokeCloud
 from blelock.config import load_settings
+from blelock.jobs import open_store, visit
 from blelock.model import Action, parse_mac
 from blelock.sync import drain_outbox, refresh_offline_keys
 from simulators.radio import LatencyModel

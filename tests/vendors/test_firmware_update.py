@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from bleak import BleakScanner
 
-from blelock.cli.firmware import update
 from blelock.config import load_settings
 from blelock.dfu import CONNECTIONS, update_firmware
 from blelock.errors import CloudRejected, LinkLost, LockRefused
+from blelock.jobs import update
 from blelock.model import MacAddress
 from blelock.protocol import dfu, dfu_package, dfu_transfer
 from blelock.transport.base import LinkOpener

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from blelock.cli.context import open_store
-from blelock.cli.unlock import visit
 from blelock.cloud._http import RetryPolicy
 from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
@@ -22,6 +20,7 @@ from blelock.errors import (
     OfflineKeyExpired,
     OfflineKeyRevoked,
 )
+from blelock.jobs import open_store, visit
 from blelock.model import Action, MacAddress, parse_mac
 from blelock.protocol import noke
 from blelock.sync import drain_outbox, refresh_offline_keys

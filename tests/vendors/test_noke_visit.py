@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from blelock.cli.unlock import visit
 from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.errors import (
@@ -19,6 +18,7 @@ from blelock.errors import (
     LockRefused,
     OfflineKeyMissing,
 )
+from blelock.jobs import visit
 from blelock.model import Action, MacAddress, parse_mac
 from blelock.protocol import noke
 from blelock.transport.ble import open_link
