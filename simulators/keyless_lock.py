@@ -1,0 +1,339 @@
+"""A simulated Keyless lock: the lock side of the stand-in :mod:`blelock.protocol.keyless` on the
+simulated radio (NOT the vendor's protocol; see ``docs/keyless-ble-standin.md``).
+
+Honest in the ways a real lock is: a fresh nonce per HELLO and per answer, one use each; grants
+are judged against the platform CA key, the lock's own key generation, its own (drifting) clock
+and its newest revocation list (``keyless.REFUSAL_RULES``); every request but a successful log
+read leaves a signed audit entry with the next sequence number; re-keying keeps the new key
+pending until a certificate for exactly that key, issued by the CA, comes back.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from blelock.errors import ProtocolError, RemoteProtocolError
+from blelock.protocol import keyless
+from simulators.radio import (
+    ATT_READ_NOT_PERMITTED,
+    ATT_REQUEST_NOT_SUPPORTED,
+    ATT_WRITE_NOT_PERMITTED,
+    Advertisement,
+    CharacteristicSpec,
+    GattRefused,
+    ServiceSpec,
+)
+
+__all__ = ["SimKeylessLock", "ca_signer"]
+
+_Notes = list[tuple[str, bytes]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def ca_signer(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    clock: Callable[[], datetime] = _system_clock,
+    validity: timedelta = timedelta(days=3650),
+) -> Callable[[bytes], bytes]:
+    """A CSR-signing callback standing in for the platform (tests without a simulated cloud)."""
+    serials = iter(range(1000, 1 << 30))
+
+    def sign(csr_der: bytes) -> bytes:
+        now = clock()
+        return keyless.issue_certificate(
+            csr_der,
+            ca_key,
+            ca_cert,
+            serial=next(serials),
+            not_before=now - timedelta(days=1),
+            not_after=now + validity,
+        )
+
+    return sign
+
+
+@dataclass
+class SimKeylessLock:
+    mac: str
+    locking_device_id: str
+    ca_cert: x509.Certificate
+    """The platform CA the lock was provisioned with: grants and lists must be signed by it."""
+    key: ec.EllipticCurvePrivateKey = field(repr=False)
+    certificate: bytes
+    """DER of the operational certificate for :attr:`key`."""
+    clock: Callable[[], datetime] = field(default=_system_clock)
+    clock_drift_s: int = 0
+    """How far the lock's clock is off (a fault switch; UPDATE_TIME rewrites it)."""
+    rssi: int = -60
+    low_battery: bool = False
+
+    connections: int = 0
+    opens: int = 0
+    firmware_updates: int = 0
+    time_updates: int = 0
+    rekeys_started: int = 0
+    certificates_installed: int = 0
+    malformed: int = 0
+    refusals: collections.Counter[keyless.ResultCode] = field(default_factory=collections.Counter)
+    audit_log: list[keyless.AuditEntry] = field(default_factory=list)
+    """Signed entries in sequence order (``blob`` holds the signed bytes)."""
+    revocations: keyless.RevocationList = field(
+        default_factory=lambda: keyless.RevocationList(0, frozenset())
+    )
+    pending_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
+    time_floor: datetime = _EPOCH
+    state: str = "locked"
+
+    _nonce: bytes | None = None
+    _reassembler: keyless.Reassembler = field(default_factory=keyless.Reassembler)
+    _last_sequence: int = 0
+
+    @classmethod
+    def provision(
+        cls,
+        *,
+        mac: str,
+        locking_device_id: str,
+        ca_cert: x509.Certificate,
+        sign_csr: Callable[[bytes], bytes],
+        clock: Callable[[], datetime] = _system_clock,
+        clock_drift_s: int = 0,
+    ) -> SimKeylessLock:
+        """The lock makes its first key and CSR; the platform (``sign_csr``) certifies it."""
+        key = keyless.generate_key()
+        certificate = sign_csr(keyless.make_csr(key, locking_device_id))
+        return cls(
+            mac=mac,
+            locking_device_id=locking_device_id,
+            ca_cert=ca_cert,
+            key=key,
+            certificate=certificate,
+            clock=clock,
+            clock_drift_s=clock_drift_s,
+        )
+
+    # --- what tests and the world look at -------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return self.mac
+
+    @property
+    def lock_key_id(self) -> bytes:
+        return keyless.key_id_of(self.key.public_key())
+
+    @property
+    def cert(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.certificate)
+
+    def now(self) -> datetime:
+        return self.clock() + timedelta(seconds=self.clock_drift_s)
+
+    # --- Peripheral -----------------------------------------------------------------------------
+
+    def advertisement(self) -> Advertisement | None:
+        return Advertisement(
+            local_name=keyless.local_name_for(self.locking_device_id),
+            manufacturer_data={
+                keyless.COMPANY_ID: keyless.encode_advert(
+                    self.locking_device_id,
+                    rekey_pending=self.pending_key is not None,
+                    low_battery=self.low_battery,
+                )
+            },
+            service_uuids=(keyless.SERVICE_UUID,),
+            service_data={},
+            rssi=self.rssi,
+        )
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        return (
+            ServiceSpec(
+                uuid=keyless.SERVICE_UUID,
+                characteristics=(
+                    CharacteristicSpec(keyless.WRITE_UUID, ("write", "write-without-response")),
+                    CharacteristicSpec(keyless.NOTIFY_UUID, ("notify",)),
+                ),
+            ),
+        )
+
+    def on_connect(self) -> None:
+        self.connections += 1
+        self._nonce = None
+        self._reassembler = keyless.Reassembler()
+
+    def on_disconnect(self) -> None:
+        self._nonce = None
+        self.state = "locked"  # the lock re-engages when the visit ends
+
+    def on_subscribe(self, char_uuid: str, enabled: bool) -> None:
+        if char_uuid != keyless.NOTIFY_UUID:
+            raise GattRefused(ATT_REQUEST_NOT_SUPPORTED, f"{char_uuid} does not notify")
+
+    def on_read(self, char_uuid: str) -> bytes:
+        raise GattRefused(ATT_READ_NOT_PERMITTED, f"{char_uuid} is not readable")
+
+    def on_write(self, char_uuid: str, data: bytes) -> _Notes:
+        if char_uuid != keyless.WRITE_UUID:
+            raise GattRefused(ATT_WRITE_NOT_PERMITTED, f"{char_uuid} is not writable")
+        try:
+            message = self._reassembler.feed(bytes(data))
+            if message is None:
+                return []
+            decoded = keyless.decode_request(message)
+        except RemoteProtocolError:
+            self.malformed += 1
+            return self._notes(keyless.encode_malformed())
+        if isinstance(decoded, keyless.Hello):
+            self._nonce = os.urandom(keyless.LIMITS.nonce_size)
+            return self._notes(
+                keyless.encode_challenge(
+                    self._nonce,
+                    lock_time=self.now(),
+                    audit_last_sequence=self._last_sequence,
+                    revocation_version=self.revocations.version,
+                    certificate=self.certificate,
+                )
+            )
+        return self._notes(self._answer(decoded))
+
+    # --- the lock's logic -----------------------------------------------------------------------
+
+    def _notes(self, message: bytes) -> _Notes:
+        return [(keyless.NOTIFY_UUID, part) for part in keyless.fragment(message)]
+
+    def _answer(self, request: keyless.Request) -> bytes:
+        signer = self.key
+        grant: keyless.Grant | None = None
+        payload = b""
+        code = self._take_revocations(request.revocations)
+        if code is keyless.ResultCode.OK:
+            code, grant = keyless.check_request(request, self._view())
+        if code is keyless.ResultCode.OK and grant is not None:
+            tolerance = timedelta(seconds=keyless.LIMITS.clock_tolerance_s)
+            self.time_floor = max(self.time_floor, grant.not_before - tolerance)
+            code, payload, signer = self._execute(request)
+        if code is not keyless.ResultCode.OK:
+            self.refusals[code] += 1
+        if not (code is keyless.ResultCode.OK and request.command is keyless.Command.READ_AUDIT):
+            self._append_audit(request.command, code, grant)
+        request_nonce, self._nonce = request.nonce, os.urandom(keyless.LIMITS.nonce_size)
+        return keyless.encode_result(
+            signer,
+            command=request.command,
+            code=code,
+            request_nonce=request_nonce,
+            next_nonce=self._nonce,
+            lock_time=self.now(),
+            payload=payload,
+        )
+
+    def _view(self) -> keyless.LockView:
+        return keyless.LockView(
+            locking_device_id=self.locking_device_id,
+            lock_key_id=self.lock_key_id,
+            platform_public_key=_ec_key(self.ca_cert),
+            now=self.now(),
+            expected_nonce=self._nonce,
+            revoked=self.revocations.key_ids,
+            time_floor=self.time_floor,
+        )
+
+    def _take_revocations(self, blob: bytes) -> keyless.ResultCode:
+        if not blob:
+            return keyless.ResultCode.OK
+        try:
+            revocations = keyless.verify_revocation_list(blob, _ec_key(self.ca_cert))
+        except ProtocolError:
+            return keyless.ResultCode.BAD_REVOCATION_LIST
+        if revocations.version > self.revocations.version:
+            self.revocations = revocations
+        return keyless.ResultCode.OK
+
+    def _execute(
+        self, request: keyless.Request
+    ) -> tuple[keyless.ResultCode, bytes, ec.EllipticCurvePrivateKey]:
+        ok = keyless.ResultCode.OK
+        command = request.command
+        if command is keyless.Command.OPEN:
+            self.opens += 1
+            self.state = "unlocked"
+        elif command is keyless.Command.UPDATE_FIRMWARE:
+            self.firmware_updates += 1
+        elif command is keyless.Command.UPDATE_TIME:
+            previous = self.now()
+            new_time = keyless.parse_time_argument(request.argument)
+            self.clock_drift_s = int((new_time - self.clock()).total_seconds())
+            self.time_updates += 1
+            return ok, keyless.time_argument(previous), self.key
+        elif command is keyless.Command.READ_AUDIT:
+            if len(request.argument) != 4:
+                return keyless.ResultCode.MALFORMED, b"", self.key
+            after = int.from_bytes(request.argument, "big")
+            newer = [entry.blob for entry in self.audit_log if entry.sequence > after]
+            page = newer[: keyless.LIMITS.audit_page_size]
+            more = len(newer) > len(page)
+            return ok, keyless.encode_audit_page(page, more=more), self.key
+        elif command is keyless.Command.START_REKEY:
+            if self.pending_key is None:  # idempotent: a second visit one gets the same CSR
+                self.pending_key = keyless.generate_key()
+                self.rekeys_started += 1
+            return ok, keyless.make_csr(self.pending_key, self.locking_device_id), self.key
+        elif command is keyless.Command.INSTALL_CERTIFICATE:
+            return self._install(request.argument)
+        return ok, b"", self.key
+
+    def _install(
+        self, cert_der: bytes
+    ) -> tuple[keyless.ResultCode, bytes, ec.EllipticCurvePrivateKey]:
+        if self.pending_key is None:
+            return keyless.ResultCode.NO_PENDING_KEY, b"", self.key
+        try:
+            cert = keyless.verify_lock_certificate(cert_der, self.ca_cert, at=self.now())
+        except ProtocolError:
+            return keyless.ResultCode.CERTIFICATE_MISMATCH, b"", self.key
+        pending_id = keyless.key_id_of(self.pending_key.public_key())
+        if keyless.key_id_of(_ec_key(cert)) != pending_id:
+            return keyless.ResultCode.CERTIFICATE_MISMATCH, b"", self.key
+        self.key, self.pending_key = self.pending_key, None
+        self.certificate = cert.public_bytes(serialization.Encoding.DER)
+        self.certificates_installed += 1
+        return keyless.ResultCode.OK, pending_id, self.key
+
+    def _append_audit(
+        self, command: keyless.Command, code: keyless.ResultCode, grant: keyless.Grant | None
+    ) -> None:
+        self._last_sequence += 1
+        entry = keyless.AuditEntry(
+            sequence=self._last_sequence,
+            occurred_at=self.now(),
+            operation=command,
+            operating_device_id=grant.operating_device_id if grant else None,
+            key_id=grant.key_id if grant else None,
+            result=code,
+        )
+        blob = keyless.sign_audit_entry(entry, self.key)
+        self.audit_log.append(dataclasses.replace(entry, blob=blob))
+        del self.audit_log[: -keyless.LIMITS.audit_capacity]
+
+
+def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise TypeError("the certificate does not carry an EC key")
+    return key
