@@ -16,11 +16,21 @@ from blelock.errors import DeviceNotFound, LinkTimeout
 from blelock.model import MacAddress, Sighting
 from blelock.protocol.advert import noke_sighting
 from blelock.protocol.dfu import SECURE_DFU_SERVICE_UUID, bootloader_address, dfu_service_kind
+from blelock.protocol.keyless import SERVICE_UUID as KEYLESS_SERVICE_UUID
+from blelock.protocol.keyless import KeylessAdvert, parse_keyless_advert
 from blelock.protocol.noke import SERVICE_UUID
 from blelock.transport.backends import resolve_scanner_backend
 from blelock.transport.ble import map_bleak_errors
 
-__all__ = ["Found", "UpdateTarget", "find_lock", "find_update_target", "scan"]
+__all__ = [
+    "Found",
+    "KeylessFound",
+    "UpdateTarget",
+    "find_keyless_lock",
+    "find_lock",
+    "find_update_target",
+    "scan",
+]
 
 SERVICE_FILTER = [SERVICE_UUID]
 
@@ -142,4 +152,32 @@ async def find_update_target(
     if not await _listen(settings, heard, seen, timeout, filters):
         what = "its bootloader was" if bootloader_only else "neither it nor its bootloader was"
         raise DeviceNotFound(f"{what} seen within {timeout:g} s of scanning")
+    return seen.result()
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessFound:
+    advert: KeylessAdvert
+    device: BLEDevice
+
+
+async def find_keyless_lock(locking_device_id: str, settings: Settings) -> KeylessFound:
+    """Scan until the Keyless lock ``locking_device_id`` advertises (its advert carries the
+    id), or DeviceNotFound after the scan timeout."""
+    wanted = locking_device_id.lower()
+    seen: asyncio.Future[KeylessFound] = asyncio.get_running_loop().create_future()
+
+    def heard(device: BLEDevice, adv: AdvertisementData) -> None:
+        advert = parse_keyless_advert(
+            local_name=adv.local_name or device.name,
+            manufacturer_data=adv.manufacturer_data,
+            service_uuids=adv.service_uuids,
+            rssi=adv.rssi,
+        )
+        if advert is not None and advert.locking_device_id == wanted and not seen.done():
+            seen.set_result(KeylessFound(advert, device))
+
+    timeout = settings.timeouts.scan
+    if not await _listen(settings, heard, seen, timeout, [KEYLESS_SERVICE_UUID]):
+        raise DeviceNotFound(f"not seen within {timeout:g} s of scanning")
     return seen.result()

@@ -1,0 +1,200 @@
+"""One visit to a Keyless lock: the stand-in conversation (:mod:`blelock.protocol.keyless`)
+over a LockLink, with what the store holds for that lock.
+
+A visit opens (or sets the time, or re-keys), then collects every audit entry after the last
+one kept, and puts them in the outbox with the new cursor in one transaction, before it returns
+or raises: what the lock gave is never lost, and the next visit never asks for it twice. A
+certificate the platform issued for a pending re-keying is installed first, so the keys bound
+to the new lock key work in the same visit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from blelock.clock import Clock, SystemClock
+from blelock.config import Timeouts
+from blelock.errors import BlelockError, LinkTimeout, LockRefused, lock_context
+from blelock.model import LogRecord
+from blelock.protocol import keyless
+from blelock.transport.base import LinkOpener, LockLink
+
+__all__ = ["AUDIT_LOG", "KeylessLogSink", "KeylessMaterial", "KeylessOutcome", "KeylessVisit"]
+
+AUDIT_LOG = "audit"
+"""The outbox session name, and the cursor's log name, of audit entries."""
+
+REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
+    keyless.ResultCode.EXPIRED: "run `blelock sync` while online for a fresh key; if the lock's "
+    "clock is wrong, `blelock keyless set-time` with a key that allows UPDATE_TIME",
+    keyless.ResultCode.NOT_YET_VALID: "the key is not valid yet by the lock's clock; wait, or "
+    "correct the lock's clock with `blelock keyless set-time`",
+    keyless.ResultCode.WRONG_OPERATION: "your permission does not include this operation; ask "
+    "the administrator",
+    keyless.ResultCode.REVOKED: "the key was revoked; ask the administrator for access",
+    keyless.ResultCode.WRONG_LOCK_KEY: "the lock was re-keyed; run `blelock sync` while online",
+}
+_DEFAULT_HINT = "run `blelock sync` while online and try again; if it persists, report it"
+
+
+class KeylessLogSink(Protocol):
+    """The outbox (vendor "keyless"): durable when ``append`` returns, cursors included."""
+
+    async def append(
+        self, records: Sequence[LogRecord], cursors: Mapping[tuple[str, str], int] | None = None
+    ) -> None: ...
+
+    async def cursor(self, lock_id: str, log: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessMaterial:
+    """What the companion holds for one lock, from the store (refreshed online first when the
+    platform could be reached)."""
+
+    ca_certificate: x509.Certificate
+    credentials: Sequence[keyless.Credential] = field(repr=False)
+    revocations: bytes = b""
+    pending_certificate: bytes | None = None
+    """Issued by the platform for the re-keying the lock started on an earlier visit."""
+    earlier_certificates: Sequence[bytes] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessOutcome:
+    lock_id: str
+    operation: str
+    key_id: str | None
+    audit_collected: int
+    certificate_installed: bytes | None = None
+    """DER of the certificate the lock now runs on, when this visit installed it."""
+    csr: bytes | None = None
+    """The lock's certificate signing request, when this visit started a re-keying."""
+    time_set: tuple[datetime, datetime] | None = None
+    """(the lock's clock before, after) when this visit set it."""
+
+
+class KeylessVisit:
+    def __init__(
+        self,
+        lock_id: str,
+        open_link: LinkOpener,
+        material: KeylessMaterial,
+        timeouts: Timeouts,
+        logs: KeylessLogSink,
+        clock: Clock | None = None,
+    ) -> None:
+        self.lock_id = lock_id
+        self._open_link = open_link
+        self._material = material
+        self._timeouts = timeouts
+        self._logs = logs
+        self._clock = clock or SystemClock()
+
+    async def open(self, *, rekey: bool = False) -> KeylessOutcome:
+        """Open the lock; with ``rekey``, also make it start a re-keying (visit one)."""
+        steps: list[keyless.Step] = [keyless.Open()]
+        if rekey:
+            steps.append(keyless.StartRekey())
+        return await self._visit("open", steps)
+
+    async def set_time(self) -> KeylessOutcome:
+        """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME)."""
+        now = self._clock.now_utc().astimezone(UTC).replace(microsecond=0)
+        return await self._visit("set time", [keyless.SetTime(now)])
+
+    async def collect_logs(self) -> KeylessOutcome:
+        """Only collect the audit entries the lock holds after the last one kept."""
+        return await self._visit("collect logs", [])
+
+    async def _visit(self, operation: str, steps: list[keyless.Step]) -> KeylessOutcome:
+        with lock_context(self.lock_id, operation):
+            after = await self._logs.cursor(self.lock_id, AUDIT_LOG)
+            if self._material.pending_certificate is not None:
+                steps = [keyless.InstallCertificate(self._material.pending_certificate), *steps]
+            steps = [*steps, keyless.CollectAudit(after)]
+            conversation = keyless.KeylessConversation(
+                ca_cert=self._material.ca_certificate,
+                locking_device_id=self.lock_id,
+                credentials=self._material.credentials,
+                steps=steps,
+                now=self._clock.now_utc(),
+                revocations=self._material.revocations,
+                earlier_certificates=self._material.earlier_certificates,
+            )
+            try:
+                async with asyncio.timeout(self._timeouts.visit):
+                    await self._converse(conversation)
+            except TimeoutError as exc:
+                if isinstance(exc, BlelockError):
+                    raise
+                raise LinkTimeout(
+                    f"the visit took longer than {self._timeouts.visit:g} s"
+                ) from None
+            finally:
+                # Whatever happened, what the lock gave is kept before anyone hears of it.
+                await self._keep_audit(conversation.events, after)
+            return self._outcome(operation, conversation.events)
+
+    async def _converse(self, conversation: keyless.KeylessConversation) -> None:
+        async with self._open_link() as link:
+            await link.subscribe(keyless.NOTIFY_UUID, timeout=self._timeouts.gatt)
+            await self._drive(link, conversation)
+
+    async def _drive(self, link: LockLink, conversation: keyless.KeylessConversation) -> None:
+        answer_timeout = min(self._timeouts.command, keyless.LIMITS.answer_timeout_s)
+        while (action := conversation.next_action()) is not None:
+            if isinstance(action, keyless.Write):
+                await link.write(keyless.WRITE_UUID, action.data, timeout=self._timeouts.command)
+                continue
+            for event in conversation.receive(await link.notification(timeout=answer_timeout)):
+                if isinstance(event, keyless.Refused):
+                    reason = event.reason
+                    raise LockRefused(
+                        f"the lock refused {event.command.name}: {reason.name}",
+                        reason=reason,
+                        hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
+                    )
+
+    async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
+        entries = [
+            entry
+            for event in events
+            if isinstance(event, keyless.AuditEntries)
+            for entry in event.entries
+            if entry.sequence > after
+        ]
+        if not entries:
+            return
+        received = int(self._clock.now_utc().timestamp())
+        records = [
+            LogRecord(self.lock_id, AUDIT_LOG, received, entry.blob.hex()) for entry in entries
+        ]
+        last = max(entry.sequence for entry in entries)
+        await self._logs.append(records, {(self.lock_id, AUDIT_LOG): last})
+
+    def _outcome(self, operation: str, events: Sequence[keyless.Event]) -> KeylessOutcome:
+        key_id: str | None = None
+        installed: bytes | None = None
+        csr: bytes | None = None
+        time_set: tuple[datetime, datetime] | None = None
+        collected = 0
+        for event in events:
+            if isinstance(event, keyless.Opened | keyless.FirmwareUpdateAccepted):
+                key_id = event.key_id
+            elif isinstance(event, keyless.CertificateInstalled):
+                installed = event.certificate.public_bytes(Encoding.DER)
+            elif isinstance(event, keyless.CsrReady):
+                csr = event.csr
+            elif isinstance(event, keyless.TimeSet):
+                time_set = (event.previous, event.now)
+            elif isinstance(event, keyless.AuditEntries):
+                collected += len(event.entries)
+        return KeylessOutcome(self.lock_id, operation, key_id, collected, installed, csr, time_set)
