@@ -78,10 +78,12 @@ async def with_retries(
     *,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
+    retry_if: Callable[[CloudError], bool] = is_transient,
 ) -> T:
     """Run ``operation``; on a transient CloudError wait (Retry-After, else jittered backoff)
     and try again, up to ``policy.attempts`` in all; then raise the last error, its message
-    saying how many attempts were made."""
+    saying how many attempts were made. ``retry_if`` narrows what counts as transient (a
+    request that is not idempotent may only be retried when the cloud did not process it)."""
     rng = rng or random.Random()
     for attempt in range(1, policy.attempts + 1):
         try:
@@ -89,7 +91,7 @@ async def with_retries(
         except CloudError as exc:
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
             too_long = retry_after is not None and retry_after > policy.max_retry_after_s
-            if not is_transient(exc) or attempt == policy.attempts or too_long:
+            if not retry_if(exc) or attempt == policy.attempts or too_long:
                 if attempt > 1:
                     exc.message = f"{exc.message} (after {attempt} attempts)"
                     exc.args = (exc.message,)
