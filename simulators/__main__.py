@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--locks", type=int, default=3, help="number of padlocks (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="world seed: MACs, keys, hardware")
+    parser.add_argument(
+        "--keyless-locks", type=int, default=0, help="Keyless padlocks on the platform (default 0)"
+    )
     model = LatencyModel()
     latency = parser.add_argument_group("latency model (milliseconds)")
     latency.add_argument(
@@ -128,6 +131,8 @@ def _cloud_faults(specs: Sequence[str]) -> CloudFaults:
 def spec_from_args(args: argparse.Namespace) -> WorldSpec:
     if args.locks < 1:
         raise ValueError("--locks must be at least 1")
+    if args.keyless_locks < 0:
+        raise ValueError("--keyless-locks must be 0 or more")
     for number in args.jam:
         if not 1 <= number <= args.locks:
             raise ValueError(f"--jam {number}: there is no lock {number}")
@@ -146,18 +151,27 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
         mechanical_faults={n - 1: MechanicalFaults(jam_unlock=1) for n in args.jam},
         cloud_faults=_cloud_faults(args.cloud_fault),
         offline_tracking_keys=tuple(f"tech-{n}" for n in range(1, args.offline_keys + 1)),
+        keyless_locks=args.keyless_locks,
     )
 
 
 def _announce(running: RunningWorld, as_json: bool) -> None:
     locks = [{"mac": lock.mac, "hardware": lock.hardware} for lock in running.world.locks]
+    keyless = running.world.keyless
+    keyless_locks = [] if keyless is None else [lock.locking_device_id for lock in keyless.locks]
+    invitation = None if keyless is None else keyless.invitation_code
     if as_json:
-        print(json.dumps({"env": running.environment, "locks": locks}), flush=True)
+        announced = {"env": running.environment, "locks": locks, "keyless_locks": keyless_locks}
+        print(json.dumps(announced | {"keyless_invitation": invitation}), flush=True)
         return
     for name, value in running.environment.items():
         print(f"export {name}={shlex.quote(value)}")
     for lock in locks:
         print(f"# lock {lock['mac']} ({lock['hardware']})")
+    for lock_id in keyless_locks:
+        print(f"# Keyless lock {lock_id}")
+    if invitation is not None:
+        print(f"# Keyless invitation code: {invitation}")
     sys.stdout.flush()
 
 

@@ -1788,29 +1788,36 @@ async def mobile_operating_keys(call: Call) -> Response:
         if lock is None or lock.certificate is None:
             continue
         not_after = _whole_seconds(min(permission.end, now + permission.validity))
-        grant = kp.Grant(
-            key_id=state.new_id(),
-            kind=kp.GrantKind.OPERATING,
-            operating_device_id=device.id,
-            locking_device_id=lock.id,
-            operations=frozenset({kp.Operation(permission.operation_type)}),
-            not_before=_whole_seconds(permission.start),
-            not_after=not_after,
-            lock_key_id=lock.certificate.lock_key_id,
-            holder_public_key=device.public_key,
-        )
-        state.issued_operating_keys[grant.key_id] = IssuedOperatingKey(
-            grant.key_id, device.id, permission.id, lock.id, not_after
-        )
-        items.append(
-            {
-                "lockingDeviceId": lock.id,
-                "keyId": grant.key_id,
-                "grant": _b64(kp.sign_grant(grant, state.platform_key)),
-                "notAfter": _iso(not_after),
-                "certificate": _b64(lock.certificate.der),
-            }
-        )
+        # While a re-keying is pending the platform cannot know which key the lock runs on:
+        # one key per generation, and the lock takes the one bound to its own (as with the
+        # primary and alternative offline keys).
+        generations = [lock.certificate]
+        if lock.pending_certificate is not None:
+            generations.append(lock.pending_certificate)
+        for certificate in generations:
+            grant = kp.Grant(
+                key_id=state.new_id(),
+                kind=kp.GrantKind.OPERATING,
+                operating_device_id=device.id,
+                locking_device_id=lock.id,
+                operations=frozenset({kp.Operation(permission.operation_type)}),
+                not_before=_whole_seconds(permission.start),
+                not_after=not_after,
+                lock_key_id=certificate.lock_key_id,
+                holder_public_key=device.public_key,
+            )
+            state.issued_operating_keys[grant.key_id] = IssuedOperatingKey(
+                grant.key_id, device.id, permission.id, lock.id, not_after
+            )
+            items.append(
+                {
+                    "lockingDeviceId": lock.id,
+                    "keyId": grant.key_id,
+                    "grant": _b64(kp.sign_grant(grant, state.platform_key)),
+                    "notAfter": _iso(not_after),
+                    "certificate": _b64(lock.certificate.der),
+                }
+            )
     return _mobile_ok({"items": items})
 
 

@@ -1,5 +1,6 @@
-"""A whole simulated world: Nokē padlocks on a radio, the Nokē cloud that knows their keys, both
-served on 127.0.0.1, and the settings that point ``blelock`` at them.
+"""A whole simulated world: Nokē padlocks and Keyless padlocks on one radio, the Nokē cloud and
+the Keyless platform that know them, all served on 127.0.0.1, and the settings that point
+``blelock`` at them.
 
 Used three ways, always through the same sockets: in a test's own event loop (``serve_world``),
 by the ``blelock-sim`` harness process, and by ``blelock demo`` (which starts that process).
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import random
 import secrets
 import socket
@@ -25,6 +27,14 @@ from blelock.protocol.dfu_package import load_public_key
 from simulators.dfu_target import SimDfuTarget
 from simulators.faults import LinkFaults
 from simulators.firmware import TEST_SIGNING_PUBLIC_KEY_PEM
+from simulators.keyless_cloud import (
+    Invitation,
+    KeylessPlatformState,
+    Permission,
+    keyless_app,
+    register_lock,
+)
+from simulators.keyless_lock import SimKeylessLock
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
 from simulators.radio import LatencyModel, Radio, RadioServer
@@ -51,6 +61,18 @@ class WorldSpec:
     cloud_faults: CloudFaults = field(default_factory=CloudFaults)
     offline_tracking_keys: tuple[str, ...] = ()
     """Offline keys the cloud has already issued for every lock (a fleet to sync, for benches)."""
+    keyless_locks: int = 0
+    """Keyless padlocks, claimed on the simulated platform; a technician user may open each
+    (OPEN and UPDATE_TIME permissions) once it activates its invitation."""
+
+
+@dataclass
+class KeylessWorld:
+    platform: KeylessPlatformState
+    locks: list[SimKeylessLock]
+    technician_user_id: str
+    invitation_code: str
+    """What the administrator would hand the technician: activates one operating device."""
 
 
 @dataclass
@@ -60,6 +82,7 @@ class World:
     cloud: NokeCloudState
     bootloaders: list[SimDfuTarget] = field(default_factory=list)
     """Each lock's Nordic bootloader (same index), silent until a firmware-update command."""
+    keyless: KeylessWorld | None = None
 
 
 def build_world(spec: WorldSpec) -> World:
@@ -113,7 +136,52 @@ def build_world(spec: WorldSpec) -> World:
     for registered in cloud.locks.values():
         for tracking_key in spec.offline_tracking_keys:
             registered.issue_offline_key(tracking_key)
-    return World(radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders)
+    keyless = _keyless_world(spec, rng, radio) if spec.keyless_locks else None
+    return World(radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders, keyless=keyless)
+
+
+PERMISSION_SPAN = dt.timedelta(days=365)
+
+
+def _keyless_world(spec: WorldSpec, rng: random.Random, radio: Radio) -> KeylessWorld:
+    platform = KeylessPlatformState.create(
+        api_key=f"sim-keyless-{secrets.token_hex(12)}", seed=spec.seed
+    )
+    technician = platform.add_user("USER")
+    now = platform.now().replace(microsecond=0)
+    locks = []
+    for index in range(spec.keyless_locks):
+        lock_id = platform.new_id()
+        lock = SimKeylessLock.provision(
+            mac=":".join(f"{rng.randrange(256):02X}" for _ in range(6)),
+            locking_device_id=lock_id,
+            ca_cert=platform.ca_certificate,
+            sign_csr=lambda csr: platform.certify(csr).der,
+        )
+        radio.add(lock)
+        register_lock(
+            platform, lock_id, lock.certificate, f"KL-{index:04d}", name=f"Unit {index + 1}"
+        )
+        for operation in ("OPEN", "UPDATE_TIME"):
+            permission = Permission(
+                id=platform.new_id(),
+                user_id=technician.id,
+                locking_device_id=lock_id,
+                operation_type=operation,
+                permission_type="SINGLE_INTERVAL",
+                validity=dt.timedelta(days=8),
+                start=now - dt.timedelta(hours=1),
+                end=now + PERMISSION_SPAN,
+                seq=platform.next_seq(),
+            )
+            platform.permissions[permission.id] = permission
+        locks.append(lock)
+    code = secrets.token_urlsafe(12)
+    invitation = Invitation(
+        platform.new_id(), technician.id, code, expires_at=now + dt.timedelta(days=1)
+    )
+    platform.invitations[invitation.id] = invitation
+    return KeylessWorld(platform, locks, technician.id, code)
 
 
 def world_state(world: World) -> dict[str, Any]:
@@ -128,6 +196,7 @@ def world_state(world: World) -> dict[str, Any]:
         "uploads_replayed": cloud.uploads_replayed,
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
         "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
+        "keyless": _keyless_state(world.keyless),
         "bootloaders": {
             lock.mac: {
                 "in_dfu_mode": bootloader.in_dfu_mode,
@@ -141,11 +210,29 @@ def world_state(world: World) -> dict[str, Any]:
     }
 
 
+def _keyless_state(keyless: KeylessWorld | None) -> dict[str, Any]:
+    if keyless is None:
+        return {}
+    platform = keyless.platform
+    return {
+        lock.locking_device_id: {
+            "opens": lock.opens,
+            "audit_given": [entry.sequence for entry in lock.audit_log],
+            "audit_received": sorted(
+                entry.sequence_number for entry in platform.audit_entries(lock.locking_device_id)
+            ),
+            "key_id": lock.lock_key_id.hex(),
+        }
+        for lock in keyless.locks
+    } | {"_duplicates": platform.duplicate_submissions}
+
+
 @dataclass
 class RunningWorld:
     world: World
     radio_address: str
     cloud_url: str
+    keyless_url: str | None = None
 
     @property
     def environment(self) -> dict[str, str]:
@@ -157,6 +244,17 @@ class RunningWorld:
             "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
             "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
             "BLELOCK_SIM_RADIO": self.radio_address,
+        } | self._keyless_environment()
+
+    def _keyless_environment(self) -> dict[str, str]:
+        keyless = self.world.keyless
+        if keyless is None or self.keyless_url is None:
+            return {}
+        return {
+            "BLELOCK_KEYLESS_URL": self.keyless_url,
+            "BLELOCK_KEYLESS_API_KEY": keyless.platform.api_key,
+            "BLELOCK_KEYLESS_USER_ID": keyless.platform.admin_user_id,
+            "BLELOCK_KEYLESS_ACCESS_KEY": keyless.platform.admin_access_key,
         }
 
 
@@ -175,24 +273,36 @@ def _listening_socket() -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
-    """Serve the radio and the cloud on 127.0.0.1 (free ports) for the duration of the block."""
-    radio_server = await RadioServer.start(world.radio, host=HOST, port=0)
+async def _serve_http(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app on 127.0.0.1 (a free port) for the block; yields its base URL."""
     sock = _listening_socket()
     port = sock.getsockname()[1]
-    introspection = Route("/_sim/state", lambda request: JSONResponse(world_state(world)))
-    config = uvicorn.Config(
-        create_app(world.cloud, extra_routes=[introspection]),
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-    )
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
     http = uvicorn.Server(config)
     http_task = asyncio.create_task(http.serve(sockets=[sock]))
     try:
-        yield RunningWorld(world, radio_server.address, f"http://{HOST}:{port}/")
+        yield f"http://{HOST}:{port}/"
     finally:
         http.should_exit = True
         await http_task
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
+    """Serve the radio and the clouds on 127.0.0.1 (free ports) for the duration of the block."""
+    radio_server = await RadioServer.start(world.radio, host=HOST, port=0)
+    introspection = Route("/_sim/state", lambda request: JSONResponse(world_state(world)))
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            cloud_url = await stack.enter_async_context(
+                _serve_http(create_app(world.cloud, extra_routes=[introspection]))
+            )
+            keyless_url = None
+            if world.keyless is not None:
+                keyless_url = await stack.enter_async_context(
+                    _serve_http(keyless_app(world.keyless.platform))
+                )
+            yield RunningWorld(world, radio_server.address, cloud_url, keyless_url)
+    finally:
         await radio_server.close()

@@ -24,12 +24,13 @@ from blelock.errors import StoreError
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
 
-__all__ = ["DeviceIdentity", "KeylessKey", "KeylessLockRecord", "KeylessStore"]
+__all__ = ["DeviceIdentity", "KeylessKey", "KeylessLockRecord", "KeylessStore", "PlatformTrust"]
 
 KeyKind = Literal["OPERATING", "OFFLINE"]
 KeyRole = Literal["primary", "alternative"]
 
 _DEVICE: Final = "keyless.operating_device"
+_PLATFORM: Final = "keyless.platform"
 _LENGTH = struct.Struct(">I")
 
 
@@ -67,6 +68,15 @@ class KeylessLockRecord:
     """Issued by the platform for a re-keying the lock started; installed on the next visit."""
 
 
+@dataclass(frozen=True, slots=True)
+class PlatformTrust:
+    """What the companion pins: the platform CA, and the newest signed revocation list."""
+
+    ca_certificate: bytes
+    revocations: bytes
+    """The signed list as the platform gave it (empty before the first sync)."""
+
+
 class KeylessStore:
     def __init__(self, db: Database, data_key: DataKey, clock: Clock) -> None:
         self._db = db
@@ -84,29 +94,30 @@ class KeylessStore:
         )
         sealed = self._key.seal(plaintext, _DEVICE.encode())
 
-        def save(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO secrets (name, sealed) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed",
-                (_DEVICE, sealed),
-            )
-
-        await self._db.run(save)
+        await self._db.run(lambda conn: _put_secret(conn, _DEVICE, sealed))
 
     async def device(self) -> DeviceIdentity | None:
         """The activated operating device, or None before ``blelock keyless activate``."""
-
-        def read(conn: sqlite3.Connection) -> bytes | None:
-            row = conn.execute(
-                "SELECT CAST(sealed AS BLOB) FROM secrets WHERE name = ?", (_DEVICE,)
-            ).fetchone()
-            return None if row is None else bytes(row[0])
-
-        sealed = await self._db.run(read, write=False)
+        sealed = await self._db.run(lambda conn: _get_secret(conn, _DEVICE), write=False)
         if sealed is None:
             return None
         device_id, access_key, private_key = _unpack(self._open(sealed, _DEVICE.encode(), 3))
         return DeviceIdentity(device_id.decode(), access_key.decode(), private_key)
+
+    # --- the platform ---------------------------------------------------------------------------
+
+    async def save_platform(self, trust: PlatformTrust) -> None:
+        """Sealed although public: the pinned CA decides which locks are believed, so an edit
+        to the database must not be able to swap it."""
+        sealed = self._key.seal(_pack(trust.ca_certificate, trust.revocations), _PLATFORM.encode())
+        await self._db.run(lambda conn: _put_secret(conn, _PLATFORM, sealed))
+
+    async def platform(self) -> PlatformTrust | None:
+        sealed = await self._db.run(lambda conn: _get_secret(conn, _PLATFORM), write=False)
+        if sealed is None:
+            return None
+        ca, revocations = _unpack(self._open(sealed, _PLATFORM.encode(), 2))
+        return PlatformTrust(ca, revocations)
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -258,6 +269,20 @@ class KeylessStore:
                 hint="run `blelock sync` while online to fetch keys again, or "
                 "`blelock keyless activate` again for the device's own credentials",
             ) from None
+
+
+def _put_secret(conn: sqlite3.Connection, name: str, sealed: bytes) -> None:
+    conn.execute(
+        "INSERT INTO secrets (name, sealed) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed",
+        (name, sealed),
+    )
+
+
+def _get_secret(conn: sqlite3.Connection, name: str) -> bytes | None:
+    row = conn.execute("SELECT CAST(sealed AS BLOB) FROM secrets WHERE name = ?", (name,))
+    found = row.fetchone()
+    return None if found is None else bytes(found[0])
 
 
 def _pack(*parts: bytes) -> bytes:

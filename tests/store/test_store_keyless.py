@@ -11,7 +11,7 @@ from store_fakes import FakeClock
 from blelock.errors import StoreError
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
-from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore
+from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore, PlatformTrust
 
 LOCK = "0d6f4a52-4b8f-4a5b-9a55-6f1f6f1c2a10"
 HOUR = dt.timedelta(hours=1)
@@ -98,3 +98,22 @@ async def test_lock_certificates_and_a_pending_one(store: KeylessStore) -> None:
     record = await store.lock(LOCK)
     assert record is not None
     assert (record.certificate, record.pending_certificate) == (b"cert v1", b"cert v2")
+
+
+async def test_the_pinned_platform_ca_cannot_be_swapped_in_the_database(
+    store: KeylessStore, db: Database
+) -> None:
+    assert await store.platform() is None
+    await store.save_platform(PlatformTrust(b"ca der", b"signed list v3"))
+    assert await store.platform() == PlatformTrust(b"ca der", b"signed list v3")
+    await store.save_device(DeviceIdentity("d", "a", b"k"))
+    # Another sealed value moved into its row (the associated data names the row): refused.
+    await db.run(
+        lambda c: c.execute(
+            "UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE name = ?) "
+            "WHERE name = ?",
+            ("keyless.operating_device", "keyless.platform"),
+        )
+    )
+    with pytest.raises(StoreError, match="tampered"):
+        await store.platform()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
 from blelock.clock import SystemClock
@@ -19,15 +18,18 @@ from blelock.errors import lock_context
 from blelock.model import Action, MacAddress, OfflineGrant, Outcome
 from blelock.protocol.dfu_package import DfuPackage
 from blelock.store.db import Database
+from blelock.store.keyless import KeylessStore
 from blelock.store.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
 from blelock.store.outbox import Outbox
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.noke import NokeVisit, VisitMode
 
-__all__ = ["DATABASE_FILE", "LazyKeyStore", "Store", "open_store", "update", "visit"]
+__all__ = ["DATABASE_FILE", "KEYLESS", "LazyKeyStore", "Store", "open_store", "update", "visit"]
 
 DATABASE_FILE = "blelock.db"
+KEYLESS = "keyless"
+"""The Keyless outbox's vendor name."""
 
 
 class LazyKeyStore:
@@ -59,10 +61,23 @@ class LazyKeyStore:
         return await (await self._unlocked()).list_keys()
 
 
-@dataclass(frozen=True, slots=True)
 class Store:
-    keys: LazyKeyStore
-    outbox: Outbox
+    """The opened local store: each vendor's outbox, and key stores unlocked on first use."""
+
+    def __init__(self, database: Database, settings: Settings) -> None:
+        self.database = database
+        self.keys = LazyKeyStore(database, settings)
+        self.outbox = Outbox(database)
+        self.keyless_outbox = Outbox(database, KEYLESS)
+        self._settings = settings
+        self._keyless: KeylessStore | None = None
+
+    async def keyless(self) -> KeylessStore:
+        """The Keyless device identity, keys and certificates (needs the data key)."""
+        if self._keyless is None:
+            data_key = await self.database.unlock(self._settings.data_key_dir, os.environ)
+            self._keyless = KeylessStore(self.database, data_key, SystemClock())
+        return self._keyless
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +85,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
 
     database = await Database.open(settings.store_dir / DATABASE_FILE)
     try:
-        yield Store(keys=LazyKeyStore(database, settings), outbox=Outbox(database))
+        yield Store(database, settings)
     finally:
         await database.close()
 

@@ -1,0 +1,343 @@
+"""Keyless jobs composed from Settings: activate this companion as an operating device, sync
+its keys and the platform's trust material, open a lock (online, or with what was synced),
+and upload the audit entries and re-keying requests kept in the outbox.
+
+The operating device talks to the platform through the stand-in Mobile API
+(:class:`blelock.cloud.keyless.KeylessMobile`); see docs/keyless-ble-standin.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from blelock.clock import SystemClock
+from blelock.cloud.keyless import KeylessMobile
+from blelock.config import Settings
+from blelock.errors import (
+    CloudError,
+    ConfigError,
+    RemoteProtocolError,
+    StoreError,
+    lock_context,
+)
+from blelock.jobs import Store
+from blelock.model import LogRecord
+from blelock.protocol import keyless
+from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore, PlatformTrust
+from blelock.transport.ble import open_link
+from blelock.transport.scan import find_keyless_lock
+from blelock.vendors.keyless import AUDIT_LOG, KeylessMaterial, KeylessOutcome, KeylessVisit
+
+__all__ = [
+    "CSR_LOG",
+    "REKEY_AHEAD",
+    "KeylessSyncReport",
+    "KeylessUploader",
+    "activate",
+    "open_lock",
+    "set_lock_time",
+    "sync_keyless",
+]
+
+CSR_LOG = "csr"
+"""Outbox session of a re-keying request made with no network: uploaded like the logs."""
+REKEY_AHEAD = dt.timedelta(days=30)
+"""Start re-keying a lock whose certificate expires within this (blelock's policy: the vendor
+says only that a certificate not renewed in time makes the lock inoperable)."""
+
+Mode = Literal["auto", "online", "offline"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeylessSyncReport:
+    operating_keys: int
+    offline_keys: int
+    dropped: int
+    """Cached keys the platform no longer lists (revoked or expired): deleted."""
+    revocation_version: int
+    certificates_pending: int
+    """Re-keying certificates fetched, to be installed at the next visit of their lock."""
+
+
+def _mobile(settings: Settings, device: DeviceIdentity | None) -> KeylessMobile:
+    return KeylessMobile(
+        settings.keyless_url,
+        operating_device_id=None if device is None else device.operating_device_id,
+        access_key=None if device is None else device.access_key,
+        api_key=settings.keyless_api_key,
+        timeouts=settings.timeouts,
+    )
+
+
+async def _device(keys: KeylessStore) -> DeviceIdentity:
+    device = await keys.device()
+    if device is None:
+        raise ConfigError(
+            "this companion is not a Keyless operating device yet",
+            hint="run `blelock keyless activate INVITATION_CODE` with the code the "
+            "administrator's invitation gave you",
+        )
+    return device
+
+
+async def activate(settings: Settings, store: Store, invitation_code: str) -> str:
+    """Accept an operating-device invitation: a new device key, whose public half the platform
+    binds every operating key to; its credentials are sealed in the store. Returns the
+    operatingDeviceId."""
+    keys = await store.keyless()
+    private_key = keyless.generate_key()
+    async with _mobile(settings, None) as mobile:
+        with lock_context(None, "activate the operating device"):
+            activation = await mobile.activate(
+                invitation_code, keyless.public_key_bytes(private_key.public_key())
+            )
+    der = private_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    device = DeviceIdentity(
+        activation.operating_device_id, activation.access_key.get_secret_value(), der
+    )
+    await keys.save_device(device)
+    return device.operating_device_id
+
+
+async def sync_keyless(settings: Settings, store: Store) -> KeylessSyncReport:
+    """Fetch the platform CA, the revocation list, this device's operating and offline keys and
+    any certificate issued for a pending re-keying; the store then holds exactly those keys."""
+    keys = await store.keyless()
+    device = await _device(keys)
+    with lock_context(None, "sync Keyless keys"):
+        async with _mobile(settings, device) as mobile:
+            ca_der = await mobile.platform_ca()
+            ca_key = _ca_public_key(ca_der)
+            revocations = await mobile.revocations()
+            operating = await mobile.operating_keys()
+            offline = await mobile.offline_keys()
+            fresh: list[KeylessKey] = []
+            certificates: dict[str, bytes] = {}
+            for item in operating:
+                fresh.append(_key(item.grant, ca_key, None))
+                certificates[item.locking_device_id] = item.certificate
+            for offline_key in offline:
+                primary = offline_key.primary
+                secret = primary.private_key.get_secret_value()
+                fresh.append(_key(primary.grant, ca_key, secret))
+                if (other := offline_key.alternative) is not None:
+                    secret = other.private_key.get_secret_value()
+                    fresh.append(_key(other.grant, ca_key, secret, role="alternative"))
+            pending = {lock: await mobile.certificate(lock) for lock in certificates}
+    await keys.save_platform(PlatformTrust(ca_der, revocations.signed_list))
+    for lock, certificate in certificates.items():
+        await keys.save_lock(lock, certificate, pending[lock])
+    dropped = await keys.replace_keys(fresh, kinds=("OPERATING", "OFFLINE"))
+    return KeylessSyncReport(
+        operating_keys=sum(key.kind == "OPERATING" for key in fresh),
+        offline_keys=sum(key.kind == "OFFLINE" for key in fresh),
+        dropped=dropped,
+        revocation_version=revocations.version,
+        certificates_pending=sum(cert is not None for cert in pending.values()),
+    )
+
+
+async def open_lock(
+    lock_id: str, settings: Settings, store: Store, *, mode: Mode = "auto", rekey: bool = False
+) -> tuple[KeylessOutcome, bool]:
+    """Open the lock; (the outcome, whether it went online). Online first (``auto``): a sync
+    brings fresh keys and any pending certificate; with no network, what was synced before.
+    A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way."""
+    online = mode != "offline" and await _refresh(settings, store, required=mode == "online")
+
+    async def run(visit: KeylessVisit) -> KeylessOutcome:
+        return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
+
+    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.OPEN, run)
+    return await visit, online
+
+
+async def set_lock_time(lock_id: str, settings: Settings, store: Store) -> KeylessOutcome:
+    """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME)."""
+    online = await _refresh(settings, store, required=False)
+
+    async def run(visit: KeylessVisit) -> KeylessOutcome:
+        return await visit.set_time()
+
+    return await _with_visit(lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run)
+
+
+async def _refresh(settings: Settings, store: Store, *, required: bool) -> bool:
+    try:
+        await sync_keyless(settings, store)
+    except CloudError:
+        if required:
+            raise
+        return False
+    return True
+
+
+async def _with_visit(
+    lock_id: str,
+    settings: Settings,
+    store: Store,
+    online: bool,
+    operation: keyless.Operation,
+    run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
+) -> KeylessOutcome:
+    keys = await store.keyless()
+    with lock_context(lock_id, "prepare the visit"):
+        material = await _material(keys, lock_id, operation)
+    with lock_context(lock_id, "scan"):
+        found = await find_keyless_lock(lock_id, settings)
+    visit = KeylessVisit(
+        lock_id,
+        lambda: open_link(found.device, settings, name=found.advert.name),
+        material,
+        settings.timeouts,
+        store.keyless_outbox,
+    )
+    outcome = await run(visit)
+    if outcome.certificate_installed is not None:
+        await keys.save_lock(lock_id, outcome.certificate_installed, None)
+    if outcome.csr is not None:
+        await _send_csr(settings, store, lock_id, outcome.csr, online)
+    return outcome
+
+
+async def _material(
+    keys: KeylessStore, lock_id: str, operation: keyless.Operation
+) -> KeylessMaterial:
+    device = await _device(keys)
+    trust = await keys.platform()
+    if trust is None:
+        raise ConfigError(
+            "no Keyless keys were ever synced",
+            hint="run `blelock sync` while online",
+        )
+    ca_certificate = x509.load_der_x509_certificate(trust.ca_certificate)
+    ca_key = _ca_public_key(trust.ca_certificate)
+    # A permission grants one operation: offer the lock only keys for the one asked of it.
+    cached = [
+        key
+        for key in await keys.keys_for(lock_id)
+        if operation in keyless.verify_grant(key.grant, ca_key).operations
+    ]
+    if not cached:
+        raise ConfigError(
+            f"this device holds no valid key allowing {operation.value} on the lock",
+            hint="run `blelock sync` while online; if it still has none, ask the administrator "
+            "for a permission or an offline key",
+        )
+    credentials = [
+        keyless.Credential(key.grant, _private_key(key.private_key_der or device.private_key_der))
+        for key in cached
+    ]
+    record = await keys.lock(lock_id)
+    return KeylessMaterial(
+        ca_certificate,
+        credentials,
+        revocations=trust.revocations,
+        pending_certificate=None if record is None else record.pending_certificate,
+    )
+
+
+async def _rekey_due(store: Store, lock_id: str) -> bool:
+    record = await (await store.keyless()).lock(lock_id)
+    if record is None or record.pending_certificate is not None:
+        return False
+    expires = x509.load_der_x509_certificate(record.certificate).not_valid_after_utc
+    return expires - SystemClock().now_utc() <= REKEY_AHEAD
+
+
+async def _send_csr(
+    settings: Settings, store: Store, lock_id: str, csr: bytes, online: bool
+) -> None:
+    """To the platform now, or into the outbox (durably) to go with the next upload."""
+    if online:
+        keys = await store.keyless()
+        with contextlib.suppress(CloudError):
+            async with _mobile(settings, await _device(keys)) as mobile:
+                await mobile.submit_csr(lock_id, csr)
+            return
+    received = int(SystemClock().now_utc().timestamp())
+    await store.keyless_outbox.append([LogRecord(lock_id, CSR_LOG, received, csr.hex())])
+
+
+class KeylessUploader:
+    """What :func:`blelock.sync.drain_outbox` uploads Keyless records through. The platform
+    keeps one audit entry per (lock, sequence number) and one pending CSR per lock, so a batch
+    sent twice changes nothing: the batch's idempotency key is not needed."""
+
+    def __init__(self, mobile: KeylessMobile) -> None:
+        self._mobile = mobile
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings, store: Store) -> AsyncIterator[KeylessUploader]:
+        device = await _device(await store.keyless())
+        async with _mobile(settings, device) as mobile:
+            yield cls(mobile)
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        entries: defaultdict[str, list[bytes]] = defaultdict(list)
+        for record in records:
+            payload = bytes.fromhex(record.payload)
+            if record.session == CSR_LOG:
+                await self._mobile.submit_csr(record.lock_id, payload)
+            elif record.session == AUDIT_LOG:
+                entries[record.lock_id].append(payload)
+            else:
+                raise StoreError(
+                    f"an outbox record of lock {record.lock_id} is of unknown kind "
+                    f"{record.session!r}; it was not sent",
+                    hint="report it; the record stays in the outbox",
+                )
+        for lock_id, blobs in entries.items():
+            with lock_context(lock_id, "upload audit entries"):
+                await self._mobile.upload_audit_log(lock_id, blobs)
+
+
+def _ca_public_key(ca_der: bytes) -> ec.EllipticCurvePublicKey:
+    key = x509.load_der_x509_certificate(ca_der).public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise RemoteProtocolError("the platform CA does not have a P-256 key")
+    return key
+
+
+def _key(
+    grant_blob: bytes,
+    ca_key: ec.EllipticCurvePublicKey,
+    private_key: bytes | None,
+    *,
+    role: Literal["primary", "alternative"] = "primary",
+) -> KeylessKey:
+    # Verified before it is kept: a grant the CA did not sign must not sit in the cache.
+    grant = keyless.verify_grant(grant_blob, ca_key)
+    return KeylessKey(
+        grant.locking_device_id,
+        grant.key_id,
+        "OFFLINE" if grant.kind is keyless.GrantKind.OFFLINE else "OPERATING",
+        role,
+        grant.not_before,
+        grant.not_after,
+        grant_blob,
+        private_key,
+    )
+
+
+def _private_key(der: bytes) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_der_private_key(der, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise StoreError("a Keyless private key in the store is not a P-256 key")
+    return key

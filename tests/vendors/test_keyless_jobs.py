@@ -1,0 +1,121 @@
+"""The Keyless jobs against the simulated world: activation, key sync, online and offline
+opens, audit upload with no gap and no duplicate, re-keying across two offline visits."""
+
+from __future__ import annotations
+
+import pytest
+
+from blelock.errors import CloudUnavailable, ConfigError
+from blelock.jobs import open_store
+from blelock.jobs.keyless import (
+    CSR_LOG,
+    KeylessUploader,
+    activate,
+    open_lock,
+    set_lock_time,
+    sync_keyless,
+)
+from blelock.sync import drain_outbox
+from simulators.world import RunningWorld, WorldSpec
+from tests.conftest import FAST, closed_port_url, settings_for
+
+
+@pytest.fixture
+def world_spec() -> WorldSpec:
+    return WorldSpec(locks=1, seed=5, latency=FAST, keyless_locks=2)
+
+
+def keyless_of(running: RunningWorld):  # type: ignore[no-untyped-def]
+    assert running.world.keyless is not None
+    return running.world.keyless
+
+
+async def test_activate_sync_open_and_upload(running_world: RunningWorld) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lock = world.locks[0]
+    async with open_store(settings) as store:
+        with pytest.raises(ConfigError, match="not a Keyless operating device"):
+            await sync_keyless(settings, store)
+        device_id = await activate(settings, store, world.invitation_code)
+        assert device_id in world.platform.operating_devices
+        report = await sync_keyless(settings, store)
+        assert report.operating_keys == 2 * len(world.locks)  # OPEN and UPDATE_TIME per lock
+        outcome, online = await open_lock(lock.locking_device_id, settings, store)
+        assert online and lock.opens == 1 and outcome.key_id is not None
+        assert await store.keyless_outbox.pending_count() == outcome.audit_collected == 1
+        async with KeylessUploader.open(settings, store) as uploader:
+            assert await drain_outbox(uploader, store.keyless_outbox) == 1
+    received = world.platform.audit_entries(lock.locking_device_id)
+    assert [entry.sequence_number for entry in received] == [1]
+
+
+async def test_offline_opens_keep_entries_until_the_network_is_back(
+    running_world: RunningWorld,
+) -> None:
+    world = keyless_of(running_world)
+    online = settings_for(running_world)
+    offline = settings_for(running_world, BLELOCK_KEYLESS_URL=closed_port_url())
+    lock = world.locks[1]
+    async with open_store(online) as store:
+        await activate(online, store, world.invitation_code)
+        await sync_keyless(online, store)
+        for _ in range(3):
+            _, went_online = await open_lock(lock.locking_device_id, offline, store)
+            assert not went_online
+        with pytest.raises(CloudUnavailable):
+            await open_lock(lock.locking_device_id, offline, store, mode="online")
+        assert lock.opens == 3 and await store.keyless_outbox.pending_count() == 3
+        async with KeylessUploader.open(online, store) as uploader:
+            assert await drain_outbox(uploader, store.keyless_outbox) == 3
+            # A second drain of the same entries (a lost acknowledgement) changes nothing.
+            await uploader.upload(
+                [r for r in await store.keyless_outbox.pending()], idempotency_key=None
+            )
+    sequences = [e.sequence_number for e in world.platform.audit_entries(lock.locking_device_id)]
+    assert sequences == [1, 2, 3] and world.platform.duplicate_submissions == 0
+
+
+async def test_re_keying_across_two_offline_visits(running_world: RunningWorld) -> None:
+    world = keyless_of(running_world)
+    online = settings_for(running_world)
+    offline = settings_for(running_world, BLELOCK_KEYLESS_URL=closed_port_url())
+    lock = world.locks[0]
+    old_key = lock.lock_key_id
+    async with open_store(online) as store:
+        await activate(online, store, world.invitation_code)
+        await sync_keyless(online, store)
+        # Visit one, no network: the lock makes a CSR; it waits in the outbox.
+        first, _ = await open_lock(lock.locking_device_id, offline, store, rekey=True)
+        assert first.csr is not None and lock.pending_key is not None
+        pending = await store.keyless_outbox.pending()
+        assert [r.session for r in pending].count(CSR_LOG) == 1
+        # Back in coverage: the CSR goes up, the platform certifies it, a sync brings it down.
+        async with KeylessUploader.open(online, store) as uploader:
+            await drain_outbox(uploader, store.keyless_outbox)
+        report = await sync_keyless(online, store)
+        assert report.certificates_pending == 1
+        # Visit two, no network again: the certificate is installed and the lock opens.
+        second, _ = await open_lock(lock.locking_device_id, offline, store)
+        assert second.certificate_installed is not None
+        assert lock.lock_key_id != old_key and lock.opens == 2
+        record = await (await store.keyless()).lock(lock.locking_device_id)
+        assert record is not None and record.pending_certificate is None
+        # Entries signed by the new key tell the platform the re-keying is complete.
+        async with KeylessUploader.open(online, store) as uploader:
+            await drain_outbox(uploader, store.keyless_outbox)
+    platform_lock = world.platform.locking_devices[lock.locking_device_id]
+    assert platform_lock.certificate is not None and platform_lock.pending_certificate is None
+    assert platform_lock.certificate.lock_key_id == lock.lock_key_id
+
+
+async def test_set_time_corrects_a_drifted_lock(running_world: RunningWorld) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lock = world.locks[1]
+    lock.clock_drift_s = -7200
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        outcome = await set_lock_time(lock.locking_device_id, settings, store)
+    assert outcome.time_set is not None
+    assert abs(lock.clock_drift_s) < 5
