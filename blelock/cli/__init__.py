@@ -90,6 +90,69 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated world")
 
 
+def _device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("device", metavar="DEVICE", help="the Keyless lockingDeviceId (a UUID)")
+
+
+def _open_arguments(parser: argparse.ArgumentParser) -> None:
+    _device_argument(parser)
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--offline", action="store_true", help="use keys synced earlier only")
+    how.add_argument("--online", action="store_true", help="fail rather than work offline")
+    parser.add_argument(
+        "--rekey", action="store_true", help="make the lock start re-keying its certificate"
+    )
+
+
+def _keyless_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="keyless_command", metavar="ACTION", required=True)
+    # Nested commands take the common options too (--json after the action, say).
+    common = [_common_options(defaults=False)]
+    activate = actions.add_parser(
+        "activate", parents=common, help="make this companion an operating device"
+    )
+    activate.add_argument("invitation_code", metavar="CODE", help="the invitation's code")
+    _device_argument(
+        actions.add_parser("set-time", parents=common, help="set a lock's clock to this machine's")
+    )
+    actions.add_parser("login", parents=common, help="check the administrator's credentials")
+    devices = actions.add_parser("devices", parents=common, help="list locking devices")
+    devices.add_argument("--claiming-status", choices=("CLAIMED", "UNCLAIMED"))
+    devices.add_argument("--serial", metavar="SERIAL", help="only this serial number")
+    permissions = actions.add_parser("permissions", parents=common, help="list permissions")
+    permissions.add_argument("--user", metavar="USER_ID", help="only this user's")
+    grant = actions.add_parser("grant", parents=common, help="let a user operate a lock")
+    grant.add_argument("user_id", metavar="USER_ID")
+    _device_argument(grant)
+    grant.add_argument(
+        "--operation", choices=("OPEN", "UPDATE_FIRMWARE", "UPDATE_TIME"), default="OPEN"
+    )
+    grant.add_argument("--start", metavar="ISO", help="default: now")
+    grant.add_argument("--end", metavar="ISO", help="default: start + 30 days")
+    grant.add_argument(
+        "--key-validity-days", type=_positive_int, default=8, metavar="N",
+        help="how long an operating key lasts (1-31, default 8)",
+    )  # fmt: skip
+    revoke = actions.add_parser("revoke", parents=common, help="withdraw a permission")
+    revoke.add_argument("permission_id", metavar="PERMISSION_ID")
+    offline = actions.add_parser("offline-key", parents=common, help="issue or list offline keys")
+    kinds = offline.add_subparsers(dest="offline_key_command", metavar="ACTION", required=True)
+    kinds.add_parser("list", parents=common, help="issued offline keys (never their values)")
+    issue = kinds.add_parser(
+        "issue", parents=common, help="issue an offline key to an operating device"
+    )
+    _device_argument(issue)
+    issue.add_argument("--operating-device", required=True, metavar="ID")
+    issue.add_argument("--start", metavar="ISO", help="default: now")
+    issue.add_argument("--end", metavar="ISO", help="default: start + 24 h (the most allowed)")
+    issue.add_argument(
+        "--delivery", choices=("NONE", "SMS_WITHOUT_APP_LINK", "SMS_WITH_APP_LINK"),
+        default="NONE",
+    )  # fmt: skip
+    issue.add_argument("--phone", metavar="E164", help="for SMS delivery")
+    issue.add_argument("--app-link", metavar="URL", help="appLinkBaseUrl (at most 42 characters)")
+
+
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "blelock.cli.demo",
@@ -113,6 +176,16 @@ COMMANDS: dict[str, Command] = {
     "keys": Command("blelock.cli.keys", "list cached offline keys (never the keys)", _no_arguments),
     "logs": Command("blelock.cli.logs", "show the log records waiting for upload", _no_arguments),
     "upload": Command("blelock.cli.sync", "upload the pending log records now", _no_arguments),
+    "open": Command(
+        "blelock.cli.keyless",
+        "open a Keyless lock (with keys synced earlier when the platform is unreachable)",
+        _open_arguments,
+    ),
+    "keyless": Command(
+        "blelock.cli.keyless",
+        "Keyless: activate this device, set a lock's clock, administer the platform",
+        _keyless_arguments,
+    ),
     "firmware-update": Command(
         "blelock.cli.firmware",
         "put a Nokē lock into its bootloader and send it a firmware package (resumable)",
@@ -175,8 +248,8 @@ def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blelock",
-        description="Open Nokē padlocks over Bluetooth LE, online or offline, with a BLE-free "
-        "simulator.",
+        description="Open Nokē and Keyless padlocks over Bluetooth LE, online or offline, with "
+        "a BLE-free simulator.",
         parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"blelock {__version__}")

@@ -1,4 +1,5 @@
-"""``blelock logs``: the records the locks gave that have not reached the cloud yet."""
+"""``blelock logs``: the records the locks gave (Nokē and Keyless) that have not reached their
+cloud yet."""
 
 from __future__ import annotations
 
@@ -18,7 +19,12 @@ def run(args: argparse.Namespace) -> int:
 
     async def pending() -> tuple[int, list[LogRecord]]:
         async with open_store(settings_from(args)) as store:
-            return await store.outbox.pending_count(), await store.outbox.pending(SHOWN)
+            count = 0
+            records: list[LogRecord] = []
+            for outbox in (store.outbox, store.keyless_outbox):  # Nokē first, then Keyless
+                count += await outbox.pending_count()
+                records += await outbox.pending(SHOWN - len(records))
+            return count, records
 
     count, records = asyncio.run(pending())
     show_pending_logs(count, records, as_json=args.json)

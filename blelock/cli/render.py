@@ -39,6 +39,7 @@ __all__ = [
     "show_outcomes",
     "show_package",
     "show_pending_logs",
+    "show_rows",
     "show_sightings",
     "show_sync",
     "transfer_progress",
@@ -322,16 +323,56 @@ def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
         if keys is not None
         else None
     )
+    keyless = report.get("keyless_keys")
+    keyless_counts = (
+        None
+        if keyless is None
+        else {
+            name: getattr(keyless, name)
+            for name in ("operating_keys", "offline_keys", "dropped", "certificates_pending")
+        }
+    )
     if as_json:
-        print_json({"keys": counts, "uploaded": report["uploaded"], "pending": report["pending"]})
+        payload = {
+            "keys": counts,
+            "uploaded": report.get("uploaded", 0),
+            "pending": report.get("pending", 0),
+        }
+        if "keyless_uploaded" in report:
+            payload |= {
+                "keyless_keys": keyless_counts,
+                "keyless_uploaded": report["keyless_uploaded"],
+                "keyless_pending": report["keyless_pending"],
+            }
+        print_json(payload)
         return
     table = Table(title="blelock sync", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     for name, value in (counts or {}).items():
         table.add_row(f"offline keys {name}", str(value))
-    table.add_row("log records uploaded", str(report["uploaded"]))
-    table.add_row("log records still pending", str(report["pending"]))
+    if "uploaded" in report:
+        table.add_row("log records uploaded", str(report["uploaded"]))
+        table.add_row("log records still pending", str(report["pending"]))
+    for name, value in (keyless_counts or {}).items():
+        table.add_row(f"Keyless {name.replace('_', ' ')}", str(value))
+    if "keyless_uploaded" in report:
+        table.add_row("Keyless audit entries uploaded", str(report["keyless_uploaded"]))
+        table.add_row("Keyless records still pending", str(report["keyless_pending"]))
+    _console().print(table)
+
+
+def show_rows(title: str, rows: Sequence[dict[str, Any]], *, as_json: bool) -> None:
+    """A list of flat records: JSON as they are, or a table with their keys as columns."""
+    if as_json:
+        print_json(list(rows))
+        return
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else []
+    for column in columns:
+        table.add_column(column.replace("_", " "), no_wrap=column.endswith("id"))
+    for row in rows:
+        table.add_row(*(escape("-" if row[c] is None else str(row[c])) for c in columns))
     _console().print(table)
 
 

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.clock import SystemClock
+from blelock.cloud._http import RetryPolicy
 from blelock.cloud.keyless import KeylessMobile
 from blelock.config import Settings
 from blelock.errors import (
@@ -42,6 +43,7 @@ __all__ = [
     "REKEY_AHEAD",
     "KeylessSyncReport",
     "KeylessUploader",
+    "Mode",
     "activate",
     "open_lock",
     "set_lock_time",
@@ -68,13 +70,21 @@ class KeylessSyncReport:
     """Re-keying certificates fetched, to be installed at the next visit of their lock."""
 
 
-def _mobile(settings: Settings, device: DeviceIdentity | None) -> KeylessMobile:
+AT_THE_LOCK = RetryPolicy(attempts=1)
+"""A technician waiting at a lock gets one try at the platform, then the keys synced before:
+retries with backoff are for background sync and upload (RetryPolicy's own rule)."""
+
+
+def _mobile(
+    settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None = None
+) -> KeylessMobile:
     return KeylessMobile(
         settings.keyless_url,
         operating_device_id=None if device is None else device.operating_device_id,
         access_key=None if device is None else device.access_key,
         api_key=settings.keyless_api_key,
         timeouts=settings.timeouts,
+        retry=retry,
     )
 
 
@@ -112,13 +122,15 @@ async def activate(settings: Settings, store: Store, invitation_code: str) -> st
     return device.operating_device_id
 
 
-async def sync_keyless(settings: Settings, store: Store) -> KeylessSyncReport:
+async def sync_keyless(
+    settings: Settings, store: Store, *, retry: RetryPolicy | None = None
+) -> KeylessSyncReport:
     """Fetch the platform CA, the revocation list, this device's operating and offline keys and
     any certificate issued for a pending re-keying; the store then holds exactly those keys."""
     keys = await store.keyless()
     device = await _device(keys)
     with lock_context(None, "sync Keyless keys"):
-        async with _mobile(settings, device) as mobile:
+        async with _mobile(settings, device, retry) as mobile:
             ca_der = await mobile.platform_ca()
             ca_key = _ca_public_key(ca_der)
             revocations = await mobile.revocations()
@@ -177,7 +189,7 @@ async def set_lock_time(lock_id: str, settings: Settings, store: Store) -> Keyle
 
 async def _refresh(settings: Settings, store: Store, *, required: bool) -> bool:
     try:
-        await sync_keyless(settings, store)
+        await sync_keyless(settings, store, retry=AT_THE_LOCK)
     except CloudError:
         if required:
             raise
@@ -265,7 +277,7 @@ async def _send_csr(
     if online:
         keys = await store.keyless()
         with contextlib.suppress(CloudError):
-            async with _mobile(settings, await _device(keys)) as mobile:
+            async with _mobile(settings, await _device(keys), AT_THE_LOCK) as mobile:
                 await mobile.submit_csr(lock_id, csr)
             return
     received = int(SystemClock().now_utc().timestamp())

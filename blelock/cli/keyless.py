@@ -1,0 +1,226 @@
+"""``blelock open DEVICE`` for technicians, and ``blelock keyless ...``: the operating device's
+activation and clock fixes, and the administrator's view of the Keyless platform (login,
+locking devices, permissions, offline keys)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from blelock.cli.context import settings_from
+from blelock.cli.render import print_json, show_rows
+from blelock.cloud.keyless import KeylessCloud
+from blelock.cloud.keyless_models import (
+    ClaimingStatus,
+    OfflineKeyDelivery,
+    OperationType,
+    check_id,
+)
+from blelock.config import Settings
+from blelock.errors import UsageError
+from blelock.jobs import open_store
+from blelock.jobs.keyless import Mode, activate, open_lock, set_lock_time
+from blelock.vendors.keyless import KeylessOutcome
+
+T = TypeVar("T")
+
+LIST_LIMIT = 1000
+"""Rows a listing shows at most: the platform pages, a terminal does not."""
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.command == "open":
+        return _open(args, settings)
+    action = args.keyless_command
+    if action == "activate":
+        device_id = asyncio.run(_activate(settings, args.invitation_code))
+        _say({"operating_device_id": device_id}, f"activated as operating device {device_id}", args)
+    elif action == "set-time":
+        outcome = asyncio.run(_set_time(settings, check_id(args.device, "device")))
+        _show_outcome(outcome, online=True, as_json=args.json)
+    else:
+        asyncio.run(_administer(settings, args))
+    return 0
+
+
+def _open(args: argparse.Namespace, settings: Settings) -> int:
+    device = check_id(args.device, "device")
+    mode: Mode = "offline" if args.offline else "online" if args.online else "auto"
+
+    async def go() -> tuple[KeylessOutcome, bool]:
+        async with open_store(settings) as store:
+            return await open_lock(device, settings, store, mode=mode, rekey=args.rekey)
+
+    outcome, online = asyncio.run(go())
+    _show_outcome(outcome, online=online, as_json=args.json)
+    return 0
+
+
+async def _activate(settings: Settings, code: str) -> str:
+    async with open_store(settings) as store:
+        return await activate(settings, store, code)
+
+
+async def _set_time(settings: Settings, device: str) -> KeylessOutcome:
+    async with open_store(settings) as store:
+        return await set_lock_time(device, settings, store)
+
+
+async def _administer(settings: Settings, args: argparse.Namespace) -> None:
+    action = args.keyless_command
+    async with KeylessCloud.from_settings(settings) as cloud:
+        if action == "login":
+            assert settings.keyless_user_id is not None  # from_settings refuses it missing
+            user = await cloud.get_user(str(settings.keyless_user_id))
+            _say(
+                {"user_id": user.id, "role": user.role},
+                f"logged in to {settings.keyless_url} as {user.id} ({user.role})",
+                args,
+            )
+        elif action == "devices":
+            status = None if args.claiming_status is None else ClaimingStatus(args.claiming_status)
+            rows = [
+                {
+                    "id": d.id,
+                    "name": d.name,
+                    "claiming_status": d.claiming_status,
+                    "serial_number": d.serial_number,
+                    "hardware_model": d.hardware_model,
+                }
+                async for d in _first(
+                    cloud.locking_devices(claiming_status=status, serial_number=args.serial)
+                )
+            ]
+            show_rows(f"{len(rows)} locking device(s)", rows, as_json=args.json)
+        elif action == "permissions":
+            rows = [
+                {
+                    "id": p.id,
+                    "user_id": p.user_id,
+                    "locking_device_id": p.locking_device_id,
+                    "operation": p.operation_type,
+                    "start": p.start.isoformat(),
+                    "end": p.end.isoformat(),
+                }
+                async for p in _first(cloud.permissions())
+                if args.user is None or p.user_id == args.user
+            ]
+            show_rows(f"{len(rows)} permission(s)", rows, as_json=args.json)
+        elif action == "grant":
+            start = _moment(args.start, "--start") or dt.datetime.now(dt.UTC)
+            end = _moment(args.end, "--end") or start + dt.timedelta(days=30)
+            permission_id = await cloud.grant_permission(
+                check_id(args.user_id, "user"),
+                check_id(args.device, "device"),
+                OperationType(args.operation),
+                start,
+                end,
+                operating_key_validity=dt.timedelta(days=args.key_validity_days),
+            )
+            _say({"permission_id": permission_id}, f"granted: permission {permission_id}", args)
+        elif action == "revoke":
+            await cloud.revoke_permission(check_id(args.permission_id, "permission"))
+            _say({"revoked": args.permission_id}, f"revoked {args.permission_id}", args)
+        elif action == "offline-key":
+            await _offline_key(cloud, args)
+
+
+async def _offline_key(cloud: KeylessCloud, args: argparse.Namespace) -> None:
+    if args.offline_key_command == "list":
+        rows = [
+            {
+                "id": k.id,
+                "locking_device_id": k.locking_device_id,
+                "operating_device_id": k.operating_device_id,
+                "start": k.start_datetime.isoformat(),
+                "end": k.end_datetime.isoformat(),
+                "delivery": k.delivery_mechanism,
+            }
+            async for k in _first(cloud.offline_keys())
+        ]
+        show_rows(f"{len(rows)} offline key(s)", rows, as_json=args.json)
+        return
+    start = _moment(args.start, "--start") or dt.datetime.now(dt.UTC)
+    end = _moment(args.end, "--end") or start + dt.timedelta(hours=24)
+    issued = await cloud.issue_offline_key(
+        check_id(args.operating_device, "operating device"),
+        check_id(args.device, "device"),
+        start,
+        end,
+        delivery=OfflineKeyDelivery(args.delivery),
+        phone_number=args.phone,
+        app_link_base_url=args.app_link,
+    )
+    # The values stay with the platform and the operating device: never printed here.
+    facts = {
+        "offline_key_id": issued.primary_key.id,
+        "alternative": issued.alternative_key is not None,
+        "start": issued.start_datetime.isoformat(),
+        "end": issued.end_datetime.isoformat(),
+    }
+    _say(
+        facts,
+        f"issued offline key {issued.primary_key.id} ({facts['start']} → {facts['end']})",
+        args,
+    )
+
+
+async def _first(items: AsyncIterator[T]) -> AsyncIterator[T]:
+    count = 0
+    async for item in items:
+        yield item
+        count += 1
+        if count >= LIST_LIMIT:
+            return
+
+
+def _moment(text: str | None, option: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r} is not an ISO 8601 date-time") from None
+    if moment.tzinfo is None:
+        raise UsageError(f"{option} {text!r} needs a time zone (e.g. 2026-11-24T09:00+01:00)")
+    return moment
+
+
+def _say(payload: dict[str, Any], text: str, args: argparse.Namespace) -> None:
+    if args.json:
+        print_json({"ok": True, **payload})
+    else:
+        print(text)
+
+
+def _show_outcome(outcome: KeylessOutcome, *, online: bool, as_json: bool) -> None:
+    facts: dict[str, Any] = {
+        "device": outcome.lock_id,
+        "operation": outcome.operation,
+        "online": online,
+        "audit_entries_kept": outcome.audit_collected,
+        "certificate_installed": outcome.certificate_installed is not None,
+        "rekeying_started": outcome.csr is not None,
+    }
+    if outcome.time_set is not None:
+        facts["clock_was"] = outcome.time_set[0].isoformat()
+        facts["clock_now"] = outcome.time_set[1].isoformat()
+    if as_json:
+        print_json({"ok": True, **facts})
+        return
+    how = "online key" if online else "key synced earlier (offline)"
+    extras = [
+        f"{outcome.audit_collected} audit entr{'y' if outcome.audit_collected == 1 else 'ies'} "
+        "kept for upload"
+    ]
+    if outcome.certificate_installed is not None:
+        extras.append("new certificate installed")
+    if outcome.csr is not None:
+        extras.append("re-keying started (the request goes with the next upload)")
+    if outcome.time_set is not None:
+        extras.append(f"clock set (it read {outcome.time_set[0].isoformat()})")
+    print(f"{outcome.lock_id}: {outcome.operation} done with the {how}; {'; '.join(extras)}")
