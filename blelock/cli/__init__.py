@@ -88,6 +88,12 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--locks", type=_positive_int, default=3, help="simulated padlocks (default 3)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated world")
+    parser.add_argument(
+        "--keyless-locks",
+        type=_non_negative_int,
+        default=2,
+        help="simulated Keyless padlocks (default 2)",
+    )
 
 
 def _device_argument(parser: argparse.ArgumentParser) -> None:
@@ -156,7 +162,7 @@ def _keyless_arguments(parser: argparse.ArgumentParser) -> None:
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "blelock.cli.demo",
-        "start the simulated Nokē cloud and padlocks, find them and unlock each",
+        "start the simulated clouds and Nokē and Keyless padlocks, and open each",
         _demo_arguments,
     ),
     "scan": Command("blelock.cli.scan", "list the locks advertising nearby", _scan_arguments),
@@ -216,6 +222,16 @@ def _prn(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if not 0 <= value <= 0xFFFF:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 65535")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 

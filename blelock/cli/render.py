@@ -144,14 +144,17 @@ def show_outcomes(
     *,
     as_json: bool,
     uploads: dict[str, int] | None = None,
+    keyless: Sequence[tuple[Any, bool]] = (),
 ) -> None:
+    """Nokē visits' outcomes, and Keyless ones as (KeylessOutcome, went online) pairs."""
     if as_json:
         print_json(
             {
-                "ok": not failures and bool(outcomes),
+                "ok": not failures and bool(outcomes or keyless),
                 "results": [outcome_payload(o) for o in outcomes],
                 "failures": [error_payload(f) for f in failures],
                 **({"logs": uploads} if uploads is not None else {}),
+                **({"keyless_results": [_keyless_payload(*k) for k in keyless]} if keyless else {}),
             }
         )
         return
@@ -170,6 +173,11 @@ def show_outcomes(
             str(len(o.logs)),
             str(o.attempts),
         )
+    for k, online in keyless:
+        via = "platform" if online else "synced key"
+        table.add_row(
+            k.lock_id, k.operation, "[green]opened[/]", via, "", "", str(k.audit_collected), "1"
+        )
     for f in failures:
         table.add_row(f.lock_id or "-", f.step or "-", "[red]failed[/]", "", "", "", "", "")
         table.add_row("", f"[red]{escape(f.one_line())}[/]", end_section=True)
@@ -178,7 +186,22 @@ def show_outcomes(
             f"{uploads['uploaded']} log record(s) uploaded to the cloud, "
             f"{uploads['pending']} still pending"
         )
+        if "keyless_uploaded" in uploads:
+            table.caption += (
+                f"; {uploads['keyless_uploaded']} Keyless audit entr(ies) uploaded, "
+                f"{uploads['keyless_pending']} still pending"
+            )
     _console().print(table)
+
+
+def _keyless_payload(outcome: Any, online: bool) -> dict[str, Any]:
+    return {
+        "device": outcome.lock_id,
+        "operation": outcome.operation,
+        "opened": outcome.key_id is not None,
+        "online": online,
+        "audit_entries_kept": outcome.audit_collected,
+    }
 
 
 @contextlib.contextmanager

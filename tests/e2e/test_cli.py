@@ -164,7 +164,16 @@ def test_demo_runs_a_technicians_day() -> None:
     assert report["ok"] and not report["failures"]
     assert [row["offline"] for row in report["results"]] == [False, False, True, True]
     kept = sum(row["logs_kept"] for row in report["results"])
-    assert report["logs"] == {"uploaded": kept, "pending": 0}
+    keyless = report["keyless_results"]
+    assert [row["online"] for row in keyless] == [True, True, False, False]
+    assert all(row["opened"] for row in keyless)
+    entries = sum(row["audit_entries_kept"] for row in keyless)
+    assert report["logs"] == {
+        "uploaded": kept,
+        "pending": 0,
+        "keyless_uploaded": entries,
+        "keyless_pending": 0,
+    }
 
 
 def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:
