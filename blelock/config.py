@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 import platformdirs
@@ -28,6 +28,8 @@ __all__ = ["APP_NAME", "Settings", "Timeouts", "default_config_path", "load_sett
 APP_NAME = "blelock"
 _KEY_TOKEN = re.compile(r"[\x21-\x7e]+")
 ENV_PREFIX = "BLELOCK_"
+_MIN_TOKEN_LENGTH = 16
+"""A guessable API token would open every lock in the kiosk."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,69 @@ class Settings(BaseModel):
             command=self.command_timeout,
             cloud=self.cloud_timeout,
         )
+
+    # --- `blelock serve`, the kiosk service ---------------------------------------------------
+    serve_host: str = Field(
+        default="127.0.0.1",
+        description="address the local HTTP API listens on; keep it on loopback unless a "
+        "firewall and TLS proxy stand in front",
+    )
+    serve_port: int = Field(
+        default=8765, ge=0, le=65535, description="TCP port of the API; 0 = any free port"
+    )
+    serve_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token every API request must carry; `blelock serve` refuses to "
+        "start without one",
+    )
+    serve_firmware_dir: Path | None = Field(
+        default=None,
+        description="the only directory firmware packages are taken from by the API; None = "
+        "firmware updates through the API are off",
+    )
+    max_connections: int = Field(
+        default=3,
+        ge=1,
+        le=32,
+        description="simultaneous BLE connections on the adapter; a Raspberry Pi's on-board "
+        "controller holds a handful reliably, 3 leaves room for scanning",
+    )
+    lock_queue_limit: int = Field(
+        default=8, ge=1, description="operations one lock may have running or waiting"
+    )
+    lock_wait_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="seconds an operation waits for its lock (or a connection slot) before "
+        "it is answered busy",
+    )
+    sync_interval: float = Field(
+        default=60.0, gt=0, description="seconds between background log uploads and key checks"
+    )
+    key_refresh_horizon_hours: float = Field(
+        default=72.0,
+        gt=0,
+        description="refresh an offline key this long before blelock stops trusting it",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="service logs: one line per event, as text or JSON"
+    )
+
+    @field_validator("serve_token", mode="before")
+    @classmethod
+    def _token_is_strong(cls, value: object) -> object:
+        """The message never quotes the value: it is a secret."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        if not text.strip():
+            return None
+        if not _KEY_TOKEN.fullmatch(text.strip()) or len(text.strip()) < _MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {_MIN_TOKEN_LENGTH} printable ASCII characters without "
+                "spaces (e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
+        return text.strip()
 
 
 def default_config_path() -> Path:

@@ -202,6 +202,11 @@ COMMANDS: dict[str, Command] = {
         "show what a firmware package holds, without touching a lock",
         _package_arguments,
     ),
+    "serve": Command(
+        "blelock.cli.serve",
+        "run the kiosk service: live view of nearby locks and a local HTTP API (until SIGTERM)",
+        _no_arguments,
+    ),
 }
 
 

@@ -1,0 +1,21 @@
+"""``blelock serve``: the kiosk service (live view, local HTTP API, background upkeep).
+
+Runs until SIGTERM or SIGINT, then finishes in-flight operations and exits 0. Settings come
+from the config file and ``BLELOCK_*`` like every command (``serve_host``, ``serve_port``,
+``serve_token``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from blelock.cli.context import settings_from
+
+
+def run(args: argparse.Namespace) -> int:
+
+    from blelock.service.server import serve
+
+    asyncio.run(serve(settings_from(args)))
+    return 0

@@ -1,0 +1,1 @@
+"""The kiosk service: `blelock serve` (runner, local HTTP API, process lifecycle)."""

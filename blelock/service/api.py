@@ -1,0 +1,445 @@
+"""The kiosk's local HTTP API (FastAPI): JSON in and out, a bearer token on every route.
+
+The token is checked by an ASGI middleware, before routing and before the body is read, so a
+request without it learns nothing (not even whether its body would have been valid) and changes
+nothing. Only ``/openapi.json`` is open: it describes the API and holds no state.
+
+Failures carry the error tree's fields: what happened, to which lock, at which step, what to do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Path, Request, Response, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from blelock import __version__
+from blelock.errors import (
+    BlelockError,
+    ConfigError,
+    DeviceNotFound,
+    LinkError,
+    LockRefused,
+    OfflineKeyError,
+    OutOfSlots,
+    UsageError,
+)
+from blelock.model import Vendor
+from blelock.service.runner import (
+    FIRMWARE_UPDATE,
+    Health,
+    Job,
+    LockBusy,
+    Runner,
+    SeenLock,
+    ServiceStopping,
+)
+
+__all__ = ["OPEN_PATHS", "create_app"]
+
+OPEN_PATHS = frozenset({"/openapi.json"})
+BUSY_RETRY_AFTER_S = 5
+"""What a busy answer suggests: about one unlock's time."""
+
+_Scope = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+_App = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+_TRACKING_KEY = r"^[\x21-\x7e]{1,64}$"
+
+LockIdPath = Annotated[
+    str,
+    Path(min_length=1, max_length=64, description="a Nokē lock's MAC, e.g. C7:E6:B0:C6:75:38"),
+]
+JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+# --- models: the API's boundary -------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OperationRequest(_Strict):
+    tracking_key: str | None = Field(
+        default=None,
+        pattern=_TRACKING_KEY,
+        description="attached to the activity in the vendor's cloud (e.g. a customer id)",
+    )
+    mode: Literal["auto", "online", "offline"] = Field(
+        default="auto",
+        description="auto: the cloud, or the cached offline key when it is unreachable",
+    )
+    vendor: Vendor | None = Field(
+        default=None, description="only needed for a lock the service has not heard yet"
+    )
+    wait: bool = Field(
+        default=True, description="answer when done (true) or at once with a job to poll"
+    )
+
+
+class FirmwareRequest(_Strict):
+    package: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.zip$",
+        description="file name of a DFU package in the service's firmware folder",
+    )
+    prn: int = Field(default=0, ge=0, le=0xFFFF, description="packet receipt notification")
+    vendor: Vendor | None = None
+
+
+class ErrorView(BaseModel):
+    kind: str
+    message: str
+    lock_id: str | None
+    step: str | None
+    hint: str | None
+
+
+class ErrorAnswer(BaseModel):
+    error: ErrorView
+
+
+class Progress(BaseModel):
+    done: int
+    total: int | None
+    fraction: float | None
+
+
+class JobView(BaseModel):
+    id: str
+    lock_id: str
+    vendor: Vendor
+    operation: str
+    state: Literal["queued", "running", "done", "failed"]
+    queued_seq: int
+    started_seq: int | None
+    finished_seq: int | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    progress: Progress | None
+    result: dict[str, str | int | float | bool | None] | None
+    error: ErrorView | None
+
+
+class LockView(BaseModel):
+    lock_id: str
+    vendor: Vendor
+    name: str
+    hardware: str
+    firmware: str | None
+    state: str
+    rssi: int | None
+    battery_mv: int | None = Field(description="from the lock's last session; None until one")
+    last_seen: dt.datetime
+
+
+class PendingLogs(BaseModel):
+    pending: int
+
+
+class KeyHealthView(BaseModel):
+    cached: int
+    expiring_soon: int
+    expired: int
+    revoked: int
+    next_expiry: dt.datetime | None
+    error: str | None
+
+
+class HealthView(BaseModel):
+    status: Literal["ok", "degraded", "stopping"]
+    version: str
+    adapter_up: bool | None
+    last_scan_at: dt.datetime | None
+    locks_in_range: int
+    cloud_reachable: bool | None
+    cloud_checked_at: dt.datetime | None
+    last_sync_error: str | None
+    last_sync_at: dt.datetime | None
+    uploads_configured: bool
+    outbox_depth: int
+    keys: KeyHealthView | None
+    jobs_running: int
+    jobs_queued: int
+    max_connections: int
+    connections_in_use: int
+    peak_connections: int
+
+
+def _error_view(error: BlelockError) -> ErrorView:
+    return ErrorView(
+        kind=type(error).__name__,
+        message=error.message,
+        lock_id=error.lock_id,
+        step=error.step,
+        hint=error.hint,
+    )
+
+
+def _job_view(job: Job) -> JobView:
+    progress = None
+    if job.progress_done is not None:
+        total = job.progress_total
+        fraction = round(job.progress_done / total, 4) if total else None
+        progress = Progress(done=job.progress_done, total=total, fraction=fraction)
+    return JobView(
+        id=job.id,
+        lock_id=job.lock_id,
+        vendor=job.vendor,
+        operation=job.operation,
+        state=job.state.value,
+        queued_seq=job.queued_seq,
+        started_seq=job.started_seq,
+        finished_seq=job.finished_seq,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        progress=progress,
+        result=job.result,
+        error=None if job.error is None else _error_view(job.error),
+    )
+
+
+def _lock_view(seen: SeenLock) -> LockView:
+    s = seen.sighting
+    return LockView(
+        lock_id=s.lock_id,
+        vendor=s.vendor,
+        name=s.name,
+        hardware=s.hardware,
+        firmware=s.firmware,
+        state=s.state.value,
+        rssi=s.rssi,
+        battery_mv=seen.battery_mv,
+        last_seen=seen.last_seen,
+    )
+
+
+def _health_view(health: Health) -> HealthView:
+    keys = health.keys
+    degraded = (
+        health.adapter_up is False
+        or health.cloud_reachable is False
+        or (keys is not None and (keys.error is not None or keys.expired > 0))
+    )
+    status: Literal["ok", "degraded", "stopping"] = (
+        "stopping" if health.stopping else "degraded" if degraded else "ok"
+    )
+    return HealthView(
+        status=status,
+        version=__version__,
+        adapter_up=health.adapter_up,
+        last_scan_at=health.last_scan_at,
+        locks_in_range=health.locks_in_range,
+        cloud_reachable=health.cloud_reachable,
+        cloud_checked_at=health.cloud_checked_at,
+        last_sync_error=health.last_sync_error,
+        last_sync_at=health.last_sync_at,
+        uploads_configured=health.uploads_configured,
+        outbox_depth=health.outbox_depth,
+        keys=None
+        if keys is None
+        else KeyHealthView(
+            cached=keys.cached,
+            expiring_soon=keys.expiring_soon,
+            expired=keys.expired,
+            revoked=keys.revoked,
+            next_expiry=keys.next_expiry,
+            error=keys.error,
+        ),
+        jobs_running=health.jobs_running,
+        jobs_queued=health.jobs_queued,
+        max_connections=health.max_connections,
+        connections_in_use=health.connections_in_use,
+        peak_connections=health.peak_connections,
+    )
+
+
+def status_of(error: BlelockError) -> int:
+    """The HTTP status a failure is answered with (its body says more)."""
+    table: list[tuple[type[BlelockError], int]] = [
+        (UsageError, 422),
+        (LockBusy, 429),
+        (OutOfSlots, 503),
+        (ServiceStopping, 503),
+        (ConfigError, 503),
+        (DeviceNotFound, 404),
+        (LockRefused, 409),
+        (OfflineKeyError, 409),
+    ]
+    for kind, status in table:
+        if isinstance(error, kind):
+            return status
+    if isinstance(error, TimeoutError):
+        return 504
+    if isinstance(error, LinkError):
+        return 502
+    return 502 if error.lock_id is not None else 500
+
+
+def _error_response(error: BlelockError) -> JSONResponse:
+    status = status_of(error)
+    headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if status in (429, 503) else None
+    body = ErrorAnswer(error=_error_view(error)).model_dump(mode="json")
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# --- the bearer token -----------------------------------------------------------------------
+
+
+def _digest(value: bytes) -> bytes:
+    # Comparing digests keeps compare_digest's time independent of the token's length too.
+    return hashlib.sha256(value).digest()
+
+
+class BearerAuth:
+    """Pure ASGI: refuses every HTTP request but those to ``OPEN_PATHS`` without the token."""
+
+    def __init__(self, app: _App, token: SecretStr) -> None:
+        self._app = app
+        self._expected = _digest(token.get_secret_value().encode())
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            given = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    scheme, _, credentials = value.partition(b" ")
+                    given = credentials.strip() if scheme.lower() == b"bearer" else b""
+            if not (given and hmac.compare_digest(_digest(given), self._expected)):
+                refusal = JSONResponse(
+                    {"detail": "missing or wrong bearer token"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await refusal(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
+# --- the app --------------------------------------------------------------------------------
+
+
+def create_app(runner: Runner, token: SecretStr) -> FastAPI:
+    """The API over ``runner``; requests need ``Authorization: Bearer <token>``."""
+    if not token.get_secret_value():
+        raise ConfigError("the API token is empty")
+    # auto_error=False: the middleware has refused by then; this documents the scheme.
+    bearer = HTTPBearer(auto_error=False, description="serve_token from the service's config")
+    app = FastAPI(
+        title="blelock kiosk",
+        version=__version__,
+        description="Unlock padlocks nearby; watch jobs, logs waiting for upload, and health.",
+        docs_url=None,  # Swagger UI loads scripts from a CDN: nothing a kiosk should fetch
+        redoc_url=None,
+        dependencies=[Security(bearer)],
+    )
+    app.add_middleware(BearerAuth, token=token)
+
+    @app.exception_handler(BlelockError)
+    async def _blelock_error(request: Request, exc: BlelockError) -> JSONResponse:
+        return _error_response(exc)
+
+    failure: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorAnswer} for status in (404, 409, 422, 429, 500, 502, 503, 504)
+    }
+
+    @app.get("/v1/locks", response_model=list[LockView], summary="locks heard nearby")
+    async def list_locks() -> list[LockView]:
+        return [_lock_view(seen) for seen in runner.locks_in_range()]
+
+    def _operation_route(operation: str) -> None:
+        async def operate(
+            lock_id: LockIdPath,
+            response: Response,
+            body: Annotated[OperationRequest, Body()] = OperationRequest(),  # noqa: B008
+        ) -> JobView | JSONResponse:
+            job = runner.submit(
+                operation,
+                lock_id,
+                vendor=body.vendor,
+                tracking_key=body.tracking_key,
+                mode=body.mode,
+            )
+            return await _answer(job, response, wait=body.wait)
+
+        app.post(
+            f"/v1/locks/{{lock_id}}/{operation}",
+            response_model=JobView,
+            responses=failure,
+            summary=f"{operation} a lock",
+            name=operation,
+        )(operate)
+
+    async def _answer(job: Job, response: Response, *, wait: bool) -> JobView | JSONResponse:
+        if not wait or job.long_running:
+            response.status_code = 202
+            response.headers["Location"] = f"/v1/jobs/{job.id}"
+            return _job_view(job)
+        await runner.wait(job)
+        if job.error is not None:
+            view = _job_view(job).model_dump(mode="json")
+            return JSONResponse(view, status_code=status_of(job.error))
+        return _job_view(job)
+
+    for name in runner.operation_names():
+        if name != FIRMWARE_UPDATE:
+            _operation_route(name)
+
+    @app.post(
+        f"/v1/locks/{{lock_id}}/{FIRMWARE_UPDATE}",
+        response_model=JobView,
+        status_code=202,
+        responses=failure,
+        summary="update a lock's firmware (a long job: poll /v1/jobs/{id})",
+    )
+    async def firmware_update(
+        lock_id: LockIdPath, body: FirmwareRequest, response: Response
+    ) -> JobView | JSONResponse:
+        vendor, canonical = runner.resolve(lock_id, body.vendor)
+        package = await runner.load_package(body.package)
+        job = runner.submit(
+            FIRMWARE_UPDATE, canonical, vendor=vendor, package=package, prn=body.prn
+        )
+        return await _answer(job, response, wait=False)
+
+    @app.get(
+        "/v1/jobs/{job_id}",
+        response_model=JobView,
+        responses={404: {"model": ErrorAnswer}},
+        summary="a job's state and progress",
+    )
+    async def job_status(
+        job_id: JobIdPath,
+    ) -> JobView | JSONResponse:
+        job = runner.job(job_id)
+        if job is None:
+            missing = ErrorView(
+                kind="UnknownJob",
+                message=f"no job {job_id}",
+                lock_id=None,
+                step=None,
+                hint="jobs are forgotten when the service restarts, oldest first after 1000",
+            )
+            return JSONResponse(ErrorAnswer(error=missing).model_dump(mode="json"), 404)
+        return _job_view(job)
+
+    @app.get("/v1/logs/pending", response_model=PendingLogs, summary="records awaiting upload")
+    async def pending_logs() -> PendingLogs:
+        return PendingLogs(pending=await runner.pending_logs())
+
+    @app.get("/v1/health", response_model=HealthView, summary="adapter, cloud, outbox, keys")
+    async def health() -> HealthView:
+        return _health_view(await runner.health())
+
+    return app

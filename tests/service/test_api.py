@@ -1,0 +1,406 @@
+"""The kiosk service in the test's own loop: the runner over a simulated world, its API through
+httpx's ASGI transport. Concurrency, refusals, health, background upkeep, firmware jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from blelock.cloud.noke import NokeCloud
+from blelock.config import Settings
+from blelock.jobs import open_store
+from blelock.model import Vendor, parse_mac
+from blelock.service.api import create_app
+from blelock.service.runner import (
+    OPERATIONS,
+    LockBusy,
+    Operation,
+    Result,
+    Runner,
+    Task,
+    VendorOperations,
+)
+from blelock.sync import refresh_offline_keys
+from simulators.faults import LinkFaults
+from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
+from tests.conftest import FAST, settings_for
+
+TOKEN = "kiosk-test-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCAN_WINDOW = 0.2
+"""Short windows so the view fills quickly; tests wait for a window, never for a time."""
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware_images"
+HANG_GUARD_S = 60
+"""A bound only a deadlock would reach: not a timing target."""
+
+
+class Kiosk:
+    def __init__(self, running: RunningWorld, runner: Runner, client: httpx.AsyncClient) -> None:
+        self.running, self.runner, self.client = running, runner, client
+
+    @property
+    def macs(self) -> list[str]:
+        return [lock.mac for lock in self.running.world.locks]
+
+    def unlocks(self) -> dict[str, int]:
+        return {lock.mac: lock.unlocks for lock in self.running.world.locks}
+
+
+def service_settings(running: RunningWorld, **overrides: str) -> Settings:
+    defaults = {
+        "BLELOCK_SERVE_TOKEN": TOKEN,
+        "BLELOCK_MAX_CONNECTIONS": "3",
+        "BLELOCK_SYNC_INTERVAL": "3600",  # rounds run when woken; tests never wait an interval
+    }
+    return settings_for(running, **(defaults | overrides))
+
+
+@contextlib.asynccontextmanager
+async def kiosk(
+    spec: WorldSpec,
+    monkeypatch: pytest.MonkeyPatch,
+    operations: Mapping[Vendor, VendorOperations] | None = None,
+    **overrides: str,
+) -> AsyncIterator[Kiosk]:
+    async with serve_world(build_world(spec)) as running:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
+        settings = service_settings(running, **overrides)
+        async with Runner(
+            settings, scan_window=SCAN_WINDOW, operations=operations or OPERATIONS
+        ) as runner:
+            secret = settings.serve_token
+            assert secret is not None
+            transport = httpx.ASGITransport(app=create_app(runner, secret))
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://kiosk", timeout=HANG_GUARD_S
+            ) as client:
+                yield Kiosk(running, runner, client)
+
+
+def spec(locks: int = 10, **faults: LinkFaults) -> WorldSpec:
+    return WorldSpec(
+        locks=locks,
+        seed=5,
+        latency=FAST,
+        link_faults={int(index): fault for index, fault in faults.items()},
+    )
+
+
+def assert_per_lock_order(jobs: list[dict[str, Any]]) -> None:
+    """Per lock, jobs ran one at a time in the order they were queued."""
+    by_lock: dict[str, list[dict[str, Any]]] = {}
+    for job in jobs:
+        by_lock.setdefault(job["lock_id"], []).append(job)
+    for lock_jobs in by_lock.values():
+        lock_jobs.sort(key=lambda job: job["queued_seq"])
+        for before, after in itertools.pairwise(lock_jobs):
+            assert before["finished_seq"] < after["started_seq"], (before, after)
+
+
+async def test_fifty_concurrent_unlocks_over_ten_locks_all_succeed_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(), monkeypatch) as k:
+        requests = [k.macs[i // 5] for i in range(50)]  # neighbours contend for a lock
+        async with asyncio.timeout(HANG_GUARD_S):
+            answers = await asyncio.gather(
+                *(
+                    k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+                    for mac in requests
+                )
+            )
+        assert [a.status_code for a in answers] == [200] * 50, answers[0].text
+        jobs = [a.json() for a in answers]
+        assert {job["state"] for job in jobs} == {"done"}
+        assert_per_lock_order(jobs)
+        assert k.unlocks() == {mac: 5 for mac in k.macs}
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert 1 <= health["peak_connections"] <= 3
+        assert health["jobs_running"] == health["jobs_queued"] == 0
+
+
+async def test_a_lock_that_drops_its_link_fails_clearly_and_the_rest_are_unaffected(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dropping = LinkFaults(drop_link_after_writes=1, drop_link_times=-1)
+    async with kiosk(spec(locks=4, **{"0": dropping}), monkeypatch) as k:
+        bad, *good = k.macs
+        async with asyncio.timeout(HANG_GUARD_S):
+            answers = await asyncio.gather(
+                *(
+                    k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+                    for mac in [bad, *good, *good]
+                )
+            )
+        failed, *fine = answers
+        assert failed.status_code == 502
+        error = failed.json()["error"]
+        assert error["kind"] == "LinkLost"
+        assert error["lock_id"] == bad and error["step"] and error["hint"]
+        assert [a.status_code for a in fine] == [200] * len(fine)
+        assert k.unlocks() == {bad: 0} | {mac: 2 for mac in good}
+
+
+async def test_unauthorized_and_malformed_requests_are_refused_and_change_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(locks=2), monkeypatch) as k:
+        mac = k.macs[0]
+        url = f"/v1/locks/{mac}/unlock"
+        unauthorized = [
+            await k.client.post(url, json={}),
+            await k.client.post(url, json={}, headers={"Authorization": "Bearer wrong-token-xx"}),
+            await k.client.post(url, json={}, headers={"Authorization": f"Basic {TOKEN}"}),
+            await k.client.post(url, json={}, headers={"Authorization": f"Bearer {TOKEN}x"}),
+            await k.client.post(url, content=b"{nope", headers={"Content-Type": "text/json"}),
+            await k.client.get("/v1/health"),
+            await k.client.get("/v1/locks"),
+        ]
+        assert [a.status_code for a in unauthorized] == [401] * len(unauthorized)
+        assert all(a.headers["WWW-Authenticate"] == "Bearer" for a in unauthorized)
+        assert all(TOKEN not in a.text for a in unauthorized)
+        malformed = [
+            await k.client.post(
+                url, content=b"{nope", headers=AUTH | {"Content-Type": "application/json"}
+            ),
+            await k.client.post(url, json={"mode": "sideways"}, headers=AUTH),
+            await k.client.post(url, json={"tracking_key": "has space"}, headers=AUTH),
+            await k.client.post(url, json={"surprise": 1}, headers=AUTH),
+            await k.client.post(url, json=[1, 2], headers=AUTH),
+            await k.client.post("/v1/locks/not-a-mac/unlock", json={}, headers=AUTH),
+            await k.client.post(
+                f"/v1/locks/{mac}/firmware-update", json={"package": "../x.zip"}, headers=AUTH
+            ),
+            await k.client.get("/v1/jobs/NOT-A-JOB", headers=AUTH),
+        ]
+        assert [a.status_code for a in malformed] == [422] * len(malformed), [
+            a.text for a in malformed
+        ]
+        assert k.unlocks() == {m: 0 for m in k.macs}
+        assert k.runner.jobs() == []
+        assert await k.runner.pending_logs() == 0
+
+
+async def test_openapi_is_published_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with kiosk(spec(locks=1), monkeypatch) as k:
+        answer = await k.client.get("/openapi.json")
+        assert answer.status_code == 200
+        paths = answer.json()["paths"]
+        assert {
+            "/v1/locks",
+            "/v1/locks/{lock_id}/unlock",
+            "/v1/locks/{lock_id}/unshackle",
+            "/v1/locks/{lock_id}/firmware-update",
+            "/v1/jobs/{job_id}",
+            "/v1/logs/pending",
+            "/v1/health",
+        } <= set(paths)
+        assert "bearer" in str(answer.json()["components"]["securitySchemes"]).lower()
+
+
+async def test_locks_in_range_come_from_advertisements_and_visits_add_the_battery(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(locks=3), monkeypatch) as k:
+        await k.runner.wait_for_scans(1)
+        listed = (await k.client.get("/v1/locks", headers=AUTH)).json()
+        assert sorted(lock["lock_id"] for lock in listed) == sorted(k.macs)
+        assert {lock["vendor"] for lock in listed} == {"noke"}
+        assert all(lock["battery_mv"] is None and lock["last_seen"] for lock in listed)
+
+        mac = k.macs[1]
+        done = await k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+        assert done.status_code == 200
+        battery = {
+            lock["lock_id"]: lock["battery_mv"]
+            for lock in (await k.client.get("/v1/locks", headers=AUTH)).json()
+        }
+        assert battery[mac] == k.running.world.locks[1].battery_mv
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["adapter_up"] is True and health["locks_in_range"] == 3
+        assert health["cloud_reachable"] is True
+
+
+async def _blocked_until(release: asyncio.Event, started: list[str], task: Task) -> Result:
+    started.append(task.lock_id)
+    await release.wait()
+    return {"ok": True}
+
+
+def blocking_operations(
+    release: asyncio.Event, started: list[str]
+) -> dict[Vendor, VendorOperations]:
+    async def hold(task: Task) -> Result:
+        return await _blocked_until(release, started, task)
+
+    return {Vendor.NOKE: VendorOperations(parse_mac, {"unlock": Operation(hold)})}
+
+
+async def test_a_full_queue_answers_busy_at_once_and_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, started = asyncio.Event(), list[str]()
+    async with kiosk(
+        spec(locks=1),
+        monkeypatch,
+        blocking_operations(release, started),
+        BLELOCK_LOCK_QUEUE_LIMIT="2",
+    ) as k:
+        mac = k.macs[0]
+        first = k.runner.submit("unlock", mac)
+        second = k.runner.submit("unlock", mac)
+        busy = await k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+        assert busy.status_code == 429 and busy.headers["Retry-After"]
+        assert busy.json()["error"]["kind"] == "LockBusy"
+        assert busy.json()["error"]["lock_id"] == mac
+        assert len(k.runner.jobs()) == 2
+        other = k.runner.submit("unlock", "AA:BB:CC:DD:EE:01")  # other locks are not held up
+        release.set()
+        for job in (first, second, other):
+            assert (await k.runner.wait(job)).state.value == "done"
+        assert sorted(started) == sorted([mac, mac, "AA:BB:CC:DD:EE:01"])
+
+
+async def test_a_job_that_waits_too_long_for_its_lock_fails_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, started = asyncio.Event(), list[str]()
+    async with kiosk(
+        spec(locks=1),
+        monkeypatch,
+        blocking_operations(release, started),
+        BLELOCK_LOCK_WAIT_TIMEOUT="0.05",
+    ) as k:
+        mac = k.macs[0]
+        holder = k.runner.submit("unlock", mac)
+        waiter = await k.runner.wait(k.runner.submit("unlock", mac))
+        assert isinstance(waiter.error, LockBusy) and waiter.error.lock_id == mac
+        assert started == [mac]  # the waiter never ran
+        release.set()
+        assert (await k.runner.wait(holder)).error is None
+
+
+async def test_connection_slots_bound_concurrent_operations(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, two_running = asyncio.Event(), asyncio.Event()
+    active, most = [0], [0]
+
+    async def hold(task: Task) -> Result:
+        active[0] += 1
+        most[0] = max(most[0], active[0])
+        if active[0] == 2:
+            two_running.set()
+        await release.wait()
+        active[0] -= 1
+        return {}
+
+    operations = {Vendor.NOKE: VendorOperations(parse_mac, {"unlock": Operation(hold)})}
+    async with kiosk(spec(locks=1), monkeypatch, operations, BLELOCK_MAX_CONNECTIONS="2") as k:
+        jobs = [k.runner.submit("unlock", f"AA:BB:CC:DD:EE:0{i}") for i in range(5)]
+        await two_running.wait()
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["connections_in_use"] == 2 and health["jobs_queued"] == 3
+        release.set()
+        for job in jobs:
+            assert (await k.runner.wait(job)).error is None
+        assert most[0] == 2
+
+
+async def test_logs_wait_in_the_outbox_without_a_mobile_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(locks=2), monkeypatch, BLELOCK_NOKE_MOBILE_KEY="") as k:
+        for mac in k.macs:
+            assert (
+                await k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+            ).status_code == 200
+        await k.runner.wait_for_sync_rounds(2)
+        pending = (await k.client.get("/v1/logs/pending", headers=AUTH)).json()["pending"]
+        given = sum(len(lock.server_records) for lock in k.running.world.locks)
+        assert pending == given > 0
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["uploads_configured"] is False and health["outbox_depth"] == pending
+
+
+async def test_kept_logs_are_uploaded_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with kiosk(spec(locks=2), monkeypatch) as k:
+        for mac in k.macs:
+            assert (
+                await k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+            ).status_code == 200
+        async with asyncio.timeout(HANG_GUARD_S):
+            while await k.runner.pending_logs():
+                await k.runner.wait_for_sync_rounds(k.runner.sync_rounds + 1)
+        given = {
+            (m, s, p)
+            for lock in k.running.world.locks
+            for m, s, p in [(lock.mac, s, p) for s, p in lock.server_records]
+        }
+        assert {tuple(key) for key in k.running.world.cloud.uploaded} == given
+
+
+async def test_offline_keys_due_within_the_horizon_are_refreshed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world_spec = WorldSpec(locks=2, seed=5, latency=FAST, offline_tracking_keys=("tech-1",))
+    async with serve_world(build_world(world_spec)) as running:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
+        # Keys trusted for one day and refreshed three days ahead: due at once.
+        settings = service_settings(running, BLELOCK_OFFLINE_KEY_LIFETIME_DAYS="1")
+        async with NokeCloud.from_settings(settings) as cloud, open_store(settings) as store:
+            await refresh_offline_keys(cloud, store.keys)
+        withdrawn = running.world.locks[0].mac
+        running.world.cloud.locks[withdrawn].revoke_offline_key("tech-1")
+        async with Runner(settings, scan_window=SCAN_WINDOW) as runner:
+            await runner.wait_for_sync_rounds(1)
+            health = await runner.health()
+        async with open_store(settings) as store:
+            revoked = {k.lock_id for k in await store.keys.list_keys() if k.revoked_at}
+        # Only a refresh could have learnt that the cloud withdrew this key.
+        assert revoked == {withdrawn}
+        assert health.keys is not None
+        assert (health.keys.cached, health.keys.revoked, health.keys.expiring_soon) == (2, 1, 1)
+        assert health.last_sync_error is None and health.cloud_reachable is True
+
+
+async def test_firmware_update_is_a_job_with_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with kiosk(spec(locks=1), monkeypatch, BLELOCK_SERVE_FIRMWARE_DIR=str(FIRMWARE)) as k:
+        mac = k.macs[0]  # hardware 4I
+        answer = await k.client.post(
+            f"/v1/locks/{mac}/firmware-update", json={"package": "noke-4i-3.15.zip"}, headers=AUTH
+        )
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+        assert answer.headers["Location"] == f"/v1/jobs/{job_id}"
+        job = k.runner.job(job_id)
+        assert job is not None
+        await k.runner.wait(job)
+        view = (await k.client.get(f"/v1/jobs/{job_id}", headers=AUTH)).json()
+        assert view["state"] == "done", view
+        assert view["progress"]["done"] == view["progress"]["total"] > 0
+        assert view["progress"]["fraction"] == 1.0
+        assert view["result"]["version"] == "3.15"
+        assert k.running.world.bootloaders[0].updates == 1
+
+
+async def test_stopping_refuses_new_work_and_finishes_what_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, started = asyncio.Event(), list[str]()
+    async with kiosk(spec(locks=1), monkeypatch, blocking_operations(release, started)) as k:
+        running = k.runner.submit("unlock", k.macs[0])
+        k.runner.stop_accepting()
+        refused = await k.client.post(f"/v1/locks/{k.macs[0]}/unlock", json={}, headers=AUTH)
+        assert refused.status_code == 503 and refused.json()["error"]["kind"] == "ServiceStopping"
+        drained = asyncio.create_task(k.runner.drain())
+        release.set()
+        assert await drained is True
+        assert running.state.value == "done"
