@@ -17,7 +17,7 @@ same singular-noun pattern and the query-parameter names it gives (``user-id``,
 :data:`PATHS`, in one place, for that reason.
 
 :class:`KeylessMobile` speaks the ``/mobile/...`` routes of the simulated platform: the
-project's documented stand-in for the non-public Mobile API (see simulators/keyless_cloud.py).
+project's documented stand-in for the non-public Mobile API (see simulators/keyless_cloud/).
 """
 
 from __future__ import annotations
