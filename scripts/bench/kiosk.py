@@ -1,0 +1,161 @@
+"""Benchmark: the kiosk service under load, through its real HTTP API, against `blelock-sim`.
+
+50 concurrent unlock requests over 10 simulated locks (5 each) to a `blelock serve` process:
+throughput, p50 / p99 latency per request, and the ratio of the wall time to the modelled
+minimum: with C connection slots (C < 10) the slots are the bottleneck, so 50 unlocks need at
+least ceil(50 / C) unlock-times back to back. Then the cold start of `blelock --version`
+(target < 150 ms), beside a bare `python -c pass` for scale.
+
+    .venv/bin/python scripts/bench/kiosk.py [--requests 50] [--locks 10] [--connections 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from queue import Queue
+
+import httpx
+
+from simulators.process import simulator_process
+
+TOKEN = "bench-kiosk-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The latency model of scripts/bench/unlock.py: a lock a metre away, a decent uplink.
+ADV_MS, CONNECT_MS, INTERVAL_MS, WRITE_RTT_MS, CLOUD_MS = 50, 100, 30, 30, 40
+COLD_START_TARGET_S = 0.150
+
+
+def unlock_minimum_s() -> float:
+    """A steady-state online unlock of a set-up lock: connect, subscribe + read the session,
+    the cloud's command, one packet and its answer (no advert wait: the view has the lock)."""
+    return (CONNECT_MS + 2 * INTERVAL_MS + CLOUD_MS + WRITE_RTT_MS) / 1000
+
+
+@contextmanager
+def serve(env: dict[str, str]) -> Iterator[str]:
+    child = subprocess.Popen(
+        [sys.executable, "-m", "blelock", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ports: Queue[int] = Queue()
+
+    def read() -> None:  # keep draining: a full pipe would stall the service
+        assert child.stderr is not None
+        for line in child.stderr:
+            event = json.loads(line) if line.startswith("{") else {}
+            if event.get("event") == "listening":
+                ports.put(event["port"])
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{ports.get(timeout=60)}"
+    finally:
+        child.terminate()
+        child.wait(timeout=60)
+
+
+async def load(base: str, macs: list[str], requests: int) -> tuple[float, list[float]]:
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
+        # Warm-up: each lock set up once (its setup packets are not the steady state), and the
+        # live view holding every lock, as it does on a kiosk that has been running a while.
+        for mac in macs:
+            assert (await client.post(f"/v1/locks/{mac}/unlock", json={})).status_code == 200
+        # Another process: its API is all there is to watch, so poll it.
+        while len((await client.get("/v1/locks")).json()) < len(macs):  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+        async def one(mac: str) -> float:
+            began = time.perf_counter()
+            answer = await client.post(f"/v1/locks/{mac}/unlock", json={})
+            assert answer.status_code == 200, answer.text
+            return time.perf_counter() - began
+
+        began = time.perf_counter()
+        latencies = await asyncio.gather(*(one(macs[i % len(macs)]) for i in range(requests)))
+        return time.perf_counter() - began, list(latencies)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def cold_start(runs: int) -> tuple[list[float], list[float]]:
+    def timed(*argv: str) -> float:
+        began = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        return time.perf_counter() - began
+
+    blelock = [timed(sys.executable, "-m", "blelock", "--version") for _ in range(runs)]
+    bare = [timed(sys.executable, "-c", "pass") for _ in range(runs)]
+    return blelock, bare
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--locks", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=3)
+    parser.add_argument("--cold-runs", type=int, default=20)
+    args = parser.parse_args()
+
+    sim_args = [
+        *("--locks", str(args.locks), "--seed", "21", "--adv-ms", str(ADV_MS)),
+        *("--connect-ms", str(CONNECT_MS), "--interval-ms", str(INTERVAL_MS)),
+        *("--write-rtt-ms", str(WRITE_RTT_MS), "--cloud-ms", str(CLOUD_MS)),
+    ]
+    with tempfile.TemporaryDirectory() as scratch, simulator_process(*sim_args) as announced:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
+        env |= announced["env"] | {
+            "BLELOCK_CONFIG": os.devnull,
+            "BLELOCK_DATA_DIR": scratch,
+            "BLELOCK_KEY_DIR": scratch,
+            "BLELOCK_SERVE_TOKEN": TOKEN,
+            "BLELOCK_SERVE_PORT": "0",
+            "BLELOCK_LOG_FORMAT": "json",
+            "BLELOCK_MAX_CONNECTIONS": str(args.connections),
+            "BLELOCK_LOCK_QUEUE_LIMIT": str(args.requests),
+        }
+        macs = [lock["mac"] for lock in announced["locks"]]
+        with serve(env) as base:
+            wall, latencies = asyncio.run(load(base, macs, args.requests))
+
+    slots = min(args.connections, args.locks)
+    minimum = math.ceil(args.requests / slots) * unlock_minimum_s()
+    print(
+        f"kiosk: {args.requests} unlocks over {args.locks} locks, {args.connections} "
+        "connection slots, through the HTTP API"
+    )
+    print(f"  wall            {wall:8.3f} s   throughput {args.requests / wall:6.1f} unlocks/s")
+    print(f"  modelled min    {minimum:8.3f} s   ratio {wall / minimum:5.2f}")
+    print(f"  latency p50     {statistics.median(latencies) * 1000:8.1f} ms")
+    print(f"  latency p99     {percentile(latencies, 0.99) * 1000:8.1f} ms")
+    print(f"  one unlock min  {unlock_minimum_s() * 1000:8.1f} ms (modelled)")
+
+    blelock, bare = cold_start(args.cold_runs)
+    median = statistics.median(blelock)
+    print(f"cold start: `blelock --version` over {args.cold_runs} runs")
+    print(
+        f"  median {median * 1000:6.1f} ms   min {min(blelock) * 1000:6.1f} ms   "
+        f"target {COLD_START_TARGET_S * 1000:.0f} ms   ratio {median / COLD_START_TARGET_S:4.2f}"
+    )
+    print(f"  bare `python -c pass`: median {statistics.median(bare) * 1000:6.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
