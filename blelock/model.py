@@ -66,7 +66,8 @@ class Sighting:
     """One lock seen on the air."""
 
     vendor: Vendor
-    lock_id: MacAddress
+    lock_id: str
+    """A MAC for Nokē, the lockingDeviceId for Keyless."""
     address: str
     """What the Bluetooth stack connects to (a random address, or a CoreBluetooth UUID)."""
     name: str

@@ -29,7 +29,7 @@ from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
 from blelock.jobs import open_store, visit
 from blelock.jobs.keyless import KeylessUploader, activate, open_lock
-from blelock.model import Action, Outcome
+from blelock.model import Action, MacAddress, Outcome, Vendor
 from blelock.sync import drain_outbox, refresh_offline_keys
 from blelock.transport.scan import Found, scan
 from blelock.vendors.keyless import KeylessOutcome
@@ -142,7 +142,8 @@ async def _day(settings: Settings, locks: int) -> DemoReport:
 
     report = DemoReport()
     found = sorted(
-        await scan(settings, duration=SCAN_SECONDS, expect=locks), key=lambda f: f.sighting.lock_id
+        await scan(settings, duration=SCAN_SECONDS, expect=locks, vendor=Vendor.NOKE),
+        key=lambda f: f.sighting.lock_id,
     )
     if len(found) < locks:
         report.failures.append(
@@ -153,7 +154,7 @@ async def _day(settings: Settings, locks: int) -> DemoReport:
         )
     await _visit_each(found, settings, report)
     async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
-        macs = [lock.sighting.lock_id for lock in found]
+        macs = [MacAddress(lock.sighting.lock_id) for lock in found]
         await refresh_offline_keys(cloud, store.keys, macs=macs, issue_for=[TRACKING_KEY])
         no_signal = settings.model_copy(update={"noke_url": _unreachable_url()})
         await _visit_each(found, no_signal, report)
@@ -184,7 +185,7 @@ async def _keyless_day(settings: Settings, announced: dict[str, Any], report: De
 async def _visit_each(found: list[Found], settings: Settings, report: DemoReport) -> None:
 
     for lock in found:
-        mac = lock.sighting.lock_id
+        mac = MacAddress(lock.sighting.lock_id)  # a Nokē sighting: its id is the MAC
         try:
             with lock_context(mac, "unlock"):
                 report.outcomes.append(

@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from blelock.errors import BlelockError, ConfigError, UsageError
-from blelock.model import LogRecord, Outcome, Sighting
+from blelock.model import LogRecord, Outcome, Sighting, Vendor
 from blelock.protocol.dfu_package import DfuPackage
 from blelock.protocol.noke import battery_percent
 
@@ -95,7 +95,8 @@ def _battery(millivolts: int | None) -> str:
 
 def sighting_payload(sighting: Sighting) -> dict[str, Any]:
     return {
-        "mac": sighting.lock_id,
+        "lock_id": sighting.lock_id,
+        "mac": sighting.lock_id if sighting.vendor is Vendor.NOKE else None,
         "vendor": sighting.vendor.value,
         "name": sighting.name,
         "hardware": sighting.hardware,
@@ -110,12 +111,13 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
         print_json([sighting_payload(s) for s in sightings])
         return
     table = Table(title=f"{len(sightings)} lock(s) in range")
-    table.add_column("MAC", no_wrap=True)
-    for column in ("name", "hardware", "firmware", "state", "RSSI"):
+    table.add_column("lock", no_wrap=True)
+    for column in ("vendor", "name", "hardware", "firmware", "state", "RSSI"):
         table.add_column(column)
     for s in sightings:
         table.add_row(
             s.lock_id,
+            s.vendor.value,
             escape(s.name),
             escape(s.hardware),
             escape(s.firmware or "-"),

@@ -48,6 +48,7 @@ from blelock.errors import (
     lock_context,
 )
 from blelock.jobs import Store, open_store, update, visit
+from blelock.jobs.keyless import open_lock
 from blelock.model import Action, MacAddress, Sighting, Vendor, parse_mac
 from blelock.protocol.dfu_package import DfuPackage, read_package
 from blelock.service.logs import log_context, logger
@@ -185,6 +186,26 @@ async def _noke_firmware_update(task: Task) -> Result:
     }
 
 
+async def _keyless_open(task: Task) -> Result:
+    # The visit scans for the lock itself: a Keyless lock is found by the id in its advert.
+    async with open_store(task.settings) as store:
+        outcome, online = await open_lock(task.lock_id, task.settings, store, mode=task.mode)
+    return {
+        "online": online,
+        "key_id": outcome.key_id,
+        "audit_entries_kept": outcome.audit_collected,
+        "certificate_installed": outcome.certificate_installed is not None,
+        "rekeying_started": outcome.csr is not None,
+    }
+
+
+def _keyless_id(text: str) -> str:
+    try:
+        return str(uuid.UUID(text.strip()))
+    except ValueError:
+        raise UsageError(f"{text!r} is not a Keyless lockingDeviceId (a UUID)") from None
+
+
 def _firmware_budget(settings: Settings) -> float:
     return FIRMWARE_BUDGET_S
 
@@ -199,6 +220,9 @@ OPERATIONS: Mapping[Vendor, VendorOperations] = {
             "unshackle": Operation(_noke_unshackle),
             FIRMWARE_UPDATE: Operation(_noke_firmware_update, _firmware_budget, True),
         },
+    ),
+    Vendor.KEYLESS: VendorOperations(
+        parse_id=_keyless_id, operations={"open": Operation(_keyless_open)}
     ),
 }
 """Vendor → what its locks can do. A lock id the live view has not seen is taken as the first

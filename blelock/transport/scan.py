@@ -13,8 +13,8 @@ from bleak.backends.scanner import AdvertisementData
 
 from blelock.config import Settings
 from blelock.errors import DeviceNotFound, LinkTimeout
-from blelock.model import MacAddress, Sighting
-from blelock.protocol.advert import noke_sighting
+from blelock.model import MacAddress, Sighting, Vendor
+from blelock.protocol.advert import lock_sighting, noke_sighting
 from blelock.protocol.dfu import SECURE_DFU_SERVICE_UUID, bootloader_address, dfu_service_kind
 from blelock.protocol.keyless import SERVICE_UUID as KEYLESS_SERVICE_UUID
 from blelock.protocol.keyless import KeylessAdvert, parse_keyless_advert
@@ -88,19 +88,32 @@ async def _listen(
             ) from None
 
 
-async def scan(settings: Settings, *, duration: float, expect: int | None = None) -> list[Found]:
-    """Every lock heard within ``duration`` seconds (or until ``expect`` locks were heard),
-    strongest signal first."""
-    found: dict[MacAddress, Found] = {}
+async def scan(
+    settings: Settings,
+    *,
+    duration: float,
+    expect: int | None = None,
+    vendor: Vendor | None = None,
+) -> list[Found]:
+    """Every lock heard within ``duration`` seconds (or until ``expect`` locks were heard), of
+    every vendor or only ``vendor``, strongest signal first."""
+    found: dict[str, Found] = {}
     enough: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def heard(device: BLEDevice, adv: AdvertisementData) -> None:
-        if (sighting := _sighting(device, adv)) is not None:
+        sighting = lock_sighting(
+            address=device.address,
+            local_name=adv.local_name or device.name,
+            manufacturer_data=adv.manufacturer_data,
+            service_uuids=adv.service_uuids,
+            rssi=adv.rssi,
+        )
+        if sighting is not None and vendor in (None, sighting.vendor):
             found[sighting.lock_id] = Found(sighting, device)
             if expect is not None and len(found) >= expect and not enough.done():
                 enough.set_result(None)
 
-    await _listen(settings, heard, enough, duration)
+    await _listen(settings, heard, enough, duration, [SERVICE_UUID, KEYLESS_SERVICE_UUID])
     return sorted(found.values(), key=lambda f: -(f.sighting.rssi or -999))
 
 

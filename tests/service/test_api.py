@@ -16,6 +16,7 @@ import pytest
 from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.jobs import open_store
+from blelock.jobs.keyless import activate
 from blelock.model import Vendor, parse_mac
 from blelock.service.api import create_app
 from blelock.service.runner import (
@@ -404,3 +405,31 @@ async def test_stopping_refuses_new_work_and_finishes_what_runs(
         release.set()
         assert await drained is True
         assert running.state.value == "done"
+
+
+async def test_a_keyless_lock_is_in_view_and_opens_through_the_api(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world_spec = WorldSpec(locks=1, seed=5, latency=FAST, keyless_locks=1)
+    async with kiosk(world_spec, monkeypatch) as k:
+        keyless = k.running.world.keyless
+        assert keyless is not None
+        (lock,) = keyless.locks
+        async with open_store(k.runner.settings) as store:
+            await activate(k.runner.settings, store, keyless.invitation_code)
+        await k.runner.wait_for_scans(1)
+        listed = {
+            row["lock_id"]: row["vendor"]
+            for row in (await k.client.get("/v1/locks", headers=AUTH)).json()
+        }
+        assert listed[lock.locking_device_id] == "keyless" and listed[k.macs[0]] == "noke"
+        done = await k.client.post(
+            f"/v1/locks/{lock.locking_device_id}/open", json={}, headers=AUTH
+        )
+        assert done.status_code == 200, done.text
+        assert done.json()["result"]["online"] is True and lock.opens == 1
+        # Opening is Keyless's, unlocking Nokē's: the wrong one for the vendor is refused.
+        wrong = await k.client.post(
+            f"/v1/locks/{lock.locking_device_id}/unlock", json={}, headers=AUTH
+        )
+        assert wrong.status_code in (404, 422) and lock.opens == 1
