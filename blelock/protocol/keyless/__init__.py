@@ -1,0 +1,202 @@
+"""ASSA ABLOY Keyless BLE *stand-in* protocol, sans-I/O, both roles.
+
+The vendor's BLE protocol and Mobile API are not public. Everything here is invented for blelock
+and its simulators, and documented in ``docs/keyless-ble-standin.md``; it is **not** the vendor's
+protocol. What it keeps honest is the security model of issue 4: a platform CA certifies each
+lock's operational key (X.509, ECDSA P-256), the platform signs grants (operating and offline
+keys) bound to one lock key generation, the lock challenges with a fresh nonce, the companion
+proves possession of the grant's holder key, the lock checks everything against its own clock
+and revocation list and answers with a result signed by its operational key. Audit entries are
+signed by the lock and numbered without gaps; re-keying takes two offline visits (CSR out,
+certificate in).
+
+Every invented number lives in :data:`LIMITS` (in ``_limits``), and nowhere else.
+
+Companion side: :class:`KeylessConversation` says what to write and what to wait for (like
+``DfuSession``); the lead's async driver runs it over a link. Lock side: the message codecs and
+:func:`check_request` (the acceptance rules, in order); ``simulators.keyless_lock`` holds the state.
+
+Import from this package; its private modules, lowest first (none imports one listed after it):
+
+* ``_limits``: :class:`KeylessLimits` / :data:`LIMITS`, the GATT UUIDs, :data:`COMPANY_ID`.
+* ``_fields``: byte helpers (bounds-checked reader, field encodings).
+* ``_codes``: :class:`ResultCode`, :class:`Command`.
+* ``_credentials``: keys, the platform CA, CSRs and lock certificates, grants, credentials,
+  revocation lists, signed audit entries.
+* ``_wire``: framing (:func:`fragment`, :class:`Reassembler`), the envelope, the messages.
+* ``_advert``: the advertisement, encoded and parsed.
+* ``_lock``: the lock's acceptance rules (:data:`REFUSAL_RULES`, :func:`check_request`).
+* ``_conversation``: the companion's :class:`KeylessConversation`, its steps, actions, events.
+"""
+
+from __future__ import annotations
+
+from blelock.protocol.keyless._advert import (
+    KeylessAdvert,
+    encode_advert,
+    local_name_for,
+    parse_keyless_advert,
+)
+from blelock.protocol.keyless._codes import (
+    Command,
+    ResultCode,
+)
+from blelock.protocol.keyless._conversation import (
+    Action,
+    AuditEntries,
+    AwaitNotification,
+    CertificateInstalled,
+    CollectAudit,
+    CsrReady,
+    Event,
+    FirmwareUpdateAccepted,
+    Identified,
+    InstallCertificate,
+    KeylessConversation,
+    Open,
+    Opened,
+    Refused,
+    SetTime,
+    StartRekey,
+    Step,
+    TimeSet,
+    UpdateFirmware,
+    Write,
+)
+from blelock.protocol.keyless._credentials import (
+    AuditEntry,
+    Credential,
+    Grant,
+    GrantKind,
+    Operation,
+    RevocationList,
+    audit_entry_body,
+    certificate_lock_id,
+    generate_key,
+    issue_certificate,
+    key_id_of,
+    load_public_key_bytes,
+    make_csr,
+    make_platform_ca,
+    public_key_bytes,
+    sign_audit_entry,
+    sign_grant,
+    sign_revocation_list,
+    verify_audit_entry,
+    verify_grant,
+    verify_lock_certificate,
+    verify_revocation_list,
+)
+from blelock.protocol.keyless._limits import (
+    COMPANY_ID,
+    LIMITS,
+    NOTIFY_UUID,
+    SERVICE_UUID,
+    WRITE_UUID,
+    KeylessLimits,
+)
+from blelock.protocol.keyless._lock import (
+    REFUSAL_RULES,
+    LockView,
+    check_request,
+)
+from blelock.protocol.keyless._wire import (
+    Challenge,
+    Hello,
+    Malformed,
+    Reassembler,
+    Request,
+    Result,
+    decode_audit_page,
+    decode_lock_message,
+    decode_request,
+    encode_audit_page,
+    encode_challenge,
+    encode_hello,
+    encode_malformed,
+    encode_request,
+    encode_result,
+    fragment,
+    parse_time_argument,
+    proof_payload,
+    time_argument,
+)
+
+__all__ = [
+    "COMPANY_ID",
+    "LIMITS",
+    "NOTIFY_UUID",
+    "REFUSAL_RULES",
+    "SERVICE_UUID",
+    "WRITE_UUID",
+    "Action",
+    "AuditEntries",
+    "AuditEntry",
+    "AwaitNotification",
+    "CertificateInstalled",
+    "Challenge",
+    "CollectAudit",
+    "Command",
+    "Credential",
+    "CsrReady",
+    "Event",
+    "FirmwareUpdateAccepted",
+    "Grant",
+    "GrantKind",
+    "Hello",
+    "Identified",
+    "InstallCertificate",
+    "KeylessAdvert",
+    "KeylessConversation",
+    "KeylessLimits",
+    "LockView",
+    "Malformed",
+    "Open",
+    "Opened",
+    "Operation",
+    "Reassembler",
+    "Refused",
+    "Request",
+    "Result",
+    "ResultCode",
+    "RevocationList",
+    "SetTime",
+    "StartRekey",
+    "Step",
+    "TimeSet",
+    "UpdateFirmware",
+    "Write",
+    "audit_entry_body",
+    "certificate_lock_id",
+    "check_request",
+    "decode_audit_page",
+    "decode_lock_message",
+    "decode_request",
+    "encode_advert",
+    "encode_audit_page",
+    "encode_challenge",
+    "encode_hello",
+    "encode_malformed",
+    "encode_request",
+    "encode_result",
+    "fragment",
+    "generate_key",
+    "issue_certificate",
+    "key_id_of",
+    "load_public_key_bytes",
+    "local_name_for",
+    "make_csr",
+    "make_platform_ca",
+    "parse_keyless_advert",
+    "parse_time_argument",
+    "proof_payload",
+    "public_key_bytes",
+    "sign_audit_entry",
+    "sign_grant",
+    "sign_revocation_list",
+    "time_argument",
+    "verify_audit_entry",
+    "verify_grant",
+    "verify_lock_certificate",
+    "verify_revocation_list",
+]

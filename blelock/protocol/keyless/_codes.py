@@ -1,0 +1,54 @@
+"""The Keyless stand-in's result codes (one per refusal reason) and commands."""
+
+from __future__ import annotations
+
+import enum
+
+from blelock.errors import RemoteProtocolError
+
+# === result codes and commands ==================================================================
+
+
+class ResultCode(enum.IntEnum):
+    """The lock's answer; one code per refusal reason. Unknown values stay readable."""
+
+    OK = 0x00
+    MALFORMED = 0x01
+    STALE_NONCE = 0x02
+    BAD_SIGNATURE = 0x03
+    WRONG_LOCK = 0x04
+    WRONG_LOCK_KEY = 0x05
+    BAD_PROOF = 0x06
+    REVOKED = 0x07
+    NOT_YET_VALID = 0x08
+    EXPIRED = 0x09
+    WRONG_OPERATION = 0x0A
+    BAD_REVOCATION_LIST = 0x0B
+    NO_PENDING_KEY = 0x0C
+    CERTIFICATE_MISMATCH = 0x0D
+    TIME_REFUSED = 0x0E
+
+    @classmethod
+    def _missing_(cls, value: object) -> ResultCode | None:
+        if not isinstance(value, int) or not 0 <= value <= 0xFF:
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_0x{value:02X}"
+        member._value_ = value
+        return member
+
+
+class Command(enum.IntEnum):
+    OPEN = 0x01
+    UPDATE_FIRMWARE = 0x02
+    UPDATE_TIME = 0x03
+    READ_AUDIT = 0x10
+    START_REKEY = 0x20
+    INSTALL_CERTIFICATE = 0x21
+
+
+def _command(value: int) -> Command:
+    try:
+        return Command(value)
+    except ValueError:
+        raise RemoteProtocolError(f"unknown command 0x{value:02X}") from None

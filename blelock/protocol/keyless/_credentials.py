@@ -1,0 +1,414 @@
+"""Keys and signed objects of the Keyless stand-in (ECDSA P-256, domain-separated signatures):
+key ids, the platform CA, lock CSRs and operational certificates, grants and credentials,
+revocation lists, and the lock's signed audit entries.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from blelock.errors import LocalProtocolError, RemoteProtocolError
+from blelock.protocol.keyless._codes import Command, ResultCode, _command
+from blelock.protocol.keyless._fields import (
+    _moment,
+    _Reader,
+    _seconds,
+    _signed_blob,
+    _split_signed,
+    _uuid_bytes,
+    _uuid_text,
+)
+from blelock.protocol.keyless._limits import LIMITS
+
+# === identifiers, keys, certificates ============================================================
+
+_SIGNATURE_HASH = hashes.SHA256()
+_CURVE = ec.SECP256R1()
+_POINT_SIZE = 65
+_KEY_ID_SIZE = 32
+
+
+class Operation(enum.StrEnum):
+    OPEN = "OPEN"
+    UPDATE_FIRMWARE = "UPDATE_FIRMWARE"
+    UPDATE_TIME = "UPDATE_TIME"
+
+
+class GrantKind(enum.StrEnum):
+    OPERATING = "OPERATING"
+    OFFLINE = "OFFLINE"
+
+
+_OPERATION_BITS = {Operation.OPEN: 1, Operation.UPDATE_FIRMWARE: 2, Operation.UPDATE_TIME: 4}
+_KIND_CODES = {GrantKind.OPERATING: 1, GrantKind.OFFLINE: 2}
+
+
+def generate_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(_CURVE)
+
+
+def public_key_bytes(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """The 65-byte uncompressed point."""
+    return public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+
+
+def load_public_key_bytes(data: bytes) -> ec.EllipticCurvePublicKey:
+    if len(data) != _POINT_SIZE:
+        raise RemoteProtocolError(f"a P-256 public key is 65 bytes, not {len(data)}")
+    try:
+        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVE, bytes(data))
+    except ValueError:
+        raise RemoteProtocolError("the public key is not a point on P-256") from None
+
+
+def key_id_of(public_key: ec.EllipticCurvePublicKey) -> bytes:
+    """SHA-256 of the uncompressed point: names one lock key generation."""
+    return hashlib.sha256(public_key_bytes(public_key)).digest()
+
+
+def _sign(key: ec.EllipticCurvePrivateKey, domain: bytes, body: bytes) -> bytes:
+    return key.sign(domain + body, ec.ECDSA(_SIGNATURE_HASH))
+
+
+def _valid(
+    public_key: ec.EllipticCurvePublicKey, signature: bytes, domain: bytes, data: bytes
+) -> bool:
+    try:
+        public_key.verify(signature, domain + data, ec.ECDSA(_SIGNATURE_HASH))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def make_platform_ca(
+    key: ec.EllipticCurvePrivateKey, *, name: str, not_before: datetime, not_after: datetime
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, _SIGNATURE_HASH)
+    )
+
+
+def make_csr(lock_key: ec.EllipticCurvePrivateKey, locking_device_id: str) -> bytes:
+    """DER PKCS#10 with CN = the lockingDeviceId."""
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, locking_device_id)]))
+        .sign(lock_key, _SIGNATURE_HASH)
+    )
+    return csr.public_bytes(serialization.Encoding.DER)
+
+
+def issue_certificate(
+    csr_der: bytes,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    serial: int,
+    not_before: datetime,
+    not_after: datetime,
+) -> bytes:
+    """The platform signs a lock's CSR (after checking the CSR's own signature)."""
+    try:
+        csr = x509.load_der_x509_csr(bytes(csr_der))
+    except ValueError:
+        raise RemoteProtocolError("the CSR is not DER PKCS#10") from None
+    if not csr.is_signature_valid:
+        raise RemoteProtocolError("the CSR's signature does not hold")
+    public_key = csr.public_key()
+    if (
+        not isinstance(public_key, ec.EllipticCurvePublicKey)
+        or public_key.curve.name != "secp256r1"
+    ):
+        raise RemoteProtocolError("the CSR's key is not ECDSA P-256")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(csr.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, _SIGNATURE_HASH)
+    )
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def verify_lock_certificate(
+    cert_der: bytes, ca_cert: x509.Certificate, *, at: datetime
+) -> x509.Certificate:
+    """The lock's operational certificate, checked to be issued by ``ca_cert``, valid ``at``,
+    and carrying a P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
+    try:
+        cert = x509.load_der_x509_certificate(bytes(cert_der))
+    except ValueError:
+        raise RemoteProtocolError("the lock certificate is not DER X.509") from None
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise RemoteProtocolError(
+            "the lock certificate does not chain to the platform CA"
+        ) from None
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise RemoteProtocolError("the lock certificate is outside its validity period")
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise RemoteProtocolError("the lock certificate does not carry a P-256 key")
+    return cert
+
+
+def certificate_lock_id(cert: x509.Certificate) -> str:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""
+
+
+def _cert_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise RemoteProtocolError("the certificate does not carry an EC key")
+    return key
+
+
+# === grants =====================================================================================
+
+_GRANT_DOMAIN = b"keyless-standin/grant/v1\x00"
+_GRANT_MAGIC = b"KLG1"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What the platform signs: an operating key or an offline key."""
+
+    key_id: str
+    kind: GrantKind
+    operating_device_id: str | None
+    locking_device_id: str
+    operations: frozenset[Operation]
+    not_before: datetime
+    not_after: datetime
+    lock_key_id: bytes
+    holder_public_key: bytes
+
+
+def _encode_grant(grant: Grant) -> bytes:
+    if len(grant.lock_key_id) != _KEY_ID_SIZE or len(grant.holder_public_key) != _POINT_SIZE:
+        raise LocalProtocolError("a grant needs a 32-byte lock key id and a 65-byte holder key")
+    device = grant.operating_device_id
+    mask = sum(_OPERATION_BITS[op] for op in grant.operations)
+    return b"".join(
+        (
+            _GRANT_MAGIC,
+            bytes([_KIND_CODES[grant.kind]]),
+            _uuid_bytes(grant.key_id),
+            b"\x01" + _uuid_bytes(device) if device is not None else b"\x00" + bytes(16),
+            _uuid_bytes(grant.locking_device_id),
+            bytes([mask]),
+            _seconds(grant.not_before).to_bytes(8, "big", signed=True),
+            _seconds(grant.not_after).to_bytes(8, "big", signed=True),
+            grant.lock_key_id,
+            grant.holder_public_key,
+        )
+    )
+
+
+def _decode_grant(body: bytes) -> Grant:
+    reader = _Reader(body, "grant")
+    if reader.take(4) != _GRANT_MAGIC:
+        raise RemoteProtocolError("grant: unknown format")
+    kinds = {code: kind for kind, code in _KIND_CODES.items()}
+    kind = kinds.get(reader.uint(1))
+    if kind is None:
+        raise RemoteProtocolError("grant: unknown kind")
+    key_id = _uuid_text(reader.take(16))
+    has_device = reader.uint(1)
+    device = reader.take(16)
+    if has_device not in (0, 1):
+        raise RemoteProtocolError("grant: bad device flag")
+    lock = _uuid_text(reader.take(16))
+    mask = reader.uint(1)
+    if mask & ~0b111:
+        raise RemoteProtocolError("grant: unknown operation bits")
+    operations = frozenset(op for op, bit in _OPERATION_BITS.items() if mask & bit)
+    not_before = _moment(reader.sint(8))
+    not_after = _moment(reader.sint(8))
+    lock_key_id = reader.take(_KEY_ID_SIZE)
+    holder = reader.take(_POINT_SIZE)
+    reader.end()
+    return Grant(
+        key_id=key_id,
+        kind=kind,
+        operating_device_id=_uuid_text(device) if has_device else None,
+        locking_device_id=lock,
+        operations=operations,
+        not_before=not_before,
+        not_after=not_after,
+        lock_key_id=lock_key_id,
+        holder_public_key=holder,
+    )
+
+
+def sign_grant(grant: Grant, platform_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """``u16 length || deterministic body || DER ECDSA signature`` (the blob the holder gets)."""
+    body = _encode_grant(grant)
+    return _signed_blob(body, _sign(platform_key, _GRANT_DOMAIN, body))
+
+
+def verify_grant(blob: bytes, platform_public_key: ec.EllipticCurvePublicKey) -> Grant:
+    """The grant, if the platform signed exactly these bytes; RemoteProtocolError otherwise."""
+    if len(blob) > LIMITS.max_grant_size:
+        raise RemoteProtocolError("grant: too long")
+    body, signature = _split_signed(blob, "grant")
+    if not _valid(platform_public_key, signature, _GRANT_DOMAIN, body):
+        raise RemoteProtocolError("grant: the platform's signature does not hold")
+    return _decode_grant(body)
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """An operating key or one half of an offline key: the signed grant and the holder's key."""
+
+    grant: bytes
+    private_key: ec.EllipticCurvePrivateKey = field(repr=False)
+
+
+# === revocation lists ===========================================================================
+
+_REVOCATION_DOMAIN = b"keyless-standin/revocations/v1\x00"
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationList:
+    version: int
+    key_ids: frozenset[str]
+
+
+def sign_revocation_list(
+    revocations: RevocationList, platform_key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    if len(revocations.key_ids) > LIMITS.max_revoked_keys:
+        raise LocalProtocolError(f"at most {LIMITS.max_revoked_keys} revoked keys per list")
+    body = revocations.version.to_bytes(4, "big") + len(revocations.key_ids).to_bytes(2, "big")
+    body += b"".join(_uuid_bytes(key) for key in sorted(revocations.key_ids))
+    return _signed_blob(body, _sign(platform_key, _REVOCATION_DOMAIN, body))
+
+
+def verify_revocation_list(
+    blob: bytes, platform_public_key: ec.EllipticCurvePublicKey
+) -> RevocationList:
+    body, signature = _split_signed(blob, "revocation list")
+    if not _valid(platform_public_key, signature, _REVOCATION_DOMAIN, body):
+        raise RemoteProtocolError("revocation list: the platform's signature does not hold")
+    reader = _Reader(body, "revocation list")
+    version = reader.uint(4)
+    count = reader.uint(2)
+    if count > LIMITS.max_revoked_keys:
+        raise RemoteProtocolError("revocation list: too many keys")
+    keys = frozenset(_uuid_text(reader.take(16)) for _ in range(count))
+    reader.end()
+    return RevocationList(version, keys)
+
+
+# === audit entries ==============================================================================
+
+_AUDIT_DOMAIN = b"keyless-standin/audit/v1\x00"
+_AUDIT_MAGIC = b"KLA1"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    sequence: int
+    occurred_at: datetime
+    operation: Command
+    operating_device_id: str | None
+    key_id: str | None
+    """None when the grant could not be read (bad signature, stale nonce)."""
+    result: ResultCode
+    blob: bytes = field(default=b"", repr=False, compare=False)
+    """The signed bytes, as the companion uploads them."""
+
+
+def audit_entry_body(entry: AuditEntry, signer_key_id: bytes) -> bytes:
+    def optional(value: str | None) -> bytes:
+        return b"\x01" + _uuid_bytes(value) if value is not None else bytes(17)
+
+    return b"".join(
+        (
+            _AUDIT_MAGIC,
+            signer_key_id,
+            entry.sequence.to_bytes(4, "big"),
+            _seconds(entry.occurred_at).to_bytes(8, "big", signed=True),
+            bytes([entry.operation, entry.result]),
+            optional(entry.operating_device_id),
+            optional(entry.key_id),
+        )
+    )
+
+
+def sign_audit_entry(entry: AuditEntry, lock_key: ec.EllipticCurvePrivateKey) -> bytes:
+    """The lock signs each entry when it appends it, naming the key generation that signed."""
+    body = audit_entry_body(entry, key_id_of(lock_key.public_key()))
+    return _signed_blob(body, _sign(lock_key, _AUDIT_DOMAIN, body))
+
+
+def verify_audit_entry(
+    blob: bytes, lock_cert: x509.Certificate | Iterable[x509.Certificate]
+) -> AuditEntry:
+    """The entry, if signed by the key of ``lock_cert`` (or of the one among several certificates
+    of the same lock whose key generation signed it, e.g. across a re-keying)."""
+    certs = [lock_cert] if isinstance(lock_cert, x509.Certificate) else list(lock_cert)
+    body, signature = _split_signed(blob, "audit entry")
+    reader = _Reader(body, "audit entry")
+    if reader.take(4) != _AUDIT_MAGIC:
+        raise RemoteProtocolError("audit entry: unknown format")
+    signer = reader.take(_KEY_ID_SIZE)
+    keys = {key_id_of(_cert_key(cert)): _cert_key(cert) for cert in certs}
+    key = keys.get(signer)
+    if key is None:
+        raise RemoteProtocolError("audit entry: signed by a lock key we hold no certificate for")
+    if not _valid(key, signature, _AUDIT_DOMAIN, body):
+        raise RemoteProtocolError("audit entry: the lock's signature does not hold")
+    sequence = reader.uint(4)
+    occurred_at = _moment(reader.sint(8))
+    operation = _command(reader.uint(1))
+    result = ResultCode(reader.uint(1))
+    values: list[str | None] = []
+    for _ in range(2):
+        present, raw = reader.uint(1), reader.take(16)
+        values.append(_uuid_text(raw) if present else None)
+    reader.end()
+    return AuditEntry(sequence, occurred_at, operation, values[0], values[1], result, bytes(blob))
