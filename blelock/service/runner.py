@@ -48,7 +48,7 @@ from blelock.errors import (
     lock_context,
 )
 from blelock.jobs import Store, open_store, update, visit
-from blelock.jobs.keyless import open_lock
+from blelock.jobs.keyless import KeylessUploader, open_lock, sync_keyless
 from blelock.model import Action, MacAddress, Sighting, Vendor, parse_mac
 from blelock.protocol.dfu_package import DfuPackage, read_package
 from blelock.service.logs import log_context, logger
@@ -395,7 +395,7 @@ class Runner:
             asyncio.create_task(self._scan_loop(), name="blelock-scan"),
             asyncio.create_task(self._sync_loop(), name="blelock-sync"),
         ]
-        pending = await self._store.outbox.pending_count()
+        pending = await self.pending_logs()
         logger.info(
             "service started",
             extra={"outbox_depth": pending, "max_connections": self.settings.max_connections},
@@ -784,9 +784,12 @@ class Runner:
 
     async def _sync_round(self) -> None:
         store, cloud = self._store, self._cloud
-        if store is None or cloud is None:
+        if store is None:
             return
-        contacted = await self._refresh_keys(store, cloud)
+        keyless_contacted = await self._keyless_upkeep(store)
+        if cloud is None:
+            return
+        contacted = await self._refresh_keys(store, cloud) or keyless_contacted
         if self.settings.noke_mobile_key is not None and await store.outbox.pending_count():
             uploaded = await drain_outbox(cloud, store.outbox)
             logger.info("uploaded lock logs", extra={"records": uploaded})
@@ -794,6 +797,32 @@ class Runner:
         if contacted:
             self._cloud_seen(reachable=True)
             self.last_sync_error = None
+
+    async def _keyless_upkeep(self, store: Store) -> bool:
+        """When this kiosk is a Keyless operating device: upload the kept audit entries, and
+        sync its keys when one expires within the horizon; whether the platform was called."""
+        try:
+            keyless = await store.keyless()
+            if await keyless.device() is None:
+                return False
+            keys = await keyless.list_keys()
+        except BlelockError:
+            return False  # the data key's trouble is reported by the Nokē key health
+        due = self._clock.now_utc() + dt.timedelta(hours=self.settings.key_refresh_horizon_hours)
+        contacted = False
+        if not keys or any(key.not_after <= due for key in keys):
+            report = await sync_keyless(self.settings, store)
+            logger.info(
+                "synced Keyless keys",
+                extra={"operating": report.operating_keys, "offline": report.offline_keys},
+            )
+            contacted = True
+        if await store.keyless_outbox.pending_count():
+            async with KeylessUploader.open(self.settings, store) as uploader:
+                uploaded = await drain_outbox(uploader, store.keyless_outbox)
+            logger.info("uploaded Keyless audit entries", extra={"records": uploaded})
+            contacted = True
+        return contacted
 
     async def _refresh_keys(self, store: Store, cloud: NokeCloud) -> bool:
         """Refresh the cached keys that expire within the horizon; whether the cloud was
@@ -834,7 +863,8 @@ class Runner:
     async def pending_logs(self) -> int:
         if self._store is None:
             raise RuntimeError("the runner is not started")
-        return await self._store.outbox.pending_count()
+        store = self._store
+        return await store.outbox.pending_count() + await store.keyless_outbox.pending_count()
 
     async def health(self) -> Health:
         jobs = [j for j in self._jobs.values() if not j.done.is_set()]

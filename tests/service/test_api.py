@@ -433,3 +433,8 @@ async def test_a_keyless_lock_is_in_view_and_opens_through_the_api(
             f"/v1/locks/{lock.locking_device_id}/unlock", json={}, headers=AUTH
         )
         assert wrong.status_code in (404, 422) and lock.opens == 1
+        # Round 1 ran at start; the open's end woke round 2, which uploads its audit entry.
+        await k.runner.wait_for_sync_rounds(2)
+        received = keyless.platform.audit_entries(lock.locking_device_id)
+        assert [entry.sequence_number for entry in received] == [1]
+        assert (await k.client.get("/v1/logs/pending", headers=AUTH)).json()["pending"] == 0
