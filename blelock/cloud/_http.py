@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import httpx
 
@@ -35,6 +35,7 @@ from blelock.errors import (
 )
 
 __all__ = [
+    "CloudClient",
     "RetryPolicy",
     "json_body",
     "make_client",
@@ -141,6 +142,38 @@ def make_client(
         headers={"Accept": "application/json", **(headers or {})},
         follow_redirects=False,
     )
+
+
+class CloudClient:
+    """The base of a vendor cloud client: it owns one :func:`make_client` client, which
+    :meth:`aclose` (or leaving ``async with client:``) closes."""
+
+    def __init__(
+        self,
+        base_url: str,
+        timeouts: Timeouts | None,
+        *,
+        transport: httpx.AsyncBaseTransport | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._client = make_client(
+            base_url, timeouts or Timeouts(), transport=transport, headers=headers
+        )
+        self.host: str = self._client.base_url.host
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 class map_http_errors:  # a class named like a function: ``with map_http_errors(host):``

@@ -27,18 +27,17 @@ import base64
 import datetime as dt
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from blelock.clock import Clock, SystemClock
 from blelock.cloud._http import (
+    CloudClient,
     RetryPolicy,
     is_transient,
     json_body,
-    make_client,
     map_http_errors,
     parse_retry_after,
     with_retries,
@@ -150,6 +149,12 @@ _DEVICE_CREDENTIALS_HINT = "activate this operating device again with a fresh in
 _BUG_HINT = "report it with `--debug` output; the vendor's API may have changed"
 _SERVER_HINT = "the Keyless platform has trouble on its side; try again later"
 _JSON_PATCH: Final = "application/json-patch+json"
+_LOGS: Final = {  # PATHS key: (the log, whose log, the query parameter naming its owner)
+    "locking-device-system-log": ("system log", "locking device", "locking-device-id"),
+    "locking-device-audit-log": ("audit log", "locking device", "locking-device-id"),
+    "gateway-system-log": ("system log", "gateway device", "gateway-device-id"),
+    "gateway-audit-log": ("audit log", "gateway device", "gateway-device-id"),
+}
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
@@ -377,7 +382,7 @@ class _ApiKeyOnly(httpx.Auth):
 # --- shared plumbing ------------------------------------------------------------------------
 
 
-class _KeylessClient:
+class _KeylessClient(CloudClient):
     """An httpx client with :class:`KeylessAuth`, retries and problem+json mapping."""
 
     _accept: str = KeylessLimits.MEDIA_TYPE
@@ -396,31 +401,11 @@ class _KeylessClient:
         self._retry = retry or RetryPolicy()
         self._clock = clock
         self.auth = auth
-        self._client = make_client(
-            base_url,
-            timeouts or Timeouts(),
-            transport=transport,
-            headers={"Accept": self._accept},
-        )
+        super().__init__(base_url, timeouts, transport=transport, headers={"Accept": self._accept})
         self._client.auth = auth
-        self.host: str = self._client.base_url.host
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={str(self._client.base_url)!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     async def _call(
         self,
@@ -514,6 +499,15 @@ def _root(base_url: str) -> str:
     return base_url if base_url.endswith("/") else base_url + "/"
 
 
+def _resource(
+    path_key: str, identifier: str, noun: str, label: str | None = None, lock: bool = False
+) -> tuple[str, str, str | None]:
+    """The path, the ``what`` (``"<noun> <id>"``) and the ``lock_id`` (with ``lock``: a 404 is an
+    UnknownLock) of one resource; a malformed id is refused under ``label`` (default ``noun``)."""
+    checked = check_id(identifier, label or noun)
+    return f"{PATHS[path_key]}/{checked}", f"{noun} {checked}", checked if lock else None
+
+
 def _log_query(
     sequence_number_greater_than: int | None, after: dt.datetime | None, sort: SortDirection
 ) -> dict[str, str | int | None]:
@@ -594,10 +588,82 @@ class KeylessCloud(_KeylessClient):
             clock=clock,
         )
 
+    # --- the shapes most resources share ----------------------------------------------
+
+    async def _get_one(
+        self,
+        model: type[_ModelT],
+        path_key: str,
+        identifier: str,
+        noun: str,
+        *,
+        label: str | None = None,
+        lock: bool = False,
+    ) -> _ModelT:
+        path, what, lock_id = _resource(path_key, identifier, noun, label, lock)
+        return await self._fetch(model, "GET", path, what=what, lock_id=lock_id)
+
+    async def _delete_one(
+        self,
+        path_key: str,
+        identifier: str,
+        noun: str,
+        *,
+        label: str | None = None,
+        lock: bool = False,
+    ) -> None:
+        path, what, lock_id = _resource(path_key, identifier, noun, label, lock)
+        await self._call("DELETE", path, what=what, lock_id=lock_id)
+
+    def _list(
+        self,
+        model: type[_ModelT],
+        path_key: str,
+        what: str,
+        limit: int,
+        *,
+        param: str | None = None,
+        value: str | None = None,
+        label: str | None = None,
+    ) -> AsyncIterator[_ModelT]:
+        """The pages of ``PATHS[path_key]``, optionally filtered by the id ``value`` in the query
+        parameter ``param`` (a malformed id is refused under ``label``, default ``param``).
+        The limit is checked before the id."""
+        check_page_limit(limit)
+        params: dict[str, str | int | None] = {}
+        if param is not None:
+            params[param] = None if value is None else check_id(value, label or param)
+        return self._pages(model, PATHS[path_key], what=what, limit=limit, params=params)
+
+    def _log_pages(
+        self,
+        model: type[_ModelT],
+        path_key: str,
+        identifier: str,
+        sequence_number_greater_than: int | None,
+        after: dt.datetime | None,
+        sort: SortDirection,
+        limit: int,
+    ) -> AsyncIterator[_ModelT]:
+        """A log of :data:`_LOGS`; the owner's id is checked before the limit; a locking
+        device's 404 is an UnknownLock."""
+        kind, owner, param = _LOGS[path_key]
+        checked = check_id(identifier, f"{kind}: {param}")
+        check_page_limit(limit)
+        query = _log_query(sequence_number_greater_than, after, sort)
+        return self._pages(
+            model,
+            PATHS[path_key],
+            what=f"the {kind} of {owner} {checked}",
+            limit=limit,
+            params={param: checked, **query},
+            lock_id=checked if owner == "locking device" else None,
+        )
+
     # --- users --------------------------------------------------------------------------
 
     def users(self, *, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT) -> AsyncIterator[User]:
-        return self._pages(User, PATHS["user"], what="the users", limit=check_page_limit(limit))
+        return self._list(User, "user", "the users", limit)
 
     async def create_user(self, role: Role) -> CreatedUser:
         """A new user; its access key is in the answer, and only there."""
@@ -605,14 +671,11 @@ class KeylessCloud(_KeylessClient):
         return await self._fetch(CreatedUser, "POST", PATHS["user"], what="a new user", body=body)
 
     async def get_user(self, user_id: str) -> User:
-        user_id = check_id(user_id, "user")
-        path = f"{PATHS['user']}/{user_id}"
-        return await self._fetch(User, "GET", path, what=f"user {user_id}")
+        return await self._get_one(User, "user", user_id, "user")
 
     async def delete_user(self, user_id: str) -> None:
         """Also removes the user's permissions and operating devices (vendor doc)."""
-        user_id = check_id(user_id, "user")
-        await self._call("DELETE", f"{PATHS['user']}/{user_id}", what=f"user {user_id}")
+        await self._delete_one("user", user_id, "user")
 
     # --- operating devices and invitations -----------------------------------------------
 
@@ -648,31 +711,25 @@ class KeylessCloud(_KeylessClient):
         )
 
     async def revoke_invitation(self, invitation_id: str) -> None:
-        invitation_id = check_id(invitation_id, "invitation")
-        await self._call(
-            "DELETE",
-            f"{PATHS['invitation']}/{invitation_id}",
-            what=f"operating device invitation {invitation_id}",
+        await self._delete_one(
+            "invitation", invitation_id, "operating device invitation", label="invitation"
         )
 
     def operating_devices(
         self, *, user_id: str | None = None, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT
     ) -> AsyncIterator[OperatingDevice]:
-        check_page_limit(limit)
-        user = None if user_id is None else check_id(user_id, "operating devices: user-id")
-        return self._pages(
+        return self._list(
             OperatingDevice,
-            PATHS["operating-device"],
-            what="the operating devices",
-            limit=limit,
-            params={"user-id": user},
+            "operating-device",
+            "the operating devices",
+            limit,
+            param="user-id",
+            value=user_id,
+            label="operating devices: user-id",
         )
 
     async def delete_operating_device(self, operating_device_id: str) -> None:
-        device = check_id(operating_device_id, "operating device")
-        await self._call(
-            "DELETE", f"{PATHS['operating-device']}/{device}", what=f"operating device {device}"
-        )
+        await self._delete_one("operating-device", operating_device_id, "operating device")
 
     # --- locking devices -----------------------------------------------------------------
 
@@ -707,37 +764,23 @@ class KeylessCloud(_KeylessClient):
         )
 
     async def get_locking_device(self, locking_device_id: str) -> LockingDevice:
-        lock = check_id(locking_device_id, "locking device")
-        return await self._fetch(
-            LockingDevice,
-            "GET",
-            f"{PATHS['locking-device']}/{lock}",
-            what=f"locking device {lock}",
-            lock_id=lock,
+        return await self._get_one(
+            LockingDevice, "locking-device", locking_device_id, "locking device", lock=True
         )
 
     async def rename_locking_device(self, locking_device_id: str, name: str) -> None:
         """JSON Patch ``replace /name``: the only change the API allows."""
-        lock = check_id(locking_device_id, "locking device")
+        path, what, lock = _resource(
+            "locking-device", locking_device_id, "locking device", lock=True
+        )
         patch = [{"op": "replace", "path": "/name", "value": check_locking_device_name(name)}]
         await self._call(
-            "PATCH",
-            f"{PATHS['locking-device']}/{lock}",
-            what=f"locking device {lock}",
-            body=patch,
-            content_type=_JSON_PATCH,
-            lock_id=lock,
+            "PATCH", path, what=what, body=patch, content_type=_JSON_PATCH, lock_id=lock
         )
 
     async def delete_locking_device(self, locking_device_id: str) -> None:
         """Destructive for a claimed lock: it cannot be claimed again (vendor doc)."""
-        lock = check_id(locking_device_id, "locking device")
-        await self._call(
-            "DELETE",
-            f"{PATHS['locking-device']}/{lock}",
-            what=f"locking device {lock}",
-            lock_id=lock,
-        )
+        await self._delete_one("locking-device", locking_device_id, "locking device", lock=True)
 
     def locking_device_system_log(
         self,
@@ -748,16 +791,14 @@ class KeylessCloud(_KeylessClient):
         sort: SortDirection = SortDirection.ASC,
         limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT,
     ) -> AsyncIterator[LockingDeviceSystemLogEntry]:
-        lock = check_id(locking_device_id, "system log: locking-device-id")
-        check_page_limit(limit)
-        query = _log_query(sequence_number_greater_than, after, sort)
-        return self._pages(
+        return self._log_pages(
             LockingDeviceSystemLogEntry,
-            PATHS["locking-device-system-log"],
-            what=f"the system log of locking device {lock}",
-            limit=limit,
-            params={"locking-device-id": lock, **query},
-            lock_id=lock,
+            "locking-device-system-log",
+            locking_device_id,
+            sequence_number_greater_than,
+            after,
+            sort,
+            limit,
         )
 
     def locking_device_audit_log(
@@ -769,16 +810,14 @@ class KeylessCloud(_KeylessClient):
         sort: SortDirection = SortDirection.ASC,
         limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT,
     ) -> AsyncIterator[LockingDeviceAuditLogEntry]:
-        lock = check_id(locking_device_id, "audit log: locking-device-id")
-        check_page_limit(limit)
-        query = _log_query(sequence_number_greater_than, after, sort)
-        return self._pages(
+        return self._log_pages(
             LockingDeviceAuditLogEntry,
-            PATHS["locking-device-audit-log"],
-            what=f"the audit log of locking device {lock}",
-            limit=limit,
-            params={"locking-device-id": lock, **query},
-            lock_id=lock,
+            "locking-device-audit-log",
+            locking_device_id,
+            sequence_number_greater_than,
+            after,
+            sort,
+            limit,
         )
 
     # --- permissions ---------------------------------------------------------------------
@@ -827,18 +866,10 @@ class KeylessCloud(_KeylessClient):
     def permissions(
         self, *, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT
     ) -> AsyncIterator[Permission]:
-        return self._pages(
-            Permission, PATHS["permission"], what="the permissions", limit=check_page_limit(limit)
-        )
+        return self._list(Permission, "permission", "the permissions", limit)
 
     async def get_permission(self, permission_id: str) -> Permission:
-        permission = check_id(permission_id, "permission")
-        return await self._fetch(
-            Permission,
-            "GET",
-            f"{PATHS['permission']}/{permission}",
-            what=f"permission {permission}",
-        )
+        return await self._get_one(Permission, "permission", permission_id, "permission")
 
     async def update_permission(
         self,
@@ -852,20 +883,15 @@ class KeylessCloud(_KeylessClient):
         operating_key_validity: dt.timedelta = KeylessLimits.OPERATING_KEY_VALIDITY_DEFAULT,
     ) -> None:
         """Replaces every field; the permission keeps its id."""
-        permission = check_id(permission_id, "permission")
+        path, what, _ = _resource("permission", permission_id, "permission")
         body = self._permission_body(
             user_id, locking_device_id, operation, start, end, operating_key_validity
         )
-        await self._call(
-            "PUT", f"{PATHS['permission']}/{permission}", what=f"permission {permission}", body=body
-        )
+        await self._call("PUT", path, what=what, body=body)
 
     async def revoke_permission(self, permission_id: str) -> None:
         """Operating keys already downloaded stay valid until they expire (vendor doc)."""
-        permission = check_id(permission_id, "permission")
-        await self._call(
-            "DELETE", f"{PATHS['permission']}/{permission}", what=f"permission {permission}"
-        )
+        await self._delete_one("permission", permission_id, "permission")
 
     # --- offline keys --------------------------------------------------------------------
 
@@ -909,12 +935,7 @@ class KeylessCloud(_KeylessClient):
         self, *, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT
     ) -> AsyncIterator[OfflineKeyMetadata]:
         """Metadata of the issued offline keys: never their values (vendor doc)."""
-        return self._pages(
-            OfflineKeyMetadata,
-            PATHS["offline-key"],
-            what="the offline keys",
-            limit=check_page_limit(limit),
-        )
+        return self._list(OfflineKeyMetadata, "offline-key", "the offline keys", limit)
 
     # --- gateways, associations, remote commands (experimental in the vendor doc) ---------
 
@@ -927,24 +948,13 @@ class KeylessCloud(_KeylessClient):
     def gateways(
         self, *, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT
     ) -> AsyncIterator[GatewayDevice]:
-        return self._pages(
-            GatewayDevice,
-            PATHS["gateway"],
-            what="the gateway devices",
-            limit=check_page_limit(limit),
-        )
+        return self._list(GatewayDevice, "gateway", "the gateway devices", limit)
 
     async def get_gateway(self, gateway_id: str) -> GatewayDevice:
-        gateway = check_id(gateway_id, "gateway device")
-        return await self._fetch(
-            GatewayDevice, "GET", f"{PATHS['gateway']}/{gateway}", what=f"gateway device {gateway}"
-        )
+        return await self._get_one(GatewayDevice, "gateway", gateway_id, "gateway device")
 
     async def delete_gateway(self, gateway_id: str) -> None:
-        gateway = check_id(gateway_id, "gateway device")
-        await self._call(
-            "DELETE", f"{PATHS['gateway']}/{gateway}", what=f"gateway device {gateway}"
-        )
+        await self._delete_one("gateway", gateway_id, "gateway device")
 
     def gateway_system_log(
         self,
@@ -954,15 +964,14 @@ class KeylessCloud(_KeylessClient):
         sort: SortDirection = SortDirection.ASC,
         limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT,
     ) -> AsyncIterator[GatewaySystemLogEntry]:
-        gateway = check_id(gateway_id, "system log: gateway-device-id")
-        check_page_limit(limit)
-        query = _log_query(sequence_number_greater_than, None, sort)
-        return self._pages(
+        return self._log_pages(
             GatewaySystemLogEntry,
-            PATHS["gateway-system-log"],
-            what=f"the system log of gateway device {gateway}",
-            limit=limit,
-            params={"gateway-device-id": gateway, **query},
+            "gateway-system-log",
+            gateway_id,
+            sequence_number_greater_than,
+            None,
+            sort,
+            limit,
         )
 
     def gateway_audit_log(
@@ -973,15 +982,14 @@ class KeylessCloud(_KeylessClient):
         sort: SortDirection = SortDirection.ASC,
         limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT,
     ) -> AsyncIterator[GatewayAuditLogEntry]:
-        gateway = check_id(gateway_id, "audit log: gateway-device-id")
-        check_page_limit(limit)
-        query = _log_query(sequence_number_greater_than, None, sort)
-        return self._pages(
+        return self._log_pages(
             GatewayAuditLogEntry,
-            PATHS["gateway-audit-log"],
-            what=f"the audit log of gateway device {gateway}",
-            limit=limit,
-            params={"gateway-device-id": gateway, **query},
+            "gateway-audit-log",
+            gateway_id,
+            sequence_number_greater_than,
+            None,
+            sort,
+            limit,
         )
 
     async def associate(self, gateway_id: str, locking_device_id: str) -> GatewayAssociation:
@@ -1007,31 +1015,30 @@ class KeylessCloud(_KeylessClient):
     def associations(
         self, *, gateway_id: str | None = None, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT
     ) -> AsyncIterator[GatewayAssociation]:
-        check_page_limit(limit)
-        gateway = None if gateway_id is None else check_id(gateway_id, "gateway-device-id")
-        return self._pages(
+        return self._list(
             GatewayAssociation,
-            PATHS["association"],
-            what="the gateway device associations",
-            limit=limit,
-            params={"gateway-device-id": gateway},
+            "association",
+            "the gateway device associations",
+            limit,
+            param="gateway-device-id",
+            value=gateway_id,
         )
 
     async def get_association(self, association_id: str) -> GatewayAssociation:
-        association = check_id(association_id, "gateway association")
-        return await self._fetch(
+        return await self._get_one(
             GatewayAssociation,
-            "GET",
-            f"{PATHS['association']}/{association}",
-            what=f"gateway device association {association}",
+            "association",
+            association_id,
+            "gateway device association",
+            label="gateway association",
         )
 
     async def delete_association(self, association_id: str) -> None:
-        association = check_id(association_id, "gateway association")
-        await self._call(
-            "DELETE",
-            f"{PATHS['association']}/{association}",
-            what=f"gateway device association {association}",
+        await self._delete_one(
+            "association",
+            association_id,
+            "gateway device association",
+            label="gateway association",
         )
 
     async def issue_remote_command(
@@ -1053,33 +1060,22 @@ class KeylessCloud(_KeylessClient):
     def remote_commands(
         self, *, gateway_id: str | None = None, limit: int = KeylessLimits.PAGE_LIMIT_DEFAULT
     ) -> AsyncIterator[RemoteCommand]:
-        check_page_limit(limit)
-        gateway = None if gateway_id is None else check_id(gateway_id, "gateway-device-id")
-        return self._pages(
+        return self._list(
             RemoteCommand,
-            PATHS["remote-command"],
-            what="the remote commands",
-            limit=limit,
-            params={"gateway-device-id": gateway},
+            "remote-command",
+            "the remote commands",
+            limit,
+            param="gateway-device-id",
+            value=gateway_id,
         )
 
     async def get_remote_command(self, command_id: str) -> RemoteCommand:
-        command = check_id(command_id, "remote command")
-        return await self._fetch(
-            RemoteCommand,
-            "GET",
-            f"{PATHS['remote-command']}/{command}",
-            what=f"remote command {command}",
-        )
+        return await self._get_one(RemoteCommand, "remote-command", command_id, "remote command")
 
     async def cancel_remote_command(self, command_id: str) -> None:
         """Only before a gateway acknowledged it (vendor doc)."""
-        command = check_id(command_id, "remote command")
-        await self._call(
-            "POST",
-            f"{PATHS['remote-command']}/{command}/cancel",
-            what=f"remote command {command}",
-        )
+        path, what, _ = _resource("remote-command", command_id, "remote command")
+        await self._call("POST", f"{path}/cancel", what=what)
 
 
 # --- the operating-device stand-in ----------------------------------------------------------

@@ -12,13 +12,12 @@ The answer's envelope decides the outcome (noke.md §9.5): ``error_code`` 2 → 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from blelock.cloud._http import RetryPolicy, json_body, make_client, map_http_errors, with_retries
+from blelock.cloud._http import CloudClient, RetryPolicy, json_body, map_http_errors, with_retries
 from blelock.cloud.noke_models import (
     CommandsData,
     Envelope,
@@ -55,7 +54,7 @@ _MOBILE_KEY_HINT = "check the mobile API key (noke_mobile_key / BLELOCK_NOKE_MOB
 _BUG_HINT = "report it with `--debug` output; the vendor's API may have changed"
 
 
-class NokeCloud:
+class NokeCloud(CloudClient):
     """One Nokē Core API endpoint (sandbox or production) and its keys.
 
     Use as ``async with NokeCloud(url, key, ...) as cloud:`` (or call :meth:`aclose`).
@@ -74,12 +73,9 @@ class NokeCloud:
         self._retry = retry or RetryPolicy()
         self._api_key = _secret(api_key)
         self._mobile_key = None if mobile_key is None else _secret(mobile_key)
-        self._client = make_client(
-            base_url if base_url.endswith("/") else base_url + "/",
-            timeouts or Timeouts(),
-            transport=transport,
+        super().__init__(
+            base_url if base_url.endswith("/") else base_url + "/", timeouts, transport=transport
         )
-        self.host: str = self._client.base_url.host
 
     @classmethod
     def from_settings(cls, settings: Settings, *, retry: RetryPolicy | None = None) -> NokeCloud:
@@ -100,20 +96,6 @@ class NokeCloud:
     def __repr__(self) -> str:
         mobile = "set" if self._mobile_key is not None else "none"
         return f"NokeCloud(base_url={str(self._client.base_url)!r}, mobile_key={mobile})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
     # --- endpoints ------------------------------------------------------------------------
 

@@ -4,6 +4,9 @@ with locking devices, and remote commands.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
 from starlette.responses import Response
 
 from simulators.keyless_cloud._http import (
@@ -29,8 +32,12 @@ from simulators.keyless_cloud.state import (
     REMOTE_COMMAND_VALIDITY,
     Association,
     GatewayDevice,
+    KeylessPlatformState,
+    LockingDevice,
     RemoteCommand,
 )
+
+_LinkedT = TypeVar("_LinkedT", Association, RemoteCommand)
 
 
 def _gateway_logs(audit: bool) -> Handler:
@@ -95,15 +102,38 @@ async def delete_gateway(call: Call) -> Response:
     return _no_content()
 
 
+def _gateway_and_lock(
+    state: KeylessPlatformState, gateway_device_id: str, locking_device_id: str
+) -> tuple[GatewayDevice, LockingDevice]:
+    """The gateway and the locking device a request body names (400 if malformed, else 404)."""
+    gateway = _find(state.gateways, _uuid(gateway_device_id, "gatewayDeviceId"), "gateway device")
+    lock = _find(
+        state.locking_devices, _uuid(locking_device_id, "lockingDeviceId"), "locking device"
+    )
+    return gateway, lock
+
+
+def _page_by_gateway(
+    call: Call, items: Iterable[_LinkedT], to_json: Callable[[_LinkedT], dict[str, Any]]
+) -> Response:
+    """A page of ``items``, only those of the gateway in ``gateway-device-id`` if it is given."""
+    wanted = call.query("gateway-device-id")
+    if wanted is not None:
+        wanted = _uuid(wanted, "gateway-device-id")
+    return _page(
+        call,
+        [
+            (item.seq, to_json(item))
+            for item in items
+            if wanted is None or item.gateway_device_id == wanted
+        ],
+    )
+
+
 async def create_association(call: Call) -> Response:
     body = _parse(AssociationBody, await call.body())
     state = call.state
-    gateway = _find(
-        state.gateways, _uuid(body.gateway_device_id, "gatewayDeviceId"), "gateway device"
-    )
-    lock = _find(
-        state.locking_devices, _uuid(body.locking_device_id, "lockingDeviceId"), "locking device"
-    )
+    gateway, lock = _gateway_and_lock(state, body.gateway_device_id, body.locking_device_id)
     existing = [a for a in state.associations.values() if a.gateway_device_id == gateway.id]
     if any(a.locking_device_id == lock.id for a in existing):
         raise Problem(409, "the locking device is already associated with this gateway device")
@@ -119,17 +149,7 @@ async def create_association(call: Call) -> Response:
 
 
 async def list_associations(call: Call) -> Response:
-    wanted = call.query("gateway-device-id")
-    if wanted is not None:
-        wanted = _uuid(wanted, "gateway-device-id")
-    return _page(
-        call,
-        [
-            (a.seq, _association_json(a))
-            for a in call.state.associations.values()
-            if wanted is None or a.gateway_device_id == wanted
-        ],
-    )
+    return _page_by_gateway(call, call.state.associations.values(), _association_json)
 
 
 async def get_association(call: Call) -> Response:
@@ -150,12 +170,7 @@ async def delete_association(call: Call) -> Response:
 async def issue_remote_command(call: Call) -> Response:
     body = _parse(RemoteCommandBody, await call.body())
     state = call.state
-    gateway = _find(
-        state.gateways, _uuid(body.gateway_device_id, "gatewayDeviceId"), "gateway device"
-    )
-    lock = _find(
-        state.locking_devices, _uuid(body.locking_device_id, "lockingDeviceId"), "locking device"
-    )
+    gateway, lock = _gateway_and_lock(state, body.gateway_device_id, body.locking_device_id)
     if not any(
         a.gateway_device_id == gateway.id and a.locking_device_id == lock.id
         for a in state.associations.values()
@@ -184,17 +199,7 @@ async def issue_remote_command(call: Call) -> Response:
 
 
 async def list_remote_commands(call: Call) -> Response:
-    wanted = call.query("gateway-device-id")
-    if wanted is not None:
-        wanted = _uuid(wanted, "gateway-device-id")
-    return _page(
-        call,
-        [
-            (c.seq, _remote_command_json(c))
-            for c in call.state.remote_commands.values()
-            if wanted is None or c.gateway_device_id == wanted
-        ],
-    )
+    return _page_by_gateway(call, call.state.remote_commands.values(), _remote_command_json)
 
 
 async def get_remote_command(call: Call) -> Response:

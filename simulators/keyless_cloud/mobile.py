@@ -235,56 +235,44 @@ def _client_of(
     return client
 
 
-async def mobile_audit_log(call: Call) -> Response:
+async def _submit_log(call: Call, audit: bool) -> Response:
+    """Store the verified entries of one upload in the audit or the system log; an entry the log
+    already holds (same lock and sequence number) counts as a duplicate and is left as it is."""
     lock = _submitted_lock(call)
     blobs = _decode_entries(_parse(EntriesBody, await call.body()))
     state = call.state
     entries = [_verified(state, lock, blob, index) for index, blob in enumerate(blobs)]
+    log = state.audit_log if audit else state.system_log
     accepted = duplicates = 0
     for blob, entry in zip(blobs, entries, strict=True):
         key = (lock.id, entry.sequence)
-        duplicate = key in state.audit_log
-        state.submissions.append(Submission(lock.id, "audit", entry.sequence, duplicate))
+        duplicate = key in log
+        state.submissions.append(
+            Submission(lock.id, "audit" if audit else "system", entry.sequence, duplicate)
+        )
         if duplicate:
             duplicates += 1
             continue
         accepted += 1
-        state.audit_log[key] = LogEntry(
+        log[key] = LogEntry(
             id=state.new_id(),
             locking_device_id=lock.id,
             event_name=entry.operation.name.lower(),
             occurred_at=entry.occurred_at,
             sequence_number=entry.sequence,
-            client=_client_of(state, entry.operating_device_id, entry.key_id),
-            granted=entry.result is kp.ResultCode.OK,
+            client=_client_of(state, entry.operating_device_id, entry.key_id) if audit else None,
+            granted=entry.result is kp.ResultCode.OK if audit else None,
             blob=blob,
         )
     return _mobile_ok({"accepted": accepted, "duplicates": duplicates})
+
+
+async def mobile_audit_log(call: Call) -> Response:
+    return await _submit_log(call, audit=True)
 
 
 async def mobile_system_log(call: Call) -> Response:
-    lock = _submitted_lock(call)
-    blobs = _decode_entries(_parse(EntriesBody, await call.body()))
-    state = call.state
-    entries = [_verified(state, lock, blob, index) for index, blob in enumerate(blobs)]
-    accepted = duplicates = 0
-    for blob, entry in zip(blobs, entries, strict=True):
-        key = (lock.id, entry.sequence)
-        duplicate = key in state.system_log
-        state.submissions.append(Submission(lock.id, "system", entry.sequence, duplicate))
-        if duplicate:
-            duplicates += 1
-            continue
-        accepted += 1
-        state.system_log[key] = LogEntry(
-            id=state.new_id(),
-            locking_device_id=lock.id,
-            event_name=entry.operation.name.lower(),
-            occurred_at=entry.occurred_at,
-            sequence_number=entry.sequence,
-            blob=blob,
-        )
-    return _mobile_ok({"accepted": accepted, "duplicates": duplicates})
+    return await _submit_log(call, audit=False)
 
 
 async def mobile_csr(call: Call) -> Response:
