@@ -3,6 +3,9 @@
 The drain is at-least-once on our side and exactly-once at the cloud: a batch keeps the same
 idempotency key until the cloud acknowledged it, so a retry after a lost acknowledgement (or a
 crash between sending and deleting) is recognised there, and records are deleted only after it.
+A batch the cloud refuses for good is set aside with the reason, so it cannot hold up the
+records behind it; bad credentials, rate limits and outages stop the drain instead (they are
+not about the batch).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from blelock.errors import lock_context
+from blelock.cloud._http import is_transient
+from blelock.errors import AuthFailed, CloudRejected, RateLimited, lock_context
 from blelock.model import LogRecord, MacAddress, OfflineGrant
 from blelock.store.keys import KeySyncSummary
 
-__all__ = ["drain_outbox", "refresh_offline_keys"]
+__all__ = ["drain_outbox", "refresh_offline_keys", "refuses_the_batch"]
 
 UPLOAD_BATCH = 500
 """Records per upload: ~60 KB of JSON, small enough for a flaky uplink to get through."""
@@ -42,6 +46,7 @@ class Batch(Protocol):
 class Outbox(Protocol):
     async def lease(self, limit: int) -> Batch | None: ...
     async def acknowledge(self, batch_key: str) -> int: ...
+    async def fail(self, batch_key: str, failure: str) -> None: ...
     async def pending_count(self) -> int: ...
 
 
@@ -72,12 +77,25 @@ async def drain_outbox(
     batch_size: int = UPLOAD_BATCH,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Upload every pending record, batch by batch; returns how many were acknowledged."""
+    """Upload every pending record, batch by batch; returns how many were acknowledged.
+    Batches the cloud refuses for good are set aside (see ``Outbox.failed``)."""
     uploaded = 0
     with lock_context(None, "upload logs"):
         while (batch := await outbox.lease(batch_size)) is not None:
-            await cloud.upload(batch.records, idempotency_key=batch.key)
+            try:
+                await cloud.upload(batch.records, idempotency_key=batch.key)
+            except CloudRejected as exc:
+                if not refuses_the_batch(exc):
+                    raise
+                await outbox.fail(batch.key, exc.one_line())
+                continue
             uploaded += await outbox.acknowledge(batch.key)
             if on_progress is not None:
                 on_progress(uploaded)
     return uploaded
+
+
+def refuses_the_batch(exc: CloudRejected) -> bool:
+    """The cloud will never take these records as they are (an unknown lock, a malformed
+    record): retrying cannot help, and holding the queue would strand every later record."""
+    return not is_transient(exc) and not isinstance(exc, AuthFailed | RateLimited)

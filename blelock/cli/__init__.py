@@ -61,6 +61,14 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+def _upload_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="send again the batches the cloud refused (see `blelock logs`) once fixed",
+    )
+
+
 def _package_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("package", metavar="PACKAGE", help="a DFU package (.zip)")
 
@@ -181,7 +189,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "keys": Command("blelock.cli.keys", "list cached offline keys (never the keys)", _no_arguments),
     "logs": Command("blelock.cli.logs", "show the log records waiting for upload", _no_arguments),
-    "upload": Command("blelock.cli.sync", "upload the pending log records now", _no_arguments),
+    "upload": Command("blelock.cli.sync", "upload the pending log records now", _upload_arguments),
     "open": Command(
         "blelock.cli.keyless",
         "open a Keyless lock (with keys synced earlier when the platform is unreachable)",

@@ -312,11 +312,23 @@ def show_keys(keys: Sequence[Any], *, as_json: bool) -> None:
     _console().print(table)
 
 
-def show_pending_logs(count: int, records: Sequence[LogRecord], *, as_json: bool) -> None:
+def show_pending_logs(
+    count: int, records: Sequence[LogRecord], *, as_json: bool, failed: Sequence[Any] = ()
+) -> None:
+    """``failed``: batches the cloud refused for good (store.outbox.FailedBatch)."""
     if as_json:
         print_json(
             {
                 "pending": count,
+                "set_aside": [
+                    {
+                        "batch": f.key,
+                        "records": f.records,
+                        "failed_at": f.failed_at,
+                        "reason": f.failure,
+                    }
+                    for f in failed
+                ],
                 "records": [
                     {
                         "mac": r.lock_id,
@@ -339,6 +351,11 @@ def show_pending_logs(count: int, records: Sequence[LogRecord], *, as_json: bool
     if count > len(records):
         table.caption = f"showing the oldest {len(records)}"
     _console().print(table)
+    for f in failed:
+        _console().print(
+            f"[red]{f.records} record(s) set aside:[/] the cloud refused them "
+            f"({escape(f.failure)}); fix the cause, then `blelock upload --retry-failed`"
+        )
 
 
 def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
@@ -369,6 +386,7 @@ def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
                 "keyless_uploaded": report["keyless_uploaded"],
                 "keyless_pending": report["keyless_pending"],
             }
+        payload["set_aside"] = report.get("set_aside", 0)
         print_json(payload)
         return
     table = Table(title="blelock sync", show_header=False)
@@ -379,6 +397,10 @@ def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
     if "uploaded" in report:
         table.add_row("log records uploaded", str(report["uploaded"]))
         table.add_row("log records still pending", str(report["pending"]))
+    if report.get("set_aside"):
+        table.add_row(
+            "[red]records the cloud refused[/] (see `blelock logs`)", str(report["set_aside"])
+        )
     for name, value in (keyless_counts or {}).items():
         table.add_row(f"Keyless {name.replace('_', ' ')}", str(value))
     if "keyless_uploaded" in report:

@@ -20,7 +20,9 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     if args.command == "upload":
-        report = asyncio.run(_sync(settings, keys=False, as_json=args.json))
+        report = asyncio.run(
+            _sync(settings, keys=False, as_json=args.json, retry_failed=args.retry_failed)
+        )
     else:
         macs = [parse_mac(text) for text in args.macs] if args.macs else None
         if args.tracking_key and not macs:
@@ -43,10 +45,14 @@ async def _sync(
     as_json: bool,
     macs: list[MacAddress] | None = None,
     issue_for: list[str] | None = None,
+    retry_failed: bool = False,
 ) -> dict[str, object]:
 
     report: dict[str, object] = {}
     async with open_store(settings) as store:
+        if retry_failed:
+            for outbox in (store.outbox, store.keyless_outbox):
+                await outbox.retry_failed()
         consider_keyless = keys or await store.keyless_outbox.pending_count() > 0
         has_device = consider_keyless and await (await store.keyless()).device() is not None
         noke_configured = settings.noke_api_key is not None or settings.noke_mobile_key is not None
@@ -56,6 +62,8 @@ async def _sync(
                 await _sync_noke(cloud, store, report, keys, as_json, macs, issue_for)
         if has_device:
             await _sync_keyless(settings, store, report, keys, as_json)
+        failed = [*await store.outbox.failed(), *await store.keyless_outbox.failed()]
+        report["set_aside"] = sum(batch.records for batch in failed)
     return report
 
 

@@ -86,12 +86,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX outbox_unleased ON outbox (id) WHERE batch_key IS NULL;
     CREATE INDEX outbox_by_batch ON outbox (batch_key) WHERE batch_key IS NOT NULL;
     """,
-    # 2: a second vendor (Keyless). Outbox rows and batches name their vendor's cloud; log
+    # 2: a second vendor (Keyless). Outbox rows and batches name their vendor's cloud; batches
+    # the cloud refused for good are set aside with the reason; log
     # cursors remember the last sequence number collected per lock and log; the operating
     # device's credentials, Keyless keys and lock certificates.
     """
     ALTER TABLE outbox ADD COLUMN vendor TEXT NOT NULL DEFAULT 'noke';
     ALTER TABLE outbox_batches ADD COLUMN vendor TEXT NOT NULL DEFAULT 'noke';
+    -- A batch the cloud refused for good is set aside (not deleted) so the rest still flow.
+    ALTER TABLE outbox_batches ADD COLUMN failed_at INTEGER;
+    ALTER TABLE outbox_batches ADD COLUMN failure TEXT;
     CREATE INDEX outbox_unleased_by_vendor ON outbox (vendor, id) WHERE batch_key IS NULL;
 
     CREATE TABLE log_cursors (

@@ -8,6 +8,10 @@ The life of a record:
    batch with the same key, whatever crashed in between, so a resend is recognisable at the cloud.
 3. ``acknowledge`` deletes the batch's records, only after the cloud acknowledged the upload.
 
+A batch the cloud refuses for good (a lock no longer registered, a record it cannot read) is
+set aside with ``fail``: kept, with the reason, and skipped by ``lease`` so the records behind it
+still flow; ``retry_failed`` puts such batches back (with their keys) once the cause is fixed.
+
 A crash between any two of these steps therefore loses nothing (records are deleted last) and
 duplicates nothing at the cloud (a resend carries the key the cloud already saw).
 
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 from blelock.model import LogRecord
 from blelock.store.db import Database
 
-__all__ = ["NOKE", "Batch", "Outbox"]
+__all__ = ["NOKE", "Batch", "FailedBatch", "Outbox"]
 
 NOKE = "noke"
 
@@ -41,6 +45,16 @@ class Batch:
 
     key: str
     records: tuple[LogRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedBatch:
+    key: str
+    records: int
+    failed_at: int
+    """Unix seconds."""
+    failure: str
+    """What the cloud said, as the error's one line."""
 
 
 class Outbox:
@@ -100,7 +114,8 @@ class Outbox:
         def lease(conn: sqlite3.Connection) -> Batch | None:
             while (
                 row := conn.execute(
-                    "SELECT key FROM outbox_batches WHERE vendor = ? ORDER BY rowid LIMIT 1",
+                    "SELECT key FROM outbox_batches WHERE vendor = ? AND failed_at IS NULL "
+                    "ORDER BY rowid LIMIT 1",
                     (self._vendor,),
                 ).fetchone()
             ) is not None:
@@ -137,6 +152,45 @@ class Outbox:
             return int(deleted)
 
         return await self._db.run(delete)
+
+    async def fail(self, batch_key: str, failure: str) -> None:
+        """Set the batch aside: the cloud refused it for good. Its records stay."""
+
+        def mark(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE outbox_batches SET failed_at = ?, failure = ? WHERE key = ?",
+                (int(time.time()), failure, batch_key),
+            )
+
+        await self._db.run(mark)
+
+    async def failed(self) -> list[FailedBatch]:
+        """The batches set aside, oldest first."""
+
+        def read(conn: sqlite3.Connection) -> list[FailedBatch]:
+            rows = conn.execute(
+                "SELECT b.key, count(o.id), b.failed_at, b.failure FROM outbox_batches b "
+                "JOIN outbox o ON o.batch_key = b.key "
+                "WHERE b.vendor = ? AND b.failed_at IS NOT NULL GROUP BY b.key ORDER BY b.rowid",
+                (self._vendor,),
+            )
+            return [FailedBatch(key, int(n), int(at), str(why)) for key, n, at, why in rows]
+
+        return await self._db.run(read, write=False)
+
+    async def retry_failed(self) -> int:
+        """Put every set-aside batch back in line (same keys, same records); how many."""
+
+        def clear(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    "UPDATE outbox_batches SET failed_at = NULL, failure = NULL "
+                    "WHERE vendor = ? AND failed_at IS NOT NULL",
+                    (self._vendor,),
+                ).rowcount
+            )
+
+        return await self._db.run(clear)
 
     async def pending_count(self) -> int:
         """Records not yet acknowledged by the cloud (leased ones included)."""

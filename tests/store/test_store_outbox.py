@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
+from blelock.errors import AuthFailed, CloudRejected, RateLimited, UnknownLock
 from blelock.model import LogRecord, MacAddress
 from blelock.store.db import Database
 from blelock.store.outbox import Batch, Outbox
+from blelock.sync import drain_outbox
 
 A = MacAddress("C7:E6:B0:C6:75:38")
 
@@ -162,3 +165,55 @@ async def test_log_cursors_move_with_the_records_and_never_back(db: Database) ->
     batch = await keyless.lease(100)
     assert batch is not None and await keyless.acknowledge(batch.key) == 7
     assert await keyless.cursor("1f0c", "audit") == 7
+
+
+class PickyCloud:
+    """Takes every record but those of ``refused_lock``, which it refuses with ``error``."""
+
+    def __init__(self, refused_lock: str, error: CloudRejected) -> None:
+        self.refused_lock, self.error = refused_lock, error
+        self.received: list[LogRecord] = []
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        if any(r.lock_id == self.refused_lock for r in records):
+            raise self.error
+        self.received.extend(records)
+
+
+def lock_records(lock: str, count: int) -> list[LogRecord]:
+    return [LogRecord(lock, "ab" * 4, 1_790_000_000, f"{lock[:2]}{n:04x}") for n in range(count)]
+
+
+async def test_a_batch_refused_for_good_is_set_aside_and_the_rest_flow(outbox: Outbox) -> None:
+    removed, kept = "C7:E6:B0:C6:75:38", "D1:00:00:00:00:02"
+    await outbox.append(lock_records(removed, 2) + lock_records(kept, 4))
+    cloud = PickyCloud(removed, UnknownLock("the lock is not in this company", error_code=7))
+    assert await drain_outbox(cloud, outbox, batch_size=2) == 4
+    assert cloud.received == lock_records(kept, 4)
+    (failed,) = await outbox.failed()
+    assert failed.records == 2 and "not in this company" in failed.failure
+    assert await outbox.pending() == lock_records(removed, 2)  # set aside, never deleted
+    # Once the cause is fixed the same batch, with the same key, goes again.
+    assert await outbox.retry_failed() == 1
+    again = await outbox.lease(100)
+    assert again is not None and again.key == failed.key
+    assert again.records == tuple(lock_records(removed, 2))
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthFailed("the API key was refused", status=401),
+        RateLimited("slow down", retry_after=30),
+        CloudRejected("bad gateway", status=502),
+    ],
+)
+async def test_credentials_limits_and_outages_stop_the_drain_without_setting_aside(
+    outbox: Outbox, error: CloudRejected
+) -> None:
+    await outbox.append(lock_records("C7:E6:B0:C6:75:38", 2))
+    with pytest.raises(type(error)):
+        await drain_outbox(PickyCloud("C7:E6:B0:C6:75:38", error), outbox)
+    assert await outbox.failed() == [] and await outbox.pending_count() == 2
