@@ -168,6 +168,10 @@ class HealthView(BaseModel):
     last_sync_at: dt.datetime | None
     uploads_configured: bool
     outbox_depth: int
+    set_aside: int = Field(
+        description="records the cloud refused for good; `blelock upload --retry-failed` "
+        "sends them again once the cause is fixed"
+    )
     keys: KeyHealthView | None
     jobs_running: int
     jobs_queued: int
@@ -247,6 +251,7 @@ def _health_view(health: Health) -> HealthView:
         last_sync_at=health.last_sync_at,
         uploads_configured=health.uploads_configured,
         outbox_depth=health.outbox_depth,
+        set_aside=health.set_aside,
         keys=None
         if keys is None
         else KeyHealthView(

@@ -298,6 +298,8 @@ class Health:
     last_sync_at: dt.datetime | None
     uploads_configured: bool
     outbox_depth: int
+    set_aside: int
+    """Records in batches the cloud refused for good: they wait for a person to act."""
     keys: KeyHealth | None
     jobs_running: int
     jobs_queued: int
@@ -866,6 +868,13 @@ class Runner:
         store = self._store
         return await store.outbox.pending_count() + await store.keyless_outbox.pending_count()
 
+    async def _set_aside(self) -> int:
+        store = self._store
+        if store is None:
+            return 0
+        batches = [*await store.outbox.failed(), *await store.keyless_outbox.failed()]
+        return sum(batch.records for batch in batches)
+
     async def health(self) -> Health:
         jobs = [j for j in self._jobs.values() if not j.done.is_set()]
         return Health(
@@ -880,6 +889,7 @@ class Runner:
             uploads_configured=self._cloud is not None
             and self.settings.noke_mobile_key is not None,
             outbox_depth=await self.pending_logs(),
+            set_aside=await self._set_aside(),
             keys=self._key_health,
             jobs_running=sum(1 for j in jobs if j.state is JobState.RUNNING),
             jobs_queued=sum(1 for j in jobs if j.state is JobState.QUEUED),

@@ -329,6 +329,7 @@ async def test_logs_wait_in_the_outbox_without_a_mobile_key(
         assert pending == given > 0
         health = (await k.client.get("/v1/health", headers=AUTH)).json()
         assert health["uploads_configured"] is False and health["outbox_depth"] == pending
+        assert health["set_aside"] == 0  # waiting for a mobile key is not a refusal
 
 
 async def test_kept_logs_are_uploaded_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
