@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         device_id = asyncio.run(_activate(settings, args.invitation_code))
         _say({"operating_device_id": device_id}, f"activated as operating device {device_id}", args)
     elif action == "set-time":
-        outcome = asyncio.run(_set_time(settings, check_id(args.device, "device")))
-        _show_outcome(outcome, online=True, as_json=args.json)
+        outcome, online = asyncio.run(_set_time(settings, check_id(args.device, "device")))
+        _show_outcome(outcome, online=online, as_json=args.json)
     else:
         asyncio.run(_administer(settings, args))
     return 0
@@ -65,7 +65,7 @@ async def _activate(settings: Settings, code: str) -> str:
         return await activate(settings, store, code)
 
 
-async def _set_time(settings: Settings, device: str) -> KeylessOutcome:
+async def _set_time(settings: Settings, device: str) -> tuple[KeylessOutcome, bool]:
     async with open_store(settings) as store:
         return await set_lock_time(device, settings, store)
 
@@ -220,7 +220,7 @@ def _show_outcome(outcome: KeylessOutcome, *, online: bool, as_json: bool) -> No
     if outcome.certificate_installed is not None:
         extras.append("new certificate installed")
     if outcome.csr is not None:
-        extras.append("re-keying started (the request goes with the next upload)")
+        extras.append("re-keying started (the request is kept until the platform has it)")
     if outcome.time_set is not None:
         extras.append(f"clock set (it read {outcome.time_set[0].isoformat()})")
     print(f"{outcome.lock_id}: {outcome.operation} done with the {how}; {'; '.join(extras)}")

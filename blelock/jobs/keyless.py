@@ -8,6 +8,7 @@ The operating device talks to the platform through the stand-in Mobile API
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 from collections import defaultdict
@@ -24,19 +25,29 @@ from blelock.cloud._http import RetryPolicy
 from blelock.cloud.keyless import KeylessMobile
 from blelock.config import Settings
 from blelock.errors import (
+    AuthFailed,
     CloudError,
+    CloudTimeout,
     ConfigError,
     RemoteProtocolError,
     StoreError,
+    UnknownLock,
     lock_context,
 )
 from blelock.jobs import Store
 from blelock.model import LogRecord
 from blelock.protocol import keyless
 from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore, PlatformTrust
+from blelock.sync import drain_outbox
 from blelock.transport.ble import open_link
 from blelock.transport.scan import find_keyless_lock
-from blelock.vendors.keyless import AUDIT_LOG, KeylessMaterial, KeylessOutcome, KeylessVisit
+from blelock.vendors.keyless import (
+    AUDIT_LOG,
+    CSR_LOG,
+    KeylessMaterial,
+    KeylessOutcome,
+    KeylessVisit,
+)
 
 __all__ = [
     "CSR_LOG",
@@ -50,8 +61,7 @@ __all__ = [
     "sync_keyless",
 ]
 
-CSR_LOG = "csr"
-"""Outbox session of a re-keying request made with no network: uploaded like the logs."""
+
 REKEY_AHEAD = dt.timedelta(days=30)
 """Start re-keying a lock whose certificate expires within this (blelock's policy: the vendor
 says only that a certificate not renewed in time makes the lock inoperable)."""
@@ -151,6 +161,11 @@ async def sync_keyless(
             pending = {lock: await mobile.certificate(lock) for lock in certificates}
     await keys.save_platform(PlatformTrust(ca_der, revocations.signed_list))
     for lock, certificate in certificates.items():
+        held = await keys.lock(lock)
+        if held is not None and pending[lock] is not None and held.certificate == pending[lock]:
+            # Installed on a visit whose audit entries have not reached the platform yet: it
+            # still calls the certificate pending. The lock runs on it; keep it that way.
+            continue
         await keys.save_lock(lock, certificate, pending[lock])
     dropped = await keys.replace_keys(fresh, kinds=("OPERATING", "OFFLINE"))
     return KeylessSyncReport(
@@ -177,22 +192,35 @@ async def open_lock(
     return await visit, online
 
 
-async def set_lock_time(lock_id: str, settings: Settings, store: Store) -> KeylessOutcome:
-    """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME)."""
+async def set_lock_time(
+    lock_id: str, settings: Settings, store: Store
+) -> tuple[KeylessOutcome, bool]:
+    """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
+    whether it went online)."""
     online = await _refresh(settings, store, required=False)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.set_time()
 
-    return await _with_visit(lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run)
+    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run)
+    return await visit, online
 
 
 async def _refresh(settings: Settings, store: Store, *, required: bool) -> bool:
+    """Sync before a visit, within one cloud timeout: past it, a person waiting at the lock is
+    better served by the keys synced earlier (unless ``required``)."""
     try:
-        await sync_keyless(settings, store, retry=AT_THE_LOCK)
+        async with asyncio.timeout(settings.timeouts.cloud):
+            await sync_keyless(settings, store, retry=AT_THE_LOCK)
     except CloudError:
         if required:
             raise
+        return False
+    except TimeoutError:
+        if required:
+            raise CloudTimeout(
+                f"the Keyless platform did not answer within {settings.timeouts.cloud:g} s"
+            ) from None
         return False
     return True
 
@@ -220,8 +248,11 @@ async def _with_visit(
     outcome = await run(visit)
     if outcome.certificate_installed is not None:
         await keys.save_lock(lock_id, outcome.certificate_installed, None)
-    if outcome.csr is not None:
-        await _send_csr(settings, store, lock_id, outcome.csr, online)
+    if online:
+        # What the visit kept (audit entries, a CSR) goes up now; the outbox holds it either way.
+        with contextlib.suppress(CloudError):
+            async with KeylessUploader.open(settings, store, retry=AT_THE_LOCK) as uploader:
+                await drain_outbox(uploader, store.keyless_outbox)
     return outcome
 
 
@@ -263,25 +294,16 @@ async def _material(
 
 
 async def _rekey_due(store: Store, lock_id: str) -> bool:
-    record = await (await store.keyless()).lock(lock_id)
+    """The lock's certificate expires soon, none is pending, and a permission (an operating
+    key) makes this device one the platform takes a CSR from."""
+    keys = await store.keyless()
+    record = await keys.lock(lock_id)
     if record is None or record.pending_certificate is not None:
         return False
+    if not any(key.kind == "OPERATING" for key in await keys.keys_for(lock_id)):
+        return False
     expires = x509.load_der_x509_certificate(record.certificate).not_valid_after_utc
-    return expires - SystemClock().now_utc() <= REKEY_AHEAD
-
-
-async def _send_csr(
-    settings: Settings, store: Store, lock_id: str, csr: bytes, online: bool
-) -> None:
-    """To the platform now, or into the outbox (durably) to go with the next upload."""
-    if online:
-        keys = await store.keyless()
-        with contextlib.suppress(CloudError):
-            async with _mobile(settings, await _device(keys), AT_THE_LOCK) as mobile:
-                await mobile.submit_csr(lock_id, csr)
-            return
-    received = int(SystemClock().now_utc().timestamp())
-    await store.keyless_outbox.append([LogRecord(lock_id, CSR_LOG, received, csr.hex())])
+    return bool(expires - SystemClock().now_utc() <= REKEY_AHEAD)
 
 
 class KeylessUploader:
@@ -294,9 +316,11 @@ class KeylessUploader:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def open(cls, settings: Settings, store: Store) -> AsyncIterator[KeylessUploader]:
+    async def open(
+        cls, settings: Settings, store: Store, *, retry: RetryPolicy | None = None
+    ) -> AsyncIterator[KeylessUploader]:
         device = await _device(await store.keyless())
-        async with _mobile(settings, device) as mobile:
+        async with _mobile(settings, device, retry) as mobile:
             yield cls(mobile)
 
     async def upload(
@@ -306,7 +330,18 @@ class KeylessUploader:
         for record in records:
             payload = bytes.fromhex(record.payload)
             if record.session == CSR_LOG:
-                await self._mobile.submit_csr(record.lock_id, payload)
+                try:
+                    await self._mobile.submit_csr(record.lock_id, payload)
+                except AuthFailed as exc:
+                    # A 403 here is about this lock (no permission on it any more), not about
+                    # our credentials: the request is set aside rather than stop every upload.
+                    raise UnknownLock(
+                        f"the platform refuses this device's certificate request for lock "
+                        f"{record.lock_id}: {exc.message}",
+                        status=exc.status,
+                        hint="ask the administrator for a permission on the lock, then "
+                        "`blelock upload --retry-failed`",
+                    ) from None
             elif record.session == AUDIT_LOG:
                 entries[record.lock_id].append(payload)
             else:

@@ -26,10 +26,20 @@ from blelock.model import LogRecord
 from blelock.protocol import keyless
 from blelock.transport.base import LinkOpener, LockLink
 
-__all__ = ["AUDIT_LOG", "KeylessLogSink", "KeylessMaterial", "KeylessOutcome", "KeylessVisit"]
+__all__ = [
+    "AUDIT_LOG",
+    "CSR_LOG",
+    "KeylessLogSink",
+    "KeylessMaterial",
+    "KeylessOutcome",
+    "KeylessVisit",
+]
 
 AUDIT_LOG = "audit"
 """The outbox session name, and the cursor's log name, of audit entries."""
+CSR_LOG = "csr"
+"""The outbox session of a certificate signing request from a re-keying: it goes to the
+platform with the next upload, and must survive whatever happens after the lock made it."""
 
 REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
     keyless.ResultCode.EXPIRED: "run `blelock sync` while online for a fresh key; if the lock's "
@@ -97,6 +107,7 @@ class KeylessVisit:
         self._timeouts = timeouts
         self._logs = logs
         self._clock = clock or SystemClock()
+        self._after = 0  # the audit cursor this visit started from
 
     async def open(self, *, rekey: bool = False) -> KeylessOutcome:
         """Open the lock; with ``rekey``, also make it start a re-keying (visit one)."""
@@ -116,7 +127,7 @@ class KeylessVisit:
 
     async def _visit(self, operation: str, steps: list[keyless.Step]) -> KeylessOutcome:
         with lock_context(self.lock_id, operation):
-            after = await self._logs.cursor(self.lock_id, AUDIT_LOG)
+            after = self._after = await self._logs.cursor(self.lock_id, AUDIT_LOG)
             if self._material.pending_certificate is not None:
                 steps = [keyless.InstallCertificate(self._material.pending_certificate), *steps]
             steps = [*steps, keyless.CollectAudit(after)]
@@ -164,6 +175,12 @@ class KeylessVisit:
                     )
 
     async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
+        received = int(self._clock.now_utc().timestamp())
+        csrs = [
+            LogRecord(self.lock_id, CSR_LOG, received, event.csr.hex())
+            for event in events
+            if isinstance(event, keyless.CsrReady)
+        ]
         entries = [
             entry
             for event in events
@@ -171,14 +188,13 @@ class KeylessVisit:
             for entry in event.entries
             if entry.sequence > after
         ]
-        if not entries:
-            return
-        received = int(self._clock.now_utc().timestamp())
         records = [
             LogRecord(self.lock_id, AUDIT_LOG, received, entry.blob.hex()) for entry in entries
         ]
-        last = max(entry.sequence for entry in entries)
-        await self._logs.append(records, {(self.lock_id, AUDIT_LOG): last})
+        if not records and not csrs:
+            return
+        cursor = {(self.lock_id, AUDIT_LOG): max(e.sequence for e in entries)} if entries else {}
+        await self._logs.append(records + csrs, cursor)
 
     def _outcome(self, operation: str, events: Sequence[keyless.Event]) -> KeylessOutcome:
         key_id: str | None = None
@@ -196,5 +212,5 @@ class KeylessVisit:
             elif isinstance(event, keyless.TimeSet):
                 time_set = (event.previous, event.now)
             elif isinstance(event, keyless.AuditEntries):
-                collected += len(event.entries)
+                collected += sum(entry.sequence > self._after for entry in event.entries)
         return KeylessOutcome(self.lock_id, operation, key_id, collected, installed, csr, time_set)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from blelock.errors import CloudUnavailable, ConfigError
+from blelock.errors import AuthFailed, CloudUnavailable, ConfigError, UnknownLock
 from blelock.jobs import open_store
 from blelock.jobs.keyless import (
     CSR_LOG,
@@ -15,7 +15,8 @@ from blelock.jobs.keyless import (
     set_lock_time,
     sync_keyless,
 )
-from blelock.sync import drain_outbox
+from blelock.model import LogRecord
+from blelock.sync import drain_outbox, refuses_the_batch
 from simulators.world import RunningWorld, WorldSpec
 from tests.conftest import FAST, closed_port_url, settings_for
 
@@ -43,9 +44,8 @@ async def test_activate_sync_open_and_upload(running_world: RunningWorld) -> Non
         assert report.operating_keys == 2 * len(world.locks)  # OPEN and UPDATE_TIME per lock
         outcome, online = await open_lock(lock.locking_device_id, settings, store)
         assert online and lock.opens == 1 and outcome.key_id is not None
-        assert await store.keyless_outbox.pending_count() == outcome.audit_collected == 1
-        async with KeylessUploader.open(settings, store) as uploader:
-            assert await drain_outbox(uploader, store.keyless_outbox) == 1
+        # Online, what the visit kept went up at once; nothing waits in the outbox.
+        assert outcome.audit_collected == 1 and await store.keyless_outbox.pending_count() == 0
     received = world.platform.audit_entries(lock.locking_device_id)
     assert [entry.sequence_number for entry in received] == [1]
 
@@ -101,6 +101,11 @@ async def test_re_keying_across_two_offline_visits(running_world: RunningWorld) 
         assert lock.lock_key_id != old_key and lock.opens == 2
         record = await (await store.keyless()).lock(lock.locking_device_id)
         assert record is not None and record.pending_certificate is None
+        # A sync before the platform heard of the install must not undo it in the store: the
+        # next visit would try to install again and the lock would refuse the whole visit.
+        await sync_keyless(online, store)
+        third, _ = await open_lock(lock.locking_device_id, offline, store)
+        assert third.certificate_installed is None and lock.opens == 3
         # Entries signed by the new key tell the platform the re-keying is complete.
         async with KeylessUploader.open(online, store) as uploader:
             await drain_outbox(uploader, store.keyless_outbox)
@@ -116,6 +121,19 @@ async def test_set_time_corrects_a_drifted_lock(running_world: RunningWorld) -> 
     lock.clock_drift_s = -7200
     async with open_store(settings) as store:
         await activate(settings, store, world.invitation_code)
-        outcome = await set_lock_time(lock.locking_device_id, settings, store)
-    assert outcome.time_set is not None
+        outcome, online = await set_lock_time(lock.locking_device_id, settings, store)
+    assert online and outcome.time_set is not None
     assert abs(lock.clock_drift_s) < 5
+
+
+class RefusingMobile:
+    async def submit_csr(self, locking_device_id: str, csr_der: bytes) -> None:
+        raise AuthFailed("no permission on this locking device", status=403)
+
+
+async def test_a_certificate_request_refused_for_the_lock_is_set_aside_not_fatal() -> None:
+    uploader = KeylessUploader(RefusingMobile())  # type: ignore[arg-type]
+    record = LogRecord("6f1c2a3e-8b7d-4c5e-9f00-112233445566", CSR_LOG, 1, "3082")
+    with pytest.raises(UnknownLock) as caught:
+        await uploader.upload([record])
+    assert refuses_the_batch(caught.value)  # the drain sets it aside and goes on
