@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from blelock.cloud._http import is_transient
-from blelock.errors import AuthFailed, CloudRejected, RateLimited, lock_context
+from blelock.errors import AuthFailed, CloudRejected, RateLimited, UnknownLock, lock_context
 from blelock.model import LogRecord, MacAddress, OfflineGrant
 from blelock.store.keys import KeySyncSummary
 
@@ -46,6 +46,7 @@ class Batch(Protocol):
 class Outbox(Protocol):
     async def lease(self, limit: int) -> Batch | None: ...
     async def acknowledge(self, batch_key: str) -> int: ...
+    async def split(self, batch_key: str) -> int: ...
     async def fail(self, batch_key: str, failure: str) -> None: ...
     async def pending_count(self) -> int: ...
 
@@ -87,7 +88,10 @@ async def drain_outbox(
             except CloudRejected as exc:
                 if not refuses_the_batch(exc):
                     raise
-                await outbox.fail(batch.key, exc.one_line())
+                if len({record.lock_id for record in batch.records}) > 1:
+                    await outbox.split(batch.key)  # find which lock it was, one at a time
+                else:
+                    await outbox.fail(batch.key, exc.one_line())
                 continue
             uploaded += await outbox.acknowledge(batch.key)
             if on_progress is not None:
@@ -95,7 +99,20 @@ async def drain_outbox(
     return uploaded
 
 
+REFUSED_STATUSES = frozenset({400, 409, 422})
+"""HTTP answers about the request's content (Keyless: problem+json naming a broken rule)."""
+REFUSED_ERROR_CODES = frozenset({3, 6, 7})
+"""Nokē envelopes about the content: bad input, lock not in the company, lock not found."""
+
+
 def refuses_the_batch(exc: CloudRejected) -> bool:
-    """The cloud will never take these records as they are (an unknown lock, a malformed
-    record): retrying cannot help, and holding the queue would strand every later record."""
-    return not is_transient(exc) and not isinstance(exc, AuthFailed | RateLimited)
+    """The cloud will never take these records as they are (an unknown lock, a record it
+    cannot read): retrying cannot help, and holding the queue would strand every later record.
+    Anything else (credentials, a wrong URL's 404, limits, outages) stops the drain instead."""
+    if is_transient(exc) or isinstance(exc, AuthFailed | RateLimited):
+        return False
+    return (
+        isinstance(exc, UnknownLock)
+        or exc.status in REFUSED_STATUSES
+        or exc.error_code in REFUSED_ERROR_CODES
+    )

@@ -5,12 +5,15 @@ The life of a record:
 1. ``append`` commits it (fsync'd) before anyone is told it was kept.
 2. ``lease`` puts the oldest unleased records into a batch with an idempotency key (uuid4),
    persisted with the batch. Until that batch is acknowledged, every ``lease`` returns the same
-   batch with the same key, whatever crashed in between, so a resend is recognisable at the cloud.
+   batch with the same key, whatever crashed in between, so a resend is recognisable at the
+   cloud.
 3. ``acknowledge`` deletes the batch's records, only after the cloud acknowledged the upload.
 
 A batch the cloud refuses for good (a lock no longer registered, a record it cannot read) is
-set aside with ``fail``: kept, with the reason, and skipped by ``lease`` so the records behind it
-still flow; ``retry_failed`` puts such batches back (with their keys) once the cause is fixed.
+first ``split`` into one batch per lock when it holds several, so one lock's trouble does not
+take the other locks' records with it. A one-lock batch the cloud refuses is set aside with
+``fail``: kept, with the reason, and skipped by ``lease`` so the records behind it still flow;
+``retry_failed`` puts such batches back (with their keys) once the cause is fixed.
 
 A crash between any two of these steps therefore loses nothing (records are deleted last) and
 duplicates nothing at the cloud (a resend carries the key the cloud already saw).
@@ -152,6 +155,34 @@ class Outbox:
             return int(deleted)
 
         return await self._db.run(delete)
+
+    async def split(self, batch_key: str) -> int:
+        """Replace a refused batch of several locks by one batch per lock (new keys: the cloud
+        took nothing under the old one), at the head of the line; how many batches now."""
+
+        def split(conn: sqlite3.Connection) -> int:
+            locks = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT lock_id FROM outbox WHERE batch_key = ? GROUP BY lock_id "
+                    "ORDER BY min(id)",
+                    (batch_key,),
+                )
+            ]
+            for lock in locks:
+                key = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO outbox_batches (key, formed_at, vendor) VALUES (?, ?, ?)",
+                    (key, int(time.time()), self._vendor),
+                )
+                conn.execute(
+                    "UPDATE outbox SET batch_key = ? WHERE batch_key = ? AND lock_id = ?",
+                    (key, batch_key, lock),
+                )
+            conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
+            return len(locks)
+
+        return await self._db.run(split)
 
     async def fail(self, batch_key: str, failure: str) -> None:
         """Set the batch aside: the cloud refused it for good. Its records stay."""

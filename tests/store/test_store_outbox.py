@@ -188,10 +188,18 @@ def lock_records(lock: str, count: int) -> list[LogRecord]:
 
 async def test_a_batch_refused_for_good_is_set_aside_and_the_rest_flow(outbox: Outbox) -> None:
     removed, kept = "C7:E6:B0:C6:75:38", "D1:00:00:00:00:02"
-    await outbox.append(lock_records(removed, 2) + lock_records(kept, 4))
+    # Interleaved, and a batch size that does not line up with either lock's records.
+    mixed = [
+        r
+        for pair in zip(lock_records(removed, 2), lock_records(kept, 2), strict=True)
+        for r in pair
+    ]
+    await outbox.append(mixed + lock_records(kept, 4)[2:])
     cloud = PickyCloud(removed, UnknownLock("the lock is not in this company", error_code=7))
-    assert await drain_outbox(cloud, outbox, batch_size=2) == 4
-    assert cloud.received == lock_records(kept, 4)
+    assert await drain_outbox(cloud, outbox, batch_size=3) == 4
+    assert sorted(r.payload for r in cloud.received) == sorted(
+        r.payload for r in lock_records(kept, 4)
+    )
     (failed,) = await outbox.failed()
     assert failed.records == 2 and "not in this company" in failed.failure
     assert await outbox.pending() == lock_records(removed, 2)  # set aside, never deleted
@@ -208,6 +216,7 @@ async def test_a_batch_refused_for_good_is_set_aside_and_the_rest_flow(outbox: O
         AuthFailed("the API key was refused", status=401),
         RateLimited("slow down", retry_after=30),
         CloudRejected("bad gateway", status=502),
+        CloudRejected("no such route (a wrong base URL)", status=404),
     ],
 )
 async def test_credentials_limits_and_outages_stop_the_drain_without_setting_aside(
