@@ -785,20 +785,34 @@ class Runner:
         return None
 
     async def _sync_round(self) -> None:
-        store, cloud = self._store, self._cloud
+        """Each vendor's upkeep in turn; one vendor's cloud failing does not stop the other's
+        (the first failure is raised after both had their turn, for the backoff)."""
+        store = self._store
         if store is None:
             return
-        keyless_contacted = await self._keyless_upkeep(store)
+        contacted = False
+        failure: BaseException | None = None
+        for upkeep in (self._noke_upkeep, self._keyless_upkeep):
+            try:
+                contacted = await upkeep(store) or contacted
+            except BlelockError as exc:
+                failure = failure or exc
+        if contacted and failure is None:
+            self._cloud_seen(reachable=True)
+            self.last_sync_error = None
+        if failure is not None:
+            raise failure
+
+    async def _noke_upkeep(self, store: Store) -> bool:
+        cloud = self._cloud
         if cloud is None:
-            return
-        contacted = await self._refresh_keys(store, cloud) or keyless_contacted
+            return False
+        contacted = await self._refresh_keys(store, cloud)
         if self.settings.noke_mobile_key is not None and await store.outbox.pending_count():
             uploaded = await drain_outbox(cloud, store.outbox)
             logger.info("uploaded lock logs", extra={"records": uploaded})
             contacted = True
-        if contacted:
-            self._cloud_seen(reachable=True)
-            self.last_sync_error = None
+        return contacted
 
     async def _keyless_upkeep(self, store: Store) -> bool:
         """When this kiosk is a Keyless operating device: upload the kept audit entries, and
