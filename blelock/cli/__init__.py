@@ -125,7 +125,9 @@ def _keyless_arguments(parser: argparse.ArgumentParser) -> None:
     activate = actions.add_parser(
         "activate", parents=common, help="make this companion an operating device"
     )
-    activate.add_argument("invitation_code", metavar="CODE", help="the invitation's code")
+    activate.add_argument(
+        "invitation_code", metavar="CODE", help="the invitation's code; - reads it from stdin"
+    )
     _device_argument(
         actions.add_parser("set-time", parents=common, help="set a lock's clock to this machine's")
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -37,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
         return _open(args, settings)
     action = args.keyless_command
     if action == "activate":
-        device_id = asyncio.run(_activate(settings, args.invitation_code))
+        code = args.invitation_code
+        if code == "-":  # from standard input: kept out of shell history and the process list
+            code = sys.stdin.readline().strip()
+        device_id = asyncio.run(_activate(settings, code))
         _say({"operating_device_id": device_id}, f"activated as operating device {device_id}", args)
     elif action == "set-time":
         outcome, online = asyncio.run(_set_time(settings, check_id(args.device, "device")))
