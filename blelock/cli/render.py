@@ -190,7 +190,8 @@ def show_outcomes(
         )
         if "keyless_uploaded" in uploads:
             table.caption += (
-                f"; {uploads['keyless_uploaded']} Keyless audit entr(ies) uploaded, "
+                f"; {uploads['keyless_uploaded']} Keyless audit entr(ies) uploaded back in "
+                "coverage (online opens send theirs at once), "
                 f"{uploads['keyless_pending']} still pending"
             )
     _console().print(table)
