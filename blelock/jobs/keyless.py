@@ -37,7 +37,13 @@ from blelock.errors import (
 from blelock.jobs import Store
 from blelock.model import LogRecord
 from blelock.protocol import keyless
-from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore, PlatformTrust
+from blelock.store.keyless import (
+    DeviceIdentity,
+    KeylessKey,
+    KeylessLockRecord,
+    KeylessStore,
+    PlatformTrust,
+)
 from blelock.sync import drain_outbox
 from blelock.transport.ble import open_link
 from blelock.transport.scan import find_keyless_lock
@@ -159,15 +165,12 @@ async def sync_keyless(
                     secret = other.private_key.get_secret_value()
                     fresh.append(_key(other.grant, ca_key, secret, role="alternative"))
             pending = {lock: await mobile.certificate(lock) for lock in certificates}
-    await keys.save_platform(PlatformTrust(ca_der, revocations.signed_list))
-    for lock, certificate in certificates.items():
-        held = await keys.lock(lock)
-        if held is not None and pending[lock] is not None and held.certificate == pending[lock]:
-            # Installed on a visit whose audit entries have not reached the platform yet: it
-            # still calls the certificate pending. The lock runs on it; keep it that way.
-            continue
-        await keys.save_lock(lock, certificate, pending[lock])
-    dropped = await keys.replace_keys(fresh, kinds=("OPERATING", "OFFLINE"))
+    dropped = await keys.apply_sync(
+        PlatformTrust(ca_der, revocations.signed_list),
+        [KeylessLockRecord(lock, cert, pending[lock]) for lock, cert in certificates.items()],
+        fresh,
+        kinds=("OPERATING", "OFFLINE"),
+    )
     return KeylessSyncReport(
         operating_keys=sum(key.kind == "OPERATING" for key in fresh),
         offline_keys=sum(key.kind == "OFFLINE" for key in fresh),

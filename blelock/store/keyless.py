@@ -107,10 +107,13 @@ class KeylessStore:
     # --- the platform ---------------------------------------------------------------------------
 
     async def save_platform(self, trust: PlatformTrust) -> None:
-        """Sealed although public: the pinned CA decides which locks are believed, so an edit
-        to the database must not be able to swap it."""
-        sealed = self._key.seal(_pack(trust.ca_certificate, trust.revocations), _PLATFORM.encode())
+        sealed = self._seal_platform(trust)
         await self._db.run(lambda conn: _put_secret(conn, _PLATFORM, sealed))
+
+    def _seal_platform(self, trust: PlatformTrust) -> bytes:
+        # Sealed although public: the pinned CA decides which locks are believed, so an edit
+        # to the database must not be able to swap it.
+        return self._key.seal(_pack(trust.ca_certificate, trust.revocations), _PLATFORM.encode())
 
     async def platform(self) -> PlatformTrust | None:
         sealed = await self._db.run(lambda conn: _get_secret(conn, _PLATFORM), write=False)
@@ -121,14 +124,51 @@ class KeylessStore:
 
     # --- keys ---------------------------------------------------------------------------------
 
+    async def apply_sync(
+        self,
+        trust: PlatformTrust,
+        locks: Sequence[KeylessLockRecord],
+        keys: Sequence[KeylessKey],
+        kinds: Collection[KeyKind],
+    ) -> int:
+        """What one sync brought, in one transaction (a crash never leaves keys the pinned CA
+        did not sign): the trust material, the locks' certificates, and ``keys`` as the cached
+        keys of ``kinds``; how many keys were dropped. A lock that already runs on the
+        certificate the platform still calls pending (installed on a visit whose audit entries
+        have not reached it) keeps it as current."""
+        sealed = self._seal_platform(trust)
+        rows = self._key_rows(keys, kinds)
+        now = _seconds(self._clock.now_utc())
+
+        def apply(conn: sqlite3.Connection) -> int:
+            _put_secret(conn, _PLATFORM, sealed)
+            for lock in locks:
+                held = conn.execute(
+                    "SELECT CAST(certificate AS BLOB) FROM keyless_locks WHERE lock_id = ?",
+                    (lock.lock_id,),
+                ).fetchone()
+                pending = lock.pending_certificate
+                if held is not None and pending is not None and bytes(held[0]) == pending:
+                    continue
+                _save_lock(conn, lock, now)
+            return _replace_keys(conn, rows, kinds)
+
+        return await self._db.run(apply)
+
     async def replace_keys(self, keys: Sequence[KeylessKey], kinds: Collection[KeyKind]) -> int:
         """Make ``keys`` the cached keys of ``kinds`` (one transaction); how many were dropped
         because the platform no longer lists them."""
+        rows = self._key_rows(keys, kinds)
+        return await self._db.run(lambda conn: _replace_keys(conn, rows, kinds))
+
+    def _key_rows(
+        self, keys: Sequence[KeylessKey], kinds: Collection[KeyKind]
+    ) -> list[tuple[str, str, str, str, int, int, bytes, int]]:
         now = _seconds(self._clock.now_utc())
         listed = tuple(keys)
         if any(key.kind not in kinds for key in listed):
             raise ValueError("every key replaced must be of one of the kinds replaced")
-        rows = [
+        return [
             (
                 key.lock_id,
                 key.key_id,
@@ -144,23 +184,6 @@ class KeylessStore:
             )
             for key in listed
         ]
-        marks = ", ".join("?" * len(kinds))
-
-        def replace(conn: sqlite3.Connection) -> int:
-            before = conn.execute(
-                f"SELECT count(*) FROM keyless_keys WHERE kind IN ({marks})", tuple(kinds)
-            ).fetchone()[0]
-            conn.execute(f"DELETE FROM keyless_keys WHERE kind IN ({marks})", tuple(kinds))
-            conn.executemany(
-                "INSERT OR REPLACE INTO keyless_keys "
-                "(lock_id, key_id, kind, role, not_before, not_after, sealed, fetched_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-            kept = {(row[0], row[1], row[3]) for row in rows}
-            return max(0, int(before) - len(kept))
-
-        return await self._db.run(replace)
 
     async def keys_for(self, lock_id: str) -> list[KeylessKey]:
         """The lock's cached keys valid now (by the grant's own window), operating keys first
@@ -227,18 +250,8 @@ class KeylessStore:
         self, lock_id: str, certificate: bytes, pending_certificate: bytes | None = None
     ) -> None:
         now = _seconds(self._clock.now_utc())
-
-        def save(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO keyless_locks (lock_id, certificate, pending_certificate, "
-                "fetched_at) VALUES (?, ?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET "
-                "certificate = excluded.certificate, "
-                "pending_certificate = excluded.pending_certificate, "
-                "fetched_at = excluded.fetched_at",
-                (lock_id, certificate, pending_certificate, now),
-            )
-
-        await self._db.run(save)
+        record = KeylessLockRecord(lock_id, certificate, pending_certificate)
+        await self._db.run(lambda conn: _save_lock(conn, record, now))
 
     async def lock(self, lock_id: str) -> KeylessLockRecord | None:
         def read(conn: sqlite3.Connection) -> KeylessLockRecord | None:
@@ -269,6 +282,36 @@ class KeylessStore:
                 hint="run `blelock sync` while online to fetch keys again, or "
                 "`blelock keyless activate` again for the device's own credentials",
             ) from None
+
+
+def _replace_keys(
+    conn: sqlite3.Connection,
+    rows: Sequence[tuple[str, str, str, str, int, int, bytes, int]],
+    kinds: Collection[KeyKind],
+) -> int:
+    marks = ", ".join("?" * len(kinds))
+    before = conn.execute(
+        f"SELECT count(*) FROM keyless_keys WHERE kind IN ({marks})", tuple(kinds)
+    ).fetchone()[0]
+    conn.execute(f"DELETE FROM keyless_keys WHERE kind IN ({marks})", tuple(kinds))
+    conn.executemany(
+        "INSERT OR REPLACE INTO keyless_keys "
+        "(lock_id, key_id, kind, role, not_before, not_after, sealed, fetched_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    kept = {(row[0], row[1], row[3]) for row in rows}
+    return max(0, int(before) - len(kept))
+
+
+def _save_lock(conn: sqlite3.Connection, lock: KeylessLockRecord, now: int) -> None:
+    conn.execute(
+        "INSERT INTO keyless_locks (lock_id, certificate, pending_certificate, fetched_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT (lock_id) DO UPDATE SET "
+        "certificate = excluded.certificate, "
+        "pending_certificate = excluded.pending_certificate, fetched_at = excluded.fetched_at",
+        (lock.lock_id, lock.certificate, lock.pending_certificate, now),
+    )
 
 
 def _put_secret(conn: sqlite3.Connection, name: str, sealed: bytes) -> None:

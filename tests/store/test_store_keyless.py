@@ -11,7 +11,13 @@ from store_fakes import FakeClock
 from blelock.errors import StoreError
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
-from blelock.store.keyless import DeviceIdentity, KeylessKey, KeylessStore, PlatformTrust
+from blelock.store.keyless import (
+    DeviceIdentity,
+    KeylessKey,
+    KeylessLockRecord,
+    KeylessStore,
+    PlatformTrust,
+)
 
 LOCK = "0d6f4a52-4b8f-4a5b-9a55-6f1f6f1c2a10"
 HOUR = dt.timedelta(hours=1)
@@ -117,3 +123,29 @@ async def test_the_pinned_platform_ca_cannot_be_swapped_in_the_database(
     )
     with pytest.raises(StoreError, match="tampered"):
         await store.platform()
+
+
+async def test_a_sync_applies_trust_locks_and_keys_together(
+    store: KeylessStore, clock: FakeClock
+) -> None:
+    await store.save_lock(LOCK, b"cert v2 (installed on the last visit)")
+    dropped = await store.apply_sync(
+        PlatformTrust(b"ca der", b"list"),
+        [
+            # The platform has not heard of the install yet: it lists v1, with v2 pending.
+            KeylessLockRecord(LOCK, b"cert v1", b"cert v2 (installed on the last visit)"),
+            KeylessLockRecord("another-lock", b"other cert", None),
+        ],
+        [key(clock, "op-1")],
+        kinds=("OPERATING", "OFFLINE"),
+    )
+    assert dropped == 0 and await store.platform() == PlatformTrust(b"ca der", b"list")
+    kept = await store.lock(LOCK)
+    assert kept is not None
+    assert (kept.certificate, kept.pending_certificate) == (
+        b"cert v2 (installed on the last visit)",
+        None,
+    )
+    other = await store.lock("another-lock")
+    assert other is not None and other.certificate == b"other cert"
+    assert [k.key_id for k in await store.keys_for(LOCK)] == ["op-1"]
