@@ -37,6 +37,7 @@ __all__ = [
     "RemoteProtocolError",
     "StoreError",
     "UnknownLock",
+    "UnsendableRecord",
     "UsageError",
     "lock_context",
 ]
@@ -217,6 +218,13 @@ class OfflineKeyRevoked(OfflineKeyError):
 
 class StoreError(BlelockError):
     """The local store (database, data key) cannot be used as it is. Nothing was changed."""
+
+
+class UnsendableRecord(StoreError):
+    """An outbox record no cloud call can carry as it is (an edited or damaged row): the
+    upload sets its batch aside rather than stop on it every time."""
+
+    hint = "the record stays in the outbox (see `blelock logs`); report it"
 
 
 @contextlib.contextmanager

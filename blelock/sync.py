@@ -14,7 +14,14 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from blelock.cloud._http import is_transient
-from blelock.errors import AuthFailed, CloudRejected, RateLimited, UnknownLock, lock_context
+from blelock.errors import (
+    AuthFailed,
+    CloudRejected,
+    RateLimited,
+    UnknownLock,
+    UnsendableRecord,
+    lock_context,
+)
 from blelock.model import LogRecord, MacAddress, OfflineGrant
 from blelock.store.keys import KeySyncSummary
 
@@ -85,7 +92,7 @@ async def drain_outbox(
         while (batch := await outbox.lease(batch_size)) is not None:
             try:
                 await cloud.upload(batch.records, idempotency_key=batch.key)
-            except CloudRejected as exc:
+            except (CloudRejected, UnsendableRecord) as exc:
                 if not refuses_the_batch(exc):
                     raise
                 if len({record.lock_id for record in batch.records}) > 1:
@@ -105,10 +112,13 @@ REFUSED_ERROR_CODES = frozenset({3, 6, 7})
 """Nokē envelopes about the content: bad input, lock not in the company, lock not found."""
 
 
-def refuses_the_batch(exc: CloudRejected) -> bool:
+def refuses_the_batch(exc: CloudRejected | UnsendableRecord) -> bool:
     """The cloud will never take these records as they are (an unknown lock, a record it
-    cannot read): retrying cannot help, and holding the queue would strand every later record.
-    Anything else (credentials, a wrong URL's 404, limits, outages) stops the drain instead."""
+    cannot read, a record we cannot even send): retrying cannot help, and holding the queue
+    would strand every later record. Anything else (credentials, a wrong URL's 404, limits,
+    outages) stops the drain instead."""
+    if isinstance(exc, UnsendableRecord):
+        return True
     if is_transient(exc) or isinstance(exc, AuthFailed | RateLimited):
         return False
     return (

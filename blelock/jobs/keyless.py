@@ -32,6 +32,7 @@ from blelock.errors import (
     RemoteProtocolError,
     StoreError,
     UnknownLock,
+    UnsendableRecord,
     lock_context,
 )
 from blelock.jobs import Store
@@ -331,7 +332,12 @@ class KeylessUploader:
     ) -> None:
         entries: defaultdict[str, list[bytes]] = defaultdict(list)
         for record in records:
-            payload = bytes.fromhex(record.payload)
+            try:
+                payload = bytes.fromhex(record.payload)
+            except ValueError:
+                raise UnsendableRecord(
+                    f"an outbox record of lock {record.lock_id} is not hex; it was not sent"
+                ) from None
             if record.session == CSR_LOG:
                 try:
                     await self._mobile.submit_csr(record.lock_id, payload)
@@ -348,10 +354,9 @@ class KeylessUploader:
             elif record.session == AUDIT_LOG:
                 entries[record.lock_id].append(payload)
             else:
-                raise StoreError(
+                raise UnsendableRecord(
                     f"an outbox record of lock {record.lock_id} is of unknown kind "
-                    f"{record.session!r}; it was not sent",
-                    hint="report it; the record stays in the outbox",
+                    f"{record.session!r}; it was not sent"
                 )
         for lock_id, blobs in entries.items():
             with lock_context(lock_id, "upload audit entries"):

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from blelock.errors import AuthFailed, CloudUnavailable, ConfigError, UnknownLock
+from blelock.errors import (
+    AuthFailed,
+    CloudUnavailable,
+    ConfigError,
+    UnknownLock,
+    UnsendableRecord,
+)
 from blelock.jobs import open_store
 from blelock.jobs.keyless import (
     CSR_LOG,
@@ -17,6 +23,7 @@ from blelock.jobs.keyless import (
 )
 from blelock.model import LogRecord
 from blelock.sync import drain_outbox, refuses_the_batch
+from blelock.vendors.keyless import AUDIT_LOG
 from simulators.world import RunningWorld, WorldSpec
 from tests.conftest import FAST, closed_port_url, settings_for
 
@@ -137,3 +144,14 @@ async def test_a_certificate_request_refused_for_the_lock_is_set_aside_not_fatal
     with pytest.raises(UnknownLock) as caught:
         await uploader.upload([record])
     assert refuses_the_batch(caught.value)  # the drain sets it aside and goes on
+
+
+async def test_a_record_that_cannot_be_sent_is_set_aside_not_retried_forever() -> None:
+    uploader = KeylessUploader(RefusingMobile())  # type: ignore[arg-type]
+    for bad in (
+        LogRecord("6f1c2a3e-8b7d-4c5e-9f00-112233445566", "firmware", 1, "00"),  # unknown kind
+        LogRecord("6f1c2a3e-8b7d-4c5e-9f00-112233445566", AUDIT_LOG, 1, "not hex"),
+    ):
+        with pytest.raises(UnsendableRecord) as caught:
+            await uploader.upload([bad])
+        assert refuses_the_batch(caught.value) and bad.lock_id in caught.value.message
