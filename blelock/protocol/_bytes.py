@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import enum
 import zlib
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
 
-__all__ = ["crc32", "expect_length", "hex_bytes", "u16le", "u32le"]
+__all__ = ["OpenByteEnum", "crc32", "expect_length", "hex_bytes", "u16le", "u32le"]
+
+
+class OpenByteEnum(enum.IntEnum):
+    """A byte-valued code that keeps an unknown value readable (``UNKNOWN_0x42``) instead of
+    failing to decode: a lock or bootloader newer than blelock may answer with one."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> OpenByteEnum | None:
+        if not isinstance(value, int) or not 0 <= value <= 0xFF:
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = f"UNKNOWN_0x{value:02X}"
+        member._value_ = value
+        return member
 
 
 def expect_length(data: bytes, length: int, what: str) -> bytes:

@@ -52,7 +52,7 @@ from blelock.errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
-from blelock.protocol._bytes import u16le, u32le
+from blelock.protocol._bytes import OpenByteEnum, u16le, u32le
 
 # --- GATT (bleak.md §3, noke.md §2: public) --------------------------------------------------
 
@@ -116,20 +116,7 @@ class ObjectType(enum.IntEnum):
     """The firmware image."""
 
 
-class _OpenEnum(enum.IntEnum):
-    """A byte-valued enum that keeps unknown values readable instead of failing to decode."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> _OpenEnum | None:
-        if not isinstance(value, int) or not 0 <= value <= 0xFF:
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = f"UNKNOWN_0x{value:02X}"
-        member._value_ = value
-        return member
-
-
-class ResultCode(_OpenEnum):
+class ResultCode(OpenByteEnum):
     """Byte 2 of a response (nrfutil ``RES_CODE``; SDK 15.3 ``nrf_dfu_result_t``)."""
 
     INVALID_CODE = 0x00
@@ -147,7 +134,7 @@ class ResultCode(_OpenEnum):
     """Followed by one :class:`ExtendedError` byte."""
 
 
-class ExtendedError(_OpenEnum):
+class ExtendedError(OpenByteEnum):
     """The byte after EXTENDED_ERROR (nrfutil ``EXT_ERROR_CODE``, SDK ``NRF_DFU_EXT_ERROR_*``)."""
 
     NO_ERROR = 0x00

@@ -28,7 +28,7 @@ from blelock.errors import (
     RemoteProtocolError,
     UsageError,
 )
-from blelock.protocol._bytes import crc32
+from blelock.protocol._bytes import OpenByteEnum, crc32
 from blelock.protocol.dfu import (
     INIT_COMMAND_MAX_SIZE,
     MAX_IMAGE_SIZE,
@@ -38,7 +38,6 @@ from blelock.protocol.dfu import (
     ExtendedError,
     Opcode,
     ResultCode,
-    _OpenEnum,
     _u32,
     hardware_name,
     version_text,
@@ -68,7 +67,7 @@ __all__ = [
 # --- the init packet (a documented stand-in for dfu-cc.proto) ---------------------------------
 
 
-class FirmwareType(_OpenEnum):
+class FirmwareType(OpenByteEnum):
     """dfu-cc.proto ``FwType`` values. This bootloader stand-in accepts APPLICATION only."""
 
     APPLICATION = 0
@@ -78,7 +77,7 @@ class FirmwareType(_OpenEnum):
     EXTERNAL_APPLICATION = 4
 
 
-class HashType(_OpenEnum):
+class HashType(OpenByteEnum):
     """dfu-cc.proto ``HashType`` values."""
 
     NO_HASH = 0
@@ -88,7 +87,7 @@ class HashType(_OpenEnum):
     SHA512 = 4
 
 
-class SignatureType(_OpenEnum):
+class SignatureType(OpenByteEnum):
     """dfu-cc.proto ``SignatureType`` values."""
 
     ECDSA_P256_SHA256 = 0

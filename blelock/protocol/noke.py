@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
-from blelock.protocol._bytes import crc32, expect_length, hex_bytes, u16le, u32le
+from blelock.protocol._bytes import OpenByteEnum, crc32, expect_length, hex_bytes, u16le, u32le
 
 # --- GATT and advertising (noke.md §1-2, public) --------------------------------------------
 
@@ -70,7 +70,7 @@ class Destination(enum.IntEnum):
     LOCK = 0x52
 
 
-class ResultCode(enum.IntEnum):
+class ResultCode(OpenByteEnum):
     """Byte 1 of an app-destined packet (noke.md §5, §14 row 2). Unknown values stay readable."""
 
     SUCCESS = 0x60
@@ -86,15 +86,6 @@ class ResultCode(enum.IntEnum):
     OUT_OF_SCHEDULE = 0x6D
     FREE_EXIT = 0x6F
     INVALID = 0xFF
-
-    @classmethod
-    def _missing_(cls, value: object) -> ResultCode | None:
-        if not isinstance(value, int) or not 0 <= value <= 0xFF:
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = f"UNKNOWN_0x{value:02X}"
-        member._value_ = value
-        return member
 
     @property
     def library_code(self) -> int:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 
 from blelock.errors import RemoteProtocolError
+from blelock.protocol._bytes import OpenByteEnum
 
 # === result codes and commands ==================================================================
 
 
-class ResultCode(enum.IntEnum):
+class ResultCode(OpenByteEnum):
     """The lock's answer; one code per refusal reason. Unknown values stay readable."""
 
     OK = 0x00
@@ -27,15 +28,6 @@ class ResultCode(enum.IntEnum):
     NO_PENDING_KEY = 0x0C
     CERTIFICATE_MISMATCH = 0x0D
     TIME_REFUSED = 0x0E
-
-    @classmethod
-    def _missing_(cls, value: object) -> ResultCode | None:
-        if not isinstance(value, int) or not 0 <= value <= 0xFF:
-            return None
-        member = int.__new__(cls, value)
-        member._name_ = f"UNKNOWN_0x{value:02X}"
-        member._value_ = value
-        return member
 
 
 class Command(enum.IntEnum):
