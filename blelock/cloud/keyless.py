@@ -1174,11 +1174,6 @@ class KeylessMobile(_KeylessClient):
         retried upload is safe."""
         return await self._upload(locking_device_id, "audit-log", entries)
 
-    async def upload_system_log(
-        self, locking_device_id: str, entries: Sequence[bytes]
-    ) -> MobileUpload:
-        return await self._upload(locking_device_id, "system-log", entries)
-
     async def submit_csr(self, locking_device_id: str, csr_der: bytes) -> None:
         """The lock's certificate signing request from a re-keying visit (DER PKCS#10)."""
         lock = check_id(locking_device_id, "csr: locking device")

@@ -140,10 +140,16 @@ async def activate(settings: Settings, store: Store, invitation_code: str) -> st
 
 
 async def sync_keyless(
-    settings: Settings, store: Store, *, retry: RetryPolicy | None = None
+    settings: Settings,
+    store: Store,
+    *,
+    retry: RetryPolicy | None = None,
+    only_lock: str | None = None,
 ) -> KeylessSyncReport:
     """Fetch the platform CA, the revocation list, this device's operating and offline keys and
-    any certificate issued for a pending re-keying; the store then holds exactly those keys."""
+    any certificate issued for a pending re-keying; the store then holds exactly those keys.
+    ``only_lock``: refresh that lock's certificates only (one call, not one per lock: a visit
+    needs no other)."""
     keys = await store.keyless()
     device = await _device(keys)
     with lock_context(None, "sync Keyless keys"):
@@ -165,6 +171,8 @@ async def sync_keyless(
                 if (other := offline_key.alternative) is not None:
                     secret = other.private_key.get_secret_value()
                     fresh.append(_key(other.grant, ca_key, secret, role="alternative"))
+            if only_lock is not None:
+                certificates = {k: v for k, v in certificates.items() if k == only_lock}
             pending = {lock: await mobile.certificate(lock) for lock in certificates}
     dropped = await keys.apply_sync(
         PlatformTrust(ca_der, revocations.signed_list),
@@ -187,7 +195,8 @@ async def open_lock(
     """Open the lock; (the outcome, whether it went online). Online first (``auto``): a sync
     brings fresh keys and any pending certificate; with no network, what was synced before.
     A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way."""
-    online = mode != "offline" and await _refresh(settings, store, required=mode == "online")
+    required = mode == "online"
+    online = mode != "offline" and await _refresh(settings, store, lock_id, required=required)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
@@ -201,7 +210,7 @@ async def set_lock_time(
 ) -> tuple[KeylessOutcome, bool]:
     """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
     whether it went online)."""
-    online = await _refresh(settings, store, required=False)
+    online = await _refresh(settings, store, lock_id, required=False)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.set_time()
@@ -210,12 +219,12 @@ async def set_lock_time(
     return await visit, online
 
 
-async def _refresh(settings: Settings, store: Store, *, required: bool) -> bool:
+async def _refresh(settings: Settings, store: Store, lock_id: str, *, required: bool) -> bool:
     """Sync before a visit, within one cloud timeout: past it, a person waiting at the lock is
     better served by the keys synced earlier (unless ``required``)."""
     try:
         async with asyncio.timeout(settings.timeouts.cloud):
-            await sync_keyless(settings, store, retry=AT_THE_LOCK)
+            await sync_keyless(settings, store, retry=AT_THE_LOCK, only_lock=lock_id)
     except CloudError:
         if required:
             raise

@@ -121,10 +121,6 @@ class KeylessVisit:
         now = self._clock.now_utc().astimezone(UTC).replace(microsecond=0)
         return await self._visit("set time", [keyless.SetTime(now)])
 
-    async def collect_logs(self) -> KeylessOutcome:
-        """Only collect the audit entries the lock holds after the last one kept."""
-        return await self._visit("collect logs", [])
-
     async def _visit(self, operation: str, steps: list[keyless.Step]) -> KeylessOutcome:
         with lock_context(self.lock_id, operation):
             after = self._after = await self._logs.cursor(self.lock_id, AUDIT_LOG)

@@ -49,8 +49,12 @@ async def test_activate_sync_open_and_upload(running_world: RunningWorld) -> Non
         assert device_id in world.platform.operating_devices
         report = await sync_keyless(settings, store)
         assert report.operating_keys == 2 * len(world.locks)  # OPEN and UPDATE_TIME per lock
+        route = "GET /mobile/locking-device/{locking_device_id}/certificate"
+        asked = world.platform.requests[route]
         outcome, online = await open_lock(lock.locking_device_id, settings, store)
         assert online and lock.opens == 1 and outcome.key_id is not None
+        # The sync before the visit asks about this lock's certificate only, not every lock's.
+        assert world.platform.requests[route] == asked + 1
         # Online, what the visit kept went up at once; nothing waits in the outbox.
         assert outcome.audit_collected == 1 and await store.keyless_outbox.pending_count() == 0
     received = world.platform.audit_entries(lock.locking_device_id)
