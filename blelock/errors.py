@@ -165,24 +165,28 @@ class CloudRejected(CloudError):
         error_code: int | None = None,
         hint: str | None = None,
         transient: bool = False,
+        about_content: bool = False,
     ) -> None:
         super().__init__(message, hint=hint)
         self.status = status
         self.error_code = error_code
         self.transient = transient
         """Worth retrying although the status says otherwise (a proxy's error page)."""
+        self.about_content = about_content
+        """The vendor says so in its own terms (an error code rather than a status): the
+        request's content is wrong, and sending it again as it is cannot help."""
 
 
 class AuthFailed(CloudRejected):
     """The cloud refused our API key."""
 
-    hint = "check the API key (BLELOCK_NOKE_API_KEY or the config file)"
+    hint = "check the vendor's API key in the config file or the environment"
 
 
 class UnknownLock(CloudRejected):
     """The cloud does not know this lock (not registered to this company)."""
 
-    hint = "check the MAC, and that the lock is registered to your company"
+    hint = "check the lock's id, and that the lock is registered to your company"
 
 
 class RateLimited(CloudRejected):

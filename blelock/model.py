@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NewType
 
 from blelock.errors import UsageError
 
 __all__ = [
-    "Action",
+    "Advert",
+    "KeyHealth",
+    "KeyInfo",
     "LockState",
     "LogRecord",
     "MacAddress",
-    "OfflineGrant",
-    "Outcome",
     "Sighting",
-    "Vendor",
+    "VisitResult",
     "parse_mac",
 ]
 
@@ -39,11 +41,6 @@ def parse_mac(text: str) -> MacAddress:
     return MacAddress(":".join(upper[i : i + 2] for i in range(0, 12, 2)))
 
 
-class Vendor(enum.Enum):
-    NOKE = "noke"
-    KEYLESS = "keyless"
-
-
 class LockState(enum.Enum):
     UNKNOWN = "unknown"
     LOCKED = "locked"
@@ -54,20 +51,28 @@ class LockState(enum.Enum):
     LOCKED_NO_MAGNET = "locked-no-magnet"
 
 
-class Action(enum.Enum):
-    UNLOCK = "unlock"
-    UNSHACKLE = "unshackle"
-    FIRMWARE_UPDATE = "fwupdate"
-    """Put the lock into its bootloader (the cloud's /fwupdate/ command); DFU follows."""
+@dataclass(frozen=True, slots=True)
+class Advert:
+    """One advertisement as the Bluetooth stack reported it, free of bleak's types: what every
+    vendor plugin's parser reads."""
+
+    address: str
+    """What the stack connects to (a MAC on Linux and Windows, a CoreBluetooth UUID on macOS)."""
+    local_name: str | None
+    manufacturer_data: Mapping[int, bytes]
+    service_uuids: Sequence[str]
+    service_data: Mapping[str, bytes]
+    rssi: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class Sighting:
     """One lock seen on the air."""
 
-    vendor: Vendor
+    vendor: str
+    """The name of the vendor plugin whose parser recognised the advert."""
     lock_id: str
-    """A MAC for Nokē, the lockingDeviceId for Keyless."""
+    """The lock as its vendor names it (canonical form of the plugin's lock-id parser)."""
     address: str
     """What the Bluetooth stack connects to (a random address, or a CoreBluetooth UUID)."""
     name: str
@@ -82,9 +87,10 @@ class LogRecord:
     """A record the lock gave for its vendor's cloud, kept until the cloud acknowledged it."""
 
     lock_id: str
-    """The lock as its vendor's cloud names it: a MAC for Nokē, a lockingDeviceId for Keyless."""
-    session: str
-    """The session (hex) of the connection the record arrived on; the cloud needs it to decode."""
+    """The lock as its vendor's cloud names it."""
+    context: str
+    """What the vendor's cloud needs beside the payload to read it, as the plugin defines it
+    (for one vendor the session the record arrived on, for another the log it belongs to)."""
     received_at: int
     """Unix seconds when the record arrived."""
     payload: str
@@ -92,26 +98,46 @@ class LogRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one visit that opened a lock achieved (a visit that did not raises instead)."""
+class VisitResult:
+    """What one operation on a lock achieved, in the same shape for every vendor (one that
+    failed raises instead)."""
 
-    lock_id: MacAddress
-    action: Action
-    battery_mv: int | None
-    packets_sent: int
-    attempts: int
-    logs: tuple[LogRecord, ...] = field(default=())
-    offline: bool = False
-    """Opened with a cached offline key rather than a command from the cloud."""
+    lock_id: str
+    vendor: str
+    operation: str
+    online: bool
+    """The vendor's cloud took part (False: keys or codes synced earlier)."""
+    logs_kept: int
+    """Records the lock gave that are now in the outbox."""
+    battery_mv: int | None = None
+    details: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
+    """The vendor's own facts about the visit (flat, JSON-ready), shown as they are."""
 
 
 @dataclass(frozen=True, slots=True)
-class OfflineGrant:
-    """What the cloud issues for offline use: a key and the unlock command it encrypts.
+class KeyInfo:
+    """One credential cached for offline use, as `blelock keys` lists it (never its value)."""
 
-    Key material never appears in repr (and so never in logs or tracebacks)."""
+    vendor: str
+    lock_id: str
+    holder: str
+    """Whom the vendor issued it to (a tracking key, an operating key's id, …)."""
+    kind: str
+    expires_at: dt.datetime
+    fetched_at: dt.datetime | None = None
+    """The last sync that listed it, where the vendor's cache keeps that."""
+    valid_from: dt.datetime | None = None
+    revoked_at: dt.datetime | None = None
 
-    lock_id: MacAddress
-    tracking_key: str
-    offline_key: bytes = field(repr=False)
-    unlock_command: bytes = field(repr=False)
+
+@dataclass(frozen=True, slots=True)
+class KeyHealth:
+    """A vendor's cached keys at a glance, for the kiosk's health."""
+
+    cached: int
+    expiring_soon: int
+    """Within the refresh horizon and not yet refreshed."""
+    expired: int
+    revoked: int
+    next_expiry: dt.datetime | None
+    error: str | None = None

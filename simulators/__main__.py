@@ -155,6 +155,9 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
     )
 
 
+DEMO_TRACKING_KEY = "demo-technician"
+
+
 def _announce(running: RunningWorld, as_json: bool) -> None:
     locks = [{"mac": lock.mac, "hardware": lock.hardware} for lock in running.world.locks]
     keyless = running.world.keyless
@@ -162,7 +165,15 @@ def _announce(running: RunningWorld, as_json: bool) -> None:
     invitation = None if keyless is None else keyless.invitation_code
     if as_json:
         announced = {"env": running.environment, "locks": locks, "keyless_locks": keyless_locks}
-        print(json.dumps(announced | {"keyless_invitation": invitation}), flush=True)
+        # What a technician is handed by each vendor before the day starts (vendor-neutral
+        # keys, so that `blelock demo` needs no vendor's name): enrolment codes, and the
+        # options a key sync needs (Nokē issues offline keys for a tracking key).
+        vendor_setup = {
+            "expect_locks": len(locks) + len(keyless_locks),
+            "enroll": {} if invitation is None else {"keyless": invitation},
+            "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
+        }
+        print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return
     for name, value in running.environment.items():
         print(f"export {name}={shlex.quote(value)}")

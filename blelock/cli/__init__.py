@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from blelock import __version__
+
+if TYPE_CHECKING:
+    from blelock.vendors.base import OptionSpec, VendorPlugin
 
 __all__ = ["COMMANDS", "main"]
 
@@ -26,35 +29,85 @@ class Command(NamedTuple):
     add_arguments: Callable[[argparse.ArgumentParser], None]
 
 
-def _lock_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mac", metavar="MAC", help="the lock's MAC, e.g. C7:E6:B0:C6:75:38")
+def _plugins() -> list[VendorPlugin]:
+    from blelock import registry
+
+    return list(registry.plugins().values())
+
+
+def _vendor_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tracking-key",
-        metavar="K",
-        help="a string the cloud attaches to this activity (e.g. a technician's id)",
+        "--vendor",
+        metavar="V",
+        help="whose lock it is, when its id alone does not say (see `blelock scan`)",
     )
+
+
+def _add_options(parser: argparse.ArgumentParser, options: Iterable[OptionSpec]) -> None:
+    """Each vendor option once (the first plugin's help text)."""
+    seen: set[str] = set()
+    for option in options:
+        if option.name in seen:
+            continue
+        seen.add(option.name)
+        flag = "--" + option.name.replace("_", "-")
+        if option.flag:
+            parser.add_argument(flag, dest=option.name, action="store_true", help=option.help)
+        elif option.repeatable:
+            parser.add_argument(
+                flag, dest=option.name, action="append", default=[], metavar=option.metavar,
+                help=option.help,
+            )  # fmt: skip
+        else:
+            parser.add_argument(flag, dest=option.name, metavar=option.metavar, help=option.help)
+
+
+def _operation_options(operation: str | None) -> list[OptionSpec]:
+    return [
+        option
+        for plugin in _plugins()
+        for name, spec in plugin.operations.items()
+        if operation is None or name == operation
+        for option in spec.options
+    ]
+
+
+def _open_arguments(parser: argparse.ArgumentParser, operation: str | None = None) -> None:
+    parser.add_argument("lock", metavar="LOCK", help="the lock's id as `blelock scan` lists it")
+    if operation is None:
+        parser.add_argument(
+            "--op", metavar="OPERATION", help="what to do (default: the vendor's opening)"
+        )
+    _vendor_option(parser)
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--offline", action="store_true", help="use keys synced earlier only")
+    how.add_argument("--online", action="store_true", help="fail rather than work offline")
+    _add_options(parser, _operation_options(operation))
 
 
 def _unlock_arguments(parser: argparse.ArgumentParser) -> None:
-    _lock_arguments(parser)
-    parser.add_argument(
-        "--offline",
-        action="store_true",
-        help="use the cached offline key even if the cloud is reachable",
-    )
+    _open_arguments(parser, "unlock")
+
+
+def _unshackle_arguments(parser: argparse.ArgumentParser) -> None:
+    _open_arguments(parser, "unshackle")
 
 
 def _sync_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--macs", nargs="+", metavar="MAC", help="only these locks (default: every lock)"
+        "--locks",
+        "--macs",
+        dest="locks",
+        nargs="+",
+        metavar="LOCK",
+        help="only these locks (default: every lock)",
     )
-    parser.add_argument(
-        "--tracking-key",
-        action="append",
-        default=[],
-        metavar="K",
-        help="ask the cloud to issue offline keys for this tracking key (needs --macs); repeatable",
-    )
+    _vendor_option(parser)
+    _add_options(parser, [option for plugin in _plugins() for option in plugin.sync_options])
+
+
+def _vendor_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vendor", metavar="V", help="only this vendor's")
 
 
 def _no_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +115,7 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _upload_arguments(parser: argparse.ArgumentParser) -> None:
+    _vendor_filter_arguments(parser)
     parser.add_argument(
         "--retry-failed",
         action="store_true",
@@ -74,15 +128,10 @@ def _package_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _update_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mac", metavar="MAC", help="the lock's MAC, e.g. C7:E6:B0:C6:75:38")
+    parser.add_argument("lock", metavar="LOCK", help="the lock's id as `blelock scan` lists it")
     _package_arguments(parser)
-    parser.add_argument(
-        "--prn",
-        type=_prn,
-        default=0,
-        metavar="N",
-        help="ask the bootloader for a receipt every N packets (0: none; default 0)",
-    )
+    _vendor_option(parser)
+    _add_options(parser, _operation_options("firmware-update"))
 
 
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,107 +153,35 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("device", metavar="DEVICE", help="the Keyless lockingDeviceId (a UUID)")
-
-
-def _open_arguments(parser: argparse.ArgumentParser) -> None:
-    _device_argument(parser)
-    how = parser.add_mutually_exclusive_group()
-    how.add_argument("--offline", action="store_true", help="use keys synced earlier only")
-    how.add_argument("--online", action="store_true", help="fail rather than work offline")
-    parser.add_argument(
-        "--rekey", action="store_true", help="make the lock start re-keying its certificate"
-    )
-
-
-def _keyless_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="keyless_command", metavar="ACTION", required=True)
-    # Nested commands take the common options too (--json after the action, say).
-    common = [_common_options(defaults=False)]
-    activate = actions.add_parser(
-        "activate", parents=common, help="make this companion an operating device"
-    )
-    activate.add_argument(
-        "invitation_code", metavar="CODE", help="the invitation's code; - reads it from stdin"
-    )
-    _device_argument(
-        actions.add_parser("set-time", parents=common, help="set a lock's clock to this machine's")
-    )
-    actions.add_parser("login", parents=common, help="check the administrator's credentials")
-    devices = actions.add_parser("devices", parents=common, help="list locking devices")
-    devices.add_argument("--claiming-status", choices=("CLAIMED", "UNCLAIMED"))
-    devices.add_argument("--serial", metavar="SERIAL", help="only this serial number")
-    permissions = actions.add_parser("permissions", parents=common, help="list permissions")
-    permissions.add_argument("--user", metavar="USER_ID", help="only this user's")
-    grant = actions.add_parser("grant", parents=common, help="let a user operate a lock")
-    grant.add_argument("user_id", metavar="USER_ID")
-    _device_argument(grant)
-    grant.add_argument(
-        "--operation", choices=("OPEN", "UPDATE_FIRMWARE", "UPDATE_TIME"), default="OPEN"
-    )
-    grant.add_argument("--start", metavar="ISO", help="default: now")
-    grant.add_argument("--end", metavar="ISO", help="default: start + 30 days")
-    grant.add_argument(
-        "--key-validity-days", type=_positive_int, default=8, metavar="N",
-        help="how long an operating key lasts (1-31, default 8)",
-    )  # fmt: skip
-    revoke = actions.add_parser("revoke", parents=common, help="withdraw a permission")
-    revoke.add_argument("permission_id", metavar="PERMISSION_ID")
-    offline = actions.add_parser("offline-key", parents=common, help="issue or list offline keys")
-    kinds = offline.add_subparsers(dest="offline_key_command", metavar="ACTION", required=True)
-    kinds.add_parser("list", parents=common, help="issued offline keys (never their values)")
-    issue = kinds.add_parser(
-        "issue", parents=common, help="issue an offline key to an operating device"
-    )
-    _device_argument(issue)
-    issue.add_argument("--operating-device", required=True, metavar="ID")
-    issue.add_argument("--start", metavar="ISO", help="default: now")
-    issue.add_argument("--end", metavar="ISO", help="default: start + 24 h (the most allowed)")
-    issue.add_argument(
-        "--delivery", choices=("NONE", "SMS_WITHOUT_APP_LINK", "SMS_WITH_APP_LINK"),
-        default="NONE",
-    )  # fmt: skip
-    issue.add_argument("--phone", metavar="E164", help="for SMS delivery")
-    issue.add_argument("--app-link", metavar="URL", help="appLinkBaseUrl (at most 42 characters)")
-
-
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "blelock.cli.demo",
-        "start the simulated clouds and Nokē and Keyless padlocks, and open each",
+        "start the simulated clouds and padlocks, and open each",
         _demo_arguments,
     ),
     "scan": Command("blelock.cli.scan", "list the locks advertising nearby", _scan_arguments),
-    "unlock": Command(
-        "blelock.cli.unlock",
-        "unlock a Nokē lock (with a cached offline key when the cloud is unreachable)",
-        _unlock_arguments,
-    ),
-    "unshackle": Command(
-        "blelock.cli.unlock", "free the shackle of a Nokē HD padlock", _lock_arguments
-    ),
-    "sync": Command(
-        "blelock.cli.sync",
-        "fetch offline keys from the cloud and upload the locks' pending logs",
-        _sync_arguments,
-    ),
-    "keys": Command("blelock.cli.keys", "list cached offline keys (never the keys)", _no_arguments),
-    "logs": Command("blelock.cli.logs", "show the log records waiting for upload", _no_arguments),
-    "upload": Command("blelock.cli.sync", "upload the pending log records now", _upload_arguments),
     "open": Command(
-        "blelock.cli.keyless",
-        "open a Keyless lock (with keys synced earlier when the platform is unreachable)",
+        "blelock.cli.open",
+        "open a lock of any vendor (with keys synced earlier when its cloud is unreachable)",
         _open_arguments,
     ),
-    "keyless": Command(
-        "blelock.cli.keyless",
-        "Keyless: activate this device, set a lock's clock, administer the platform",
-        _keyless_arguments,
+    "unlock": Command("blelock.cli.open", "open LOCK --op unlock", _unlock_arguments),
+    "unshackle": Command("blelock.cli.open", "open LOCK --op unshackle", _unshackle_arguments),
+    "sync": Command(
+        "blelock.cli.sync",
+        "fetch offline keys from each vendor's cloud and upload the locks' pending logs",
+        _sync_arguments,
     ),
+    "keys": Command(
+        "blelock.cli.keys", "list cached offline keys (never the keys)", _vendor_filter_arguments
+    ),
+    "logs": Command(
+        "blelock.cli.logs", "show the log records waiting for upload", _vendor_filter_arguments
+    ),
+    "upload": Command("blelock.cli.sync", "upload the pending log records now", _upload_arguments),
     "firmware-update": Command(
-        "blelock.cli.firmware",
-        "put a Nokē lock into its bootloader and send it a firmware package (resumable)",
+        "blelock.cli.open",
+        "put a lock into its bootloader and send it a firmware package (resumable)",
         _update_arguments,
     ),
     "firmware-info": Command(
@@ -218,6 +195,7 @@ COMMANDS: dict[str, Command] = {
         _no_arguments,
     ),
 }
+"""The core commands; each vendor plugin with a command subtree adds ``blelock NAME …``."""
 
 
 def _positive_float(text: str) -> float:
@@ -227,16 +205,6 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
-    return value
-
-
-def _prn(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value <= 0xFFFF:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 65535")
     return value
 
 
@@ -279,8 +247,8 @@ def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blelock",
-        description="Open Nokē and Keyless padlocks over Bluetooth LE, online or offline, with "
-        "a BLE-free simulator.",
+        description="Open smart locks over Bluetooth LE, online or offline, with a BLE-free "
+        "simulator.",
         parents=[_common_options(defaults=True)],
     )
     parser.add_argument("--version", action="version", version=f"blelock {__version__}")
@@ -291,17 +259,50 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=command.summary, description=command.summary, parents=[after_command]
         )
         command.add_arguments(sub)
+    for plugin in _plugins():
+        if plugin.cli_module is None:
+            continue
+        sub = commands.add_parser(
+            plugin.name,
+            help=plugin.cli_summary,
+            description=plugin.cli_summary,
+            parents=[after_command],
+        )
+        # The subtree is the plugin's: parsed by its own parser when the command runs.
+        sub.add_argument("plugin_arguments", nargs=argparse.REMAINDER, metavar="...")
     return parser
+
+
+def _plugin_arguments(plugin: VendorPlugin, args: argparse.Namespace) -> argparse.Namespace:
+    """``blelock NAME …``: the rest parsed by the plugin's own parser."""
+    assert plugin.cli_module is not None
+    module = importlib.import_module(plugin.cli_module)
+    parser = argparse.ArgumentParser(
+        prog=f"blelock {plugin.name}",
+        description=plugin.cli_summary,
+        parents=[_common_options(defaults=False)],
+    )
+    module.add_arguments(parser, [_common_options(defaults=False)])
+    rest: list[str] = args.plugin_arguments
+    parsed = parser.parse_args(rest, namespace=args)
+    return parsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        plugin = None if args.command in COMMANDS else _plugin_named(args.command)
+        if plugin is not None:
+            args = _plugin_arguments(plugin, args)
     except SystemExit as exit_:  # argparse has printed usage or --version already
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    module = importlib.import_module(COMMANDS[args.command].module)
     try:
+        if plugin is not None:
+            assert plugin.cli_module is not None
+            module = importlib.import_module(plugin.cli_module)
+        else:
+            module = importlib.import_module(COMMANDS[args.command].module)
         code: int = module.run(args)
         return code
     except KeyboardInterrupt:
@@ -311,3 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blelock.cli.render import report_failure
 
         return report_failure(exc, as_json=args.json, debug=args.debug)
+
+
+def _plugin_named(name: str) -> VendorPlugin:
+    return next(plugin for plugin in _plugins() if plugin.name == name)

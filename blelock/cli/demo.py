@@ -2,11 +2,10 @@
 
 It starts ``blelock-sim`` as a child process (blelock never imports the simulators: it runs
 them) and takes the settings the child prints. Then, through exactly the code a real lock gets
-(bleak, the Core API over HTTP, the protocol, the store): scan; unlock every lock online; sync
-offline keys before leaving coverage; unlock every lock again with no signal; back in coverage,
-upload every log record the locks gave. The same for the Keyless padlocks: activate this
-companion with the administrator's invitation, open each online, then again with no network,
-then upload their audit entries.
+(bleak, the vendors' clouds over HTTP, the protocols, the store), for every vendor's locks:
+enrol this companion where the vendor wants it; scan; open every lock online; sync keys before
+leaving coverage; open every lock again with no signal; back in coverage, upload every record
+the locks gave.
 """
 
 from __future__ import annotations
@@ -19,20 +18,20 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blelock.cli.render import show_outcomes
-from blelock.cloud.noke import NokeCloud
+from blelock import registry
+from blelock.cli.render import show_results
 from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
-from blelock.jobs import open_store, visit
-from blelock.jobs.keyless import KeylessUploader, activate, open_lock
-from blelock.model import Action, MacAddress, Outcome, Vendor
-from blelock.sync import drain_outbox, refresh_offline_keys
+from blelock.jobs import context, open_store, run_operation
+from blelock.model import VisitResult
+from blelock.store import Store
+from blelock.sync import sync_keys, sync_vendor
 from blelock.transport.scan import Found, scan
-from blelock.vendors.keyless import KeylessOutcome
+from blelock.vendors.base import OperationRequest, VendorPlugin
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
@@ -40,35 +39,30 @@ SCAN_SECONDS = 5.0
 """Simulated locks advertise every 0.1 s; 5 s leaves room for a loaded machine."""
 
 
-TRACKING_KEY = "demo-technician"
-
-
 @dataclass
 class DemoReport:
-    outcomes: list[Outcome] = field(default_factory=list)
+    results: list[VisitResult] = field(default_factory=list)
     failures: list[BlelockError] = field(default_factory=list)
     uploaded: int = 0
     pending: int = 0
-    keyless: list[tuple[KeylessOutcome, bool]] = field(default_factory=list)
-    keyless_uploaded: int = 0
-    keyless_pending: int = 0
+    heard: int = 0
 
 
 def run(args: argparse.Namespace) -> int:
-
     report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed))
-    uploads = {"uploaded": report.uploaded, "pending": report.pending}
-    if args.keyless_locks:
-        uploads |= {
-            "keyless_uploaded": report.keyless_uploaded,
-            "keyless_pending": report.keyless_pending,
-        }
-    show_outcomes(
-        report.outcomes, report.failures, as_json=args.json, uploads=uploads, keyless=report.keyless
+    caption = (
+        f"{report.uploaded} log record(s) uploaded to the vendors' clouds, "
+        f"{report.pending} still pending"
     )
-    complete = len(report.outcomes) == 2 * args.locks
-    complete &= len(report.keyless) == 2 * args.keyless_locks
-    return 0 if complete and not report.failures else 1
+    show_results(
+        report.results,
+        report.failures,
+        as_json=args.json,
+        caption=caption,
+        extra={"logs": {"uploaded": report.uploaded, "pending": report.pending}},
+    )
+    complete = len(report.results) == 2 * report.heard and report.heard > 0
+    return 0 if complete and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
@@ -132,67 +126,87 @@ async def _demo(locks: int, keyless_locks: int, seed: int) -> DemoReport:
                 environ=environment | {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch},
                 read_file=False,
             )
-            report = await _day(settings, locks)
-            if keyless_locks:
-                await _keyless_day(settings, announced, report)
-            return report
+            return await _day(settings, announced)
 
 
-async def _day(settings: Settings, locks: int) -> DemoReport:
-
+async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
     report = DemoReport()
-    found = sorted(
-        await scan(settings, duration=SCAN_SECONDS, expect=locks, vendor=Vendor.NOKE),
-        key=lambda f: f.sighting.lock_id,
-    )
-    if len(found) < locks:
-        report.failures.append(
-            BlelockError(
-                f"only {len(found)} of {locks} simulated locks were heard",
-                hint="the machine may be overloaded; try again",
+    plugins = registry.plugins()
+    async with open_store(settings) as store:
+        for name, code in announced.get("enroll", {}).items():
+            try:
+                await plugins[name].enroll(context(plugins[name], settings, store), code)
+            except BlelockError as exc:
+                report.failures.append(exc)
+        expect = int(announced.get("expect_locks", 0))
+        radio = [plugin for plugin in plugins.values() if plugin.service_uuids]
+        found = await scan(settings, radio, duration=SCAN_SECONDS, expect=expect)
+        found.sort(key=lambda f: (f.sighting.vendor, f.sighting.lock_id))
+        report.heard = len(found)
+        if len(found) < expect:
+            report.failures.append(
+                BlelockError(
+                    f"only {len(found)} of {expect} simulated locks were heard",
+                    hint="the machine may be overloaded; try again",
+                )
             )
-        )
-    await _visit_each(found, settings, report)
-    async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
-        macs = [MacAddress(lock.sighting.lock_id) for lock in found]
-        await refresh_offline_keys(cloud, store.keys, macs=macs, issue_for=[TRACKING_KEY])
-        no_signal = settings.model_copy(update={"noke_url": _unreachable_url()})
-        await _visit_each(found, no_signal, report)
-        report.uploaded = await drain_outbox(cloud, store.outbox)
-        report.pending = await store.outbox.pending_count()
+        await _open_each(found, settings, store, report)
+        owners = {f.sighting.vendor for f in found}
+        await _sync_keys(settings, store, [plugins[v] for v in owners], found, announced, report)
+        await _open_each(found, _no_signal(settings), store, report)
+        for vendor in sorted(owners):
+            done = await sync_vendor(context(plugins[vendor], settings, store))
+            report.uploaded += done.uploaded
+            report.pending += done.pending
     return report
 
 
-async def _keyless_day(settings: Settings, announced: dict[str, Any], report: DemoReport) -> None:
-    no_signal = settings.model_copy(update={"keyless_url": _unreachable_url()})
-    async with open_store(settings) as store:
+async def _sync_keys(
+    settings: Settings,
+    store: Store,
+    plugins: Sequence[VendorPlugin],
+    found: Sequence[Found],
+    announced: Mapping[str, Any],
+    report: DemoReport,
+) -> None:
+    """Before leaving coverage: each vendor's keys for the locks of the day."""
+    options = announced.get("sync_options", {})
+    for plugin in plugins:
+        locks = [f.sighting.lock_id for f in found if f.sighting.vendor == plugin.name]
         try:
-            await activate(settings, store, announced["keyless_invitation"])
+            await sync_keys(context(plugin, settings, store), locks, options.get(plugin.name))
         except BlelockError as exc:
             report.failures.append(exc)
-            return
-        for mode_settings in (settings, no_signal):
-            for device in announced["keyless_locks"]:
-                try:
-                    report.keyless.append(await open_lock(device, mode_settings, store))
-                except BlelockError as exc:
-                    report.failures.append(exc)
-        async with KeylessUploader.open(settings, store) as uploader:
-            report.keyless_uploaded = await drain_outbox(uploader, store.keyless_outbox)
-        report.keyless_pending = await store.keyless_outbox.pending_count()
 
 
-async def _visit_each(found: list[Found], settings: Settings, report: DemoReport) -> None:
-
+async def _open_each(
+    found: Sequence[Found], settings: Settings, store: Store, report: DemoReport
+) -> None:
     for lock in found:
-        mac = MacAddress(lock.sighting.lock_id)  # a Nokē sighting: its id is the MAC
+        sighting = lock.sighting
         try:
-            with lock_context(mac, "unlock"):
-                report.outcomes.append(
-                    await visit(mac, Action.UNLOCK, settings, found=lock, tracking_key=TRACKING_KEY)
+            with lock_context(sighting.lock_id, "open"):
+                report.results.append(
+                    await run_operation(
+                        settings,
+                        sighting.lock_id,
+                        OperationRequest(""),
+                        vendor=sighting.vendor,
+                        store=store,
+                        found=lock,
+                    )
                 )
         except BlelockError as exc:
             report.failures.append(exc)
+
+
+def _no_signal(settings: Settings) -> Settings:
+    """Out of coverage: every vendor cloud's URL points where nothing answers."""
+    for name in registry.names():
+        section = getattr(settings, name, None)
+        if section is not None and "url" in type(section).model_fields:
+            settings = settings.with_section(name, url=_unreachable_url())
+    return settings
 
 
 def _unreachable_url() -> str:

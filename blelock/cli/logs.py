@@ -1,12 +1,12 @@
-"""``blelock logs``: the records the locks gave (Nokē and Keyless) that have not reached their
-cloud yet."""
+"""``blelock logs``: the records the locks gave that have not reached their vendor's cloud
+yet, and any batch a cloud refused for good."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from blelock.cli.context import settings_from
+from blelock.cli.context import plugins_from, settings_from
 from blelock.cli.render import show_pending_logs
 from blelock.jobs import open_store
 from blelock.model import LogRecord
@@ -17,15 +17,18 @@ SHOWN = 50
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
 
-    async def pending() -> tuple[int, list[LogRecord], list[FailedBatch]]:
-        async with open_store(settings_from(args)) as store:
+    async def pending() -> tuple[int, list[tuple[str, LogRecord]], list[FailedBatch]]:
+        async with open_store(settings) as store:
             count = 0
-            records: list[LogRecord] = []
+            records: list[tuple[str, LogRecord]] = []
             failed: list[FailedBatch] = []
-            for outbox in (store.outbox, store.keyless_outbox):  # Nokē first, then Keyless
+            for plugin in plugins_from(args):  # registry order
+                outbox = store.outbox(plugin.name)
                 count += await outbox.pending_count()
-                records += await outbox.pending(SHOWN - len(records))
+                shown = await outbox.pending(SHOWN - len(records))
+                records += [(plugin.name, record) for record in shown]
                 failed += await outbox.failed()
             return count, records, failed
 

@@ -9,7 +9,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
@@ -26,9 +26,11 @@ from rich.progress import (
 from rich.table import Table
 
 from blelock.errors import BlelockError, ConfigError, UsageError
-from blelock.model import LogRecord, Outcome, Sighting, Vendor
+from blelock.model import KeyInfo, LogRecord, Sighting, VisitResult
 from blelock.protocol.dfu_package import DfuPackage
-from blelock.protocol.noke import battery_percent
+
+if TYPE_CHECKING:
+    from blelock.sync import VendorSync
 
 __all__ = [
     "activity",
@@ -36,9 +38,9 @@ __all__ = [
     "report_failure",
     "show_firmware_update",
     "show_keys",
-    "show_outcomes",
     "show_package",
     "show_pending_logs",
+    "show_results",
     "show_rows",
     "show_sightings",
     "show_sync",
@@ -90,14 +92,13 @@ def report_failure(exc: Exception, *, as_json: bool, debug: bool) -> int:
 
 
 def _battery(millivolts: int | None) -> str:
-    return "-" if millivolts is None else f"{battery_percent(millivolts)}% {millivolts}mV"
+    return "-" if millivolts is None else f"{millivolts} mV"
 
 
 def sighting_payload(sighting: Sighting) -> dict[str, Any]:
     return {
         "lock_id": sighting.lock_id,
-        "mac": sighting.lock_id if sighting.vendor is Vendor.NOKE else None,
-        "vendor": sighting.vendor.value,
+        "vendor": sighting.vendor,
         "name": sighting.name,
         "hardware": sighting.hardware,
         "firmware": sighting.firmware,
@@ -117,7 +118,7 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
     for s in sightings:
         table.add_row(
             s.lock_id,
-            s.vendor.value,
+            s.vendor,
             escape(s.name),
             escape(s.hardware),
             escape(s.firmware or "-"),
@@ -127,84 +128,58 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
     _console().print(table)
 
 
-def outcome_payload(outcome: Outcome) -> dict[str, Any]:
+def result_payload(result: VisitResult) -> dict[str, Any]:
     return {
-        "mac": outcome.lock_id,
-        "action": outcome.action.value,
+        "lock_id": result.lock_id,
+        "vendor": result.vendor,
+        "operation": result.operation,
         "opened": True,
-        "offline": outcome.offline,
-        "battery_mv": outcome.battery_mv,
-        "packets_sent": outcome.packets_sent,
-        "attempts": outcome.attempts,
-        "logs_kept": len(outcome.logs),
+        "online": result.online,
+        "battery_mv": result.battery_mv,
+        "logs_kept": result.logs_kept,
+        **result.details,
     }
 
 
-def show_outcomes(
-    outcomes: Sequence[Outcome],
+def show_results(
+    results: Sequence[VisitResult],
     failures: Sequence[BlelockError],
     *,
     as_json: bool,
-    uploads: dict[str, int] | None = None,
-    keyless: Sequence[tuple[Any, bool]] = (),
+    caption: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
-    """Nokē visits' outcomes, and Keyless ones as (KeylessOutcome, went online) pairs."""
+    """Operations on locks of any vendor: what each achieved, then what failed."""
     if as_json:
         print_json(
             {
-                "ok": not failures and bool(outcomes or keyless),
-                "results": [outcome_payload(o) for o in outcomes],
+                "ok": not failures and bool(results),
+                "results": [result_payload(r) for r in results],
                 "failures": [error_payload(f) for f in failures],
-                **({"logs": uploads} if uploads is not None else {}),
-                **({"keyless_results": [_keyless_payload(*k) for k in keyless]} if keyless else {}),
+                **(extra or {}),
             }
         )
         return
-    table = Table(title="blelock visits", box=box.SIMPLE_HEAD)
+    table = Table(title="blelock visits", box=box.SIMPLE_HEAD, caption=caption)
     table.add_column("lock", no_wrap=True)
-    for column in ("action", "result", "via", "battery", "packets", "logs", "tries"):
-        table.add_column(column, no_wrap=True)
-    for o in outcomes:
+    for column in ("vendor", "operation", "result", "via", "battery", "logs", "details"):
+        table.add_column(column, no_wrap=column != "details")
+    for r in results:
+        details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.details.items())
         table.add_row(
-            o.lock_id,
-            o.action.value,
-            "[green]opened[/]",
-            "offline key" if o.offline else "cloud",
-            _battery(o.battery_mv),
-            str(o.packets_sent),
-            str(len(o.logs)),
-            str(o.attempts),
-        )
-    for k, online in keyless:
-        via = "platform" if online else "synced key"
-        table.add_row(
-            k.lock_id, k.operation, "[green]opened[/]", via, "", "", str(k.audit_collected), "1"
+            r.lock_id,
+            r.vendor,
+            r.operation,
+            "[green]done[/]",
+            "cloud" if r.online else "synced key",
+            _battery(r.battery_mv),
+            str(r.logs_kept),
+            escape(details),
         )
     for f in failures:
-        table.add_row(f.lock_id or "-", f.step or "-", "[red]failed[/]", "", "", "", "", "")
-        table.add_row("", f"[red]{escape(f.one_line())}[/]", end_section=True)
-    if uploads is not None:
-        table.caption = (
-            f"{uploads['uploaded']} log record(s) uploaded to the cloud, "
-            f"{uploads['pending']} still pending"
-        )
-        if "keyless_uploaded" in uploads:
-            table.caption += (
-                f"; {uploads['keyless_uploaded']} Keyless audit entr(ies) uploaded back in "
-                "coverage (online opens send theirs at once), "
-                f"{uploads['keyless_pending']} still pending"
-            )
+        table.add_row(f.lock_id or "-", "", f.step or "-", "[red]failed[/]")
+        table.add_row("", "", f"[red]{escape(f.one_line())}[/]", end_section=True)
     _console().print(table)
-
-
-def _keyless_payload(outcome: Any, online: bool) -> dict[str, Any]:
-    return {
-        "device": outcome.lock_id,
-        "operation": outcome.operation,
-        "opened": outcome.key_id is not None,
-        "online": online,
-        "audit_entries_kept": outcome.audit_collected,
-    }
 
 
 @contextlib.contextmanager
@@ -252,23 +227,21 @@ def transfer_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], 
         yield lambda done: progress.update(task, completed=done)
 
 
-def show_firmware_update(outcome: Any, *, as_json: bool) -> None:
-    facts = {
-        "mac": outcome.lock_id,
-        "version": outcome.version,
-        "bytes": outcome.size,
-        "connections": outcome.connections,
-        "bytes_sent": outcome.bytes_sent,
-    }
+def show_firmware_update(result: VisitResult, *, as_json: bool) -> None:
+    """A firmware update's result: the version the lock now runs, bytes, resumptions."""
+    facts = {"lock_id": result.lock_id, "vendor": result.vendor, **result.details}
     if as_json:
         print_json({"ok": True, **facts})
         return
-    resumed = f", resumed {outcome.connections - 1}x" if outcome.connections > 1 else ""
-    if outcome.bytes_sent < outcome.size:
-        resumed += f", {outcome.bytes_sent} sent in this run"
+    size, sent, connections = (
+        int(result.details.get(name) or 0) for name in ("bytes", "bytes_sent", "connections")
+    )
+    resumed = f", resumed {connections - 1}x" if connections > 1 else ""
+    if sent < size:
+        resumed += f", {sent} sent in this run"
+    version = escape(str(result.details.get("version")))
     _console().print(
-        f"[green]{outcome.lock_id} now runs firmware {escape(outcome.version)}[/] "
-        f"({outcome.size} bytes{resumed})"
+        f"[green]{result.lock_id} now runs firmware {version}[/] ({size} bytes{resumed})"
     )
 
 
@@ -276,24 +249,31 @@ def _when(moment: dt.datetime | None) -> str:
     return "-" if moment is None else moment.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def key_payload(key: Any) -> dict[str, Any]:
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def key_payload(key: KeyInfo) -> dict[str, Any]:
     return {
-        "mac": key.lock_id,
-        "tracking_key": key.tracking_key,
-        "fetched_at": key.fetched_at.isoformat(),
+        "vendor": key.vendor,
+        "lock_id": key.lock_id,
+        "holder": key.holder,
+        "kind": key.kind,
+        "fetched_at": _iso(key.fetched_at),
+        "valid_from": _iso(key.valid_from),
         "expires_at": key.expires_at.isoformat(),
-        "revoked_at": None if key.revoked_at is None else key.revoked_at.isoformat(),
+        "revoked_at": _iso(key.revoked_at),
     }
 
 
-def show_keys(keys: Sequence[Any], *, as_json: bool) -> None:
+def show_keys(keys: Sequence[KeyInfo], *, as_json: bool) -> None:
     if as_json:
         print_json([key_payload(key) for key in keys])
         return
     now = dt.datetime.now(dt.UTC)
-    table = Table(title=f"{len(keys)} cached offline key(s)")
+    table = Table(title=f"{len(keys)} cached key(s) for offline use")
     table.add_column("lock", no_wrap=True)
-    for column in ("tracking key", "fetched", "expires", "status"):
+    for column in ("vendor", "holder", "kind", "fetched", "expires", "status"):
         table.add_column(column)
     for key in keys:
         status = (
@@ -301,11 +281,15 @@ def show_keys(keys: Sequence[Any], *, as_json: bool) -> None:
             if key.revoked_at is not None
             else "[yellow]expired[/]"
             if key.expires_at <= now
+            else "[yellow]not yet valid[/]"
+            if key.valid_from is not None and key.valid_from > now
             else "[green]usable[/]"
         )
         table.add_row(
             key.lock_id,
-            escape(key.tracking_key),
+            key.vendor,
+            escape(key.holder),
+            escape(key.kind),
             _when(key.fetched_at),
             _when(key.expires_at),
             status,
@@ -314,7 +298,11 @@ def show_keys(keys: Sequence[Any], *, as_json: bool) -> None:
 
 
 def show_pending_logs(
-    count: int, records: Sequence[LogRecord], *, as_json: bool, failed: Sequence[Any] = ()
+    count: int,
+    records: Sequence[tuple[str, LogRecord]],
+    *,
+    as_json: bool,
+    failed: Sequence[Any] = (),
 ) -> None:
     """``failed``: batches the cloud refused for good (store.outbox.FailedBatch)."""
     if as_json:
@@ -332,23 +320,26 @@ def show_pending_logs(
                 ],
                 "records": [
                     {
-                        "mac": r.lock_id,
-                        "session": r.session,
+                        "vendor": vendor,
+                        "lock_id": r.lock_id,
+                        "context": r.context,
                         "received_at": r.received_at,
                         "payload": r.payload,
                     }
-                    for r in records
+                    for vendor, r in records
                 ],
             }
         )
         return
     table = Table(title=f"{count} log record(s) waiting for upload")
     table.add_column("lock", no_wrap=True)
-    for column in ("received", "session", "record"):
+    for column in ("vendor", "received", "context", "record"):
         table.add_column(column)
-    for r in records:
+    for vendor, r in records:
         received = dt.datetime.fromtimestamp(r.received_at, dt.UTC)
-        table.add_row(r.lock_id, _when(received), r.session[:12] + "…", r.payload[:16] + "…")
+        table.add_row(
+            r.lock_id, vendor, _when(received), escape(r.context[:12]), r.payload[:16] + "…"
+        )
     if count > len(records):
         table.caption = f"showing the oldest {len(records)}"
     _console().print(table)
@@ -359,54 +350,40 @@ def show_pending_logs(
         )
 
 
-def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
-    keys = report.get("keys")
-    counts = (
-        {name: getattr(keys, name) for name in ("added", "refreshed", "revoked", "unchanged")}
-        if keys is not None
-        else None
-    )
-    keyless = report.get("keyless_keys")
-    keyless_counts = (
-        None
-        if keyless is None
-        else {
-            name: getattr(keyless, name)
-            for name in ("operating_keys", "offline_keys", "dropped", "certificates_pending")
-        }
-    )
+def sync_payload(report: VendorSync) -> dict[str, Any]:
+    return {
+        "vendor": report.vendor,
+        "keys": None if report.keys is None else dict(report.keys),
+        "uploaded": report.uploaded,
+        "pending": report.pending,
+        "set_aside": report.set_aside,
+    }
+
+
+def show_sync(reports: Sequence[VendorSync], *, as_json: bool, title: str) -> None:
     if as_json:
-        payload = {
-            "keys": counts,
-            "uploaded": report.get("uploaded", 0),
-            "pending": report.get("pending", 0),
-        }
-        if "keyless_uploaded" in report:
-            payload |= {
-                "keyless_keys": keyless_counts,
-                "keyless_uploaded": report["keyless_uploaded"],
-                "keyless_pending": report["keyless_pending"],
+        print_json(
+            {
+                "vendors": [sync_payload(r) for r in reports],
+                "uploaded": sum(r.uploaded for r in reports),
+                "pending": sum(r.pending for r in reports),
+                "set_aside": sum(r.set_aside for r in reports),
             }
-        payload["set_aside"] = report.get("set_aside", 0)
-        print_json(payload)
+        )
         return
-    table = Table(title="blelock sync", show_header=False)
+    table = Table(title=title, show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    for name, value in (counts or {}).items():
-        table.add_row(f"offline keys {name}", str(value))
-    if "uploaded" in report:
-        table.add_row("log records uploaded", str(report["uploaded"]))
-        table.add_row("log records still pending", str(report["pending"]))
-    if report.get("set_aside"):
-        table.add_row(
-            "[red]records the cloud refused[/] (see `blelock logs`)", str(report["set_aside"])
-        )
-    for name, value in (keyless_counts or {}).items():
-        table.add_row(f"Keyless {name.replace('_', ' ')}", str(value))
-    if "keyless_uploaded" in report:
-        table.add_row("Keyless audit entries uploaded", str(report["keyless_uploaded"]))
-        table.add_row("Keyless records still pending", str(report["keyless_pending"]))
+    for r in reports:
+        for name, value in (r.keys or {}).items():
+            table.add_row(f"{r.vendor}: keys {name}", str(value))
+        table.add_row(f"{r.vendor}: log records uploaded", str(r.uploaded))
+        table.add_row(f"{r.vendor}: log records still pending", str(r.pending))
+        if r.set_aside:
+            table.add_row(
+                f"[red]{r.vendor}: records the cloud refused[/] (see `blelock logs`)",
+                str(r.set_aside),
+            )
     _console().print(table)
 
 

@@ -1,106 +1,71 @@
-"""``blelock sync`` (offline keys + logs) and ``blelock upload`` (logs only)."""
+"""``blelock sync`` (each vendor's offline keys, then its logs) and ``blelock upload`` (logs
+only), for every vendor set up here or the one ``--vendor`` names."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from blelock.cli.context import settings_from
+from blelock.cli.context import plugins_from, settings_from
 from blelock.cli.render import activity, show_sync, upload_progress
-from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
-from blelock.errors import UsageError
-from blelock.jobs import Store, open_store
-from blelock.jobs.keyless import KeylessUploader, sync_keyless
-from blelock.model import MacAddress, parse_mac
-from blelock.sync import drain_outbox, refresh_offline_keys
+from blelock.errors import ConfigError
+from blelock.jobs import context, open_store
+from blelock.sync import VendorSync, sync_keys, sync_vendor
+from blelock.vendors.base import VendorPlugin
 
 
 def run(args: argparse.Namespace) -> int:
-
     settings = settings_from(args)
-    if args.command == "upload":
-        report = asyncio.run(
-            _sync(settings, keys=False, as_json=args.json, retry_failed=args.retry_failed)
-        )
-    else:
-        macs = [parse_mac(text) for text in args.macs] if args.macs else None
-        if args.tracking_key and not macs:
-            raise UsageError(
-                "--tracking-key asks the cloud to issue keys, and needs the locks to issue "
-                "them for",
-                hint="name them with --macs",
-            )
-        report = asyncio.run(
-            _sync(settings, keys=True, macs=macs, issue_for=args.tracking_key, as_json=args.json)
-        )
-    show_sync(report, as_json=args.json)
+    plugins = plugins_from(args)
+    keys = args.command == "sync"
+    reports = asyncio.run(_sync(settings, plugins, args, keys=keys))
+    show_sync(reports, as_json=args.json, title="blelock sync" if keys else "blelock upload")
     return 0
 
 
 async def _sync(
-    settings: Settings,
-    *,
-    keys: bool,
-    as_json: bool,
-    macs: list[MacAddress] | None = None,
-    issue_for: list[str] | None = None,
-    retry_failed: bool = False,
-) -> dict[str, object]:
-
-    report: dict[str, object] = {}
+    settings: Settings, plugins: list[VendorPlugin], args: argparse.Namespace, *, keys: bool
+) -> list[VendorSync]:
+    reports: list[VendorSync] = []
+    named = getattr(args, "vendor", None) is not None
     async with open_store(settings) as store:
-        if retry_failed:
-            for outbox in (store.outbox, store.keyless_outbox):
-                await outbox.retry_failed()
-        consider_keyless = keys or await store.keyless_outbox.pending_count() > 0
-        has_device = consider_keyless and await (await store.keyless()).device() is not None
-        noke_configured = settings.noke_api_key is not None or settings.noke_mobile_key is not None
-        # Nokē unless only Keyless is set up (then a Nokē sync could only fail for want of keys).
-        if noke_configured or not has_device:
-            async with NokeCloud.from_settings(settings) as cloud:
-                await _sync_noke(cloud, store, report, keys, as_json, macs, issue_for)
-        if has_device:
-            await _sync_keyless(settings, store, report, keys, as_json)
-        failed = [*await store.outbox.failed(), *await store.keyless_outbox.failed()]
-        report["set_aside"] = sum(batch.records for batch in failed)
-    return report
+        for plugin in plugins:
+            ctx = context(plugin, settings, store)
+            if getattr(args, "retry_failed", False):
+                await ctx.outbox.retry_failed()
+            pending = await ctx.outbox.pending_count()
+            # A vendor not set up here is passed over, unless named or holding records.
+            if not (named or pending or await plugin.active(ctx)):
+                continue
+            locks = _locks(plugin, args)
+            wants_keys = keys and locks != []  # --locks named none of this vendor's
+            options = {o.name: getattr(args, o.name) for o in plugin.sync_options if keys}
+            with activity(f"fetching {plugin.title} keys…", enabled=wants_keys and not args.json):
+                counts = await sync_keys(ctx, locks, options) if wants_keys else None
+            with upload_progress(pending, enabled=bool(pending) and not args.json) as advance:
+                reports.append(await sync_vendor(ctx, counts, on_progress=advance))
+    if not reports:
+        raise ConfigError(
+            "no vendor is set up here: nothing to sync",
+            hint="set a vendor's cloud credentials in its section of the config file "
+            "(see README), or activate this device with the vendor",
+        )
+    return reports
 
 
-async def _sync_noke(
-    cloud: NokeCloud,
-    store: Store,
-    report: dict[str, object],
-    keys: bool,
-    as_json: bool,
-    macs: list[MacAddress] | None,
-    issue_for: list[str] | None,
-) -> None:
-    if keys:
-        with activity("fetching offline keys from the cloud…", enabled=not as_json):
-            report["keys"] = await refresh_offline_keys(
-                cloud, store.keys, macs=macs, issue_for=issue_for or ()
-            )
-    pending = await store.outbox.pending_count()
-    if pending:
-        with upload_progress(pending, enabled=not as_json) as advance:
-            report["uploaded"] = await drain_outbox(cloud, store.outbox, on_progress=advance)
-    else:
-        report["uploaded"] = 0
-    report["pending"] = await store.outbox.pending_count()
+def _locks(plugin: VendorPlugin, args: argparse.Namespace) -> list[str] | None:
+    """The ``--locks`` this vendor's id format accepts (all of them, for the vendor named)."""
+    if not args.locks:
+        return None
+    if getattr(args, "vendor", None) is not None:
+        return [plugin.parse_lock_id(text) for text in args.locks]
+    from blelock.errors import UsageError
 
-
-async def _sync_keyless(
-    settings: Settings, store: Store, report: dict[str, object], keys: bool, as_json: bool
-) -> None:
-    if keys:
-        with activity("fetching Keyless keys from the platform…", enabled=not as_json):
-            report["keyless_keys"] = await sync_keyless(settings, store)
-    pending = await store.keyless_outbox.pending_count()
-    uploaded = 0
-    if pending:
-        async with KeylessUploader.open(settings, store) as uploader:
-            with upload_progress(pending, enabled=not as_json) as advance:
-                uploaded = await drain_outbox(uploader, store.keyless_outbox, on_progress=advance)
-    report["keyless_uploaded"] = uploaded
-    report["keyless_pending"] = await store.keyless_outbox.pending_count()
+    mine: list[str] = []
+    for text in args.locks:
+        try:
+            mine.append(plugin.parse_lock_id(text))
+        except UsageError:
+            continue
+    return mine

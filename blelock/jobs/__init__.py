@@ -1,155 +1,173 @@
-"""The companion's jobs, composed from Settings: open the local store, visit a Nokē lock,
-update a lock's firmware. The CLI and the kiosk service both run these; neither re-assembles
-a visit from its parts.
+"""The companion's jobs, composed from Settings and the vendor registry: open the store, find
+which plugin owns a lock, run one of its operations. The CLI and the kiosk service both run
+these; neither re-assembles a visit from its parts, and nothing here names a vendor.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
 
-from blelock.clock import SystemClock
-from blelock.cloud.noke import NokeCloud
+from blelock import registry
+from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
-from blelock.dfu import DfuOutcome, update_firmware
-from blelock.errors import lock_context
-from blelock.model import Action, MacAddress, OfflineGrant, Outcome
-from blelock.protocol.dfu_package import DfuPackage
-from blelock.store.db import Database
-from blelock.store.keyless import KeylessStore
-from blelock.store.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
-from blelock.store.outbox import Outbox
-from blelock.transport.ble import open_link
-from blelock.transport.scan import Found, find_lock, find_update_target
-from blelock.vendors.noke import NokeVisit, VisitMode
+from blelock.errors import DeviceNotFound, UsageError, lock_context
+from blelock.model import VisitResult
+from blelock.store import Store
+from blelock.store import open_store as _open_store
+from blelock.transport.scan import Found, find_lock
+from blelock.vendors.base import OperationRequest, VendorContext, VendorPlugin
 
-__all__ = ["DATABASE_FILE", "KEYLESS", "LazyKeyStore", "Store", "open_store", "update", "visit"]
-
-DATABASE_FILE = "blelock.db"
-KEYLESS = "keyless"
-"""The Keyless outbox's vendor name."""
-
-
-class LazyKeyStore:
-    """The offline-key cache, unlocked with the data key on first use: reading and uploading
-    logs, and online unlocks, need no data key, so a lost key never strands pending records."""
-
-    def __init__(self, database: Database, settings: Settings) -> None:
-        self._database = database
-        self._settings = settings
-        self._keys: KeyStore | None = None
-
-    async def _unlocked(self) -> KeyStore:
-
-        if self._keys is None:
-            data_key = await self._database.unlock(self._settings.data_key_dir, os.environ)
-            lifetime = timedelta(days=self._settings.offline_key_lifetime_days)
-            self._keys = KeyStore(self._database, data_key, SystemClock(), lifetime=lifetime)
-        return self._keys
-
-    async def usable(self, lock_id: MacAddress, tracking_key: str | None = None) -> CachedKey:
-        return await (await self._unlocked()).usable(lock_id, tracking_key)
-
-    async def apply_sync(
-        self, grants: Sequence[OfflineGrant], *, scope_macs: Collection[MacAddress] | None
-    ) -> KeySyncSummary:
-        return await (await self._unlocked()).apply_sync(grants, scope_macs=scope_macs)
-
-    async def list_keys(self) -> list[KeyInfo]:
-        return await (await self._unlocked()).list_keys()
-
-
-class Store:
-    """The opened local store: each vendor's outbox, and key stores unlocked on first use."""
-
-    def __init__(self, database: Database, settings: Settings) -> None:
-        self.database = database
-        self.keys = LazyKeyStore(database, settings)
-        self.outbox = Outbox(database)
-        self.keyless_outbox = Outbox(database, KEYLESS)
-        self._settings = settings
-        self._keyless: KeylessStore | None = None
-
-    async def keyless(self) -> KeylessStore:
-        """The Keyless device identity, keys and certificates (needs the data key)."""
-        if self._keyless is None:
-            data_key = await self.database.unlock(self._settings.data_key_dir, os.environ)
-            self._keyless = KeylessStore(self.database, data_key, SystemClock())
-        return self._keyless
+__all__ = ["Resolved", "context", "open_store", "resolve", "run_operation"]
 
 
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
-
-    database = await Database.open(settings.store_dir / DATABASE_FILE)
-    try:
-        yield Store(database, settings)
-    finally:
-        await database.close()
+    """The store, migrated for every registered plugin's tables."""
+    migrations = {name: plugin.migrations for name, plugin in registry.plugins().items()}
+    async with _open_store(settings, migrations) as store:
+        yield store
 
 
-async def visit(
-    mac: MacAddress,
-    action: Action,
+def context(
+    plugin: VendorPlugin,
     settings: Settings,
+    store: Store,
     *,
-    tracking_key: str | None = None,
     found: Found | None = None,
-    mode: VisitMode = "auto",
-) -> Outcome:
-    """Find the lock (unless a scan just did), then run one Nokē visit."""
-
-    # Without an API key an unattended "auto" unlock can still use the offline key.
-    needs_cloud = mode == "online" or (
-        mode == "auto" and (settings.noke_api_key is not None or action is not Action.UNLOCK)
-    )
-    cloud = NokeCloud.from_settings(settings) if needs_cloud else None
-    if cloud is None and mode == "auto":
-        mode = "offline"
-    try:
-        async with open_store(settings) as store:
-            if found is None:
-                with lock_context(mac, "scan"):
-                    found = await find_lock(mac, settings)
-            device, name = found.device, found.sighting.name
-            noke_visit = NokeVisit(
-                mac,
-                lambda: open_link(device, settings, name=name),
-                cloud,
-                settings.timeouts,
-                offline_keys=store.keys,
-                logs=store.outbox,
-            )
-            return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
-    finally:
-        if cloud is not None:
-            await cloud.aclose()
+    clock: Clock | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> VendorContext:
+    ctx = VendorContext(plugin, settings, store, clock or SystemClock(), found)
+    if progress is not None:
+        ctx.progress = progress
+    return ctx
 
 
-async def update(
-    mac: MacAddress,
-    package: DfuPackage,
+class Resolved:
+    """Which plugin owns a lock, its id in that plugin's form, and the sighting that decided
+    it (when a scan did)."""
+
+    __slots__ = ("found", "lock_id", "plugin")
+
+    def __init__(self, plugin: VendorPlugin, lock_id: str, found: Found | None) -> None:
+        self.plugin, self.lock_id, self.found = plugin, lock_id, found
+
+
+def candidates(text: str, operation: str | None = None) -> list[tuple[VendorPlugin, str]]:
+    """Each plugin whose lock-id format accepts ``text`` (and that has ``operation``)."""
+    matches: list[tuple[VendorPlugin, str]] = []
+    first_error: UsageError | None = None
+    for plugin in registry.plugins().values():
+        try:
+            canonical = plugin.parse_lock_id(text)
+        except UsageError as exc:
+            first_error = first_error or exc
+            continue
+        if operation is None or operation in plugin.operations:
+            matches.append((plugin, canonical))
+    if not matches and first_error is not None and operation is None:
+        raise first_error
+    return matches
+
+
+async def resolve(
+    text: str,
     settings: Settings,
     *,
-    prn: int = 0,
-    on_progress: Callable[[int], None] | None = None,
-) -> DfuOutcome:
-    """Both steps, from wherever the lock is now; ``on_progress`` gets the bytes confirmed."""
+    vendor: str | None = None,
+    operation: str | None = None,
+) -> Resolved:
+    """The plugin that owns ``text``: the one named, else the only one whose format accepts
+    it, else the one whose lock a scan hears with that id; an id several vendors could own on a
+    lock not heard is refused, naming them (``--vendor`` says which)."""
+    if vendor is not None:
+        plugin = registry.plugin(vendor)
+        return Resolved(plugin, plugin.parse_lock_id(text), None)
+    matches = candidates(text, operation)
+    if not matches:
+        what = f"{operation} " if operation else ""
+        raise UsageError(
+            f"no vendor can {what}a lock named {text!r}",
+            hint="check the lock's id with `blelock scan`; name the vendor with --vendor",
+        )
+    if len(matches) == 1:
+        plugin, canonical = matches[0]
+        return Resolved(plugin, canonical, None)
+    ids = {canonical for _, canonical in matches}
+    try:
+        with lock_context(text, "scan"):
+            found = await _first_heard(ids, settings, [plugin for plugin, _ in matches])
+    except DeviceNotFound:
+        names = ", ".join(plugin.name for plugin, _ in matches)
+        raise UsageError(
+            f"{text!r} could be a lock of {names}, and no such lock was heard",
+            hint=f"name the vendor with --vendor ({names.replace(', ', ' or ')})",
+        ) from None
+    owner = next(plugin for plugin, _ in matches if plugin.name == found.sighting.vendor)
+    return Resolved(owner, found.sighting.lock_id, found)
 
-    with lock_context(mac, "scan"):
-        target = await find_update_target(mac, settings)
-    if target.lock is not None:
-        await visit(mac, Action.FIRMWARE_UPDATE, settings, found=target.lock, mode="online")
-        with lock_context(mac, "find the bootloader"):
-            target = await find_update_target(mac, settings, bootloader_only=True)
-    device = target.bootloader
-    assert device is not None  # find_update_target found one or the other
-    return await update_firmware(
-        mac,
-        lambda: open_link(device, settings, name="Nokē bootloader"),
-        package,
-        prn=prn,
-        on_progress=None if on_progress is None else lambda p: on_progress(p.confirmed),
-    )
+
+async def _first_heard(ids: set[str], settings: Settings, plugins: Sequence[VendorPlugin]) -> Found:
+    if len(ids) == 1:
+        return await find_lock(next(iter(ids)), settings, plugins)
+    # Each plugin wrote the id its own way: listen for each plugin's own form of it.
+    for plugin in plugins:
+        for lock_id in ids:
+            try:
+                return await find_lock(lock_id, settings, [plugin])
+            except DeviceNotFound:
+                continue
+    raise DeviceNotFound("not heard")
+
+
+async def run_operation(
+    settings: Settings,
+    lock: str,
+    request: OperationRequest,
+    *,
+    vendor: str | None = None,
+    store: Store | None = None,
+    found: Found | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> VisitResult:
+    """Resolve the lock's plugin and run the operation (``request.operation``, or the plugin's
+    default when it is empty) with the store open."""
+    operation = request.operation or None
+    resolved = await resolve(lock, settings, vendor=vendor, operation=operation)
+    plugin = resolved.plugin
+    request = check_request(plugin, request)
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            store = await stack.enter_async_context(open_store(settings))
+        ctx = context(plugin, settings, store, found=found or resolved.found, progress=progress)
+        with lock_context(resolved.lock_id, request.operation):
+            return await plugin.run(ctx, resolved.lock_id, request)
+
+
+def check_request(plugin: VendorPlugin, request: OperationRequest) -> OperationRequest:
+    """The request as the plugin's operation takes it: its default operation filled in, the
+    mode and options checked against what the operation allows."""
+    operation = request.operation or plugin.default_operation
+    if operation is None or operation not in plugin.operations:
+        offered = ", ".join(plugin.operations) or "nothing"
+        raise UsageError(
+            f"{plugin.title} locks cannot {operation or 'be opened'}",
+            hint=f"they can: {offered}",
+        )
+    spec = plugin.operations[operation]
+    if request.mode not in spec.modes:
+        raise UsageError(
+            f"{plugin.title} {operation} cannot run {request.mode}",
+            hint=f"it runs: {', '.join(sorted(spec.modes))}",
+        )
+    known = {option.name for option in spec.options}
+    unknown = sorted(set(request.options) - known)
+    if unknown:
+        raise UsageError(
+            f"{plugin.title} {operation} takes no {', '.join(unknown)}",
+            hint=f"it takes: {', '.join(sorted(known)) or 'no options'}",
+        )
+    if spec.takes_package and request.package is None:
+        raise UsageError(f"{plugin.title} {operation} needs a firmware package")
+    return OperationRequest(operation, request.mode, request.options, request.package)

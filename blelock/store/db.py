@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -129,6 +129,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         fetched_at          INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 3: vendor plugins bring their own tables; each plugin's schema version is kept here.
+    # (The offline_keys and keyless_* tables above predate plugins and stay where they are.)
+    """
+    CREATE TABLE plugin_schema (
+        plugin  TEXT PRIMARY KEY,
+        version INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 """Schema version N is reached by running ``MIGRATIONS[N-1]``; never edit a released entry."""
 
@@ -148,10 +156,13 @@ class Database:
         return f"Database({str(self.path)!r})"
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
-        """Open (creating if absent) and migrate the store at ``path``, or refuse clearly."""
+    async def open(
+        cls, path: Path, plugin_migrations: Mapping[str, Sequence[str]] | None = None
+    ) -> Database:
+        """Open (creating if absent) and migrate the store at ``path``, or refuse clearly;
+        ``plugin_migrations``: each vendor plugin's own schema scripts, by plugin name."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blelock-store")
-        opening = executor.submit(_open_connection, path)
+        opening = executor.submit(_open_connection, path, plugin_migrations or {})
         try:
             conn = await asyncio.wrap_future(opening)
         except asyncio.CancelledError:
@@ -254,7 +265,9 @@ def _refuse(path: Path, what: str, hint: str = _MOVE_ASIDE) -> StoreError:
     return StoreError(f"{path} {what}; nothing was changed", hint=hint)
 
 
-def _open_connection(path: Path) -> sqlite3.Connection:
+def _open_connection(
+    path: Path, plugin_migrations: Mapping[str, Sequence[str]]
+) -> sqlite3.Connection:
     """In the writer thread: make or check the file, connect, check it is ours, migrate."""
     _prepare_file(path)
     try:
@@ -277,6 +290,7 @@ def _open_connection(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         _migrate(conn)
+        _migrate_plugins(conn, path, plugin_migrations)
     except sqlite3.Error as exc:
         conn.close()
         raise _failed(path, exc) from exc
@@ -385,6 +399,43 @@ def _migrate(conn: sqlite3.Connection) -> None:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def _plugin_versions(conn: sqlite3.Connection) -> dict[str, int]:
+    return dict(conn.execute("SELECT plugin, version FROM plugin_schema").fetchall())
+
+
+def _migrate_plugins(
+    conn: sqlite3.Connection, path: Path, migrations: Mapping[str, Sequence[str]]
+) -> None:
+    """Each plugin's scripts in order, one transaction each, as the core's are."""
+    current = _plugin_versions(conn)
+    for plugin, scripts in migrations.items():
+        if current.get(plugin, 0) > len(scripts):
+            raise _refuse(
+                path,
+                f"was written by a newer {plugin} plugin (its schema {current[plugin]}, this "
+                f"blelock knows {len(scripts)})",
+                hint="upgrade blelock, or point --data-dir elsewhere",
+            )
+        if current.get(plugin, 0) == len(scripts):
+            continue
+        for version, script in enumerate(scripts, start=1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if _plugin_versions(conn).get(plugin, 0) < version:
+                    for statement in _statements(script):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO plugin_schema (plugin, version) VALUES (?, ?) "
+                        "ON CONFLICT (plugin) DO UPDATE SET version = excluded.version",
+                        (plugin, version),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
 
 def _has_key_check(conn: sqlite3.Connection) -> bool:

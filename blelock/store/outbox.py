@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from blelock.model import LogRecord
 from blelock.store.db import Database
 
-__all__ = ["NOKE", "Batch", "FailedBatch", "Outbox"]
+__all__ = ["Batch", "FailedBatch", "Outbox"]
 
-NOKE = "noke"
 
 _COLUMNS = "lock_id, session, received_at, payload"
 
@@ -61,7 +60,7 @@ class FailedBatch:
 
 
 class Outbox:
-    def __init__(self, db: Database, vendor: str = NOKE) -> None:
+    def __init__(self, db: Database, vendor: str) -> None:
         self._db = db
         self._vendor = vendor
 
@@ -76,7 +75,7 @@ class Outbox:
         """Keep ``records``; durable when this returns. A record already pending (same lock,
         session and payload) is kept once. ``cursors`` ((lock, log) → last sequence collected)
         move forward in the same transaction, never back."""
-        rows = [(r.lock_id, r.session, r.received_at, r.payload, self._vendor) for r in records]
+        rows = [(r.lock_id, r.context, r.received_at, r.payload, self._vendor) for r in records]
         moved = [(lock, log, sequence) for (lock, log), sequence in (cursors or {}).items()]
         if not rows and not moved:
             return

@@ -1,11 +1,15 @@
-"""Advertisements from bleak → Sightings, through the pure parser in protocol.advert."""
+"""Advertisements from bleak → Sightings, through the vendor plugins' pure parsers.
+
+Nothing here knows a vendor: the caller hands in what recognises its locks (each vendor
+plugin does: its service UUIDs to filter on and its advert parser).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
@@ -13,26 +17,29 @@ from bleak.backends.scanner import AdvertisementData
 
 from blelock.config import Settings
 from blelock.errors import DeviceNotFound, LinkTimeout
-from blelock.model import MacAddress, Sighting, Vendor
-from blelock.protocol.advert import lock_sighting, noke_sighting
+from blelock.model import Advert, Sighting
 from blelock.protocol.dfu import SECURE_DFU_SERVICE_UUID, bootloader_address, dfu_service_kind
-from blelock.protocol.keyless import SERVICE_UUID as KEYLESS_SERVICE_UUID
-from blelock.protocol.keyless import KeylessAdvert, parse_keyless_advert
-from blelock.protocol.noke import SERVICE_UUID
 from blelock.transport.backends import resolve_scanner_backend
 from blelock.transport.ble import map_bleak_errors
 
 __all__ = [
     "Found",
-    "KeylessFound",
+    "Recogniser",
     "UpdateTarget",
-    "find_keyless_lock",
+    "advert_of",
     "find_lock",
     "find_update_target",
     "scan",
 ]
 
-SERVICE_FILTER = [SERVICE_UUID]
+
+class Recogniser(Protocol):
+    """What tells one vendor's locks in the air (a vendor plugin is one)."""
+
+    @property
+    def service_uuids(self) -> Sequence[str]: ...
+
+    def parse_advert(self, advert: Advert) -> Sighting | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,20 +49,32 @@ class Found:
     """Opaque to everything above transport: handed back to transport.ble.open_link."""
 
 
-def _sighting(device: BLEDevice, adv: AdvertisementData) -> Sighting | None:
-    return noke_sighting(
+def advert_of(device: BLEDevice, adv: AdvertisementData) -> Advert:
+    return Advert(
         address=device.address,
         local_name=adv.local_name or device.name,
         manufacturer_data=adv.manufacturer_data,
         service_uuids=adv.service_uuids,
+        service_data=adv.service_data,
         rssi=adv.rssi,
     )
+
+
+def _recognise(recognisers: Sequence[Recogniser], advert: Advert) -> Sighting | None:
+    for recogniser in recognisers:
+        if (sighting := recogniser.parse_advert(advert)) is not None:
+            return sighting
+    return None
+
+
+def _filters(recognisers: Sequence[Recogniser], *extra: str) -> list[str]:
+    return list(dict.fromkeys([*(u for r in recognisers for u in r.service_uuids), *extra]))
 
 
 def _scanner(
     settings: Settings,
     callback: Callable[[BLEDevice, AdvertisementData], None],
-    service_uuids: list[str] = SERVICE_FILTER,
+    service_uuids: list[str],
 ) -> BleakScanner:
     backend = resolve_scanner_backend(settings.ble_scanner_backend)
     extra: dict[str, Any] = {} if backend is None else {"backend": backend}
@@ -67,7 +86,7 @@ async def _listen(
     heard: Callable[[BLEDevice, AdvertisementData], None],
     done: asyncio.Future[Any],
     duration: float,
-    service_uuids: list[str] = SERVICE_FILTER,
+    service_uuids: list[str],
 ) -> bool:
     """Scan until ``done`` completes (True) or ``duration`` passes (False). Starting and
     stopping the adapter are bounded too: a wedged adapter must not hang a kiosk."""
@@ -90,44 +109,39 @@ async def _listen(
 
 async def scan(
     settings: Settings,
+    recognisers: Sequence[Recogniser],
     *,
     duration: float,
     expect: int | None = None,
-    vendor: Vendor | None = None,
 ) -> list[Found]:
-    """Every lock heard within ``duration`` seconds (or until ``expect`` locks were heard), of
-    every vendor or only ``vendor``, strongest signal first."""
-    found: dict[str, Found] = {}
+    """Every lock the recognisers know heard within ``duration`` seconds (or until ``expect``
+    locks were heard), strongest signal first."""
+    found: dict[tuple[str, str], Found] = {}
     enough: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def heard(device: BLEDevice, adv: AdvertisementData) -> None:
-        sighting = lock_sighting(
-            address=device.address,
-            local_name=adv.local_name or device.name,
-            manufacturer_data=adv.manufacturer_data,
-            service_uuids=adv.service_uuids,
-            rssi=adv.rssi,
-        )
-        if sighting is not None and vendor in (None, sighting.vendor):
-            found[sighting.lock_id] = Found(sighting, device)
+        sighting = _recognise(recognisers, advert_of(device, adv))
+        if sighting is not None:
+            found[sighting.vendor, sighting.lock_id] = Found(sighting, device)
             if expect is not None and len(found) >= expect and not enough.done():
                 enough.set_result(None)
 
-    await _listen(settings, heard, enough, duration, [SERVICE_UUID, KEYLESS_SERVICE_UUID])
+    await _listen(settings, heard, enough, duration, _filters(recognisers))
     return sorted(found.values(), key=lambda f: -(f.sighting.rssi or -999))
 
 
-async def find_lock(lock_id: MacAddress, settings: Settings) -> Found:
-    """Scan until ``lock_id`` advertises, or DeviceNotFound after the scan timeout."""
+async def find_lock(lock_id: str, settings: Settings, recognisers: Sequence[Recogniser]) -> Found:
+    """Scan until ``lock_id`` advertises (as a lock of one of the recognisers), or
+    DeviceNotFound after the scan timeout."""
     seen: asyncio.Future[Found] = asyncio.get_running_loop().create_future()
 
     def heard(device: BLEDevice, adv: AdvertisementData) -> None:
-        sighting = _sighting(device, adv)
+        sighting = _recognise(recognisers, advert_of(device, adv))
         if sighting is not None and sighting.lock_id == lock_id and not seen.done():
             seen.set_result(Found(sighting, device))
 
     timeout = settings.timeouts.scan
-    if not await _listen(settings, heard, seen, timeout):
+    if not await _listen(settings, heard, seen, timeout, _filters(recognisers)):
         raise DeviceNotFound(f"not seen within {timeout:g} s of scanning")
     return seen.result()
 
@@ -142,7 +156,11 @@ class UpdateTarget:
 
 
 async def find_update_target(
-    lock_id: MacAddress, settings: Settings, *, bootloader_only: bool = False
+    lock_id: str,
+    settings: Settings,
+    recogniser: Recogniser,
+    *,
+    bootloader_only: bool = False,
 ) -> UpdateTarget:
     """Scan until the lock or its Secure DFU bootloader (the lock's address + 1, advertising
     0xFE59) is heard; DeviceNotFound after the scan timeout."""
@@ -156,41 +174,13 @@ async def find_update_target(
         if is_dfu and device.address.upper() == bootloader:
             seen.set_result(UpdateTarget(None, device))
             return
-        sighting = None if bootloader_only else _sighting(device, adv)
+        sighting = None if bootloader_only else recogniser.parse_advert(advert_of(device, adv))
         if sighting is not None and sighting.lock_id == lock_id:
             seen.set_result(UpdateTarget(Found(sighting, device), None))
 
     timeout = settings.timeouts.scan
-    filters = [SERVICE_UUID, SECURE_DFU_SERVICE_UUID]
+    filters = _filters([recogniser], SECURE_DFU_SERVICE_UUID)
     if not await _listen(settings, heard, seen, timeout, filters):
         what = "its bootloader was" if bootloader_only else "neither it nor its bootloader was"
         raise DeviceNotFound(f"{what} seen within {timeout:g} s of scanning")
-    return seen.result()
-
-
-@dataclass(frozen=True, slots=True)
-class KeylessFound:
-    advert: KeylessAdvert
-    device: BLEDevice
-
-
-async def find_keyless_lock(locking_device_id: str, settings: Settings) -> KeylessFound:
-    """Scan until the Keyless lock ``locking_device_id`` advertises (its advert carries the
-    id), or DeviceNotFound after the scan timeout."""
-    wanted = locking_device_id.lower()
-    seen: asyncio.Future[KeylessFound] = asyncio.get_running_loop().create_future()
-
-    def heard(device: BLEDevice, adv: AdvertisementData) -> None:
-        advert = parse_keyless_advert(
-            local_name=adv.local_name or device.name,
-            manufacturer_data=adv.manufacturer_data,
-            service_uuids=adv.service_uuids,
-            rssi=adv.rssi,
-        )
-        if advert is not None and advert.locking_device_id == wanted and not seen.done():
-            seen.set_result(KeylessFound(advert, device))
-
-    timeout = settings.timeouts.scan
-    if not await _listen(settings, heard, seen, timeout, [KEYLESS_SERVICE_UUID]):
-        raise DeviceNotFound(f"not seen within {timeout:g} s of scanning")
     return seen.result()

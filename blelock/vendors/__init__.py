@@ -1,0 +1,1 @@
+"""Vendor plugins, one package each (see blelock.registry and blelock.vendors.base)."""

@@ -26,7 +26,7 @@ async def test_new_store_is_private(tmp_path: Path) -> None:
     path = tmp_path / "new" / "dir" / "blelock.db"
     db = await Database.open(path)
     try:
-        await Outbox(db).append([RECORD])  # a write, so the WAL file exists too
+        await Outbox(db, "noke").append([RECORD])  # a write, so the WAL file exists too
         assert _mode(path) == 0o600
         assert _mode(path.parent) == 0o700
         assert _mode(path.with_name("blelock.db-wal")) == 0o600
@@ -57,12 +57,12 @@ async def test_an_existing_loose_file_is_tightened(store_dir: Path) -> None:
 async def test_reopening_keeps_data_and_migrates_nothing_again(store_dir: Path) -> None:
     path = store_dir / "blelock.db"
     db = await Database.open(path)
-    await Outbox(db).append([RECORD])
+    await Outbox(db, "noke").append([RECORD])
     await db.close()
     for _ in range(2):
         db = await Database.open(path)
         try:
-            assert await Outbox(db).pending() == [RECORD]
+            assert await Outbox(db, "noke").pending() == [RECORD]
             markers = await db.run(
                 lambda conn: conn.execute("SELECT count(*) FROM meta").fetchone()[0]
             )
@@ -77,17 +77,17 @@ async def test_an_empty_file_is_a_new_store(store_dir: Path) -> None:
     await asyncio.to_thread(store_dir.mkdir)
     await asyncio.to_thread(path.touch, 0o600)
     async with await Database.open(path) as db:
-        await Outbox(db).append([RECORD])
-        assert await Outbox(db).pending_count() == 1
+        await Outbox(db, "noke").append([RECORD])
+        assert await Outbox(db, "noke").pending_count() == 1
 
 
 async def test_run_commits_on_return_and_rolls_back_on_error(db: Database) -> None:
-    outbox = Outbox(db)
+    outbox = Outbox(db, "noke")
 
     def insert_then_fail(conn: sqlite3.Connection) -> None:
         conn.execute(
             "INSERT INTO outbox (lock_id, session, received_at, payload) VALUES (?, ?, ?, ?)",
-            (RECORD.lock_id, RECORD.session, RECORD.received_at, RECORD.payload),
+            (RECORD.lock_id, RECORD.context, RECORD.received_at, RECORD.payload),
         )
         raise ValueError("boom")
 
@@ -208,8 +208,34 @@ async def test_a_version_1_store_upgrades_keeping_its_pending_records(tmp_path: 
     )
     conn.close()
     async with await Database.open(path) as db:
-        noke = await Outbox(db).pending()
+        noke = await Outbox(db, "noke").pending()
         assert [(r.lock_id, r.payload) for r in noke] == [("C7:E6:B0:C6:75:38", "cd")]
         assert await Outbox(db, "keyless").pending() == []
         version = await db.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-        assert version == LATEST_VERSION == 2
+        assert version == LATEST_VERSION == 3
+
+
+PLUGIN_TABLES = (
+    "CREATE TABLE acme_codes (lock_id TEXT PRIMARY KEY, code TEXT NOT NULL);",
+    "ALTER TABLE acme_codes ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;",
+)
+
+
+async def test_plugin_migrations_run_once_each_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "blelock.db"
+    async with await Database.open(path, {"acme": PLUGIN_TABLES[:1]}) as db:
+        await db.run(lambda c: c.execute("INSERT INTO acme_codes VALUES ('L1', '0101')"))
+    # A later release of the plugin adds a migration; the row made under the first stays.
+    async with await Database.open(path, {"acme": PLUGIN_TABLES}) as db:
+        rows = await db.run(lambda c: c.execute("SELECT * FROM acme_codes").fetchall())
+        versions = await db.run(lambda c: c.execute("SELECT * FROM plugin_schema").fetchall())
+    assert rows == [("L1", "0101", 0)]
+    assert versions == [("acme", 2)]
+
+
+async def test_a_store_from_a_newer_plugin_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "blelock.db"
+    async with await Database.open(path, {"acme": PLUGIN_TABLES}):
+        pass
+    with pytest.raises(StoreError, match="newer acme plugin"):
+        await Database.open(path, {"acme": PLUGIN_TABLES[:1]})

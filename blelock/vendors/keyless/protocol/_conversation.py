@@ -13,8 +13,8 @@ from datetime import datetime
 from cryptography import x509
 
 from blelock.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from blelock.protocol.keyless._codes import Command, ResultCode
-from blelock.protocol.keyless._credentials import (
+from blelock.vendors.keyless.protocol._codes import Command, ResultCode
+from blelock.vendors.keyless.protocol._credentials import (
     AuditEntry,
     Credential,
     Grant,
@@ -26,7 +26,7 @@ from blelock.protocol.keyless._credentials import (
     verify_grant,
     verify_lock_certificate,
 )
-from blelock.protocol.keyless._wire import (
+from blelock.vendors.keyless.protocol._wire import (
     _RESULT_DOMAIN,
     Challenge,
     Malformed,

@@ -1,4 +1,4 @@
-"""One visit to a Keyless lock: the stand-in conversation (:mod:`blelock.protocol.keyless`)
+"""One visit to a Keyless lock: the stand-in conversation (:mod:`blelock.vendors.keyless.protocol`)
 over a LockLink, with what the store holds for that lock.
 
 A visit opens (or sets the time, or re-keys), then collects every audit entry after the last
@@ -23,8 +23,8 @@ from blelock.clock import Clock, SystemClock
 from blelock.config import Timeouts
 from blelock.errors import BlelockError, LinkTimeout, LockRefused, lock_context
 from blelock.model import LogRecord
-from blelock.protocol import keyless
 from blelock.transport.base import LinkOpener, LockLink
+from blelock.vendors.keyless import protocol as keyless
 
 __all__ = [
     "AUDIT_LOG",

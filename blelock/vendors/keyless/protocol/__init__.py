@@ -31,17 +31,17 @@ Import from this package; its private modules, lowest first (none imports one li
 
 from __future__ import annotations
 
-from blelock.protocol.keyless._advert import (
+from blelock.vendors.keyless.protocol._advert import (
     KeylessAdvert,
     encode_advert,
     local_name_for,
     parse_keyless_advert,
 )
-from blelock.protocol.keyless._codes import (
+from blelock.vendors.keyless.protocol._codes import (
     Command,
     ResultCode,
 )
-from blelock.protocol.keyless._conversation import (
+from blelock.vendors.keyless.protocol._conversation import (
     Action,
     AuditEntries,
     AwaitNotification,
@@ -63,7 +63,7 @@ from blelock.protocol.keyless._conversation import (
     UpdateFirmware,
     Write,
 )
-from blelock.protocol.keyless._credentials import (
+from blelock.vendors.keyless.protocol._credentials import (
     AuditEntry,
     Credential,
     Grant,
@@ -87,7 +87,7 @@ from blelock.protocol.keyless._credentials import (
     verify_lock_certificate,
     verify_revocation_list,
 )
-from blelock.protocol.keyless._limits import (
+from blelock.vendors.keyless.protocol._limits import (
     COMPANY_ID,
     LIMITS,
     NOTIFY_UUID,
@@ -95,12 +95,12 @@ from blelock.protocol.keyless._limits import (
     WRITE_UUID,
     KeylessLimits,
 )
-from blelock.protocol.keyless._lock import (
+from blelock.vendors.keyless.protocol._lock import (
     REFUSAL_RULES,
     LockView,
     check_request,
 )
-from blelock.protocol.keyless._wire import (
+from blelock.vendors.keyless.protocol._wire import (
     Challenge,
     Hello,
     Malformed,

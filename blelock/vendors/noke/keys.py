@@ -26,9 +26,10 @@ from blelock.errors import (
     OfflineKeyRevoked,
     StoreError,
 )
-from blelock.model import MacAddress, OfflineGrant
+from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
+from blelock.vendors.noke.values import OfflineGrant
 
 __all__ = ["DEFAULT_LIFETIME", "CachedKey", "KeyInfo", "KeyStore", "KeySyncSummary"]
 

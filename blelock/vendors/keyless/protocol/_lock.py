@@ -11,16 +11,16 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.errors import ProtocolError, RemoteProtocolError
-from blelock.protocol.keyless._codes import Command, ResultCode
-from blelock.protocol.keyless._credentials import (
+from blelock.vendors.keyless.protocol._codes import Command, ResultCode
+from blelock.vendors.keyless.protocol._credentials import (
     Grant,
     Operation,
     _valid,
     load_public_key_bytes,
     verify_grant,
 )
-from blelock.protocol.keyless._limits import LIMITS
-from blelock.protocol.keyless._wire import (
+from blelock.vendors.keyless.protocol._limits import LIMITS
+from blelock.vendors.keyless.protocol._wire import (
     _PROOF_DOMAIN,
     Request,
     parse_time_argument,

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
-from blelock.protocol.keyless._codes import Command, ResultCode, _command
-from blelock.protocol.keyless._fields import (
+from blelock.vendors.keyless.protocol._codes import Command, ResultCode, _command
+from blelock.vendors.keyless.protocol._fields import (
     _moment,
     _Reader,
     _seconds,
@@ -28,7 +28,7 @@ from blelock.protocol.keyless._fields import (
     _uuid_bytes,
     _uuid_text,
 )
-from blelock.protocol.keyless._limits import LIMITS
+from blelock.vendors.keyless.protocol._limits import LIMITS
 
 # === identifiers, keys, certificates ============================================================
 

@@ -33,9 +33,10 @@ from blelock.errors import (
     UsageError,
     lock_context,
 )
-from blelock.model import Action, LogRecord, MacAddress, Outcome
-from blelock.protocol import noke
+from blelock.model import LogRecord, MacAddress
 from blelock.transport.base import LinkOpener, LockLink
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.values import Action, Outcome
 
 __all__ = ["LogSink", "NokeCommandSource", "NokeVisit", "OfflineKeySource", "VisitMode"]
 

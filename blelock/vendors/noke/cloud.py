@@ -18,7 +18,18 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from blelock.cloud._http import CloudClient, RetryPolicy, json_body, map_http_errors, with_retries
-from blelock.cloud.noke_models import (
+from blelock.config import Settings, Timeouts
+from blelock.errors import (
+    AuthFailed,
+    CloudRejected,
+    ConfigError,
+    RemoteProtocolError,
+    UnknownLock,
+    UsageError,
+)
+from blelock.model import LogRecord, MacAddress
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.models import (
     CommandsData,
     Envelope,
     KeyScope,
@@ -31,17 +42,8 @@ from blelock.cloud.noke_models import (
     UploadLog,
     UploadRequest,
 )
-from blelock.config import Settings, Timeouts
-from blelock.errors import (
-    AuthFailed,
-    CloudRejected,
-    ConfigError,
-    RemoteProtocolError,
-    UnknownLock,
-    UsageError,
-)
-from blelock.model import LogRecord, MacAddress, OfflineGrant
-from blelock.protocol import noke
+from blelock.vendors.noke.settings import noke_settings
+from blelock.vendors.noke.values import OfflineGrant
 
 __all__ = ["NokeCloud"]
 
@@ -80,15 +82,16 @@ class NokeCloud(CloudClient):
     @classmethod
     def from_settings(cls, settings: Settings, *, retry: RetryPolicy | None = None) -> NokeCloud:
         """The configured cloud, or a ConfigError saying there is no API key to call it with."""
-        if settings.noke_api_key is None:
+        section = noke_settings(settings)
+        if section.api_key is None:
             raise ConfigError(
                 "no Nokē API key is configured",
-                hint="set BLELOCK_NOKE_API_KEY, or noke_api_key in the config file",
+                hint="set api_key in the config file's [noke] section, or BLELOCK_NOKE__API_KEY",
             )
         return cls(
-            settings.noke_url,
-            settings.noke_api_key,
-            mobile_key=settings.noke_mobile_key,
+            section.url,
+            section.api_key,
+            mobile_key=section.mobile_key,
             timeouts=settings.timeouts,
             retry=retry,
         )
@@ -167,13 +170,13 @@ class NokeCloud(CloudClient):
             raise ConfigError(
                 "uploading lock logs to the Nokē cloud needs the mobile API key, "
                 "and none is configured",
-                hint="set noke_mobile_key in the config file or BLELOCK_NOKE_MOBILE_KEY",
+                hint="set mobile_key in the config file's [noke] section, or BLELOCK_NOKE__MOBILE_KEY",
             )
         if not records:
             return
         groups: dict[tuple[str, str], list[LogRecord]] = {}
         for record in records:
-            groups.setdefault((record.lock_id, record.session), []).append(record)
+            groups.setdefault((record.lock_id, record.context), []).append(record)
         body = UploadRequest(
             logs=[
                 UploadLog(
@@ -242,7 +245,7 @@ def _secret(value: SecretStr | str) -> SecretStr:
     if not secret.get_secret_value().strip():
         raise ConfigError(
             "a Nokē API key is empty",
-            hint="set noke_api_key / noke_mobile_key in the config file or the environment",
+            hint="set api_key / mobile_key in the config file's [noke] section or the environment",
         )
     return secret
 
@@ -285,12 +288,14 @@ def _envelope_error(
             f"the Nokē cloud at {host} does not know {which} ({why}: {said})",
             status=status,
             error_code=code,
+            about_content=True,
         )
     if code == 3:
         return CloudRejected(
             f"the cloud says the request is malformed: {said} (/{route}/ at {host})",
             status=status,
             error_code=code,
+            about_content=True,
             hint="check the lock's MAC; if it persists, " + _BUG_HINT,
         )
     hint = "the cloud has trouble on its side; try again later" if code == 1 else _BUG_HINT

@@ -3,7 +3,7 @@ its keys and the platform's trust material, open a lock (online, or with what wa
 and upload the audit entries and re-keying requests kept in the outbox.
 
 The operating device talks to the platform through the stand-in Mobile API
-(:class:`blelock.cloud.keyless.KeylessMobile`); see docs/keyless-ble-standin.md.
+(:class:`blelock.vendors.keyless.cloud.KeylessMobile`); see docs/keyless-ble-standin.md.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.clock import SystemClock
 from blelock.cloud._http import RetryPolicy
-from blelock.cloud.keyless import KeylessMobile
 from blelock.config import Settings
 from blelock.errors import (
     AuthFailed,
@@ -35,26 +34,28 @@ from blelock.errors import (
     UnsendableRecord,
     lock_context,
 )
-from blelock.jobs import Store
 from blelock.model import LogRecord
-from blelock.protocol import keyless
-from blelock.store.keyless import (
+from blelock.store import Store
+from blelock.transport.ble import open_link
+from blelock.transport.scan import Found, find_lock
+from blelock.vendors.keyless import protocol as keyless
+from blelock.vendors.keyless.cloud import KeylessMobile
+from blelock.vendors.keyless.settings import keyless_settings
+from blelock.vendors.keyless.store import (
     DeviceIdentity,
     KeylessKey,
     KeylessLockRecord,
     KeylessStore,
     PlatformTrust,
 )
-from blelock.sync import drain_outbox
-from blelock.transport.ble import open_link
-from blelock.transport.scan import find_keyless_lock
-from blelock.vendors.keyless import (
+from blelock.vendors.keyless.visit import (
     AUDIT_LOG,
     CSR_LOG,
     KeylessMaterial,
     KeylessOutcome,
     KeylessVisit,
 )
+from blelock.vendors.outbox import drain_outbox
 
 __all__ = [
     "CSR_LOG",
@@ -68,6 +69,9 @@ __all__ = [
     "sync_keyless",
 ]
 
+
+NAME = "keyless"
+"""The plugin's name: its outbox stream and settings section."""
 
 REKEY_AHEAD = dt.timedelta(days=30)
 """Start re-keying a lock whose certificate expires within this (blelock's policy: the vendor
@@ -96,12 +100,20 @@ def _mobile(
     settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None = None
 ) -> KeylessMobile:
     return KeylessMobile(
-        settings.keyless_url,
+        keyless_settings(settings).url,
         operating_device_id=None if device is None else device.operating_device_id,
         access_key=None if device is None else device.access_key,
-        api_key=settings.keyless_api_key,
+        api_key=keyless_settings(settings).api_key,
         timeouts=settings.timeouts,
         retry=retry,
+    )
+
+
+async def keyless_store(store: Store) -> KeylessStore:
+    """The Keyless device identity, keys and certificates (needs the data key)."""
+    data_key = await store.data_key()
+    return store.adapter(
+        "keyless.store", lambda opened: KeylessStore(opened.database, data_key, SystemClock())
     )
 
 
@@ -120,7 +132,7 @@ async def activate(settings: Settings, store: Store, invitation_code: str) -> st
     """Accept an operating-device invitation: a new device key, whose public half the platform
     binds every operating key to; its credentials are sealed in the store. Returns the
     operatingDeviceId."""
-    keys = await store.keyless()
+    keys = await keyless_store(store)
     private_key = keyless.generate_key()
     async with _mobile(settings, None) as mobile:
         with lock_context(None, "activate the operating device"):
@@ -150,7 +162,7 @@ async def sync_keyless(
     any certificate issued for a pending re-keying; the store then holds exactly those keys.
     ``only_lock``: refresh that lock's certificates only (one call, not one per lock: a visit
     needs no other)."""
-    keys = await store.keyless()
+    keys = await keyless_store(store)
     device = await _device(keys)
     with lock_context(None, "sync Keyless keys"):
         async with _mobile(settings, device, retry) as mobile:
@@ -190,7 +202,13 @@ async def sync_keyless(
 
 
 async def open_lock(
-    lock_id: str, settings: Settings, store: Store, *, mode: Mode = "auto", rekey: bool = False
+    lock_id: str,
+    settings: Settings,
+    store: Store,
+    *,
+    mode: Mode = "auto",
+    rekey: bool = False,
+    found: Found | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Open the lock; (the outcome, whether it went online). Online first (``auto``): a sync
     brings fresh keys and any pending certificate; with no network, what was synced before.
@@ -201,12 +219,12 @@ async def open_lock(
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
 
-    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.OPEN, run)
+    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.OPEN, run, found)
     return await visit, online
 
 
 async def set_lock_time(
-    lock_id: str, settings: Settings, store: Store
+    lock_id: str, settings: Settings, store: Store, *, found: Found | None = None
 ) -> tuple[KeylessOutcome, bool]:
     """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
     whether it went online)."""
@@ -215,7 +233,7 @@ async def set_lock_time(
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.set_time()
 
-    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run)
+    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run, found)
     return await visit, online
 
 
@@ -245,18 +263,23 @@ async def _with_visit(
     online: bool,
     operation: keyless.Operation,
     run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
+    found: Found | None,
 ) -> KeylessOutcome:
-    keys = await store.keyless()
+    keys = await keyless_store(store)
     with lock_context(lock_id, "prepare the visit"):
         material = await _material(keys, lock_id, operation)
-    with lock_context(lock_id, "scan"):
-        found = await find_keyless_lock(lock_id, settings)
+    if found is None:
+        from blelock.vendors.keyless.plugin import PLUGIN
+
+        with lock_context(lock_id, "scan"):
+            found = await find_lock(lock_id, settings, [PLUGIN])
+    device, name = found.device, found.sighting.name
     visit = KeylessVisit(
         lock_id,
-        lambda: open_link(found.device, settings, name=found.advert.name),
+        lambda: open_link(device, settings, name=name),
         material,
         settings.timeouts,
-        store.keyless_outbox,
+        store.outbox(NAME),
     )
     outcome = await run(visit)
     if outcome.certificate_installed is not None:
@@ -265,7 +288,7 @@ async def _with_visit(
         # What the visit kept (audit entries, a CSR) goes up now; the outbox holds it either way.
         with contextlib.suppress(CloudError):
             async with KeylessUploader.open(settings, store, retry=AT_THE_LOCK) as uploader:
-                await drain_outbox(uploader, store.keyless_outbox)
+                await drain_outbox(uploader, store.outbox(NAME))
     return outcome
 
 
@@ -309,7 +332,7 @@ async def _material(
 async def _rekey_due(store: Store, lock_id: str) -> bool:
     """The lock's certificate expires soon, none is pending, and a permission (an operating
     key) makes this device one the platform takes a CSR from."""
-    keys = await store.keyless()
+    keys = await keyless_store(store)
     record = await keys.lock(lock_id)
     if record is None or record.pending_certificate is not None:
         return False
@@ -320,7 +343,7 @@ async def _rekey_due(store: Store, lock_id: str) -> bool:
 
 
 class KeylessUploader:
-    """What :func:`blelock.sync.drain_outbox` uploads Keyless records through. The platform
+    """What :func:`blelock.vendors.outbox.drain_outbox` uploads Keyless records through. The platform
     keeps one audit entry per (lock, sequence number) and one pending CSR per lock, so a batch
     sent twice changes nothing: the batch's idempotency key is not needed."""
 
@@ -332,7 +355,7 @@ class KeylessUploader:
     async def open(
         cls, settings: Settings, store: Store, *, retry: RetryPolicy | None = None
     ) -> AsyncIterator[KeylessUploader]:
-        device = await _device(await store.keyless())
+        device = await _device(await keyless_store(store))
         async with _mobile(settings, device, retry) as mobile:
             yield cls(mobile)
 
@@ -347,7 +370,7 @@ class KeylessUploader:
                 raise UnsendableRecord(
                     f"an outbox record of lock {record.lock_id} is not hex; it was not sent"
                 ) from None
-            if record.session == CSR_LOG:
+            if record.context == CSR_LOG:
                 try:
                     await self._mobile.submit_csr(record.lock_id, payload)
                 except AuthFailed as exc:
@@ -360,12 +383,12 @@ class KeylessUploader:
                         hint="ask the administrator for a permission on the lock, then "
                         "`blelock upload --retry-failed`",
                     ) from None
-            elif record.session == AUDIT_LOG:
+            elif record.context == AUDIT_LOG:
                 entries[record.lock_id].append(payload)
             else:
                 raise UnsendableRecord(
                     f"an outbox record of lock {record.lock_id} is of unknown kind "
-                    f"{record.session!r}; it was not sent"
+                    f"{record.context!r}; it was not sent"
                 )
         for lock_id, blobs in entries.items():
             with lock_context(lock_id, "upload audit entries"):

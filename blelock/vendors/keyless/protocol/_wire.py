@@ -15,10 +15,10 @@ from datetime import datetime
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
-from blelock.protocol.keyless._codes import Command, ResultCode, _command
-from blelock.protocol.keyless._credentials import Credential, Grant, _sign
-from blelock.protocol.keyless._fields import _blob, _moment, _Reader, _seconds, _uuid_bytes
-from blelock.protocol.keyless._limits import LIMITS
+from blelock.vendors.keyless.protocol._codes import Command, ResultCode, _command
+from blelock.vendors.keyless.protocol._credentials import Credential, Grant, _sign
+from blelock.vendors.keyless.protocol._fields import _blob, _moment, _Reader, _seconds, _uuid_bytes
+from blelock.vendors.keyless.protocol._limits import LIMITS
 
 # === framing: 20-byte fragments of one envelope =================================================
 

@@ -42,7 +42,17 @@ from blelock.cloud._http import (
     parse_retry_after,
     with_retries,
 )
-from blelock.cloud.keyless_models import (
+from blelock.config import Settings, Timeouts
+from blelock.errors import (
+    AuthFailed,
+    CloudError,
+    CloudRejected,
+    ConfigError,
+    RateLimited,
+    UnknownLock,
+    UsageError,
+)
+from blelock.vendors.keyless.models import (
     AssociationRequest,
     ClaimGatewayRequest,
     ClaimingStatus,
@@ -100,16 +110,7 @@ from blelock.cloud.keyless_models import (
     check_sequence_number,
     utc_text,
 )
-from blelock.config import Settings, Timeouts
-from blelock.errors import (
-    AuthFailed,
-    CloudError,
-    CloudRejected,
-    ConfigError,
-    RateLimited,
-    UnknownLock,
-    UsageError,
-)
+from blelock.vendors.keyless.settings import keyless_settings
 
 __all__ = ["PATHS", "KeylessAuth", "KeylessCloud", "KeylessMobile"]
 
@@ -566,23 +567,23 @@ class KeylessCloud(_KeylessClient):
         clock: Clock | None = None,
     ) -> KeylessCloud:
         """The configured system, or a ConfigError naming the missing setting."""
+        section = keyless_settings(settings)
         missing = [
-            name
-            for name in ("keyless_api_key", "keyless_user_id", "keyless_access_key")
-            if getattr(settings, name) is None
+            name for name in ("api_key", "user_id", "access_key") if getattr(section, name) is None
         ]
         if missing:
             raise ConfigError(
-                f"the Keyless platform needs {', '.join(missing)}, and it is not configured",
-                hint="set them in the config file or as BLELOCK_"
-                + " / BLELOCK_".join(name.upper() for name in missing),
+                f"the Keyless platform needs {', '.join(missing)} in [keyless], and it is not "
+                "configured",
+                hint="set them in the config file's [keyless] section or as BLELOCK_KEYLESS__"
+                + " / BLELOCK_KEYLESS__".join(name.upper() for name in missing),
             )
-        assert settings.keyless_api_key is not None and settings.keyless_access_key is not None
+        assert section.api_key is not None and section.access_key is not None
         return cls(
-            settings.keyless_url,
-            settings.keyless_api_key,
-            str(settings.keyless_user_id),
-            settings.keyless_access_key,
+            section.url,
+            section.api_key,
+            str(section.user_id),
+            section.access_key,
             timeouts=settings.timeouts,
             retry=retry,
             clock=clock,

@@ -1,4 +1,4 @@
-"""Advertisements → :class:`~blelock.model.Sighting`. Pure; no bleak types (noke.md §1)."""
+"""Nokē adverts → :class:`~blelock.model.Sighting`. Pure; no bleak types (noke.md §1)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import re
 from collections.abc import Mapping, Sequence
 
 from blelock.errors import UsageError
-from blelock.model import LockState, MacAddress, Sighting, Vendor, parse_mac
-from blelock.protocol.keyless import parse_keyless_advert
-from blelock.protocol.noke import COMPANY_ID, SERVICE_UUID
+from blelock.model import LockState, MacAddress, Sighting, parse_mac
+from blelock.vendors.noke.protocol import COMPANY_ID, SERVICE_UUID
 
-__all__ = ["keyless_sighting", "lock_sighting", "noke_sighting"]
+__all__ = ["NAME", "noke_sighting"]
+
+NAME = "noke"
+"""The plugin's name, as sightings carry it."""
 
 # NOKE + 2-char hardware type + separator + 12 hex digits of the MAC, e.g. NOKE3K_C7E6B0C67538.
 _NOKE_NAME = re.compile(r"NOKE(?P<hw>[0-9A-Z]{2}).(?P<mac>[0-9A-F]{12})", re.IGNORECASE)
@@ -61,65 +63,12 @@ def noke_sighting(
     firmware = f"{hardware}-{payload[1]}.{payload[2]}" if len(payload) >= 3 else None
     state = _lock_state(hardware, payload[0]) if payload else LockState.UNKNOWN
     return Sighting(
-        vendor=Vendor.NOKE,
+        vendor=NAME,
         lock_id=mac,
         address=address,
         name=name,
         hardware=hardware,
         firmware=firmware,
         state=state,
-        rssi=rssi,
-    )
-
-
-def keyless_sighting(
-    *,
-    address: str,
-    local_name: str | None,
-    manufacturer_data: Mapping[int, bytes],
-    service_uuids: Sequence[str],
-    rssi: int | None,
-) -> Sighting | None:
-    """A Keyless lock (the stand-in advert, docs/keyless-ble-standin.md), or None."""
-    advert = parse_keyless_advert(
-        local_name=local_name,
-        manufacturer_data=manufacturer_data,
-        service_uuids=service_uuids,
-        rssi=rssi,
-    )
-    if advert is None:
-        return None
-    return Sighting(
-        vendor=Vendor.KEYLESS,
-        lock_id=advert.locking_device_id,
-        address=address,
-        name=advert.name,
-        hardware="PADLOCK",
-        firmware=None,
-        state=LockState.UNKNOWN,  # the advert carries no lock state
-        rssi=rssi,
-    )
-
-
-def lock_sighting(
-    *,
-    address: str,
-    local_name: str | None,
-    manufacturer_data: Mapping[int, bytes],
-    service_uuids: Sequence[str],
-    rssi: int | None,
-) -> Sighting | None:
-    """A lock of any vendor blelock knows, or None."""
-    return noke_sighting(
-        address=address,
-        local_name=local_name,
-        manufacturer_data=manufacturer_data,
-        service_uuids=service_uuids,
-        rssi=rssi,
-    ) or keyless_sighting(
-        address=address,
-        local_name=local_name,
-        manufacturer_data=manufacturer_data,
-        service_uuids=service_uuids,
         rssi=rssi,
     )

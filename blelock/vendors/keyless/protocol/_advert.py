@@ -7,8 +7,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from blelock.protocol.keyless._fields import _uuid_bytes, _uuid_text
-from blelock.protocol.keyless._limits import _LOCAL_NAME, ADVERT_VERSION, COMPANY_ID, SERVICE_UUID
+from blelock.vendors.keyless.protocol._fields import _uuid_bytes, _uuid_text
+from blelock.vendors.keyless.protocol._limits import (
+    _LOCAL_NAME,
+    ADVERT_VERSION,
+    COMPANY_ID,
+    SERVICE_UUID,
+)
 
 # === advertising ================================================================================
 

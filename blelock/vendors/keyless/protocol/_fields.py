@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
-from blelock.protocol.keyless._limits import LIMITS
+from blelock.vendors.keyless.protocol._limits import LIMITS
 
 # === byte helpers ===============================================================================
 

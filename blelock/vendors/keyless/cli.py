@@ -1,4 +1,4 @@
-"""``blelock open DEVICE`` for technicians, and ``blelock keyless ...``: the operating device's
+"""``blelock keyless ...``: the operating device's
 activation and clock fixes, and the administrator's view of the Keyless platform (login,
 locking devices, permissions, offline keys)."""
 
@@ -13,18 +13,19 @@ from typing import Any, TypeVar
 
 from blelock.cli.context import settings_from
 from blelock.cli.render import print_json, show_rows
-from blelock.cloud.keyless import KeylessCloud
-from blelock.cloud.keyless_models import (
+from blelock.config import Settings
+from blelock.errors import UsageError
+from blelock.jobs import open_store
+from blelock.vendors.keyless.cloud import KeylessCloud
+from blelock.vendors.keyless.jobs import activate, set_lock_time
+from blelock.vendors.keyless.models import (
     ClaimingStatus,
     OfflineKeyDelivery,
     OperationType,
     check_id,
 )
-from blelock.config import Settings
-from blelock.errors import UsageError
-from blelock.jobs import open_store
-from blelock.jobs.keyless import Mode, activate, open_lock, set_lock_time
-from blelock.vendors.keyless import KeylessOutcome
+from blelock.vendors.keyless.settings import keyless_settings
+from blelock.vendors.keyless.visit import KeylessOutcome
 
 T = TypeVar("T")
 
@@ -32,10 +33,72 @@ LIST_LIMIT = 1000
 """Rows a listing shows at most: the platform pages, a terminal does not."""
 
 
+def _device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("device", metavar="DEVICE", help="the Keyless lockingDeviceId (a UUID)")
+
+
+def add_arguments(parser: argparse.ArgumentParser, common: list[argparse.ArgumentParser]) -> None:
+    """``blelock keyless …``; ``common``: the options every command takes (--json …)."""
+    actions = parser.add_subparsers(dest="keyless_command", metavar="ACTION", required=True)
+    activate = actions.add_parser(
+        "activate", parents=common, help="make this companion an operating device"
+    )
+    activate.add_argument(
+        "invitation_code", metavar="CODE", help="the invitation's code; - reads it from stdin"
+    )
+    _device_argument(
+        actions.add_parser("set-time", parents=common, help="set a lock's clock to this machine's")
+    )
+    actions.add_parser("login", parents=common, help="check the administrator's credentials")
+    devices = actions.add_parser("devices", parents=common, help="list locking devices")
+    devices.add_argument("--claiming-status", choices=("CLAIMED", "UNCLAIMED"))
+    devices.add_argument("--serial", metavar="SERIAL", help="only this serial number")
+    permissions = actions.add_parser("permissions", parents=common, help="list permissions")
+    permissions.add_argument("--user", metavar="USER_ID", help="only this user's")
+    grant = actions.add_parser("grant", parents=common, help="let a user operate a lock")
+    grant.add_argument("user_id", metavar="USER_ID")
+    _device_argument(grant)
+    grant.add_argument(
+        "--operation", choices=("OPEN", "UPDATE_FIRMWARE", "UPDATE_TIME"), default="OPEN"
+    )
+    grant.add_argument("--start", metavar="ISO", help="default: now")
+    grant.add_argument("--end", metavar="ISO", help="default: start + 30 days")
+    grant.add_argument(
+        "--key-validity-days", type=_positive_days, default=8, metavar="N",
+        help="how long an operating key lasts (1-31, default 8)",
+    )  # fmt: skip
+    revoke = actions.add_parser("revoke", parents=common, help="withdraw a permission")
+    revoke.add_argument("permission_id", metavar="PERMISSION_ID")
+    offline = actions.add_parser("offline-key", parents=common, help="issue or list offline keys")
+    kinds = offline.add_subparsers(dest="offline_key_command", metavar="ACTION", required=True)
+    kinds.add_parser("list", parents=common, help="issued offline keys (never their values)")
+    issue = kinds.add_parser(
+        "issue", parents=common, help="issue an offline key to an operating device"
+    )
+    _device_argument(issue)
+    issue.add_argument("--operating-device", required=True, metavar="ID")
+    issue.add_argument("--start", metavar="ISO", help="default: now")
+    issue.add_argument("--end", metavar="ISO", help="default: start + 24 h (the most allowed)")
+    issue.add_argument(
+        "--delivery", choices=("NONE", "SMS_WITHOUT_APP_LINK", "SMS_WITH_APP_LINK"),
+        default="NONE",
+    )  # fmt: skip
+    issue.add_argument("--phone", metavar="E164", help="for SMS delivery")
+    issue.add_argument("--app-link", metavar="URL", help="appLinkBaseUrl (at most 42 characters)")
+
+
+def _positive_days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    if args.command == "open":
-        return _open(args, settings)
     action = args.keyless_command
     if action == "activate":
         code = args.invitation_code
@@ -48,19 +111,6 @@ def run(args: argparse.Namespace) -> int:
         _show_outcome(outcome, online=online, as_json=args.json)
     else:
         asyncio.run(_administer(settings, args))
-    return 0
-
-
-def _open(args: argparse.Namespace, settings: Settings) -> int:
-    device = check_id(args.device, "device")
-    mode: Mode = "offline" if args.offline else "online" if args.online else "auto"
-
-    async def go() -> tuple[KeylessOutcome, bool]:
-        async with open_store(settings) as store:
-            return await open_lock(device, settings, store, mode=mode, rekey=args.rekey)
-
-    outcome, online = asyncio.run(go())
-    _show_outcome(outcome, online=online, as_json=args.json)
     return 0
 
 
@@ -78,11 +128,13 @@ async def _administer(settings: Settings, args: argparse.Namespace) -> None:
     action = args.keyless_command
     async with KeylessCloud.from_settings(settings) as cloud:
         if action == "login":
-            assert settings.keyless_user_id is not None  # from_settings refuses it missing
-            user = await cloud.get_user(str(settings.keyless_user_id))
+            assert (
+                keyless_settings(settings).user_id is not None
+            )  # from_settings refuses it missing
+            user = await cloud.get_user(str(keyless_settings(settings).user_id))
             _say(
                 {"user_id": user.id, "role": user.role},
-                f"logged in to {settings.keyless_url} as {user.id} ({user.role})",
+                f"logged in to {keyless_settings(settings).url} as {user.id} ({user.role})",
                 args,
             )
         elif action == "devices":

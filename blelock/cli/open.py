@@ -1,0 +1,99 @@
+"""``blelock open LOCK [--op OP]``, its aliases ``unlock`` / ``unshackle``, and
+``firmware-update LOCK PACKAGE``: one operation on one lock of whichever vendor owns it.
+
+Online by default; when the vendor's cloud cannot be reached, what was synced earlier opens
+the lock (``--offline`` forces it, ``--online`` refuses it). Every record the lock gives is in
+the outbox before we return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from blelock.cli.context import settings_from
+from blelock.cli.render import show_firmware_update, show_results, transfer_progress
+from blelock.errors import UsageError
+from blelock.jobs import resolve, run_operation
+from blelock.model import VisitResult
+from blelock.vendors.base import Mode, OperationRequest, OptionValue
+
+ALIASES = {"unlock": "unlock", "unshackle": "unshackle", "firmware-update": "firmware-update"}
+"""Commands that name their operation (kept so that earlier scripts go on working)."""
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    operation = ALIASES.get(args.command) or args.op or ""
+    mode: Mode = (
+        "offline" if getattr(args, "offline", False) else
+        "online" if getattr(args, "online", False) else "auto"
+    )  # fmt: skip
+    package = None
+    if operation == "firmware-update":
+        from blelock.protocol.dfu_package import read_package
+
+        package = read_package(args.package)  # a bad package is refused before any radio work
+
+    async def go() -> VisitResult:
+        resolved = await resolve(
+            args.lock, settings, vendor=args.vendor, operation=operation or None
+        )
+        request = OperationRequest(
+            operation,
+            mode,
+            _options(args, resolved.plugin, operation),
+            package,
+        )
+        if package is None:
+            return await run_operation(
+                settings, resolved.lock_id, request, vendor=resolved.plugin.name,
+                found=resolved.found,
+            )  # fmt: skip
+        with transfer_progress(package.size, enabled=not args.json) as advance:
+            return await run_operation(
+                settings, resolved.lock_id, request, vendor=resolved.plugin.name,
+                found=resolved.found, progress=lambda done, total: advance(done),
+            )  # fmt: skip
+
+    result = asyncio.run(go())
+    if package is not None:
+        show_firmware_update(result, as_json=args.json)
+    else:
+        show_results([result], [], as_json=args.json)
+    return 0
+
+
+def _options(args: argparse.Namespace, plugin: object, operation: str) -> dict[str, OptionValue]:
+    """The vendor options given on the command line, each parsed by its spec; one the vendor's
+    operation does not take is refused by name."""
+    from blelock.vendors.base import VendorPlugin
+
+    assert isinstance(plugin, VendorPlugin)
+    name = operation or plugin.default_operation or ""
+    spec = plugin.operations.get(name)
+    taken = {option.name: option for option in (spec.options if spec else ())}
+    given: dict[str, OptionValue] = {}
+    for key, value in vars(args).items():
+        if not _is_vendor_option(key) or value in (None, False, []):
+            continue
+        if key not in taken:
+            raise UsageError(
+                f"--{key.replace('_', '-')} is not an option of {plugin.title} {name}",
+                hint=f"it takes: {', '.join('--' + o.replace('_', '-') for o in taken) or 'none'}",
+            )
+        try:
+            given[key] = value if isinstance(value, bool) else taken[key].parse(value)
+        except ValueError as exc:
+            raise UsageError(f"--{key.replace('_', '-')} {value!r}: {exc}") from None
+    return given
+
+
+_CORE = frozenset(
+    {"command", "lock", "op", "vendor", "offline", "online", "package", "json", "debug",
+     "config", "data_dir"}
+)  # fmt: skip
+
+
+def _is_vendor_option(key: str) -> bool:
+    return key not in _CORE

@@ -1,0 +1,210 @@
+"""The vendor seam: what a vendor plugin gives, and what it is given.
+
+Its settings section is not here: the plugin package keeps it in ``settings.py`` (a
+``blelock.config.Section`` as ``SETTINGS``, pydantic only), which the settings loader imports
+without the plugin; every field of it also answers to the flat ``name_field`` and
+``BLELOCK_NAME_FIELD`` of earlier releases.
+
+Everything above ``blelock.vendors`` loops over the registry and speaks only these types; a
+plugin translates them into its vendor's protocol, cloud and records. A plugin module is
+imported when a command needs vendors, so it must stay light at import time: it imports its
+protocol, cloud client and store adapter inside the methods that use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+
+from blelock.clock import Clock, SystemClock
+from blelock.errors import UsageError
+from blelock.model import Advert, KeyInfo, LogRecord, Sighting, VisitResult
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from blelock.config import Settings
+    from blelock.protocol.dfu_package import DfuPackage
+    from blelock.store import Store
+    from blelock.store.outbox import Outbox
+    from blelock.transport.scan import Found
+
+__all__ = [
+    "Mode",
+    "OperationRequest",
+    "OperationSpec",
+    "OptionSpec",
+    "Uploader",
+    "VendorContext",
+    "VendorPlugin",
+]
+
+Mode = Literal["auto", "online", "offline"]
+"""auto: the vendor's cloud, or what was synced earlier when it cannot be reached."""
+ALL_MODES: frozenset[Mode] = frozenset({"auto", "online", "offline"})
+S = TypeVar("S", bound="BaseModel")
+
+OptionValue = str | int | bool
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSpec:
+    """One vendor-specific option of an operation or of a sync: ``--name`` on the command line
+    (underscores as dashes), ``name`` in the kiosk API's body."""
+
+    name: str
+    help: str
+    flag: bool = False
+    """A switch (True when given); otherwise it takes a value."""
+    metavar: str = "VALUE"
+    repeatable: bool = False
+    """Given several times, it is a list of values (sync options only)."""
+    parse: Callable[[str], OptionValue] = str
+    """Turns the text given into the value (raising ValueError with the reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """What a lock of this vendor can be asked to do."""
+
+    name: str
+    summary: str
+    budget_s: float | None = None
+    """The whole operation's time budget; None: a scan and one visit (see :func:`visit_budget`)."""
+    long_running: bool = False
+    """The kiosk answers at once with a job to poll, rather than when done."""
+    modes: frozenset[Mode] = ALL_MODES
+    options: tuple[OptionSpec, ...] = ()
+    takes_package: bool = False
+    """A firmware package goes with it (``OperationRequest.package``)."""
+
+    def budget(self, settings: Settings) -> float:
+        return visit_budget(settings) if self.budget_s is None else self.budget_s
+
+
+def visit_budget(settings: Settings) -> float:
+    t = settings.timeouts
+    # A scan (when no fresh sighting was at hand) and then a whole visit.
+    return t.scan + t.visit + 2 * t.gatt
+
+
+@dataclass(frozen=True, slots=True)
+class OperationRequest:
+    operation: str
+    mode: Mode = "auto"
+    options: Mapping[str, OptionValue] = field(default_factory=dict)
+    package: DfuPackage | None = None
+
+
+class Uploader(Protocol):
+    """What a plugin's outbox stream is uploaded through, one batch per call. A batch keeps its
+    idempotency key until it was acknowledged, so a resent batch changes nothing at the cloud."""
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None: ...
+
+
+def _no_progress(done: int, total: int | None) -> None:
+    pass
+
+
+@dataclass
+class VendorContext:
+    """What one plugin call is given: the settings (its own section among them), the store
+    scoped to the plugin's outbox stream, the clock, and a fresh sighting when one is at hand."""
+
+    plugin: VendorPlugin
+    settings: Settings
+    store: Store
+    clock: Clock = field(default_factory=SystemClock)
+    found: Found | None = None
+    progress: Callable[[int, int | None], None] = _no_progress
+    """``progress(done, total)`` for long operations (bytes of a firmware image)."""
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.store.outbox(self.plugin.name)
+
+    def section(self, model: type[S]) -> S:
+        """This plugin's settings section, as its model."""
+        return self.settings.section(self.plugin.name, model)
+
+    def with_found(self, found: Found | None) -> VendorContext:
+        return VendorContext(
+            self.plugin, self.settings, self.store, self.clock, found, self.progress
+        )
+
+
+class VendorPlugin:
+    """A vendor, as everything above the seam sees it. Subclass it and override what the vendor
+    has; the defaults are those of a vendor without it (a cloud-only vendor has no adverts and
+    no operations, one without offline keys lists none)."""
+
+    name: str = ""
+    """The registry key, the settings section, the outbox stream and ``--vendor``'s value."""
+    title: str = ""
+    """As people write it (with its diacritics)."""
+    migrations: Sequence[str] = ()
+    """SQL scripts for its own tables; version N is reached by running ``migrations[N-1]``."""
+    service_uuids: Sequence[str] = ()
+    """Scanned for; none for a cloud-only vendor."""
+    operations: Mapping[str, OperationSpec] = {}
+    default_operation: str | None = None
+    """What ``blelock open LOCK`` does without ``--op``."""
+    sync_options: Sequence[OptionSpec] = ()
+    cli_module: str | None = None
+    """A module with ``add_arguments(parser)`` and ``run(args) -> int``: the ``blelock NAME …``
+    subtree, imported only when that command runs."""
+    cli_summary: str = ""
+
+    def parse_advert(self, advert: Advert) -> Sighting | None:
+        """A lock of this vendor, or None for anything else (never raises)."""
+        return None
+
+    def parse_lock_id(self, text: str) -> str:
+        """The lock id in canonical form; UsageError for what is not this vendor's."""
+        raise UsageError(f"{self.title} locks are not opened by blelock")
+
+    async def active(self, ctx: VendorContext) -> bool:
+        """Set up here (its cloud's credentials, or this companion enrolled with it), so sync
+        and the kiosk's upkeep have work to do for it."""
+        return False
+
+    def uploads_configured(self, settings: Settings) -> bool:
+        """Its uploader has the credentials it needs."""
+        return False
+
+    async def run(self, ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
+        raise UsageError(f"{self.title} locks cannot {request.operation}")
+
+    @contextlib.asynccontextmanager
+    async def uploader(self, ctx: VendorContext) -> AsyncIterator[Uploader]:
+        """Its cloud's side of the outbox drain (:func:`blelock.vendors.outbox.drain_outbox`)."""
+        raise UsageError(f"{self.title} has no records to upload")
+        yield  # pragma: no cover - an async generator needs one
+
+    async def sync_keys(
+        self,
+        ctx: VendorContext,
+        locks: Sequence[str] | None,
+        options: Mapping[str, OptionValue | Sequence[str]],
+    ) -> Mapping[str, int]:
+        """Fetch what opens its locks offline; counts by name (what was added, dropped, …)."""
+        return {}
+
+    async def refresh_keys(self, ctx: VendorContext, due_within: dt.timedelta) -> bool:
+        """Refresh cached keys that stop working within ``due_within``; whether its cloud was
+        called (the kiosk's upkeep)."""
+        return False
+
+    async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
+        return ()
+
+    async def enroll(self, ctx: VendorContext, invitation: str) -> str:
+        """Make this companion one of the vendor's devices with the invitation code its
+        administrator handed out; returns the id the vendor gave it."""
+        raise UsageError(f"{self.title} has no enrolment of devices")

@@ -1,0 +1,192 @@
+"""The ASSA ABLOY Keyless plugin: padlocks found by the stand-in advert (their lockingDeviceId
+in it), opened with platform-signed operating keys (or offline keys synced earlier), their
+audit entries and re-keying requests uploaded through the operating device's platform API.
+
+Light at import time: the stand-in protocol, the platform client and the store adapter are
+imported when used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from blelock.errors import BlelockError, UsageError
+from blelock.model import Advert, KeyInfo, LockState, Sighting, VisitResult
+from blelock.vendors.base import (
+    OperationRequest,
+    OperationSpec,
+    OptionSpec,
+    OptionValue,
+    Uploader,
+    VendorContext,
+    VendorPlugin,
+)
+
+if TYPE_CHECKING:
+    from blelock.config import Settings
+
+__all__ = ["PLUGIN", "KeylessPlugin"]
+
+SERVICE_UUID = "4b4c5300-0001-4000-8000-7374616e6469"
+"""The stand-in's GATT service (docs/keyless-ble-standin.md); the protocol's constant, repeated
+so that scanning imports no protocol code (a test checks they agree)."""
+
+
+class KeylessPlugin(VendorPlugin):
+    name = "keyless"
+    title = "Keyless"
+    service_uuids = (SERVICE_UUID,)
+    operations: Mapping[str, OperationSpec] = {
+        "open": OperationSpec(
+            "open",
+            "open (with keys synced earlier when the platform is unreachable)",
+            options=(
+                OptionSpec("rekey", "make the lock start re-keying its certificate", flag=True),
+            ),
+        ),
+        "set-time": OperationSpec(
+            "set-time",
+            "set the lock's clock to this machine's (needs a key allowing UPDATE_TIME)",
+            modes=frozenset({"auto"}),
+        ),
+    }
+    default_operation = "open"
+    cli_module = "blelock.vendors.keyless.cli"
+    cli_summary = "Keyless: activate this device, set a lock's clock, administer the platform"
+
+    def parse_advert(self, advert: Advert) -> Sighting | None:
+        from blelock.vendors.keyless.protocol import parse_keyless_advert
+
+        parsed = parse_keyless_advert(
+            local_name=advert.local_name,
+            manufacturer_data=advert.manufacturer_data,
+            service_uuids=advert.service_uuids,
+            rssi=advert.rssi,
+        )
+        if parsed is None:
+            return None
+        return Sighting(
+            vendor=self.name,
+            lock_id=parsed.locking_device_id,
+            address=advert.address,
+            name=parsed.name,
+            hardware="PADLOCK",
+            firmware=None,
+            state=LockState.UNKNOWN,  # the advert carries no lock state
+            rssi=advert.rssi,
+        )
+
+    def parse_lock_id(self, text: str) -> str:
+        try:
+            return str(uuid.UUID(text.strip()))
+        except ValueError:
+            raise UsageError(f"{text!r} is not a Keyless lockingDeviceId (a UUID)") from None
+
+    async def active(self, ctx: VendorContext) -> bool:
+        from blelock.vendors.keyless.jobs import keyless_store
+
+        try:
+            return await (await keyless_store(ctx.store)).device() is not None
+        except BlelockError:
+            return False  # no data key yet: nothing was activated with it
+
+    def uploads_configured(self, settings: Settings) -> bool:
+        return True  # the operating device's own credentials, sealed in the store
+
+    async def run(self, ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
+        from blelock.vendors.keyless import jobs
+
+        if request.operation == "set-time":
+            outcome, online = await jobs.set_lock_time(
+                lock_id, ctx.settings, ctx.store, found=ctx.found
+            )
+        else:
+            outcome, online = await jobs.open_lock(
+                lock_id,
+                ctx.settings,
+                ctx.store,
+                mode=request.mode,
+                rekey=bool(request.options.get("rekey", False)),
+                found=ctx.found,
+            )
+        details: dict[str, str | int | float | bool | None] = {
+            "key_id": outcome.key_id,
+            "audit_entries_kept": outcome.audit_collected,
+            "certificate_installed": outcome.certificate_installed is not None,
+            "rekeying_started": outcome.csr is not None,
+        }
+        if outcome.time_set is not None:
+            before, after = outcome.time_set
+            details |= {"clock_was": before.isoformat(), "clock_now": after.isoformat()}
+        return VisitResult(
+            lock_id,
+            self.name,
+            request.operation,
+            online=online,
+            logs_kept=outcome.audit_collected,
+            details=details,
+        )
+
+    @contextlib.asynccontextmanager
+    async def uploader(self, ctx: VendorContext) -> AsyncIterator[Uploader]:
+        from blelock.vendors.keyless.jobs import KeylessUploader
+
+        async with KeylessUploader.open(ctx.settings, ctx.store) as uploader:
+            yield uploader
+
+    async def sync_keys(
+        self,
+        ctx: VendorContext,
+        locks: Sequence[str] | None,
+        options: Mapping[str, OptionValue | Sequence[str]],
+    ) -> Mapping[str, int]:
+        from blelock.vendors.keyless.jobs import sync_keyless
+
+        report = await sync_keyless(ctx.settings, ctx.store)
+        return {
+            "operating keys": report.operating_keys,
+            "offline keys": report.offline_keys,
+            "dropped": report.dropped,
+            "certificates pending": report.certificates_pending,
+        }
+
+    async def refresh_keys(self, ctx: VendorContext, due_within: dt.timedelta) -> bool:
+        from blelock.vendors.keyless.jobs import keyless_store, sync_keyless
+
+        keys = await (await keyless_store(ctx.store)).list_keys()
+        due = ctx.clock.now_utc() + due_within
+        if keys and all(key.not_after > due for key in keys):
+            return False
+        await sync_keyless(ctx.settings, ctx.store)
+        return True
+
+    async def enroll(self, ctx: VendorContext, invitation: str) -> str:
+        from blelock.vendors.keyless.jobs import activate
+
+        return await activate(ctx.settings, ctx.store, invitation)
+
+    async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
+        from blelock.vendors.keyless.jobs import keyless_store
+
+        store = await keyless_store(ctx.store)
+        if await store.device() is None:
+            return []
+        return [
+            KeyInfo(
+                vendor=self.name,
+                lock_id=key.lock_id,
+                holder=key.key_id,
+                kind=f"{key.kind.lower()} key"
+                + (" (alternative)" if key.role != "primary" else ""),
+                valid_from=key.not_before,
+                expires_at=key.not_after,
+            )
+            for key in await store.list_keys()
+        ]
+
+
+PLUGIN = KeylessPlugin()

@@ -1,0 +1,144 @@
+"""Nokē jobs composed from the plugin's context: one visit (the cloud's commands, or a cached
+offline key), a firmware update (the cloud's fwupdate command, then Secure DFU), and the
+offline-key sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from datetime import timedelta
+
+from blelock.dfu import DfuOutcome, update_firmware
+from blelock.errors import lock_context
+from blelock.model import MacAddress
+from blelock.protocol.dfu_package import DfuPackage
+from blelock.store import Store
+from blelock.transport.ble import open_link
+from blelock.transport.scan import Found, find_lock, find_update_target
+from blelock.vendors.base import Mode, VendorContext
+from blelock.vendors.noke.cloud import NokeCloud
+from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
+from blelock.vendors.noke.settings import noke_settings
+from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
+from blelock.vendors.noke.visit import NokeVisit
+
+__all__ = ["LazyKeyStore", "key_store", "refresh_offline_keys", "update", "visit"]
+
+
+class LazyKeyStore:
+    """The offline-key cache, unlocked with the data key on first use: reading and uploading
+    logs, and online unlocks, need no data key, so a lost key never strands pending records."""
+
+    def __init__(self, store: Store, lifetime: timedelta) -> None:
+        self._store = store
+        self._lifetime = lifetime
+        self._keys: KeyStore | None = None
+
+    async def _unlocked(self) -> KeyStore:
+        if self._keys is None:
+            from blelock.clock import SystemClock
+
+            data_key = await self._store.data_key()
+            self._keys = KeyStore(
+                self._store.database, data_key, SystemClock(), lifetime=self._lifetime
+            )
+        return self._keys
+
+    async def usable(self, lock_id: MacAddress, tracking_key: str | None = None) -> CachedKey:
+        return await (await self._unlocked()).usable(lock_id, tracking_key)
+
+    async def apply_sync(
+        self, grants: Sequence[OfflineGrant], *, scope_macs: Collection[MacAddress] | None
+    ) -> KeySyncSummary:
+        return await (await self._unlocked()).apply_sync(grants, scope_macs=scope_macs)
+
+    async def list_keys(self) -> list[KeyInfo]:
+        return await (await self._unlocked()).list_keys()
+
+
+def key_store(ctx: VendorContext) -> LazyKeyStore:
+    lifetime = timedelta(days=noke_settings(ctx.settings).offline_key_lifetime_days)
+    return ctx.store.adapter("noke.keys", lambda store: LazyKeyStore(store, lifetime))
+
+
+async def _found(ctx: VendorContext, mac: MacAddress) -> Found:
+    if ctx.found is not None:
+        return ctx.found
+    with lock_context(mac, "scan"):
+        return await find_lock(mac, ctx.settings, [ctx.plugin])
+
+
+async def visit(
+    ctx: VendorContext,
+    mac: MacAddress,
+    action: Action,
+    *,
+    tracking_key: str | None = None,
+    mode: Mode = "auto",
+) -> Outcome:
+    """Find the lock (unless a scan just did), then run one Nokē visit."""
+    settings = ctx.settings
+    # Without an API key an unattended "auto" unlock can still use the offline key.
+    needs_cloud = mode == "online" or (
+        mode == "auto"
+        and (noke_settings(settings).api_key is not None or action is not Action.UNLOCK)
+    )
+    cloud = NokeCloud.from_settings(settings) if needs_cloud else None
+    if cloud is None and mode == "auto":
+        mode = "offline"
+    try:
+        found = await _found(ctx, mac)
+        device, name = found.device, found.sighting.name
+        noke_visit = NokeVisit(
+            mac,
+            lambda: open_link(device, settings, name=name),
+            cloud,
+            settings.timeouts,
+            offline_keys=key_store(ctx),
+            logs=ctx.outbox,
+        )
+        return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+    finally:
+        if cloud is not None:
+            await cloud.aclose()
+
+
+async def update(
+    ctx: VendorContext,
+    mac: MacAddress,
+    package: DfuPackage,
+    *,
+    prn: int = 0,
+    on_progress: Callable[[int], None] | None = None,
+) -> DfuOutcome:
+    """Both steps, from wherever the lock is now; ``on_progress`` gets the bytes confirmed."""
+    settings = ctx.settings
+    with lock_context(mac, "scan"):
+        target = await find_update_target(mac, settings, ctx.plugin)
+    if target.lock is not None:
+        await visit(ctx.with_found(target.lock), mac, Action.FIRMWARE_UPDATE, mode="online")
+        with lock_context(mac, "find the bootloader"):
+            target = await find_update_target(mac, settings, ctx.plugin, bootloader_only=True)
+    device = target.bootloader
+    assert device is not None  # find_update_target found one or the other
+    return await update_firmware(
+        mac,
+        lambda: open_link(device, settings, name="Nokē bootloader"),
+        package,
+        prn=prn,
+        on_progress=None if on_progress is None else lambda p: on_progress(p.confirmed),
+    )
+
+
+async def refresh_offline_keys(
+    cloud: NokeCloud,
+    keys: LazyKeyStore,
+    *,
+    macs: Sequence[MacAddress] | None = None,
+    issue_for: Sequence[str] = (),
+) -> KeySyncSummary:
+    """Fetch (issuing where asked) and store the keys; those the cloud no longer lists within
+    ``macs`` (all locks when None) are marked revoked in the cache."""
+    with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
+        grants = await cloud.offline_keys(macs, issue_for=issue_for)
+        return await keys.apply_sync(grants, scope_macs=macs)

@@ -1,0 +1,44 @@
+"""Nokē's own values: what a visit asks of the lock, what it achieved, what the cloud issues
+for offline use."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from blelock.model import LogRecord, MacAddress
+
+__all__ = ["Action", "OfflineGrant", "Outcome"]
+
+
+class Action(enum.Enum):
+    UNLOCK = "unlock"
+    UNSHACKLE = "unshackle"
+    FIRMWARE_UPDATE = "fwupdate"
+    """Put the lock into its bootloader (the cloud's /fwupdate/ command); DFU follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one visit that opened a lock achieved (a visit that did not raises instead)."""
+
+    lock_id: MacAddress
+    action: Action
+    battery_mv: int | None
+    packets_sent: int
+    attempts: int
+    logs: tuple[LogRecord, ...] = field(default=())
+    offline: bool = False
+    """Opened with a cached offline key rather than a command from the cloud."""
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineGrant:
+    """What the cloud issues for offline use: a key and the unlock command it encrypts.
+
+    Key material never appears in repr (and so never in logs or tracebacks)."""
+
+    lock_id: MacAddress
+    tracking_key: str
+    offline_key: bytes = field(repr=False)
+    unlock_command: bytes = field(repr=False)
