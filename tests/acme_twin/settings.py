@@ -1,0 +1,3 @@
+"""No settings of its own."""
+
+SETTINGS = None
