@@ -12,15 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import inspect
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from fastapi import Body, FastAPI, Path, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, create_model
 
-from blelock import __version__
+from blelock import __version__, registry
 from blelock.errors import (
     BlelockError,
     ConfigError,
@@ -31,16 +32,17 @@ from blelock.errors import (
     OutOfSlots,
     UsageError,
 )
-from blelock.model import Vendor
+from blelock.model import KeyHealth
 from blelock.service.runner import (
-    FIRMWARE_UPDATE,
     Health,
     Job,
     LockBusy,
     Runner,
     SeenLock,
     ServiceStopping,
+    VendorHealth,
 )
+from blelock.vendors.base import OperationSpec, OptionSpec, OptionValue
 
 __all__ = ["OPEN_PATHS", "create_app"]
 
@@ -53,11 +55,17 @@ _Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _App = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
 
-_TRACKING_KEY = r"^[\x21-\x7e]{1,64}$"
+_OPTION_TEXT = r"^[\x21-\x7e]{1,64}$"
+"""An option given as text: printable ASCII, no spaces (a tracking key, a number, …)."""
+_PACKAGE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.zip$"
 
 LockIdPath = Annotated[
     str,
-    Path(min_length=1, max_length=64, description="a Nokē lock's MAC, e.g. C7:E6:B0:C6:75:38"),
+    Path(
+        min_length=1,
+        max_length=64,
+        description="the lock's id as its vendor writes it (see /v1/locks)",
+    ),
 ]
 JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
@@ -69,31 +77,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class OperationRequest(_Strict):
-    tracking_key: str | None = Field(
-        default=None,
-        pattern=_TRACKING_KEY,
-        description="attached to the activity in the vendor's cloud (e.g. a customer id)",
-    )
+def _known_vendor(name: str | None) -> str | None:
+    if name is not None and name not in registry.names():
+        raise ValueError(f"no vendor {name!r}; known: {', '.join(registry.names())}")
+    return name
+
+
+class OperationBody(_Strict):
+    """What every operation takes; each route's model adds the plugins' options (and a
+    firmware package where an operation takes one)."""
+
     mode: Literal["auto", "online", "offline"] = Field(
         default="auto",
-        description="auto: the cloud, or the cached offline key when it is unreachable",
+        description="auto: the vendor's cloud, or what was synced earlier when it is unreachable",
     )
-    vendor: Vendor | None = Field(
-        default=None, description="only needed for a lock the service has not heard yet"
+    vendor: Annotated[str | None, AfterValidator(_known_vendor)] = Field(
+        default=None,
+        description="only needed for a lock the service has not heard, whose id several "
+        "vendors could own",
     )
     wait: bool = Field(
         default=True, description="answer when done (true) or at once with a job to poll"
     )
 
 
-class FirmwareRequest(_Strict):
-    package: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.zip$",
-        description="file name of a DFU package in the service's firmware folder",
-    )
-    prn: int = Field(default=0, ge=0, le=0xFFFF, description="packet receipt notification")
-    vendor: Vendor | None = None
+def _option_field(specs: list[OptionSpec]) -> tuple[Any, Any]:
+    """A flag is a boolean; a value is text (checked by the option's parser) or a number."""
+    text = Annotated[str, Field(pattern=_OPTION_TEXT)]
+    kinds: list[Any] = []
+    if any(spec.flag for spec in specs):
+        kinds.append(bool)
+    if not all(spec.flag for spec in specs):
+        kinds += [text, int]
+    helps = "; ".join(dict.fromkeys(spec.help for spec in specs))
+    return (Union[(*kinds, None)], Field(default=None, description=helps))
+
+
+def body_model(
+    operation: str, options: dict[str, list[OptionSpec]], package: bool | None
+) -> type[OperationBody]:
+    """The body of ``POST /v1/locks/{id}/{operation}``: every option of every plugin (one its
+    lock's vendor does not take is refused with the reason), and ``package`` when some
+    vendor's operation of this name takes one (required when every one does)."""
+    fields: dict[str, Any] = {name: _option_field(specs) for name, specs in options.items()}
+    if package is not None:
+        about = "file name of a DFU package in the service's firmware folder"
+        fields["package"] = (
+            (str, Field(pattern=_PACKAGE, description=about))
+            if package
+            else (str | None, Field(default=None, pattern=_PACKAGE, description=about))
+        )
+    title = "".join(part.title() for part in operation.replace("_", "-").split("-"))
+    model: type[OperationBody] = create_model(f"{title}Request", __base__=OperationBody, **fields)
+    return model
 
 
 class ErrorView(BaseModel):
@@ -117,7 +153,7 @@ class Progress(BaseModel):
 class JobView(BaseModel):
     id: str
     lock_id: str
-    vendor: Vendor
+    vendor: str
     operation: str
     state: Literal["queued", "running", "done", "failed"]
     queued_seq: int
@@ -133,7 +169,7 @@ class JobView(BaseModel):
 
 class LockView(BaseModel):
     lock_id: str
-    vendor: Vendor
+    vendor: str
     name: str
     hardware: str
     firmware: str | None
@@ -156,6 +192,17 @@ class KeyHealthView(BaseModel):
     error: str | None
 
 
+class VendorHealthView(BaseModel):
+    active: bool = Field(description="set up here (credentials, or this device enrolled)")
+    cloud_reachable: bool | None
+    cloud_checked_at: dt.datetime | None
+    last_sync_error: str | None
+    outbox_depth: int
+    set_aside: int
+    keys: KeyHealthView | None
+    uploads_configured: bool
+
+
 class HealthView(BaseModel):
     status: Literal["ok", "degraded", "stopping"]
     version: str
@@ -172,12 +219,13 @@ class HealthView(BaseModel):
         description="records the cloud refused for good; `blelock upload --retry-failed` "
         "sends them again once the cause is fixed"
     )
-    keys: KeyHealthView | None
+    keys: KeyHealthView | None = Field(description="every vendor's keys, summed")
     jobs_running: int
     jobs_queued: int
     max_connections: int
     connections_in_use: int
     peak_connections: int
+    vendors: dict[str, VendorHealthView]
 
 
 def _error_view(error: BlelockError) -> ErrorView:
@@ -229,6 +277,32 @@ def _lock_view(seen: SeenLock) -> LockView:
     )
 
 
+def _key_view(keys: KeyHealth | None) -> KeyHealthView | None:
+    if keys is None:
+        return None
+    return KeyHealthView(
+        cached=keys.cached,
+        expiring_soon=keys.expiring_soon,
+        expired=keys.expired,
+        revoked=keys.revoked,
+        next_expiry=keys.next_expiry,
+        error=keys.error,
+    )
+
+
+def _vendor_view(vendor: VendorHealth) -> VendorHealthView:
+    return VendorHealthView(
+        active=vendor.active,
+        cloud_reachable=vendor.cloud_reachable,
+        cloud_checked_at=vendor.cloud_checked_at,
+        last_sync_error=vendor.last_sync_error,
+        outbox_depth=vendor.outbox_depth,
+        set_aside=vendor.set_aside,
+        keys=_key_view(vendor.keys),
+        uploads_configured=vendor.uploads_configured,
+    )
+
+
 def _health_view(health: Health) -> HealthView:
     keys = health.keys
     degraded = (
@@ -252,21 +326,13 @@ def _health_view(health: Health) -> HealthView:
         uploads_configured=health.uploads_configured,
         outbox_depth=health.outbox_depth,
         set_aside=health.set_aside,
-        keys=None
-        if keys is None
-        else KeyHealthView(
-            cached=keys.cached,
-            expiring_soon=keys.expiring_soon,
-            expired=keys.expired,
-            revoked=keys.revoked,
-            next_expiry=keys.next_expiry,
-            error=keys.error,
-        ),
+        keys=_key_view(keys),
         jobs_running=health.jobs_running,
         jobs_queued=health.jobs_queued,
         max_connections=health.max_connections,
         connections_in_use=health.connections_in_use,
         peak_connections=health.peak_connections,
+        vendors={name: _vendor_view(vendor) for name, vendor in health.vendors.items()},
     )
 
 
@@ -297,6 +363,34 @@ def _error_response(error: BlelockError) -> JSONResponse:
     headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if status in (429, 503) else None
     body = ErrorAnswer(error=_error_view(error)).model_dump(mode="json")
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _parse_options(
+    body: OperationBody, options: dict[str, list[OptionSpec]], spec: OperationSpec | None
+) -> dict[str, OptionValue]:
+    """The options given, each through its parser when the lock's operation takes it (one it
+    does not take is passed on as given, for the operation's check to refuse with the reason)."""
+    own = {} if spec is None else {option.name: option for option in spec.options}
+    given: dict[str, OptionValue] = {}
+    for name in options:
+        value: OptionValue | None = getattr(body, name)
+        if value is None:
+            continue
+        option = own.get(name)
+        if option is None:
+            given[name] = value
+        elif option.flag:
+            if not isinstance(value, bool):
+                raise UsageError(f"{name} is a switch", hint="give it as true or false")
+            given[name] = value
+        elif isinstance(value, bool):
+            raise UsageError(f"{name} takes a value", hint=f"give it as {option.metavar}")
+        else:
+            try:
+                given[name] = option.parse(str(value))
+            except ValueError as exc:
+                raise UsageError(f"{name}: {exc}", hint=option.help) from None
+    return given
 
 
 # --- the bearer token -----------------------------------------------------------------------
@@ -363,26 +457,64 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
     async def list_locks() -> list[LockView]:
         return [_lock_view(seen) for seen in runner.locks_in_range()]
 
+    plugins = runner.plugins
+    options: dict[str, list[OptionSpec]] = {}
+    for plugin in plugins.values():
+        for spec in plugin.operations.values():
+            for option in spec.options:
+                options.setdefault(option.name, []).append(option)
+
     def _operation_route(operation: str) -> None:
-        async def operate(
-            lock_id: LockIdPath,
-            response: Response,
-            body: Annotated[OperationRequest, Body()] = OperationRequest(),  # noqa: B008
-        ) -> JobView | JSONResponse:
+        offered = [
+            (p, p.operations[operation]) for p in plugins.values() if operation in p.operations
+        ]
+        takes = [spec.takes_package for _, spec in offered]
+        model = body_model(operation, options, all(takes) if any(takes) else None)
+        long_running = all(spec.long_running for _, spec in offered)
+
+        async def operate(lock_id: str, response: Response, body: OperationBody) -> Any:
+            plugin, canonical = runner.resolve(lock_id, body.vendor, operation)
+            spec = plugin.operations.get(operation)
+            given = _parse_options(body, options, spec)
+            name: str | None = getattr(body, "package", None)
+            package = None
+            if name is not None:
+                if spec is not None and not spec.takes_package:
+                    raise UsageError(f"{plugin.title} {operation} takes no package")
+                package = await runner.load_package(name)
             job = runner.submit(
                 operation,
-                lock_id,
-                vendor=body.vendor,
-                tracking_key=body.tracking_key,
+                canonical,
+                vendor=plugin.name,
                 mode=body.mode,
+                options=given,
+                package=package,
             )
             return await _answer(job, response, wait=body.wait)
 
+        # The body's model is made here, from the plugins: FastAPI reads it off the signature.
+        body = inspect.Parameter(
+            "body",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Annotated[model, Body()],
+            default=inspect.Parameter.empty if any(takes) and all(takes) else model(),
+        )
+        operate.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("lock_id", inspect.Parameter.KEYWORD_ONLY, annotation=LockIdPath),
+                inspect.Parameter("response", inspect.Parameter.KEYWORD_ONLY, annotation=Response),
+                body,
+            ]
+        )
+        summaries = "; ".join(f"{p.title}: {spec.summary}" for p, spec in offered)
         app.post(
             f"/v1/locks/{{lock_id}}/{operation}",
             response_model=JobView,
+            status_code=202 if long_running else 200,
             responses=failure,
-            summary=f"{operation} a lock",
+            summary=f"{operation} a lock"
+            + (" (a long job: poll /v1/jobs/{id})" if long_running else ""),
+            description=summaries,
             name=operation,
         )(operate)
 
@@ -398,25 +530,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
         return _job_view(job)
 
     for name in runner.operation_names():
-        if name != FIRMWARE_UPDATE:
-            _operation_route(name)
-
-    @app.post(
-        f"/v1/locks/{{lock_id}}/{FIRMWARE_UPDATE}",
-        response_model=JobView,
-        status_code=202,
-        responses=failure,
-        summary="update a lock's firmware (a long job: poll /v1/jobs/{id})",
-    )
-    async def firmware_update(
-        lock_id: LockIdPath, body: FirmwareRequest, response: Response
-    ) -> JobView | JSONResponse:
-        vendor, canonical = runner.resolve(lock_id, body.vendor)
-        package = await runner.load_package(body.package)
-        job = runner.submit(
-            FIRMWARE_UPDATE, canonical, vendor=vendor, package=package, prn=body.prn
-        )
-        return await _answer(job, response, wait=False)
+        _operation_route(name)
 
     @app.get(
         "/v1/jobs/{job_id}",

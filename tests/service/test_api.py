@@ -5,33 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 
-from blelock.cloud.noke import NokeCloud
+from blelock import jobs, registry
 from blelock.config import Settings
-from blelock.jobs import open_store
-from blelock.jobs.keyless import activate
-from blelock.model import Vendor, parse_mac
+from blelock.errors import CloudUnavailable, UsageError
+from blelock.model import KeyInfo, LockState, Sighting, VisitResult
 from blelock.service.api import create_app
-from blelock.service.runner import (
-    OPERATIONS,
-    LockBusy,
-    Operation,
-    Result,
-    Runner,
-    Task,
-    VendorOperations,
-)
-from blelock.sync import refresh_offline_keys
+from blelock.service.runner import LockBusy, Runner
+from blelock.transport.scan import Found
+from blelock.vendors.base import OperationRequest
+from blelock.vendors.keyless.jobs import activate
 from simulators.faults import LinkFaults
 from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
 from tests.conftest import FAST, settings_for
+from tests.service.fake_vendor import FakePlugin, register
 
 TOKEN = "kiosk-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -67,15 +62,19 @@ def service_settings(running: RunningWorld, **overrides: str) -> Settings:
 async def kiosk(
     spec: WorldSpec,
     monkeypatch: pytest.MonkeyPatch,
-    operations: Mapping[Vendor, VendorOperations] | None = None,
+    fakes: Sequence[str] = (),
+    setup: Callable[[], object] | None = None,
     **overrides: str,
 ) -> AsyncIterator[Kiosk]:
+    """The kiosk over a simulated world; ``fakes``: the test-only vendors registered too, and
+    ``setup`` run once they are, before the runner starts."""
+    register(monkeypatch, fakes)
+    if setup is not None:
+        setup()
     async with serve_world(build_world(spec)) as running:
         monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
         settings = service_settings(running, **overrides)
-        async with Runner(
-            settings, scan_window=SCAN_WINDOW, operations=operations or OPERATIONS
-        ) as runner:
+        async with Runner(settings, scan_window=SCAN_WINDOW) as runner:
             secret = settings.serve_token
             assert secret is not None
             transport = httpx.ASGITransport(app=create_app(runner, secret))
@@ -229,61 +228,59 @@ async def test_locks_in_range_come_from_advertisements_and_visits_add_the_batter
         assert health["cloud_reachable"] is True
 
 
-async def _blocked_until(release: asyncio.Event, started: list[str], task: Task) -> Result:
-    started.append(task.lock_id)
-    await release.wait()
-    return {"ok": True}
+FAKE_LOCK, OTHER_FAKE_LOCK = "fake-0001", "fake-0002"
+"""Locks of the test-only vendor: no radio hears them, and no built-in vendor's id is like
+theirs."""
 
 
-def blocking_operations(
-    release: asyncio.Event, started: list[str]
-) -> dict[Vendor, VendorOperations]:
-    async def hold(task: Task) -> Result:
-        return await _blocked_until(release, started, task)
+def fake(name: str = "fake") -> FakePlugin:
+    found = registry.plugin(name)
+    assert isinstance(found, FakePlugin)
+    return found
 
-    return {Vendor.NOKE: VendorOperations(parse_mac, {"unlock": Operation(hold)})}
+
+def block_until(release: asyncio.Event, started: list[str], plugin: FakePlugin) -> None:
+    """The fake's operations wait for ``release`` (noting which lock started first)."""
+
+    async def hold(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> VisitResult:
+        started.append(lock_id)
+        await release.wait()
+        return plugin.result(lock_id, request)
+
+    plugin.behaviour = hold
 
 
 async def test_a_full_queue_answers_busy_at_once_and_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     release, started = asyncio.Event(), list[str]()
-    async with kiosk(
-        spec(locks=1),
-        monkeypatch,
-        blocking_operations(release, started),
-        BLELOCK_LOCK_QUEUE_LIMIT="2",
-    ) as k:
-        mac = k.macs[0]
-        first = k.runner.submit("unlock", mac)
-        second = k.runner.submit("unlock", mac)
-        busy = await k.client.post(f"/v1/locks/{mac}/unlock", json={}, headers=AUTH)
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_LOCK_QUEUE_LIMIT="2") as k:
+        block_until(release, started, fake())
+        lock = FAKE_LOCK
+        first = k.runner.submit("unlock", lock)
+        second = k.runner.submit("unlock", lock)
+        busy = await k.client.post(f"/v1/locks/{lock}/unlock", json={}, headers=AUTH)
         assert busy.status_code == 429 and busy.headers["Retry-After"]
         assert busy.json()["error"]["kind"] == "LockBusy"
-        assert busy.json()["error"]["lock_id"] == mac
+        assert busy.json()["error"]["lock_id"] == lock
         assert len(k.runner.jobs()) == 2
-        other = k.runner.submit("unlock", "AA:BB:CC:DD:EE:01")  # other locks are not held up
+        other = k.runner.submit("unlock", OTHER_FAKE_LOCK)  # other locks are not held up
         release.set()
         for job in (first, second, other):
             assert (await k.runner.wait(job)).state.value == "done"
-        assert sorted(started) == sorted([mac, mac, "AA:BB:CC:DD:EE:01"])
+        assert sorted(started) == sorted([lock, lock, OTHER_FAKE_LOCK])
 
 
 async def test_a_job_that_waits_too_long_for_its_lock_fails_busy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     release, started = asyncio.Event(), list[str]()
-    async with kiosk(
-        spec(locks=1),
-        monkeypatch,
-        blocking_operations(release, started),
-        BLELOCK_LOCK_WAIT_TIMEOUT="0.05",
-    ) as k:
-        mac = k.macs[0]
-        holder = k.runner.submit("unlock", mac)
-        waiter = await k.runner.wait(k.runner.submit("unlock", mac))
-        assert isinstance(waiter.error, LockBusy) and waiter.error.lock_id == mac
-        assert started == [mac]  # the waiter never ran
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_LOCK_WAIT_TIMEOUT="0.05") as k:
+        block_until(release, started, fake())
+        holder = k.runner.submit("unlock", FAKE_LOCK)
+        waiter = await k.runner.wait(k.runner.submit("unlock", FAKE_LOCK))
+        assert isinstance(waiter.error, LockBusy) and waiter.error.lock_id == FAKE_LOCK
+        assert started == [FAKE_LOCK]  # the waiter never ran
         release.set()
         assert (await k.runner.wait(holder)).error is None
 
@@ -294,23 +291,23 @@ async def test_connection_slots_bound_concurrent_operations(
     release, two_running = asyncio.Event(), asyncio.Event()
     active, most = [0], [0]
 
-    async def hold(task: Task) -> Result:
+    async def hold(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> VisitResult:
         active[0] += 1
         most[0] = max(most[0], active[0])
         if active[0] == 2:
             two_running.set()
         await release.wait()
         active[0] -= 1
-        return {}
+        return plugin.result(lock_id, request)
 
-    operations = {Vendor.NOKE: VendorOperations(parse_mac, {"unlock": Operation(hold)})}
-    async with kiosk(spec(locks=1), monkeypatch, operations, BLELOCK_MAX_CONNECTIONS="2") as k:
-        jobs = [k.runner.submit("unlock", f"AA:BB:CC:DD:EE:0{i}") for i in range(5)]
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_MAX_CONNECTIONS="2") as k:
+        fake().behaviour = hold
+        submitted = [k.runner.submit("unlock", f"fake-{i:04}") for i in range(5)]
         await two_running.wait()
         health = (await k.client.get("/v1/health", headers=AUTH)).json()
         assert health["connections_in_use"] == 2 and health["jobs_queued"] == 3
         release.set()
-        for job in jobs:
+        for job in submitted:
             assert (await k.runner.wait(job)).error is None
         assert most[0] == 2
 
@@ -357,19 +354,23 @@ async def test_offline_keys_due_within_the_horizon_are_refreshed(
         monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
         # Keys trusted for one day and refreshed three days ahead: due at once.
         settings = service_settings(running, BLELOCK_OFFLINE_KEY_LIFETIME_DAYS="1")
-        async with NokeCloud.from_settings(settings) as cloud, open_store(settings) as store:
-            await refresh_offline_keys(cloud, store.keys)
+        noke = registry.plugin("noke")
+        async with jobs.open_store(settings) as store:
+            await noke.sync_keys(jobs.context(noke, settings, store), None, {})
         withdrawn = running.world.locks[0].mac
         running.world.cloud.locks[withdrawn].revoke_offline_key("tech-1")
         async with Runner(settings, scan_window=SCAN_WINDOW) as runner:
             await runner.wait_for_sync_rounds(1)
             health = await runner.health()
-        async with open_store(settings) as store:
-            revoked = {k.lock_id for k in await store.keys.list_keys() if k.revoked_at}
+        async with jobs.open_store(settings) as store:
+            listed = await noke.list_keys(jobs.context(noke, settings, store))
+            revoked = {k.lock_id for k in listed if k.revoked_at}
         # Only a refresh could have learnt that the cloud withdrew this key.
         assert revoked == {withdrawn}
         assert health.keys is not None
         assert (health.keys.cached, health.keys.revoked, health.keys.expiring_soon) == (2, 1, 1)
+        assert health.vendors["noke"].keys == health.keys  # the only vendor with keys here
+        assert health.vendors["noke"].cloud_reachable is True
         assert health.last_sync_error is None and health.cloud_reachable is True
 
 
@@ -397,10 +398,11 @@ async def test_stopping_refuses_new_work_and_finishes_what_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     release, started = asyncio.Event(), list[str]()
-    async with kiosk(spec(locks=1), monkeypatch, blocking_operations(release, started)) as k:
-        running = k.runner.submit("unlock", k.macs[0])
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"]) as k:
+        block_until(release, started, fake())
+        running = k.runner.submit("unlock", FAKE_LOCK)
         k.runner.stop_accepting()
-        refused = await k.client.post(f"/v1/locks/{k.macs[0]}/unlock", json={}, headers=AUTH)
+        refused = await k.client.post(f"/v1/locks/{FAKE_LOCK}/unlock", json={}, headers=AUTH)
         assert refused.status_code == 503 and refused.json()["error"]["kind"] == "ServiceStopping"
         drained = asyncio.create_task(k.runner.drain())
         release.set()
@@ -416,7 +418,7 @@ async def test_a_keyless_lock_is_in_view_and_opens_through_the_api(
         keyless = k.running.world.keyless
         assert keyless is not None
         (lock,) = keyless.locks
-        async with open_store(k.runner.settings) as store:
+        async with jobs.open_store(k.runner.settings) as store:
             await activate(k.runner.settings, store, keyless.invitation_code)
         await k.runner.wait_for_scans(1)
         listed = {
@@ -439,3 +441,131 @@ async def test_a_keyless_lock_is_in_view_and_opens_through_the_api(
         received = keyless.platform.audit_entries(lock.locking_device_id)
         assert [entry.sequence_number for entry in received] == [1]
         assert (await k.client.get("/v1/logs/pending", headers=AUTH)).json()["pending"] == 0
+
+
+def heard(vendor: str, lock_id: str) -> Found:
+    """A sighting as a scan window would give it (the device is opaque above transport)."""
+    sighting = Sighting(
+        vendor, lock_id, "00:00:00:00:00:00", "fake", "F1", None, LockState.LOCKED, -50
+    )
+    return Found(sighting, cast(Any, None))
+
+
+async def test_an_id_two_vendors_could_own_is_refused_naming_both_unless_heard_or_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(locks=1), monkeypatch, ["fake", "twin"]) as k:
+        lock = "fake-0042"
+        with pytest.raises(UsageError) as refused:
+            k.runner.submit("unlock", lock)
+        assert "fake" in refused.value.message and "twin" in refused.value.message
+        assert refused.value.hint is not None and "vendor" in refused.value.hint
+        answer = await k.client.post(f"/v1/locks/{lock}/unlock", json={}, headers=AUTH)
+        assert answer.status_code == 422
+        error = answer.json()["error"]
+        assert error["kind"] == "UsageError"
+        assert "fake" in error["message"] and "twin" in error["message"]
+        assert k.runner.jobs() == []
+
+        named = await k.client.post(
+            f"/v1/locks/{lock}/unlock", json={"vendor": "twin"}, headers=AUTH
+        )
+        assert named.status_code == 200, named.text
+        assert named.json()["vendor"] == "twin" and named.json()["result"]["ran_by"] == "twin"
+        unknown = await k.client.post(
+            f"/v1/locks/{lock}/unlock", json={"vendor": "acme"}, headers=AUTH
+        )
+        assert unknown.status_code == 422
+
+        # A lock the scan heard is its sighting's vendor's, without being named.
+        k.runner.view.record([heard("twin", lock)])
+        job = await k.runner.wait(k.runner.submit("unlock", lock))
+        assert job.vendor == "twin" and job.error is None and job.result is not None
+        assert job.result["ran_by"] == "twin"
+
+
+async def test_a_lock_id_is_never_given_to_the_first_parser_that_accepts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(locks=1), monkeypatch, ["fake", "twin"]) as k:
+        monkeypatch.setattr(
+            jobs,
+            "candidates",
+            lambda text, operation=None: [(fake("fake"), text), (fake("twin"), text)],
+        )
+        with pytest.raises(UsageError, match="fake, twin"):
+            k.runner.submit("unlock", "fake-0007")
+
+
+async def test_results_are_the_visit_in_one_shape_and_options_reach_the_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"]) as k:
+        url = f"/v1/locks/{FAKE_LOCK}/unlock"
+        done = await k.client.post(url, json={"count": "3"}, headers=AUTH)
+        assert done.status_code == 200, done.text
+        view = done.json()
+        assert view["vendor"] == "fake" and view["lock_id"] == FAKE_LOCK
+        assert view["result"] == {
+            "online": True,
+            "logs_kept": 0,
+            "battery_mv": 2900,
+            "ran_by": "fake",
+            "count": 3,
+        }
+        as_number = await k.client.post(url, json={"count": 4}, headers=AUTH)
+        assert as_number.json()["result"]["count"] == 4
+        assert (await k.runner.health()).vendors["fake"].cloud_reachable is True
+        # Out of the option's range; an option of another vendor's operation; a mode the
+        # operation has not: each refused in the error shape, and nothing ran.
+        jobs_before = len(k.runner.jobs())
+        for body in ({"count": "12"}, {"rekey": True}, {"tracking_key": "tech-1"}):
+            refused = await k.client.post(url, json=body, headers=AUTH)
+            assert refused.status_code == 422, (body, refused.text)
+            assert refused.json()["error"]["kind"] == "UsageError", body
+        assert len(k.runner.jobs()) == jobs_before
+
+
+async def test_health_reports_every_vendor_and_sums_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = dt.datetime.now(dt.UTC)
+
+    def setup() -> None:
+        plugin, broken = fake("fake"), fake("broken")
+        plugin.is_active = broken.is_active = True
+        plugin.keys = [
+            KeyInfo("fake", FAKE_LOCK, "tech-1", "offline key", now + dt.timedelta(days=30)),
+            KeyInfo("fake", OTHER_FAKE_LOCK, "tech-1", "offline key", now - dt.timedelta(days=1)),
+        ]
+        broken.refresh_error = CloudUnavailable("the fake cloud is down")
+
+    async with kiosk(spec(locks=1), monkeypatch, ["fake", "broken"], setup) as k:
+        plugin, broken = fake("fake"), fake("broken")
+        await k.runner.wait_for_sync_rounds(1)
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        vendors = health["vendors"]
+        assert set(vendors) == set(registry.names())
+        fields = {
+            "active",
+            "cloud_reachable",
+            "cloud_checked_at",
+            "last_sync_error",
+            "outbox_depth",
+            "set_aside",
+            "keys",
+            "uploads_configured",
+        }
+        assert all(fields <= set(vendor) for vendor in vendors.values())
+        # One vendor's cloud failing did not stop the other's turn.
+        assert broken.refreshed >= 1 and plugin.refreshed >= 1
+        assert vendors["broken"]["cloud_reachable"] is False
+        assert "the fake cloud is down" in vendors["broken"]["last_sync_error"]
+        assert vendors["fake"]["cloud_reachable"] is True
+        assert vendors["fake"]["last_sync_error"] is None
+        assert vendors["fake"]["keys"]["cached"] == 2 and vendors["fake"]["keys"]["expired"] == 1
+        assert health["cloud_reachable"] is False and health["status"] == "degraded"
+        assert "the fake cloud is down" in health["last_sync_error"]
+        total = sum(v["keys"]["cached"] for v in vendors.values() if v["keys"] is not None)
+        assert health["keys"]["cached"] == total >= 2 and health["keys"]["expired"] >= 1
+        assert health["outbox_depth"] == sum(v["outbox_depth"] for v in vendors.values())

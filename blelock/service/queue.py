@@ -1,0 +1,266 @@
+"""The kiosk's job queue: what stands between a submitted operation and a lock.
+
+Concurrency, in the order a job meets it:
+
+1. A per-lock gate (an ``asyncio.Lock`` held here): one operation per lock at a time. Jobs
+   queue in the order they were submitted (the lock is FIFO and job tasks start in the order
+   they are created); past ``lock_queue_limit`` a submission is refused at once as busy, and a
+   job that waits longer than ``lock_wait_timeout`` fails as busy.
+2. A per-adapter connection semaphore (``max_connections``): a controller holds only a few LE
+   links, and a connection attempt beyond them fails in ways that look like a dead lock.
+3. An overall budget per operation, on top of the visit's own timeouts.
+
+Nothing here knows what an operation does: the runner hands in a coroutine per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import enum
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from blelock.clock import Clock
+from blelock.config import Settings
+from blelock.errors import BlelockError, LinkTimeout, OutOfSlots, lock_context
+from blelock.transport.drive import deadline
+from blelock.service.logs import log_context, logger
+
+__all__ = ["JOBS_KEPT", "Job", "JobQueue", "JobState", "LockBusy", "Result", "ServiceStopping"]
+
+JOBS_KEPT = 1000
+"""Finished jobs remembered for GET /jobs/{id}; the oldest finished are forgotten first."""
+
+Result = dict[str, str | int | float | bool | None]
+Work = Callable[["Job"], Awaitable[Result]]
+"""One job's operation, run inside its gate, a connection slot and its budget."""
+
+
+class LockBusy(BlelockError):
+    """The lock has too many operations running or waiting, or one waited too long."""
+
+    hint = "wait for the operations on this lock to finish and try again"
+
+
+class ServiceStopping(BlelockError):
+    """The service is shutting down and takes no new work."""
+
+    hint = "try again once the service has restarted"
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(eq=False)
+class Job:
+    id: str
+    lock_id: str
+    vendor: str
+    """The name of the vendor plugin that owns the lock."""
+    operation: str
+    queued_seq: int
+    """Position in one counter shared by queueing, starting and finishing: evidence of order."""
+    created_at: dt.datetime
+    budget_s: float
+    """The whole operation's time budget (from the plugin's OperationSpec)."""
+    long_running: bool = False
+    state: JobState = JobState.QUEUED
+    started_seq: int | None = None
+    finished_seq: int | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    progress_done: int | None = None
+    progress_total: int | None = None
+    result: Result | None = None
+    error: BlelockError | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def progress(self, done: int, total: int | None) -> None:
+        self.progress_done, self.progress_total = done, total
+
+
+@dataclass
+class _Gate:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    holders: int = 0
+    """Jobs running or waiting on this lock."""
+
+
+class JobQueue:
+    """Per-lock gates, the adapter's connection slots, and the jobs remembered."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock, *, on_done: Callable[[Job], None] | None = None
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._on_done = on_done
+        self._gates: dict[str, _Gate] = {}
+        self._slots = asyncio.Semaphore(settings.max_connections)
+        self.connections_in_use = 0
+        self.peak_connections = 0
+        self._jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sequence = itertools.count(1)
+
+    # --- submitting ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        lock_id: str,
+        vendor: str,
+        operation: str,
+        work: Work,
+        *,
+        budget_s: float,
+        long_running: bool = False,
+    ) -> Job:
+        """Queue ``work`` on ``lock_id`` and return its job at once; a full queue raises
+        LockBusy here and changes nothing."""
+        gate = self._gates.setdefault(lock_id, _Gate())
+        if gate.holders >= self._settings.lock_queue_limit:
+            if gate.holders == 0:  # a limit of 0: the gate was only just made
+                del self._gates[lock_id]
+            error = LockBusy(f"{gate.holders} operations are already running or waiting")
+            error.lock_id, error.step = lock_id, operation
+            raise error
+        gate.holders += 1
+        job = Job(
+            id=uuid.uuid4().hex,
+            lock_id=lock_id,
+            vendor=vendor,
+            operation=operation,
+            queued_seq=next(self._sequence),
+            created_at=self._clock.now_utc(),
+            budget_s=budget_s,
+            long_running=long_running,
+        )
+        self._remember(job)
+        # Tasks start in creation order, so they reach the FIFO gate in submission order.
+        task = asyncio.create_task(self._run(job, work, gate), name=f"job-{job.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return job
+
+    def job(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        """Every job remembered, oldest first."""
+        return list(self._jobs.values())
+
+    def unfinished(self) -> list[Job]:
+        return [j for j in self._jobs.values() if not j.done.is_set()]
+
+    async def wait(self, job: Job) -> Job:
+        """The job, once finished (every job has a budget, so this returns)."""
+        await job.done.wait()
+        return job
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait for every submitted job to finish; False if ``timeout`` passed first (the rest
+        are then cancelled)."""
+        tasks = set(self._tasks)
+        if not tasks:
+            return True
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+            logger.warning("stopped before every job finished", extra={"cancelled": len(late)})
+        return not late
+
+    def _remember(self, job: Job) -> None:
+        self._jobs[job.id] = job
+        while len(self._jobs) > JOBS_KEPT:
+            oldest = next((j for j in self._jobs.values() if j.done.is_set()), None)
+            if oldest is None:
+                break
+            del self._jobs[oldest.id]
+
+    # --- running ------------------------------------------------------------------------
+
+    async def _run(self, job: Job, work: Work, gate: _Gate) -> None:
+        with log_context(lock=job.lock_id, job=job.id, operation=job.operation):
+            try:
+                result = await self._gated(job, work, gate)
+            except asyncio.CancelledError:
+                self._finish(job, error=ServiceStopping("cancelled: the service stopped first"))
+                raise
+            except BlelockError as exc:
+                self._finish(job, error=exc)
+            except Exception as exc:
+                logger.exception("operation failed unexpectedly")
+                error = BlelockError(
+                    f"internal error ({type(exc).__name__})",
+                    hint="see the service log; report it if it persists",
+                )
+                error.lock_id, error.step = job.lock_id, job.operation
+                self._finish(job, error=error)
+            else:
+                self._finish(job, result=result)
+            finally:
+                gate.holders -= 1
+                if gate.holders == 0 and self._gates.get(job.lock_id) is gate:
+                    del self._gates[job.lock_id]
+                if self._on_done is not None:
+                    self._on_done(job)
+
+    async def _gated(self, job: Job, work: Work, gate: _Gate) -> Result:
+        wait = self._settings.lock_wait_timeout
+        with lock_context(job.lock_id, job.operation):
+            try:
+                async with asyncio.timeout(wait):
+                    await gate.lock.acquire()
+            except TimeoutError:
+                raise LockBusy(
+                    f"waited {wait:g} s for the operations before it on this lock"
+                ) from None
+            try:
+                try:
+                    async with asyncio.timeout(wait):
+                        await self._slots.acquire()
+                except TimeoutError:
+                    raise OutOfSlots(
+                        f"waited {wait:g} s for one of the adapter's "
+                        f"{self._settings.max_connections} connection slots"
+                    ) from None
+                self.connections_in_use += 1
+                self.peak_connections = max(self.peak_connections, self.connections_in_use)
+                try:
+                    return await self._execute(job, work)
+                finally:
+                    self.connections_in_use -= 1
+                    self._slots.release()
+            finally:
+                gate.lock.release()
+
+    async def _execute(self, job: Job, work: Work) -> Result:
+        job.state = JobState.RUNNING
+        job.started_seq = next(self._sequence)
+        job.started_at = self._clock.now_utc()
+        logger.info("operation started")
+        async with deadline(job.budget_s, "the operation"):
+            return await work(job)
+
+    def _finish(
+        self, job: Job, *, result: Result | None = None, error: BlelockError | None = None
+    ) -> None:
+        job.finished_seq = next(self._sequence)
+        job.finished_at = self._clock.now_utc()
+        job.result, job.error = result, error
+        job.state = JobState.FAILED if error is not None else JobState.DONE
+        if error is not None:
+            logger.warning("operation failed", extra={"error": error.one_line()})
+        else:
+            logger.info("operation done")
+        job.done.set()
