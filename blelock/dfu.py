@@ -18,12 +18,14 @@ from blelock.protocol.dfu import CONTROL_POINT_UUID, RESPONSE_TIMEOUT_S
 from blelock.protocol.dfu_package import DfuPackage
 from blelock.protocol.dfu_transfer import (
     DfuSession,
+    Event,
     Finished,
     Progress,
     Refused,
     packet_size_for_mtu,
 )
 from blelock.transport.base import LinkOpener
+from blelock.transport.drive import drive
 
 __all__ = ["DfuOutcome", "update_firmware"]
 
@@ -78,28 +80,28 @@ async def _one_connection(
         await link.subscribe(CONTROL_POINT_UUID, timeout=WRITE_TIMEOUT_S)
         session = DfuSession(package, packet_size=packet_size_for_mtu(link.info.mtu), prn=prn)
         sessions.append(session)  # its bytes count even if this link drops
-        finished: Finished | None = None
-        while (action := session.next_action()) is not None:
-            if action.characteristic is not None:
-                await link.write(
-                    action.characteristic,
-                    action.data,
-                    timeout=WRITE_TIMEOUT_S,
-                    response=action.response,
+        finished: list[Finished] = []
+
+        def handle(event: Event) -> None:
+            if isinstance(event, Refused):
+                raise LockRefused(
+                    f"the bootloader refused the package: {event.message}",
+                    reason=event.result,
+                    hint="the lock keeps its old firmware; check that the package is made "
+                    "for this lock's hardware and signed for it",
                 )
-            if action.expects_notification:
-                event = session.receive(await link.notification(timeout=RESPONSE_TIMEOUT_S))
-                if isinstance(event, Refused):
-                    raise LockRefused(
-                        f"the bootloader refused the package: {event.message}",
-                        reason=event.result,
-                        hint="the lock keeps its old firmware; check that the package is made "
-                        "for this lock's hardware and signed for it",
-                    )
-                if isinstance(event, Finished):
-                    finished = event
-                if on_progress is not None:
-                    on_progress(session.progress)
-        if finished is None:
+            if isinstance(event, Finished):
+                finished.append(event)
+            if on_progress is not None:
+                on_progress(session.progress)
+
+        await drive(
+            link,
+            session,
+            write_timeout=WRITE_TIMEOUT_S,
+            answer_timeout=RESPONSE_TIMEOUT_S,
+            handle=handle,
+        )
+        if not finished:
             raise AssertionError("a DFU session ended without finishing or refusing")
-        return finished
+        return finished[0]

@@ -227,15 +227,15 @@ class DfuSession:
             if action.characteristic is not None:
                 await write(action.characteristic, action.data, response=action.response)
             if action.expects_notification:
-                event = session.receive(await next_notification(timeout=RESPONSE_TIMEOUT_S))
-                if isinstance(event, Refused): raise …(event.message)   # session is over
+                for event in session.receive(await next_notification(timeout=RESPONSE_TIMEOUT_S)):
+                    if isinstance(event, Refused): raise …(event.message)   # session is over
                 report(session.progress)
         assert session.finished
 
     * ``next_action()`` returns the next step, or None when the transfer is finished or refused.
       Calling it while a notification is owed raises RuntimeError.
     * ``receive()`` takes the one control-point notification a WriteControl or AwaitReceipt asked
-      for and returns what it meant. It raises RemoteProtocolError (the session is then dead) on
+      for and returns what it meant (one event, in a list as every exchange's). It raises RemoteProtocolError (the session is then dead) on
       malformed bytes, a response to the wrong request, a bootloader whose state contradicts
       itself, or an object that failed its CRC :data:`MAX_OBJECT_ATTEMPTS` times.
     * A lost link: drop the session, reconnect, and start a **new** session with the same
@@ -321,7 +321,7 @@ class DfuSession:
             self._awaiting = item
         return item
 
-    def receive(self, notification: bytes) -> Event:
+    def receive(self, notification: bytes) -> list[Event]:
         if self._awaiting is None:
             raise RemoteProtocolError(
                 f"unexpected DFU notification {bytes(notification).hex()}: nothing was asked"
@@ -336,7 +336,7 @@ class DfuSession:
             raise RuntimeError("planner ended while handling a notification") from None
         if not isinstance(item, _EVENTS):
             raise RuntimeError(f"planner produced {item} where an event was due")
-        return item
+        return [item]
 
     def _close(self) -> None:
         self._closed = True

@@ -559,7 +559,7 @@ def drive(
             if (note := model.packet(action.data)) is not None:
                 pending.append(note)
         if action.expects_notification:
-            run.events.append(session.receive(pending.popleft()))
+            run.events.extend(session.receive(pending.popleft()))
     assert not pending, "the bootloader said something nobody read"
     return run
 
@@ -797,7 +797,7 @@ def test_receive_raises_only_protocol_errors(steps: int, noise: bytes) -> None:
     else:
         return
     try:
-        event = session.receive(noise)
+        [event] = session.receive(noise)
     except ProtocolError:
         return
     t = dfu_transfer

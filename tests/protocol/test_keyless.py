@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from blelock.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from blelock.protocol import keyless as kl
+from blelock.vendors.keyless import protocol as kl
 from simulators.keyless_lock import SimKeylessLock, ca_signer
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

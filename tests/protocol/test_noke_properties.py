@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from blelock.errors import ProtocolError
-from blelock.protocol import noke
-from blelock.protocol.advert import noke_sighting
+from blelock.protocol.exchange import AwaitNotification, Write
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.advert import noke_sighting
 
 keys = st.binary(min_size=16, max_size=16)
 sessions = st.binary(min_size=20, max_size=20)
@@ -101,8 +102,9 @@ def test_companion_session_walks_a_batch() -> None:
     )
     companion = noke.CompanionSession(packets)
     lock = noke.LockSession(key, session, can_unshackle=False)
-    first = companion.next_packet()
-    assert first is not None and companion.next_packet() is None  # one packet in flight
+    write = noke.WRITE_UUID
+    assert companion.next_action() == Write(write, packets[0], expects_notification=True)
+    assert companion.next_action() == AwaitNotification()  # one packet in flight
     log = noke.seal_server_packet(
         lock.combined,
         noke.RecordType.KEY,
@@ -112,13 +114,16 @@ def test_companion_session_walks_a_batch() -> None:
         battery_mv=1,
         counter=1,
     )
-    assert isinstance(companion.receive(log), noke.LogKept)
-    assert companion.next_packet() is None  # a server packet does not advance the batch
-    assert companion.receive(noke.answer(noke.ResultCode.SUCCESS)) == noke.PacketAccepted(0, False)
-    assert companion.next_packet() == packets[1]
+    assert companion.receive(log) == [noke.LogKept(log)]
+    # A server packet does not advance the batch: the answer is still owed.
+    assert companion.next_action() == AwaitNotification()
+    assert companion.receive(noke.answer(noke.ResultCode.SUCCESS)) == [
+        noke.PacketAccepted(0, False)
+    ]
+    assert companion.next_action() == Write(write, packets[1], expects_notification=True)
     refusal = companion.receive(noke.answer(noke.ResultCode.INVALID_KEY))
-    assert refusal == noke.Refused(1, noke.ResultCode.INVALID_KEY)
-    assert companion.next_packet() is None and not companion.done
+    assert refusal == [noke.Refused(1, noke.ResultCode.INVALID_KEY)]
+    assert companion.next_action() is None and not companion.done
     assert companion.server_packets == [log]
 
 

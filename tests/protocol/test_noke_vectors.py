@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from blelock.model import LockState
-from blelock.protocol import noke
-from blelock.protocol.advert import noke_sighting
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.advert import noke_sighting
 
 VECTORS = Path(__file__).parent / "vectors" / "noke"
 

@@ -94,7 +94,7 @@ def run(bootloader: SimDfuTarget, session: dfu_transfer.DfuSession) -> list[dfu_
                 assert char == dfu.CONTROL_POINT_UUID
                 pending.append(value)
         if action.expects_notification:
-            events.append(session.receive(pending.popleft()))
+            events.extend(session.receive(pending.popleft()))
     assert not pending
     return events
 
@@ -318,7 +318,7 @@ def test_resume_after_a_dropped_link_continues_from_the_last_verified_offset() -
                     notes = link.write(action.characteristic, action.data, response=action.response)
                     pending.extend(value for _, value in notes)
                 if action.expects_notification:
-                    event = session.receive(pending.popleft())
+                    [event] = session.receive(pending.popleft())
                     if (
                         isinstance(event, dfu_transfer.Selected)
                         and event.object_type is dfu.ObjectType.DATA

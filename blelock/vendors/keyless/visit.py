@@ -10,7 +10,6 @@ to the new lock key work in the same visit.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,9 +20,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from blelock.clock import Clock, SystemClock
 from blelock.config import Timeouts
-from blelock.errors import BlelockError, LinkTimeout, LockRefused, lock_context
+from blelock.errors import LockRefused, lock_context
 from blelock.model import LogRecord
 from blelock.transport.base import LinkOpener, LockLink
+from blelock.transport.drive import deadline, drive
 from blelock.vendors.keyless import protocol as keyless
 
 __all__ = [
@@ -137,14 +137,8 @@ class KeylessVisit:
                 earlier_certificates=self._material.earlier_certificates,
             )
             try:
-                async with asyncio.timeout(self._timeouts.visit):
+                async with deadline(self._timeouts.visit, "the visit"):
                     await self._converse(conversation)
-            except TimeoutError as exc:
-                if isinstance(exc, BlelockError):
-                    raise
-                raise LinkTimeout(
-                    f"the visit took longer than {self._timeouts.visit:g} s"
-                ) from None
             finally:
                 # Whatever happened, what the lock gave is kept before anyone hears of it.
                 await self._keep_audit(conversation.events, after)
@@ -156,19 +150,13 @@ class KeylessVisit:
             await self._drive(link, conversation)
 
     async def _drive(self, link: LockLink, conversation: keyless.KeylessConversation) -> None:
-        answer_timeout = min(self._timeouts.command, keyless.LIMITS.answer_timeout_s)
-        while (action := conversation.next_action()) is not None:
-            if isinstance(action, keyless.Write):
-                await link.write(keyless.WRITE_UUID, action.data, timeout=self._timeouts.command)
-                continue
-            for event in conversation.receive(await link.notification(timeout=answer_timeout)):
-                if isinstance(event, keyless.Refused):
-                    reason = event.reason
-                    raise LockRefused(
-                        f"the lock refused {event.command.name}: {reason.name}",
-                        reason=reason,
-                        hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
-                    )
+        await drive(
+            link,
+            conversation,
+            write_timeout=self._timeouts.command,
+            answer_timeout=min(self._timeouts.command, keyless.LIMITS.answer_timeout_s),
+            handle=_check,
+        )
 
     async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
         received = int(self._clock.now_utc().timestamp())
@@ -210,3 +198,13 @@ class KeylessVisit:
             elif isinstance(event, keyless.AuditEntries):
                 collected += sum(entry.sequence > self._after for entry in event.entries)
         return KeylessOutcome(self.lock_id, operation, key_id, collected, installed, csr, time_set)
+
+
+def _check(event: keyless.Event) -> None:
+    if isinstance(event, keyless.Refused):
+        reason = event.reason
+        raise LockRefused(
+            f"the lock refused {event.command.name}: {reason.name}",
+            reason=reason,
+            hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
+        )

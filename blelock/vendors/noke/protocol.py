@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
 from blelock.protocol._bytes import OpenByteEnum, crc32, expect_length, hex_bytes, u16le, u32le
+from blelock.protocol.exchange import AwaitNotification, Write
 
 # --- GATT and advertising (noke.md §1-2, public) --------------------------------------------
 
@@ -273,9 +274,11 @@ Event = LogKept | PacketAccepted | Refused | LockAsleep
 class CompanionSession:
     """Writes a batch one packet at a time; the next only after the lock's app answer.
 
-    ``next_packet()`` says what to write (None while waiting or when finished); ``receive()``
-    takes every notification. Server packets are kept in ``server_packets`` in arrival order.
-    Stops at the first refusal (noke.md §4.3: continuing after 0x61/0x63 only piles up errors).
+    An exchange (:mod:`blelock.protocol.exchange`): ``next_action()`` is the next packet to
+    write, a wait for the answer while one is owed, or None when finished or stopped;
+    ``receive()`` takes every notification. Server packets are kept in ``server_packets`` in
+    arrival order. Stops at the first refusal (noke.md §4.3: continuing after 0x61/0x63 only
+    piles up errors).
     """
 
     packets: Sequence[bytes]
@@ -299,13 +302,18 @@ class CompanionSession:
     def packets_sent(self) -> int:
         return self._index + (1 if self._awaiting else 0)
 
-    def next_packet(self) -> bytes | None:
-        if self._awaiting or self._stopped or self.done:
+    def next_action(self) -> Write | AwaitNotification | None:
+        if self._stopped or self.done:
             return None
+        if self._awaiting:
+            return AwaitNotification()  # a server packet came first: the answer is still owed
         self._awaiting = True
-        return bytes(self.packets[self._index])
+        return Write(WRITE_UUID, bytes(self.packets[self._index]), expects_notification=True)
 
-    def receive(self, notification: bytes) -> Event:
+    def receive(self, notification: bytes) -> list[Event]:
+        return [self._receive(notification)]
+
+    def _receive(self, notification: bytes) -> Event:
         message = decode_notification(notification)
         if isinstance(message, ServerPacket):
             self.server_packets.append(message.raw)

@@ -14,7 +14,6 @@ Every server record the lock gave, in every attempt, success or not, is handed t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,11 +22,9 @@ from typing import Literal, Protocol
 from blelock.clock import Clock, SystemClock
 from blelock.config import Timeouts
 from blelock.errors import (
-    BlelockError,
     CloudTimeout,
     CloudUnavailable,
     LinkLost,
-    LinkTimeout,
     LockRefused,
     OfflineKeyError,
     UsageError,
@@ -35,6 +32,7 @@ from blelock.errors import (
 )
 from blelock.model import LogRecord, MacAddress
 from blelock.transport.base import LinkOpener, LockLink
+from blelock.transport.drive import deadline, drive
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.values import Action, Outcome
 
@@ -134,15 +132,8 @@ class NokeVisit:
         kept: list[LogRecord] = []
         try:
             with lock_context(self.lock_id, action.value):
-                try:
-                    async with asyncio.timeout(self._timeouts.visit):
-                        return await self._attempts(action, tracking_key, mode, kept)
-                except TimeoutError as exc:
-                    if isinstance(exc, BlelockError):
-                        raise
-                    raise LinkTimeout(
-                        f"the visit took longer than {self._timeouts.visit:g} s"
-                    ) from None
+                async with deadline(self._timeouts.visit, "the visit"):
+                    return await self._attempts(action, tracking_key, mode, kept)
         finally:
             if self._logs is not None and kept:
                 with lock_context(self.lock_id, "keep the lock's logs"):
@@ -223,10 +214,16 @@ class NokeVisit:
         self, link: LockLink, session: noke.Session, packets: list[bytes], kept: list[LogRecord]
     ) -> int:
         exchange = noke.CompanionSession(packets)
+        total = len(packets)
         try:
-            while (packet := exchange.next_packet()) is not None:
-                await link.write(noke.WRITE_UUID, packet, timeout=self._timeouts.gatt)
-                await self._await_answer(link, exchange, len(packets))
+            await drive(
+                link,
+                exchange,
+                write_timeout=self._timeouts.gatt,
+                answer_timeout=self._timeouts.command,
+                handle=lambda event: _check(event, total),
+                waiting_for=lambda: f"no answer to packet {exchange.packets_sent} of {total}",
+            )
         finally:
             now = int(self._clock.now_utc().timestamp())
             kept.extend(
@@ -235,30 +232,18 @@ class NokeVisit:
             )
         return exchange.packets_sent
 
-    async def _await_answer(
-        self, link: LockLink, exchange: noke.CompanionSession, total: int
-    ) -> None:
-        while True:
-            try:
-                raw = await link.notification(timeout=self._timeouts.command)
-            except LinkTimeout as exc:
-                index = exchange.packets_sent
-                raise LinkTimeout(
-                    f"no answer to packet {index} of {total} within {self._timeouts.command:g} s"
-                ) from exc
-            event = exchange.receive(raw)
-            if isinstance(event, noke.PacketAccepted):
-                return
-            if isinstance(event, noke.Refused):
-                code = event.reason
-                raise LockRefused(
-                    f"refused packet {event.index + 1} of {total}: {code.explanation} "
-                    f"(result 0x{code.value:02X}, Nokē error {code.library_code})",
-                    reason=code,
-                    hint=_REFUSAL_HINTS.get(code, "try again; report it if it persists"),
-                )
-            if isinstance(event, noke.LockAsleep):
-                raise LinkLost(
-                    f"the lock went to sleep before packet {event.index + 1} of {total} "
-                    "was answered"
-                )
+
+def _check(event: noke.Event, total: int) -> None:
+    """A refusal or a lock gone to sleep ends the visit with its reason."""
+    if isinstance(event, noke.Refused):
+        code = event.reason
+        raise LockRefused(
+            f"refused packet {event.index + 1} of {total}: {code.explanation} "
+            f"(result 0x{code.value:02X}, Nokē error {code.library_code})",
+            reason=code,
+            hint=_REFUSAL_HINTS.get(code, "try again; report it if it persists"),
+        )
+    if isinstance(event, noke.LockAsleep):
+        raise LinkLost(
+            f"the lock went to sleep before packet {event.index + 1} of {total} was answered"
+        )

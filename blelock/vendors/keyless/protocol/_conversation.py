@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import ClassVar
 
 from cryptography import x509
 
@@ -26,6 +27,7 @@ from blelock.vendors.keyless.protocol._credentials import (
     verify_grant,
     verify_lock_certificate,
 )
+from blelock.vendors.keyless.protocol._limits import WRITE_UUID
 from blelock.vendors.keyless.protocol._wire import (
     _RESULT_DOMAIN,
     Challenge,
@@ -83,12 +85,20 @@ class Write:
     """Write ``data`` (one fragment) to :data:`WRITE_UUID`, without response."""
 
     data: bytes
+    characteristic: ClassVar[str] = WRITE_UUID
+    response: ClassVar[bool] = False
+    expects_notification: ClassVar[bool] = False
 
 
 @dataclass(frozen=True, slots=True)
 class AwaitNotification:
     """Wait (at most ``LIMITS.answer_timeout_s``) for one :data:`NOTIFY_UUID` notification and
     hand it to :meth:`KeylessConversation.receive`."""
+
+    characteristic: ClassVar[None] = None
+    data: ClassVar[bytes] = b""
+    response: ClassVar[bool] = False
+    expects_notification: ClassVar[bool] = True
 
 
 Action = Write | AwaitNotification
