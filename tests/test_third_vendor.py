@@ -113,3 +113,50 @@ def test_an_id_two_vendors_could_own_is_resolved_by_the_scan_or_refused_naming_b
     err = capsys.readouterr().err
     assert "acme" in err and "twin" in err and "--vendor" in err
     assert world_env.opens == 1
+
+
+async def test_the_kiosk_lists_opens_and_keeps_up_a_third_vendor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import httpx
+
+    from blelock.service.api import create_app
+    from blelock.service.runner import Runner
+    from tests.conftest import settings_for
+
+    monkeypatch.setenv("BLELOCK_PLUGINS", "acme=tests.acme")
+    acme.UPLOADED.clear()
+    world = build_world(WorldSpec(locks=1, seed=6, latency=FAST))
+    lock = AcmeLock(ACME_ID, "AC:3E:00:00:00:42")
+    world.radio.add(lock)
+    token = "kiosk-test-token-0123456789"
+    async with serve_world(world) as running:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
+        settings = settings_for(
+            running, BLELOCK_SERVE_TOKEN=token, BLELOCK_SYNC_INTERVAL="3600"
+        )
+        async with Runner(settings, scan_window=0.2) as runner:
+            assert settings.serve_token is not None
+            app = create_app(runner, settings.serve_token)
+            headers = {"Authorization": f"Bearer {token}"}
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://kiosk", headers=headers
+            ) as client:
+                await runner.wait_for_scans(2)
+                listed = (await client.get("/v1/locks")).json()
+                assert ("acme", ACME_ID) in {(x["vendor"], x["lock_id"]) for x in listed}
+
+                # The first round is over (the upkeep then waits to be woken), so the round
+                # after the open is one that started after it.
+                await runner.wait_for_sync_rounds(1)
+                rounds = runner.sync_rounds
+                opened = await client.post(f"/v1/locks/{ACME_ID}/open", json={})
+                assert opened.status_code == 200, opened.text
+                assert opened.json()["vendor"] == "acme" and lock.opens == 1
+                await runner.wait_for_sync_rounds(rounds + 1)  # the open woke the upkeep
+                assert [r.lock_id for r in acme.UPLOADED] == [ACME_ID]  # uploaded by upkeep
+                health = (await client.get("/v1/health")).json()
+                mine = health["vendors"]["acme"]
+                assert mine["outbox_depth"] == 0
+                assert mine["keys"]["cached"] == 1  # the upkeep's key refresh made one
+                assert set(health["vendors"]) >= {"noke", "keyless", "acme"}
