@@ -1,5 +1,6 @@
-"""A simulated Keyless lock: the lock side of the stand-in :mod:`blelock.protocol.keyless` on the
-simulated radio (NOT the vendor's protocol; see ``docs/keyless-ble-standin.md``).
+"""A simulated Keyless lock: the lock side of the stand-in
+:mod:`blelock.vendors.keyless.protocol` on the simulated radio (NOT the vendor's protocol; see
+``docs/keyless-ble-standin.md``).
 
 Honest in the ways a real lock is: a fresh nonce per HELLO and per answer, one use each; grants
 are judged against the platform CA key, the lock's own key generation, its own (drifting) clock
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.errors import ProtocolError, RemoteProtocolError
-from blelock.protocol import keyless
+from blelock.vendors.keyless import protocol as keyless
 from simulators.radio import (
     ATT_READ_NOT_PERMITTED,
     ATT_REQUEST_NOT_SUPPORTED,

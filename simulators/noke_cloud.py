@@ -14,8 +14,8 @@ Rules (what is public is followed; the rest is marked as our choice):
   (3 malformed input, 4 wrong method, 5 no such endpoint, 7 lock not found); HTTP status codes
   for API errors are not public (noke.md §9.5), so 429 / 500 are kept for injected faults.
 * ``/unlock/`` and ``/unshackle/`` answer ``data.commands`` sealed for the lock's key and the
-  session by :func:`blelock.protocol.noke.cloud_command_string`, with a setup command first while
-  the lock is ``setup_pending``.
+  session by :func:`blelock.vendors.noke.protocol.cloud_command_string`, with a setup command
+  first while the lock is ``setup_pending``.
 * ``/upload/`` de-duplicates records on (mac, session, response) so at-least-once delivery is
   safe (our choice, noke.md §7.6) and hands each new record to
   :meth:`NokeCloudState.record_uploaded`.
@@ -41,7 +41,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from blelock.errors import ProtocolError
-from blelock.protocol.noke import (
+from blelock.vendors.noke.protocol import (
     OFFLINE_SLOTS,
     RecordType,
     cloud_command_string,

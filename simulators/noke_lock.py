@@ -1,4 +1,5 @@
-"""A simulated Nokē padlock: the lock side of :mod:`blelock.protocol.noke` on the simulated radio.
+"""A simulated Nokē padlock: the lock side of :mod:`blelock.vendors.noke.protocol` on the
+simulated radio.
 
 Honest in the ways a real lock is: a fresh random session on every connection; it executes only
 packets the cloud sealed for *this* lock's key and *this* session, once each, in batch order, and
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from blelock.protocol import noke
+from blelock.vendors.noke import protocol as noke
 from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
 
 __all__ = ["MechanicalFaults", "SimNokeLock"]

@@ -56,7 +56,7 @@ async def _sync(
 
 def _locks(plugin: VendorPlugin, args: argparse.Namespace) -> list[str] | None:
     """The ``--locks`` this vendor's id format accepts (all of them, for the vendor named)."""
-    if not args.locks:
+    if not getattr(args, "locks", None):  # `blelock upload` has no --locks
         return None
     if getattr(args, "vendor", None) is not None:
         return [plugin.parse_lock_id(text) for text in args.locks]

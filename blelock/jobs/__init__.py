@@ -57,16 +57,21 @@ class Resolved:
 def candidates(text: str, operation: str | None = None) -> list[tuple[VendorPlugin, str]]:
     """Each plugin whose lock-id format accepts ``text`` (and that has ``operation``)."""
     matches: list[tuple[VendorPlugin, str]] = []
+    accepted = False
     first_error: UsageError | None = None
     for plugin in registry.plugins().values():
+        able = operation is None or operation in plugin.operations
         try:
             canonical = plugin.parse_lock_id(text)
         except UsageError as exc:
-            first_error = first_error or exc
+            if able:
+                first_error = first_error or exc
             continue
-        if operation is None or operation in plugin.operations:
+        accepted = True
+        if able:
             matches.append((plugin, canonical))
-    if not matches and first_error is not None and operation is None:
+    # No vendor's format accepts it: say what is wrong with it (a malformed MAC, …).
+    if not accepted and first_error is not None:
         raise first_error
     return matches
 

@@ -235,9 +235,10 @@ class DfuSession:
     * ``next_action()`` returns the next step, or None when the transfer is finished or refused.
       Calling it while a notification is owed raises RuntimeError.
     * ``receive()`` takes the one control-point notification a WriteControl or AwaitReceipt asked
-      for and returns what it meant (one event, in a list as every exchange's). It raises RemoteProtocolError (the session is then dead) on
-      malformed bytes, a response to the wrong request, a bootloader whose state contradicts
-      itself, or an object that failed its CRC :data:`MAX_OBJECT_ATTEMPTS` times.
+      for and returns what it meant (one event, in a list as every exchange's). It raises
+      RemoteProtocolError (the session is then dead) on malformed bytes, a response to the
+      wrong request, a bootloader whose state contradicts itself, or an object that failed its
+      CRC :data:`MAX_OBJECT_ATTEMPTS` times.
     * A lost link: drop the session, reconnect, and start a **new** session with the same
       package. It Selects the bootloader's state and continues from the last verified offset:
       the bootloader holds the progress, not this object.

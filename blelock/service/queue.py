@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 
 from blelock.clock import Clock
 from blelock.config import Settings
-from blelock.errors import BlelockError, LinkTimeout, OutOfSlots, lock_context
-from blelock.transport.drive import deadline
+from blelock.errors import BlelockError, OutOfSlots, lock_context
 from blelock.service.logs import log_context, logger
+from blelock.transport.drive import deadline
 
 __all__ = ["JOBS_KEPT", "Job", "JobQueue", "JobState", "LockBusy", "Result", "ServiceStopping"]
 

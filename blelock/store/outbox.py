@@ -19,7 +19,7 @@ A crash between any two of these steps therefore loses nothing (records are dele
 duplicates nothing at the cloud (a resend carries the key the cloud already saw).
 
 Each vendor's records go to its own cloud: an :class:`Outbox` is one vendor's view of the table,
-so a batch never mixes vendors. Vendors whose locks number their logs (Keyless) also keep a
+so a batch never mixes vendors. Vendors whose locks number their logs also keep a
 cursor per lock and log, written in the transaction that appends the records, so the next visit
 asks the lock only for what came after: no gap and no duplicate, whatever crashes.
 """

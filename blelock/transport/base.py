@@ -31,7 +31,8 @@ class LockLink(Protocol):
     async def write(
         self, char_uuid: str, data: bytes, *, timeout: float, response: bool = False
     ) -> None:
-        """Write without response (what Nokē locks expect), or with (a DFU control point)."""
+        """Write without response (what command characteristics take), or with (a DFU control
+        point)."""
 
     async def notification(self, *, timeout: float) -> bytes:
         """The next notification, in arrival order."""

@@ -70,7 +70,8 @@ def map_bleak_errors(what: str, *, on_link: bool = True) -> Iterator[None]:
         # The lock answered, with an ATT error: not a dropped link, and retrying will not help.
         raise LinkError(
             f"{what}: the lock refused the Bluetooth operation ({_short(exc)})",
-            hint="check that this is a Nokē lock in normal (not firmware-update) mode",
+            hint="check that the lock is of the vendor named and in its normal (not "
+            "firmware-update) mode",
         ) from None
     except BleakError as exc:
         if not on_link:

@@ -75,7 +75,7 @@ async def drain_outbox(
 
 
 REFUSED_STATUSES = frozenset({400, 409, 422})
-"""HTTP answers about the request's content (Keyless: problem+json naming a broken rule)."""
+"""HTTP answers about the request's content (a problem+json naming a broken rule, say)."""
 
 
 def refuses_the_batch(exc: CloudRejected | UnsendableRecord) -> bool:

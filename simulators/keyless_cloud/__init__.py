@@ -37,7 +37,7 @@ Operating-device side: a stand-in, NOT the vendor's Mobile API (which is not pub
 -----------------------------------------------------------------------------------
 
 Plain ``application/json``; no ``X-Api-Key``; errors are problem+json. Grants, certificates,
-revocation lists and audit entries are encoded by :mod:`blelock.protocol.keyless`.
+revocation lists and audit entries are encoded by :mod:`blelock.vendors.keyless.protocol`.
 
 * ``POST /mobile/activation`` ``{invitationCode, publicKey}`` (base64 65-byte P-256 point) →
   201 ``{operatingDeviceId, accessKey}``; the invitation must be pending and unexpired and its
@@ -56,11 +56,11 @@ revocation lists and audit entries are encoded by :mod:`blelock.protocol.keyless
   do better, so it does).
 * ``POST /mobile/locking-device/{id}/audit-log`` and ``.../system-log`` ``{entries: [base64]}``
   → ``{accepted, duplicates}``: each entry is a lock-signed entry in the format of
-  :func:`blelock.protocol.keyless.sign_audit_entry` (the protocol has no separate system-entry
-  format yet, so the system log takes the same) and must verify against one of the lock's
-  certificates (400 otherwise); idempotent by (lock, sequence). An entry signed by the key of
-  the certificate a pending re-keying issued, or a successful ``INSTALL_CERTIFICATE``, proves
-  the lock installed it: the re-keying completes.
+  :func:`blelock.vendors.keyless.protocol.sign_audit_entry` (the protocol has no separate
+  system-entry format yet, so the system log takes the same) and must verify against one of
+  the lock's certificates (400 otherwise); idempotent by (lock, sequence). An entry signed by
+  the key of the certificate a pending re-keying issued, or a successful
+  ``INSTALL_CERTIFICATE``, proves the lock installed it: the re-keying completes.
 * ``POST /mobile/locking-device/{id}/csr`` ``{csr}`` → 202: the platform issues the lock's next
   operational certificate (the device's user needs a permission on that lock: the document
   keeps certificate updates to the permission framework); ``GET .../certificate`` → it, or 404

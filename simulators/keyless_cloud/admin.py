@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.responses import Response
 
-from blelock.protocol import keyless as kp
+from blelock.vendors.keyless import protocol as kp
 from simulators.keyless_cloud._http import (
     Call,
     CreateLockingDeviceBody,

@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from starlette.responses import Response
 
 from blelock.errors import ProtocolError
-from blelock.protocol import keyless as kp
+from blelock.vendors.keyless import protocol as kp
 from simulators.keyless_cloud._http import (
     ActivationBody,
     Call,

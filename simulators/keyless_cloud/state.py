@@ -19,7 +19,7 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from blelock.protocol import keyless as kp
+from blelock.vendors.keyless import protocol as kp
 
 # --- the platform's limits: the simulator's own copy of the document's numbers ---------------
 

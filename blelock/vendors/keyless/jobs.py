@@ -343,9 +343,9 @@ async def _rekey_due(store: Store, lock_id: str) -> bool:
 
 
 class KeylessUploader:
-    """What :func:`blelock.vendors.outbox.drain_outbox` uploads Keyless records through. The platform
-    keeps one audit entry per (lock, sequence number) and one pending CSR per lock, so a batch
-    sent twice changes nothing: the batch's idempotency key is not needed."""
+    """What :func:`blelock.vendors.outbox.drain_outbox` uploads Keyless records through. The
+    platform keeps one audit entry per (lock, sequence number) and one pending CSR per lock, so
+    a batch sent twice changes nothing: the batch's idempotency key is not needed."""
 
     def __init__(self, mobile: KeylessMobile) -> None:
         self._mobile = mobile

@@ -170,7 +170,8 @@ class NokeCloud(CloudClient):
             raise ConfigError(
                 "uploading lock logs to the Nokē cloud needs the mobile API key, "
                 "and none is configured",
-                hint="set mobile_key in the config file's [noke] section, or BLELOCK_NOKE__MOBILE_KEY",
+                hint="set mobile_key in the config file's [noke] section, or "
+                "BLELOCK_NOKE__MOBILE_KEY",
             )
         if not records:
             return
