@@ -132,9 +132,7 @@ async def test_the_kiosk_lists_opens_and_keeps_up_a_third_vendor(
     token = "kiosk-test-token-0123456789"
     async with serve_world(world) as running:
         monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
-        settings = settings_for(
-            running, BLELOCK_SERVE_TOKEN=token, BLELOCK_SYNC_INTERVAL="3600"
-        )
+        settings = settings_for(running, BLELOCK_SERVE_TOKEN=token, BLELOCK_SYNC_INTERVAL="3600")
         async with Runner(settings, scan_window=0.2) as runner:
             assert settings.serve_token is not None
             app = create_app(runner, settings.serve_token)
