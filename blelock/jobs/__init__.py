@@ -20,7 +20,7 @@ from blelock.protocol.dfu_package import DfuPackage
 from blelock.store.db import Database
 from blelock.store.keyless import KeylessStore
 from blelock.store.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
-from blelock.store.outbox import Outbox
+from blelock.store.outbox import VISIT_RECORDS, Outbox
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.noke import NokeVisit, VisitMode
@@ -110,6 +110,7 @@ async def visit(
         mode = "offline"
     try:
         async with open_store(settings) as store:
+            await store.outbox.reserve(VISIT_RECORDS, lock_id=mac)  # before the lock is touched
             if found is None:
                 with lock_context(mac, "scan"):
                     found = await find_lock(mac, settings)

@@ -249,6 +249,7 @@ async def _with_visit(
     keys = await store.keyless()
     with lock_context(lock_id, "prepare the visit"):
         material = await _material(keys, lock_id, operation)
+    await store.keyless_outbox.reserve(keyless.LIMITS.audit_capacity + 1, lock_id=lock_id)
     with lock_context(lock_id, "scan"):
         found = await find_keyless_lock(lock_id, settings)
     visit = KeylessVisit(

@@ -9,6 +9,7 @@ Failures carry the error tree's fields: what happened, to which lock, at which s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -29,6 +30,7 @@ from blelock.errors import (
     LockRefused,
     OfflineKeyError,
     OutOfSlots,
+    StoreFull,
     UsageError,
 )
 from blelock.model import Vendor
@@ -41,6 +43,7 @@ from blelock.service.runner import (
     SeenLock,
     ServiceStopping,
 )
+from blelock.store.outbox import room_problem
 
 __all__ = ["OPEN_PATHS", "create_app"]
 
@@ -173,6 +176,11 @@ class HealthView(BaseModel):
         "sends them again once the cause is fixed"
     )
     keys: KeyHealthView | None
+    store_room: str | None = Field(
+        default=None,
+        description="why the store cannot take a visit's records now (the disk is full): "
+        "visits are refused until there is room; None when there is",
+    )
     jobs_running: int
     jobs_queued: int
     max_connections: int
@@ -229,10 +237,11 @@ def _lock_view(seen: SeenLock) -> LockView:
     )
 
 
-def _health_view(health: Health) -> HealthView:
+def _health_view(health: Health, store_room: str | None = None) -> HealthView:
     keys = health.keys
     degraded = (
-        health.adapter_up is False
+        store_room is not None
+        or health.adapter_up is False
         or health.cloud_reachable is False
         or (keys is not None and (keys.error is not None or keys.expired > 0))
     )
@@ -262,6 +271,7 @@ def _health_view(health: Health) -> HealthView:
             next_expiry=keys.next_expiry,
             error=keys.error,
         ),
+        store_room=store_room,
         jobs_running=health.jobs_running,
         jobs_queued=health.jobs_queued,
         max_connections=health.max_connections,
@@ -274,6 +284,7 @@ def status_of(error: BlelockError) -> int:
     """The HTTP status a failure is answered with (its body says more)."""
     table: list[tuple[type[BlelockError], int]] = [
         (UsageError, 422),
+        (StoreFull, 507),
         (LockBusy, 429),
         (OutOfSlots, 503),
         (ServiceStopping, 503),
@@ -356,7 +367,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
         return _error_response(exc)
 
     failure: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorAnswer} for status in (404, 409, 422, 429, 500, 502, 503, 504)
+        status: {"model": ErrorAnswer} for status in (404, 409, 422, 429, 500, 502, 503, 504, 507)
     }
 
     @app.get("/v1/locks", response_model=list[LockView], summary="locks heard nearby")
@@ -445,6 +456,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
 
     @app.get("/v1/health", response_model=HealthView, summary="adapter, cloud, outbox, keys")
     async def health() -> HealthView:
-        return _health_view(await runner.health())
+        store_room = await asyncio.to_thread(room_problem, runner.settings.store_dir)
+        return _health_view(await runner.health(), store_room)
 
     return app

@@ -27,10 +27,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
-from blelock.errors import StoreError
+from blelock.errors import StoreError, StoreFull
 from blelock.store.crypto import DATA_KEY_ENV, DATA_KEY_FILE, DataKey, fsync_directory, tighten
 
-__all__ = ["APPLICATION", "KEY_CHECK_AAD", "LATEST_VERSION", "MIGRATIONS", "Database"]
+__all__ = [
+    "APPLICATION",
+    "KEY_CHECK_AAD",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Database",
+    "disk_room",
+    "has_room_for_a_visit",
+]
 
 T = TypeVar("T")
 
@@ -173,6 +181,38 @@ class Database:
             raise RuntimeError("the store is closed")
         return await asyncio.wrap_future(self._executor.submit(self._transaction, fn, write))
 
+    async def ensure_room(self, nbytes: int) -> None:
+        """Raise :class:`StoreFull` unless ``nbytes`` more can be written to the store now.
+
+        Two limits are checked, in the writer thread: the pages SQLite may still add
+        (``max_page_count``, less the free pages it reuses first) and the filesystem's free
+        space, of which a commit needs about twice ``nbytes`` (the write-ahead log, then the
+        database file at the checkpoint) plus the shared-memory index. Called before a visit
+        touches a lock, with a bound on what the visit can produce: a lock opened must have
+        room for its records. (Another process writing meanwhile could still use the room up;
+        the bound leaves a wide margin for one visit's few rows.)"""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        await asyncio.wrap_future(self._executor.submit(self._ensure_room, nbytes))
+
+    def _ensure_room(self, nbytes: int) -> None:
+        try:
+            size, limit, count, free = (
+                int(self._conn.execute(f"PRAGMA {name}").fetchone()[0])
+                for name in ("page_size", "max_page_count", "page_count", "freelist_count")
+            )
+        except sqlite3.Error as exc:
+            raise _failed(self.path, exc) from exc
+        headroom = (limit - count + free) * size
+        if headroom < nbytes:
+            raise StoreFull(
+                f"the store {self.path} is at its size limit ({_size(headroom)} left, a visit "
+                f"needs {_size(nbytes)} for the lock's records); the lock was not touched"
+            )
+        problem = disk_room(self.path.parent, _disk_need(nbytes))
+        if problem is not None:
+            raise StoreFull(f"{problem}: a visit's records would not fit; the lock was not touched")
+
     async def unlock(
         self, key_dir: Path, environ: Mapping[str, str], *, create: bool = True
     ) -> DataKey:
@@ -229,12 +269,49 @@ class Database:
         return result
 
 
+_SHM_BYTES: Final = 64 * 1024
+"""The WAL's shared-memory index (32 KiB) and slack for a page or two."""
+
+
+def _disk_need(nbytes: int) -> int:
+    return 2 * nbytes + _SHM_BYTES
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1024:.0f} KiB" if nbytes < 1024 * 1024 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def disk_room(directory: Path, need: int) -> str | None:
+    """None when the filesystem holding ``directory`` has ``need`` bytes free for blelock (the
+    space left to unprivileged users), else a one-line sentence naming the disk. Blocking: call
+    it in a thread."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError as exc:
+        return f"cannot tell the free space of the disk holding the store {directory}: {exc}"
+    free = stat.f_bavail * stat.f_frsize
+    if free >= need:
+        return None
+    return (
+        f"the disk holding the store {directory} is full ({_size(free)} free, {_size(need)} needed)"
+    )
+
+
+def has_room_for_a_visit(directory: Path, nbytes: int) -> str | None:
+    """What health reports: :func:`disk_room` for a visit of ``nbytes``."""
+    return disk_room(directory, _disk_need(nbytes))
+
+
 def _failed(path: Path, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_IOERR and (full := disk_room(path.parent, _SHM_BYTES)) is not None:
+        # SQLite reports a full disk as an I/O error when it cannot grow its index or log.
+        return StoreFull(f"{full}: {text}; the change was not saved")
     if "locked" in text or "busy" in text:
         hint = "another blelock process is using the store; try again when it is done"
     elif "full" in text:
-        hint = "free some disk space and try again"
+        return StoreFull(f"the store {path} failed: {text}; the change was not saved")
     else:
         hint = "check the disk and the file's permissions; run with --debug to see more"
     return StoreError(f"the store {path} failed: {text}; the change was not saved", hint=hint)
