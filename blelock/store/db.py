@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -364,8 +366,9 @@ def _open_connection(path: Path) -> sqlite3.Connection:
 
 
 def _prepare_file(path: Path) -> None:
-    """Create the directory (0700) and an empty file (0600) before SQLite touches them, so the
-    file is never readable by others, not even for a moment. An existing file is only read."""
+    """Create the directory (0700) and, when absent, the store itself: made whole in a private
+    temporary file (0600), fsync'd, then linked into place, so ``path`` never names a half-made
+    store. An existing file is only read: an empty one is refused, never initialised."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -373,20 +376,8 @@ def _prepare_file(path: Path) -> None:
             f"cannot create the store directory {path.parent}: {exc.strerror}",
             hint="check its permissions, or point --data-dir elsewhere",
         ) from None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the store {path}: {exc.strerror}",
-            hint="check the directory's permissions, or point --data-dir elsewhere",
-        ) from None
-    else:
-        os.close(fd)
-        # The new name must survive a power cut like the data written under it will.
-        fsync_directory(path.parent)
-        return
+    if not os.path.lexists(path):
+        _create(path)
     if not path.is_file():
         raise _refuse(path, "is not a regular file")
     try:
@@ -397,9 +388,55 @@ def _prepare_file(path: Path) -> None:
             f"cannot read the store {path}: {exc.strerror}; nothing was changed",
             hint="check the file's owner and permissions",
         ) from None
-    # An empty file is what a crash right after our own create leaves; SQLite initialises it.
-    if header and header != _SQLITE_MAGIC:
+    if not header:
+        # blelock never leaves an empty store (it is made whole, then renamed into place):
+        # an empty file was truncated or made by someone else; its records may be elsewhere.
+        raise _refuse(path, "is empty (0 bytes), so it is not a whole blelock store")
+    if header != _SQLITE_MAGIC:
         raise _refuse(path, "is not an SQLite database (so not a blelock store)")
+
+
+def _create(path: Path) -> None:
+    """Make a new, fully migrated store at ``path`` atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            _migrate(conn)
+        finally:
+            conn.close()
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            # link, not rename: a store another process made meanwhile is never replaced.
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            os.rename(temporary, path)
+        # The new name must survive a power cut like the data written under it will.
+        fsync_directory(path.parent)
+    except sqlite3.Error as exc:
+        raise _failed(path, exc) from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFull(
+                f"the disk holding the store {path.parent} is full: cannot create the store"
+            ) from None
+        raise StoreError(
+            f"cannot create the store {path}: {exc.strerror}",
+            hint="check the directory's permissions, or point --data-dir elsewhere",
+        ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary.with_name(temporary.name + "-journal"))
 
 
 def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
@@ -414,7 +451,8 @@ def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.Error as exc:
         raise _unreadable(path, exc) from exc
     if version == 0 and not tables:
-        return  # a new, empty database: ours to initialise
+        # A store is created whole (see _create): an SQLite file with nothing in it is not one.
+        raise _refuse(path, "is an empty SQLite database (a half-made store, not a blelock one)")
     if marker is None or marker[0] != APPLICATION:
         raise _refuse(path, "is an SQLite database of another application (no blelock marker)")
     if version > LATEST_VERSION:
