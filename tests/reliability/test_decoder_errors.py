@@ -46,20 +46,24 @@ def test_a_conversation_refuses_a_certificate_with_an_invalid_version() -> None:
     conv = conversation([credential(LOCK.lock_key_id)], [kl.Open()])
     LOCK.on_connect()
     LOCK.on_subscribe(kl.NOTIFY_UUID, True)
-    reassembler, edited = kl.Reassembler(), False
-    try:
-        with pytest.raises(RemoteProtocolError):
-            while (action := conv.next_action()) is not None:
-                if not isinstance(action, kl.Write):
-                    continue
-                for _, fragment in LOCK.on_write(kl.WRITE_UUID, action.data):
-                    if (message := reassembler.feed(fragment)) is None:
-                        continue
+    reassembler, edited, inbox = kl.Reassembler(), False, list[bytes]()
+
+    def exchange() -> None:
+        nonlocal edited
+        while (action := conv.next_action()) is not None:
+            if not isinstance(action, kl.Write):
+                conv.receive(inbox.pop(0))
+                continue
+            for _, fragment in LOCK.on_write(kl.WRITE_UUID, action.data):
+                if (message := reassembler.feed(fragment)) is not None:
                     if LOCK.certificate in message:
-                        message = message.replace(LOCK.certificate, _bad_version(LOCK.certificate))
-                        edited = True
-                    for piece in kl.fragment(message):
-                        conv.receive(piece)
+                        bad = _bad_version(LOCK.certificate)
+                        message, edited = message.replace(LOCK.certificate, bad), True
+                    inbox.extend(kl.fragment(message))
+
+    try:
+        with pytest.raises(RemoteProtocolError, match="lock certificate"):
+            exchange()
     finally:
         LOCK.on_disconnect()
     assert edited and LOCK.opens == 0
