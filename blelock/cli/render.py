@@ -190,8 +190,8 @@ def show_outcomes(
         )
         if "keyless_uploaded" in uploads:
             table.caption += (
-                f"; {uploads['keyless_uploaded']} Keyless audit entr(ies) uploaded back in "
-                "coverage (online opens send theirs at once), "
+                f"; {uploads['keyless_uploaded']} Keyless audit record(s) uploaded once the "
+                "cloud was reachable again (online opens send theirs at once), "
                 f"{uploads['keyless_pending']} still pending"
             )
     _console().print(table)
@@ -390,7 +390,7 @@ def show_sync(report: dict[str, Any], *, as_json: bool) -> None:
         payload["set_aside"] = report.get("set_aside", 0)
         print_json(payload)
         return
-    table = Table(title="blelock sync", show_header=False)
+    table = Table(title="blelock sync" if "keys" in report else "blelock upload", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     for name, value in (counts or {}).items():
