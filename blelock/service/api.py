@@ -13,10 +13,13 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, FastAPI, Path, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -34,6 +37,7 @@ from blelock.errors import (
     UsageError,
 )
 from blelock.model import Vendor
+from blelock.service.logs import logger
 from blelock.service.runner import (
     FIRMWARE_UPDATE,
     Health,
@@ -49,6 +53,10 @@ __all__ = ["OPEN_PATHS", "create_app"]
 
 OPEN_PATHS = frozenset({"/openapi.json"})
 BUSY_RETRY_AFTER_S = 5
+MAX_BODY_BYTES = 16 * 1024
+"""Every request body the API takes is a few hundred bytes of JSON."""
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""At most one log line per this long about refused tokens (with how many were refused)."""
 """What a busy answer suggests: about one unlock's time."""
 
 _Scope = MutableMapping[str, Any]
@@ -303,6 +311,15 @@ def status_of(error: BlelockError) -> int:
     return 502 if error.lock_id is not None else 500
 
 
+def _plain_error(
+    status: int, kind: str, message: str, hint: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    view = ErrorView(kind=kind, message=message, lock_id=None, step=None, hint=hint)
+    return JSONResponse(
+        ErrorAnswer(error=view).model_dump(mode="json"), status_code=status, headers=headers
+    )
+
+
 def _error_response(error: BlelockError) -> JSONResponse:
     status = status_of(error)
     headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)} if status in (429, 503) else None
@@ -319,28 +336,93 @@ def _digest(value: bytes) -> bytes:
 
 
 class BearerAuth:
-    """Pure ASGI: refuses every HTTP request but those to ``OPEN_PATHS`` without the token."""
+    """Pure ASGI: refuses every HTTP request but those to ``OPEN_PATHS`` without the token, and
+    every body larger than :data:`MAX_BODY_BYTES` (413) before it is read. Refusals are logged,
+    at most once per :data:`REFUSAL_LOG_INTERVAL_S`, without the token."""
 
     def __init__(self, app: _App, token: SecretStr) -> None:
         self._app = app
         self._expected = _digest(token.get_secret_value().encode())
+        self._refused = 0
+        self._logged_at: float | None = None
+
+    def _log_refusal(self, scope: _Scope) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if self._logged_at is not None and now - self._logged_at < REFUSAL_LOG_INTERVAL_S:
+            return
+        client = scope.get("client") or ("?", 0)
+        logger.warning(
+            "refused a request without the right bearer token",
+            extra={"client": str(client[0]), "path": str(scope["path"]), "refused": self._refused},
+        )
+        self._logged_at, self._refused = now, 0
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = b""
+            length = b""
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     scheme, _, credentials = value.partition(b" ")
                     given = credentials.strip() if scheme.lower() == b"bearer" else b""
+                elif name == b"content-length":
+                    length = value
             if not (given and hmac.compare_digest(_digest(given), self._expected)):
-                refusal = JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
+                self._log_refusal(scope)
+                refusal = _plain_error(
+                    401,
+                    "Unauthorized",
+                    "missing or wrong bearer token",
+                    "send Authorization: Bearer <serve_token from the service's config>",
+                    {"WWW-Authenticate": "Bearer"},
                 )
                 await refusal(scope, receive, send)
                 return
+            unbounded = not length.isdigit() or int(length) > MAX_BODY_BYTES
+            if unbounded and (length or _has_body(scope)):
+                await _too_large(scope, receive, send)
+                return
+            receive = _limited(receive)
         await self._app(scope, receive, send)
+
+
+def _has_body(scope: _Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+async def _too_large(scope: _Scope, receive: _Receive, send: _Send) -> None:
+    answer = _plain_error(
+        413,
+        "BodyTooLarge",
+        f"the request body is larger than {MAX_BODY_BYTES} bytes (or its length is not given)",
+        "send the small JSON body the API documents, with a Content-Length",
+    )
+    await answer(scope, receive, send)
+
+
+def _limited(receive: _Receive) -> _Receive:
+    """A body that turns out longer than its Content-Length promised is cut off."""
+    seen = 0
+
+    async def limited() -> MutableMapping[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                return {"type": "http.disconnect"}
+        return message
+
+    return limited
+
+
+def _inside(folder: FilePath, name: str) -> bool:
+    """The package ``name`` resolves (symlinks followed) to a file inside ``folder``."""
+    try:
+        return (folder / name).resolve(strict=True).is_relative_to(folder.resolve(strict=True))
+    except OSError:
+        return True  # missing: load_package says so in its own words
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -365,6 +447,20 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
     @app.exception_handler(BlelockError)
     async def _blelock_error(request: Request, exc: BlelockError) -> JSONResponse:
         return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name what is wrong, never echo the input back (it may be large, or a secret).
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()[:5]
+        ]
+        return _plain_error(
+            422,
+            "InvalidRequest",
+            "the request is not valid: " + "; ".join(problems),
+            "see /openapi.json for the fields each route takes",
+        )
 
     failure: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorAnswer} for status in (404, 409, 422, 429, 500, 502, 503, 504, 507)
@@ -423,6 +519,12 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
         lock_id: LockIdPath, body: FirmwareRequest, response: Response
     ) -> JobView | JSONResponse:
         vendor, canonical = runner.resolve(lock_id, body.vendor)
+        folder = runner.settings.serve_firmware_dir
+        if folder is not None and not await asyncio.to_thread(_inside, folder, body.package):
+            raise UsageError(
+                f"package {body.package!r} points outside the firmware folder",
+                hint="copy the package itself into serve_firmware_dir (no links out of it)",
+            )
         package = await runner.load_package(body.package)
         job = runner.submit(
             FIRMWARE_UPDATE, canonical, vendor=vendor, package=package, prn=body.prn
