@@ -169,7 +169,7 @@ Event = (
 def _issued_at(cert_der: bytes) -> datetime:
     try:
         return x509.load_der_x509_certificate(bytes(cert_der)).not_valid_before_utc
-    except ValueError:
+    except (ValueError, TypeError, x509.InvalidVersion):
         raise LocalProtocolError("an earlier certificate is not DER X.509") from None
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -145,11 +145,12 @@ def issue_certificate(
     """The platform signs a lock's CSR (after checking the CSR's own signature)."""
     try:
         csr = x509.load_der_x509_csr(bytes(csr_der))
-    except ValueError:
+        signed = csr.is_signature_valid
+        public_key = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise RemoteProtocolError("the CSR is not DER PKCS#10") from None
-    if not csr.is_signature_valid:
+    if not signed:
         raise RemoteProtocolError("the CSR's signature does not hold")
-    public_key = csr.public_key()
     if (
         not isinstance(public_key, ec.EllipticCurvePublicKey)
         or public_key.curve.name != "secp256r1"
@@ -176,17 +177,19 @@ def verify_lock_certificate(
     and carrying a P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
     try:
         cert = x509.load_der_x509_certificate(bytes(cert_der))
-    except ValueError:
+        _ = cert.version  # parsed lazily: an invalid version must be refused here, not later
+    except (ValueError, TypeError, x509.InvalidVersion):
         raise RemoteProtocolError("the lock certificate is not DER X.509") from None
     try:
         cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
+        valid = cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+        key = cert.public_key()
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm, x509.InvalidVersion):
         raise RemoteProtocolError(
             "the lock certificate does not chain to the platform CA"
         ) from None
-    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+    if not valid:
         raise RemoteProtocolError("the lock certificate is outside its validity period")
-    key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise RemoteProtocolError("the lock certificate does not carry a P-256 key")
     return cert
