@@ -293,7 +293,10 @@ class SimKeylessLock:
             if self.pending_key is None:  # idempotent: a second visit one gets the same CSR
                 self.pending_key = keyless.generate_key()
                 self.rekeys_started += 1
-            return ok, keyless.make_csr(self.pending_key, self.locking_device_id), self.key
+            csr = keyless.make_csr(self.pending_key, self.locking_device_id)
+            # The current key vouches for its successor: the platform certifies nothing else.
+            endorsement = keyless.endorse_csr(self.key, self.locking_device_id, csr)
+            return ok, keyless.encode_rekey_payload(csr, endorsement), self.key
         elif command is keyless.Command.INSTALL_CERTIFICATE:
             return self._install(request.argument)
         return ok, b"", self.key

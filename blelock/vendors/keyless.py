@@ -39,7 +39,9 @@ AUDIT_LOG = "audit"
 """The outbox session name, and the cursor's log name, of audit entries."""
 CSR_LOG = "csr"
 """The outbox session of a certificate signing request from a re-keying: it goes to the
-platform with the next upload, and must survive whatever happens after the lock made it."""
+platform with the next upload, and must survive whatever happens after the lock made it. The
+payload is ``keyless.encode_rekey_payload(csr, endorsement)``: the platform certifies only a CSR
+the lock's current key endorsed."""
 
 REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
     keyless.ResultCode.EXPIRED: "run `blelock sync` while online for a fresh key; if the lock's "
@@ -173,7 +175,7 @@ class KeylessVisit:
     async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
         received = int(self._clock.now_utc().timestamp())
         csrs = [
-            LogRecord(self.lock_id, CSR_LOG, received, event.csr.hex())
+            LogRecord(self.lock_id, CSR_LOG, received, event.request.hex())
             for event in events
             if isinstance(event, keyless.CsrReady)
         ]

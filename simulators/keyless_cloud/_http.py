@@ -197,6 +197,8 @@ class EntriesBody(_Body):
 
 class CsrBody(_Body):
     csr: str
+    endorsement: str = ""
+    """The lock's current key's signature over the CSR (checked; empty is refused)."""
 
 
 def _parse(schema: type[_SchemaT], raw: Any) -> _SchemaT:

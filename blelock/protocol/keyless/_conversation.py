@@ -7,7 +7,7 @@ async driver runs it over a link).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
@@ -23,6 +23,7 @@ from blelock.protocol.keyless._credentials import (
     certificate_lock_id,
     key_id_of,
     verify_audit_entry,
+    verify_csr_endorsement,
     verify_grant,
     verify_lock_certificate,
 )
@@ -34,7 +35,9 @@ from blelock.protocol.keyless._wire import (
     Result,
     decode_audit_page,
     decode_lock_message,
+    decode_rekey_payload,
     encode_hello,
+    encode_rekey_payload,
     encode_request,
     fragment,
     parse_time_argument,
@@ -130,6 +133,14 @@ class AuditEntries:
 @dataclass(frozen=True, slots=True)
 class CsrReady:
     csr: bytes
+    endorsement: bytes = field(default=b"", repr=False)
+    """The lock's current key's signature over (lock id, SHA-256 of the CSR): the platform
+    certifies only an endorsed CSR (see ``verify_csr_endorsement``)."""
+
+    @property
+    def request(self) -> bytes:
+        """CSR and endorsement as one blob (what the companion keeps and uploads)."""
+        return encode_rekey_payload(self.csr, self.endorsement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +377,12 @@ class KeylessConversation:
             events = [AuditEntries(entries, more)]
             finished_step = not more
         elif command is Command.START_REKEY:
-            events = [CsrReady(result.payload)]
+            csr, endorsement = decode_rekey_payload(result.payload)
+            # Checked here too: an impostor's CSR must not even reach the outbox.
+            verify_csr_endorsement(
+                csr, endorsement, locking_device_id=self._lock_id, current=self._cert
+            )
+            events = [CsrReady(csr, endorsement)]
         else:
             events = [CertificateInstalled(signer, key_id_of(_cert_key(signer)))]
             self._cert = signer

@@ -123,6 +123,19 @@ def make_platform_ca(
     )
 
 
+_LEAF_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def make_csr(lock_key: ec.EllipticCurvePrivateKey, locking_device_id: str) -> bytes:
     """DER PKCS#10 with CN = the lockingDeviceId."""
     csr = (
@@ -164,20 +177,52 @@ def issue_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_LEAF_KEY_USAGE, critical=True)
         .sign(ca_key, _SIGNATURE_HASH)
     )
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _check_ca(ca_cert: x509.Certificate, at: datetime) -> None:
+    """The pinned CA itself: a CA (basicConstraints ca=True, keyCertSign) valid ``at``."""
+    if not ca_cert.not_valid_before_utc <= at <= ca_cert.not_valid_after_utc:
+        raise RemoteProtocolError("the platform CA certificate is outside its validity period")
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = ca_cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise RemoteProtocolError("the platform CA lacks basicConstraints or keyUsage") from None
+    if not constraints.ca or not usage.key_cert_sign:
+        raise RemoteProtocolError("the platform CA certificate is not a CA")
+
+
+def _check_leaf(cert: x509.Certificate) -> None:
+    """A lock's operational certificate: ca=False and keyUsage digitalSignature only, so a lock
+    certificate can never sign certificates and no CA certificate can pass as a lock's."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise RemoteProtocolError(
+            "the lock certificate lacks basicConstraints or keyUsage"
+        ) from None
+    if constraints.ca:
+        raise RemoteProtocolError("the lock certificate claims to be a CA")
+    if not usage.digital_signature or usage.key_cert_sign or usage.crl_sign:
+        raise RemoteProtocolError("the lock certificate's keyUsage is not digitalSignature")
+
+
 def verify_lock_certificate(
     cert_der: bytes, ca_cert: x509.Certificate, *, at: datetime
 ) -> x509.Certificate:
-    """The lock's operational certificate, checked to be issued by ``ca_cert``, valid ``at``,
-    and carrying a P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
+    """The lock's operational certificate, checked to be issued by ``ca_cert`` (itself a CA
+    valid ``at``), valid ``at``, a leaf (ca=False, keyUsage digitalSignature) and carrying a
+    P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
     try:
         cert = x509.load_der_x509_certificate(bytes(cert_der))
     except ValueError:
         raise RemoteProtocolError("the lock certificate is not DER X.509") from None
+    _check_ca(ca_cert, at)
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
@@ -186,6 +231,7 @@ def verify_lock_certificate(
         ) from None
     if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
         raise RemoteProtocolError("the lock certificate is outside its validity period")
+    _check_leaf(cert)
     key = cert.public_key()
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise RemoteProtocolError("the lock certificate does not carry a P-256 key")
@@ -202,6 +248,56 @@ def _cert_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise RemoteProtocolError("the certificate does not carry an EC key")
     return key
+
+
+# === re-keying: the CSR endorsed by the lock's current key =====================================
+
+_CSR_ENDORSEMENT_DOMAIN = b"keyless-standin/rekey-csr/v1\x00"
+
+
+def _endorsement_payload(locking_device_id: str, csr_der: bytes) -> bytes:
+    return _uuid_bytes(locking_device_id) + hashlib.sha256(bytes(csr_der)).digest()
+
+
+def endorse_csr(
+    current_key: ec.EllipticCurvePrivateKey, locking_device_id: str, csr_der: bytes
+) -> bytes:
+    """The lock's *current* key signs (domain, lock id, SHA-256 of the CSR): only the lock that
+    holds the certified key can ask for its successor (answers the re-key takeover)."""
+    return _sign(
+        current_key, _CSR_ENDORSEMENT_DOMAIN, _endorsement_payload(locking_device_id, csr_der)
+    )
+
+
+def verify_csr_endorsement(
+    csr_der: bytes, endorsement: bytes, *, locking_device_id: str, current: x509.Certificate
+) -> x509.CertificateSigningRequest:
+    """The CSR, if it is well formed (own signature, CN = the lock id, a P-256 key other than
+    the current one) and ``endorsement`` is the signature of the key of ``current`` (the lock's
+    certificate now) over it. RemoteProtocolError otherwise."""
+    try:
+        csr = x509.load_der_x509_csr(bytes(csr_der))
+    except ValueError:
+        raise RemoteProtocolError("the CSR is not DER PKCS#10") from None
+    if not csr.is_signature_valid:
+        raise RemoteProtocolError("the CSR's signature does not hold")
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names or names[0].value != locking_device_id:
+        raise RemoteProtocolError("the CSR's subject CN is not the lockingDeviceId")
+    new_key = csr.public_key()
+    if not isinstance(new_key, ec.EllipticCurvePublicKey) or new_key.curve.name != "secp256r1":
+        raise RemoteProtocolError("the CSR's key is not ECDSA P-256")
+    current_key = _cert_key(current)
+    if key_id_of(new_key) == key_id_of(current_key):
+        raise RemoteProtocolError("the CSR asks to certify the lock's current key again")
+    if not 8 <= len(endorsement) <= LIMITS.max_signature_size or not _valid(
+        current_key,
+        bytes(endorsement),
+        _CSR_ENDORSEMENT_DOMAIN,
+        _endorsement_payload(locking_device_id, csr_der),
+    ):
+        raise RemoteProtocolError("the CSR is not endorsed by the lock's current key")
+    return csr
 
 
 # === grants =====================================================================================

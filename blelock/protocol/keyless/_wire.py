@@ -336,3 +336,16 @@ def decode_audit_page(payload: bytes) -> tuple[list[bytes], bool]:
     if more not in (0, 1):
         raise RemoteProtocolError("audit page: bad 'more' flag")
     return blobs, bool(more)
+
+
+def encode_rekey_payload(csr: bytes, endorsement: bytes) -> bytes:
+    """START_REKEY's answer: the pending key's CSR and the current key's endorsement of it."""
+    return _blob(csr) + _blob(endorsement)
+
+
+def decode_rekey_payload(payload: bytes) -> tuple[bytes, bytes]:
+    """(CSR DER, endorsement) from START_REKEY's answer or a kept re-keying request."""
+    reader = _Reader(payload, "re-keying request")
+    csr, endorsement = reader.blob(), reader.blob()
+    reader.end()
+    return csr, endorsement
