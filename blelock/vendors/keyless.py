@@ -52,6 +52,10 @@ REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
     "the administrator",
     keyless.ResultCode.REVOKED: "the key was revoked; ask the administrator for access",
     keyless.ResultCode.WRONG_LOCK_KEY: "the lock was re-keyed; run `blelock sync` while online",
+    keyless.ResultCode.AUDIT_FULL: "the lock's audit log is full of entries nobody collected; "
+    "this visit collected them, so try again (and run `blelock upload` while online)",
+    keyless.ResultCode.TIME_REFUSED: "the lock will not go back in time more than the clock "
+    "tolerance without the platform's signed time; run the time update while online",
 }
 _DEFAULT_HINT = "run `blelock sync` while online and try again; if it persists, report it"
 
@@ -91,6 +95,9 @@ class KeylessOutcome:
     """The lock's certificate signing request, when this visit started a re-keying."""
     time_set: tuple[datetime, datetime] | None = None
     """(the lock's clock before, after) when this visit set it."""
+    audit_gaps: tuple[tuple[int, int], ...] = ()
+    """Runs of audit sequence numbers (first, last) the lock did not give: reported, never
+    passed over (a DROPPED entry among those collected says the lock made room)."""
 
 
 class KeylessVisit:
@@ -159,18 +166,21 @@ class KeylessVisit:
 
     async def _drive(self, link: LockLink, conversation: keyless.KeylessConversation) -> None:
         answer_timeout = min(self._timeouts.command, keyless.LIMITS.answer_timeout_s)
+        refused: keyless.Refused | None = None
         while (action := conversation.next_action()) is not None:
             if isinstance(action, keyless.Write):
                 await link.write(keyless.WRITE_UUID, action.data, timeout=self._timeouts.command)
                 continue
             for event in conversation.receive(await link.notification(timeout=answer_timeout)):
-                if isinstance(event, keyless.Refused):
-                    reason = event.reason
-                    raise LockRefused(
-                        f"the lock refused {event.command.name}: {reason.name}",
-                        reason=reason,
-                        hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
-                    )
+                if isinstance(event, keyless.Refused) and refused is None:
+                    refused = event  # raised once the conversation ends (it may still collect)
+        if refused is not None:
+            reason = refused.reason
+            raise LockRefused(
+                f"the lock refused {refused.command.name}: {reason.name}",
+                reason=reason,
+                hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
+            )
 
     async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
         received = int(self._clock.now_utc().timestamp())
@@ -200,6 +210,7 @@ class KeylessVisit:
         csr: bytes | None = None
         time_set: tuple[datetime, datetime] | None = None
         collected = 0
+        gaps: list[tuple[int, int]] = []
         for event in events:
             if isinstance(event, keyless.Opened | keyless.FirmwareUpdateAccepted):
                 key_id = event.key_id
@@ -211,4 +222,7 @@ class KeylessVisit:
                 time_set = (event.previous, event.now)
             elif isinstance(event, keyless.AuditEntries):
                 collected += sum(entry.sequence > self._after for entry in event.entries)
-        return KeylessOutcome(self.lock_id, operation, key_id, collected, installed, csr, time_set)
+                gaps.extend((gap.first, gap.last) for gap in event.gaps)
+        return KeylessOutcome(
+            self.lock_id, operation, key_id, collected, installed, csr, time_set, tuple(gaps)
+        )

@@ -261,14 +261,31 @@ async def _submit_log(call: Call, audit: bool) -> Response:
         log[key] = LogEntry(
             id=state.new_id(),
             locking_device_id=lock.id,
-            event_name=entry.operation.name.lower(),
+            event_name=(entry.operation.name if entry.operation else entry.kind.name).lower(),
             occurred_at=entry.occurred_at,
             sequence_number=entry.sequence,
             client=_client_of(state, entry.operating_device_id, entry.key_id) if audit else None,
             granted=entry.result is kp.ResultCode.OK if audit else None,
             blob=blob,
         )
-    return _mobile_ok({"accepted": accepted, "duplicates": duplicates})
+    gaps = _gaps(log, lock.id)
+    if audit:
+        state.audit_gaps[lock.id] = gaps
+    return _mobile_ok(
+        {"accepted": accepted, "duplicates": duplicates, "gaps": [list(gap) for gap in gaps]}
+    )
+
+
+def _gaps(log: dict[tuple[str, int], LogEntry], lock_id: str) -> list[tuple[int, int]]:
+    """Every run of sequence numbers below the highest one held that the log lacks: reported
+    to the uploader and kept for the administrator, never passed over in silence."""
+    held = sorted(sequence for lock, sequence in log if lock == lock_id)
+    gaps, expected = [], 1
+    for sequence in held:
+        if sequence > expected:
+            gaps.append((expected, sequence - 1))
+        expected = max(expected, sequence + 1)
+    return gaps
 
 
 async def mobile_audit_log(call: Call) -> Response:

@@ -351,6 +351,9 @@ class KeylessPlatformState:
     sent_sms: list[SentSms] = field(default_factory=list)
     submissions: list[Submission] = field(default_factory=list)
     """Every log entry submitted by an operating device, duplicates included."""
+    audit_gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per lock: the runs of audit sequence numbers missing below the highest one held (a
+    DROPPED entry from the lock explains some; the rest is a lock or companion losing data)."""
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     """Requests per route name (``"GET /locking-device"``...), faulted ones included."""
     faulted: collections.Counter[str] = field(default_factory=collections.Counter)

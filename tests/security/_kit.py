@@ -202,3 +202,63 @@ def send(lock: SimKeylessLock, message: bytes) -> kl.Challenge | kl.Result | kl.
     ]
     assert len(answers) == 1
     return kl.decode_lock_message(answers[0])
+
+
+# --- a lock without a platform: its CA in the test's hands ----------------------------------
+
+CA_KEY = kl.generate_key()
+CA_CERT = kl.make_platform_ca(
+    CA_KEY,
+    name="attack-test CA",
+    not_before=T0 - dt.timedelta(days=400),
+    not_after=T0 + dt.timedelta(days=4000),
+)
+DEVICE_ID = "0a0b0c0d-0e0f-4000-8000-000000000019"
+
+
+def standalone_lock(clock: ManualClock | None = None, **kwargs: Any) -> SimKeylessLock:
+    from simulators.keyless_lock import ca_signer
+
+    tick = clock or ManualClock(T0)
+    return SimKeylessLock.provision(
+        mac="AA:BB:CC:19:00:02",
+        locking_device_id=str(uuid.uuid4()),
+        ca_cert=CA_CERT,
+        sign_csr=ca_signer(CA_KEY, CA_CERT, clock=tick),
+        clock=tick,
+        **kwargs,
+    )
+
+
+def credential(
+    lock: SimKeylessLock,
+    *,
+    operations: frozenset[kl.Operation] = frozenset({kl.Operation.OPEN}),
+    not_before: dt.datetime = T0 - dt.timedelta(hours=1),
+    not_after: dt.datetime = T0 + dt.timedelta(hours=1),
+    kind: kl.GrantKind = kl.GrantKind.OPERATING,
+    device_id: str = DEVICE_ID,
+    key_id: str | None = None,
+) -> kl.Credential:
+    holder = kl.generate_key()
+    grant = kl.Grant(
+        key_id=key_id or str(uuid.uuid4()),
+        kind=kind,
+        operating_device_id=device_id if kind is kl.GrantKind.OPERATING else None,
+        locking_device_id=lock.locking_device_id,
+        operations=operations,
+        not_before=not_before,
+        not_after=not_after,
+        lock_key_id=lock.lock_key_id,
+        holder_public_key=kl.public_key_bytes(holder.public_key()),
+    )
+    return kl.Credential(kl.sign_grant(grant, CA_KEY), holder)
+
+
+def collect(lock: SimKeylessLock, after: int = 0) -> tuple[list[kl.AuditEntry], list[kl.AuditGap]]:
+    """What an authenticated collector gets: every entry after ``after``, and the gaps."""
+    events = run(lock, conversation(lock, [credential(lock)], [kl.CollectAudit(after)], at=T0))
+    pages = [e for e in events if isinstance(e, kl.AuditEntries)]
+    # (getattr: the same rig ran against the code before issue 19, which had no gaps)
+    gaps = [g for p in pages for g in getattr(p, "gaps", ())]
+    return [x for p in pages for x in p.entries], gaps

@@ -777,7 +777,7 @@ async def test_re_keying_pending_gives_an_alternative_key_then_completes(
     uploaded = await platform.client.post(
         f"{path}/audit-log", json={"entries": [b64(blob)]}, headers=mobile(token)
     )
-    assert uploaded.json() == {"accepted": 1, "duplicates": 0}
+    assert uploaded.json() == {"accepted": 1, "duplicates": 0, "gaps": []}
     [key] = (await platform.client.get("/mobile/operating-keys", headers=mobile(token))).json()[
         "items"
     ]
@@ -812,10 +812,10 @@ async def test_log_submission_is_idempotent_by_lock_and_sequence(platform: Platf
     path = f"/mobile/locking-device/{lock}/audit-log"
     first = [audit_blob(n, device, T0 + dt.timedelta(minutes=n)) for n in range(3)]
     answer = await platform.client.post(path, json={"entries": first}, headers=mobile(token))
-    assert answer.json() == {"accepted": 3, "duplicates": 0}
+    assert answer.json() == {"accepted": 3, "duplicates": 0, "gaps": []}
     again = [*first, audit_blob(3, device, T0 + dt.timedelta(minutes=3))]
     answer = await platform.client.post(path, json={"entries": again}, headers=mobile(token))
-    assert answer.json() == {"accepted": 1, "duplicates": 3}
+    assert answer.json() == {"accepted": 1, "duplicates": 3, "gaps": []}
     assert [e.sequence_number for e in platform.state.audit_entries(lock)] == [0, 1, 2, 3]
     assert platform.state.duplicate_submissions == 3
     system = await platform.client.post(
@@ -823,7 +823,7 @@ async def test_log_submission_is_idempotent_by_lock_and_sequence(platform: Platf
         json={"entries": first[:1]},
         headers=mobile(token),
     )
-    assert system.json() == {"accepted": 1, "duplicates": 0}
+    assert system.json() == {"accepted": 1, "duplicates": 0, "gaps": []}
     assert len(platform.state.system_entries(lock)) == 1
 
 

@@ -38,12 +38,15 @@ from blelock.protocol.keyless._advert import (
     parse_keyless_advert,
 )
 from blelock.protocol.keyless._codes import (
+    UNAUTHENTICATED_REFUSALS,
+    AuditKind,
     Command,
     ResultCode,
 )
 from blelock.protocol.keyless._conversation import (
     Action,
     AuditEntries,
+    AuditGap,
     AwaitNotification,
     CertificateInstalled,
     CollectAudit,
@@ -132,10 +135,13 @@ __all__ = [
     "NOTIFY_UUID",
     "REFUSAL_RULES",
     "SERVICE_UUID",
+    "UNAUTHENTICATED_REFUSALS",
     "WRITE_UUID",
     "Action",
     "AuditEntries",
     "AuditEntry",
+    "AuditGap",
+    "AuditKind",
     "AwaitNotification",
     "CertificateInstalled",
     "Challenge",

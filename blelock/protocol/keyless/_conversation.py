@@ -125,9 +125,20 @@ class TimeSet:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditGap:
+    """Sequence numbers ``first``..``last`` the lock did not give: reported, never silent (a
+    DROPPED entry of the lock explains a gap it made; anything else is for the platform to
+    judge)."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntries:
     entries: tuple[AuditEntry, ...]
     more: bool
+    gaps: tuple[AuditGap, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,8 +363,16 @@ class KeylessConversation:
         self._pending = None
         self._nonce = result.next_nonce
         if result.code is not ResultCode.OK:
+            refused: list[Event] = [Refused(command, result.code)]
+            collect: list[Step] = [s for s in self._steps if isinstance(s, CollectAudit)]
+            full = result.code is ResultCode.AUDIT_FULL and command is not Command.READ_AUDIT
+            if full and collect:
+                # The lock acts again once its log is collected: collect it now.
+                self._steps = collect[:1]
+                self._send_next_step()
+                return refused
             self._done = True
-            return [Refused(command, result.code)]
+            return refused
         key_id = self._chosen[1].key_id
         events: list[Event]
         finished_step = True
@@ -367,14 +386,17 @@ class KeylessConversation:
         elif command is Command.READ_AUDIT:
             blobs, more = decode_audit_page(result.payload)
             entries = tuple(verify_audit_entry(blob, self._certs) for blob in blobs)
+            gaps: list[AuditGap] = []
             for entry in entries:
-                # Gaps are legitimate only past the lock's capacity; duplicates never are.
+                # Duplicates never are legitimate; every gap is reported.
                 if entry.sequence <= self._audit_after:
                     raise RemoteProtocolError("the lock repeated or reordered audit entries")
+                if entry.sequence > self._audit_after + 1:
+                    gaps.append(AuditGap(self._audit_after + 1, entry.sequence - 1))
                 self._audit_after = entry.sequence
             if more and not entries:
                 raise RemoteProtocolError("the lock said 'more' with an empty audit page")
-            events = [AuditEntries(entries, more)]
+            events = [AuditEntries(entries, more, tuple(gaps))]
             finished_step = not more
         elif command is Command.START_REKEY:
             csr, endorsement = decode_rekey_payload(result.payload)

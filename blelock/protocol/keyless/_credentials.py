@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
-from blelock.protocol.keyless._codes import Command, ResultCode, _command
+from blelock.protocol.keyless._codes import AuditKind, Command, ResultCode, _command
 from blelock.protocol.keyless._fields import (
     _moment,
     _Reader,
@@ -441,36 +441,43 @@ def verify_revocation_list(
 
 # === audit entries ==============================================================================
 
-_AUDIT_DOMAIN = b"keyless-standin/audit/v1\x00"
-_AUDIT_MAGIC = b"KLA1"
+_AUDIT_DOMAIN = b"keyless-standin/audit/v2\x00"
+_AUDIT_MAGIC = b"KLA2"
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     sequence: int
     occurred_at: datetime
-    operation: Command
+    operation: Command | None
+    """None for an UNAUTHENTICATED or DROPPED summary."""
     operating_device_id: str | None
+    """Only once the holder's proof verified (a replayed grant never blames its holder)."""
     key_id: str | None
-    """None when the grant could not be read (bad signature, stale nonce)."""
     result: ResultCode
     blob: bytes = field(default=b"", repr=False, compare=False)
     """The signed bytes, as the companion uploads them."""
+    kind: AuditKind = AuditKind.REQUEST
+    count: int = 1
+    """REQUEST: 1; UNAUTHENTICATED: refusals counted; DROPPED: sequence numbers dropped."""
 
 
 def audit_entry_body(entry: AuditEntry, signer_key_id: bytes) -> bytes:
     def optional(value: str | None) -> bytes:
         return b"\x01" + _uuid_bytes(value) if value is not None else bytes(17)
 
+    if (entry.operation is None) != (entry.kind is not AuditKind.REQUEST):
+        raise LocalProtocolError("a REQUEST entry names its command; a summary names none")
     return b"".join(
         (
             _AUDIT_MAGIC,
             signer_key_id,
             entry.sequence.to_bytes(4, "big"),
             _seconds(entry.occurred_at).to_bytes(8, "big", signed=True),
-            bytes([entry.operation, entry.result]),
+            bytes([entry.kind, entry.operation or 0, entry.result]),
             optional(entry.operating_device_id),
             optional(entry.key_id),
+            entry.count.to_bytes(4, "big"),
         )
     )
 
@@ -500,11 +507,21 @@ def verify_audit_entry(
         raise RemoteProtocolError("audit entry: the lock's signature does not hold")
     sequence = reader.uint(4)
     occurred_at = _moment(reader.sint(8))
-    operation = _command(reader.uint(1))
+    try:
+        kind = AuditKind(reader.uint(1))
+    except ValueError:
+        raise RemoteProtocolError("audit entry: unknown kind") from None
+    raw_operation = reader.uint(1)
+    operation = _command(raw_operation) if kind is AuditKind.REQUEST else None
+    if kind is not AuditKind.REQUEST and raw_operation:
+        raise RemoteProtocolError("audit entry: a summary names a command")
     result = ResultCode(reader.uint(1))
     values: list[str | None] = []
     for _ in range(2):
         present, raw = reader.uint(1), reader.take(16)
         values.append(_uuid_text(raw) if present else None)
+    count = reader.uint(4)
     reader.end()
-    return AuditEntry(sequence, occurred_at, operation, values[0], values[1], result, bytes(blob))
+    return AuditEntry(
+        sequence, occurred_at, operation, values[0], values[1], result, bytes(blob), kind, count
+    )
