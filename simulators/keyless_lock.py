@@ -285,7 +285,9 @@ class SimKeylessLock:
         except ProtocolError:
             return keyless.ResultCode.BAD_REVOCATION_LIST
         if revocations.version > self.revocations.version:
-            self.revocations = revocations
+            # Merged, never replaced: a key leaves only when this lock's own clock says no
+            # grant of it could pass anyway.
+            self.revocations = self.revocations.merged(revocations, now=self.now())
         return keyless.ResultCode.OK
 
     def _execute(

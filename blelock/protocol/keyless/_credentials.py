@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -407,19 +407,46 @@ class Credential:
 _REVOCATION_DOMAIN = b"keyless-standin/revocations/v1\x00"
 
 
+_NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""The expiry of a revoked key listed without one: kept for good."""
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationList:
+    """Revoked key ids, each with the end of its grant's validity (``expires``; a key without
+    one never expires): a lock keeps each until its *own* clock passes that end plus the
+    tolerance, whatever later lists say (answers revocation undone by pruning)."""
+
     version: int
     key_ids: frozenset[str]
+    expires: Mapping[str, datetime] = field(default_factory=dict)
+
+    def expiry(self, key_id: str) -> datetime:
+        return self.expires.get(key_id, _NEVER)
+
+    def merged(self, newer: RevocationList, *, now: datetime) -> RevocationList:
+        """This list and a newer one: the union (latest expiry wins), pruned by ``now`` (the
+        lock's own clock) of keys a grant could not pass anyway (past expiry + tolerance)."""
+        tolerance = timedelta(seconds=LIMITS.clock_tolerance_s)
+        expires = {key: self.expiry(key) for key in self.key_ids}
+        for key in newer.key_ids:
+            expires[key] = max(expires.get(key, newer.expiry(key)), newer.expiry(key))
+        alive = {key: until for key, until in expires.items() if until >= now - tolerance}
+        dated = {key: until for key, until in alive.items() if until != _NEVER}
+        return RevocationList(max(self.version, newer.version), frozenset(alive), dated)
 
 
 def sign_revocation_list(
     revocations: RevocationList, platform_key: ec.EllipticCurvePrivateKey
 ) -> bytes:
+    """``version u32 | count u16 | (key_id 16 | not_after i64) x count``, signed."""
     if len(revocations.key_ids) > LIMITS.max_revoked_keys:
         raise LocalProtocolError(f"at most {LIMITS.max_revoked_keys} revoked keys per list")
     body = revocations.version.to_bytes(4, "big") + len(revocations.key_ids).to_bytes(2, "big")
-    body += b"".join(_uuid_bytes(key) for key in sorted(revocations.key_ids))
+    body += b"".join(
+        _uuid_bytes(key) + _seconds(revocations.expiry(key)).to_bytes(8, "big", signed=True)
+        for key in sorted(revocations.key_ids)
+    )
     return _signed_blob(body, _sign(platform_key, _REVOCATION_DOMAIN, body))
 
 
@@ -434,9 +461,15 @@ def verify_revocation_list(
     count = reader.uint(2)
     if count > LIMITS.max_revoked_keys:
         raise RemoteProtocolError("revocation list: too many keys")
-    keys = frozenset(_uuid_text(reader.take(16)) for _ in range(count))
+    keys: set[str] = set()
+    expires: dict[str, datetime] = {}
+    for _ in range(count):
+        key, until = _uuid_text(reader.take(16)), _moment(reader.sint(8))
+        keys.add(key)
+        if until != _NEVER:
+            expires[key] = until
     reader.end()
-    return RevocationList(version, keys)
+    return RevocationList(version, frozenset(keys), expires)
 
 
 # === audit entries ==============================================================================
