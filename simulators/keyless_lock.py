@@ -248,8 +248,8 @@ class SimKeylessLock:
         elif self._make_room(1):
             self._flush_unlogged()
         if code is keyless.ResultCode.OK and grant is not None:
-            tolerance = timedelta(seconds=keyless.LIMITS.clock_tolerance_s)
-            self.time_floor = max(self.time_floor, grant.not_before - tolerance)
+            # The floor rises to the lock's own time on every accepted request.
+            self.time_floor = max(self.time_floor, self.now())
             code, payload, signer = self._execute(request)
         if code is not keyless.ResultCode.OK:
             self.refusals[code] += 1
@@ -302,8 +302,11 @@ class SimKeylessLock:
             self.firmware_updates += 1
         elif command is keyless.Command.UPDATE_TIME:
             previous = self.now()
-            new_time = keyless.parse_time_argument(request.argument)
+            new_time, _ = keyless.parse_time_update(request.argument)
             self.clock_drift_s = int((new_time - self.clock()).total_seconds())
+            tolerance = timedelta(seconds=keyless.LIMITS.clock_tolerance_s)
+            if new_time < self.time_floor - tolerance:  # only with the platform's statement
+                self.time_floor = new_time
             self.time_updates += 1
             return ok, keyless.time_argument(previous), self.key
         elif command is keyless.Command.READ_AUDIT:

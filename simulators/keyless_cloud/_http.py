@@ -201,6 +201,11 @@ class CsrBody(_Body):
     """The lock's current key's signature over the CSR (checked; empty is refused)."""
 
 
+class TimeStatementBody(_Body):
+    nonce: str
+    """Base64 of the nonce the lock just issued."""
+
+
 def _parse(schema: type[_SchemaT], raw: Any) -> _SchemaT:
     try:
         return schema.model_validate(raw)

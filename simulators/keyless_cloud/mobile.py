@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hmac
 
 from cryptography import x509
@@ -22,6 +23,7 @@ from simulators.keyless_cloud._http import (
     EntriesBody,
     MobileLoginBody,
     Problem,
+    TimeStatementBody,
     _find,
     _mobile_ok,
     _new_session,
@@ -118,6 +120,11 @@ async def mobile_operating_keys(call: Call) -> Response:
         if lock is None or lock.certificate is None:
             continue
         not_after = _whole_seconds(min(permission.end, now + permission.validity))
+        not_before = _whole_seconds(permission.start)
+        if permission.operation_type == kp.Operation.UPDATE_TIME:
+            # A time key is good from now for minutes: an old one cannot wind a clock back.
+            not_before = now
+            not_after = min(not_after, now + dt.timedelta(seconds=kp.LIMITS.time_grant_validity_s))
         # While a re-keying is pending the platform cannot know which key the lock runs on:
         # one key per generation, and the lock takes the one bound to its own (as with the
         # primary and alternative offline keys).
@@ -131,7 +138,7 @@ async def mobile_operating_keys(call: Call) -> Response:
                 operating_device_id=device.id,
                 locking_device_id=lock.id,
                 operations=frozenset({kp.Operation(permission.operation_type)}),
-                not_before=_whole_seconds(permission.start),
+                not_before=not_before,
                 not_after=not_after,
                 lock_key_id=certificate.lock_key_id,
                 holder_public_key=device.public_key,
@@ -376,3 +383,28 @@ async def mobile_certificate(call: Call) -> Response:
     if lock.pending_certificate is None:
         raise Problem(404, "no certificate is pending for this locking device")
     return _mobile_ok({"certificate": _b64(lock.pending_certificate.der)})
+
+
+async def mobile_time_statement(call: Call) -> Response:
+    """The platform's time, signed for the lock that issued ``nonce``: lets an UPDATE_TIME
+    holder set a lock back more than the tolerance (a lock whose clock ran fast)."""
+    device = call.operating_device()
+    lock = _submitted_lock(call)
+    state = call.state
+    if not any(
+        p.user_id == device.user_id
+        and p.locking_device_id == lock.id
+        and p.operation_type == kp.Operation.UPDATE_TIME
+        and p.start <= call.now < p.end
+        for p in state.permissions.values()
+    ):
+        raise Problem(403, "a time statement needs an UPDATE_TIME permission on the lock")
+    body = _parse(TimeStatementBody, await call.body())
+    try:
+        nonce = base64.b64decode(body.nonce, validate=True)
+    except (binascii.Error, ValueError):
+        raise Problem(400, "nonce must be base64") from None
+    if len(nonce) != kp.LIMITS.nonce_size:
+        raise Problem(400, f"nonce must be {kp.LIMITS.nonce_size} bytes")
+    statement = kp.TimeStatement(lock.id, nonce, _whole_seconds(call.now))
+    return _mobile_ok({"statement": _b64(kp.sign_time_statement(statement, state.platform_key))})

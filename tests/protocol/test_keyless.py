@@ -328,7 +328,10 @@ def test_update_time_repairs_a_drifted_clock() -> None:
     assert run(lock, conversation([opener], [kl.Open()])) == [
         kl.Refused(kl.Command.OPEN, kl.ResultCode.EXPIRED)
     ]
-    setter = credential(lock.lock_key_id, operations=ALL_OPS)
+    minutes = timedelta(minutes=5)  # time keys are short (issue 19)
+    setter = credential(
+        lock.lock_key_id, operations=ALL_OPS, not_before=NOW - minutes, not_after=NOW + minutes
+    )
     events = run(lock, conversation([setter], [kl.SetTime(NOW), kl.Open()]))
     assert isinstance(events[0], kl.TimeSet)
     assert events[0].previous == NOW + 48 * HOUR and events[0].now == NOW
@@ -352,8 +355,9 @@ def test_update_time_never_goes_below_the_trusted_floor() -> None:
     lock = make_lock()
     recent = credential(lock.lock_key_id, not_before=NOW, not_after=NOW + HOUR)
     assert isinstance(run(lock, conversation([recent], [kl.Open()]))[0], kl.Opened)
+    then, minutes = NOW - 20 * HOUR, timedelta(minutes=5)
     old_setter = credential(
-        lock.lock_key_id, operations=ALL_OPS, not_before=NOW - 30 * HOUR, not_after=NOW + HOUR
+        lock.lock_key_id, operations=ALL_OPS, not_before=then - minutes, not_after=then + minutes
     )
     assert run(lock, conversation([old_setter], [kl.SetTime(NOW - 20 * HOUR)])) == [
         kl.Refused(kl.Command.UPDATE_TIME, kl.ResultCode.TIME_REFUSED)

@@ -60,6 +60,9 @@ class UpdateFirmware:
 @dataclass(frozen=True, slots=True)
 class SetTime:
     new_time: datetime
+    statement: bytes = b""
+    """A platform time statement for the nonce of this request (needed only to go back more
+    than the tolerance; see ``sign_time_statement``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +329,7 @@ class KeylessConversation:
         command = _step_command(step)
         argument = b""
         if isinstance(step, SetTime):
-            argument = time_argument(step.new_time)
+            argument = time_argument(step.new_time, step.statement)
         elif isinstance(step, CollectAudit):
             self._audit_after = max(self._audit_after, step.after_sequence)
             argument = self._audit_after.to_bytes(4, "big")

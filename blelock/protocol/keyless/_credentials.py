@@ -472,6 +472,55 @@ def verify_revocation_list(
     return RevocationList(version, frozenset(keys), expires)
 
 
+# === time statements: the platform's time, bound to one lock nonce =============================
+
+_TIME_DOMAIN = b"keyless-standin/time/v1\x00"
+_TIME_MAGIC = b"KLT1"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeStatement:
+    """The platform says "it is ``time``" to the lock ``locking_device_id`` that issued
+    ``nonce``: the only thing that lets a lock's clock go back more than the tolerance (answers
+    clock rollback; the nonce makes it good for one request)."""
+
+    locking_device_id: str
+    nonce: bytes
+    time: datetime
+
+
+def sign_time_statement(
+    statement: TimeStatement, platform_key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    if len(statement.nonce) != LIMITS.nonce_size:
+        raise LocalProtocolError(f"a time statement binds a {LIMITS.nonce_size}-byte nonce")
+    body = b"".join(
+        (
+            _TIME_MAGIC,
+            _uuid_bytes(statement.locking_device_id),
+            statement.nonce,
+            _seconds(statement.time).to_bytes(8, "big", signed=True),
+        )
+    )
+    return _signed_blob(body, _sign(platform_key, _TIME_DOMAIN, body))
+
+
+def verify_time_statement(
+    blob: bytes, platform_public_key: ec.EllipticCurvePublicKey
+) -> TimeStatement:
+    body, signature = _split_signed(blob, "time statement")
+    if not _valid(platform_public_key, signature, _TIME_DOMAIN, body):
+        raise RemoteProtocolError("time statement: the platform's signature does not hold")
+    reader = _Reader(body, "time statement")
+    if reader.take(4) != _TIME_MAGIC:
+        raise RemoteProtocolError("time statement: unknown format")
+    lock = _uuid_text(reader.take(16))
+    nonce = reader.take(LIMITS.nonce_size)
+    moment = _moment(reader.sint(8))
+    reader.end()
+    return TimeStatement(lock, nonce, moment)
+
+
 # === audit entries ==============================================================================
 
 _AUDIT_DOMAIN = b"keyless-standin/audit/v2\x00"

@@ -312,9 +312,21 @@ def decode_lock_message(message: bytes) -> Challenge | Result | Malformed:
     return decoded
 
 
-def time_argument(moment: datetime) -> bytes:
-    """UPDATE_TIME's argument: the new time, i64 big-endian Unix seconds."""
-    return _seconds(moment).to_bytes(8, "big", signed=True)
+def time_argument(moment: datetime, statement: bytes = b"") -> bytes:
+    """UPDATE_TIME's argument: the new time, i64 big-endian Unix seconds, then (to go back more
+    than the tolerance) the platform's signed time statement as u16 + blob. Also the answer's
+    payload (the previous time, no statement)."""
+    head = _seconds(moment).to_bytes(8, "big", signed=True)
+    return head + _blob(statement) if statement else head
+
+
+def parse_time_update(argument: bytes) -> tuple[datetime, bytes]:
+    """(new time, time statement or b"") from UPDATE_TIME's argument."""
+    reader = _Reader(argument, "time argument")
+    moment = _moment(reader.sint(8))
+    statement = reader.blob() if len(argument) > 8 else b""
+    reader.end()
+    return moment, statement
 
 
 def parse_time_argument(argument: bytes) -> datetime:
