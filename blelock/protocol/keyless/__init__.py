@@ -7,7 +7,8 @@ lock's operational key (X.509, ECDSA P-256), the platform signs grants (operatin
 keys) bound to one lock key generation, the lock challenges with a fresh nonce, the companion
 proves possession of the grant's holder key, the lock checks everything against its own clock
 and revocation list and answers with a result signed by its operational key. Audit entries are
-signed by the lock and numbered without gaps; re-keying takes two offline visits (CSR out,
+signed by the lock and numbered (refusals before any proof are only counted, and every gap is
+reported); re-keying takes two offline visits (endorsed CSR out,
 certificate in).
 
 Every invented number lives in :data:`LIMITS` (in ``_limits``), and nowhere else.
