@@ -36,6 +36,7 @@ __all__ = [
     "RateLimited",
     "RemoteProtocolError",
     "StoreError",
+    "StoreFull",
     "UnknownLock",
     "UnsendableRecord",
     "UsageError",
@@ -222,6 +223,16 @@ class OfflineKeyRevoked(OfflineKeyError):
 
 class StoreError(BlelockError):
     """The local store (database, data key) cannot be used as it is. Nothing was changed."""
+
+
+class StoreFull(StoreError):
+    """The disk (or the store's size limit) has no room for the records a visit can produce:
+    the visit is refused before the lock is touched, so no opening goes unrecorded."""
+
+    hint = (
+        "free some space on that disk (or point --data-dir at a roomier one), then try again; "
+        "the records already kept are safe"
+    )
 
 
 class UnsendableRecord(StoreError):

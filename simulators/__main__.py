@@ -25,7 +25,8 @@ from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="blelock-sim", description="Simulated Nokē padlocks and cloud on 127.0.0.1."
+        prog="blelock-sim",
+        description="Simulated Nokē and Keyless locks and their clouds on 127.0.0.1.",
     )
     parser.add_argument("--locks", type=int, default=3, help="number of padlocks (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="world seed: MACs, keys, hardware")

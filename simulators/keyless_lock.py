@@ -4,9 +4,12 @@
 
 Honest in the ways a real lock is: a fresh nonce per HELLO and per answer, one use each; grants
 are judged against the platform CA key, the lock's own key generation, its own (drifting) clock
-and its newest revocation list (``keyless.REFUSAL_RULES``); every request but a successful log
-read leaves a signed audit entry with the next sequence number; re-keying keeps the new key
-pending until a certificate for exactly that key, issued by the CA, comes back.
+and its merged revocation list (``keyless.REFUSAL_RULES``); every authenticated request but a
+successful log read leaves a signed audit entry with the next sequence number, while refusals
+before any proof held are only counted (one UNAUTHENTICATED entry sums them up); an entry not yet
+collected is never evicted (summaries go first, for a signed DROPPED entry; past that the lock
+refuses to act, AUDIT_FULL); re-keying keeps the new key pending until a certificate for
+exactly that key, issued by the CA, comes back, and its CSR is endorsed by the current key.
 """
 
 from __future__ import annotations
@@ -99,6 +102,13 @@ class SimKeylessLock:
     pending_key: ec.EllipticCurvePrivateKey | None = field(default=None, repr=False)
     time_floor: datetime = _EPOCH
     state: str = "locked"
+    limits: keyless.KeylessLimits = keyless.LIMITS
+    """The stand-in's numbers (a test may shrink ``audit_capacity``)."""
+    unlogged_refusals: int = 0
+    """Unauthenticated refusals not yet summed up in a signed UNAUTHENTICATED entry."""
+    collected_through: int = 0
+    """Entries up to this sequence reached an authenticated collector (it asked past them, or
+    got the last page): only these may be evicted."""
 
     _nonce: bytes | None = None
     _reassembler: keyless.Reassembler = field(default_factory=keyless.Reassembler)
@@ -114,6 +124,7 @@ class SimKeylessLock:
         sign_csr: Callable[[bytes], bytes],
         clock: Callable[[], datetime] = _system_clock,
         clock_drift_s: int = 0,
+        limits: keyless.KeylessLimits = keyless.LIMITS,
     ) -> SimKeylessLock:
         """The lock makes its first key and CSR; the platform (``sign_csr``) certifies it."""
         key = keyless.generate_key()
@@ -126,6 +137,7 @@ class SimKeylessLock:
             certificate=certificate,
             clock=clock,
             clock_drift_s=clock_drift_s,
+            limits=limits,
         )
 
     # --- what tests and the world look at -------------------------------------------------------
@@ -225,13 +237,24 @@ class SimKeylessLock:
         code = self._take_revocations(request.revocations)
         if code is keyless.ResultCode.OK:
             code, grant = keyless.check_request(request, self._view())
+        authenticated = code not in keyless.UNAUTHENTICATED_REFUSALS
+        reading = request.command is keyless.Command.READ_AUDIT
+        if not authenticated:
+            # Anyone with a radio can cause these: counted, never one signed entry each.
+            self.unlogged_refusals += 1
+        elif not reading and not self._make_room(1 + bool(self.unlogged_refusals)):
+            code = keyless.ResultCode.AUDIT_FULL  # act only when the record can be kept
+            self.unlogged_refusals += 1
+            authenticated = False
+        elif self._make_room(1):
+            self._flush_unlogged()
         if code is keyless.ResultCode.OK and grant is not None:
-            tolerance = timedelta(seconds=keyless.LIMITS.clock_tolerance_s)
-            self.time_floor = max(self.time_floor, grant.not_before - tolerance)
+            # The floor rises to the lock's own time on every accepted request.
+            self.time_floor = max(self.time_floor, self.now())
             code, payload, signer = self._execute(request)
         if code is not keyless.ResultCode.OK:
             self.refusals[code] += 1
-        if not (code is keyless.ResultCode.OK and request.command is keyless.Command.READ_AUDIT):
+        if authenticated and not (code is keyless.ResultCode.OK and reading):
             self._append_audit(request.command, code, grant)
         request_nonce, self._nonce = request.nonce, os.urandom(keyless.LIMITS.nonce_size)
         return keyless.encode_result(
@@ -263,7 +286,9 @@ class SimKeylessLock:
         except ProtocolError:
             return keyless.ResultCode.BAD_REVOCATION_LIST
         if revocations.version > self.revocations.version:
-            self.revocations = revocations
+            # Merged, never replaced: a key leaves only when this lock's own clock says no
+            # grant of it could pass anyway.
+            self.revocations = self.revocations.merged(revocations, now=self.now())
         return keyless.ResultCode.OK
 
     def _execute(
@@ -278,23 +303,33 @@ class SimKeylessLock:
             self.firmware_updates += 1
         elif command is keyless.Command.UPDATE_TIME:
             previous = self.now()
-            new_time = keyless.parse_time_argument(request.argument)
+            new_time, _ = keyless.parse_time_update(request.argument)
             self.clock_drift_s = int((new_time - self.clock()).total_seconds())
+            tolerance = timedelta(seconds=keyless.LIMITS.clock_tolerance_s)
+            if new_time < self.time_floor - tolerance:  # only with the platform's statement
+                self.time_floor = new_time
             self.time_updates += 1
             return ok, keyless.time_argument(previous), self.key
         elif command is keyless.Command.READ_AUDIT:
             if len(request.argument) != 4:
                 return keyless.ResultCode.MALFORMED, b"", self.key
             after = int.from_bytes(request.argument, "big")
+            self.collected_through = max(self.collected_through, min(after, self._last_sequence))
             newer = [entry.blob for entry in self.audit_log if entry.sequence > after]
             page = newer[: keyless.LIMITS.audit_page_size]
             more = len(newer) > len(page)
+            if not more:
+                # The authenticated collector now holds everything: it may make room later.
+                self.collected_through = self._last_sequence
             return ok, keyless.encode_audit_page(page, more=more), self.key
         elif command is keyless.Command.START_REKEY:
             if self.pending_key is None:  # idempotent: a second visit one gets the same CSR
                 self.pending_key = keyless.generate_key()
                 self.rekeys_started += 1
-            return ok, keyless.make_csr(self.pending_key, self.locking_device_id), self.key
+            csr = keyless.make_csr(self.pending_key, self.locking_device_id)
+            # The current key vouches for its successor: the platform certifies nothing else.
+            endorsement = keyless.endorse_csr(self.key, self.locking_device_id, csr)
+            return ok, keyless.encode_rekey_payload(csr, endorsement), self.key
         elif command is keyless.Command.INSTALL_CERTIFICATE:
             return self._install(request.argument)
         return ok, b"", self.key
@@ -317,7 +352,13 @@ class SimKeylessLock:
         return keyless.ResultCode.OK, pending_id, self.key
 
     def _append_audit(
-        self, command: keyless.Command, code: keyless.ResultCode, grant: keyless.Grant | None
+        self,
+        command: keyless.Command | None,
+        code: keyless.ResultCode,
+        grant: keyless.Grant | None,
+        *,
+        kind: keyless.AuditKind = keyless.AuditKind.REQUEST,
+        count: int = 1,
     ) -> None:
         self._last_sequence += 1
         entry = keyless.AuditEntry(
@@ -327,10 +368,50 @@ class SimKeylessLock:
             operating_device_id=grant.operating_device_id if grant else None,
             key_id=grant.key_id if grant else None,
             result=code,
+            kind=kind,
+            count=count,
         )
         blob = keyless.sign_audit_entry(entry, self.key)
         self.audit_log.append(dataclasses.replace(entry, blob=blob))
-        del self.audit_log[: -keyless.LIMITS.audit_capacity]
+
+    def _flush_unlogged(self) -> None:
+        """One signed entry counting the unauthenticated refusals since the last entry."""
+        if self.unlogged_refusals:
+            count, self.unlogged_refusals = self.unlogged_refusals, 0
+            self._append_audit(
+                None,
+                keyless.ResultCode.STALE_NONCE,
+                None,
+                kind=keyless.AuditKind.UNAUTHENTICATED,
+                count=count,
+            )
+
+    def _make_room(self, needed: int) -> bool:
+        """Room for ``needed`` more entries: collected entries go first (oldest first); then
+        uncollected summaries, two at a time, replaced by one signed DROPPED entry counting the
+        sequence numbers gone. An uncollected REQUEST entry is never dropped: False then."""
+        capacity = self.limits.audit_capacity
+        while len(self.audit_log) + needed > capacity:
+            collected = next(
+                (i for i, e in enumerate(self.audit_log) if e.sequence <= self.collected_through),
+                None,
+            )
+            if collected is not None:
+                del self.audit_log[collected]
+                continue
+            summaries = [
+                i for i, e in enumerate(self.audit_log) if e.kind is not keyless.AuditKind.REQUEST
+            ][:2]
+            if len(summaries) < 2:
+                return False
+            gone = [self.audit_log[i] for i in summaries]
+            for index in reversed(summaries):
+                del self.audit_log[index]
+            dropped = sum(1 + (e.count if e.kind is keyless.AuditKind.DROPPED else 0) for e in gone)
+            self._append_audit(
+                None, keyless.ResultCode.OK, None, kind=keyless.AuditKind.DROPPED, count=dropped
+            )
+        return True
 
 
 def _ec_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:

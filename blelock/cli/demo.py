@@ -48,17 +48,21 @@ class DemoReport:
     heard: int = 0
 
 
+def caption(report: DemoReport) -> str:
+    """The day's last line: what reached the vendors' clouds."""
+    return (
+        f"{report.uploaded} log record(s) from the locks reached their vendor's cloud, "
+        f"{report.pending} still waiting"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed))
-    caption = (
-        f"{report.uploaded} log record(s) uploaded to the vendors' clouds, "
-        f"{report.pending} still pending"
-    )
     show_results(
         report.results,
         report.failures,
         as_json=args.json,
-        caption=caption,
+        caption=caption(report),
         extra={"logs": {"uploaded": report.uploaded, "pending": report.pending}},
     )
     complete = len(report.results) == 2 * report.heard and report.heard > 0

@@ -35,8 +35,10 @@ from blelock.errors import (
 )
 
 __all__ = [
+    "OFFLINE_HINT",
     "CloudClient",
     "RetryPolicy",
+    "cannot_serve",
     "json_body",
     "make_client",
     "map_http_errors",
@@ -71,6 +73,19 @@ def is_transient(exc: CloudError) -> bool:
     if isinstance(exc, CloudUnavailable | CloudTimeout | RateLimited):
         return True
     return isinstance(exc, CloudRejected) and ((exc.status or 0) >= 500 or exc.transient)
+
+
+def cannot_serve(exc: CloudError) -> bool:
+    """The cloud cannot give commands now, whatever was asked (unreachable, slow, rate
+    limited, a 5xx, garbage): a visit with a usable offline key should use it. A refusal about
+    the request itself (credentials, an unknown lock, a 4xx) is not: it would refuse again."""
+    return is_transient(exc)
+
+
+OFFLINE_HINT = (
+    "the cloud cannot give commands now; an unlock can use the offline key kept by the last "
+    "`blelock sync`: `blelock unlock MAC --offline`"
+)
 
 
 async def with_retries(

@@ -18,7 +18,7 @@ from blelock.store import open_store as _open_store
 from blelock.transport.scan import Found, find_lock
 from blelock.vendors.base import OperationRequest, VendorContext, VendorPlugin
 
-__all__ = ["Resolved", "context", "open_store", "resolve", "run_operation"]
+__all__ = ["Resolved", "context", "execute", "open_store", "resolve", "run_operation"]
 
 
 @contextlib.asynccontextmanager
@@ -146,8 +146,15 @@ async def run_operation(
         if store is None:
             store = await stack.enter_async_context(open_store(settings))
         ctx = context(plugin, settings, store, found=found or resolved.found, progress=progress)
-        with lock_context(resolved.lock_id, request.operation):
-            return await plugin.run(ctx, resolved.lock_id, request)
+        return await execute(ctx, resolved.lock_id, request)
+
+
+async def execute(ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
+    """Run a checked request: room for the records the visit can produce is made first, so a
+    lock is opened only when its records can be kept (refused before the lock is touched)."""
+    with lock_context(lock_id, request.operation):
+        await ctx.outbox.reserve(ctx.plugin.records_per_visit, lock_id=lock_id)
+        return await ctx.plugin.run(ctx, lock_id, request)
 
 
 def check_request(plugin: VendorPlugin, request: OperationRequest) -> OperationRequest:

@@ -9,14 +9,17 @@ Failures carry the error tree's fields: what happened, to which lock, at which s
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
 import inspect
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Annotated, Any, Literal, Union
 
 from fastapi import Body, FastAPI, Path, Request, Response, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, create_model
@@ -30,9 +33,11 @@ from blelock.errors import (
     LockRefused,
     OfflineKeyError,
     OutOfSlots,
+    StoreFull,
     UsageError,
 )
 from blelock.model import KeyHealth
+from blelock.service.logs import logger
 from blelock.service.runner import (
     Health,
     Job,
@@ -42,12 +47,17 @@ from blelock.service.runner import (
     ServiceStopping,
     VendorHealth,
 )
+from blelock.store.outbox import room_problem
 from blelock.vendors.base import OperationSpec, OptionSpec, OptionValue
 
 __all__ = ["OPEN_PATHS", "create_app"]
 
 OPEN_PATHS = frozenset({"/openapi.json"})
 BUSY_RETRY_AFTER_S = 5
+MAX_BODY_BYTES = 16 * 1024
+"""Every request body the API takes is a few hundred bytes of JSON."""
+REFUSAL_LOG_INTERVAL_S = 60.0
+"""At most one log line per this long about refused tokens (with how many were refused)."""
 """What a busy answer suggests: about one unlock's time."""
 
 _Scope = MutableMapping[str, Any]
@@ -220,6 +230,11 @@ class HealthView(BaseModel):
         "sends them again once the cause is fixed"
     )
     keys: KeyHealthView | None = Field(description="every vendor's keys, summed")
+    store_room: str | None = Field(
+        default=None,
+        description="why the store cannot take a visit's records now (the disk is full): "
+        "visits are refused until there is room; None when there is",
+    )
     jobs_running: int
     jobs_queued: int
     max_connections: int
@@ -303,10 +318,11 @@ def _vendor_view(vendor: VendorHealth) -> VendorHealthView:
     )
 
 
-def _health_view(health: Health) -> HealthView:
+def _health_view(health: Health, store_room: str | None = None) -> HealthView:
     keys = health.keys
     degraded = (
-        health.adapter_up is False
+        store_room is not None
+        or health.adapter_up is False
         or health.cloud_reachable is False
         or (keys is not None and (keys.error is not None or keys.expired > 0))
     )
@@ -327,6 +343,7 @@ def _health_view(health: Health) -> HealthView:
         outbox_depth=health.outbox_depth,
         set_aside=health.set_aside,
         keys=_key_view(keys),
+        store_room=store_room,
         jobs_running=health.jobs_running,
         jobs_queued=health.jobs_queued,
         max_connections=health.max_connections,
@@ -340,6 +357,7 @@ def status_of(error: BlelockError) -> int:
     """The HTTP status a failure is answered with (its body says more)."""
     table: list[tuple[type[BlelockError], int]] = [
         (UsageError, 422),
+        (StoreFull, 507),
         (LockBusy, 429),
         (OutOfSlots, 503),
         (ServiceStopping, 503),
@@ -356,6 +374,15 @@ def status_of(error: BlelockError) -> int:
     if isinstance(error, LinkError):
         return 502
     return 502 if error.lock_id is not None else 500
+
+
+def _plain_error(
+    status: int, kind: str, message: str, hint: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    view = ErrorView(kind=kind, message=message, lock_id=None, step=None, hint=hint)
+    return JSONResponse(
+        ErrorAnswer(error=view).model_dump(mode="json"), status_code=status, headers=headers
+    )
 
 
 def _error_response(error: BlelockError) -> JSONResponse:
@@ -402,28 +429,85 @@ def _digest(value: bytes) -> bytes:
 
 
 class BearerAuth:
-    """Pure ASGI: refuses every HTTP request but those to ``OPEN_PATHS`` without the token."""
+    """Pure ASGI: refuses every HTTP request but those to ``OPEN_PATHS`` without the token, and
+    every body larger than :data:`MAX_BODY_BYTES` (413) before it is read. Refusals are logged,
+    at most once per :data:`REFUSAL_LOG_INTERVAL_S`, without the token."""
 
     def __init__(self, app: _App, token: SecretStr) -> None:
         self._app = app
         self._expected = _digest(token.get_secret_value().encode())
+        self._refused = 0
+        self._logged_at: float | None = None
+
+    def _log_refusal(self, scope: _Scope) -> None:
+        self._refused += 1
+        now = time.monotonic()
+        if self._logged_at is not None and now - self._logged_at < REFUSAL_LOG_INTERVAL_S:
+            return
+        client = scope.get("client") or ("?", 0)
+        logger.warning(
+            "refused a request without the right bearer token",
+            extra={"client": str(client[0]), "path": str(scope["path"]), "refused": self._refused},
+        )
+        self._logged_at, self._refused = now, 0
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             given = b""
+            length = b""
             for name, value in scope["headers"]:
                 if name == b"authorization":
                     scheme, _, credentials = value.partition(b" ")
                     given = credentials.strip() if scheme.lower() == b"bearer" else b""
+                elif name == b"content-length":
+                    length = value
             if not (given and hmac.compare_digest(_digest(given), self._expected)):
-                refusal = JSONResponse(
-                    {"detail": "missing or wrong bearer token"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
+                self._log_refusal(scope)
+                refusal = _plain_error(
+                    401,
+                    "Unauthorized",
+                    "missing or wrong bearer token",
+                    "send Authorization: Bearer <serve_token from the service's config>",
+                    {"WWW-Authenticate": "Bearer"},
                 )
                 await refusal(scope, receive, send)
                 return
+            unbounded = not length.isdigit() or int(length) > MAX_BODY_BYTES
+            if unbounded and (length or _has_body(scope)):
+                await _too_large(scope, receive, send)
+                return
+            receive = _limited(receive)
         await self._app(scope, receive, send)
+
+
+def _has_body(scope: _Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+async def _too_large(scope: _Scope, receive: _Receive, send: _Send) -> None:
+    answer = _plain_error(
+        413,
+        "BodyTooLarge",
+        f"the request body is larger than {MAX_BODY_BYTES} bytes (or its length is not given)",
+        "send the small JSON body the API documents, with a Content-Length",
+    )
+    await answer(scope, receive, send)
+
+
+def _limited(receive: _Receive) -> _Receive:
+    """A body that turns out longer than its Content-Length promised is cut off."""
+    seen = 0
+
+    async def limited() -> MutableMapping[str, Any]:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > MAX_BODY_BYTES:
+                return {"type": "http.disconnect"}
+        return message
+
+    return limited
 
 
 # --- the app --------------------------------------------------------------------------------
@@ -449,8 +533,22 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
     async def _blelock_error(request: Request, exc: BlelockError) -> JSONResponse:
         return _error_response(exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # Name what is wrong, never echo the input back (it may be large, or a secret).
+        problems = [
+            f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', '')}"
+            for error in exc.errors()[:5]
+        ]
+        return _plain_error(
+            422,
+            "InvalidRequest",
+            "the request is not valid: " + "; ".join(problems),
+            "see /openapi.json for the fields each route takes",
+        )
+
     failure: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorAnswer} for status in (404, 409, 422, 429, 500, 502, 503, 504)
+        status: {"model": ErrorAnswer} for status in (404, 409, 422, 429, 500, 502, 503, 504, 507)
     }
 
     @app.get("/v1/locks", response_model=list[LockView], summary="locks heard nearby")
@@ -559,6 +657,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
 
     @app.get("/v1/health", response_model=HealthView, summary="adapter, cloud, outbox, keys")
     async def health() -> HealthView:
-        return _health_view(await runner.health())
+        store_room = await asyncio.to_thread(room_problem, runner.settings.store_dir)
+        return _health_view(await runner.health(), store_room)
 
     return app

@@ -214,6 +214,11 @@ class Runner:
                 f"there is no package {name!r} in the firmware folder",
                 hint="copy the package into serve_firmware_dir first",
             )
+        if not await asyncio.to_thread(_inside, folder, path):
+            raise UsageError(
+                f"package {name!r} points outside the firmware folder",
+                hint="copy the package itself into serve_firmware_dir (no links out of it)",
+            )
         return await asyncio.to_thread(read_package, path)
 
     def submit(
@@ -249,8 +254,7 @@ class Runner:
                 progress=job.progress,
             )
             try:
-                with lock_context(canonical, request.operation):
-                    visit = await plugin.run(ctx, canonical, request)
+                visit = await jobs.execute(ctx, canonical, request)
             except (CloudUnavailable, CloudTimeout):
                 self._statuses[plugin.name].cloud_seen(reachable=False)
                 raise
@@ -389,3 +393,8 @@ class Runner:
             peak_connections=self._queue.peak_connections,
             vendors=vendors,
         )
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    """``path`` resolves (symlinks followed) to a file inside ``folder``."""
+    return path.resolve(strict=True).is_relative_to(folder.resolve(strict=True))

@@ -19,18 +19,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
-from blelock.errors import StoreError
+from blelock.errors import StoreError, StoreFull
 from blelock.store.crypto import DATA_KEY_ENV, DATA_KEY_FILE, DataKey, fsync_directory, tighten
 
-__all__ = ["APPLICATION", "KEY_CHECK_AAD", "LATEST_VERSION", "MIGRATIONS", "Database"]
+__all__ = [
+    "APPLICATION",
+    "KEY_CHECK_AAD",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Database",
+    "disk_room",
+    "has_room_for_a_visit",
+]
 
 T = TypeVar("T")
 
@@ -184,6 +194,38 @@ class Database:
             raise RuntimeError("the store is closed")
         return await asyncio.wrap_future(self._executor.submit(self._transaction, fn, write))
 
+    async def ensure_room(self, nbytes: int) -> None:
+        """Raise :class:`StoreFull` unless ``nbytes`` more can be written to the store now.
+
+        Two limits are checked, in the writer thread: the pages SQLite may still add
+        (``max_page_count``, less the free pages it reuses first) and the filesystem's free
+        space, of which a commit needs about twice ``nbytes`` (the write-ahead log, then the
+        database file at the checkpoint) plus the shared-memory index. Called before a visit
+        touches a lock, with a bound on what the visit can produce: a lock opened must have
+        room for its records. (Another process writing meanwhile could still use the room up;
+        the bound leaves a wide margin for one visit's few rows.)"""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        await asyncio.wrap_future(self._executor.submit(self._ensure_room, nbytes))
+
+    def _ensure_room(self, nbytes: int) -> None:
+        try:
+            size, limit, count, free = (
+                int(self._conn.execute(f"PRAGMA {name}").fetchone()[0])
+                for name in ("page_size", "max_page_count", "page_count", "freelist_count")
+            )
+        except sqlite3.Error as exc:
+            raise _failed(self.path, exc) from exc
+        headroom = (limit - count + free) * size
+        if headroom < nbytes:
+            raise StoreFull(
+                f"the store {self.path} is at its size limit ({_size(headroom)} left, a visit "
+                f"needs {_size(nbytes)} for the lock's records); the lock was not touched"
+            )
+        problem = disk_room(self.path.parent, _disk_need(nbytes))
+        if problem is not None:
+            raise StoreFull(f"{problem}: a visit's records would not fit; the lock was not touched")
+
     async def unlock(
         self, key_dir: Path, environ: Mapping[str, str], *, create: bool = True
     ) -> DataKey:
@@ -240,12 +282,49 @@ class Database:
         return result
 
 
+_SHM_BYTES: Final = 64 * 1024
+"""The WAL's shared-memory index (32 KiB) and slack for a page or two."""
+
+
+def _disk_need(nbytes: int) -> int:
+    return 2 * nbytes + _SHM_BYTES
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1024:.0f} KiB" if nbytes < 1024 * 1024 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def disk_room(directory: Path, need: int) -> str | None:
+    """None when the filesystem holding ``directory`` has ``need`` bytes free for blelock (the
+    space left to unprivileged users), else a one-line sentence naming the disk. Blocking: call
+    it in a thread."""
+    try:
+        stat = os.statvfs(directory)
+    except OSError as exc:
+        return f"cannot tell the free space of the disk holding the store {directory}: {exc}"
+    free = stat.f_bavail * stat.f_frsize
+    if free >= need:
+        return None
+    return (
+        f"the disk holding the store {directory} is full ({_size(free)} free, {_size(need)} needed)"
+    )
+
+
+def has_room_for_a_visit(directory: Path, nbytes: int) -> str | None:
+    """What health reports: :func:`disk_room` for a visit of ``nbytes``."""
+    return disk_room(directory, _disk_need(nbytes))
+
+
 def _failed(path: Path, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_IOERR and (full := disk_room(path.parent, _SHM_BYTES)) is not None:
+        # SQLite reports a full disk as an I/O error when it cannot grow its index or log.
+        return StoreFull(f"{full}: {text}; the change was not saved")
     if "locked" in text or "busy" in text:
         hint = "another blelock process is using the store; try again when it is done"
     elif "full" in text:
-        hint = "free some disk space and try again"
+        return StoreFull(f"the store {path} failed: {text}; the change was not saved")
     else:
         hint = "check the disk and the file's permissions; run with --debug to see more"
     return StoreError(f"the store {path} failed: {text}; the change was not saved", hint=hint)
@@ -301,8 +380,9 @@ def _open_connection(
 
 
 def _prepare_file(path: Path) -> None:
-    """Create the directory (0700) and an empty file (0600) before SQLite touches them, so the
-    file is never readable by others, not even for a moment. An existing file is only read."""
+    """Create the directory (0700) and, when absent, the store itself: made whole in a private
+    temporary file (0600), fsync'd, then linked into place, so ``path`` never names a half-made
+    store. An existing file is only read: an empty one is refused, never initialised."""
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -310,20 +390,8 @@ def _prepare_file(path: Path) -> None:
             f"cannot create the store directory {path.parent}: {exc.strerror}",
             hint="check its permissions, or point --data-dir elsewhere",
         ) from None
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the store {path}: {exc.strerror}",
-            hint="check the directory's permissions, or point --data-dir elsewhere",
-        ) from None
-    else:
-        os.close(fd)
-        # The new name must survive a power cut like the data written under it will.
-        fsync_directory(path.parent)
-        return
+    if not os.path.lexists(path):
+        _create(path)
     if not path.is_file():
         raise _refuse(path, "is not a regular file")
     try:
@@ -334,9 +402,55 @@ def _prepare_file(path: Path) -> None:
             f"cannot read the store {path}: {exc.strerror}; nothing was changed",
             hint="check the file's owner and permissions",
         ) from None
-    # An empty file is what a crash right after our own create leaves; SQLite initialises it.
-    if header and header != _SQLITE_MAGIC:
+    if not header:
+        # blelock never leaves an empty store (it is made whole, then renamed into place):
+        # an empty file was truncated or made by someone else; its records may be elsewhere.
+        raise _refuse(path, "is empty (0 bytes), so it is not a whole blelock store")
+    if header != _SQLITE_MAGIC:
         raise _refuse(path, "is not an SQLite database (so not a blelock store)")
+
+
+def _create(path: Path) -> None:
+    """Make a new, fully migrated store at ``path`` atomically."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        conn = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            _migrate(conn)
+        finally:
+            conn.close()
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            # link, not rename: a store another process made meanwhile is never replaced.
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links
+            os.rename(temporary, path)
+        # The new name must survive a power cut like the data written under it will.
+        fsync_directory(path.parent)
+    except sqlite3.Error as exc:
+        raise _failed(path, exc) from exc
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFull(
+                f"the disk holding the store {path.parent} is full: cannot create the store"
+            ) from None
+        raise StoreError(
+            f"cannot create the store {path}: {exc.strerror}",
+            hint="check the directory's permissions, or point --data-dir elsewhere",
+        ) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary.with_name(temporary.name + "-journal"))
 
 
 def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
@@ -351,7 +465,8 @@ def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.Error as exc:
         raise _unreadable(path, exc) from exc
     if version == 0 and not tables:
-        return  # a new, empty database: ours to initialise
+        # A store is created whole (see _create): an SQLite file with nothing in it is not one.
+        raise _refuse(path, "is an empty SQLite database (a half-made store, not a blelock one)")
     if marker is None or marker[0] != APPLICATION:
         raise _refuse(path, "is an SQLite database of another application (no blelock marker)")
     if version > LATEST_VERSION:

@@ -31,12 +31,31 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+from blelock.errors import lock_context
 from blelock.model import LogRecord
-from blelock.store.db import Database
+from blelock.store.db import Database, has_room_for_a_visit
 
-__all__ = ["Batch", "FailedBatch", "Outbox"]
+__all__ = [
+    "RECORD_BYTES",
+    "VISIT_RECORDS",
+    "Batch",
+    "FailedBatch",
+    "Outbox",
+    "room_problem",
+]
 
+
+RECORD_BYTES = 2048
+"""A bound on what one kept record costs in the store: its row and its UNIQUE index entry both
+hold the payload (hex; a Keyless audit entry or CSR stays well under 1 KiB of it)."""
+VISIT_RECORDS = 64
+"""A bound on the records a command visit can produce (each answered packet brings at most
+one record, a command is a few packets, a visit at most two attempts): what the kiosk's health
+checks room for, and a vendor plugin's default ``records_per_visit``."""
+_TRANSACTION_BYTES = 64 * 1024
+"""Pages a commit touches besides the rows themselves: the other indexes, the cursors."""
 
 _COLUMNS = "lock_id, session, received_at, payload"
 
@@ -57,6 +76,16 @@ class FailedBatch:
     """Unix seconds."""
     failure: str
     """What the cloud said, as the error's one line."""
+
+
+def _visit_bytes(records: int) -> int:
+    return records * RECORD_BYTES + _TRANSACTION_BYTES
+
+
+def room_problem(directory: Path, records: int = VISIT_RECORDS) -> str | None:
+    """Why the store in ``directory`` could not take a visit's records now, or None (for
+    health; blocking, so call it in a thread)."""
+    return has_room_for_a_visit(directory, _visit_bytes(records))
 
 
 class Outbox:
@@ -92,6 +121,14 @@ class Outbox:
             )
 
         await self._db.run(insert)
+
+    async def reserve(self, records: int, *, lock_id: str | None = None) -> None:
+        """Refuse (:class:`~blelock.errors.StoreFull`, naming the disk) unless the store has
+        room for ``records`` more records now. A visit calls this before it touches the lock,
+        with the most records it can produce: a lock is opened only when its records can be
+        kept."""
+        with lock_context(lock_id, "make room for the lock's records"):
+            await self._db.ensure_room(_visit_bytes(records))
 
     async def cursor(self, lock_id: str, log: str) -> int:
         """The last sequence number collected from ``lock_id``'s ``log``; 0 before any."""

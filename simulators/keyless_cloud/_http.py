@@ -197,6 +197,13 @@ class EntriesBody(_Body):
 
 class CsrBody(_Body):
     csr: str
+    endorsement: str = ""
+    """The lock's current key's signature over the CSR (checked; empty is refused)."""
+
+
+class TimeStatementBody(_Body):
+    nonce: str
+    """Base64 of the nonce the lock just issued."""
 
 
 def _parse(schema: type[_SchemaT], raw: Any) -> _SchemaT:

@@ -71,6 +71,7 @@ from simulators.keyless_cloud.mobile import (
     mobile_operating_keys,
     mobile_revocations,
     mobile_system_log,
+    mobile_time_statement,
 )
 from simulators.keyless_cloud.state import (
     MEDIA_TYPE,
@@ -141,6 +142,9 @@ _ROUTES: Final[dict[str, dict[str, tuple[str, Handler]]]] = {
     "/mobile/locking-device/{locking_device_id}/system-log": {"POST": (MOBILE, mobile_system_log)},
     "/mobile/locking-device/{locking_device_id}/csr": {"POST": (MOBILE, mobile_csr)},
     "/mobile/locking-device/{locking_device_id}/certificate": {"GET": (MOBILE, mobile_certificate)},
+    "/mobile/locking-device/{locking_device_id}/time-statement": {
+        "POST": (MOBILE, mobile_time_statement)
+    },
 }
 
 

@@ -351,11 +351,15 @@ class KeylessPlatformState:
     sent_sms: list[SentSms] = field(default_factory=list)
     submissions: list[Submission] = field(default_factory=list)
     """Every log entry submitted by an operating device, duplicates included."""
+    audit_gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    """Per lock: the runs of audit sequence numbers missing below the highest one held (a
+    DROPPED entry from the lock explains some; the rest is a lock or companion losing data)."""
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     """Requests per route name (``"GET /locking-device"``...), faulted ones included."""
     faulted: collections.Counter[str] = field(default_factory=collections.Counter)
     _seq: int = 0
     _certificate_serial: int = 1
+    _published_revocations: frozenset[str] = frozenset()
 
     @classmethod
     def create(
@@ -447,13 +451,20 @@ class KeylessPlatformState:
         fresh = {key_id: until for key_id, until in key_ids if key_id not in self.revoked_keys}
         if fresh:
             self.revoked_keys.update(fresh)
-            self.revocation_version += 1
+            self.revocation_list()  # a new version now
 
     def revocation_list(self) -> kp.RevocationList:
-        """The current list: revoked keys that have not expired anyway."""
+        """The current list: revoked keys until their not_after + the lock's clock tolerance +
+        the maximum drift a lock's clock may have (a slow lock still judges by its own clock).
+        Whenever the content changes, pruning included, the version goes up: one version is
+        one list."""
         now = self.now()
-        alive = frozenset(key for key, until in self.revoked_keys.items() if until > now)
-        return kp.RevocationList(self.revocation_version, alive)
+        margin = dt.timedelta(seconds=kp.LIMITS.clock_tolerance_s + kp.LIMITS.max_clock_drift_s)
+        alive = {key: until for key, until in self.revoked_keys.items() if until + margin > now}
+        if frozenset(alive) != self._published_revocations:
+            self._published_revocations = frozenset(alive)
+            self.revocation_version += 1
+        return kp.RevocationList(self.revocation_version, frozenset(alive), alive)
 
     # -- introspection
 

@@ -95,7 +95,9 @@ def test_an_open_request_opens_and_answers_signed_with_a_new_nonce() -> None:
     assert (lock.opens, lock.state, lock.audit_log[-1].key_id) == (1, "unlocked", grant.key_id)
     again = exchange(lock, request)  # the nonce was used once
     assert isinstance(again, kl.Result) and again.code is kl.ResultCode.STALE_NONCE
-    assert lock.opens == 1 and [e.sequence for e in lock.audit_log] == [1, 2]
+    # The replay is refused before any proof held: counted, not logged (issue 19).
+    assert lock.opens == 1 and [e.sequence for e in lock.audit_log] == [1]
+    assert lock.unlogged_refusals == 1
     lock.on_disconnect()
     assert lock.state == "locked"
 

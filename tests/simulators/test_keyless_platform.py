@@ -730,7 +730,8 @@ async def test_re_keying_pending_gives_an_alternative_key_then_completes(
 ) -> None:
     user, lock = await platform.user(), platform.claimed_lock()
     device, token = await platform.device(user)
-    csr = {"csr": b64(kp.make_csr(NEW_LOCK_KEY, lock))}
+    csr_der = kp.make_csr(NEW_LOCK_KEY, lock)
+    csr = {"csr": b64(csr_der), "endorsement": b64(kp.endorse_csr(LOCK_KEY, lock, csr_der))}
     path = f"/mobile/locking-device/{lock}"
     assert_problem(
         await platform.client.post(f"{path}/csr", json=csr, headers=mobile(token)),
@@ -768,13 +769,15 @@ async def test_re_keying_pending_gives_an_alternative_key_then_completes(
     assert primary.lock_key_id == kp.key_id_of(NEW_LOCK_KEY.public_key())
     assert alternative.lock_key_id == kp.key_id_of(LOCK_KEY.public_key())
 
-    # The lock installed the certificate: its next entry is signed with the new key.
-    entry = kp.AuditEntry(1, T0, kp.Command.OPEN, device, platform.state.new_id(), kp.ResultCode.OK)
+    # The lock installed the certificate: its install-OK entry is signed with the new key.
+    entry = kp.AuditEntry(
+        1, T0, kp.Command.INSTALL_CERTIFICATE, device, platform.state.new_id(), kp.ResultCode.OK
+    )
     blob = kp.sign_audit_entry(entry, NEW_LOCK_KEY)
     uploaded = await platform.client.post(
         f"{path}/audit-log", json={"entries": [b64(blob)]}, headers=mobile(token)
     )
-    assert uploaded.json() == {"accepted": 1, "duplicates": 0}
+    assert uploaded.json() == {"accepted": 1, "duplicates": 0, "gaps": []}
     [key] = (await platform.client.get("/mobile/operating-keys", headers=mobile(token))).json()[
         "items"
     ]
@@ -805,13 +808,14 @@ def audit_blob(
 async def test_log_submission_is_idempotent_by_lock_and_sequence(platform: Platform) -> None:
     user, lock = await platform.user(), platform.claimed_lock()
     device, token = await platform.device(user)
+    await platform.permission(user, lock)  # logs come only from holders of one
     path = f"/mobile/locking-device/{lock}/audit-log"
     first = [audit_blob(n, device, T0 + dt.timedelta(minutes=n)) for n in range(3)]
     answer = await platform.client.post(path, json={"entries": first}, headers=mobile(token))
-    assert answer.json() == {"accepted": 3, "duplicates": 0}
+    assert answer.json() == {"accepted": 3, "duplicates": 0, "gaps": []}
     again = [*first, audit_blob(3, device, T0 + dt.timedelta(minutes=3))]
     answer = await platform.client.post(path, json={"entries": again}, headers=mobile(token))
-    assert answer.json() == {"accepted": 1, "duplicates": 3}
+    assert answer.json() == {"accepted": 1, "duplicates": 3, "gaps": []}
     assert [e.sequence_number for e in platform.state.audit_entries(lock)] == [0, 1, 2, 3]
     assert platform.state.duplicate_submissions == 3
     system = await platform.client.post(
@@ -819,13 +823,14 @@ async def test_log_submission_is_idempotent_by_lock_and_sequence(platform: Platf
         json={"entries": first[:1]},
         headers=mobile(token),
     )
-    assert system.json() == {"accepted": 1, "duplicates": 0}
+    assert system.json() == {"accepted": 1, "duplicates": 0, "gaps": []}
     assert len(platform.state.system_entries(lock)) == 1
 
 
 async def test_log_submission_refuses_entries_the_lock_did_not_sign(platform: Platform) -> None:
     user, lock = await platform.user(), platform.claimed_lock()
     device, token = await platform.device(user)
+    await platform.permission(user, lock)  # logs come only from holders of one
     path = f"/mobile/locking-device/{lock}/audit-log"
     stranger = audit_blob(0, device, T0, key=NEW_LOCK_KEY)
     answer = await platform.client.post(path, json={"entries": [stranger]}, headers=mobile(token))
@@ -844,6 +849,7 @@ async def test_log_submission_refuses_entries_the_lock_did_not_sign(platform: Pl
 async def test_audit_log_filters_and_sort_direction(platform: Platform) -> None:
     user, lock = await platform.user(), platform.claimed_lock()
     device, token = await platform.device(user)
+    await platform.permission(user, lock)  # logs come only from holders of one
     entries = [audit_blob(n, device, T0 + dt.timedelta(minutes=n)) for n in range(6)]
     await platform.client.post(
         f"/mobile/locking-device/{lock}/audit-log", json={"entries": entries}, headers=mobile(token)

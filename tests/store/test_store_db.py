@@ -71,16 +71,6 @@ async def test_reopening_keeps_data_and_migrates_nothing_again(store_dir: Path) 
             await db.close()
 
 
-async def test_an_empty_file_is_a_new_store(store_dir: Path) -> None:
-    """What a crash between our create and SQLite's first write leaves behind."""
-    path = store_dir / "blelock.db"
-    await asyncio.to_thread(store_dir.mkdir)
-    await asyncio.to_thread(path.touch, 0o600)
-    async with await Database.open(path) as db:
-        await Outbox(db, "noke").append([RECORD])
-        assert await Outbox(db, "noke").pending_count() == 1
-
-
 async def test_run_commits_on_return_and_rolls_back_on_error(db: Database) -> None:
     outbox = Outbox(db, "noke")
 
@@ -110,6 +100,17 @@ async def test_closed_store_refuses_work(db: Database) -> None:
 
 
 # --- refusals: the file is left exactly as it was ---------------------------------------------
+
+
+def _empty(path: Path) -> None:
+    path.touch()
+
+
+def _empty_sqlite(path: Path) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 0")
+        conn.execute("VACUUM")  # writes the header: an SQLite file with nothing in it
+    conn.close()
 
 
 def _not_sqlite(path: Path) -> None:
@@ -162,6 +163,8 @@ def _corrupt_blelock(path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "what"),
     [
+        (_empty, "is empty (0 bytes)"),
+        (_empty_sqlite, "half-made"),
         (_not_sqlite, "is not an SQLite database"),
         (_magic_then_garbage, "is not a readable SQLite database"),
         (_foreign_sqlite, "of another application"),

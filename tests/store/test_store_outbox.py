@@ -11,7 +11,7 @@ from blelock.errors import AuthFailed, CloudRejected, RateLimited, UnknownLock
 from blelock.model import LogRecord, MacAddress
 from blelock.store.db import Database
 from blelock.store.outbox import Batch, Outbox
-from blelock.sync import drain_outbox
+from blelock.vendors.outbox import drain_outbox
 
 A = MacAddress("C7:E6:B0:C6:75:38")
 

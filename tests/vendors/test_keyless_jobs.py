@@ -14,6 +14,7 @@ from blelock.errors import (
 )
 from blelock.jobs import open_store
 from blelock.model import LogRecord
+from blelock.vendors.keyless import protocol as keyless
 from blelock.vendors.keyless.jobs import (
     CSR_LOG,
     KeylessUploader,
@@ -139,13 +140,16 @@ async def test_set_time_corrects_a_drifted_lock(running_world: RunningWorld) -> 
 
 
 class RefusingMobile:
-    async def submit_csr(self, locking_device_id: str, csr_der: bytes) -> None:
+    async def submit_csr(
+        self, locking_device_id: str, csr_der: bytes, endorsement: bytes = b""
+    ) -> None:
         raise AuthFailed("no permission on this locking device", status=403)
 
 
 async def test_a_certificate_request_refused_for_the_lock_is_set_aside_not_fatal() -> None:
     uploader = KeylessUploader(RefusingMobile())  # type: ignore[arg-type]
-    record = LogRecord("6f1c2a3e-8b7d-4c5e-9f00-112233445566", CSR_LOG, 1, "3082")
+    request = keyless.encode_rekey_payload(b"\x30\x82", bytes(70))
+    record = LogRecord("6f1c2a3e-8b7d-4c5e-9f00-112233445566", CSR_LOG, 1, request.hex())
     with pytest.raises(UnknownLock) as caught:
         await uploader.upload([record])
     assert refuses_the_batch(caught.value)  # the drain sets it aside and goes on

@@ -63,14 +63,17 @@ class Bench:
         key_id: str | None = None,
     ) -> kl.Credential:
         holder = kl.generate_key()
+        start, end = self.clock.now - HOUR, not_after or self.clock.now + HOUR
+        if kl.Operation.UPDATE_TIME in operations:  # time keys: from their issue, for minutes
+            start, end = self.clock.now, self.clock.now + timedelta(minutes=5)
         grant = kl.Grant(
             key_id=key_id or str(uuid.uuid4()),
             kind=kind,
             operating_device_id=DEVICE_ID if kind is kl.GrantKind.OPERATING else None,
             locking_device_id=LOCK_ID,
             operations=operations,
-            not_before=self.clock.now - HOUR,
-            not_after=not_after or self.clock.now + HOUR,
+            not_before=start,
+            not_after=end,
             lock_key_id=lock_key_id or self.lock.lock_key_id,
             holder_public_key=kl.public_key_bytes(holder.public_key()),
         )

@@ -166,7 +166,7 @@ async def test_cloud_down_without_an_offline_key_says_both(running_world: Runnin
     with pytest.raises(OfflineKeyMissing) as caught:
         await visit(mac_of(running_world, 0), Action.UNLOCK, settings)
     assert caught.value.lock_id == running_world.world.locks[0].mac
-    assert caught.value.message.startswith("the cloud is unreachable and")
+    assert caught.value.message.startswith("the cloud could not give commands (cannot reach")
     assert isinstance(caught.value.__cause__, CloudUnavailable)
     assert "blelock sync" in (caught.value.hint or "")
 
@@ -180,8 +180,9 @@ async def test_cloud_down_online_only_is_unavailable(running_world: RunningWorld
 @pytest.mark.parametrize("fault", ["fail_with_500", "garbage_json"])
 async def test_cloud_answering_garbage_is_rejected(running_world: RunningWorld, fault: str) -> None:
     setattr(running_world.world.cloud.faults, fault, 1)
+    settings = settings_for(running_world)
     with pytest.raises(CloudRejected):
-        await visit(mac_of(running_world, 0), Action.UNLOCK, settings_for(running_world))
+        await visit(mac_of(running_world, 0), Action.UNLOCK, settings, mode="online")
     assert running_world.world.locks[0].unlocks == 0
 
 

@@ -1175,8 +1175,11 @@ class KeylessMobile(_KeylessClient):
         retried upload is safe."""
         return await self._upload(locking_device_id, "audit-log", entries)
 
-    async def submit_csr(self, locking_device_id: str, csr_der: bytes) -> None:
-        """The lock's certificate signing request from a re-keying visit (DER PKCS#10)."""
+    async def submit_csr(
+        self, locking_device_id: str, csr_der: bytes, endorsement: bytes = b""
+    ) -> None:
+        """The lock's certificate signing request from a re-keying visit (DER PKCS#10) and the
+        lock's current key's endorsement of it (the platform refuses a CSR without one)."""
         lock = check_id(locking_device_id, "csr: locking device")
         if not csr_der:
             raise UsageError("csr: the certificate signing request is empty")
@@ -1184,7 +1187,7 @@ class KeylessMobile(_KeylessClient):
             "POST",
             f"{PATHS['mobile-locking-device']}/{lock}/csr",
             what=f"the certificate signing request of locking device {lock}",
-            body={"csr": _b64(csr_der)},
+            body={"csr": _b64(csr_der), "endorsement": _b64(endorsement)},
             lock_id=lock,
             idempotent=True,
         )

@@ -28,6 +28,7 @@ from blelock.errors import (
     CloudError,
     CloudTimeout,
     ConfigError,
+    ProtocolError,
     RemoteProtocolError,
     StoreError,
     UnknownLock,
@@ -372,7 +373,14 @@ class KeylessUploader:
                 ) from None
             if record.context == CSR_LOG:
                 try:
-                    await self._mobile.submit_csr(record.lock_id, payload)
+                    csr, endorsement = keyless.decode_rekey_payload(payload)
+                except ProtocolError:
+                    raise UnsendableRecord(
+                        f"a re-keying request of lock {record.lock_id} in the outbox is not a "
+                        "CSR with its endorsement; it was not sent"
+                    ) from None
+                try:
+                    await self._mobile.submit_csr(record.lock_id, csr, endorsement)
                 except AuthFailed as exc:
                     # A 403 here is about this lock (no permission on it any more), not about
                     # our credentials: the request is set aside rather than stop every upload.

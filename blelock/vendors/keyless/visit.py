@@ -39,7 +39,9 @@ AUDIT_LOG = "audit"
 """The outbox session name, and the cursor's log name, of audit entries."""
 CSR_LOG = "csr"
 """The outbox session of a certificate signing request from a re-keying: it goes to the
-platform with the next upload, and must survive whatever happens after the lock made it."""
+platform with the next upload, and must survive whatever happens after the lock made it. The
+payload is ``keyless.encode_rekey_payload(csr, endorsement)``: the platform certifies only a CSR
+the lock's current key endorsed."""
 
 REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
     keyless.ResultCode.EXPIRED: "run `blelock sync` while online for a fresh key; if the lock's "
@@ -50,6 +52,10 @@ REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
     "the administrator",
     keyless.ResultCode.REVOKED: "the key was revoked; ask the administrator for access",
     keyless.ResultCode.WRONG_LOCK_KEY: "the lock was re-keyed; run `blelock sync` while online",
+    keyless.ResultCode.AUDIT_FULL: "the lock's audit log is full of entries nobody collected; "
+    "this visit collected them, so try again (and run `blelock upload` while online)",
+    keyless.ResultCode.TIME_REFUSED: "the lock will not go back in time more than the clock "
+    "tolerance without the platform's signed time; run the time update while online",
 }
 _DEFAULT_HINT = "run `blelock sync` while online and try again; if it persists, report it"
 
@@ -89,6 +95,9 @@ class KeylessOutcome:
     """The lock's certificate signing request, when this visit started a re-keying."""
     time_set: tuple[datetime, datetime] | None = None
     """(the lock's clock before, after) when this visit set it."""
+    audit_gaps: tuple[tuple[int, int], ...] = ()
+    """Runs of audit sequence numbers (first, last) the lock did not give: reported, never
+    passed over (a DROPPED entry among those collected says the lock made room)."""
 
 
 class KeylessVisit:
@@ -150,18 +159,32 @@ class KeylessVisit:
             await self._drive(link, conversation)
 
     async def _drive(self, link: LockLink, conversation: keyless.KeylessConversation) -> None:
+        refused: list[keyless.Refused] = []
+
+        def keep_first_refusal(event: keyless.Event) -> None:
+            # Raised once the conversation ends: a refused visit may still collect the log.
+            if isinstance(event, keyless.Refused) and not refused:
+                refused.append(event)
+
         await drive(
             link,
             conversation,
             write_timeout=self._timeouts.command,
             answer_timeout=min(self._timeouts.command, keyless.LIMITS.answer_timeout_s),
-            handle=_check,
+            handle=keep_first_refusal,
         )
+        if refused:
+            reason = refused[0].reason
+            raise LockRefused(
+                f"the lock refused {refused[0].command.name}: {reason.name}",
+                reason=reason,
+                hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
+            )
 
     async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
         received = int(self._clock.now_utc().timestamp())
         csrs = [
-            LogRecord(self.lock_id, CSR_LOG, received, event.csr.hex())
+            LogRecord(self.lock_id, CSR_LOG, received, event.request.hex())
             for event in events
             if isinstance(event, keyless.CsrReady)
         ]
@@ -186,6 +209,7 @@ class KeylessVisit:
         csr: bytes | None = None
         time_set: tuple[datetime, datetime] | None = None
         collected = 0
+        gaps: list[tuple[int, int]] = []
         for event in events:
             if isinstance(event, keyless.Opened | keyless.FirmwareUpdateAccepted):
                 key_id = event.key_id
@@ -197,14 +221,7 @@ class KeylessVisit:
                 time_set = (event.previous, event.now)
             elif isinstance(event, keyless.AuditEntries):
                 collected += sum(entry.sequence > self._after for entry in event.entries)
-        return KeylessOutcome(self.lock_id, operation, key_id, collected, installed, csr, time_set)
-
-
-def _check(event: keyless.Event) -> None:
-    if isinstance(event, keyless.Refused):
-        reason = event.reason
-        raise LockRefused(
-            f"the lock refused {event.command.name}: {reason.name}",
-            reason=reason,
-            hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
+                gaps.extend((gap.first, gap.last) for gap in event.gaps)
+        return KeylessOutcome(
+            self.lock_id, operation, key_id, collected, installed, csr, time_set, tuple(gaps)
         )

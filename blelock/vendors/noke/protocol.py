@@ -156,7 +156,11 @@ OFFLINE_CLOCK_WINDOW_S = 300
 drift, and a technician's phone may be minutes off)."""
 
 REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
-    ("not 20 bytes, or its countdown breaks the batch order", ResultCode.INVALID_DATA),
+    (
+        "not 20 bytes, or its sealed position/total breaks the batch order (a batch starts only"
+        " at position 0)",
+        ResultCode.INVALID_DATA,
+    ),
     ("tag mismatch: another lock's key, a stale session, tampering", ResultCode.INVALID_KEY),
     ("the exact packet was already executed this session (replay)", ResultCode.INVALID_PERMISSION),
     ("command type unknown, or not supported by this hardware", ResultCode.INVALID_COMMAND),
@@ -374,10 +378,17 @@ def encode_command(
     unix_time: int,
     batch_id: int,
     remaining: int,
+    position: int = 0,
+    total: int | None = None,
 ) -> bytes:
+    """One sealed command packet; ``position`` (from 0) and ``total`` of its batch are sealed
+    in the body, so no packet can be taken out of its batch unnoticed."""
+    total = position + remaining + 1 if total is None else total
+    if not 0 <= position < total <= 0xFF or remaining != total - 1 - position:
+        raise LocalProtocolError("a packet's position, total and countdown disagree")
     header = bytes([0x00, 0x00, batch_id & 0xFF, remaining])
     body12 = bytes([command, argument]) + (unix_time & 0xFFFFFFFF).to_bytes(4, "little")
-    body12 += bytes(6)
+    body12 += bytes([position, total]) + bytes(4)
     return header + seal_block(combined, _tagged(header, body12))
 
 
@@ -410,6 +421,8 @@ def cloud_command_string(
             unix_time=unix_time,
             batch_id=batch_id,
             remaining=len(plan) - 1 - position,
+            position=position,
+            total=len(plan),
         )
         for position, (command, argument) in enumerate(plan)
     ]
@@ -529,7 +542,7 @@ class LockSession:
         self._can_unshackle = can_unshackle
         self._revoked = revoked_slots
         self._executed: set[bytes] = set()
-        self._batch: tuple[int, int] | None = None  # (batch id, packets still expected)
+        self._batch: tuple[int, int, int] | None = None  # (batch id, next position, total)
 
     def accept(self, packet: bytes, *, now: int) -> Command | ResultCode:
         """``now`` is the lock's own clock (Unix seconds)."""
@@ -543,7 +556,14 @@ class LockSession:
         if packet in self._executed:
             return ResultCode.INVALID_PERMISSION
         batch_id, remaining = header[2], header[3]
-        if self._batch is not None and self._batch[0] == batch_id and remaining != self._batch[1]:
+        position, total = body[6], body[7]
+        if remaining != total - 1 - position or body[8:12] != bytes(4):
+            return ResultCode.INVALID_DATA
+        # A batch starts only at position 0 and runs in order to its sealed total: a companion
+        # cannot send the UNLOCK without the REMOVE_OFFLINE_KEY packets before it.
+        if position == 0 and (self._batch is None or self._batch[0] != batch_id):
+            self._batch = (batch_id, 0, total)
+        elif self._batch != (batch_id, position, total):
             return ResultCode.INVALID_DATA
         if body[0] not in CommandType._value2member_map_ or (
             body[0] == CommandType.UNLOCK
@@ -552,7 +572,7 @@ class LockSession:
         ):
             return ResultCode.INVALID_COMMAND
         self._executed.add(bytes(packet))
-        self._batch = (batch_id, remaining - 1) if remaining else None
+        self._batch = (batch_id, position + 1, total) if remaining else None
         return Command(
             command=CommandType(body[0]),
             argument=body[1],

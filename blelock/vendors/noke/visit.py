@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from blelock.clock import Clock, SystemClock
+from blelock.cloud._http import OFFLINE_HINT, cannot_serve
 from blelock.config import Timeouts
 from blelock.errors import (
-    CloudTimeout,
-    CloudUnavailable,
+    CloudError,
     LinkLost,
     LockRefused,
     OfflineKeyError,
@@ -176,13 +176,20 @@ class NokeVisit:
             try:
                 with lock_context(self.lock_id, "get commands from the cloud"):
                     return await fetch(self.lock_id, session.hex, tracking_key), False
-            except (CloudUnavailable, CloudTimeout) as unreachable:
+            except CloudError as unreachable:
+                if not cannot_serve(unreachable):
+                    raise
                 if mode == "online" or self._offline_keys is None or action is not Action.UNLOCK:
+                    if action is Action.UNLOCK:
+                        unreachable.hint = "; ".join(filter(None, (unreachable.hint, OFFLINE_HINT)))
                     raise
                 try:
                     return await self._offline_packet(session, tracking_key), True
                 except OfflineKeyError as missing:
-                    missing.message = f"the cloud is unreachable and {missing.message}"
+                    missing.message = (
+                        f"the cloud could not give commands ({unreachable.message}) and "
+                        f"{missing.message}"
+                    )
                     missing.args = (missing.message,)
                     raise missing from unreachable
         return await self._offline_packet(session, tracking_key), True

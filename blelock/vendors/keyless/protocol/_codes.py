@@ -28,6 +28,35 @@ class ResultCode(OpenByteEnum):
     NO_PENDING_KEY = 0x0C
     CERTIFICATE_MISMATCH = 0x0D
     TIME_REFUSED = 0x0E
+    AUDIT_FULL = 0x0F
+    """Every entry the lock keeps is authenticated and not yet collected: it refuses to act
+    rather than forget one (a READ_AUDIT still works)."""
+
+
+UNAUTHENTICATED_REFUSALS = frozenset(
+    {
+        ResultCode.MALFORMED,
+        ResultCode.BAD_REVOCATION_LIST,
+        ResultCode.STALE_NONCE,
+        ResultCode.BAD_SIGNATURE,
+        ResultCode.WRONG_LOCK,
+        ResultCode.WRONG_LOCK_KEY,
+        ResultCode.BAD_PROOF,
+    }
+)
+"""Refusals decided before the requester's proof held: anyone with a radio can cause them, so
+they never cost a signed audit entry each, and never name a device (they are counted in one
+UNAUTHENTICATED summary entry)."""
+
+
+class AuditKind(enum.IntEnum):
+    REQUEST = 1
+    """One authenticated request (the proof held), its command and result."""
+    UNAUTHENTICATED = 2
+    """``count`` requests refused before any proof held, since the previous entry."""
+    DROPPED = 3
+    """``count`` sequence numbers the lock had to drop to make room (never an uncollected
+    REQUEST entry): the collector sees a gap of exactly that many, explained."""
 
 
 class Command(enum.IntEnum):

@@ -7,7 +7,7 @@ async driver runs it over a link).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import ClassVar
 
@@ -24,6 +24,7 @@ from blelock.vendors.keyless.protocol._credentials import (
     certificate_lock_id,
     key_id_of,
     verify_audit_entry,
+    verify_csr_endorsement,
     verify_grant,
     verify_lock_certificate,
 )
@@ -36,7 +37,9 @@ from blelock.vendors.keyless.protocol._wire import (
     Result,
     decode_audit_page,
     decode_lock_message,
+    decode_rekey_payload,
     encode_hello,
+    encode_rekey_payload,
     encode_request,
     fragment,
     parse_time_argument,
@@ -59,6 +62,9 @@ class UpdateFirmware:
 @dataclass(frozen=True, slots=True)
 class SetTime:
     new_time: datetime
+    statement: bytes = b""
+    """A platform time statement for the nonce of this request (needed only to go back more
+    than the tolerance; see ``sign_time_statement``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +138,33 @@ class TimeSet:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditGap:
+    """Sequence numbers ``first``..``last`` the lock did not give: reported, never silent (a
+    DROPPED entry of the lock explains a gap it made; anything else is for the platform to
+    judge)."""
+
+    first: int
+    last: int
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntries:
     entries: tuple[AuditEntry, ...]
     more: bool
+    gaps: tuple[AuditGap, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CsrReady:
     csr: bytes
+    endorsement: bytes = field(default=b"", repr=False)
+    """The lock's current key's signature over (lock id, SHA-256 of the CSR): the platform
+    certifies only an endorsed CSR (see ``verify_csr_endorsement``)."""
+
+    @property
+    def request(self) -> bytes:
+        """CSR and endorsement as one blob (what the companion keeps and uploads)."""
+        return encode_rekey_payload(self.csr, self.endorsement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +194,7 @@ Event = (
 def _issued_at(cert_der: bytes) -> datetime:
     try:
         return x509.load_der_x509_certificate(bytes(cert_der)).not_valid_before_utc
-    except ValueError:
+    except (ValueError, TypeError, x509.InvalidVersion):
         raise LocalProtocolError("an earlier certificate is not DER X.509") from None
 
 
@@ -314,7 +339,7 @@ class KeylessConversation:
         command = _step_command(step)
         argument = b""
         if isinstance(step, SetTime):
-            argument = time_argument(step.new_time)
+            argument = time_argument(step.new_time, step.statement)
         elif isinstance(step, CollectAudit):
             self._audit_after = max(self._audit_after, step.after_sequence)
             argument = self._audit_after.to_bytes(4, "big")
@@ -351,8 +376,16 @@ class KeylessConversation:
         self._pending = None
         self._nonce = result.next_nonce
         if result.code is not ResultCode.OK:
+            refused: list[Event] = [Refused(command, result.code)]
+            collect: list[Step] = [s for s in self._steps if isinstance(s, CollectAudit)]
+            full = result.code is ResultCode.AUDIT_FULL and command is not Command.READ_AUDIT
+            if full and collect:
+                # The lock acts again once its log is collected: collect it now.
+                self._steps = collect[:1]
+                self._send_next_step()
+                return refused
             self._done = True
-            return [Refused(command, result.code)]
+            return refused
         key_id = self._chosen[1].key_id
         events: list[Event]
         finished_step = True
@@ -366,17 +399,25 @@ class KeylessConversation:
         elif command is Command.READ_AUDIT:
             blobs, more = decode_audit_page(result.payload)
             entries = tuple(verify_audit_entry(blob, self._certs) for blob in blobs)
+            gaps: list[AuditGap] = []
             for entry in entries:
-                # Gaps are legitimate only past the lock's capacity; duplicates never are.
+                # Duplicates never are legitimate; every gap is reported.
                 if entry.sequence <= self._audit_after:
                     raise RemoteProtocolError("the lock repeated or reordered audit entries")
+                if entry.sequence > self._audit_after + 1:
+                    gaps.append(AuditGap(self._audit_after + 1, entry.sequence - 1))
                 self._audit_after = entry.sequence
             if more and not entries:
                 raise RemoteProtocolError("the lock said 'more' with an empty audit page")
-            events = [AuditEntries(entries, more)]
+            events = [AuditEntries(entries, more, tuple(gaps))]
             finished_step = not more
         elif command is Command.START_REKEY:
-            events = [CsrReady(result.payload)]
+            csr, endorsement = decode_rekey_payload(result.payload)
+            # Checked here too: an impostor's CSR must not even reach the outbox.
+            verify_csr_endorsement(
+                csr, endorsement, locking_device_id=self._lock_id, current=self._cert
+            )
+            events = [CsrReady(csr, endorsement)]
         else:
             events = [CertificateInstalled(signer, key_id_of(_cert_key(signer)))]
             self._cert = signer

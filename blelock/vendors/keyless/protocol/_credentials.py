@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
-from blelock.vendors.keyless.protocol._codes import Command, ResultCode, _command
+from blelock.vendors.keyless.protocol._codes import AuditKind, Command, ResultCode, _command
 from blelock.vendors.keyless.protocol._fields import (
     _moment,
     _Reader,
@@ -123,6 +123,19 @@ def make_platform_ca(
     )
 
 
+_LEAF_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
 def make_csr(lock_key: ec.EllipticCurvePrivateKey, locking_device_id: str) -> bytes:
     """DER PKCS#10 with CN = the lockingDeviceId."""
     csr = (
@@ -145,11 +158,12 @@ def issue_certificate(
     """The platform signs a lock's CSR (after checking the CSR's own signature)."""
     try:
         csr = x509.load_der_x509_csr(bytes(csr_der))
-    except ValueError:
+        signed = csr.is_signature_valid
+        public_key = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion):
         raise RemoteProtocolError("the CSR is not DER PKCS#10") from None
-    if not csr.is_signature_valid:
+    if not signed:
         raise RemoteProtocolError("the CSR's signature does not hold")
-    public_key = csr.public_key()
     if (
         not isinstance(public_key, ec.EllipticCurvePublicKey)
         or public_key.curve.name != "secp256r1"
@@ -164,29 +178,64 @@ def issue_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_LEAF_KEY_USAGE, critical=True)
         .sign(ca_key, _SIGNATURE_HASH)
     )
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _check_ca(ca_cert: x509.Certificate, at: datetime) -> None:
+    """The pinned CA itself: a CA (basicConstraints ca=True, keyCertSign) valid ``at``."""
+    if not ca_cert.not_valid_before_utc <= at <= ca_cert.not_valid_after_utc:
+        raise RemoteProtocolError("the platform CA certificate is outside its validity period")
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = ca_cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise RemoteProtocolError("the platform CA lacks basicConstraints or keyUsage") from None
+    if not constraints.ca or not usage.key_cert_sign:
+        raise RemoteProtocolError("the platform CA certificate is not a CA")
+
+
+def _check_leaf(cert: x509.Certificate) -> None:
+    """A lock's operational certificate: ca=False and keyUsage digitalSignature only, so a lock
+    certificate can never sign certificates and no CA certificate can pass as a lock's."""
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        raise RemoteProtocolError(
+            "the lock certificate lacks basicConstraints or keyUsage"
+        ) from None
+    if constraints.ca:
+        raise RemoteProtocolError("the lock certificate claims to be a CA")
+    if not usage.digital_signature or usage.key_cert_sign or usage.crl_sign:
+        raise RemoteProtocolError("the lock certificate's keyUsage is not digitalSignature")
+
+
 def verify_lock_certificate(
     cert_der: bytes, ca_cert: x509.Certificate, *, at: datetime
 ) -> x509.Certificate:
-    """The lock's operational certificate, checked to be issued by ``ca_cert``, valid ``at``,
-    and carrying a P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
+    """The lock's operational certificate, checked to be issued by ``ca_cert`` (itself a CA
+    valid ``at``), valid ``at``, a leaf (ca=False, keyUsage digitalSignature) and carrying a
+    P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
     try:
         cert = x509.load_der_x509_certificate(bytes(cert_der))
-    except ValueError:
+        _ = cert.version  # parsed lazily: an invalid version must be refused here, not later
+    except (ValueError, TypeError, x509.InvalidVersion):
         raise RemoteProtocolError("the lock certificate is not DER X.509") from None
+    _check_ca(ca_cert, at)
     try:
         cert.verify_directly_issued_by(ca_cert)
-    except (ValueError, TypeError, InvalidSignature):
+        valid = cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
+        key = cert.public_key()
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm, x509.InvalidVersion):
         raise RemoteProtocolError(
             "the lock certificate does not chain to the platform CA"
         ) from None
-    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+    if not valid:
         raise RemoteProtocolError("the lock certificate is outside its validity period")
-    key = cert.public_key()
+    _check_leaf(cert)
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise RemoteProtocolError("the lock certificate does not carry a P-256 key")
     return cert
@@ -202,6 +251,56 @@ def _cert_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise RemoteProtocolError("the certificate does not carry an EC key")
     return key
+
+
+# === re-keying: the CSR endorsed by the lock's current key =====================================
+
+_CSR_ENDORSEMENT_DOMAIN = b"keyless-standin/rekey-csr/v1\x00"
+
+
+def _endorsement_payload(locking_device_id: str, csr_der: bytes) -> bytes:
+    return _uuid_bytes(locking_device_id) + hashlib.sha256(bytes(csr_der)).digest()
+
+
+def endorse_csr(
+    current_key: ec.EllipticCurvePrivateKey, locking_device_id: str, csr_der: bytes
+) -> bytes:
+    """The lock's *current* key signs (domain, lock id, SHA-256 of the CSR): only the lock that
+    holds the certified key can ask for its successor (answers the re-key takeover)."""
+    return _sign(
+        current_key, _CSR_ENDORSEMENT_DOMAIN, _endorsement_payload(locking_device_id, csr_der)
+    )
+
+
+def verify_csr_endorsement(
+    csr_der: bytes, endorsement: bytes, *, locking_device_id: str, current: x509.Certificate
+) -> x509.CertificateSigningRequest:
+    """The CSR, if it is well formed (own signature, CN = the lock id, a P-256 key other than
+    the current one) and ``endorsement`` is the signature of the key of ``current`` (the lock's
+    certificate now) over it. RemoteProtocolError otherwise."""
+    try:
+        csr = x509.load_der_x509_csr(bytes(csr_der))
+    except ValueError:
+        raise RemoteProtocolError("the CSR is not DER PKCS#10") from None
+    if not csr.is_signature_valid:
+        raise RemoteProtocolError("the CSR's signature does not hold")
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names or names[0].value != locking_device_id:
+        raise RemoteProtocolError("the CSR's subject CN is not the lockingDeviceId")
+    new_key = csr.public_key()
+    if not isinstance(new_key, ec.EllipticCurvePublicKey) or new_key.curve.name != "secp256r1":
+        raise RemoteProtocolError("the CSR's key is not ECDSA P-256")
+    current_key = _cert_key(current)
+    if key_id_of(new_key) == key_id_of(current_key):
+        raise RemoteProtocolError("the CSR asks to certify the lock's current key again")
+    if not 8 <= len(endorsement) <= LIMITS.max_signature_size or not _valid(
+        current_key,
+        bytes(endorsement),
+        _CSR_ENDORSEMENT_DOMAIN,
+        _endorsement_payload(locking_device_id, csr_der),
+    ):
+        raise RemoteProtocolError("the CSR is not endorsed by the lock's current key")
+    return csr
 
 
 # === grants =====================================================================================
@@ -311,19 +410,46 @@ class Credential:
 _REVOCATION_DOMAIN = b"keyless-standin/revocations/v1\x00"
 
 
+_NEVER = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""The expiry of a revoked key listed without one: kept for good."""
+
+
 @dataclass(frozen=True, slots=True)
 class RevocationList:
+    """Revoked key ids, each with the end of its grant's validity (``expires``; a key without
+    one never expires): a lock keeps each until its *own* clock passes that end plus the
+    tolerance, whatever later lists say (answers revocation undone by pruning)."""
+
     version: int
     key_ids: frozenset[str]
+    expires: Mapping[str, datetime] = field(default_factory=dict)
+
+    def expiry(self, key_id: str) -> datetime:
+        return self.expires.get(key_id, _NEVER)
+
+    def merged(self, newer: RevocationList, *, now: datetime) -> RevocationList:
+        """This list and a newer one: the union (latest expiry wins), pruned by ``now`` (the
+        lock's own clock) of keys a grant could not pass anyway (past expiry + tolerance)."""
+        tolerance = timedelta(seconds=LIMITS.clock_tolerance_s)
+        expires = {key: self.expiry(key) for key in self.key_ids}
+        for key in newer.key_ids:
+            expires[key] = max(expires.get(key, newer.expiry(key)), newer.expiry(key))
+        alive = {key: until for key, until in expires.items() if until >= now - tolerance}
+        dated = {key: until for key, until in alive.items() if until != _NEVER}
+        return RevocationList(max(self.version, newer.version), frozenset(alive), dated)
 
 
 def sign_revocation_list(
     revocations: RevocationList, platform_key: ec.EllipticCurvePrivateKey
 ) -> bytes:
+    """``version u32 | count u16 | (key_id 16 | not_after i64) x count``, signed."""
     if len(revocations.key_ids) > LIMITS.max_revoked_keys:
         raise LocalProtocolError(f"at most {LIMITS.max_revoked_keys} revoked keys per list")
     body = revocations.version.to_bytes(4, "big") + len(revocations.key_ids).to_bytes(2, "big")
-    body += b"".join(_uuid_bytes(key) for key in sorted(revocations.key_ids))
+    body += b"".join(
+        _uuid_bytes(key) + _seconds(revocations.expiry(key)).to_bytes(8, "big", signed=True)
+        for key in sorted(revocations.key_ids)
+    )
     return _signed_blob(body, _sign(platform_key, _REVOCATION_DOMAIN, body))
 
 
@@ -338,43 +464,105 @@ def verify_revocation_list(
     count = reader.uint(2)
     if count > LIMITS.max_revoked_keys:
         raise RemoteProtocolError("revocation list: too many keys")
-    keys = frozenset(_uuid_text(reader.take(16)) for _ in range(count))
+    keys: set[str] = set()
+    expires: dict[str, datetime] = {}
+    for _ in range(count):
+        key, until = _uuid_text(reader.take(16)), _moment(reader.sint(8))
+        keys.add(key)
+        if until != _NEVER:
+            expires[key] = until
     reader.end()
-    return RevocationList(version, keys)
+    return RevocationList(version, frozenset(keys), expires)
+
+
+# === time statements: the platform's time, bound to one lock nonce =============================
+
+_TIME_DOMAIN = b"keyless-standin/time/v1\x00"
+_TIME_MAGIC = b"KLT1"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeStatement:
+    """The platform says "it is ``time``" to the lock ``locking_device_id`` that issued
+    ``nonce``: the only thing that lets a lock's clock go back more than the tolerance (answers
+    clock rollback; the nonce makes it good for one request)."""
+
+    locking_device_id: str
+    nonce: bytes
+    time: datetime
+
+
+def sign_time_statement(
+    statement: TimeStatement, platform_key: ec.EllipticCurvePrivateKey
+) -> bytes:
+    if len(statement.nonce) != LIMITS.nonce_size:
+        raise LocalProtocolError(f"a time statement binds a {LIMITS.nonce_size}-byte nonce")
+    body = b"".join(
+        (
+            _TIME_MAGIC,
+            _uuid_bytes(statement.locking_device_id),
+            statement.nonce,
+            _seconds(statement.time).to_bytes(8, "big", signed=True),
+        )
+    )
+    return _signed_blob(body, _sign(platform_key, _TIME_DOMAIN, body))
+
+
+def verify_time_statement(
+    blob: bytes, platform_public_key: ec.EllipticCurvePublicKey
+) -> TimeStatement:
+    body, signature = _split_signed(blob, "time statement")
+    if not _valid(platform_public_key, signature, _TIME_DOMAIN, body):
+        raise RemoteProtocolError("time statement: the platform's signature does not hold")
+    reader = _Reader(body, "time statement")
+    if reader.take(4) != _TIME_MAGIC:
+        raise RemoteProtocolError("time statement: unknown format")
+    lock = _uuid_text(reader.take(16))
+    nonce = reader.take(LIMITS.nonce_size)
+    moment = _moment(reader.sint(8))
+    reader.end()
+    return TimeStatement(lock, nonce, moment)
 
 
 # === audit entries ==============================================================================
 
-_AUDIT_DOMAIN = b"keyless-standin/audit/v1\x00"
-_AUDIT_MAGIC = b"KLA1"
+_AUDIT_DOMAIN = b"keyless-standin/audit/v2\x00"
+_AUDIT_MAGIC = b"KLA2"
 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     sequence: int
     occurred_at: datetime
-    operation: Command
+    operation: Command | None
+    """None for an UNAUTHENTICATED or DROPPED summary."""
     operating_device_id: str | None
+    """Only once the holder's proof verified (a replayed grant never blames its holder)."""
     key_id: str | None
-    """None when the grant could not be read (bad signature, stale nonce)."""
     result: ResultCode
     blob: bytes = field(default=b"", repr=False, compare=False)
     """The signed bytes, as the companion uploads them."""
+    kind: AuditKind = AuditKind.REQUEST
+    count: int = 1
+    """REQUEST: 1; UNAUTHENTICATED: refusals counted; DROPPED: sequence numbers dropped."""
 
 
 def audit_entry_body(entry: AuditEntry, signer_key_id: bytes) -> bytes:
     def optional(value: str | None) -> bytes:
         return b"\x01" + _uuid_bytes(value) if value is not None else bytes(17)
 
+    if (entry.operation is None) != (entry.kind is not AuditKind.REQUEST):
+        raise LocalProtocolError("a REQUEST entry names its command; a summary names none")
     return b"".join(
         (
             _AUDIT_MAGIC,
             signer_key_id,
             entry.sequence.to_bytes(4, "big"),
             _seconds(entry.occurred_at).to_bytes(8, "big", signed=True),
-            bytes([entry.operation, entry.result]),
+            bytes([entry.kind, entry.operation or 0, entry.result]),
             optional(entry.operating_device_id),
             optional(entry.key_id),
+            entry.count.to_bytes(4, "big"),
         )
     )
 
@@ -404,11 +592,21 @@ def verify_audit_entry(
         raise RemoteProtocolError("audit entry: the lock's signature does not hold")
     sequence = reader.uint(4)
     occurred_at = _moment(reader.sint(8))
-    operation = _command(reader.uint(1))
+    try:
+        kind = AuditKind(reader.uint(1))
+    except ValueError:
+        raise RemoteProtocolError("audit entry: unknown kind") from None
+    raw_operation = reader.uint(1)
+    operation = _command(raw_operation) if kind is AuditKind.REQUEST else None
+    if kind is not AuditKind.REQUEST and raw_operation:
+        raise RemoteProtocolError("audit entry: a summary names a command")
     result = ResultCode(reader.uint(1))
     values: list[str | None] = []
     for _ in range(2):
         present, raw = reader.uint(1), reader.take(16)
         values.append(_uuid_text(raw) if present else None)
+    count = reader.uint(4)
     reader.end()
-    return AuditEntry(sequence, occurred_at, operation, values[0], values[1], result, bytes(blob))
+    return AuditEntry(
+        sequence, occurred_at, operation, values[0], values[1], result, bytes(blob), kind, count
+    )

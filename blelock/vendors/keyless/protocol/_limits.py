@@ -24,6 +24,12 @@ class KeylessLimits:
     """Entries per READ_AUDIT answer (8 signed entries fit well under max_message_size)."""
     audit_capacity: int = 4096
     """Entries a lock keeps; the oldest are dropped beyond that (the companion sees a gap)."""
+    max_clock_drift_s: int = 86400
+    """How far a lock's clock may have drifted from the platform's between visits: the platform
+    keeps a revoked key on the list until its not_after + clock_tolerance_s + this."""
+    time_grant_validity_s: int = 600
+    """An UPDATE_TIME operating key is valid from its issue time for this long; the lock refuses
+    an UPDATE_TIME grant whose window is longer."""
     max_revoked_keys: int = 128
     """Key ids in one revocation list (128 x 16 bytes keeps the request under max_message_size)."""
     answer_timeout_s: float = 10.0

@@ -18,12 +18,13 @@ from blelock.vendors.keyless.protocol._credentials import (
     _valid,
     load_public_key_bytes,
     verify_grant,
+    verify_time_statement,
 )
 from blelock.vendors.keyless.protocol._limits import LIMITS
 from blelock.vendors.keyless.protocol._wire import (
     _PROOF_DOMAIN,
     Request,
-    parse_time_argument,
+    parse_time_update,
     proof_payload,
 )
 
@@ -47,7 +48,16 @@ REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
     ),
     ("validity: lock clock (UPDATE_TIME: the new time) after not_after", ResultCode.EXPIRED),
     ("the command needs an operation the grant does not allow", ResultCode.WRONG_OPERATION),
-    ("UPDATE_TIME: the new time is before the lock's trusted floor", ResultCode.TIME_REFUSED),
+    (
+        "UPDATE_TIME: the grant is valid longer than time_grant_validity_s",
+        ResultCode.WRONG_OPERATION,
+    ),
+    (
+        "UPDATE_TIME: the new time is more than the tolerance before the lock's floor (its own "
+        "time at the last accepted request), and no platform time statement for this nonce "
+        "within the tolerance of it comes with it",
+        ResultCode.TIME_REFUSED,
+    ),
     ("INSTALL_CERTIFICATE: no re-keying is pending", ResultCode.NO_PENDING_KEY),
     (
         "INSTALL_CERTIFICATE: not the pending key, or not from the CA",
@@ -81,7 +91,8 @@ class LockView:
     """The nonce the lock issued last and that is still unused."""
     revoked: frozenset[str]
     time_floor: datetime
-    """UPDATE_TIME never sets the clock before this (see the docs)."""
+    """The lock's own time at the last request it accepted: UPDATE_TIME goes back more than the
+    tolerance below it only with a platform time statement (see the docs)."""
 
 
 def check_request(request: Request, view: LockView) -> tuple[ResultCode, Grant | None]:
@@ -115,11 +126,12 @@ def check_request(request: Request, view: LockView) -> tuple[ResultCode, Grant |
     if grant.key_id in view.revoked:
         return ResultCode.REVOKED, grant
     when = view.now
+    statement = b""
     if request.command is Command.UPDATE_TIME:
         # The lock's clock may be the very thing that is wrong: judge the grant at the time the
         # holder proposes (signed in the proof), which must itself lie in the grant's window.
         try:
-            when = parse_time_argument(request.argument)
+            when, statement = parse_time_update(request.argument)
         except RemoteProtocolError:
             return ResultCode.MALFORMED, grant
     tolerance = timedelta(seconds=LIMITS.clock_tolerance_s)
@@ -130,6 +142,27 @@ def check_request(request: Request, view: LockView) -> tuple[ResultCode, Grant |
     needed = _NEEDS[request.command]
     if needed is not None and needed not in grant.operations:
         return ResultCode.WRONG_OPERATION, grant
-    if request.command is Command.UPDATE_TIME and when < view.time_floor:
-        return ResultCode.TIME_REFUSED, grant
+    if request.command is Command.UPDATE_TIME:
+        window = (grant.not_after - grant.not_before).total_seconds()
+        if window > LIMITS.time_grant_validity_s:
+            return ResultCode.WRONG_OPERATION, grant
+        if when < view.time_floor - tolerance and not _vouched(statement, request, view, when):
+            return ResultCode.TIME_REFUSED, grant
     return ResultCode.OK, grant
+
+
+def _vouched(statement: bytes, request: Request, view: LockView, when: datetime) -> bool:
+    """A platform time statement for this lock and this very nonce, within the tolerance of the
+    time the holder proposes."""
+    if not statement:
+        return False
+    try:
+        said = verify_time_statement(statement, view.platform_public_key)
+    except ProtocolError:
+        return False
+    tolerance = timedelta(seconds=LIMITS.clock_tolerance_s)
+    return (
+        said.locking_device_id == view.locking_device_id
+        and said.nonce == request.nonce
+        and abs(said.time - when) <= tolerance
+    )

@@ -312,9 +312,21 @@ def decode_lock_message(message: bytes) -> Challenge | Result | Malformed:
     return decoded
 
 
-def time_argument(moment: datetime) -> bytes:
-    """UPDATE_TIME's argument: the new time, i64 big-endian Unix seconds."""
-    return _seconds(moment).to_bytes(8, "big", signed=True)
+def time_argument(moment: datetime, statement: bytes = b"") -> bytes:
+    """UPDATE_TIME's argument: the new time, i64 big-endian Unix seconds, then (to go back more
+    than the tolerance) the platform's signed time statement as u16 + blob. Also the answer's
+    payload (the previous time, no statement)."""
+    head = _seconds(moment).to_bytes(8, "big", signed=True)
+    return head + _blob(statement) if statement else head
+
+
+def parse_time_update(argument: bytes) -> tuple[datetime, bytes]:
+    """(new time, time statement or b"") from UPDATE_TIME's argument."""
+    reader = _Reader(argument, "time argument")
+    moment = _moment(reader.sint(8))
+    statement = reader.blob() if len(argument) > 8 else b""
+    reader.end()
+    return moment, statement
 
 
 def parse_time_argument(argument: bytes) -> datetime:
@@ -336,3 +348,16 @@ def decode_audit_page(payload: bytes) -> tuple[list[bytes], bool]:
     if more not in (0, 1):
         raise RemoteProtocolError("audit page: bad 'more' flag")
     return blobs, bool(more)
+
+
+def encode_rekey_payload(csr: bytes, endorsement: bytes) -> bytes:
+    """START_REKEY's answer: the pending key's CSR and the current key's endorsement of it."""
+    return _blob(csr) + _blob(endorsement)
+
+
+def decode_rekey_payload(payload: bytes) -> tuple[bytes, bytes]:
+    """(CSR DER, endorsement) from START_REKEY's answer or a kept re-keying request."""
+    reader = _Reader(payload, "re-keying request")
+    csr, endorsement = reader.blob(), reader.blob()
+    reader.end()
+    return csr, endorsement
