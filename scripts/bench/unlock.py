@@ -23,13 +23,12 @@ import tempfile
 import time
 
 from blelock.config import Settings, load_settings
-from blelock.jobs import context, open_store
-from blelock.model import MacAddress, parse_mac
-from blelock.vendors.base import Mode
+from blelock.jobs import context, open_store, run_operation
+from blelock.model import MacAddress, VisitResult, parse_mac
+from blelock.vendors.base import Mode, OperationRequest
 from blelock.vendors.noke import jobs
 from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
-from blelock.vendors.noke.values import Action, Outcome
 from blelock.vendors.outbox import drain_outbox
 from simulators.radio import LatencyModel
 from simulators.world import WorldSpec, build_world, serve_world
@@ -53,12 +52,10 @@ def modelled_minimum(packets: int, *, online: bool) -> float:
     )
 
 
-async def visit(
-    mac: MacAddress, action: Action, settings: Settings, *, mode: Mode = "auto"
-) -> Outcome:
-    """One visit as a command runs it: the store opened, the lock found, the visit."""
-    async with open_store(settings) as store:
-        return await jobs.visit(context(NOKE, settings, store), mac, action, mode=mode)
+async def visit(mac: MacAddress, settings: Settings, *, mode: Mode = "auto") -> VisitResult:
+    """One unlock as `blelock unlock` runs it: the vendor resolved, the store opened, room for
+    the records made, the lock found, the visit."""
+    return await run_operation(settings, mac, OperationRequest("unlock", mode))
 
 
 async def bench(runs: int) -> None:
@@ -69,7 +66,7 @@ async def bench(runs: int) -> None:
             os.environ["BLELOCK_SIM_RADIO"] = running.radio_address
             settings = load_settings(environ=os.environ | running.environment, read_file=False)
             mac = parse_mac(running.world.locks[0].mac)
-            await visit(mac, Action.UNLOCK, settings)  # warm-up: imports, setup of a new lock
+            await visit(mac, settings)  # warm-up: imports, setup of a new lock
             async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
                 await drain_outbox(cloud, store.outbox(NOKE.name))
                 keys = jobs.key_store(context(NOKE, settings, store))
@@ -84,9 +81,9 @@ async def bench(runs: int) -> None:
                 times, packets = [], set()
                 for _ in range(runs):
                     started = time.perf_counter()
-                    outcome = await visit(mac, Action.UNLOCK, settings, mode=mode)
+                    outcome = await visit(mac, settings, mode=mode)
                     times.append(time.perf_counter() - started)
-                    packets.add(outcome.packets_sent)
+                    packets.add(int(outcome.details["packets_sent"] or 0))
                 (sent,) = packets
                 median = statistics.median(times)
                 floor = modelled_minimum(sent, online=mode == "online")
