@@ -1,4 +1,4 @@
-"""An emulated ``org.bluez`` on a D-Bus bus, backed by the simulated :class:`~simulators.radio.Radio`.
+"""An emulated ``org.bluez`` on a D-Bus bus, backed by :class:`~simulators.radio.Radio`.
 
 bleak's own BlueZ backend (``BleakScannerBlueZDBus`` / ``BleakClientBlueZDBus``) and
 bleak-retry-connector talk to it exactly as they talk to bluetoothd on a Raspberry Pi: the
@@ -28,12 +28,13 @@ What BlueZ does that users meet, reproduced on purpose:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
@@ -88,6 +89,7 @@ CHARACTERISTIC = "org.bluez.GattCharacteristic1"
 DESCRIPTOR = "org.bluez.GattDescriptor1"
 
 _Props = dict[str, Variant]
+_Handler = Callable[["BluezEmulator", Message], Awaitable[Message]]
 
 
 class BluezError(Exception):
@@ -195,9 +197,13 @@ class BluezEmulator:
         self._objects: dict[str, dict[str, _Props]] = {}
         self._devices: dict[str, _Device] = {}
         self._discovery: dict[str, dict[str, Any]] = {}  # sender -> its filter
+        self._pending_filters: dict[str, dict[str, Any]] = {}
+        """Filters set before StartDiscovery: they apply to that client's next session."""
         self._advertiser: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._fds: list[socket.socket] = []
+        self.calls: collections.Counter[str] = collections.Counter()
+        """Method calls received, by member name (what a test asserts bleak really used)."""
         self._objects[ADAPTER_PATH] = {
             ADAPTER: {
                 "Address": Variant("s", ADAPTER_ADDRESS),
@@ -328,6 +334,7 @@ class BluezEmulator:
             return False
         if msg.message_type != MessageType.METHOD_CALL:
             return False
+        self.calls[msg.member or ""] += 1
         if msg.interface == OBJECT_MANAGER and msg.member == "GetManagedObjects":
             managed = {p: i for p, i in self._objects.items() if msg.path == "/"}
             return Message.new_method_return(msg, "a{oa{sa{sv}}}", [managed])
@@ -347,9 +354,7 @@ class BluezEmulator:
         task.add_done_callback(self._tasks.discard)
         return True
 
-    async def _answer(
-        self, msg: Message, handler: Callable[[BluezEmulator, Message], Awaitable[Message]]
-    ) -> None:
+    async def _answer(self, msg: Message, handler: _Handler) -> None:
         try:
             reply = await handler(self, msg)
             if reply is _ALREADY_SENT:
@@ -443,11 +448,6 @@ class BluezEmulator:
         del self._devices[device.address]
         self._remove(device.path)
         return Message.new_method_return(msg)
-
-    @property
-    def _pending_filters(self) -> dict[str, dict[str, Any]]:
-        # A filter set before StartDiscovery applies to that client's next session.
-        return self.__dict__.setdefault("_filters_before_start", {})
 
     def _update_discovering(self) -> None:
         for sender in list(self._pending_filters):
@@ -929,7 +929,7 @@ class BluezEmulator:
                 return device, device.characteristics[char_path]
         raise BluezError("org.freedesktop.DBus.Error.UnknownObject", f"no descriptor {path}")
 
-    _handlers: dict[tuple[str, str], Callable[[BluezEmulator, Message], Awaitable[Message]]] = {
+    _handlers: ClassVar[dict[tuple[str, str], _Handler]] = {
         (ADAPTER, "StartDiscovery"): _start_discovery,
         (ADAPTER, "StopDiscovery"): _stop_discovery,
         (ADAPTER, "SetDiscoveryFilter"): _set_discovery_filter,
