@@ -3,8 +3,10 @@ scan, online and offline opens for each vendor, a firmware update, the kiosk."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.bluez.conftest import Served, run
@@ -86,3 +88,54 @@ class _Lines:
 
     def isatty(self) -> bool:
         return False
+
+
+def test_firmware_update_then_a_stale_cache_is_refreshed(
+    sim: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BlueZ keeps the GATT database it read before the update (the stale-cache fault); the
+    new firmware moved every handle. The next unlock is refused on the old handles, clears the
+    cache, finds the lock again and opens it."""
+    lock = sim.world.locks[1]
+    assert lock.hardware == "3P" and lock.firmware == (2, 10)
+    sim.faults(stale_cache=True)
+    code, out, err = run(capsys, "firmware-update", lock.mac, str(PACKAGES / "noke-3p-2.11.zip"))
+    assert code == 0, err
+    assert lock.firmware == (2, 11)
+    removed = sim.bluez.bluez.calls["RemoveDevice"]
+    before = lock.unlocks
+    code, out, err = run(capsys, "unlock", lock.mac)
+    assert code == 0, err
+    (row,) = out["results"]
+    assert row["opened"] and row["attempts"] == 2  # the refused attempt, then the fresh one
+    assert lock.unlocks == before + 1
+    assert sim.bluez.bluez.calls["RemoveDevice"] == removed + 1
+
+
+async def test_the_kiosk_unlocks_through_bluez(sim: Served) -> None:
+    from blelock.config import load_settings
+    from blelock.service.api import create_app
+    from blelock.service.runner import Runner
+
+    token = "kiosk-test-token-0123456789"
+    settings = load_settings(
+        environ=dict(os.environ) | {"BLELOCK_SERVE_TOKEN": token, "BLELOCK_SYNC_INTERVAL": "3600"},
+        read_file=False,
+    )
+    lock = sim.world.locks[0]
+    before = lock.unlocks
+    async with Runner(settings, scan_window=0.3) as runner:
+        assert settings.serve_token is not None
+        app = create_app(runner, settings.serve_token)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://kiosk",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as client:
+            await runner.wait_for_scans(2)
+            listed = (await client.get("/v1/locks")).json()
+            assert ("noke", lock.mac) in {(x["vendor"], x["lock_id"]) for x in listed}
+            for _ in range(2):
+                opened = await client.post(f"/v1/locks/{lock.mac}/unlock", json={})
+                assert opened.status_code == 200, opened.text
+    assert lock.unlocks == before + 2
