@@ -121,7 +121,7 @@ def map_bleak_errors(what: str, *, on_link: bool = True) -> Iterator[None]:
             ) from None
         # The lock answered, with an ATT error: not a dropped link, and retrying will not help.
         raise LinkError(
-            f"{what}: the lock refused the Bluetooth operation ({_short(exc)})",
+            f"{what}: the lock refused the Bluetooth operation ({_att_text(exc)})",
             hint="check that the lock is of the vendor named and in its normal (not "
             "firmware-update) mode",
         ) from None
@@ -159,6 +159,11 @@ def _raise_for_bluez(what: str, text: str, *, on_link: bool = True) -> None:
         )
 
 
+def _att_text(exc: BleakGATTProtocolError) -> str:
+    name = str(exc.args[1]).removeprefix("GATT Protocol Error: ") if len(exc.args) > 1 else ""
+    return f"ATT error 0x{int(exc.code):02x}" + (f": {name}" if name else "")
+
+
 def _dbus_text(exc: BleakDBusError) -> str:
     details = exc.dbus_error_details
     return f"{exc.dbus_error}: {details}" if details else exc.dbus_error
@@ -180,7 +185,9 @@ class BleLink:
         return LinkInfo(mtu=mtu, rssi=None)
 
     def on_disconnect(self, _client: BleakClient) -> None:
-        if not self._lost.done():
+        # Only a link we hold can be lost: while connecting, bleak itself retries an attempt
+        # that connected for a moment (BlueZ's le-connection-abort-by-local) and calls this.
+        if self._client is not None and not self._lost.done():
             self._lost.set_result(None)
 
     def attach(self, client: BleakClient) -> None:
