@@ -56,8 +56,14 @@ from simulators.bluez.faults import (
     UNLIKELY_ERROR,
     BluezFaults,
 )
+from simulators.bluez.gatt import (
+    Attribute,
+    BluezError,
+    att_error,
+    attribute_table,
+    table_signature,
+)
 from simulators.radio import (
-    ATT_READ_NOT_PERMITTED,
     ATT_WRITE_NOT_PERMITTED,
     ConnectionRefused,
     GattRefused,
@@ -66,12 +72,11 @@ from simulators.radio import (
     NotInRange,
     PeripheralBusy,
     Radio,
-    ServiceSpec,
     WritePacer,
     normalize_uuid,
 )
 
-__all__ = ["ADAPTER_ADDRESS", "ADAPTER_PATH", "BluezEmulator", "attribute_table"]
+__all__ = ["ADAPTER_ADDRESS", "ADAPTER_PATH", "BluezEmulator"]
 
 _log = logging.getLogger(__name__)
 
@@ -90,68 +95,6 @@ DESCRIPTOR = "org.bluez.GattDescriptor1"
 
 _Props = dict[str, Variant]
 _Handler = Callable[["BluezEmulator", Message], Awaitable[Message]]
-
-
-class BluezError(Exception):
-    """A D-Bus error reply, named as bluetoothd names it."""
-
-    def __init__(self, name: str, text: str) -> None:
-        super().__init__(f"{name}: {text}")
-        self.name = name
-        self.text = text
-
-
-def att_error(code: int) -> BluezError:
-    """How bluetoothd reports an ATT error code (its create_gatt_dbus_error)."""
-    if code == ATT_READ_NOT_PERMITTED:
-        return BluezError(ERROR_NOT_PERMITTED, "Read not permitted")
-    if code == ATT_WRITE_NOT_PERMITTED:
-        return BluezError(ERROR_NOT_PERMITTED, "Write not permitted")
-    if code in (0x05, 0x0F, 0x0C):
-        return BluezError(ERROR_NOT_PERMITTED, "Not paired")
-    if code == 0x07:
-        return BluezError(ERROR_INVALID_ARGUMENTS, "Invalid offset")
-    if code == 0x0D:
-        return BluezError(ERROR_INVALID_ARGUMENTS, "Invalid Length")
-    if code == 0x08:
-        return BluezError("org.bluez.Error.NotAuthorized", "Operation Not Authorized")
-    if code == 0x06:
-        return BluezError(ERROR_NOT_SUPPORTED, "Operation is not supported")
-    return BluezError(ERROR_FAILED, f"Operation failed with ATT error: 0x{code:02x}")
-
-
-# --- attribute tables ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Attribute:
-    handle: int
-    kind: str  # "service" | "declaration" | "value" | "cccd"
-    uuid: str
-    """The service's or the characteristic's UUID (for a CCCD: its characteristic's)."""
-    properties: tuple[str, ...] = ()
-
-
-def attribute_table(services: tuple[ServiceSpec, ...]) -> dict[int, Attribute]:
-    """Handles as a GATT server hands them out, in declaration order, from 0x0001."""
-    table: dict[int, Attribute] = {}
-    handle = 0
-    for service in services:
-        handle += 1
-        table[handle] = Attribute(handle, "service", service.uuid)
-        for char in service.characteristics:
-            props = char.properties
-            table[handle + 1] = Attribute(handle + 1, "declaration", char.uuid, props)
-            table[handle + 2] = Attribute(handle + 2, "value", char.uuid, props)
-            handle += 2
-            if {"notify", "indicate"} & set(props):
-                handle += 1
-                table[handle] = Attribute(handle, "cccd", char.uuid, props)
-    return table
-
-
-def _signature(table: dict[int, Attribute]) -> tuple[tuple[int, str, str], ...]:
-    return tuple((a.handle, a.kind, a.uuid) for a in table.values())
 
 
 # --- exported objects ---------------------------------------------------------------------------
@@ -626,7 +569,7 @@ class BluezEmulator:
     def _resolve(self, device: _Device, link: Link) -> None:
         table = attribute_table(link.services)
         if device.table is not None:
-            if _signature(device.table) == _signature(table) or self.faults.stale_cache:
+            if table_signature(device.table) == table_signature(table) or self.faults.stale_cache:
                 return  # BlueZ's cache is what the client gets
             self._drop_database(device)
         device.table = table
