@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Iterator
 
 __all__ = [
+    "AdapterUnavailable",
     "AuthFailed",
     "BlelockError",
     "CloudError",
@@ -22,6 +23,7 @@ __all__ = [
     "CloudUnavailable",
     "ConfigError",
     "DeviceNotFound",
+    "LinkBusy",
     "LinkError",
     "LinkLost",
     "LinkTimeout",
@@ -35,6 +37,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "RemoteProtocolError",
+    "StaleServices",
     "StoreError",
     "StoreFull",
     "UnknownLock",
@@ -109,6 +112,30 @@ class OutOfSlots(LinkError):
     """The Bluetooth adapter has no free connection slot."""
 
     hint = "wait for other connections to finish, or use another adapter"
+
+
+class LinkBusy(LinkError):
+    """The Bluetooth stack is already busy with this lock or with scanning (BlueZ's
+    ``InProgress``): a racing connection, a half-open one, or another program's scan."""
+
+    hint = (
+        "another program or an unfinished connection holds the adapter; wait a few seconds "
+        "and try again (restart bluetoothd if it persists)"
+    )
+
+
+class AdapterUnavailable(LinkError):
+    """The Bluetooth adapter is powered off or missing."""
+
+    hint = "turn Bluetooth on (`bluetoothctl power on`) and check that the adapter is present"
+
+
+class StaleServices(LinkLost):
+    """The operating system's cached copy of the lock's Bluetooth services no longer matches
+    the lock (its firmware changed them). The cache was cleared: a new connection reads them
+    afresh, so this is retried like a dropped link."""
+
+    hint = "try again: the next connection reads the lock's services afresh"
 
 
 # --- bytes on the wire ----------------------------------------------------------------------

@@ -97,6 +97,21 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="issue offline keys for tracking keys tech-1..tech-K on every lock at start",
     )
+    parser.add_argument(
+        "--bluez",
+        action="store_true",
+        help="serve the radio as an emulated BlueZ on a private dbus-daemon: the settings name "
+        "no bleak backend and set DBUS_SYSTEM_BUS_ADDRESS, so bleak uses its BlueZ backend",
+    )
+    faults.add_argument(
+        "--bluez-fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="with --bluez: abort-by-local=K, connect-in-progress=K, scan-in-progress=K, "
+        "software-abort=K, not-connected=K, drop-during-write=K, att=CODE[:K], slots=N, "
+        "stale-cache. Repeatable.",
+    )
     parser.add_argument("--json", action="store_true", help="print the settings as one JSON line")
     parser.add_argument(
         "--until-stdin-closes",
@@ -159,13 +174,16 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
 DEMO_TRACKING_KEY = "demo-technician"
 
 
-def _announce(running: RunningWorld, as_json: bool) -> None:
+def _announce(
+    running: RunningWorld, as_json: bool, *, environment: dict[str, str] | None = None
+) -> None:
+    environment = running.environment if environment is None else environment
     locks = [{"mac": lock.mac, "hardware": lock.hardware} for lock in running.world.locks]
     keyless = running.world.keyless
     keyless_locks = [] if keyless is None else [lock.locking_device_id for lock in keyless.locks]
     invitation = None if keyless is None else keyless.invitation_code
     if as_json:
-        announced = {"env": running.environment, "locks": locks, "keyless_locks": keyless_locks}
+        announced = {"env": environment, "locks": locks, "keyless_locks": keyless_locks}
         # What a technician is handed by each vendor before the day starts (vendor-neutral
         # keys, so that `blelock demo` needs no vendor's name): enrolment codes, and the
         # options a key sync needs (Nokē issues offline keys for a tracking key).
@@ -176,7 +194,7 @@ def _announce(running: RunningWorld, as_json: bool) -> None:
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return
-    for name, value in running.environment.items():
+    for name, value in environment.items():
         print(f"export {name}={shlex.quote(value)}")
     for lock in locks:
         print(f"# lock {lock['mac']} ({lock['hardware']})")
@@ -187,15 +205,28 @@ def _announce(running: RunningWorld, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-async def _serve(spec: WorldSpec, *, as_json: bool, until_stdin_closes: bool) -> None:
+async def _serve(
+    spec: WorldSpec, *, as_json: bool, until_stdin_closes: bool, bluez: list[str] | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     # Keep a reference: the loop holds tasks weakly, and a collected watcher never stops us.
     watcher = asyncio.create_task(_stop_when_stdin_closes(stop)) if until_stdin_closes else None
-    async with serve_world(build_world(spec)) as running:
-        _announce(running, as_json)
+    async with contextlib.AsyncExitStack() as stack:
+        world = build_world(spec)
+        if bluez is None:
+            running = await stack.enter_async_context(serve_world(world))
+            _announce(running, as_json)
+        else:
+            from simulators.bluez import BluezFaults, parse_bluez_fault, serve_bluez_world
+
+            faults = BluezFaults()
+            for text in bluez:
+                faults = parse_bluez_fault(text, faults)
+            served = await stack.enter_async_context(serve_bluez_world(world, faults))
+            _announce(served.running, as_json, environment=served.environment)
         await stop.wait()
     if watcher is not None:
         watcher.cancel()
@@ -212,15 +243,35 @@ async def _stop_when_stdin_closes(stop: asyncio.Event) -> None:
         stop.set()
 
 
+def _check_bluez(specs: Sequence[str]) -> None:
+    from simulators.bluez import INSTALL_HINT, dbus_daemon, parse_bluez_fault
+
+    if dbus_daemon() is None:
+        raise ValueError(f"--bluez needs dbus-daemon: {INSTALL_HINT}")
+    for text in specs:
+        parse_bluez_fault(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         spec = spec_from_args(args)
+        if args.bluez_fault and not args.bluez:
+            raise ValueError("--bluez-fault needs --bluez")
+        if args.bluez:
+            _check_bluez(args.bluez_fault)
     except ValueError as exc:
         parser.error(str(exc))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(spec, as_json=args.json, until_stdin_closes=args.until_stdin_closes))
+        asyncio.run(
+            _serve(
+                spec,
+                as_json=args.json,
+                until_stdin_closes=args.until_stdin_closes,
+                bluez=args.bluez_fault if args.bluez else None,
+            )
+        )
     return 0
 
 

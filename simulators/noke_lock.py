@@ -38,6 +38,12 @@ class MechanicalFaults:
     """Fail the next N unlocks / unshackles with FAILED_TO_UNLOCK / FAILED_TO_UNSHACKLE."""
 
 
+DEVICE_INFORMATION_UUID = "0000180a-0000-1000-8000-00805f9b34fb"
+FIRMWARE_REVISION_UUID = "00002a26-0000-1000-8000-00805f9b34fb"
+DEVICE_INFORMATION_FROM = (2, 11)
+"""The first firmware with the Device Information service (a model choice of the simulator)."""
+
+
 @dataclass
 class SimNokeLock:
     mac: str
@@ -107,7 +113,21 @@ class SimNokeLock:
         )
 
     def services(self) -> tuple[ServiceSpec, ...]:
+        # The GATT table changes with the firmware, as real firmware releases change it: from
+        # 2.11 on the lock also has the Device Information service, declared first, so every
+        # Nokē handle moves (what a phone's or a Pi's stale cache of it then gets wrong).
+        info = (
+            (
+                ServiceSpec(
+                    DEVICE_INFORMATION_UUID,
+                    (CharacteristicSpec(FIRMWARE_REVISION_UUID, ("read",)),),
+                ),
+            )
+            if self.firmware >= DEVICE_INFORMATION_FROM
+            else ()
+        )
         return (
+            *info,
             ServiceSpec(
                 uuid=noke.SERVICE_UUID,
                 characteristics=(
@@ -141,6 +161,8 @@ class SimNokeLock:
             raise GattRefused(_ATT_REQUEST_NOT_SUPPORTED, f"{char_uuid} does not notify")
 
     def on_read(self, char_uuid: str) -> bytes:
+        if char_uuid == FIRMWARE_REVISION_UUID and self.firmware >= DEVICE_INFORMATION_FROM:
+            return "{}.{}".format(*self.firmware).encode()
         if char_uuid != noke.SESSION_UUID or self._session is None:
             raise GattRefused(_ATT_REQUEST_NOT_SUPPORTED, f"{char_uuid} is not readable")
         return self._session

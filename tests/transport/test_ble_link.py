@@ -47,10 +47,20 @@ def test_while_scanning_a_bleak_error_is_about_the_adapter() -> None:
 
 async def test_a_drop_interrupts_a_waiting_call_at_once() -> None:
     link = BleLink()
+    link.attach(object())  # type: ignore[arg-type]
     waiting = asyncio.create_task(link.notification(timeout=60))
     link.on_disconnect(None)  # type: ignore[arg-type]
     with pytest.raises(LinkLost):
         await waiting
+
+
+async def test_a_disconnect_while_bleak_still_connects_is_not_a_lost_link() -> None:
+    """bleak retries an attempt BlueZ aborted after Connected flipped (and calls back)."""
+    link = BleLink()
+    link.on_disconnect(None)  # type: ignore[arg-type]
+    link.attach(object())  # type: ignore[arg-type]
+    with pytest.raises(LinkTimeout):
+        await link.notification(timeout=0.01)
 
 
 async def test_a_silent_lock_times_out() -> None:
