@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 
 from blelock.config import Settings, load_settings
 from blelock.jobs import context, open_store, run_operation
@@ -31,7 +33,7 @@ from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from blelock.vendors.outbox import drain_outbox
 from simulators.radio import LatencyModel
-from simulators.world import WorldSpec, build_world, serve_world
+from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
 
 MODEL = LatencyModel(
     advertising_interval_s=0.050,
@@ -58,13 +60,33 @@ async def visit(mac: MacAddress, settings: Settings, *, mode: Mode = "auto") -> 
     return await run_operation(settings, mac, OperationRequest("unlock", mode))
 
 
-async def bench(runs: int) -> None:
+@contextlib.asynccontextmanager
+async def served(
+    spec: WorldSpec, bluez: bool
+) -> AsyncIterator[tuple[RunningWorld, dict[str, str]]]:
+    """The world, and the settings that reach it: through the simulated bleak backend, or
+    (``bluez``) through bleak's own BlueZ backend over the emulated org.bluez."""
+    world = build_world(spec)
+    if bluez:
+        from simulators.bluez import serve_bluez_world
+
+        async with serve_bluez_world(world) as served_bluez:
+            yield served_bluez.running, served_bluez.environment
+    else:
+        async with serve_world(world) as running:
+            yield running, running.environment
+
+
+async def bench(runs: int, bluez: bool) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ |= {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch}
         spec = WorldSpec(locks=1, seed=3, latency=MODEL, cloud_latency_s=CLOUD_LATENCY_S)
-        async with serve_world(build_world(spec)) as running:
+        async with served(spec, bluez) as (running, environment):
             os.environ["BLELOCK_SIM_RADIO"] = running.radio_address
-            settings = load_settings(environ=os.environ | running.environment, read_file=False)
+            if "DBUS_SYSTEM_BUS_ADDRESS" in environment:
+                os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = environment["DBUS_SYSTEM_BUS_ADDRESS"]
+            settings = load_settings(environ=os.environ | environment, read_file=False)
+            print(f"backend: {'BlueZ (emulated org.bluez)' if bluez else 'simulated bleak'}")
             mac = parse_mac(running.world.locks[0].mac)
             await visit(mac, settings)  # warm-up: imports, setup of a new lock
             async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
@@ -97,7 +119,11 @@ async def bench(runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
-    asyncio.run(bench(parser.parse_args().runs))
+    parser.add_argument(
+        "--bluez", action="store_true", help="through bleak's BlueZ backend (needs dbus-daemon)"
+    )
+    args = parser.parse_args()
+    asyncio.run(bench(args.runs, args.bluez))
 
 
 if __name__ == "__main__":
