@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from bleak import BleakScanner
 
-from blelock.config import load_settings
-from blelock.dfu import CONNECTIONS, update_firmware
+from blelock.config import Settings, load_settings
+from blelock.dfu import CONNECTIONS, DfuOutcome, update_firmware
 from blelock.errors import CloudRejected, LinkLost, LockRefused
-from blelock.jobs import update
+from blelock.jobs import context, open_store
 from blelock.model import MacAddress
 from blelock.protocol import dfu, dfu_package, dfu_transfer
 from blelock.transport.base import LinkOpener
 from blelock.transport.ble import open_link
+from blelock.vendors.noke import jobs
+from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from simulators.bleak_backend import SimBleakScanner
 from simulators.dfu_target import SimDfuTarget
 from simulators.faults import LinkFaults
@@ -29,6 +31,19 @@ TRUSTED = dfu_package.load_public_key((IMAGES / "test_signing_key.pub.pem").read
 LOCK = MacAddress("C7:E6:B0:C6:75:38")
 PACKAGE_4I = dfu_package.read_package(IMAGES / "noke-4i-3.15.zip")
 PACKAGE_3P = dfu_package.read_package(IMAGES / "noke-3p-2.11.zip")
+
+
+async def update(
+    mac: MacAddress,
+    package: dfu_package.DfuPackage,
+    settings: Settings,
+    *,
+    on_progress: Callable[[int], None] | None = None,
+) -> DfuOutcome:
+    """A whole Nokē firmware update with the store open, as a command runs it."""
+    async with open_store(settings) as store:
+        ctx = context(NOKE, settings, store)
+        return await jobs.update(ctx, mac, package, on_progress=on_progress)
 
 
 class Bench:
