@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from blelock.cli import build_parser, render
-from blelock.model import LockState, MacAddress, Sighting, Vendor
+from blelock.model import LockState, MacAddress, Sighting
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_advertised_names_are_not_rich_markup(monkeypatch: pytest.MonkeyPatch) -
     out = io.StringIO()
     monkeypatch.setattr(render, "_console", lambda: Console(file=out, width=200))
     hostile = Sighting(
-        vendor=Vendor.NOKE,
+        vendor="noke",
         lock_id=MacAddress("C7:E6:B0:C6:75:38"),
         address="x",
         name="[/x][bold]NOKE",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Sequence
 
 from blelock.cli.context import plugins_from, settings_from
 from blelock.cli.render import activity, show_sync, upload_progress
@@ -12,7 +13,7 @@ from blelock.config import Settings
 from blelock.errors import ConfigError
 from blelock.jobs import context, open_store
 from blelock.sync import VendorSync, sync_keys, sync_vendor
-from blelock.vendors.base import VendorPlugin
+from blelock.vendors.base import OptionValue, VendorPlugin
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,6 +30,9 @@ async def _sync(
 ) -> list[VendorSync]:
     reports: list[VendorSync] = []
     named = getattr(args, "vendor", None) is not None
+    for plugin in plugins if keys else ():
+        # A sync that cannot be asked for so is refused before the store is opened (or made).
+        plugin.check_sync(_locks(plugin, args), _options(plugin, args))
     async with open_store(settings) as store:
         for plugin in plugins:
             ctx = context(plugin, settings, store)
@@ -40,7 +44,7 @@ async def _sync(
                 continue
             locks = _locks(plugin, args)
             wants_keys = keys and locks != []  # --locks named none of this vendor's
-            options = {o.name: getattr(args, o.name) for o in plugin.sync_options if keys}
+            options = _options(plugin, args) if keys else {}
             with activity(f"fetching {plugin.title} keys…", enabled=wants_keys and not args.json):
                 counts = await sync_keys(ctx, locks, options) if wants_keys else None
             with upload_progress(pending, enabled=bool(pending) and not args.json) as advance:
@@ -52,6 +56,12 @@ async def _sync(
             "(see README), or activate this device with the vendor",
         )
     return reports
+
+
+def _options(
+    plugin: VendorPlugin, args: argparse.Namespace
+) -> dict[str, OptionValue | Sequence[str]]:
+    return {o.name: getattr(args, o.name) for o in plugin.sync_options}
 
 
 def _locks(plugin: VendorPlugin, args: argparse.Namespace) -> list[str] | None:

@@ -187,6 +187,12 @@ class VendorPlugin:
         raise UsageError(f"{self.title} has no records to upload")
         yield  # pragma: no cover - an async generator needs one
 
+    def check_sync(
+        self, locks: Sequence[str] | None, options: Mapping[str, OptionValue | Sequence[str]]
+    ) -> None:
+        """A UsageError for a key sync that cannot be asked for so (before anything is opened;
+        :meth:`sync_keys` checks again)."""
+
     async def sync_keys(
         self,
         ctx: VendorContext,

@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 
 from blelock.clock import SystemClock
-from blelock.model import LogRecord, MacAddress, OfflineGrant
+from blelock.model import LogRecord, MacAddress
 from blelock.store.db import Database
-from blelock.store.keys import KeyStore
 from blelock.store.outbox import Outbox
+from blelock.vendors.noke.keys import KeyStore
+from blelock.vendors.noke.values import OfflineGrant
 
 TRACKING_KEYS = 5
 SYNC_SIZES = (1_000, 10_000, 100_000)
@@ -77,7 +78,7 @@ async def _sync(locks: int, directory: Path) -> None:
 
 async def _drain(directory: Path) -> None:
     async with await Database.open(directory / "blelock.db") as db:
-        outbox = Outbox(db)
+        outbox = Outbox(db, "noke")
         began = time.perf_counter()
         for start in range(0, OUTBOX_RECORDS, APPEND_CHUNK):
             await outbox.append(

@@ -44,31 +44,34 @@ def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
 
 
 async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measured process
-    from blelock.cloud.noke import NokeCloud
     from blelock.config import load_settings
-    from blelock.jobs import open_store
+    from blelock.jobs import context, open_store
     from blelock.model import LogRecord, MacAddress
-    from blelock.sync import drain_outbox, refresh_offline_keys
+    from blelock.vendors.noke import jobs
+    from blelock.vendors.noke.cloud import NokeCloud
+    from blelock.vendors.noke.plugin import PLUGIN as NOKE
+    from blelock.vendors.outbox import drain_outbox
 
     # 100,000 locks' keys are one ~70 MB answer: give it more than the interactive timeout.
     settings = load_settings(environ=os.environ | {"BLELOCK_CLOUD_TIMEOUT": "120"}, read_file=False)
     async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
         if kind == "keys":
             started = time.perf_counter()
-            summary = await refresh_offline_keys(cloud, store.keys)
+            keys = jobs.key_store(context(NOKE, settings, store))
+            summary = await jobs.refresh_offline_keys(cloud, keys)
             seconds = time.perf_counter() - started
             done = summary.added
         else:
             mac = MacAddress("C7:E6:B0:C6:75:38")
             for start in range(0, count, 10_000):
-                await store.outbox.append(
+                await store.outbox(NOKE.name).append(
                     [
                         LogRecord(mac, f"{n // 4:040x}", 1_700_000_000, f"50{n:038x}")
                         for n in range(start, min(count, start + 10_000))
                     ]
                 )
             started = time.perf_counter()
-            done = await drain_outbox(cloud, store.outbox)
+            done = await drain_outbox(cloud, store.outbox(NOKE.name))
             seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"seconds": seconds, "peak_rss_mb": peak_mb, "done": done}

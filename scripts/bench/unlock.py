@@ -22,11 +22,15 @@ import statistics
 import tempfile
 import time
 
-from blelock.cloud.noke import NokeCloud
-from blelock.config import load_settings
-from blelock.jobs import open_store, visit
-from blelock.model import Action, parse_mac
-from blelock.sync import drain_outbox, refresh_offline_keys
+from blelock.config import Settings, load_settings
+from blelock.jobs import context, open_store
+from blelock.model import MacAddress, parse_mac
+from blelock.vendors.base import Mode
+from blelock.vendors.noke import jobs
+from blelock.vendors.noke.cloud import NokeCloud
+from blelock.vendors.noke.plugin import PLUGIN as NOKE
+from blelock.vendors.noke.values import Action, Outcome
+from blelock.vendors.outbox import drain_outbox
 from simulators.radio import LatencyModel
 from simulators.world import WorldSpec, build_world, serve_world
 
@@ -49,6 +53,14 @@ def modelled_minimum(packets: int, *, online: bool) -> float:
     )
 
 
+async def visit(
+    mac: MacAddress, action: Action, settings: Settings, *, mode: Mode = "auto"
+) -> Outcome:
+    """One visit as a command runs it: the store opened, the lock found, the visit."""
+    async with open_store(settings) as store:
+        return await jobs.visit(context(NOKE, settings, store), mac, action, mode=mode)
+
+
 async def bench(runs: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         os.environ |= {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch}
@@ -59,8 +71,9 @@ async def bench(runs: int) -> None:
             mac = parse_mac(running.world.locks[0].mac)
             await visit(mac, Action.UNLOCK, settings)  # warm-up: imports, setup of a new lock
             async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
-                await drain_outbox(cloud, store.outbox)
-                await refresh_offline_keys(cloud, store.keys, macs=[mac], issue_for=["bench"])
+                await drain_outbox(cloud, store.outbox(NOKE.name))
+                keys = jobs.key_store(context(NOKE, settings, store))
+                await jobs.refresh_offline_keys(cloud, keys, macs=[mac], issue_for=["bench"])
             print(
                 f"model: adv {MODEL.advertising_interval_s * 1e3:.0f} ms, connect "
                 f"{MODEL.connect_s * 1e3:.0f} ms, ATT {MODEL.connection_interval_s * 1e3:.0f} "

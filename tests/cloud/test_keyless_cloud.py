@@ -18,8 +18,18 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 
 from blelock.cloud._http import RetryPolicy
-from blelock.cloud.keyless import KeylessCloud, KeylessMobile
-from blelock.cloud.keyless_models import (
+from blelock.config import Settings, load_settings
+from blelock.errors import (
+    AuthFailed,
+    CloudRejected,
+    ConfigError,
+    RateLimited,
+    UnknownLock,
+    UsageError,
+)
+from blelock.vendors.keyless import protocol as kp
+from blelock.vendors.keyless.cloud import KeylessCloud, KeylessMobile
+from blelock.vendors.keyless.models import (
     ClaimingStatus,
     KeylessLimits,
     OfflineKeyDelivery,
@@ -31,16 +41,6 @@ from blelock.cloud.keyless_models import (
     format_duration,
     parse_duration,
 )
-from blelock.config import Settings
-from blelock.errors import (
-    AuthFailed,
-    CloudRejected,
-    ConfigError,
-    RateLimited,
-    UnknownLock,
-    UsageError,
-)
-from blelock.protocol import keyless as kp
 from simulators.keyless_cloud import KeylessPlatformState, keyless_app, register_lock
 
 API_KEY = "api-key-0123456789abcdef"
@@ -734,20 +734,27 @@ def test_durations_round_trip() -> None:
 # --- settings ---------------------------------------------------------------------------------
 
 
+def keyless_settings(**section: object) -> Settings:
+    """Settings with only these fields of the [keyless] section set."""
+    return load_settings(environ={}, read_file=False).with_section("keyless", **section)
+
+
 def test_from_settings_names_what_is_missing() -> None:
     with pytest.raises(ConfigError) as caught:
-        KeylessCloud.from_settings(Settings(keyless_api_key=SecretStr(API_KEY)))
-    assert "keyless_user_id" in caught.value.message
-    assert "keyless_access_key" in caught.value.message
-    assert "keyless_api_key" not in caught.value.message
+        KeylessCloud.from_settings(keyless_settings(api_key=SecretStr(API_KEY)))
+    assert "[keyless]" in caught.value.message
+    assert "user_id" in caught.value.message
+    assert "access_key" in caught.value.message
+    assert "api_key" not in caught.value.message
+    assert "BLELOCK_KEYLESS__USER_ID" in (caught.value.hint or "")
 
 
 async def test_from_settings_builds_a_working_client() -> None:
-    settings = Settings(
-        keyless_url="https://eu-api.keyless.test/administration",
-        keyless_api_key=SecretStr(API_KEY),
-        keyless_user_id=USER_ID,  # type: ignore[arg-type]
-        keyless_access_key=SecretStr(ACCESS_KEY),
+    settings = keyless_settings(
+        url="https://eu-api.keyless.test/administration",
+        api_key=SecretStr(API_KEY),
+        user_id=USER_ID,
+        access_key=SecretStr(ACCESS_KEY),
     )
     cloud = KeylessCloud.from_settings(settings)
     try:

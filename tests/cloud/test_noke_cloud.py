@@ -17,7 +17,6 @@ import uvicorn
 from pydantic import SecretStr
 
 from blelock.cloud._http import map_http_errors, parse_retry_after
-from blelock.cloud.noke import NokeCloud
 from blelock.config import Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -30,7 +29,8 @@ from blelock.errors import (
     UnknownLock,
 )
 from blelock.model import LogRecord, MacAddress
-from blelock.protocol import noke
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.cloud import NokeCloud
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 
 API_KEY = "server-key-0123456789abcdef"
@@ -275,7 +275,7 @@ async def test_repeated_upload_is_deduplicated_by_the_cloud(
     await cloud.upload(_records())
     # the same records again, as another client would send them (upper-case hex)
     again = [
-        LogRecord(r.lock_id, r.session.upper(), r.received_at + 60, r.payload.upper())
+        LogRecord(r.lock_id, r.context.upper(), r.received_at + 60, r.payload.upper())
         for r in _records()
     ]
     await cloud.upload(again)
@@ -292,7 +292,7 @@ async def test_upload_without_a_mobile_key_is_a_clear_config_error(
             await cloud.upload(_records())
     assert "mobile API key" in str(caught.value)
     assert caught.value.hint
-    assert "noke_mobile_key" in caught.value.hint
+    assert "[noke]" in caught.value.hint and "BLELOCK_NOKE__MOBILE_KEY" in caught.value.hint
     assert wire.sent == []
     assert state.requests["upload"] == 0
 

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from blelock.cloud._http import RetryPolicy, with_retries
-from blelock.cloud.noke import NokeCloud
 from blelock.errors import AuthFailed, CloudRejected, CloudUnavailable, RateLimited, UnknownLock
 from blelock.model import LogRecord, MacAddress
-from blelock.protocol import noke
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.cloud import NokeCloud
 from simulators.noke_cloud import NokeCloudState, RegisteredLock, create_app
 
 API_KEY, MOBILE_KEY = "server-key-0123456789", "mobile-key-9876543210"

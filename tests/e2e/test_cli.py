@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from blelock.protocol import noke
+from blelock.vendors.noke import protocol as noke
 from simulators.process import simulator_process
 from simulators.world import WorldSpec, build_world
 from tests.conftest import closed_port_url
@@ -67,7 +67,7 @@ def as_json(result: subprocess.CompletedProcess[str]) -> Any:
 def test_scan_lists_the_simulated_locks(sim: Sim) -> None:
     result = blelock(sim, "scan", "--seconds", "1", "--json")
     assert result.returncode == 0, result.stderr
-    seen = {row["mac"]: row["hardware"] for row in as_json(result)}
+    seen = {row["lock_id"]: row["hardware"] for row in as_json(result)}
     assert seen == {lock["mac"]: lock["hardware"] for lock in sim.locks}
 
 
@@ -76,7 +76,7 @@ def test_unlock_opens_the_lock(sim: Sim) -> None:
     result = blelock(sim, "unlock", mac.lower(), "--tracking-key", "tech-7", "--json")
     assert result.returncode == 0, result.stderr
     (row,) = as_json(result)["results"]
-    assert row["mac"] == mac and row["opened"] and row["logs_kept"] >= 1
+    assert row["lock_id"] == mac and row["opened"] and row["logs_kept"] >= 1
 
 
 def test_unlock_survives_a_dropped_link_with_one_retry(sim: Sim) -> None:
@@ -88,7 +88,7 @@ def test_unlock_survives_a_dropped_link_with_one_retry(sim: Sim) -> None:
 def test_human_output_is_a_table(sim: Sim) -> None:
     result = blelock(sim, "unshackle", sim.locks[0]["mac"])
     assert result.returncode == 0, result.stderr
-    assert "opened" in result.stdout and sim.locks[0]["mac"] in result.stdout
+    assert "done" in result.stdout and sim.locks[0]["mac"] in result.stdout
 
 
 def test_refusal_is_one_line_naming_lock_step_and_hint(sim: Sim) -> None:
@@ -142,7 +142,7 @@ def test_without_an_api_key_unlock_can_only_go_offline(sim: Sim) -> None:
 
 def test_issuing_keys_needs_the_locks(sim: Sim) -> None:
     result = blelock(sim, "sync", "--tracking-key", "tech-7")
-    assert result.returncode == 2 and "--macs" in one_line_error(result)
+    assert result.returncode == 2 and "--locks" in one_line_error(result)
     assert not (Path(os.environ["BLELOCK_DATA_DIR"]) / "blelock.db").exists()
 
 
@@ -162,30 +162,27 @@ def test_demo_runs_a_technicians_day() -> None:
     assert result.returncode == 0, result.stderr
     report = as_json(result)
     assert report["ok"] and not report["failures"]
-    assert [row["offline"] for row in report["results"]] == [False, False, True, True]
-    kept = sum(row["logs_kept"] for row in report["results"])
-    keyless = report["keyless_results"]
+    noke = [row for row in report["results"] if row["vendor"] == "noke"]
+    assert [row["offline"] for row in noke] == [False, False, True, True]
+    kept = sum(row["logs_kept"] for row in noke)
+    keyless = [row for row in report["results"] if row["vendor"] == "keyless"]
     assert [row["online"] for row in keyless] == [True, True, False, False]
     assert all(row["opened"] for row in keyless)
     # Online opens send their audit entries at once; the offline ones wait for the upload.
     waited = sum(row["audit_entries_kept"] for row in keyless if not row["online"])
-    assert report["logs"] == {
-        "uploaded": kept,
-        "pending": 0,
-        "keyless_uploaded": waited,
-        "keyless_pending": 0,
-    }
+    assert report["logs"] == {"uploaded": kept + waited, "pending": 0}
 
 
 def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:
     mac = sim.locks[0]["mac"]
     synced = blelock(sim, "sync", "--macs", mac, "--tracking-key", "tech-7", "--json")
     assert synced.returncode == 0, synced.stderr
-    assert as_json(synced)["keys"]["added"] == 1
+    (noke_sync,) = as_json(synced)["vendors"]
+    assert noke_sync["vendor"] == "noke" and noke_sync["keys"]["added"] == 1
 
     listed = blelock(sim, "keys", "--json")
     (key,) = as_json(listed)
-    assert (key["mac"], key["tracking_key"], key["revoked_at"]) == (mac, "tech-7", None)
+    assert (key["lock_id"], key["holder"], key["revoked_at"]) == (mac, "tech-7", None)
     # The same seed rebuilds the same world, so the test knows the key the cloud handed out:
     # it must show nowhere, and lie on disk only sealed.
     lock_key = build_world(WorldSpec(locks=3, seed=5)).locks[0].key
@@ -277,7 +274,7 @@ def test_firmware_update_goes_through_the_cloud_and_the_bootloader(sim: Sim) -> 
     assert as_json(result)["version"] == "3.15"
     assert sim_state(sim)["firmware"][mac] == "3.15"
     (row,) = [
-        r for r in as_json(blelock(sim, "scan", "--seconds", "1", "--json")) if r["mac"] == mac
+        r for r in as_json(blelock(sim, "scan", "--seconds", "1", "--json")) if r["lock_id"] == mac
     ]
     assert row["firmware"] == "4I-3.15"  # the lock rebooted into the new firmware
 

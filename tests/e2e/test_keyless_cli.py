@@ -58,18 +58,20 @@ def test_a_technicians_day_online_then_offline_then_upload(sim: dict[str, Any]) 
 
     opened = blelock(sim, "open", device, "--json")
     assert opened.returncode == 0, opened.stderr
-    assert json.loads(opened.stdout)["online"] is True
+    (row,) = json.loads(opened.stdout)["results"]
+    assert (row["lock_id"], row["vendor"], row["online"]) == (device, "keyless", True)
     no_network = {"BLELOCK_KEYLESS_URL": closed_port_url()}
     offline = blelock(sim, "open", device, "--json", **no_network)
     assert offline.returncode == 0, offline.stderr
-    assert json.loads(offline.stdout)["online"] is False
+    assert json.loads(offline.stdout)["results"][0]["online"] is False
     assert state(sim)[device]["opens"] == 2
 
     logs = json.loads(blelock(sim, "logs", "--json").stdout)
     assert logs["pending"] >= 1  # at least the offline open's entry waits for the network
     uploaded = blelock(sim, "upload", "--json")
     assert uploaded.returncode == 0, uploaded.stderr
-    assert json.loads(uploaded.stdout)["keyless_pending"] == 0
+    (keyless,) = [v for v in json.loads(uploaded.stdout)["vendors"] if v["vendor"] == "keyless"]
+    assert keyless["pending"] == 0
     after = state(sim)[device]
     assert after["audit_received"] == after["audit_given"] == [1, 2]
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from blelock.protocol import keyless as kl
+from blelock.vendors.keyless import protocol as kl
 from simulators.keyless_lock import SimKeylessLock, ca_signer
 from simulators.radio import GattRefused
 

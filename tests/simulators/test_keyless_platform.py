@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from blelock.protocol import keyless as kp
+from blelock.vendors.keyless import protocol as kp
 from simulators.keyless_cloud import (
     MEDIA_TYPE,
     KeylessPlatformState,

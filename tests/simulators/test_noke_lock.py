@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from blelock.protocol import noke
+from blelock.vendors.noke import protocol as noke
 from simulators.noke_lock import SimNokeLock
 from simulators.radio import GattRefused
 

@@ -32,7 +32,7 @@ def make_records(count: int) -> list[LogRecord]:
     return [
         LogRecord(
             lock_id=MacAddress(f"C7:E6:B0:00:{i // 256 % 256:02X}:{i % 256:02X}"),
-            session=f"{i % 7:04x}" * 4,
+            context=f"{i % 7:04x}" * 4,
             received_at=1_790_000_000 + i,
             payload=f"{i:08x}" + "5a" * 8,
         )
@@ -57,7 +57,7 @@ def _upload(cloud: Path, batch: Batch) -> None:
     cloud.mkdir(exist_ok=True)
     body = {
         "key": batch.key,
-        "records": [[r.lock_id, r.session, r.received_at, r.payload] for r in batch.records],
+        "records": [[r.lock_id, r.context, r.received_at, r.payload] for r in batch.records],
     }
     draft = cloud / f".{os.getpid()}.draft"
     draft.write_text(json.dumps(body))
@@ -73,7 +73,7 @@ def _upload(cloud: Path, batch: Batch) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     db = await Database.open(Path(args.db))
-    outbox = Outbox(db)
+    outbox = Outbox(db, "noke")
     if not args.drain_only:
         records = make_records(args.records)
         for start in range(0, len(records), args.chunk):

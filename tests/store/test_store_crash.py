@@ -83,7 +83,7 @@ def _make_records() -> list[Identity]:
         from outbox_worker import make_records
     finally:
         sys.path.pop(0)
-    return [(r.lock_id, r.session, r.payload) for r in make_records(RECORDS)]
+    return [(r.lock_id, r.context, r.payload) for r in make_records(RECORDS)]
 
 
 ALL = _make_records()

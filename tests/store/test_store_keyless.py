@@ -11,7 +11,7 @@ from store_fakes import FakeClock
 from blelock.errors import StoreError
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
-from blelock.store.keyless import (
+from blelock.vendors.keyless.store import (
     DeviceIdentity,
     KeylessKey,
     KeylessLockRecord,

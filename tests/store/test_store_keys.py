@@ -17,10 +17,11 @@ from blelock.errors import (
     OfflineKeyRevoked,
     StoreError,
 )
-from blelock.model import MacAddress, OfflineGrant
+from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
-from blelock.store.keys import CachedKey, KeyStore, KeySyncSummary
+from blelock.vendors.noke.keys import CachedKey, KeyStore, KeySyncSummary
+from blelock.vendors.noke.values import OfflineGrant
 
 A = MacAddress("C7:E6:B0:C6:75:38")
 B = MacAddress("D1:02:03:04:05:06")

@@ -25,7 +25,7 @@ def records(count: int, start: int = 0) -> list[LogRecord]:
 
 @pytest.fixture
 def outbox(db: Database) -> Outbox:
-    return Outbox(db)
+    return Outbox(db, "noke")
 
 
 async def test_append_keeps_records_in_order(outbox: Outbox) -> None:
@@ -44,7 +44,7 @@ async def test_duplicates_are_kept_once(outbox: Outbox) -> None:
     await outbox.append(kept)
     await outbox.append([kept[0], kept[0]])
     # The same record arriving later (another received_at) is still the same record.
-    later = LogRecord(kept[1].lock_id, kept[1].session, kept[1].received_at + 60, kept[1].payload)
+    later = LogRecord(kept[1].lock_id, kept[1].context, kept[1].received_at + 60, kept[1].payload)
     await outbox.append([later])
     assert await outbox.pending() == kept
 
@@ -81,14 +81,14 @@ async def test_an_unacknowledged_batch_comes_back_whole_with_its_key(outbox: Out
 async def test_lease_after_a_crash_returns_the_same_batch(store_dir: Path) -> None:
     path = store_dir / "blelock.db"
     async with await Database.open(path) as db:
-        await Outbox(db).append(records(4))
-        sent = await Outbox(db).lease(3)
+        await Outbox(db, "noke").append(records(4))
+        sent = await Outbox(db, "noke").lease(3)
         # ... uploaded, then the process died before acknowledge.
     async with await Database.open(path) as db:
-        again = await Outbox(db).lease(500)
+        again = await Outbox(db, "noke").lease(500)
         assert again == sent
-        assert sent is not None and await Outbox(db).acknowledge(sent.key) == 3
-        assert await Outbox(db).pending() == records(1, start=3)
+        assert sent is not None and await Outbox(db, "noke").acknowledge(sent.key) == 3
+        assert await Outbox(db, "noke").pending() == records(1, start=3)
 
 
 async def test_acknowledging_an_unknown_or_spent_key_deletes_nothing(outbox: Outbox) -> None:

@@ -13,17 +13,18 @@ from blelock.errors import (
     UnsendableRecord,
 )
 from blelock.jobs import open_store
-from blelock.jobs.keyless import (
+from blelock.model import LogRecord
+from blelock.vendors.keyless.jobs import (
     CSR_LOG,
     KeylessUploader,
     activate,
+    keyless_store,
     open_lock,
     set_lock_time,
     sync_keyless,
 )
-from blelock.model import LogRecord
-from blelock.sync import drain_outbox, refuses_the_batch
-from blelock.vendors.keyless import AUDIT_LOG
+from blelock.vendors.keyless.visit import AUDIT_LOG
+from blelock.vendors.outbox import drain_outbox, refuses_the_batch
 from simulators.world import RunningWorld, WorldSpec
 from tests.conftest import FAST, closed_port_url, settings_for
 
@@ -56,7 +57,7 @@ async def test_activate_sync_open_and_upload(running_world: RunningWorld) -> Non
         # The sync before the visit asks about this lock's certificate only, not every lock's.
         assert world.platform.requests[route] == asked + 1
         # Online, what the visit kept went up at once; nothing waits in the outbox.
-        assert outcome.audit_collected == 1 and await store.keyless_outbox.pending_count() == 0
+        assert outcome.audit_collected == 1 and await store.outbox("keyless").pending_count() == 0
     received = world.platform.audit_entries(lock.locking_device_id)
     assert [entry.sequence_number for entry in received] == [1]
 
@@ -76,12 +77,12 @@ async def test_offline_opens_keep_entries_until_the_network_is_back(
             assert not went_online
         with pytest.raises(CloudUnavailable):
             await open_lock(lock.locking_device_id, offline, store, mode="online")
-        assert lock.opens == 3 and await store.keyless_outbox.pending_count() == 3
+        assert lock.opens == 3 and await store.outbox("keyless").pending_count() == 3
         async with KeylessUploader.open(online, store) as uploader:
-            assert await drain_outbox(uploader, store.keyless_outbox) == 3
+            assert await drain_outbox(uploader, store.outbox("keyless")) == 3
             # A second drain of the same entries (a lost acknowledgement) changes nothing.
             await uploader.upload(
-                [r for r in await store.keyless_outbox.pending()], idempotency_key=None
+                [r for r in await store.outbox("keyless").pending()], idempotency_key=None
             )
     sequences = [e.sequence_number for e in world.platform.audit_entries(lock.locking_device_id)]
     assert sequences == [1, 2, 3] and world.platform.duplicate_submissions == 0
@@ -99,18 +100,18 @@ async def test_re_keying_across_two_offline_visits(running_world: RunningWorld) 
         # Visit one, no network: the lock makes a CSR; it waits in the outbox.
         first, _ = await open_lock(lock.locking_device_id, offline, store, rekey=True)
         assert first.csr is not None and lock.pending_key is not None
-        pending = await store.keyless_outbox.pending()
-        assert [r.session for r in pending].count(CSR_LOG) == 1
+        pending = await store.outbox("keyless").pending()
+        assert [r.context for r in pending].count(CSR_LOG) == 1
         # Back in coverage: the CSR goes up, the platform certifies it, a sync brings it down.
         async with KeylessUploader.open(online, store) as uploader:
-            await drain_outbox(uploader, store.keyless_outbox)
+            await drain_outbox(uploader, store.outbox("keyless"))
         report = await sync_keyless(online, store)
         assert report.certificates_pending == 1
         # Visit two, no network again: the certificate is installed and the lock opens.
         second, _ = await open_lock(lock.locking_device_id, offline, store)
         assert second.certificate_installed is not None
         assert lock.lock_key_id != old_key and lock.opens == 2
-        record = await (await store.keyless()).lock(lock.locking_device_id)
+        record = await (await keyless_store(store)).lock(lock.locking_device_id)
         assert record is not None and record.pending_certificate is None
         # A sync before the platform heard of the install must not undo it in the store: the
         # next visit would try to install again and the lock would refuse the whole visit.
@@ -119,7 +120,7 @@ async def test_re_keying_across_two_offline_visits(running_world: RunningWorld) 
         assert third.certificate_installed is None and lock.opens == 3
         # Entries signed by the new key tell the platform the re-keying is complete.
         async with KeylessUploader.open(online, store) as uploader:
-            await drain_outbox(uploader, store.keyless_outbox)
+            await drain_outbox(uploader, store.outbox("keyless"))
     platform_lock = world.platform.locking_devices[lock.locking_device_id]
     assert platform_lock.certificate is not None and platform_lock.pending_certificate is None
     assert platform_lock.certificate.lock_key_id == lock.lock_key_id

@@ -14,12 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.config import Settings, load_settings
 from blelock.errors import LockRefused
-from blelock.protocol import keyless as kl
 from blelock.store.db import Database
 from blelock.store.outbox import Outbox
 from blelock.transport.ble import open_link
-from blelock.transport.scan import find_keyless_lock
-from blelock.vendors.keyless import AUDIT_LOG, KeylessMaterial, KeylessVisit
+from blelock.transport.scan import find_lock
+from blelock.vendors.keyless import protocol as kl
+from blelock.vendors.keyless.plugin import PLUGIN as KEYLESS
+from blelock.vendors.keyless.visit import AUDIT_LOG, KeylessMaterial, KeylessVisit
 from simulators.keyless_lock import SimKeylessLock, ca_signer
 from simulators.radio import Radio, RadioServer
 from tests.conftest import FAST
@@ -78,14 +79,14 @@ class Bench:
     async def visit(
         self, *credentials: kl.Credential, pending: bytes | None = None
     ) -> KeylessVisit:
-        found = await find_keyless_lock(LOCK_ID, self.settings)
-        assert found.advert.locking_device_id == LOCK_ID
+        found = await find_lock(LOCK_ID, self.settings, [KEYLESS])
+        assert found.sighting.lock_id == LOCK_ID
         material = KeylessMaterial(
             self.ca_material.ca_certificate, credentials, pending_certificate=pending
         )
         return KeylessVisit(
             LOCK_ID,
-            lambda: open_link(found.device, self.settings, name=found.advert.name),
+            lambda: open_link(found.device, self.settings, name=found.sighting.name),
             material,
             self.settings.timeouts,
             self.outbox,
@@ -134,7 +135,7 @@ async def test_an_open_keeps_the_audit_entries_and_moves_the_cursor(bench: Bench
     assert bench.lock.opens == 1 and outcome.key_id is not None
     kept = await bench.outbox.pending()
     assert outcome.audit_collected == len(kept) == 1
-    assert kept[0].lock_id == LOCK_ID and kept[0].session == AUDIT_LOG
+    assert kept[0].lock_id == LOCK_ID and kept[0].context == AUDIT_LOG
     assert await bench.outbox.cursor(LOCK_ID, AUDIT_LOG) == 1
     # The next visit asks only for what came after: one new entry, no repeat.
     await (await bench.visit(bench.credential())).open()

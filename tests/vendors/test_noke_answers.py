@@ -10,10 +10,11 @@ import pytest
 
 from blelock.config import Timeouts
 from blelock.errors import LinkLost, LinkTimeout, LockRefused
-from blelock.model import Action, LogRecord, MacAddress, parse_mac
-from blelock.protocol import noke
+from blelock.model import LogRecord, MacAddress, parse_mac
 from blelock.transport.base import LinkInfo, LockLink
-from blelock.vendors.noke import NokeVisit
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.values import Action
+from blelock.vendors.noke.visit import NokeVisit
 
 MAC = parse_mac("C7:E6:B0:C6:75:38")
 SESSION = bytes.fromhex("0000040ba7b0d91f7f45ad25698a18375c7e4f16")
@@ -98,7 +99,7 @@ async def test_server_packets_around_answers_are_all_kept() -> None:
     outcome = await visit.run(Action.UNLOCK, tracking_key="tech-7")
     assert outcome.packets_sent == 2
     assert [r.payload for r in outcome.logs] == [log_a.hex(), log_b.hex()]
-    assert {r.session for r in outcome.logs} == {SESSION.hex()}
+    assert {r.context for r in outcome.logs} == {SESSION.hex()}
 
 
 async def test_silent_lock_times_out_naming_the_packet() -> None:

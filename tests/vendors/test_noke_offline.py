@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import pytest
 
 from blelock.cloud._http import RetryPolicy
-from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.errors import (
     CloudError,
@@ -20,14 +19,33 @@ from blelock.errors import (
     OfflineKeyExpired,
     OfflineKeyRevoked,
 )
-from blelock.jobs import open_store, visit
-from blelock.model import Action, MacAddress, parse_mac
-from blelock.protocol import noke
-from blelock.sync import drain_outbox, refresh_offline_keys
+from blelock.jobs import context, open_store
+from blelock.model import MacAddress, parse_mac
+from blelock.store import Store
+from blelock.vendors.base import Mode
+from blelock.vendors.noke import jobs
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.cloud import NokeCloud
+from blelock.vendors.noke.jobs import refresh_offline_keys
+from blelock.vendors.noke.plugin import PLUGIN as NOKE
+from blelock.vendors.noke.values import Action, Outcome
+from blelock.vendors.outbox import drain_outbox
 from simulators.world import RunningWorld
 from tests.conftest import closed_port_url, settings_for
 
 TECH = "tech-7"
+
+
+def key_store(settings: Settings, store: Store) -> jobs.LazyKeyStore:
+    return jobs.key_store(context(NOKE, settings, store))
+
+
+async def visit(
+    mac: MacAddress, action: Action, settings: Settings, *, mode: Mode = "auto"
+) -> Outcome:
+    """One Nokē visit with the store open, as a command runs it."""
+    async with open_store(settings) as store:
+        return await jobs.visit(context(NOKE, settings, store), mac, action, mode=mode)
 
 
 @dataclass
@@ -61,10 +79,11 @@ async def sync_keys(
     issue: bool = True,
     settings: Settings | None = None,
 ) -> object:
-    async with open_store(settings or field.online) as store, field.cloud() as cloud:
+    settings = settings or field.online
+    async with open_store(settings) as store, field.cloud() as cloud:
         return await refresh_offline_keys(
             cloud,
-            store.keys,
+            key_store(settings, store),
             macs=macs or [field.mac(0), field.mac(1)],
             issue_for=[TECH] if issue else [],
         )
@@ -72,7 +91,7 @@ async def sync_keys(
 
 async def upload(field: Field) -> int:
     async with open_store(field.online) as store, field.cloud() as cloud:
-        return await drain_outbox(cloud, store.outbox)
+        return await drain_outbox(cloud, store.outbox("noke"))
 
 
 async def test_unlock_without_signal_uses_the_cached_key(field: Field) -> None:
@@ -99,7 +118,7 @@ async def test_every_log_reaches_the_cloud_exactly_once(field: Field) -> None:
     await visit(field.mac(0), Action.UNLOCK, field.offline)
     await visit(field.mac(1), Action.UNLOCK, field.offline)
     async with open_store(field.online) as store:
-        assert await store.outbox.pending_count() == sum(
+        assert await store.outbox("noke").pending_count() == sum(
             len(lock.server_records) for lock in world.locks
         )
     assert await upload(field) == sum(len(lock.server_records) for lock in world.locks)
@@ -138,7 +157,7 @@ async def test_the_lock_refuses_a_revoked_key_once_it_heard(field: Field) -> Non
     await sync_keys(field)
     stale = field.offline.model_copy(update={"data_dir": field.offline.store_dir / "stale"})
     async with open_store(stale) as store, field.cloud() as cloud:  # a second, unsynced phone
-        await refresh_offline_keys(cloud, store.keys, macs=[field.mac(0)])
+        await refresh_offline_keys(cloud, key_store(stale, store), macs=[field.mac(0)])
     world.cloud.locks[world.locks[0].mac].revoke_offline_key(TECH)
     await visit(field.mac(0), Action.UNLOCK, field.online)  # the lock hears of it
     with pytest.raises(LockRefused) as caught:
@@ -157,7 +176,7 @@ async def test_a_lock_whose_clock_drifted_refuses_the_stamp(field: Field) -> Non
 async def test_an_expired_key_is_refused_before_the_lock_sees_it(field: Field) -> None:
     # Synced under a lifetime shorter than a second: expired by the time we are at the lock.
     await sync_keys(
-        field, settings=field.online.model_copy(update={"offline_key_lifetime_days": 1e-9})
+        field, settings=field.online.with_section("noke", offline_key_lifetime_days=1e-9)
     )
     lock = field.running.world.locks[0]
     with pytest.raises(OfflineKeyExpired) as caught:
@@ -179,10 +198,10 @@ async def test_a_failing_cloud_leaves_pending_records_untouched(field: Field, fa
     setattr(world.cloud.faults, fault, -1)
     world.cloud.faults.retry_after_s = 0
     async with open_store(field.online) as store, field.cloud() as cloud:
-        before = await store.outbox.pending(None)
+        before = await store.outbox("noke").pending(None)
         with pytest.raises(CloudError, match="attempts"):
-            await drain_outbox(cloud, store.outbox)
-        assert await store.outbox.pending(None) == before
+            await drain_outbox(cloud, store.outbox("noke"))
+        assert await store.outbox("noke").pending(None) == before
     setattr(world.cloud.faults, fault, 0)
     assert await upload(field) == len(before)
     assert len(world.cloud.uploaded) == len(before) and world.cloud.records_duplicate == 0

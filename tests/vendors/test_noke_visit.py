@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from blelock.cloud.noke import NokeCloud
 from blelock.config import Settings
 from blelock.errors import (
     AuthFailed,
@@ -18,12 +17,18 @@ from blelock.errors import (
     LockRefused,
     OfflineKeyMissing,
 )
-from blelock.jobs import visit
-from blelock.model import Action, MacAddress, parse_mac
-from blelock.protocol import noke
+from blelock.jobs import context, open_store
+from blelock.model import MacAddress, parse_mac
 from blelock.transport.ble import open_link
 from blelock.transport.scan import find_lock, scan
-from blelock.vendors.noke import NokeVisit
+from blelock.vendors.base import Mode
+from blelock.vendors.noke import jobs
+from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.cloud import NokeCloud
+from blelock.vendors.noke.plugin import PLUGIN as NOKE
+from blelock.vendors.noke.settings import noke_settings
+from blelock.vendors.noke.values import Action, Outcome
+from blelock.vendors.noke.visit import NokeVisit
 from simulators.faults import LinkFaults
 from simulators.noke_lock import MechanicalFaults
 from simulators.world import RunningWorld, WorldSpec
@@ -34,8 +39,16 @@ def mac_of(running: RunningWorld, index: int) -> MacAddress:
     return parse_mac(running.world.locks[index].mac)
 
 
+async def visit(
+    mac: MacAddress, action: Action, settings: Settings, *, mode: Mode = "auto"
+) -> Outcome:
+    """One Nokē visit with the store open, as a command runs it."""
+    async with open_store(settings) as store:
+        return await jobs.visit(context(NOKE, settings, store), mac, action, mode=mode)
+
+
 async def test_scan_finds_every_lock_with_its_hardware(running_world: RunningWorld) -> None:
-    found = await scan(settings_for(running_world), duration=2, expect=3)
+    found = await scan(settings_for(running_world), [NOKE], duration=2, expect=3)
     seen = {f.sighting.lock_id: f.sighting.hardware for f in found}
     assert seen == {lock.mac: lock.hardware for lock in running_world.world.locks}
 
@@ -47,7 +60,7 @@ async def test_unlock_opens_and_keeps_every_record(running_world: RunningWorld) 
     assert outcome.battery_mv == lock.battery_mv
     assert (lock.setups, lock.unlocks) == (1, 1)  # a new lock is set up by its first unlock
     assert outcome.packets_sent == 2
-    assert [(r.session, r.payload) for r in outcome.logs] == lock.server_records
+    assert [(r.context, r.payload) for r in outcome.logs] == lock.server_records
     assert not lock.refusals
 
 
@@ -128,7 +141,7 @@ async def test_out_of_range_lock_is_not_found(running_world: RunningWorld) -> No
     running_world.world.radio.faults_of(running_world.world.locks[0].mac).out_of_range = True
     settings = settings_for(running_world, BLELOCK_SCAN_TIMEOUT="0.3")
     with pytest.raises(DeviceNotFound):
-        await find_lock(mac_of(running_world, 0), settings)
+        await find_lock(mac_of(running_world, 0), settings, [NOKE])
 
 
 async def test_refused_connections_give_a_link_error(running_world: RunningWorld) -> None:
@@ -210,9 +223,9 @@ class OtherLockSource:
 async def _visit_with(running: RunningWorld, index: int, source_for: object) -> object:
     settings: Settings = settings_for(running)
     mac = mac_of(running, index)
-    found = await find_lock(mac, settings)
+    found = await find_lock(mac, settings, [NOKE])
     async with NokeCloud(
-        settings.noke_url, running.world.cloud.api_key, timeouts=settings.timeouts
+        noke_settings(settings).url, running.world.cloud.api_key, timeouts=settings.timeouts
     ) as cloud:
         source = source_for(cloud)  # type: ignore[operator]
         noke_visit = NokeVisit(

@@ -180,6 +180,16 @@ class NokePlugin(VendorPlugin):
         async with NokeCloud.from_settings(ctx.settings) as cloud:
             yield cloud
 
+    def check_sync(
+        self, locks: Sequence[str] | None, options: Mapping[str, OptionValue | Sequence[str]]
+    ) -> None:
+        if options.get("tracking_key") and not locks:
+            raise UsageError(
+                "--tracking-key asks the cloud to issue keys, and needs the locks to issue "
+                "them for",
+                hint="name them with --locks",
+            )
+
     async def sync_keys(
         self,
         ctx: VendorContext,
@@ -189,14 +199,9 @@ class NokePlugin(VendorPlugin):
         from blelock.vendors.noke import jobs
         from blelock.vendors.noke.cloud import NokeCloud
 
+        self.check_sync(locks, options)
         issue_for = options.get("tracking_key") or ()
         assert not isinstance(issue_for, str | int | bool)
-        if issue_for and not locks:
-            raise UsageError(
-                "--tracking-key asks the cloud to issue keys, and needs the locks to issue "
-                "them for",
-                hint="name them with --locks",
-            )
         macs = None if locks is None else [MacAddress(lock) for lock in locks]
         async with NokeCloud.from_settings(ctx.settings) as cloud:
             summary = await jobs.refresh_offline_keys(
