@@ -15,7 +15,7 @@ against packages nrfutil 6.1.7 made, in ``tests/fixtures/nrfutil/``):
   ``Command`` around it), stored as raw r‖s with **each 32-byte half little-endian**;
 * the image hash is the SHA-256 of the image stored **reversed** (little-endian);
 * ``boot_validation`` VALIDATE_ECDSA_P256_SHA256 carries a signature of the image in the same
-  r‖s little-endian form; VALIDATE_GENERATED_CRC and VALIDATE_SHA256 carry nothing (the
+  r‖s little-endian form; VALIDATE_GENERATED_CRC and VALIDATE_GENERATED_SHA256 carry nothing (the
   bootloader computes them);
 * nrfutil writes every InitCommand field explicitly, zero sizes and ``is_debug = false``
   included, and ``fw_version = 0xFFFFFFFF`` for a SoftDevice; :meth:`InitCommand.for_image`
@@ -107,7 +107,7 @@ class ValidationType(OpenByteEnum):
 
     NO_VALIDATION = 0
     VALIDATE_GENERATED_CRC = 1
-    VALIDATE_SHA256 = 2
+    VALIDATE_GENERATED_SHA256 = 2
     VALIDATE_ECDSA_P256_SHA256 = 3
 
 
@@ -328,6 +328,11 @@ def parse_init_packet(data: bytes) -> InitPacket:
         packet.ParseFromString(raw)
     except (DecodeError, ValueError, RecursionError, OverflowError) as exc:
         raise RemoteProtocolError(f"not a Nordic init packet (dfu.Packet): {exc}") from None
+    if not packet.IsInitialized():  # a required enum holding a value the schema lacks
+        raise RemoteProtocolError(
+            "not a Nordic init packet (dfu.Packet): a required field is missing or holds a "
+            "value dfu-cc.proto does not define"
+        )
     signature_type: SignatureType | None = None
     signature = b""
     if packet.HasField("signed_command"):

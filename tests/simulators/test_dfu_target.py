@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.errors import LocalProtocolError
-from blelock.protocol import dfu, dfu_package, dfu_transfer
+from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
 from simulators.dfu_target import (
     ATT_CCCD_IMPROPERLY_CONFIGURED,
     ATT_INVALID_ATTRIBUTE_LENGTH,
@@ -28,7 +28,7 @@ from simulators.radio import GattRefused, LinkDropped, Radio
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "firmware_images"
-TRUSTED = dfu_package.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
+TRUSTED = dfu_init.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
 PACKAGE_4I = dfu_package.read_package(IMAGES / "noke-4i-3.15.zip")
 PACKAGE_3P = dfu_package.read_package(IMAGES / "noke-3p-2.11.zip")
 LOCK = "AA:BB:CC:DD:EE:01"
@@ -68,20 +68,22 @@ def repackage(
 ) -> dfu_package.DfuPackage:
     """A package with chosen faults; built without read_package's checks where they would stop
     it (a truncated image), as a careless or hostile tool might."""
-    command = dfu_package.InitCommand.for_image(
-        image,
+    full = image if fw_size is None else image + bytes(fw_size - len(image))
+    command = dfu_init.InitCommand.for_image(
+        full,
         hw_version=dfu.hardware_version(hardware),
         fw_version=dfu.parse_version_text(version),
+        sd_req=[0x0100],
     )
-    if fw_size is not None:
-        full = image + bytes(fw_size - len(image))
-        command = dfu_package.InitCommand.for_image(
-            full, hw_version=command.hw_version, fw_version=command.fw_version
-        )
-    dat = dfu_package.encode_init_packet(command, key)
-    return dfu_package.DfuPackage(
-        dat, image, dfu_package.parse_init_packet(dat), "app.bin", "app.dat"
-    )
+    dat = dfu_init.encode_init_packet(command, key)
+    return package_of(dat, image)
+
+
+def package_of(dat: bytes, image: bytes) -> dfu_package.DfuPackage:
+    """An application package without read_package's checks."""
+    init = dfu_init.parse_init_packet(dat)
+    entry = dfu_package.FirmwareImage("application", "app.bin", "app.dat", dat, image, init)
+    return dfu_package.DfuPackage((entry,))
 
 
 def run(bootloader: SimDfuTarget, session: dfu_transfer.DfuSession) -> list[dfu_transfer.Event]:
@@ -251,7 +253,7 @@ def test_a_downgrade_and_an_image_too_big_are_refused() -> None:
     refusal = refused_with(bootloader, PACKAGE_4I)
     assert refusal.extended is dfu.ExtendedError.FW_VERSION_FAILURE
     small = target(bank_size=32 * 1024)
-    assert refused_with(small, PACKAGE_4I).result is dfu.ResultCode.INSUFFICIENT_RESOURCES
+    assert refused_with(small, PACKAGE_4I).extended is dfu.ExtendedError.INSUFFICIENT_SPACE
     assert small.firmware_version == V3_14
 
 

@@ -14,7 +14,7 @@ from blelock.dfu import CONNECTIONS, DfuOutcome, update_firmware
 from blelock.errors import CloudRejected, LinkLost, LockRefused
 from blelock.jobs import context, open_store
 from blelock.model import MacAddress
-from blelock.protocol import dfu, dfu_package, dfu_transfer
+from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
 from blelock.transport.base import LinkOpener
 from blelock.transport.ble import open_link
 from blelock.vendors.noke import jobs
@@ -27,7 +27,7 @@ from simulators.world import RunningWorld
 from tests.conftest import FAST, settings_for
 
 IMAGES = Path(__file__).resolve().parents[2] / "firmware_images"
-TRUSTED = dfu_package.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
+TRUSTED = dfu_init.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
 LOCK = MacAddress("C7:E6:B0:C6:75:38")
 PACKAGE_4I = dfu_package.read_package(IMAGES / "noke-4i-3.15.zip")
 PACKAGE_3P = dfu_package.read_package(IMAGES / "noke-3p-2.11.zip")

@@ -89,14 +89,14 @@ class _ValidationTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Valida
     DESCRIPTOR: _descriptor.EnumDescriptor
     NO_VALIDATION: _ValidationType.ValueType  # 0
     VALIDATE_GENERATED_CRC: _ValidationType.ValueType  # 1
-    VALIDATE_SHA256: _ValidationType.ValueType  # 2
+    VALIDATE_GENERATED_SHA256: _ValidationType.ValueType  # 2
     VALIDATE_ECDSA_P256_SHA256: _ValidationType.ValueType  # 3
 
 class ValidationType(_ValidationType, metaclass=_ValidationTypeEnumTypeWrapper): ...
 
 NO_VALIDATION: ValidationType.ValueType  # 0
 VALIDATE_GENERATED_CRC: ValidationType.ValueType  # 1
-VALIDATE_SHA256: ValidationType.ValueType  # 2
+VALIDATE_GENERATED_SHA256: ValidationType.ValueType  # 2
 VALIDATE_ECDSA_P256_SHA256: ValidationType.ValueType  # 3
 Global___ValidationType: _TypeAlias = ValidationType  # noqa: Y015
 
