@@ -11,7 +11,7 @@ from bleak import BleakScanner
 
 from blelock.config import Settings, load_settings
 from blelock.dfu import CONNECTIONS, DfuOutcome, update_firmware
-from blelock.errors import CloudRejected, LinkLost, LockRefused
+from blelock.errors import CloudRejected, LinkLost, LockRefused, UsageError
 from blelock.jobs import context, open_store
 from blelock.model import MacAddress
 from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
@@ -176,3 +176,84 @@ async def test_an_update_stopped_midway_resumes_after_the_dfu_window_closed(
     assert lock.firmware == (3, 15) and outcome.version == "3.15"
     assert bootloader.init_packets_accepted == 1  # the saved init packet was kept
     assert outcome.bytes_sent <= PACKAGE_4I.size - held
+
+
+# --- packages made by nrfutil 6.1.7 itself (tests/fixtures/nrfutil/) --------------------------
+
+NRFUTIL = Path(__file__).resolve().parents[1] / "fixtures" / "nrfutil"
+NRFUTIL_KEY = dfu_init.load_public_key((NRFUTIL / "test_key.pub.pem").read_bytes())
+NRFUTIL_APPS = {
+    name: dfu_package.read_package(NRFUTIL / f"{name}.zip")
+    for name in ("app", "app_sha256", "app_ecdsa", "app_debug")
+}
+
+
+@pytest.mark.parametrize("name", ["app", "app_sha256", "app_ecdsa"])
+@pytest.mark.parametrize("prn", [0, 12])
+async def test_an_nrfutil_package_installs_over_the_radio(
+    name: str, prn: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulated bootloader trusting the fixture's key, built for nrfutil's hw_version 52
+    and the SoftDevice its sd_req names, takes nrfutil's package from blelock's driver."""
+    package = NRFUTIL_APPS[name]
+    radio = Radio(FAST)
+    target = SimDfuTarget(LOCK, NRFUTIL_KEY, hardware=52, firmware_version=6)
+    radio.add(target)
+    async with await RadioServer.start(radio) as server:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
+        device = await BleakScanner.find_device_by_address(
+            target.address, timeout=5, backend=SimBleakScanner
+        )
+        assert device is not None
+        settings = load_settings(
+            environ={
+                "BLELOCK_BLE_CLIENT_BACKEND": "simulators.bleak_backend:SimBleakClient",
+                "BLELOCK_BLE_SCANNER_BACKEND": "simulators.bleak_backend:SimBleakScanner",
+            },
+            read_file=False,
+        )
+        outcome = await update_firmware(
+            MacAddress(LOCK), lambda: open_link(device, settings, name="DfuTarg"), package, prn=prn
+        )
+    assert (target.firmware_version, target.updates, outcome.size) == (7, 1, 9000)
+    assert not target.refusals
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "extended"),
+    [
+        ("app_debug", {}, dfu.ExtendedError.SIGNATURE_MISSING),  # --debug-mode: unsigned
+        ("app", {"softdevice_id": 0x0101}, dfu.ExtendedError.SD_VERSION_FAILURE),
+        ("app", {"firmware_version": 8}, dfu.ExtendedError.FW_VERSION_FAILURE),
+        ("app", {"hardware": 40}, dfu.ExtendedError.HW_VERSION_FAILURE),
+    ],
+)
+def test_an_nrfutil_package_is_refused_with_the_sdk_codes(
+    name: str, options: dict[str, object], extended: dfu.ExtendedError
+) -> None:
+    package = dfu_package.read_package(NRFUTIL / f"{name}.zip")
+    settings: dict[str, object] = {"hardware": 52, "firmware_version": 6} | options
+    target = SimDfuTarget(LOCK, NRFUTIL_KEY, **settings)  # type: ignore[arg-type]
+    target.on_connect()
+    target.on_subscribe(dfu.CONTROL_POINT_UUID, True)
+    session = dfu_transfer.DfuSession(package, packet_size=244)
+    pending: list[bytes] = []
+    while (action := session.next_action()) is not None:
+        if action.characteristic is not None:
+            pending += [value for _, value in target.on_write(action.characteristic, action.data)]
+        if action.expects_notification:
+            session.receive(pending.pop(0))
+    assert session.refusal is not None and session.refusal.extended is extended
+    assert target.firmware_version == settings["firmware_version"] and target.updates == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "kinds"), [("bl", "bootloader"), ("sd", "softdevice"), ("sd_bl_app", "softdevice+")]
+)
+def test_nrfutil_packages_blelock_does_not_send_are_refused_before_any_radio_work(
+    name: str, kinds: str
+) -> None:
+    with pytest.raises(UsageError, match=f"updates the {kinds}") as refused:
+        dfu_package.read_package(NRFUTIL / f"{name}.zip")
+    assert "application updates only" in str(refused.value)
+    assert dfu_package.read_package(NRFUTIL / f"{name}.zip", for_update=False).images
