@@ -20,11 +20,12 @@ from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
 from simulators.dfu_target import (
     ATT_CCCD_IMPROPERLY_CONFIGURED,
     ATT_INVALID_ATTRIBUTE_LENGTH,
+    NO_FLASH_TIME,
     DfuFaults,
     SimDfuTarget,
 )
 from simulators.faults import LinkFaults
-from simulators.radio import GattRefused, LinkDropped, Radio
+from simulators.radio import GattRefused, LatencyModel, LinkDropped, Radio
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "firmware_images"
@@ -419,3 +420,37 @@ def test_firmware_images_are_reproducible_and_small() -> None:
     readme = built["README.md"].decode()
     for stem in ("noke-4i-3.15", "noke-3p-2.11"):
         assert hashlib.sha256(built[f"{stem}.zip"]).hexdigest() in readme
+
+
+# --- on the radio: MTU, flash time ------------------------------------------------------------
+
+
+def test_the_bootloader_negotiates_mtu_247_and_refuses_longer_writes() -> None:
+    radio = Radio()
+    bootloader = SimDfuTarget(LOCK, TRUSTED)
+    radio.add(bootloader)
+    link = radio.connect(bootloader.address)
+    assert link.mtu == dfu.BOOTLOADER_MAX_ATT_MTU == 247
+    with pytest.raises(GattRefused) as refused:
+        link.write(dfu.DATA_PACKET_UUID, bytes(245), response=False)
+    assert refused.value.att_error == 0x0D
+    small = Radio(LatencyModel(att_mtu=185))
+    other = SimDfuTarget(LOCK, TRUSTED)
+    small.add(other)
+    assert small.connect(other.address).mtu == 185  # the lower of the two sides
+
+
+def test_flash_erase_and_write_are_charged_to_create_and_execute() -> None:
+    bootloader = target()
+    run(bootloader, dfu_transfer.DfuSession(PACKAGE_4I, packet_size=244))
+    assert bootloader.take_busy_s() > 0  # the last Execute's write
+    assert bootloader.take_busy_s() == 0.0  # taken once
+    fresh = target()
+    control(fresh, dfu.encode_create(dfu.ObjectType.COMMAND, len(PACKAGE_4I.init_packet)))
+    assert fresh.take_busy_s() == 0.0  # the init packet lives in RAM
+    flash = fresh.flash
+    assert flash.erase(4096) == pytest.approx(0.085) and flash.erase(4097) == pytest.approx(0.17)
+    assert flash.write(4096) == pytest.approx(1024 * 41e-6)
+    quick = target(flash=NO_FLASH_TIME)
+    run(quick, dfu_transfer.DfuSession(PACKAGE_4I, packet_size=244))
+    assert quick.take_busy_s() == 0.0 and quick.updates == 1

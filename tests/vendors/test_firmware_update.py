@@ -20,7 +20,7 @@ from blelock.transport.ble import open_link
 from blelock.vendors.noke import jobs
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from simulators.bleak_backend import SimBleakScanner
-from simulators.dfu_target import SimDfuTarget
+from simulators.dfu_target import NO_FLASH_TIME, SimDfuTarget
 from simulators.faults import LinkFaults
 from simulators.radio import Radio, RadioServer
 from simulators.world import RunningWorld
@@ -53,7 +53,7 @@ class Bench:
 
 async def bench(faults: LinkFaults | None, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
     radio = Radio(FAST)
-    target = SimDfuTarget(LOCK, TRUSTED, hardware="4I")
+    target = SimDfuTarget(LOCK, TRUSTED, hardware="4I", flash=NO_FLASH_TIME)
     radio.add(target, faults)
     async with await RadioServer.start(radio) as server:
         monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
@@ -79,7 +79,7 @@ async def steady(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
 
 @pytest.fixture
 async def drops_once(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Bench]:
-    async for b in bench(LinkFaults(drop_link_after_writes=400, drop_link_times=1), monkeypatch):
+    async for b in bench(LinkFaults(drop_link_after_writes=150, drop_link_times=1), monkeypatch):
         yield b
 
 
@@ -97,6 +97,9 @@ async def test_a_package_installs_and_boots(steady: Bench, prn: int) -> None:
     )
     assert (outcome.version, outcome.size, outcome.connections) == ("3.15", 65_000, 1)
     assert outcome.bytes_sent == 65_000
+    # The link negotiated ATT MTU 247 (the bootloader's most): 244-byte packets.
+    per_object = [min(4096, 65_000 - start) for start in range(0, 65_000, 4096)]
+    assert steady.target.packets_received == 1 + sum(-(-size // 244) for size in per_object)
     assert steady.target.firmware_version == dfu.parse_version_text("3.15")
     assert seen == sorted(seen) and seen[-1] == PACKAGE_4I.size
 
@@ -106,10 +109,10 @@ async def test_a_dropped_link_resumes_where_it_stopped(drops_once: Bench) -> Non
     target = drops_once.target
     assert outcome.connections == 2 and target.firmware_version == dfu.parse_version_text("3.15")
     assert target.init_packets_accepted == 1  # the init packet was not sent again
-    size = dfu_transfer.packet_size_for_mtu(23)
+    size = dfu_transfer.packet_size_for_mtu(dfu.BOOTLOADER_MAX_ATT_MTU)  # negotiated: 247
     one_pass = -(-PACKAGE_4I.size // size) + -(-len(PACKAGE_4I.init_packet) // size)
     # Resuming re-sends at most the object the link dropped in; restarting would re-send the
-    # ~400 packets before the drop.
+    # ~150 packets before the drop.
     assert target.packets_received <= one_pass + dfu.DATA_OBJECT_MAX_SIZE // size
     # Across both connections: the whole image, plus at most the object the drop cut short.
     assert PACKAGE_4I.size <= outcome.bytes_sent <= PACKAGE_4I.size + dfu.DATA_OBJECT_MAX_SIZE
@@ -197,7 +200,7 @@ async def test_an_nrfutil_package_installs_over_the_radio(
     and the SoftDevice its sd_req names, takes nrfutil's package from blelock's driver."""
     package = NRFUTIL_APPS[name]
     radio = Radio(FAST)
-    target = SimDfuTarget(LOCK, NRFUTIL_KEY, hardware=52, firmware_version=6)
+    target = SimDfuTarget(LOCK, NRFUTIL_KEY, hardware=52, firmware_version=6, flash=NO_FLASH_TIME)
     radio.add(target)
     async with await RadioServer.start(radio) as server:
         monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
