@@ -54,8 +54,8 @@ interval (:class:`WritePacer`); a write whose PDUs do not fit waits for the next
 it is delivered and acked, so a client that awaits each ack is held to the link's rate. Its
 notifications follow ``write_round_trip_s`` after delivery; a write with response's
 notifications follow its reply. Either waits on as long as the peripheral says it is busy
-(``take_busy_s()``: a bootloader's flash erase and write). Notifications keep their order, go only to subscribed
-characteristics, and die with their link. When a drop fault fires the server sends
+(``take_busy_s()``: a bootloader's flash erase and write). Notifications keep their order, go
+only to subscribed characteristics, and die with their link. When a drop fault fires the server sends
 ``disconnected``: after the ack of the write without response that was lost, or before the
 ``disconnected`` failure of a write with response.
 Closing the TCP connection tears its link down.
@@ -81,6 +81,7 @@ __all__ = [
     "ATT_READ_NOT_PERMITTED",
     "ATT_REQUEST_NOT_SUPPORTED",
     "ATT_WRITE_NOT_PERMITTED",
+    "DEFAULT_ATT_MTU",
     "PROPERTY_NAMES",
     "Advertisement",
     "CharacteristicSpec",
@@ -98,7 +99,6 @@ __all__ = [
     "RadioServer",
     "ServiceSpec",
     "WritePacer",
-    "DEFAULT_ATT_MTU",
     "decode_advertisement",
     "decode_services",
     "encode_advertisement",
