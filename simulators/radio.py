@@ -55,9 +55,9 @@ it is delivered and acked, so a client that awaits each ack is held to the link'
 notifications follow ``write_round_trip_s`` after delivery; a write with response's
 notifications follow its reply. Either waits on as long as the peripheral says it is busy
 (``take_busy_s()``: a bootloader's flash erase and write). Notifications keep their order, go
-only to subscribed characteristics, and die with their link. When a drop fault fires the server sends
-``disconnected``: after the ack of the write without response that was lost, or before the
-``disconnected`` failure of a write with response.
+only to subscribed characteristics, and die with their link. When a drop fault fires the server
+sends ``disconnected``: after the ack of the write without response that was lost, or before
+the ``disconnected`` failure of a write with response.
 Closing the TCP connection tears its link down.
 """
 
