@@ -63,7 +63,15 @@ from blelock.errors import ProtocolError
 from blelock.protocol import dfu, dfu_init
 from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
 
-__all__ = ["DEFAULT_BANK_SIZE", "PAGE_SIZE", "DfuFaults", "SimDfuTarget"]
+__all__ = [
+    "DEFAULT_BANK_SIZE",
+    "NO_FLASH_TIME",
+    "PAGE_SIZE",
+    "DfuFaults",
+    "FlashTiming",
+    "SimButtonlessApp",
+    "SimDfuTarget",
+]
 
 PAGE_SIZE = 4096
 """nRF52 flash page (``CODE_PAGE_SIZE``): data objects must be page-aligned but for the last."""
@@ -494,3 +502,61 @@ def _refuse(result: dfu.ResultCode, reason: str) -> dfu_init.Refusal:
 
 def _select(max_size: int, offset: int, crc: int) -> bytes:
     return dfu.SelectResponse(max_size, offset, crc).encode()[3:]
+
+
+@dataclass
+class SimButtonlessApp:
+    """A generic Nordic application with the unbonded buttonless DFU characteristic
+    (``8EC90003-…``, write + indicate, in service 0xFE59): Enter bootloader (0x01) is answered
+    ``20 01 01`` and puts ``bootloader`` (at this address + 1) into DFU mode, after which the
+    application stops advertising. Not a Nokē lock: those go into their bootloader by the
+    cloud's fwupdate command. (The bonded variant, 8EC90004, keeps the address; one simulated
+    radio cannot hold the application and its bootloader at one address, so it is not here.)"""
+
+    bootloader: SimDfuTarget
+    local_name: str = "Nordic_App"
+    rssi: int = -55
+    _indicating: bool = False
+    rebooted: bool = False
+
+    @property
+    def address(self) -> str:
+        return self.bootloader.lock_address
+
+    def advertisement(self) -> Advertisement | None:
+        if self.rebooted:
+            return None
+        return Advertisement(self.local_name, {}, (dfu.SECURE_DFU_SERVICE_UUID,), {}, self.rssi)
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        char = CharacteristicSpec(dfu.BUTTONLESS_UNBONDED_UUID, ("write", "indicate"))
+        return (ServiceSpec(dfu.SECURE_DFU_SERVICE_UUID, (char,)),)
+
+    def on_connect(self) -> None:
+        self._indicating = False
+
+    def on_disconnect(self) -> None:
+        self._indicating = False
+
+    def on_subscribe(self, char_uuid: str, enabled: bool) -> None:
+        self._indicating = enabled
+
+    def on_read(self, char_uuid: str) -> bytes:
+        raise GattRefused(ATT_READ_NOT_PERMITTED, f"{char_uuid} is not readable")
+
+    def on_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
+        if not self._indicating:  # the SDK refuses before the CCCD is set
+            raise GattRefused(ATT_CCCD_IMPROPERLY_CONFIGURED, "enable indications first")
+        if bytes(data) != dfu.encode_enter_bootloader():
+            answer = dfu.ButtonlessResult.OP_CODE_NOT_SUPPORTED
+            return [
+                (char_uuid, bytes([dfu.BUTTONLESS_RESPONSE, data[:1][0] if data else 0, answer]))
+            ]
+        self.rebooted = True
+        self.bootloader.enter_dfu_mode()
+        response = [
+            dfu.BUTTONLESS_RESPONSE,
+            dfu.BUTTONLESS_ENTER_BOOTLOADER,
+            dfu.ButtonlessResult.SUCCESS,
+        ]
+        return [(char_uuid, bytes(response))]

@@ -63,6 +63,11 @@ CONTROL_POINT_UUID = "8ec90001-f315-4f60-9fb8-838830daea50"
 bootloader refuses control-point writes until this CCCD is enabled (ATT error 0xFD)."""
 DATA_PACKET_UUID = "8ec90002-f315-4f60-9fb8-838830daea50"
 """Write without response: the object bytes, at most ATT MTU - 3 per write."""
+BUTTONLESS_UNBONDED_UUID = "8ec90003-f315-4f60-9fb8-838830daea50"
+"""Buttonless DFU without bonds (write + indicate, in the 0xFE59 service of the application):
+the device reboots into its bootloader, which advertises at the device's address + 1."""
+BUTTONLESS_BONDED_UUID = "8ec90004-f315-4f60-9fb8-838830daea50"
+"""Buttonless DFU with bonds: the bootloader keeps the device's address (and its bond)."""
 LEGACY_DFU_SERVICE_UUID = "00001530-1212-efde-1523-785feabcd123"
 """Nordic legacy DFU (nRF5 SDK ≤ 11), seen on older Nokē parts. Identified, not spoken."""
 LEGACY_DFU_CONTROL_POINT_UUID = "00001531-1212-efde-1523-785feabcd123"
@@ -401,6 +406,48 @@ def decode_response(data: bytes) -> Response:
 def _exact(data: bytes, length: int, what: str) -> None:
     if len(data) != length:
         raise RemoteProtocolError(f"{what} is {len(data)} bytes, expected {length}")
+
+
+# --- buttonless DFU: how a Nordic application is asked into its bootloader -------------------
+
+BUTTONLESS_ENTER_BOOTLOADER = 0x01
+BUTTONLESS_RESPONSE = 0x20
+
+
+class ButtonlessResult(OpenByteEnum):
+    """The result byte of a buttonless response (SDK ``ble_dfu_buttonless_rsp_code_t``)."""
+
+    SUCCESS = 0x01
+    OP_CODE_NOT_SUPPORTED = 0x02
+    OPERATION_FAILED = 0x04
+    INVALID_ADV_NAME = 0x05
+    BUSY = 0x06
+    NOT_BONDED = 0x07
+
+
+def encode_enter_bootloader() -> bytes:
+    return bytes([BUTTONLESS_ENTER_BOOTLOADER])
+
+
+def decode_buttonless_response(data: bytes) -> ButtonlessResult:
+    """The indication answering Enter bootloader: ``20 01 <result>``. RemoteProtocolError on
+    anything else."""
+    if len(data) != 3 or data[0] != BUTTONLESS_RESPONSE:
+        raise RemoteProtocolError(f"buttonless response {bytes(data).hex()} is not 20 <op> <res>")
+    if data[1] != BUTTONLESS_ENTER_BOOTLOADER:
+        raise RemoteProtocolError(f"buttonless response to opcode 0x{data[1]:02X}, not 0x01")
+    return ButtonlessResult(data[2])
+
+
+def bootloader_address_after(mac: str, characteristic: str) -> str:
+    """Where the bootloader advertises after buttonless entry through ``characteristic``."""
+    if characteristic.lower() == BUTTONLESS_BONDED_UUID:
+        if not _MAC.fullmatch(mac):
+            raise LocalProtocolError(f"{mac!r} is not a MAC address like AA:BB:CC:DD:EE:FF")
+        return mac.upper()
+    if characteristic.lower() == BUTTONLESS_UNBONDED_UUID:
+        return bootloader_address(mac)
+    raise LocalProtocolError(f"{characteristic} is not a buttonless DFU characteristic")
 
 
 # --- addresses and advertisements -------------------------------------------------------------

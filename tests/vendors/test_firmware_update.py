@@ -10,17 +10,25 @@ import pytest
 from bleak import BleakScanner
 
 from blelock.config import Settings, load_settings
-from blelock.dfu import CONNECTIONS, DfuOutcome, update_firmware
-from blelock.errors import CloudRejected, LinkLost, LockRefused, UsageError
+from blelock.dfu import CONNECTIONS, DfuOutcome, enter_bootloader, update_firmware
+from blelock.errors import (
+    CloudRejected,
+    DeviceNotFound,
+    LinkLost,
+    LockRefused,
+    RemoteProtocolError,
+    UsageError,
+)
 from blelock.jobs import context, open_store
 from blelock.model import MacAddress
 from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
 from blelock.transport.base import LinkOpener
 from blelock.transport.ble import open_link
+from blelock.transport.scan import find_update_target
 from blelock.vendors.noke import jobs
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from simulators.bleak_backend import SimBleakScanner
-from simulators.dfu_target import NO_FLASH_TIME, SimDfuTarget
+from simulators.dfu_target import NO_FLASH_TIME, SimButtonlessApp, SimDfuTarget
 from simulators.faults import LinkFaults
 from simulators.radio import Radio, RadioServer
 from simulators.world import RunningWorld
@@ -260,3 +268,104 @@ def test_nrfutil_packages_blelock_does_not_send_are_refused_before_any_radio_wor
         dfu_package.read_package(NRFUTIL / f"{name}.zip")
     assert "application updates only" in str(refused.value)
     assert dfu_package.read_package(NRFUTIL / f"{name}.zip", for_update=False).images
+
+
+# --- finding the bootloader -------------------------------------------------------------------
+
+
+async def found_bootloaders(
+    targets: list[SimDfuTarget], lock: str, monkeypatch: pytest.MonkeyPatch, **options: object
+) -> str:
+    radio = Radio(FAST)
+    for each in targets:
+        radio.add(each)
+    async with await RadioServer.start(radio) as server:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
+        settings = load_settings(
+            environ={
+                "BLELOCK_BLE_CLIENT_BACKEND": "simulators.bleak_backend:SimBleakClient",
+                "BLELOCK_BLE_SCANNER_BACKEND": "simulators.bleak_backend:SimBleakScanner",
+                "BLELOCK_SCAN_TIMEOUT": "0.3",
+            },
+            read_file=False,
+        )
+        target = await find_update_target(lock, settings, NOKE, **options)  # type: ignore[arg-type]
+    assert target.lock is None and target.bootloader is not None
+    return target.bootloader.address.upper()
+
+
+async def test_the_bootloader_is_found_at_the_lock_address_plus_one_or_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    unbonded = SimDfuTarget("AA:BB:CC:DD:EE:01", TRUSTED)
+    assert await found_bootloaders([unbonded], "AA:BB:CC:DD:EE:01", monkeypatch) == (
+        "AA:BB:CC:DD:EE:02"
+    )
+    # A bonded bootloader keeps the application's address (buttonless 8EC90004).
+    bonded = SimDfuTarget("AA:BB:CC:DD:EE:10", TRUSTED)
+    assert await found_bootloaders([bonded], "AA:BB:CC:DD:EE:11", monkeypatch) == (
+        "AA:BB:CC:DD:EE:11"
+    )
+
+
+async def test_a_bootloader_elsewhere_is_found_by_its_advertised_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    elsewhere = SimDfuTarget("11:22:33:44:55:66", TRUSTED)  # advertises NOKE_FW at ...:67
+    lock = "AA:BB:CC:DD:EE:01"
+    assert await found_bootloaders(
+        [elsewhere], lock, monkeypatch, bootloader_names=jobs.BOOTLOADER_NAMES
+    ) == ("11:22:33:44:55:67")
+    with pytest.raises(DeviceNotFound):  # without the vendor's names: not this lock's
+        await found_bootloaders([SimDfuTarget("11:22:33:44:55:66", TRUSTED)], lock, monkeypatch)
+    two = [SimDfuTarget("11:22:33:44:55:66", TRUSTED), SimDfuTarget("11:22:33:44:55:80", TRUSTED)]
+    with pytest.raises(DeviceNotFound, match="2 bootloaders named"):
+        await found_bootloaders(two, lock, monkeypatch, bootloader_names=jobs.BOOTLOADER_NAMES)
+
+
+async def test_a_nordic_app_enters_its_bootloader_by_the_buttonless_characteristic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bootloader = SimDfuTarget(LOCK, TRUSTED, in_dfu_mode=False, flash=NO_FLASH_TIME)
+    app = SimButtonlessApp(bootloader)
+    radio = Radio(FAST)
+    radio.add(app)
+    radio.add(bootloader)
+    async with await RadioServer.start(radio) as server:
+        monkeypatch.setenv("BLELOCK_SIM_RADIO", server.address)
+        device = await BleakScanner.find_device_by_address(LOCK, timeout=5, backend=SimBleakScanner)
+        assert device is not None
+        settings = load_settings(
+            environ={
+                "BLELOCK_BLE_CLIENT_BACKEND": "simulators.bleak_backend:SimBleakClient",
+                "BLELOCK_BLE_SCANNER_BACKEND": "simulators.bleak_backend:SimBleakScanner",
+            },
+            read_file=False,
+        )
+        address = await enter_bootloader(
+            MacAddress(LOCK),
+            lambda: open_link(device, settings, name="Nordic_App"),
+            dfu.BUTTONLESS_UNBONDED_UUID,
+        )
+        assert address == bootloader.address == dfu.bootloader_address(LOCK)
+        assert app.rebooted and bootloader.in_dfu_mode
+        found = await BleakScanner.find_device_by_address(
+            address, timeout=5, backend=SimBleakScanner
+        )
+        assert found is not None
+        outcome = await update_firmware(
+            MacAddress(LOCK), lambda: open_link(found, settings, name="NOKE_FW"), PACKAGE_4I
+        )
+    assert outcome.size == PACKAGE_4I.size and bootloader.updates == 1
+
+
+def test_buttonless_codec_and_addresses() -> None:
+    assert dfu.encode_enter_bootloader() == b"\x01"
+    assert dfu.decode_buttonless_response(bytes.fromhex("200101")) is dfu.ButtonlessResult.SUCCESS
+    assert dfu.decode_buttonless_response(bytes.fromhex("200107")).name == "NOT_BONDED"
+    for bad in ("2001", "600101", "200201"):
+        with pytest.raises(RemoteProtocolError):
+            dfu.decode_buttonless_response(bytes.fromhex(bad))
+    mac = "AA:BB:CC:DD:EE:FF"
+    assert dfu.bootloader_address_after(mac, dfu.BUTTONLESS_UNBONDED_UUID) == "AA:BB:CC:DD:EE:00"
+    assert dfu.bootloader_address_after(mac.lower(), dfu.BUTTONLESS_BONDED_UUID) == mac
