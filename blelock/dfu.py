@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from blelock.errors import LinkLost, LockRefused, lock_context
 from blelock.model import MacAddress
-from blelock.protocol.dfu import CONTROL_POINT_UUID, RESPONSE_TIMEOUT_S
+from blelock.protocol.dfu import (
+    CONTROL_POINT_UUID,
+    RESPONSE_TIMEOUT_S,
+    ButtonlessResult,
+    bootloader_address_after,
+    decode_buttonless_response,
+    encode_enter_bootloader,
+)
 from blelock.protocol.dfu_package import DfuPackage
 from blelock.protocol.dfu_transfer import (
     DfuSession,
@@ -27,7 +34,7 @@ from blelock.protocol.dfu_transfer import (
 from blelock.transport.base import LinkOpener
 from blelock.transport.drive import drive
 
-__all__ = ["DfuOutcome", "update_firmware"]
+__all__ = ["DfuOutcome", "enter_bootloader", "update_firmware"]
 
 CONNECTIONS = 4
 """A lost link is normal during a long transfer; each retry resumes, so a few are cheap."""
@@ -67,6 +74,28 @@ async def update_firmware(
             if connection == CONNECTIONS:
                 raise
     raise AssertionError("unreachable: the last connection returns or raises")
+
+
+async def enter_bootloader(lock_id: MacAddress, open_link: LinkOpener, characteristic: str) -> str:
+    """Ask a Nordic application into its bootloader through its buttonless DFU characteristic
+    (``BUTTONLESS_UNBONDED_UUID`` or ``BUTTONLESS_BONDED_UUID``), for devices no cloud command
+    puts there. Returns the address the bootloader will advertise at; LockRefused if the
+    application says no."""
+    expected = bootloader_address_after(lock_id, characteristic)
+    with lock_context(lock_id, "enter the bootloader"):
+        async with open_link() as link:
+            await link.subscribe(characteristic, timeout=WRITE_TIMEOUT_S)  # indications
+            await link.write(
+                characteristic, encode_enter_bootloader(), timeout=WRITE_TIMEOUT_S, response=True
+            )
+            result = decode_buttonless_response(await link.notification(timeout=RESPONSE_TIMEOUT_S))
+            if result is not ButtonlessResult.SUCCESS:
+                raise LockRefused(
+                    f"the device would not enter its bootloader ({result.name})",
+                    reason=result,
+                    hint="a bonded device needs the bond; a busy one, another try",
+                )
+    return expected
 
 
 async def _one_connection(

@@ -9,7 +9,11 @@ Everything is deterministic, so a run reproduces the committed files byte for by
   pattern hides a transfer bug; seeded, so checksums are stable), after a readable header;
 * the init packets are signed with a TEST ECDSA P-256 key derived from a fixed seed, with
   deterministic (RFC 6979) signatures;
-* the zips are written by :func:`blelock.protocol.dfu.encode_package` (fixed dates, stored).
+* the init packets are Nordic's protobuf ``.dat`` with the fields ``nrfutil pkg generate
+  --hw-version H --sd-req 0x0100 --application-version V --application app.bin --key-file K``
+  writes (CRC boot validation, ``is_debug`` false): ``nrfutil pkg display`` reads them;
+* the zips are written by :func:`blelock.protocol.dfu_package.encode_package` (fixed dates,
+  stored).
 
 The test key is public by construction: anyone can derive it from this file. It exists so the
 simulated bootloader has something to check signatures against. Never trust it on a real lock.
@@ -26,11 +30,13 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from blelock.protocol import dfu, dfu_package
+from blelock.protocol import dfu, dfu_init, dfu_package
 
 OUT_DIR = Path(__file__).resolve().parent.parent / "firmware_images"
 PUBLIC_KEY_FILE = "test_signing_key.pub.pem"
 TEST_KEY_SEED = b"blelock TEST DFU signing key v1 - public, never for real locks"
+SOFTDEVICE_ID = 0x0100
+"""``sd_req``: the SoftDevice id the simulated bootloaders report (simulators/dfu_target.py)."""
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -71,13 +77,14 @@ def image_bytes(spec: ImageSpec) -> bytes:
 
 def package_bytes(spec: ImageSpec, key: ec.EllipticCurvePrivateKey) -> bytes:
     image = image_bytes(spec)
-    command = dfu_package.InitCommand.for_image(
+    command = dfu_init.InitCommand.for_image(
         image,
         hw_version=dfu.hardware_version(spec.hardware),
         fw_version=dfu.parse_version_text(spec.version),
+        sd_req=[SOFTDEVICE_ID],
     )
     return dfu_package.encode_package(
-        dfu_package.encode_init_packet(command, key), image, stem=spec.stem
+        dfu_init.encode_init_packet(command, key), image, stem=spec.stem
     )
 
 
@@ -96,7 +103,9 @@ def _readme(files: dict[str, bytes]) -> str:
         package = dfu_package.read_package(files[f"{spec.stem}.zip"])
         zipped = files[f"{spec.stem}.zip"]
         rows.append(
-            f"| `{spec.stem}.zip` | {package.hardware} | {package.version} | {package.size} | "
+            f"| `{spec.stem}.zip` | {package.hardware} | {package.version} | "
+            f"0x{package.init.command.hw_version or 0:08X} | "
+            f"0x{package.init.command.fw_version or 0:08X} | {package.size} | "
             f"{len(zipped)} | `{hashlib.sha256(zipped).hexdigest()}` |"
         )
     key_sha = hashlib.sha256(files[PUBLIC_KEY_FILE]).hexdigest()
@@ -117,10 +126,13 @@ the same run.
 - **Images**: a readable header line (`BLELOCK TEST FIRMWARE <hw> <version>`) followed by
   pseudo-random bytes from SHAKE-256 of a fixed seed, so checksums are reproducible. Sizes are
   not multiples of the 4 KiB data object, so the last object is short.
-- **Init packets** (`.dat`): blelock's documented stand-in for Nordic's protobuf init packet
-  (layout in `blelock/protocol/dfu_package.py`, `InitCommand`): hardware version, firmware version,
-  type (application), size and SHA-256 of the image, signed with ECDSA P-256 / SHA-256
-  (deterministic signatures, RFC 6979).
+- **Init packets** (`.dat`): Nordic's protobuf init packet (`dfu-cc.proto`), with the fields
+  `nrfutil pkg generate` writes for an application: `hw_version` (the hardware code's ASCII as
+  a big-endian number, `4I` = 0x3449), `fw_version` (`major << 16 | minor`), `sd_req` 0x0100
+  (the simulated SoftDevice), type APPLICATION, `app_size`, the image's SHA-256 stored
+  little-endian, `is_debug` false and CRC boot validation; signed with ECDSA P-256 / SHA-256
+  over the InitCommand, r‖s little-endian (deterministic signatures, RFC 6979).
+  `nrfutil pkg display` reads them (`tests/fixtures/nrfutil/blelock-*.display.txt`).
 - **Packages**: the zip layout nrfutil makes: `manifest.json` (`manifest.application.bin_file`
   / `dat_file`), the `.bin` and the `.dat`; entries stored with fixed dates.
 
@@ -133,8 +145,8 @@ trusted key anywhere that matters. SHA-256 of the PEM file: `{key_sha}`.
 
 ## Packages
 
-| file | hardware | version | image bytes | zip bytes | SHA-256 of the zip |
-|---|---|---|---|---|---|
+| file | hardware | version | hw_version | fw_version | image bytes | zip bytes | SHA-256 of zip |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 """
 

@@ -37,7 +37,8 @@ _log = logging.getLogger(__name__)
 
 RADIO_ENV = "BLELOCK_SIM_RADIO"
 ATT_MTU = 23
-"""The simulated locks keep the default ATT MTU (no exchange)."""
+"""The default ATT MTU: what ``mtu_size`` says before a connection negotiated another (the
+radio's ``connect`` reply carries the negotiated one)."""
 CCCD_UUID = "00002902-0000-1000-8000-00805f9b34fb"
 _DISCONNECT_TIMEOUT = 5.0
 """A polite disconnect; past it the socket closes and the server tears the link down anyway."""
@@ -203,7 +204,9 @@ def _properties(names: Sequence[str]) -> list[CharacteristicPropertyName]:
     return [cast(CharacteristicPropertyName, name) for name in names]
 
 
-def _service_collection(services: Sequence[ServiceSpec]) -> BleakGATTServiceCollection:
+def _service_collection(
+    services: Sequence[ServiceSpec], mtu: int = ATT_MTU
+) -> BleakGATTServiceCollection:
     collection = BleakGATTServiceCollection()
     handles = itertools.count(1)
     for spec in services:
@@ -215,7 +218,7 @@ def _service_collection(services: Sequence[ServiceSpec]) -> BleakGATTServiceColl
                 next(handles),
                 char_spec.uuid,
                 _properties(char_spec.properties),
-                lambda: ATT_MTU - 3,
+                lambda: mtu - 3,
                 service,
             )
             collection.add_characteristic(char)
@@ -247,6 +250,7 @@ class SimBleakClient(BaseBleakClient):
         )
         self._channel: _Channel | None = None
         self._callbacks: dict[str, NotifyCallback] = {}
+        self._mtu = ATT_MTU
 
     @property
     def name(self) -> str:
@@ -254,7 +258,7 @@ class SimBleakClient(BaseBleakClient):
 
     @property
     def mtu_size(self) -> int:
-        return ATT_MTU
+        return self._mtu
 
     @property
     def is_connected(self) -> bool:
@@ -271,7 +275,10 @@ class SimBleakClient(BaseBleakClient):
             connected = False
             try:
                 reply = await channel.request("connect", address=self.address)
-                services = _service_collection(decode_services(reply.get("services")))
+                mtu = reply.get("mtu", ATT_MTU)
+                if not isinstance(mtu, int) or not 23 <= mtu <= 517:
+                    raise BleakError(f"simulated radio sent ATT MTU {mtu!r}")
+                services = _service_collection(decode_services(reply.get("services")), mtu)
                 connected = True
             except _Refusal as refusal:
                 raise _bleak_error(refusal, self.address) from None
@@ -281,6 +288,7 @@ class SimBleakClient(BaseBleakClient):
         name = reply.get("name")
         self._name = self._name or (name if isinstance(name, str) else None)
         self.services = services
+        self._mtu = mtu
         self._channel = channel
 
     async def disconnect(self) -> None:

@@ -7,12 +7,18 @@ Honest in the ways the SDK bootloader is:
 * control-point writes are refused with ATT error 0xFD until its notifications are enabled;
 * a data object needs a valid init packet first; objects are at most one flash page, page-aligned
   except the last, and may not run past the image size the init packet declared;
-* Execute of the init packet checks, in order: decodes, signed, signature type, signature against
-  the trusted key, firmware type, hardware version, not a downgrade, hash type, size, fits
-  (:func:`blelock.protocol.dfu.validate_init_packet`); a refusal forgets the init packet;
+* Execute of the init packet checks what SDK 15.3 checks in its order, with its codes
+  (:func:`blelock.protocol.dfu_init.validate_init_packet`: decodes, signature, type, hash type,
+  hw_version, sd_req against its SoftDevice id, fw_version unless is_debug, sizes, boot
+  validation); a refusal forgets the init packet;
 * the bootloader does **not** check CRCs on Execute: it computes the running CRC32 and reports it
   (CalcChecksum, receipts every PRN packets); checking is the client's job. What it enforces is
-  the SHA-256 of the whole image on the last Execute (VERIFICATION_FAILED otherwise);
+  the SHA-256 of the whole image on the last Execute, and an ECDSA boot validation, if the init
+  packet asks for one (VERIFICATION_FAILED otherwise);
+* flash takes time: Create of a data object erases its pages, Execute writes the object
+  (:attr:`SimDfuTarget.flash`); the control-point notification follows that work, which the
+  radio charges through :meth:`SimDfuTarget.take_busy_s`;
+* it negotiates ATT MTU up to 247 (``NRF_SDH_BLE_GATT_MAX_MTU_SIZE``), ``max_att_mtu``;
 * a refused update keeps the old firmware version; a good one "boots": ``firmware_version``
   changes, ``updates`` counts it, ``on_boot`` is told, and the bootloader stops advertising;
 * state survives a dropped link (the bootloader keeps running): the init packet, executed objects
@@ -21,6 +27,10 @@ Honest in the ways the SDK bootloader is:
   (``NRF_DFU_SAVE_PROGRESS_IN_FLASH``).
 
 Choices of this simulator (not the SDK's behaviour, stated so nobody relies on them):
+
+* It installs **applications only** (``types``): a SoftDevice or bootloader init packet is
+  refused with INIT_COMMAND_INVALID, as the SDK refuses a type it was built without; blelock
+  never sends one anyway.
 
 * **Address**: the lock's address with the last byte + 1 (what nrfutil expects of an unbonded
   bootloader, :func:`blelock.protocol.dfu.bootloader_address`), so the lock and its bootloader
@@ -50,10 +60,18 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.errors import ProtocolError
-from blelock.protocol import dfu, dfu_package
+from blelock.protocol import dfu, dfu_init
 from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
 
-__all__ = ["DEFAULT_BANK_SIZE", "PAGE_SIZE", "DfuFaults", "SimDfuTarget"]
+__all__ = [
+    "DEFAULT_BANK_SIZE",
+    "NO_FLASH_TIME",
+    "PAGE_SIZE",
+    "DfuFaults",
+    "FlashTiming",
+    "SimButtonlessApp",
+    "SimDfuTarget",
+]
 
 PAGE_SIZE = 4096
 """nRF52 flash page (``CODE_PAGE_SIZE``): data objects must be page-aligned but for the last."""
@@ -67,7 +85,27 @@ ATT_INVALID_ATTRIBUTE_LENGTH = 0x0D
 ATT_CCCD_IMPROPERLY_CONFIGURED = 0xFD
 """Core spec common profile error: what the SDK answers a control-point write before notify."""
 
-_Outcome = bytes | dfu_package.Refusal
+_Outcome = bytes | dfu_init.Refusal
+
+
+@dataclass(frozen=True)
+class FlashTiming:
+    """nRF52840 Product Specification v1.7, NVMC electrical specification: page erase
+    t_ERASEPAGE 85 ms and word write t_WRITE 41 µs (the maxima; the datasheet gives no
+    typical values). With the SoftDevice the bootloader's flash work also waits for radio
+    timeslots; that is not modelled (the charge here is the flash's own)."""
+
+    erase_page_s: float = 0.085
+    write_word_s: float = 41e-6
+
+    def erase(self, size: int) -> float:
+        return -(-size // PAGE_SIZE) * self.erase_page_s
+
+    def write(self, size: int) -> float:
+        return -(-size // 4) * self.write_word_s
+
+
+NO_FLASH_TIME = FlashTiming(0.0, 0.0)
 
 
 @dataclass
@@ -87,9 +125,18 @@ class SimDfuTarget:
     trusted_key: ec.EllipticCurvePublicKey
     """The key whose signatures this bootloader accepts (firmware_images/test_signing_key.pub.pem
     for the simulated fleet)."""
-    hardware: str = "4I"
+    hardware: str | int = "4I"
+    """A Nokē hardware code (its ``hw_version`` is the code's ASCII, ``dfu.hardware_version``)
+    or a plain ``hw_version`` number (52: nrfutil's nRF52 convention)."""
     firmware_version: int = dfu.version_number(3, 14)
     bank_size: int = DEFAULT_BANK_SIZE
+    softdevice_id: int = 0x0100
+    """The installed SoftDevice's id (invented for the simulated locks; an init packet's
+    ``sd_req`` must list it)."""
+    bootloader_version: int = 1
+    types: tuple[dfu_init.FirmwareType, ...] = (dfu_init.FirmwareType.APPLICATION,)
+    flash: FlashTiming = field(default_factory=FlashTiming)
+    max_att_mtu: int = dfu.BOOTLOADER_MAX_ATT_MTU
     in_dfu_mode: bool = True
     """Advertising as a bootloader. False once it booted an image; :meth:`enter_dfu_mode`."""
     rssi: int = -60
@@ -111,13 +158,13 @@ class SimDfuTarget:
     refusals: collections.Counter[tuple[dfu.ResultCode, dfu.ExtendedError | None]] = field(
         default_factory=collections.Counter
     )
-    last_refusal: dfu_package.Refusal | None = None
+    last_refusal: dfu_init.Refusal | None = None
 
     # The bootloader's progress (SDK dfu_progress_t): survives a dropped link.
     _current: int = dfu.ObjectType.COMMAND  # the object type Create/Select last named
     _init: bytearray = field(default_factory=bytearray)
     _init_size: int = 0
-    _valid_init: dfu_package.InitPacket | None = None
+    _valid_init: dfu_init.InitPacket | None = None
     _image: bytearray = field(default_factory=bytearray)
     _crc: int = 0
     _offset_last: int = 0
@@ -129,11 +176,14 @@ class SimDfuTarget:
     _last_activity: float = field(default=0.0, init=False)
     _prn: int = 0
     _prn_count: int = 0
+    _busy_s: float = 0.0
 
     def __post_init__(self) -> None:
         # Fail at construction, not at the first Execute, on a bad address or hardware code.
         dfu.bootloader_address(self.lock_address)
-        self._hw_version = dfu.hardware_version(self.hardware)
+        self._hw_version = (
+            self.hardware if isinstance(self.hardware, int) else dfu.hardware_version(self.hardware)
+        )
         self._last_activity = self.clock()
 
     # --- Peripheral ---------------------------------------------------------------------------
@@ -144,7 +194,7 @@ class SimDfuTarget:
 
     @property
     def local_name(self) -> str:
-        return "N3P_FW" if self.hardware.upper() == "3P" else "NOKE_FW"
+        return "N3P_FW" if str(self.hardware).upper() == "3P" else "NOKE_FW"
 
     @property
     def verified_bytes(self) -> int:
@@ -241,6 +291,12 @@ class SimDfuTarget:
         self._notifying = False
         self._prn = self._prn_count = 0
 
+    def take_busy_s(self) -> float:
+        """Seconds of flash work the last write started (the radio delays the answering
+        notification by it), and forget them."""
+        busy, self._busy_s = self._busy_s, 0.0
+        return busy
+
     @property
     def received(self) -> bytes:
         """The image bytes held so far (executed or not)."""
@@ -260,7 +316,7 @@ class SimDfuTarget:
         except ProtocolError as exc:
             return self._answer(
                 dfu.Opcode(data[0]),
-                dfu_package.Refusal(dfu.ResultCode.INVALID_PARAMETER, None, str(exc)),
+                dfu_init.Refusal(dfu.ResultCode.INVALID_PARAMETER, None, str(exc)),
             )
         if isinstance(request, dfu.UnknownRequest):
             # Protocol version, ping, abort…: optional in the SDK ("reduced protocol"), not here.
@@ -280,12 +336,12 @@ class SimDfuTarget:
         return self._answer(dfu.Opcode.EXECUTE, self._execute())
 
     def _answer(self, request: dfu.Opcode, outcome: _Outcome) -> bytes:
-        if isinstance(outcome, dfu_package.Refusal):
+        if isinstance(outcome, dfu_init.Refusal):
             self._count(outcome)
             return outcome.response(request)
         return bytes([dfu.Opcode.RESPONSE, request, dfu.ResultCode.SUCCESS]) + outcome
 
-    def _count(self, refusal: dfu_package.Refusal) -> None:
+    def _count(self, refusal: dfu_init.Refusal) -> None:
         self.refusals[refusal.result, refusal.extended] += 1
         self.last_refusal = refusal
 
@@ -304,7 +360,7 @@ class SimDfuTarget:
             return _refuse(dfu.ResultCode.INVALID_OBJECT, f"object type {request.object_type}")
         if self._valid_init is None:
             return _refuse(dfu.ResultCode.OPERATION_NOT_PERMITTED, "no valid init packet yet")
-        image_size = self._valid_init.command.fw_size
+        image_size = self._valid_init.command.image_size
         if size == 0:
             return _refuse(dfu.ResultCode.INVALID_PARAMETER, "data object of size 0")
         if size % PAGE_SIZE and self._offset_last + size != image_size:
@@ -313,9 +369,11 @@ class SimDfuTarget:
             return _refuse(dfu.ResultCode.INSUFFICIENT_RESOURCES, f"data object of {size}")
         if self._offset_last + size > image_size:
             return _refuse(dfu.ResultCode.OPERATION_NOT_PERMITTED, "object past the image end")
-        # Creating an object discards whatever was written since the last Execute.
+        # Creating an object discards whatever was written since the last Execute, and erases
+        # the flash it will be written to.
         del self._image[self._offset_last :]
         self._crc, self._object_size = self._crc_last, size
+        self._busy_s += self.flash.erase(size)
         return b""
 
     def _select(self) -> _Outcome:
@@ -346,14 +404,19 @@ class SimDfuTarget:
             return _refuse(dfu.ResultCode.OPERATION_NOT_PERMITTED, "init packet incomplete")
         if self._valid_init is not None:
             return b""  # executed before the link fell: still valid
-        verdict = dfu_package.validate_init_packet(
+        verdict = dfu_init.validate_init_packet(
             bytes(self._init),
-            public_key=self.trusted_key,
-            hw_version=self._hw_version,
-            fw_version=self.firmware_version,
-            max_image_size=self.bank_size,
+            dfu_init.BootloaderState(
+                public_key=self.trusted_key,
+                hw_version=self._hw_version,
+                app_version=self.firmware_version,
+                bootloader_version=self.bootloader_version,
+                softdevice_id=self.softdevice_id,
+                bank_size=self.bank_size,
+                types=self.types,
+            ),
         )
-        if isinstance(verdict, dfu_package.Refusal):
+        if isinstance(verdict, dfu_init.Refusal):
             self._reset_progress()
             return verdict
         self._valid_init = verdict
@@ -367,14 +430,16 @@ class SimDfuTarget:
             return _refuse(dfu.ResultCode.OPERATION_NOT_PERMITTED, "no valid init packet yet")
         if self._object_size:
             self.objects_executed += 1
+            self._busy_s += self.flash.write(self._object_size)
         self._offset_last, self._crc_last, self._object_size = len(self._image), self._crc, 0
-        if len(self._image) < self._valid_init.command.fw_size:
+        if len(self._image) < self._valid_init.command.image_size:
             return b""
         init = self._valid_init
-        if refusal := dfu_package.validate_image(init, bytes(self._image)):
+        if refusal := dfu_init.validate_image(init, bytes(self._image), self.trusted_key):
             self._reset_progress()  # the old firmware stays
             return refusal
-        self._boot(init.command.fw_version)
+        version = init.command.fw_version
+        self._boot(self.firmware_version if version is None else version)
         return b""
 
     def _boot(self, version: int) -> None:
@@ -414,7 +479,7 @@ class SimDfuTarget:
             return refusal.response(dfu.Opcode.CALCULATE_CHECKSUM)
         return self._answer(dfu.Opcode.CALCULATE_CHECKSUM, self._checksum())
 
-    def _append(self, data: bytes) -> dfu_package.Refusal | None:
+    def _append(self, data: bytes) -> dfu_init.Refusal | None:
         if self._current == dfu.ObjectType.COMMAND:
             if len(self._init) + len(data) > self._init_size:
                 return _refuse(dfu.ResultCode.INVALID_PARAMETER, "init packet overflows")
@@ -431,9 +496,67 @@ class SimDfuTarget:
         return None
 
 
-def _refuse(result: dfu.ResultCode, reason: str) -> dfu_package.Refusal:
-    return dfu_package.Refusal(result, None, reason)
+def _refuse(result: dfu.ResultCode, reason: str) -> dfu_init.Refusal:
+    return dfu_init.Refusal(result, None, reason)
 
 
 def _select(max_size: int, offset: int, crc: int) -> bytes:
     return dfu.SelectResponse(max_size, offset, crc).encode()[3:]
+
+
+@dataclass
+class SimButtonlessApp:
+    """A generic Nordic application with the unbonded buttonless DFU characteristic
+    (``8EC90003-…``, write + indicate, in service 0xFE59): Enter bootloader (0x01) is answered
+    ``20 01 01`` and puts ``bootloader`` (at this address + 1) into DFU mode, after which the
+    application stops advertising. Not a Nokē lock: those go into their bootloader by the
+    cloud's fwupdate command. (The bonded variant, 8EC90004, keeps the address; one simulated
+    radio cannot hold the application and its bootloader at one address, so it is not here.)"""
+
+    bootloader: SimDfuTarget
+    local_name: str = "Nordic_App"
+    rssi: int = -55
+    _indicating: bool = False
+    rebooted: bool = False
+
+    @property
+    def address(self) -> str:
+        return self.bootloader.lock_address
+
+    def advertisement(self) -> Advertisement | None:
+        if self.rebooted:
+            return None
+        return Advertisement(self.local_name, {}, (dfu.SECURE_DFU_SERVICE_UUID,), {}, self.rssi)
+
+    def services(self) -> tuple[ServiceSpec, ...]:
+        char = CharacteristicSpec(dfu.BUTTONLESS_UNBONDED_UUID, ("write", "indicate"))
+        return (ServiceSpec(dfu.SECURE_DFU_SERVICE_UUID, (char,)),)
+
+    def on_connect(self) -> None:
+        self._indicating = False
+
+    def on_disconnect(self) -> None:
+        self._indicating = False
+
+    def on_subscribe(self, char_uuid: str, enabled: bool) -> None:
+        self._indicating = enabled
+
+    def on_read(self, char_uuid: str) -> bytes:
+        raise GattRefused(ATT_READ_NOT_PERMITTED, f"{char_uuid} is not readable")
+
+    def on_write(self, char_uuid: str, data: bytes) -> list[tuple[str, bytes]]:
+        if not self._indicating:  # the SDK refuses before the CCCD is set
+            raise GattRefused(ATT_CCCD_IMPROPERLY_CONFIGURED, "enable indications first")
+        if bytes(data) != dfu.encode_enter_bootloader():
+            answer = dfu.ButtonlessResult.OP_CODE_NOT_SUPPORTED
+            return [
+                (char_uuid, bytes([dfu.BUTTONLESS_RESPONSE, data[:1][0] if data else 0, answer]))
+            ]
+        self.rebooted = True
+        self.bootloader.enter_dfu_mode()
+        response = [
+            dfu.BUTTONLESS_RESPONSE,
+            dfu.BUTTONLESS_ENTER_BOOTLOADER,
+            dfu.ButtonlessResult.SUCCESS,
+        ]
+        return [(char_uuid, bytes(response))]

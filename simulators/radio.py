@@ -44,15 +44,20 @@ Events (server → client, no ``id``)::
 Timing (per peripheral, scaled by its ``slow_factor``): a scanner hears each advertiser
 ``advertising_interval_s`` after ``scan-start`` and then every interval; ``connect`` answers after
 ``connect_s``; ``read``, write with response, ``subscribe`` and ``cccd`` after
-``connection_interval_s``. Writes without response are paced like a real stack's transmit
-buffer: a link carries at most ``packets_per_interval`` of them per ``connection_interval_s``
-(:class:`WritePacer`); one that finds the current interval full waits for the next before it is
-delivered and acked, so a client that awaits each ack is held to the link's rate. Its
+``connection_interval_s``. ``connect`` negotiates the ATT MTU (the lower of the model's
+``att_mtu`` and the peripheral's ``max_att_mtu``, 23 if it declares none; the exchange costs one
+more interval) and returns it as ``"mtu"``; a write longer than MTU - 3 is refused (ATT 0x0D).
+Writes without response are paced like a real link: each is L2CAP-fragmented into LL PDUs of
+``data_length`` octets, and a connection event carries PDUs while the central's buffers
+(``packets_per_interval``) and their airtime (:meth:`LatencyModel.pdu_airtime_s`) fit in the
+interval (:class:`WritePacer`); a write whose PDUs do not fit waits for the next event before
+it is delivered and acked, so a client that awaits each ack is held to the link's rate. Its
 notifications follow ``write_round_trip_s`` after delivery; a write with response's
-notifications follow its reply. Notifications keep their order, go only to subscribed
-characteristics, and die with their link. When a drop fault fires the server sends
-``disconnected``: after the ack of the write without response that was lost, or before the
-``disconnected`` failure of a write with response.
+notifications follow its reply. Either waits on as long as the peripheral says it is busy
+(``take_busy_s()``: a bootloader's flash erase and write). Notifications keep their order, go
+only to subscribed characteristics, and die with their link. When a drop fault fires the server
+sends ``disconnected``: after the ack of the write without response that was lost, or before
+the ``disconnected`` failure of a write with response.
 Closing the TCP connection tears its link down.
 """
 
@@ -76,6 +81,7 @@ __all__ = [
     "ATT_READ_NOT_PERMITTED",
     "ATT_REQUEST_NOT_SUPPORTED",
     "ATT_WRITE_NOT_PERMITTED",
+    "DEFAULT_ATT_MTU",
     "PROPERTY_NAMES",
     "Advertisement",
     "CharacteristicSpec",
@@ -106,6 +112,7 @@ _T = TypeVar("_T")
 ATT_READ_NOT_PERMITTED = 0x02
 ATT_WRITE_NOT_PERMITTED = 0x03
 ATT_REQUEST_NOT_SUPPORTED = 0x06
+ATT_INVALID_ATTRIBUTE_VALUE_LENGTH = 0x0D
 
 PROPERTY_NAMES = frozenset(
     {
@@ -203,6 +210,15 @@ class Peripheral(Protocol):
     def on_subscribe(self, char_uuid: str, enabled: bool) -> None: ...
 
 
+DEFAULT_ATT_MTU = 23
+"""What a peripheral that declares no ``max_att_mtu`` keeps (no MTU exchange)."""
+_LL_OVERHEAD_BYTES = 10
+"""A 1M PHY LL data PDU around its payload: preamble 1, access address 4, header 2, CRC 3
+(Core spec Vol 6 Part B §2.1; no MIC: the links here are unencrypted)."""
+_L2CAP_ATT_HEADER = 4 + 3
+"""L2CAP basic header (length, channel) + ATT Write Command header (opcode, handle)."""
+
+
 @dataclass(frozen=True)
 class LatencyModel:
     advertising_interval_s: float = 0.1
@@ -210,13 +226,25 @@ class LatencyModel:
     connect_s: float = 0.1
     """Connection setup + service discovery."""
     connection_interval_s: float = 0.03
-    """One ATT request/response (read, write with response, CCCD write)."""
+    """One ATT request/response (read, write with response, CCCD write, MTU exchange)."""
     write_round_trip_s: float = 0.03
     """A write without response → its answering notifications."""
     packets_per_interval: int = 6
-    """How many writes without response the link carries per connection interval: its
-    throughput ceiling is this x payload / ``connection_interval_s``. Typical BLE stacks manage
-    4-7 at the default 23-byte ATT MTU. Not a latency: :meth:`scaled` leaves it alone."""
+    """The most LL data PDUs the central sends in one connection event: its controller's
+    transmit buffers (typical stacks: 4-7). Airtime may allow fewer (:meth:`pdu_airtime_s`).
+    Not a latency: :meth:`scaled` leaves it alone."""
+    att_mtu: int = 517
+    """The ATT MTU the central asks for (BlueZ asks 517, nrfutil 247); the link gets the lower
+    of it and the peripheral's ``max_att_mtu``. bleak reports it as ``mtu_size``."""
+    data_length: int = 27
+    """LL payload octets per PDU after the data length update (27 without one, 251 with the
+    LE Data Length Extension both sides support)."""
+    phy_byte_s: float = 8e-6
+    """Air time of one byte: 8 µs on the 1M PHY (4 µs on 2M)."""
+    ifs_s: float = 150e-6
+    """T_IFS, between a PDU and its acknowledgement (Core spec Vol 6 Part B §4.1.1). A test
+    model with intervals shorter than real airtime sets this and ``phy_byte_s`` to 0, so the
+    buffers alone bind."""
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -228,6 +256,10 @@ class LatencyModel:
         per_interval = self.packets_per_interval
         if not isinstance(per_interval, int) or isinstance(per_interval, bool) or per_interval < 1:
             raise ValueError("LatencyModel.packets_per_interval must be a whole number ≥ 1")
+        if not 23 <= self.att_mtu <= 517:
+            raise ValueError("LatencyModel.att_mtu must be 23-517")
+        if not 27 <= self.data_length <= 251:
+            raise ValueError("LatencyModel.data_length must be 27-251")
 
     def scaled(self, factor: float) -> LatencyModel:
         """Every duration times ``factor``; the packets per interval stay (a slow link has longer
@@ -240,37 +272,74 @@ class LatencyModel:
             write_round_trip_s=self.write_round_trip_s * factor,
         )
 
+    def pdu_airtime_s(self, payload: int) -> float:
+        """One LL data PDU of ``payload`` octets and its acknowledgement: the PDU, T_IFS, the
+        peripheral's empty PDU, T_IFS (1M PHY: 2.47 ms at 251 octets, 0.68 ms at 27)."""
+        return (
+            (_LL_OVERHEAD_BYTES + payload) * self.phy_byte_s
+            + self.ifs_s
+            + _LL_OVERHEAD_BYTES * self.phy_byte_s
+            + self.ifs_s
+        )
+
+    def write_pdus(self, payload: int) -> list[int]:
+        """The LL PDU payloads one ATT Write Command of ``payload`` bytes goes in."""
+        left, sizes = payload + _L2CAP_ATT_HEADER, []
+        while left > 0:
+            sizes.append(min(left, self.data_length))
+            left -= sizes[-1]
+        return sizes
+
 
 class WritePacer:
     """One link's flow control for writes without response, free of I/O and of any clock:
     :meth:`admit` says when a write may go on air, given when it was offered.
 
-    An interval opens with the first write offered to an idle link (one whose last interval has
-    ended) and carries ``packets_per_interval`` writes; the next write waits for the following
-    interval, which starts exactly one ``connection_interval_s`` later, so a client that keeps
-    up runs at the ceiling. Opening intervals at the first write rather than on a fixed grid is
-    a simplification in the client's favour: an idle link never makes a write wait. A zero
-    interval means no pacing."""
+    A connection event opens with the first write offered to an idle link (one whose last
+    event has ended) and carries LL PDUs while both hold: at most ``packets_per_interval`` of
+    them (the central's buffers) and their airtime, acks included, within
+    ``connection_interval_s``. A write is L2CAP-fragmented into ``data_length`` PDUs
+    (:meth:`LatencyModel.write_pdus`); the PDUs that do not fit wait for the next event, which
+    starts exactly one interval later, and the write goes when its last PDU does. So at MTU 23
+    the buffers bind (6 x 20 bytes per event) and at MTU 247 / data length 251 the airtime
+    does (a 251-octet PDU takes 2.47 ms). Opening events at the first write rather than on a
+    fixed grid is a simplification in the client's favour: an idle link never makes a write
+    wait. A zero interval means no pacing."""
 
     def __init__(self) -> None:
-        self._start = -math.inf  # when the current interval opened
-        self._sent = 0  # writes it carries so far
+        self._start = -math.inf  # when the current event opened
+        self._sent = 0  # PDUs it carries so far
+        self._air = 0.0  # their airtime
 
-    def admit(self, now: float, model: LatencyModel) -> float:
-        """When the write offered at ``now`` goes on air (never before ``now``); counts it.
-        The model is read on every call, so a slow factor set mid-link applies at once."""
+    def admit(self, now: float, model: LatencyModel, payload: int = 20) -> float:
+        """When the ``payload``-byte write offered at ``now`` goes on air (never before
+        ``now``); counts its PDUs. The model is read on every call, so a slow factor set
+        mid-link applies at once."""
         interval = model.connection_interval_s
         if interval <= 0:
             return now
         if now >= self._start + interval:
-            self._start, self._sent = now, 0
-        elif self._sent >= model.packets_per_interval:
-            self._start += interval
-            self._sent = 0
-        self._sent += 1
-        # An interval may open after ``now`` when the caller offers writes faster than the
+            self._start, self._sent, self._air = now, 0, 0.0
+        for size in model.write_pdus(payload):
+            air = model.pdu_airtime_s(size)
+            full = self._sent >= model.packets_per_interval or self._air + air > interval
+            if full and self._sent:
+                self._start += interval
+                self._sent, self._air = 0, 0.0
+            self._sent += 1
+            self._air += air
+        # An event may open after ``now`` when the caller offers writes faster than the
         # waits it was given (a test's sleep that returns at once): such a write waits too.
         return max(now, self._start)
+
+    @staticmethod
+    def ceiling(model: LatencyModel, payload: int, writes: int = 600) -> float:
+        """Bytes/s of ``payload``-byte writes offered back to back: the link's raw ceiling."""
+        pacer = WritePacer()
+        last = 0.0
+        for _ in range(writes):
+            last = pacer.admit(0.0, model, payload)
+        return writes * payload / (last + model.connection_interval_s) if last > 0 else math.inf
 
 
 class RadioError(Exception):
@@ -325,6 +394,9 @@ class Link:
         self._slot = slot
         self._radio = radio
         self.name = name
+        peripheral_mtu = getattr(slot.peripheral, "max_att_mtu", DEFAULT_ATT_MTU)
+        self.mtu = min(radio.latency_of(_address(slot.peripheral)).att_mtu, peripheral_mtu)
+        """The ATT MTU after the exchange (23 when either side keeps the default)."""
         self.services = slot.peripheral.services()
         self._characteristics = {
             char.uuid: char for service in self.services for char in service.characteristics
@@ -358,6 +430,11 @@ class Link:
             raise LinkDropped(f"link lost after {self.writes} write(s) (drop fault)")
         kind = "write" if response else "write-without-response"
         char = self._characteristic(char_uuid, (kind,), ATT_WRITE_NOT_PERMITTED)
+        if len(data) > self.mtu - 3:
+            raise GattRefused(
+                ATT_INVALID_ATTRIBUTE_VALUE_LENGTH,
+                f"{len(data)}-byte write on a link with ATT MTU {self.mtu}",
+            )
         self.writes += 1
         self._slot.stats.writes_delivered += 1
         try:
@@ -368,6 +445,13 @@ class Link:
             _log.debug("%s ignored a write command: %s", self.address, refusal)
             return []
         return [(normalize_uuid(uuid), bytes(value)) for uuid, value in notes]
+
+    def take_busy_s(self) -> float:
+        """Seconds the peripheral is busy after the last write (a bootloader erasing or
+        writing flash: ``take_busy_s()`` on the peripheral, if it has one): its answering
+        notifications wait that long."""
+        take = getattr(self._slot.peripheral, "take_busy_s", None)
+        return float(take()) if callable(take) else 0.0
 
     def subscribe(self, char_uuid: str, enabled: bool) -> None:
         char = self._characteristic(char_uuid, ("notify", "indicate"), ATT_REQUEST_NOT_SUPPORTED)
@@ -745,7 +829,9 @@ class _Session:
         link = self._radio.connect(address)
         self._link = link
         self._pacer = WritePacer()  # a new link starts with an empty transmit buffer
-        return {"name": link.name, "services": encode_services(link.services)}
+        if link.mtu > DEFAULT_ATT_MTU:  # the MTU exchange: one more ATT round trip
+            await self._sleep(link.latency.connection_interval_s)
+        return {"name": link.name, "services": encode_services(link.services), "mtu": link.mtu}
 
     async def _disconnect(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._link is not None:
@@ -764,12 +850,13 @@ class _Session:
         data = _hex_field(request, "value")
         if _field(request, "response", bool):
             await self._sleep(link.latency.connection_interval_s)
-            self._queue_notifications(link, link.write(char, data, response=True), delay=0.0)
+            notes = link.write(char, data, response=True)
+            self._queue_notifications(link, notes, delay=link.take_busy_s())
             return {}
         # Delivery (and so the drop fault and the notifications' clock) happens on air, after
         # the wait; the ack after delivery is what paces a client that awaits each write.
         now = asyncio.get_running_loop().time()
-        delay = self._pacer.admit(now, link.latency) - now
+        delay = self._pacer.admit(now, link.latency, len(data)) - now
         if delay > 0:  # tiny test latencies mostly never wait: no timer for nothing
             await self._sleep(delay)
         try:
@@ -780,7 +867,8 @@ class _Session:
             self._link = None
             self._after_reply.append({"event": "disconnected", "reason": str(drop)})
             return {}
-        self._queue_notifications(link, notes, delay=link.latency.write_round_trip_s)
+        delay = link.latency.write_round_trip_s + link.take_busy_s()
+        self._queue_notifications(link, notes, delay=delay)
         return {}
 
     async def _subscribe(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from blelock.protocol.dfu import version_number
-from blelock.protocol.dfu_package import load_public_key
+from blelock.protocol.dfu_init import load_public_key
 from simulators.dfu_target import SimDfuTarget
 from simulators.faults import LinkFaults
 from simulators.firmware import TEST_SIGNING_PUBLIC_KEY_PEM

@@ -19,6 +19,8 @@ FAST = LatencyModel(
     connect_s=0.002,
     connection_interval_s=0.001,
     write_round_trip_s=0.001,
+    phy_byte_s=0.0,  # a 1 ms interval is shorter than real airtime allows: buffers bind
+    ifs_s=0.0,
 )
 """Tests check behaviour, not timing: a quick world keeps the suite fast."""
 

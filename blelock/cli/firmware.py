@@ -13,5 +13,5 @@ from blelock.protocol.dfu_package import read_package
 
 
 def run(args: argparse.Namespace) -> int:
-    show_package(read_package(args.package), as_json=args.json)
+    show_package(read_package(args.package, for_update=False), as_json=args.json)
     return 0

@@ -402,25 +402,49 @@ def show_rows(title: str, rows: Sequence[dict[str, Any]], *, as_json: bool) -> N
 
 
 def show_package(package: DfuPackage, *, as_json: bool) -> None:
-    init = package.init
-    facts = {
+    """Every image as ``nrfutil pkg display`` shows it, and whether blelock would send it."""
+    images = [image.describe() for image in package.images]
+    facts: dict[str, Any] = {
         "package": package.source,
-        "hardware": package.hardware,
-        "version": package.version,
-        "firmware_type": init.command.fw_type.name.lower(),
-        "image_bytes": package.size,
-        "image_sha256": package.sha256,
-        "image_crc32": f"{package.crc32:08x}",
-        "signed": init.signed,
-        "files": [package.dat_file, package.bin_file],
+        "images": images,
+        "sendable": package.refusal is None,
+        "refusal": package.refusal,
     }
+    if package.refusal is None:  # the one application image, as before
+        update, init = package.update, package.update.init
+        facts |= {
+            "hardware": update.hardware,
+            "version": update.version,
+            "firmware_type": "application",
+            "image_bytes": update.size,
+            "image_sha256": update.sha256,
+            "image_crc32": f"{update.crc32:08x}",
+            "signed": init.signed,
+            "files": [update.dat_file, update.bin_file],
+        }
     if as_json:
         print_json(facts)
         return
-    table = Table(title=f"firmware package {escape(package.source)}", show_header=False)
-    table.add_column("what")
-    table.add_column("value")
-    for name, value in facts.items():
-        shown = ", ".join(value) if isinstance(value, list) else str(value)
-        table.add_row(name.replace("_", " "), escape(shown))
-    _console().print(table)
+    console = _console()
+    for number, image in enumerate(images):
+        title = f"{escape(package.source)}: image #{number} of {len(images)}"
+        table = Table(title=title, show_header=False)
+        table.add_column("what")
+        table.add_column("value", overflow="fold")
+        for name, value in image.items():
+            if name == "metadata" and not value:
+                continue
+            table.add_row(name.replace("_", " "), escape(_shown(name, value)))
+        console.print(table)
+    if package.refusal is not None:
+        console.print(f"not sendable by blelock: {escape(package.refusal)}")
+
+
+def _shown(name: str, value: object) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(repr(item) if item == "" else str(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {item}" for key, item in value.items())
+    if name in ("fw_version", "hw_version") and isinstance(value, int):
+        return f"0x{value:08X} ({value})"  # as nrfutil pkg display shows them
+    return "none" if value is None else str(value)

@@ -1,6 +1,7 @@
 """Nordic Secure DFU over BLE, sans-I/O: GATT names, vendor limits and the control-point codec.
 
-Its siblings: :mod:`blelock.protocol.dfu_package` (the DFU zip and the init packet) and
+Its siblings: :mod:`blelock.protocol.dfu_init` (Nordic's protobuf init packet, signing and the
+bootloader's checks), :mod:`blelock.protocol.dfu_package` (the DFU zip) and
 :mod:`blelock.protocol.dfu_transfer` (the companion's transfer planner).
 
 Nokē locks run a Nordic bootloader (noke.md §8.2): after the cloud's ``fwupdate`` command the lock
@@ -20,16 +21,15 @@ nRF5 SDK 15.3 bootloader sources, ``nrf_dfu_req_handler.c`` / ``nrf_dfu_validati
   most the Select-reported maximum size, CRC32 checks (a running CRC over everything sent so far),
   packet receipt notifications every PRN packets (the counter restarts at Create and SetPRN),
   Select-based resume;
-* which result code the bootloader gives for which refusal (:func:`validate_init_packet`,
-  :func:`validate_image`) and the limits in "Vendor limits" below;
-* the DFU zip: ``manifest.json`` with ``manifest.application.bin_file`` / ``dat_file``.
+* which result code the bootloader gives for which refusal (``dfu_init.validate_init_packet``,
+  ``dfu_init.validate_image``) and the limits in "Vendor limits" below;
+* the init packet (dfu-cc.proto, through the protobuf runtime) and the DFU zip with all four
+  manifest kinds;
+* the buttonless DFU service's characteristics and its Enter-bootloader request
+  (:func:`encode_enter_bootloader`, :func:`decode_buttonless_response`).
 
 What is *not* followed, and why:
 
-* **The init packet is a stand-in** for Nordic's protobuf ``dfu-cc.proto`` (implementing protobuf
-  is out of scope, and no protobuf library is allowed). It carries the same facts the bootloader
-  checks, in a small fixed layout (:func:`encode_init_packet`); enum values are dfu-cc.proto's.
-  A real nrfutil ``.dat`` is recognised and refused by name, never misread.
 * The legacy (pre-secure, SDK ≤ 11) DFU service ``00001530-…`` that older Nokē parts advertise is
   only *identified* (:func:`dfu_service_kind`); its protocol is not spoken here.
 * Hardware and firmware version numbers for Nokē are invented (:func:`hardware_version`,
@@ -63,6 +63,11 @@ CONTROL_POINT_UUID = "8ec90001-f315-4f60-9fb8-838830daea50"
 bootloader refuses control-point writes until this CCCD is enabled (ATT error 0xFD)."""
 DATA_PACKET_UUID = "8ec90002-f315-4f60-9fb8-838830daea50"
 """Write without response: the object bytes, at most ATT MTU - 3 per write."""
+BUTTONLESS_UNBONDED_UUID = "8ec90003-f315-4f60-9fb8-838830daea50"
+"""Buttonless DFU without bonds (write + indicate, in the 0xFE59 service of the application):
+the device reboots into its bootloader, which advertises at the device's address + 1."""
+BUTTONLESS_BONDED_UUID = "8ec90004-f315-4f60-9fb8-838830daea50"
+"""Buttonless DFU with bonds: the bootloader keeps the device's address (and its bond)."""
 LEGACY_DFU_SERVICE_UUID = "00001530-1212-efde-1523-785feabcd123"
 """Nordic legacy DFU (nRF5 SDK ≤ 11), seen on older Nokē parts. Identified, not spoken."""
 LEGACY_DFU_CONTROL_POINT_UUID = "00001531-1212-efde-1523-785feabcd123"
@@ -403,6 +408,48 @@ def _exact(data: bytes, length: int, what: str) -> None:
         raise RemoteProtocolError(f"{what} is {len(data)} bytes, expected {length}")
 
 
+# --- buttonless DFU: how a Nordic application is asked into its bootloader -------------------
+
+BUTTONLESS_ENTER_BOOTLOADER = 0x01
+BUTTONLESS_RESPONSE = 0x20
+
+
+class ButtonlessResult(OpenByteEnum):
+    """The result byte of a buttonless response (SDK ``ble_dfu_buttonless_rsp_code_t``)."""
+
+    SUCCESS = 0x01
+    OP_CODE_NOT_SUPPORTED = 0x02
+    OPERATION_FAILED = 0x04
+    INVALID_ADV_NAME = 0x05
+    BUSY = 0x06
+    NOT_BONDED = 0x07
+
+
+def encode_enter_bootloader() -> bytes:
+    return bytes([BUTTONLESS_ENTER_BOOTLOADER])
+
+
+def decode_buttonless_response(data: bytes) -> ButtonlessResult:
+    """The indication answering Enter bootloader: ``20 01 <result>``. RemoteProtocolError on
+    anything else."""
+    if len(data) != 3 or data[0] != BUTTONLESS_RESPONSE:
+        raise RemoteProtocolError(f"buttonless response {bytes(data).hex()} is not 20 <op> <res>")
+    if data[1] != BUTTONLESS_ENTER_BOOTLOADER:
+        raise RemoteProtocolError(f"buttonless response to opcode 0x{data[1]:02X}, not 0x01")
+    return ButtonlessResult(data[2])
+
+
+def bootloader_address_after(mac: str, characteristic: str) -> str:
+    """Where the bootloader advertises after buttonless entry through ``characteristic``."""
+    if characteristic.lower() == BUTTONLESS_BONDED_UUID:
+        if not _MAC.fullmatch(mac):
+            raise LocalProtocolError(f"{mac!r} is not a MAC address like AA:BB:CC:DD:EE:FF")
+        return mac.upper()
+    if characteristic.lower() == BUTTONLESS_UNBONDED_UUID:
+        return bootloader_address(mac)
+    raise LocalProtocolError(f"{characteristic} is not a buttonless DFU characteristic")
+
+
 # --- addresses and advertisements -------------------------------------------------------------
 
 _MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
@@ -435,15 +482,16 @@ def hardware_version(code: str) -> int:
     """The init packet's ``hw_version`` for a Nokē hardware code (noke.md §1.4): its ASCII bytes
     as a big-endian integer, so ``"4I"`` is 0x3449 and reads back without a table."""
     raw = code.encode("ascii", errors="replace")
-    if not 1 <= len(raw) <= 4 or not raw.isalnum():
-        raise LocalProtocolError(f"hardware code {code!r} is not 1-4 letters or digits")
+    if not 2 <= len(raw) <= 4 or not raw.isalnum():
+        raise LocalProtocolError(f"hardware code {code!r} is not 2-4 letters or digits")
     return int.from_bytes(raw, "big")
 
 
 def hardware_name(value: int) -> str:
-    """Inverse of :func:`hardware_version`; a hex number for anything that is not a code."""
+    """Inverse of :func:`hardware_version`; a hex number for anything that is not a code (one
+    byte is never read as a code: ``52`` is nrfutil's nRF52 convention, not ``"4"``)."""
     raw = value.to_bytes(4, "big").lstrip(b"\x00") if 0 <= value <= 0xFFFFFFFF else b""
-    if raw and raw.isalnum():
+    if len(raw) >= 2 and raw.isalnum():
         return raw.decode("ascii")
     return f"0x{value:08X}"
 

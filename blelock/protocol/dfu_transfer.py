@@ -178,7 +178,8 @@ class Finished:
     (the link drops)."""
 
     size: int
-    fw_version: int
+    fw_version: int | None
+    """The init packet's (None: it names none, as for a SoftDevice)."""
 
 
 Event = Acknowledged | Selected | Confirmed | Executed | Retrying | Refused | Finished
@@ -271,7 +272,7 @@ class DfuSession:
             raise LocalProtocolError(f"PRN {prn} is outside 0-65535")
         if max_attempts < 1:
             raise LocalProtocolError("an object needs at least one attempt")
-        if package.init.command.fw_size != len(package.firmware) or not package.firmware:
+        if package.init.command.image_size != len(package.firmware) or not package.firmware:
             raise LocalProtocolError("the package's image and init packet disagree on its size")
         if len(package.init_packet) > INIT_COMMAND_MAX_SIZE:
             raise LocalProtocolError(f"init packet is larger than {INIT_COMMAND_MAX_SIZE} bytes")

@@ -7,7 +7,7 @@ plugin does: its service UUIDs to filter on and its advert parser).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -161,19 +161,31 @@ async def find_update_target(
     recogniser: Recogniser,
     *,
     bootloader_only: bool = False,
+    bootloader_names: Collection[str] = (),
 ) -> UpdateTarget:
-    """Scan until the lock or its Secure DFU bootloader (the lock's address + 1, advertising
-    0xFE59) is heard; DeviceNotFound after the scan timeout."""
+    """Scan until the lock or its Secure DFU bootloader (advertising 0xFE59) is heard;
+    DeviceNotFound after the scan timeout.
+
+    The bootloader is the one at the lock's address + 1 (nrfutil's rule for an unbonded
+    bootloader) or at the lock's own address (a bonded one keeps it). A vendor whose
+    bootloaders advertise a known name (``bootloader_names``) but may sit at another address
+    also gets the one bootloader of that name heard during the whole scan; two or more of them
+    are refused rather than guessed between."""
     seen: asyncio.Future[UpdateTarget] = asyncio.get_running_loop().create_future()
-    bootloader = bootloader_address(lock_id)
+    addresses = {bootloader_address(lock_id), lock_id.upper()}
+    names = {name.upper() for name in bootloader_names}
+    by_name: dict[str, BLEDevice] = {}
 
     def heard(device: BLEDevice, adv: AdvertisementData) -> None:
         if seen.done():
             return
         is_dfu = dfu_service_kind(adv.service_uuids) == "secure"
-        if is_dfu and device.address.upper() == bootloader:
+        if is_dfu and device.address.upper() in addresses:
             seen.set_result(UpdateTarget(None, device))
             return
+        name = (adv.local_name or device.name or "").upper()
+        if is_dfu and name in names:
+            by_name[device.address.upper()] = device
         sighting = None if bootloader_only else recogniser.parse_advert(advert_of(device, adv))
         if sighting is not None and sighting.lock_id == lock_id:
             seen.set_result(UpdateTarget(Found(sighting, device), None))
@@ -181,6 +193,15 @@ async def find_update_target(
     timeout = settings.timeouts.scan
     filters = _filters([recogniser], SECURE_DFU_SERVICE_UUID)
     if not await _listen(settings, heard, seen, timeout, filters):
+        if len(by_name) == 1:
+            return UpdateTarget(None, next(iter(by_name.values())))
+        if by_name:
+            raise DeviceNotFound(
+                f"{len(by_name)} bootloaders named {'/'.join(sorted(names))} advertise "
+                f"({', '.join(sorted(by_name))}) and none at this lock's address: cannot tell "
+                "which is this lock's",
+                hint="update one lock at a time, or wait until the others leave DFU mode",
+            )
         what = "its bootloader was" if bootloader_only else "neither it nor its bootloader was"
         raise DeviceNotFound(f"{what} seen within {timeout:g} s of scanning")
     return seen.result()

@@ -1,5 +1,6 @@
-"""Nordic Secure DFU, sans-I/O: codecs, the init packet, the package reader, and the transfer
-planner against a small in-memory bootloader written here (independent of the simulator)."""
+"""Nordic Secure DFU, sans-I/O: codecs, Nordic's protobuf init packet (against packages nrfutil
+6.1.7 made, tests/fixtures/nrfutil/), the package reader, and the transfer planner against a
+small in-memory bootloader written here (independent of the simulator)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -23,9 +25,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from blelock.errors import LocalProtocolError, ProtocolError, RemoteProtocolError, UsageError
-from blelock.protocol import dfu, dfu_package, dfu_transfer
+from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
+from blelock.protocol._dfu_cc import dfu_cc_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
+NRFUTIL = ROOT / "tests" / "fixtures" / "nrfutil"
+NRFUTIL_KEY = dfu_init.load_public_key((NRFUTIL / "test_key.pub.pem").read_bytes())
 KEY = ec.derive_private_key(0xB1E10C, ec.SECP256R1())
 OTHER_KEY = ec.derive_private_key(0x0DD, ec.SECP256R1())
 HW_4I = dfu.hardware_version("4I")
@@ -36,8 +41,10 @@ def image_of(size: int, seed: str = "image") -> bytes:
     return hashlib.shake_256(seed.encode()).digest(size)
 
 
-def init_for(image: bytes, **changes: Any) -> dfu_package.InitCommand:
-    command = dfu_package.InitCommand.for_image(image, hw_version=HW_4I, fw_version=V3_15)
+def init_for(image: bytes, **changes: Any) -> dfu_init.InitCommand:
+    command = dfu_init.InitCommand.for_image(
+        image, hw_version=HW_4I, fw_version=V3_15, sd_req=[0x0100]
+    )
     return dataclasses.replace(command, **changes)
 
 
@@ -45,7 +52,7 @@ def package_of(
     image: bytes, key: ec.EllipticCurvePrivateKey | None = KEY
 ) -> dfu_package.DfuPackage:
     data = dfu_package.encode_package(
-        dfu_package.encode_init_packet(init_for(image), key), image, stem="app"
+        dfu_init.encode_init_packet(init_for(image), key), image, stem="app"
     )
     return dfu_package.read_package(data)
 
@@ -163,15 +170,25 @@ def test_error_responses_must_be_errors() -> None:
 
 @given(st.binary(max_size=40))
 def test_decoders_raise_only_protocol_errors(data: bytes) -> None:
-    for decode in (dfu.decode_response, dfu.decode_request, dfu_package.parse_init_packet):
+    for decode in (dfu.decode_response, dfu.decode_request, dfu_init.parse_init_packet):
         with contextlib.suppress(ProtocolError):
             decode(data)
 
 
-@given(st.binary(min_size=118, max_size=118))
-def test_init_parser_on_init_sized_noise(data: bytes) -> None:
+NRFUTIL_DAT = zipfile.ZipFile(NRFUTIL / "app.zip").read("app.dat")
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(0, len(NRFUTIL_DAT) - 1), st.integers(0, 255)), max_size=4),
+       st.integers(0, len(NRFUTIL_DAT)))  # fmt: skip
+def test_init_parser_on_damaged_nrfutil_packets(edits: list[tuple[int, int]], cut: int) -> None:
+    """Bytes flipped in, or cut off, a real .dat: an InitPacket or a ProtocolError, never
+    another exception."""
+    damaged = bytearray(NRFUTIL_DAT)
+    for where, value in edits:
+        damaged[where] = value
     with contextlib.suppress(ProtocolError):
-        dfu_package.parse_init_packet(dfu_package.INIT_PACKET_MAGIC + b"\x01" + data[5:])
+        dfu_init.parse_init_packet(bytes(damaged[:cut] if cut else damaged))
 
 
 # --- names, addresses, versions ---------------------------------------------------------------
@@ -181,6 +198,7 @@ def test_versions_and_hardware_codes_read_back() -> None:
     assert dfu.hardware_version("4I") == 0x3449
     assert dfu.hardware_name(dfu.hardware_version("3P")) == "3P"
     assert dfu.hardware_name(0xFFFFFFFF) == "0xFFFFFFFF"
+    assert dfu.hardware_name(52) == "0x00000034"  # nrfutil's nRF52 number, not the code "4"
     assert dfu.version_text(dfu.parse_version_text("3.15")) == "3.15"
     assert dfu.version_number(3, 9) < dfu.version_number(3, 15) < dfu.version_number(4, 0)
     with pytest.raises(LocalProtocolError):
@@ -210,79 +228,234 @@ def test_packet_size_follows_the_mtu_up_to_the_bootloaders() -> None:
         dfu_transfer.packet_size_for_mtu(22)
 
 
-# --- the init packet --------------------------------------------------------------------------
+# --- the init packet: Nordic's protobuf, checked against nrfutil 6.1.7 ----------------------
+
+_DISPLAY_LINE = re.compile(r"^\|- (?P<key>[A-Za-z_ #0-9()-]+?)(?::\s*| (?=0x))(?P<value>.*)$")
 
 
-def test_init_packet_layout_and_round_trip() -> None:
-    image = image_of(5000)
-    command = init_for(image)
-    raw = dfu_package.encode_init_packet(command, KEY)
-    assert len(raw) == 118 and raw[:5] == b"BLDI\x01"
-    assert int.from_bytes(raw[8:12], "little") == HW_4I
-    assert int.from_bytes(raw[16:20], "little") == 5000
-    assert raw[20:52] == hashlib.sha256(image).digest()
-    assert raw[52:54] == bytes([dfu_package.SignatureType.ECDSA_P256_SHA256, 64])
-    init = dfu_package.parse_init_packet(raw)
-    assert init.command == command and init.signed and init.raw == raw
-    assert dfu_package.encode_init_packet(command, KEY) == raw  # deterministic signatures
+def nrfutil_display(path: Path) -> list[dict[str, str]]:
+    """What ``nrfutil pkg display`` printed, one dict per image."""
+    images: list[dict[str, str]] = []
+    for line in path.read_text().splitlines():
+        match = _DISPLAY_LINE.match(line.strip())
+        if match is None:
+            continue
+        key, value = match["key"], match["value"].strip()
+        if key.startswith("Image #"):
+            images.append({})
+        elif images:
+            images[-1][key] = value
+    return images
 
 
-def test_signature_verifies_only_with_its_key_and_untouched() -> None:
-    raw = dfu_package.encode_init_packet(init_for(image_of(100)), KEY)
-    assert dfu_package.verify_init_packet(dfu_package.parse_init_packet(raw), KEY.public_key())
-    assert not dfu_package.verify_init_packet(
-        dfu_package.parse_init_packet(raw), OTHER_KEY.public_key()
+def as_nrfutil_shows(image: dfu_package.FirmwareImage) -> dict[str, str]:
+    """blelock's description of an image, in the text nrfutil pkg display prints."""
+    facts = image.describe()
+
+    def number(value: object) -> str:
+        assert isinstance(value, int)
+        return f"0x{value:08X} ({value})"
+
+    def blob(value: object) -> str:
+        return "N/A" if value is None else f"b'{value}'"
+
+    return {
+        "Type": str(facts["type"]),
+        "Image file": str(facts["image_file"]),
+        "Init packet file": str(facts["init_packet_file"]),
+        "op_code": str(facts["op_code"]),
+        "signature_type": str(facts["signature_type"]),
+        "signature (little-endian)": blob(facts["signature"]),
+        "fw_version": number(facts["fw_version"]),
+        "hw_version": number(facts["hw_version"]),
+        "sd_req": ", ".join(facts["sd_req"]),  # type: ignore[arg-type]
+        "type": str(facts["init_type"]),
+        "sd_size": str(facts["sd_size"]),
+        "bl_size": str(facts["bl_size"]),
+        "app_size": str(facts["app_size"]),
+        "hash_type": str(facts["hash_type"]),
+        "hash (little-endian)": blob(facts["hash"]),
+        "boot_validation_type": str(facts["boot_validation_type"]),
+        "boot_validation_signature (little-endian)": "["
+        + ", ".join(blob(item) for item in facts["boot_validation_signature"])  # type: ignore[attr-defined]
+        + "]",
+        "is_debug": str(facts["is_debug"]),
+    }
+
+
+FT, VT, CRC = dfu_init.FirmwareType, dfu_init.ValidationType, dfu_init.HashType.CRC
+FIXTURES = ["app", "app_sha256", "app_ecdsa", "app_debug", "bl", "sd", "sd_bl_app"]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_nrfutil_packages_read_as_nrfutil_displays_them(name: str) -> None:
+    package = dfu_package.read_package(NRFUTIL / f"{name}.zip", for_update=False)
+    shown = nrfutil_display(NRFUTIL / f"{name}.display.txt")
+    assert len(shown) == len(package.images) >= 1
+    for image, nrfutil in zip(package.images, shown, strict=True):
+        assert as_nrfutil_shows(image) == nrfutil
+
+
+@pytest.mark.parametrize("stem", ["noke-4i-3.15", "noke-3p-2.11"])
+def test_nrfutil_displays_blelocks_packages_as_blelock_does(stem: str) -> None:
+    """The reverse direction: nrfutil pkg display, run on firmware_images/, read every field
+    blelock wrote (tests/fixtures/nrfutil/README.md says how the files were made)."""
+    package = dfu_package.read_package(ROOT / "firmware_images" / f"{stem}.zip")
+    (shown,) = nrfutil_display(NRFUTIL / f"blelock-{stem}.display.txt")
+    assert as_nrfutil_shows(package.update) == shown
+
+
+@pytest.mark.parametrize("name", [n for n in FIXTURES if n != "app_debug"])
+def test_nrfutil_signatures_verify_as_the_sdk_checks_them(name: str) -> None:
+    package = dfu_package.read_package(NRFUTIL / f"{name}.zip", for_update=False)
+    for image in package.images:
+        init = image.init
+        assert dfu_init.verify_init_packet(init, NRFUTIL_KEY)
+        assert not dfu_init.verify_init_packet(init, KEY.public_key())
+        # r and s each little-endian, over the InitCommand alone: the other readings fail.
+        big_endian = init.signature[:32][::-1] + init.signature[32:][::-1]
+        assert not dfu_init.verify_init_packet(
+            dataclasses.replace(init, signature=big_endian), NRFUTIL_KEY
+        )
+        packet = dfu_cc_pb2.Packet.FromString(init.raw)
+        command_bytes = packet.signed_command.command.SerializeToString()
+        assert not dfu_init.verify_init_packet(
+            dataclasses.replace(init, signed_bytes=command_bytes), NRFUTIL_KEY
+        )
+        assert init.raw[0] == 0x12  # Packet.signed_command, length-delimited
+        assert init.command.fw_hash == hashlib.sha256(image.firmware).digest()[::-1]
+
+
+def fixture_image(name: str, kind: str = "application") -> dfu_package.FirmwareImage:
+    package = dfu_package.read_package(NRFUTIL / f"{name}.zip", for_update=False)
+    (image,) = [image for image in package.images if image.kind == kind]
+    return image
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "options"),
+    [
+        ("app", "application", {}),
+        ("app_sha256", "application",
+         {"boot_validation": [dfu_init.BootValidation(VT.VALIDATE_GENERATED_SHA256)]}),
+        ("app_debug", "application", {"is_debug": True}),
+        ("bl", "bootloader", {"fw_type": dfu_init.FirmwareType.BOOTLOADER, "fw_version": 3}),
+        ("sd", "softdevice", {"fw_type": FT.SOFTDEVICE, "sd_req": [0x100, 0x101]}),
+    ],
+)  # fmt: skip
+def test_blelocks_init_command_is_byte_for_byte_nrfutils(
+    name: str, kind: str, options: dict[str, Any]
+) -> None:
+    """Same image, same options as the nrfutil command line: the same signed bytes (the
+    signature differs only because nrfutil's ECDSA nonce is random)."""
+    image = fixture_image(name, kind)
+    arguments: dict[str, Any] = {"hw_version": 52, "fw_version": 7, "sd_req": [0x100]} | options
+    command = dfu_init.InitCommand.for_image(image.firmware, **arguments)
+    assert command.encode() == image.init.signed_bytes
+    assert dfu_init.parse_init_packet(dfu_init.encode_init_packet(command, None)).command == (
+        image.init.command
     )
-    for where in (8, 16, 30, 60, 117):  # a signed field, the hash, the signature
+
+
+def test_an_ecdsa_boot_validation_is_nrfutils_too() -> None:
+    image = fixture_image("app_ecdsa")
+    (validation,) = image.init.command.boot_validation
+    assert validation.type is dfu_init.ValidationType.VALIDATE_ECDSA_P256_SHA256
+    ours = dfu_init.sign_image(image.firmware, KEY)
+    assert len(ours.data) == len(validation.data) == 64
+    command = dfu_init.InitCommand.for_image(
+        image.firmware, hw_version=52, fw_version=7, sd_req=[0x100], boot_validation=[validation]
+    )
+    assert command.encode() == image.init.signed_bytes
+    assert dfu_init.validate_image(image.init, image.firmware, NRFUTIL_KEY) is None
+    refusal = dfu_init.validate_image(image.init, image.firmware, KEY.public_key())
+    assert refusal is not None and refusal.extended is dfu.ExtendedError.VERIFICATION_FAILED
+
+
+def test_blelocks_packet_decodes_with_the_generated_module() -> None:
+    image = image_of(5000)
+    raw = dfu_init.encode_init_packet(init_for(image), KEY)
+    packet = dfu_cc_pb2.Packet.FromString(raw)
+    assert packet.HasField("signed_command") and not packet.HasField("command")
+    signed = packet.signed_command
+    init = signed.command.init
+    assert signed.command.op_code == dfu_cc_pb2.INIT
+    assert signed.signature_type == dfu_cc_pb2.ECDSA_P256_SHA256 and len(signed.signature) == 64
+    assert (init.fw_version, init.hw_version, list(init.sd_req)) == (V3_15, HW_4I, [0x100])
+    assert (init.type, init.app_size, init.sd_size, init.bl_size) == (
+        dfu_cc_pb2.APPLICATION,
+        5000,
+        0,
+        0,
+    )
+    assert init.hash.hash_type == dfu_cc_pb2.SHA256
+    assert init.hash.hash == hashlib.sha256(image).digest()[::-1]
+    assert init.HasField("is_debug") and not init.is_debug
+    assert [v.type for v in init.boot_validation] == [dfu_cc_pb2.VALIDATE_GENERATED_CRC]
+    parsed = dfu_init.parse_init_packet(raw)
+    assert parsed.command == init_for(image) and parsed.raw == raw and parsed.signed
+    assert dfu_init.verify_init_packet(parsed, KEY.public_key())
+    assert dfu_init.encode_init_packet(init_for(image), KEY) == raw  # deterministic signatures
+
+
+def test_a_tampered_packet_never_verifies() -> None:
+    raw = dfu_init.encode_init_packet(init_for(image_of(100)), KEY)
+    for where in range(len(raw)):
         tampered = bytearray(raw)
         tampered[where] ^= 0x01
-        assert not dfu_package.verify_init_packet(
-            dfu_package.parse_init_packet(bytes(tampered)), KEY.public_key()
-        )
+        try:
+            init = dfu_init.parse_init_packet(bytes(tampered))
+        except RemoteProtocolError:
+            continue
+        assert not dfu_init.verify_init_packet(init, KEY.public_key()), where
 
 
 def test_unsigned_init_packet_parses_but_does_not_verify() -> None:
-    init = dfu_package.parse_init_packet(
-        dfu_package.encode_init_packet(init_for(image_of(10)), None)
-    )
-    assert not init.signed and len(init.raw) == 54
-    assert not dfu_package.verify_init_packet(init, KEY.public_key())
+    init = dfu_init.parse_init_packet(dfu_init.encode_init_packet(init_for(image_of(10)), None))
+    assert not init.signed and init.signature_type is None and init.raw[0] == 0x0A
+    assert not dfu_init.verify_init_packet(init, KEY.public_key())
+
+
+def _reset_packet() -> bytes:
+    packet = dfu_cc_pb2.Packet()
+    packet.command.op_code = dfu_cc_pb2.RESET
+    packet.command.reset.timeout = 5
+    return packet.SerializeToString()
 
 
 @pytest.mark.parametrize(
     ("raw", "complaint"),
     [
-        (bytes.fromhex("12450a43") + bytes(60), "protobuf"),
-        (b"XXXX" + bytes(114), "does not start"),
-        (b"BLDI\x02" + bytes(113), "layout 2"),
-        (b"BLDI\x01" + bytes(47) + b"\x00\x05" + bytes(5), "0 or 64"),
-        (b"BLDI\x01" + bytes(47) + b"\x00\x40" + bytes(10), "fields say 118"),
+        (b"", "neither a command nor a signed command"),
+        (_reset_packet(), "not an INIT command"),
+        (b"BLDI\\x01" + bytes(60), "not a Nordic init packet"),
+        (NRFUTIL_DAT[:-10], "not a Nordic init packet"),
+        # a SignedCommand without its required signature
+        (bytes.fromhex("1202") + bytes.fromhex("0a00"), "not a Nordic init packet"),
     ],
 )
 def test_broken_init_packets_are_refused(raw: bytes, complaint: str) -> None:
     with pytest.raises(RemoteProtocolError, match=complaint):
-        dfu_package.parse_init_packet(raw)
+        dfu_init.parse_init_packet(raw)
 
 
 def test_public_key_loading() -> None:
     pem = (ROOT / "firmware_images" / "test_signing_key.pub.pem").read_bytes()
-    assert isinstance(dfu_package.load_public_key(pem).curve, ec.SECP256R1)
+    assert isinstance(dfu_init.load_public_key(pem).curve, ec.SECP256R1)
     with pytest.raises(LocalProtocolError):
-        dfu_package.load_public_key(b"-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
+        dfu_init.load_public_key(b"-----BEGIN PUBLIC KEY-----\\nnope\\n-----END PUBLIC KEY-----\\n")
 
 
-def _validate(raw: bytes, *, fw_version: int = dfu.version_number(3, 14)) -> object:
-    return dfu_package.validate_init_packet(
-        raw,
-        public_key=KEY.public_key(),
-        hw_version=HW_4I,
-        fw_version=fw_version,
-        max_image_size=8192,
-    )
-
-
+STATE = dfu_init.BootloaderState(
+    public_key=KEY.public_key(),
+    hw_version=HW_4I,
+    app_version=dfu.version_number(3, 14),
+    bootloader_version=2,
+    softdevice_id=0x0100,
+    bank_size=8192,
+)
 EXT = dfu.ResultCode.EXTENDED_ERROR
-ED25519 = dfu_package.SignatureType.ED25519
+ED25519 = dfu_init.SignatureType.ED25519
 
 
 @pytest.mark.parametrize(
@@ -291,51 +464,86 @@ ED25519 = dfu_package.SignatureType.ED25519
         (None, None, {}, EXT, dfu.ExtendedError.SIGNATURE_MISSING),
         (KEY, ED25519, {}, EXT, dfu.ExtendedError.WRONG_SIGNATURE_TYPE),
         (OTHER_KEY, None, {}, dfu.ResultCode.INVALID_OBJECT, None),
-        (KEY, None, {"fw_type": dfu_package.FirmwareType.BOOTLOADER}, EXT,
+        (KEY, None, {"fw_type": None}, EXT, dfu.ExtendedError.INIT_COMMAND_INVALID),
+        (KEY, None, {"fw_type": FT.EXTERNAL_APPLICATION}, EXT,
          dfu.ExtendedError.INIT_COMMAND_INVALID),
+        (KEY, None, {"hash_type": dfu_init.HashType.CRC}, EXT, dfu.ExtendedError.WRONG_HASH_TYPE),
+        (KEY, None, {"fw_hash": bytes(16)}, EXT, dfu.ExtendedError.WRONG_HASH_TYPE),
+        (KEY, None, {"hw_version": None}, EXT, dfu.ExtendedError.INIT_COMMAND_INVALID),
         (KEY, None, {"hw_version": dfu.hardware_version("3P")}, EXT,
          dfu.ExtendedError.HW_VERSION_FAILURE),
+        (KEY, None, {"sd_req": (0x0101,)}, EXT, dfu.ExtendedError.SD_VERSION_FAILURE),
+        (KEY, None, {"sd_req": ()}, EXT, dfu.ExtendedError.SD_VERSION_FAILURE),
         (KEY, None, {"fw_version": dfu.version_number(3, 13)}, EXT,
          dfu.ExtendedError.FW_VERSION_FAILURE),
-        (KEY, None, {"hash_type": dfu_package.HashType.CRC}, EXT,
-         dfu.ExtendedError.WRONG_HASH_TYPE),
-        (KEY, None, {"fw_size": 0}, EXT, dfu.ExtendedError.INIT_COMMAND_INVALID),
-        (KEY, None, {"fw_size": 8193}, dfu.ResultCode.INSUFFICIENT_RESOURCES, None),
+        (KEY, None, {"fw_version": None}, EXT, dfu.ExtendedError.INIT_COMMAND_INVALID),
+        (KEY, None, {"fw_type": FT.BOOTLOADER, "fw_version": 1, "app_size": 0, "bl_size": 100},
+         EXT, dfu.ExtendedError.FW_VERSION_FAILURE),
+        (KEY, None, {"app_size": 0}, EXT, dfu.ExtendedError.INIT_COMMAND_INVALID),
+        (KEY, None, {"sd_size": 100}, EXT, dfu.ExtendedError.INIT_COMMAND_INVALID),
+        (KEY, None, {"app_size": 8193}, EXT, dfu.ExtendedError.INSUFFICIENT_SPACE),
+        (KEY, None, {"boot_validation": (dfu_init.BootValidation(
+            dfu_init.ValidationType.VALIDATE_ECDSA_P256_SHA256, b"short"),)}, EXT,
+         dfu.ExtendedError.INIT_COMMAND_INVALID),
     ],
 )  # fmt: skip
 def test_bootloader_refuses_init_packets_with_the_sdk_codes(
     key: ec.EllipticCurvePrivateKey | None,
-    signature_type: dfu_package.SignatureType | None,
+    signature_type: dfu_init.SignatureType | None,
     changes: dict[str, Any],
     result: dfu.ResultCode,
     extended: dfu.ExtendedError | None,
 ) -> None:
-    raw = dfu_package.encode_init_packet(
+    raw = dfu_init.encode_init_packet(
         init_for(image_of(100), **changes),
         key,
-        signature_type=signature_type or dfu_package.SignatureType.ECDSA_P256_SHA256,
+        signature_type=signature_type or dfu_init.SignatureType.ECDSA_P256_SHA256,
     )
-    verdict = _validate(raw)
-    assert isinstance(verdict, dfu_package.Refusal)
+    verdict = dfu_init.validate_init_packet(raw, STATE)
+    assert isinstance(verdict, dfu_init.Refusal)
     assert (verdict.result, verdict.extended) == (result, extended)
 
 
-def test_bootloader_refuses_an_undecodable_init_packet() -> None:
-    verdict = _validate(b"junk")
-    assert (
-        isinstance(verdict, dfu_package.Refusal) and verdict.result is dfu.ResultCode.INVALID_OBJECT
-    )
+def test_bootloader_checks_in_the_sdks_order() -> None:
+    """Each packet is wrong twice; the SDK's earlier check is the one that answers."""
+    wrong = {
+        dfu.ExtendedError.SIGNATURE_MISSING: (None, {"hw_version": 1}),
+        dfu.ExtendedError.INIT_COMMAND_INVALID: (KEY, {"fw_type": None, "hash_type": CRC}),
+        dfu.ExtendedError.WRONG_HASH_TYPE: (KEY, {"hash_type": CRC, "hw_version": 1}),
+        dfu.ExtendedError.HW_VERSION_FAILURE: (KEY, {"hw_version": 1, "sd_req": (7,)}),
+        dfu.ExtendedError.SD_VERSION_FAILURE: (KEY, {"sd_req": (7,), "fw_version": 1}),
+        dfu.ExtendedError.FW_VERSION_FAILURE: (KEY, {"fw_version": 1, "app_size": 9000}),
+    }  # fmt: skip
+    for expected, (key, changes) in wrong.items():
+        raw = dfu_init.encode_init_packet(init_for(image_of(100), **changes), key)
+        verdict = dfu_init.validate_init_packet(raw, STATE)
+        assert isinstance(verdict, dfu_init.Refusal) and verdict.extended is expected, expected
 
 
-def test_bootloader_accepts_same_or_newer_version_and_checks_the_image() -> None:
+def test_bootloader_allows_same_newer_and_debug_versions_and_any_softdevice() -> None:
     image = image_of(100)
-    raw = dfu_package.encode_init_packet(init_for(image), KEY)
-    init = _validate(raw, fw_version=V3_15)  # re-flashing the same version is allowed
-    assert isinstance(init, dfu_package.InitPacket)
-    assert dfu_package.validate_image(init, image) is None
-    for wrong in (image[:-1], image[:-1] + b"\x00", image + b"\x00"):
-        refusal = dfu_package.validate_image(init, wrong)
+    for changes in (
+        {},  # 3.15 over 3.14
+        {"fw_version": STATE.app_version},  # re-flashing the same version is allowed
+        {"fw_version": 1, "is_debug": True},  # a debug package may go down
+        {"sd_req": (0x0101, dfu_init.SD_REQ_ANY)},
+    ):
+        raw = dfu_init.encode_init_packet(init_for(image, **changes), KEY)
+        assert isinstance(dfu_init.validate_init_packet(raw, STATE), dfu_init.InitPacket), changes
+
+
+def test_the_image_check_is_the_reversed_sha256() -> None:
+    image = image_of(100)
+    init = dfu_init.validate_init_packet(dfu_init.encode_init_packet(init_for(image), KEY), STATE)
+    assert isinstance(init, dfu_init.InitPacket)
+    assert dfu_init.validate_image(init, image, KEY.public_key()) is None
+    for wrong in (image[:-1], image[:-1] + b"\\x00", image + b"\\x00"):
+        refusal = dfu_init.validate_image(init, wrong, KEY.public_key())
         assert refusal is not None and refusal.extended is dfu.ExtendedError.VERIFICATION_FAILED
+    forward = dataclasses.replace(init_for(image), fw_hash=hashlib.sha256(image).digest())
+    init = dfu_init.validate_init_packet(dfu_init.encode_init_packet(forward, KEY), STATE)
+    assert isinstance(init, dfu_init.InitPacket)  # the bootloader cannot tell before the image
+    assert dfu_init.validate_image(init, image, KEY.public_key()) is not None
 
 
 # --- the package ------------------------------------------------------------------------------
@@ -353,13 +561,13 @@ def test_shipped_packages_read_and_verify(stem: str, hardware: str, version: str
     assert (package.bin_file, package.dat_file, package.source) == (
         f"{stem}.bin", f"{stem}.dat", str(path))  # fmt: skip
     pem = (ROOT / "firmware_images" / "test_signing_key.pub.pem").read_bytes()
-    assert dfu_package.verify_init_packet(package.init, dfu_package.load_public_key(pem))
+    assert dfu_init.verify_init_packet(package.init, dfu_init.load_public_key(pem))
     assert dfu_package.read_package(path.read_bytes()) == package  # bytes or path: the same package
 
 
 def test_encode_package_is_byte_identical_and_nrfutil_shaped() -> None:
     image = image_of(3000)
-    dat = dfu_package.encode_init_packet(init_for(image), KEY)
+    dat = dfu_init.encode_init_packet(init_for(image), KEY)
     first = dfu_package.encode_package(dat, image, stem="app")
     assert dfu_package.encode_package(dat, image, stem="app") == first
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
@@ -368,9 +576,9 @@ def test_encode_package_is_byte_identical_and_nrfutil_shaped() -> None:
 
 
 GOOD_IMAGE = image_of(3000)
-GOOD_DAT = dfu_package.encode_init_packet(init_for(GOOD_IMAGE), KEY)
-SOFTDEVICE_DAT = dfu_package.encode_init_packet(
-    init_for(GOOD_IMAGE, fw_type=dfu_package.FirmwareType.SOFTDEVICE), KEY
+GOOD_DAT = dfu_init.encode_init_packet(init_for(GOOD_IMAGE), KEY)
+SOFTDEVICE_DAT = dfu_init.encode_init_packet(
+    init_for(GOOD_IMAGE, fw_type=dfu_init.FirmwareType.SOFTDEVICE), KEY
 )
 
 
@@ -383,12 +591,12 @@ SOFTDEVICE_DAT = dfu_package.encode_init_packet(
         (zip_of({"manifest.json": b"{nope", "app.bin": GOOD_IMAGE, "app.dat": GOOD_DAT}),
          "not valid JSON"),
         (zip_of({"manifest.json": b"[]"}), 'no "manifest" object'),
-        (zip_of({"manifest.json": b'{"manifest": {"dfu_version": 0.5}}'}),
-         'no "manifest.application"'),
+        (zip_of({"manifest.json": b'{"manifest": {"dfu_version": 0.5}}'}), "names no image"),
+        (zip_of({"manifest.json": b'{"manifest": {"application": 3}}'}), "is not an object"),
         (zip_of({"manifest.json": manifest(bin_file=None)}), "application.bin_file is missing"),
         (zip_of({"manifest.json": manifest(dat_file=7)}), "application.dat_file is missing"),
         (zip_of({"manifest.json": b'{"manifest": {"softdevice": {}, "application": {}}}'}),
-         "updates the softdevice"),
+         "softdevice.bin_file is missing"),
         (zip_of({"manifest.json": manifest(), "app.dat": GOOD_DAT}), "has no app.bin"),
         (zip_of({"manifest.json": manifest(), "app.bin": GOOD_IMAGE, "app.dat": b"BLDI"}),
          "app.dat is not an init packet"),
@@ -398,7 +606,7 @@ SOFTDEVICE_DAT = dfu_package.encode_init_packet(
          "does not match its init packet's SHA-256"),
         (zip_of({"manifest.json": manifest(), "app.bin": b"", "app.dat": GOOD_DAT}), "is empty"),
         (zip_of({"manifest.json": manifest(), "app.bin": GOOD_IMAGE, "app.dat": SOFTDEVICE_DAT}),
-         "for a SOFTDEVICE"),
+         "app.dat is for a SOFTDEVICE, but the manifest says application"),
         (zip_of({"manifest.json": manifest(), "app.bin": GOOD_IMAGE, "app.dat": bytes(600)}),
          "app.dat is 600 bytes, more than 512"),
     ],

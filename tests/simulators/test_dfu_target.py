@@ -16,19 +16,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.errors import LocalProtocolError
-from blelock.protocol import dfu, dfu_package, dfu_transfer
+from blelock.protocol import dfu, dfu_init, dfu_package, dfu_transfer
 from simulators.dfu_target import (
     ATT_CCCD_IMPROPERLY_CONFIGURED,
     ATT_INVALID_ATTRIBUTE_LENGTH,
+    NO_FLASH_TIME,
     DfuFaults,
     SimDfuTarget,
 )
 from simulators.faults import LinkFaults
-from simulators.radio import GattRefused, LinkDropped, Radio
+from simulators.radio import GattRefused, LatencyModel, LinkDropped, Radio
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = ROOT / "firmware_images"
-TRUSTED = dfu_package.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
+TRUSTED = dfu_init.load_public_key((IMAGES / "test_signing_key.pub.pem").read_bytes())
 PACKAGE_4I = dfu_package.read_package(IMAGES / "noke-4i-3.15.zip")
 PACKAGE_3P = dfu_package.read_package(IMAGES / "noke-3p-2.11.zip")
 LOCK = "AA:BB:CC:DD:EE:01"
@@ -68,20 +69,22 @@ def repackage(
 ) -> dfu_package.DfuPackage:
     """A package with chosen faults; built without read_package's checks where they would stop
     it (a truncated image), as a careless or hostile tool might."""
-    command = dfu_package.InitCommand.for_image(
-        image,
+    full = image if fw_size is None else image + bytes(fw_size - len(image))
+    command = dfu_init.InitCommand.for_image(
+        full,
         hw_version=dfu.hardware_version(hardware),
         fw_version=dfu.parse_version_text(version),
+        sd_req=[0x0100],
     )
-    if fw_size is not None:
-        full = image + bytes(fw_size - len(image))
-        command = dfu_package.InitCommand.for_image(
-            full, hw_version=command.hw_version, fw_version=command.fw_version
-        )
-    dat = dfu_package.encode_init_packet(command, key)
-    return dfu_package.DfuPackage(
-        dat, image, dfu_package.parse_init_packet(dat), "app.bin", "app.dat"
-    )
+    dat = dfu_init.encode_init_packet(command, key)
+    return package_of(dat, image)
+
+
+def package_of(dat: bytes, image: bytes) -> dfu_package.DfuPackage:
+    """An application package without read_package's checks."""
+    init = dfu_init.parse_init_packet(dat)
+    entry = dfu_package.FirmwareImage("application", "app.bin", "app.dat", dat, image, init)
+    return dfu_package.DfuPackage((entry,))
 
 
 def run(bootloader: SimDfuTarget, session: dfu_transfer.DfuSession) -> list[dfu_transfer.Event]:
@@ -251,7 +254,7 @@ def test_a_downgrade_and_an_image_too_big_are_refused() -> None:
     refusal = refused_with(bootloader, PACKAGE_4I)
     assert refusal.extended is dfu.ExtendedError.FW_VERSION_FAILURE
     small = target(bank_size=32 * 1024)
-    assert refused_with(small, PACKAGE_4I).result is dfu.ResultCode.INSUFFICIENT_RESOURCES
+    assert refused_with(small, PACKAGE_4I).extended is dfu.ExtendedError.INSUFFICIENT_SPACE
     assert small.firmware_version == V3_14
 
 
@@ -417,3 +420,37 @@ def test_firmware_images_are_reproducible_and_small() -> None:
     readme = built["README.md"].decode()
     for stem in ("noke-4i-3.15", "noke-3p-2.11"):
         assert hashlib.sha256(built[f"{stem}.zip"]).hexdigest() in readme
+
+
+# --- on the radio: MTU, flash time ------------------------------------------------------------
+
+
+def test_the_bootloader_negotiates_mtu_247_and_refuses_longer_writes() -> None:
+    radio = Radio()
+    bootloader = SimDfuTarget(LOCK, TRUSTED)
+    radio.add(bootloader)
+    link = radio.connect(bootloader.address)
+    assert link.mtu == dfu.BOOTLOADER_MAX_ATT_MTU == 247
+    with pytest.raises(GattRefused) as refused:
+        link.write(dfu.DATA_PACKET_UUID, bytes(245), response=False)
+    assert refused.value.att_error == 0x0D
+    small = Radio(LatencyModel(att_mtu=185))
+    other = SimDfuTarget(LOCK, TRUSTED)
+    small.add(other)
+    assert small.connect(other.address).mtu == 185  # the lower of the two sides
+
+
+def test_flash_erase_and_write_are_charged_to_create_and_execute() -> None:
+    bootloader = target()
+    run(bootloader, dfu_transfer.DfuSession(PACKAGE_4I, packet_size=244))
+    assert bootloader.take_busy_s() > 0  # the last Execute's write
+    assert bootloader.take_busy_s() == 0.0  # taken once
+    fresh = target()
+    control(fresh, dfu.encode_create(dfu.ObjectType.COMMAND, len(PACKAGE_4I.init_packet)))
+    assert fresh.take_busy_s() == 0.0  # the init packet lives in RAM
+    flash = fresh.flash
+    assert flash.erase(4096) == pytest.approx(0.085) and flash.erase(4097) == pytest.approx(0.17)
+    assert flash.write(4096) == pytest.approx(1024 * 41e-6)
+    quick = target(flash=NO_FLASH_TIME)
+    run(quick, dfu_transfer.DfuSession(PACKAGE_4I, packet_size=244))
+    assert quick.take_busy_s() == 0.0 and quick.updates == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -36,6 +37,8 @@ TINY = LatencyModel(
     connect_s=0.001,
     connection_interval_s=0.001,
     write_round_trip_s=0.001,
+    phy_byte_s=0.0,  # a 1 ms interval is shorter than real airtime allows: buffers bind
+    ifs_s=0.0,
 )
 WAIT = 5.0
 """Only a bound on a wait for an event that should come much sooner; never a sync sleep."""
@@ -562,3 +565,46 @@ def test_parse_fault_combines_parts_on_a_base() -> None:
 def test_parse_fault_names_the_bad_part(spec: str, bad_part: str) -> None:
     with pytest.raises(ValueError, match=re.escape(repr(bad_part))):
         parse_fault(spec)
+
+
+# --- the link model at MTU 247: fragments, airtime, buffers -----------------------------------
+
+REAL = LatencyModel(connection_interval_s=0.015, write_round_trip_s=0.015)
+DLE = dataclasses.replace(REAL, data_length=251)
+
+
+def test_pdu_airtime_is_the_1m_phy_frame_and_its_ack() -> None:
+    # (10 + 251) bytes x 8 µs + 150 µs + 10 x 8 µs + 150 µs
+    assert REAL.pdu_airtime_s(251) == pytest.approx(2.468e-3)
+    assert REAL.pdu_airtime_s(27) == pytest.approx(0.676e-3)
+    assert dataclasses.replace(REAL, phy_byte_s=4e-6).pdu_airtime_s(251) < 1.4e-3  # 2M PHY
+
+
+def test_a_write_is_fragmented_into_data_length_pdus() -> None:
+    assert REAL.write_pdus(20) == [27]  # 20 + ATT 3 + L2CAP 4: one default PDU
+    assert DLE.write_pdus(244) == [251]  # MTU 247 with data length 251: one PDU
+    assert REAL.write_pdus(244) == [27] * 9 + [8]  # MTU 247 without it: ten
+
+
+def test_buffers_bind_small_pdus_and_airtime_binds_big_ones() -> None:
+    # 20-byte writes: airtime would allow 22 per 15 ms event, the 6 buffers allow 6.
+    assert offer(WritePacer(), [0.0] * 7, REAL) == [0.0] * 6 + [0.015]
+    # 244-byte writes in 251-octet PDUs: 6 x 2.468 ms fit in 15 ms, a 7th does not.
+    assert [WritePacer().admit(0.0, DLE, 244)] == [0.0]
+    pacer = WritePacer()
+    assert [pacer.admit(0.0, DLE, 244) for _ in range(7)] == [0.0] * 6 + [0.015]
+    # Airtime binds before the buffers when the interval is short: 7.5 ms carries 3.
+    short = dataclasses.replace(DLE, connection_interval_s=0.0075)
+    pacer = WritePacer()
+    assert [pacer.admit(0.0, short, 244) for _ in range(4)] == [0.0] * 3 + [0.0075]
+    # Without the data length update a 244-byte write needs 10 PDUs: it spills over.
+    pacer = WritePacer()
+    assert [pacer.admit(0.0, REAL, 244) for _ in range(2)] == [0.015, 0.045]
+
+
+def test_the_ceilings_follow_from_the_model() -> None:
+    assert WritePacer.ceiling(REAL, 20) == pytest.approx(6 * 20 / 0.015)
+    assert WritePacer.ceiling(DLE, 244) == pytest.approx(6 * 244 / 0.015)
+    for bad in ({"att_mtu": 22}, {"data_length": 252}):
+        with pytest.raises(ValueError, match=r"att_mtu|data_length"):
+            LatencyModel(**bad)  # type: ignore[arg-type]

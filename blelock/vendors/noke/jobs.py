@@ -22,7 +22,18 @@ from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
 
-__all__ = ["LazyKeyStore", "key_store", "refresh_offline_keys", "update", "visit"]
+__all__ = [
+    "BOOTLOADER_NAMES",
+    "LazyKeyStore",
+    "key_store",
+    "refresh_offline_keys",
+    "update",
+    "visit",
+]
+
+BOOTLOADER_NAMES = ("NOKE_FW", "N3P_FW")
+"""What a Nokē lock's bootloader advertises as its name (noke.md §1.2): Nokē's apps look for it
+by name, not by address."""
 
 
 class LazyKeyStore:
@@ -114,11 +125,15 @@ async def update(
     """Both steps, from wherever the lock is now; ``on_progress`` gets the bytes confirmed."""
     settings = ctx.settings
     with lock_context(mac, "scan"):
-        target = await find_update_target(mac, settings, ctx.plugin)
+        target = await find_update_target(
+            mac, settings, ctx.plugin, bootloader_names=BOOTLOADER_NAMES
+        )
     if target.lock is not None:
         await visit(ctx.with_found(target.lock), mac, Action.FIRMWARE_UPDATE, mode="online")
         with lock_context(mac, "find the bootloader"):
-            target = await find_update_target(mac, settings, ctx.plugin, bootloader_only=True)
+            target = await find_update_target(
+                mac, settings, ctx.plugin, bootloader_only=True, bootloader_names=BOOTLOADER_NAMES
+            )
     device = target.bootloader
     assert device is not None  # find_update_target found one or the other
     return await update_firmware(
