@@ -170,6 +170,7 @@ class Database:
         self._conn = conn
         self._closed = False
         self._key_dir: Path | None = None
+        self._bound: DataKey | None = None  # the unlocked key, kept at the store's generation
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -250,6 +251,7 @@ class Database:
         )
         await self._in_writer(lambda: self._bind_generation(key, key_dir))
         self._key_dir = key_dir
+        self._bound = key
         return key
 
     async def run_revoking(
@@ -288,6 +290,23 @@ class Database:
 
     async def _in_writer(self, fn: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self._executor.submit(fn))
+
+    def _follow_generation(self, conn: sqlite3.Connection) -> None:
+        """Another process (``blelock sync`` beside the kiosk) may have raised the generation:
+        every transaction brings the unlocked key up to the database's. Lower than what this
+        process saw: the file was swapped for an older copy under it, refused."""
+        key = self._bound
+        if key is None or key.generation is None:
+            return
+        found = _generation_in(conn)
+        if found is None or found < key.generation:
+            raise StoreError(
+                f"this store {self.path} is older than the last one this device used "
+                f"(generation {found}, this process saw {key.generation}): replaced by a "
+                "backup while in use? It may hold keys revoked since; nothing was changed",
+                hint="put back the store this device last used and restart",
+            )
+        key.generation = found
 
     def _bind_generation(self, key: DataKey, key_dir: Path) -> None:
         outside = read_generation(key_dir)
@@ -336,6 +355,7 @@ class Database:
             # process wrote in between, and every writer here reads first.
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
+                self._follow_generation(conn)
                 result = fn(conn)
                 conn.execute("COMMIT")
             except BaseException:

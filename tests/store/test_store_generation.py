@@ -178,3 +178,17 @@ async def test_a_new_store_on_a_device_that_had_one_adopts_its_generation(
     fresh = tmp_path / "fresh" / "blelock.db"
     await sync(fresh, key_dir, clock, "a")
     assert await read_generation(key_dir) == outside
+
+
+async def test_a_long_running_process_follows_a_bump_made_by_another(
+    store_dir: Path, key_dir: Path
+) -> None:
+    clock = FakeClock()
+    db_path = store_dir / "blelock.db"
+    await sync(db_path, key_dir, clock, "a", "b")
+    async with await Database.open(db_path) as kiosk_db:
+        kiosk = KeylessStore(kiosk_db, await kiosk_db.unlock(key_dir, {}), clock)
+        await sync(db_path, key_dir, clock, "a")  # `blelock sync` in another process revokes b
+        assert [k.key_id for k in await kiosk.keys_for(LOCK)] == ["a"]
+        await kiosk.replace_keys([key(clock, "a"), key(clock, "c")], ["OFFLINE"])
+        assert sorted(k.key_id for k in await kiosk.keys_for(LOCK)) == ["a", "c"]
