@@ -221,6 +221,12 @@ class Settings(BaseSettings):
     serve_port: int = Field(
         default=8765, ge=0, le=65535, description="TCP port of the API; 0 = any free port"
     )
+    serve_socket: Path | None = Field(
+        default=None,
+        description="a Unix socket path the API listens on instead of the TCP port (made "
+        "0600, in a directory only its owner may write, e.g. $XDG_RUNTIME_DIR): no other local "
+        "user can connect, nor take the kiosk's place while it is down",
+    )
     serve_token: SecretStr | None = Field(
         default=None,
         description="bearer token every API request must carry; `blelock serve` refuses to "

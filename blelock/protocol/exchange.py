@@ -47,7 +47,9 @@ class AwaitNotification:
 
 class Exchange(Protocol[E_co]):
     def next_action(self) -> Action | None:
-        """What to do next; None when the exchange is over (done, or stopped by a refusal)."""
+        """What to do next; None when the exchange is over (done, or stopped by a refusal) or
+        paused for something only its caller can supply (the exchange says so in an event and
+        a property; the caller supplies it and drives the same exchange again)."""
 
     def receive(self, notification: bytes) -> Sequence[E_co]:
         """What the notification meant; raises only blelock's ProtocolError."""

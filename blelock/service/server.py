@@ -13,7 +13,9 @@ import contextlib
 import os
 import signal
 import socket
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import uvicorn
 
@@ -67,6 +69,60 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _unix_socket(path: Path) -> socket.socket:
+    """The API's Unix socket at ``path``, 0600 from the moment it exists. The directory must be
+    writable by its owner only (else another user could swap the name); a socket left by a
+    service that died is replaced, one a live service answers on is not."""
+    parent = path.parent
+    try:
+        info = parent.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {path}: its directory {parent} is unusable ({exc.strerror})",
+            hint="create the directory (mode 0700) or choose another serve_socket",
+        ) from None
+    if info.st_mode & 0o022 or info.st_uid != os.getuid():
+        raise ConfigError(
+            f"cannot listen on {path}: {parent} may be written by other users, who could put "
+            "their own socket in its place",
+            hint="put serve_socket in a directory only this user may write (e.g. "
+            "$XDG_RUNTIME_DIR, or one made with mode 0700)",
+        )
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise ConfigError(
+                f"cannot listen on {path}: something that is not a socket is there",
+                hint="choose another serve_socket, or move that file aside",
+            )
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(path))
+            except OSError:
+                path.unlink()  # nobody answers: left by a service that died
+            else:
+                raise ConfigError(
+                    f"cannot listen on {path}: another service is listening there",
+                    hint="stop it first, or choose another serve_socket",
+                )
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # No moment at which the socket exists with a wider mode: bind under a tight umask (the
+    # service is single-threaded at this point).
+    previous = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {path} ({exc.strerror})", hint="check serve_socket"
+        ) from None
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
 async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> None:
     """Run until SIGTERM or SIGINT; then drain and return."""
     token = settings.serve_token
@@ -76,9 +132,15 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
             hint="set serve_token in the config file (mode 0600) or BLELOCK_SERVE_TOKEN",
         )
     configure_logging(settings.log_format)
-    if settings.serve_host not in ("127.0.0.1", "::1", "localhost"):
-        logger.warning("the API listens beyond this machine", extra={"host": settings.serve_host})
-    sock = _listening_socket(settings.serve_host, settings.serve_port)
+    unix = settings.serve_socket
+    if unix is not None:
+        sock = _unix_socket(unix)
+    else:
+        if settings.serve_host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "the API listens beyond this machine", extra={"host": settings.serve_host}
+            )
+        sock = _listening_socket(settings.serve_host, settings.serve_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -94,8 +156,11 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
             )
             http = _Server(config)
             http_task = asyncio.create_task(http.serve(sockets=[sock]))
-            host, port = sock.getsockname()[:2]
-            logger.info("listening", extra={"host": host, "port": port})
+            if unix is not None:
+                logger.info("listening", extra={"socket": str(unix)})
+            else:
+                host, port = sock.getsockname()[:2]
+                logger.info("listening", extra={"host": host, "port": port})
             _notify("READY=1")
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({stopping, http_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -110,3 +175,6 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         sock.close()
+        if unix is not None:
+            with contextlib.suppress(FileNotFoundError):
+                unix.unlink()

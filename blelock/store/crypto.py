@@ -6,7 +6,9 @@ on first use. The environment wins so that an image can be cloned with its key k
 
 A sealed blob is ``nonce (12 random bytes) || ciphertext || tag``. The associated data binds a
 blob to where it belongs (for an offline key: the lock and the tracking key), so a blob copied to
-another row fails to open instead of being used for the wrong lock.
+another row fails to open instead of being used for the wrong lock. Once the store has a
+generation (:mod:`blelock.store.generation`), that envelope is sealed once more with the
+generation as associated data, so a value from an older copy of the store does not open.
 
 This module does blocking file I/O: call it from the store's writer thread, never from the loop.
 Nothing here ever puts key bytes into a message, a repr or a chained exception.
@@ -34,6 +36,7 @@ __all__ = [
     "NONCE_BYTES",
     "DataKey",
     "fsync_directory",
+    "generation_aad",
     "tighten",
 ]
 
@@ -58,7 +61,7 @@ _HINT_FIX = (
 class DataKey:
     """A 32-byte AES-GCM key and a description of where it came from (never the key itself)."""
 
-    __slots__ = ("_aead", "source")
+    __slots__ = ("_aead", "generation", "source")
 
     def __init__(self, key: bytes, source: str) -> None:
         if len(key) != KEY_BYTES:
@@ -66,6 +69,9 @@ class DataKey:
         self._aead = AESGCM(key)
         self.source = source
         """Where the key came from, for messages: the environment variable or the file path."""
+        self.generation: int | None = None
+        """The store generation sealed values are bound to (set by ``Database.unlock``; None:
+        the bare envelope, as for the key check). See :mod:`blelock.store.generation`."""
 
     def __repr__(self) -> str:
         return f"DataKey(source={self.source!r})"
@@ -154,11 +160,32 @@ class DataKey:
         return cls(key, f"the key file {path}")
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        inner = self.seal_bare(plaintext, aad)
+        if self.generation is None:
+            return inner
+        return self.seal_bare(inner, generation_aad(self.generation))
+
+    def open(self, blob: bytes, aad: bytes) -> bytes:
+        """The plaintext, or StoreError when the blob is not what was sealed for ``aad`` (at
+        this store's generation, once it has one)."""
+        if self.generation is not None:
+            try:
+                blob = self.open_bare(blob, generation_aad(self.generation))
+            except StoreError:
+                raise StoreError(
+                    "a sealed value is not of this store's generation: the store was rolled "
+                    f"back, or the value tampered with or sealed under another data key "
+                    f"({self.source})"
+                ) from None
+        return self.open_bare(blob, aad)
+
+    def seal_bare(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
-    def open(self, blob: bytes, aad: bytes) -> bytes:
-        """The plaintext, or StoreError when the blob is not what was sealed for ``aad``."""
+    def open_bare(self, blob: bytes, aad: bytes) -> bytes:
+        """The plaintext of one envelope, or StoreError when it is not what was sealed for
+        ``aad``."""
         if len(blob) < NONCE_BYTES + _TAG_BYTES:
             raise StoreError(
                 "a sealed value is truncated: it was tampered with or sealed under another "
@@ -170,6 +197,11 @@ class DataKey:
             raise StoreError(
                 f"a sealed value was tampered with or sealed under another data key ({self.source})"
             ) from None
+
+
+def generation_aad(generation: int) -> bytes:
+    """The associated data of a sealed value's outer envelope: its store generation."""
+    return b"blelock store generation|" + generation.to_bytes(8, "big")
 
 
 def _decode(text: str, source: str) -> bytes:

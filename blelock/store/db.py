@@ -30,7 +30,15 @@ from types import TracebackType
 from typing import Final, TypeVar
 
 from blelock.errors import StoreError, StoreFull
-from blelock.store.crypto import DATA_KEY_ENV, DATA_KEY_FILE, DataKey, fsync_directory, tighten
+from blelock.store.crypto import (
+    DATA_KEY_ENV,
+    DATA_KEY_FILE,
+    DataKey,
+    fsync_directory,
+    generation_aad,
+    tighten,
+)
+from blelock.store.generation import GENERATION_FILE, read_generation, write_generation
 
 __all__ = [
     "APPLICATION",
@@ -161,6 +169,8 @@ class Database:
         self._executor = executor
         self._conn = conn
         self._closed = False
+        self._key_dir: Path | None = None
+        self._bound: DataKey | None = None  # the unlocked key, kept at the store's generation
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r})"
@@ -236,9 +246,86 @@ class Database:
         accepts the key that sealed it: a fresh key would silently orphan every secret."""
         enrolled = await self.run(_has_key_check, write=False)
         # Only enrolling writes; checking the key must not take the write lock.
-        return await self.run(
+        key = await self.run(
             lambda conn: _unlock(conn, self.path, key_dir, environ, create), write=not enrolled
         )
+        await self._in_writer(lambda: self._bind_generation(key, key_dir))
+        self._key_dir = key_dir
+        self._bound = key
+        return key
+
+    async def run_revoking(
+        self, fn: Callable[[sqlite3.Connection], tuple[T, bool]], key: DataKey
+    ) -> T:
+        """Like :meth:`run`, for a write that may revoke or replace keys: ``fn`` returns (its
+        result, whether it did). If it did, the same transaction reseals every sealed value at
+        the next store generation, and the counter outside the database is raised once it has
+        committed: a copy of the store from before can no longer be used (see
+        :mod:`blelock.store.generation`)."""
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        key_dir = self._key_dir
+        if key.generation is None or key_dir is None:
+            raise RuntimeError("run_revoking needs the data key from this store's unlock()")
+
+        def job() -> T:
+            bumped: list[int] = []
+
+            def inner(conn: sqlite3.Connection) -> T:
+                result, revoked = fn(conn)
+                if revoked:
+                    assert key.generation is not None
+                    new = key.generation + 1
+                    _reseal_all(conn, key, key.generation, new)
+                    bumped.append(new)
+                return result
+
+            result = self._transaction(inner, True)
+            if bumped:
+                key.generation = bumped[0]  # same thread, before any later run seals
+                write_generation(key_dir, bumped[0])
+            return result
+
+        return await self._in_writer(job)
+
+    async def _in_writer(self, fn: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self._executor.submit(fn))
+
+    def _follow_generation(self, conn: sqlite3.Connection) -> None:
+        """Another process (``blelock sync`` beside the kiosk) may have raised the generation:
+        every transaction brings the unlocked key up to the database's. Lower than what this
+        process saw: the file was swapped for an older copy under it, refused."""
+        key = self._bound
+        if key is None or key.generation is None:
+            return
+        found = _generation_in(conn)
+        if found is None or found < key.generation:
+            raise StoreError(
+                f"this store {self.path} is older than the last one this device used "
+                f"(generation {found}, this process saw {key.generation}): replaced by a "
+                "backup while in use? It may hold keys revoked since; nothing was changed",
+                hint="put back the store this device last used and restart",
+            )
+        key.generation = found
+
+    def _bind_generation(self, key: DataKey, key_dir: Path) -> None:
+        outside = read_generation(key_dir)
+        inside = self._transaction(_generation_in, False)
+        if inside is None:
+            inside = self._transaction(lambda conn: _adopt_generation(conn, key, outside), True)
+        if outside is not None and inside < outside:
+            raise StoreError(
+                f"this store {self.path} is older than the last one this device used "
+                f"(generation {inside}, and {key_dir / GENERATION_FILE} says {outside}): "
+                "restored from a backup? It may hold keys revoked since; nothing was changed",
+                hint="use the store this device last used; or move this one aside and run "
+                "`blelock sync` while online to start afresh (pending logs in it still "
+                f"upload: `blelock upload`); never lower {GENERATION_FILE} by hand",
+            )
+        key.generation = inside
+        if outside != inside:
+            # Newer inside: the last bump committed but its file write did not (a crash).
+            write_generation(key_dir, inside)
 
     async def close(self) -> None:
         if self._closed:
@@ -268,6 +355,7 @@ class Database:
             # process wrote in between, and every writer here reads first.
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
+                self._follow_generation(conn)
                 result = fn(conn)
                 conn.execute("COMMIT")
             except BaseException:
@@ -599,6 +687,82 @@ def _unlock(
             "(`blelock upload`)",
         )
     return found
+
+
+_SEALED_COLUMN: Final = "sealed"
+"""The convention every table holding secrets follows (core or plugin): a column of this name
+holds a :class:`DataKey` blob (or ``x''`` for a secret already deleted). That is how the store
+reseals at a new generation without knowing whose tables they are."""
+
+
+def _sealed_tables(conn: sqlite3.Connection) -> list[str]:
+    names = [
+        str(row[0])
+        for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        if not str(row[0]).startswith("sqlite_")
+    ]
+    return [
+        name
+        for name in names
+        if any(col[1] == _SEALED_COLUMN for col in conn.execute(f'PRAGMA table_info("{name}")'))
+    ]
+
+
+def _update_sealed(conn: sqlite3.Connection, change: Callable[[bytes], bytes]) -> int:
+    """Apply ``change`` to every non-empty sealed value; how many there were."""
+
+    def apply(value: bytes | None) -> bytes | None:
+        return value if not value else change(bytes(value))
+
+    conn.create_function("blelock_reseal", 1, apply)
+    count = 0
+    try:
+        for table in _sealed_tables(conn):
+            count += conn.execute(
+                f'UPDATE "{table}" SET {_SEALED_COLUMN} = blelock_reseal({_SEALED_COLUMN}) '
+                f"WHERE length({_SEALED_COLUMN}) > 0"
+            ).rowcount
+    finally:
+        conn.create_function("blelock_reseal", 1, None)
+    return count
+
+
+def _reseal_all(conn: sqlite3.Connection, key: DataKey, old: int, new: int) -> None:
+    def reseal(blob: bytes) -> bytes:
+        try:
+            inner = key.open_bare(blob, generation_aad(old))
+        except StoreError:
+            return blob  # damaged already: left as it is (it opens no more than before)
+        return key.seal_bare(inner, generation_aad(new))
+
+    _update_sealed(conn, reseal)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (new,))
+
+
+def _generation_in(conn: sqlite3.Connection) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    return None if row is None else int(row[0])
+
+
+def _adopt_generation(conn: sqlite3.Connection, key: DataKey, outside: int | None) -> int:
+    """A store from before generations (or a new one): its sealed values, accepted this once,
+    are wrapped at a generation, and it has one from now on. A store that holds secrets but no
+    generation, on a device that already keeps one outside, is an older copy: left as it is."""
+    found = _generation_in(conn)  # another process may have adopted it meanwhile
+    if found is not None:
+        return found
+    held = sum(
+        conn.execute(
+            f'SELECT count(*) FROM "{table}" WHERE length({_SEALED_COLUMN}) > 0'
+        ).fetchone()[0]
+        for table in _sealed_tables(conn)
+    )
+    if outside is not None and held:
+        return 0  # refused by the caller: older than the outside counter
+    generation = outside or 1
+    _update_sealed(conn, lambda blob: key.seal_bare(blob, generation_aad(generation)))
+    conn.execute("INSERT INTO meta (key, value) VALUES ('generation', ?)", (generation,))
+    return generation
 
 
 def _close(conn: sqlite3.Connection) -> None:

@@ -175,17 +175,25 @@ def conversation(
     )
 
 
-def run(lock: SimKeylessLock, conv: kl.KeylessConversation) -> list[kl.Event]:
-    """One connection: the conversation against the lock, every byte a 20-byte fragment."""
+def run(
+    lock: SimKeylessLock, conv: kl.KeylessConversation, *, statement: bytes | None = b""
+) -> list[kl.Event]:
+    """One connection: the conversation against the lock, every byte a 20-byte fragment. A
+    pause for a time statement gets ``statement`` (b"": a companion without the platform;
+    None: stop at the pause)."""
     lock.on_connect()
     lock.on_subscribe(kl.NOTIFY_UUID, True)
     inbox: list[bytes] = []
     try:
-        while (action := conv.next_action()) is not None:
-            if isinstance(action, kl.Write):
-                inbox.extend(v for _, v in lock.on_write(kl.WRITE_UUID, action.data))
-            else:
-                conv.receive(inbox.pop(0))
+        while True:
+            while (action := conv.next_action()) is not None:
+                if isinstance(action, kl.Write):
+                    inbox.extend(v for _, v in lock.on_write(kl.WRITE_UUID, action.data))
+                else:
+                    conv.receive(inbox.pop(0))
+            if not conv.awaiting_statement or statement is None:
+                break
+            conv.provide_statement(statement)
     finally:
         lock.on_disconnect()
     return conv.events

@@ -116,3 +116,40 @@ async def test_platform_time_keys_are_short_and_going_back_needs_its_statement()
         lock.on_disconnect()
         assert isinstance(result, kl.Result) and result.code is kl.ResultCode.OK
         assert abs((lock.now() - T0).total_seconds()) < 5
+
+
+def test_the_conversation_pauses_for_a_statement_bound_to_the_lock_nonce() -> None:
+    from tests.security._kit import CA_KEY
+
+    lock = standalone_lock(clock_drift_s=3600)  # an hour fast
+    opener = credential(lock, not_after=T0 + 2 * DAY)
+    run(lock, conversation(lock, [opener], [kl.Open()], at=T0))  # floor: T0 + 1 h
+    timer = credential(lock, operations=TIME, not_before=T0, not_after=T0 + dt.timedelta(minutes=5))
+    conv = conversation(lock, [timer], [kl.SetTime(T0)], at=T0)
+    run(lock, conv, statement=None)  # stops at the pause, before any UPDATE_TIME went out
+    needed = [e for e in conv.events if isinstance(e, kl.StatementNeeded)]
+    assert len(needed) == 1 and conv.awaiting_statement and conv.next_action() is None
+    assert needed[0].locking_device_id == lock.locking_device_id
+    # Continued on the same connection (the kit's run() disconnected: that nonce is gone, so
+    # this drives the lock by hand over one connection).
+    lock.on_connect()
+    lock.on_subscribe(kl.NOTIFY_UUID, True)
+    conv = conversation(lock, [timer], [kl.SetTime(T0)], at=T0)
+    inbox: list[bytes] = []
+
+    def step() -> None:
+        while (action := conv.next_action()) is not None:
+            if isinstance(action, kl.Write):
+                inbox.extend(v for _, v in lock.on_write(kl.WRITE_UUID, action.data))
+            else:
+                conv.receive(inbox.pop(0))
+
+    step()
+    nonce = next(e for e in conv.events if isinstance(e, kl.StatementNeeded)).nonce
+    conv.provide_statement(
+        kl.sign_time_statement(kl.TimeStatement(lock.locking_device_id, nonce, T0), CA_KEY)
+    )
+    step()
+    lock.on_disconnect()
+    assert any(isinstance(e, kl.TimeSet) for e in conv.events) and conv.done
+    assert abs((lock.now() - T0).total_seconds()) < 5

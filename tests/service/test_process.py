@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -50,9 +51,17 @@ class Service:
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         listening = self.wait_for("listening")
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{listening['port']}", headers=AUTH, timeout=30
-        )
+        if "socket" in listening:
+            self.client = httpx.Client(
+                transport=httpx.HTTPTransport(uds=listening["socket"]),
+                base_url="http://blelock",
+                headers=AUTH,
+                timeout=30,
+            )
+        else:
+            self.client = httpx.Client(
+                base_url=f"http://127.0.0.1:{listening['port']}", headers=AUTH, timeout=30
+            )
 
     def _read(self) -> None:
         assert self.process.stderr is not None
@@ -186,3 +195,18 @@ def test_serve_refuses_to_start_without_a_token() -> None:
     assert result.returncode == 2
     assert "serve_token" in result.stderr and "BLELOCK_SERVE_TOKEN" in result.stderr
     assert "server-key-that-must-not-leak" not in result.stderr + result.stdout
+
+
+def test_serve_on_a_unix_socket_is_0600_and_removed_on_stop(
+    sim: dict[str, Any], tmp_path: Path
+) -> None:
+    private = tmp_path / "run"
+    private.mkdir(mode=0o700)
+    path = private / "blelock.sock"
+    with service(sim["env"], BLELOCK_SERVE_SOCKET=str(path)) as running:
+        assert stat.S_ISSOCK(path.lstat().st_mode)
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o600
+        assert running.client.get("/v1/health").status_code == 200
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=EVENT_TIMEOUT_S) == 0
+    assert not path.exists()

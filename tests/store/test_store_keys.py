@@ -325,3 +325,20 @@ async def test_an_expiry_extended_in_the_database_is_refused(
     await _tamper(db, "UPDATE offline_keys SET expires_at = expires_at + 86400 * 365")
     with pytest.raises(StoreError, match="tampered"):
         await keys.usable(A)
+
+
+async def test_a_revocation_raises_the_store_generation_and_old_rows_stay_closed(
+    keys: KeyStore, db: Database, data_key: DataKey
+) -> None:
+    mac = A
+    await keys.apply_sync([grant(mac, "t1"), grant(mac, "t2")], scope_macs=None)
+    before = data_key.generation
+    assert before is not None
+    query = "SELECT CAST(sealed AS BLOB) FROM offline_keys WHERE tracking_key = 't2'"
+    stale = await db.run(lambda c: c.execute(query).fetchone()[0])
+    await keys.apply_sync([grant(mac, "t1")], scope_macs=None)  # t2 revoked
+    assert data_key.generation == before + 1
+    assert (await keys.usable(mac, "t1")).tracking_key == "t1"  # resealed, still opens
+    # t2's material as a backup held it does not open at the new generation.
+    with pytest.raises(StoreError, match="not of this store's generation"):
+        data_key.open(bytes(stale), b"")

@@ -9,6 +9,7 @@ from blelock.errors import (
     AuthFailed,
     CloudUnavailable,
     ConfigError,
+    LockRefused,
     UnknownLock,
     UnsendableRecord,
 )
@@ -137,6 +138,32 @@ async def test_set_time_corrects_a_drifted_lock(running_world: RunningWorld) -> 
         outcome, online = await set_lock_time(lock.locking_device_id, settings, store)
     assert online and outcome.time_set is not None
     assert abs(lock.clock_drift_s) < 5
+
+
+async def test_set_time_sets_a_fast_lock_back_with_the_platform_statement(
+    running_world: RunningWorld,
+) -> None:
+    world = keyless_of(running_world)
+    online = settings_for(running_world)
+    offline = settings_for(running_world, BLELOCK_KEYLESS_URL=closed_port_url())
+    lock = world.locks[0]
+    lock.clock_drift_s = 7200  # two hours fast: more than the tolerance to go back
+    async with open_store(online) as store:
+        await activate(online, store, world.invitation_code)
+        # Raises the lock's floor to its (fast) time: going back now crosses it.
+        await open_lock(lock.locking_device_id, online, store, mode="online")
+        # Offline: refused by the lock, with the hint that it needs the platform; unchanged.
+        with pytest.raises(LockRefused) as caught:
+            await set_lock_time(lock.locking_device_id, offline, store)
+        assert caught.value.reason is keyless.ResultCode.TIME_REFUSED
+        assert caught.value.hint is not None and "needs the platform" in caught.value.hint
+        assert lock.clock_drift_s == 7200
+        # Online: the visit fetches the statement for the lock's nonce, and the lock goes back.
+        outcome, went_online = await set_lock_time(lock.locking_device_id, online, store)
+    assert went_online and outcome.time_set is not None
+    assert abs(lock.clock_drift_s) < 5
+    route = "POST /mobile/locking-device/{locking_device_id}/time-statement"
+    assert world.platform.requests[route] == 1
 
 
 class RefusingMobile:

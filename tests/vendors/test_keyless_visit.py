@@ -13,14 +13,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.config import Settings, load_settings
-from blelock.errors import LockRefused
+from blelock.errors import CloudUnavailable, LockRefused
 from blelock.store.db import Database
 from blelock.store.outbox import Outbox
 from blelock.transport.ble import open_link
 from blelock.transport.scan import find_lock
 from blelock.vendors.keyless import protocol as kl
 from blelock.vendors.keyless.plugin import PLUGIN as KEYLESS
-from blelock.vendors.keyless.visit import AUDIT_LOG, KeylessMaterial, KeylessVisit
+from blelock.vendors.keyless.visit import (
+    AUDIT_LOG,
+    KeylessMaterial,
+    KeylessVisit,
+    StatementSource,
+)
 from simulators.keyless_lock import SimKeylessLock, ca_signer
 from simulators.radio import Radio, RadioServer
 from tests.conftest import FAST
@@ -80,7 +85,10 @@ class Bench:
         return kl.Credential(kl.sign_grant(grant, self.ca_key), holder)
 
     async def visit(
-        self, *credentials: kl.Credential, pending: bytes | None = None
+        self,
+        *credentials: kl.Credential,
+        pending: bytes | None = None,
+        statements: StatementSource | None = None,
     ) -> KeylessVisit:
         found = await find_lock(LOCK_ID, self.settings, [KEYLESS])
         assert found.sighting.lock_id == LOCK_ID
@@ -94,6 +102,7 @@ class Bench:
             self.settings.timeouts,
             self.outbox,
             self.clock,
+            statements=statements,
         )
 
 
@@ -202,3 +211,69 @@ async def test_set_time_repairs_a_drifted_clock(bench: Bench) -> None:
     assert abs((bench.lock.now() - bench.clock.now).total_seconds()) < 2
     await (await bench.visit(bench.credential())).open()
     assert bench.lock.opens == 1
+
+
+def _ahead_of_its_floor(bench: Bench) -> kl.Credential:
+    """The lock runs an hour fast and has accepted a request at that time (its floor); an
+    UPDATE_TIME key for setting it back to the true time."""
+    bench.lock.clock_drift_s = 3600
+    return bench.credential(not_after=bench.clock.now + 2 * HOUR)
+
+
+class Statements:
+    """A platform that answers a time statement, honestly or not; records the nonces asked."""
+
+    def __init__(self, bench: Bench, *, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        self.bench, self.key, self.asked = bench, key or bench.ca_key, list[bytes]()
+        self.nonce: bytes | None = None  # sign for this nonce instead of the one asked
+
+    async def __call__(self, lock_id: str, nonce: bytes) -> bytes:
+        self.asked.append(nonce)
+        said = kl.TimeStatement(lock_id, self.nonce or nonce, self.bench.clock.now)
+        return kl.sign_time_statement(said, self.key)
+
+
+async def test_set_time_back_fetches_the_platform_statement_for_the_lock_nonce(
+    bench: Bench,
+) -> None:
+    opener = _ahead_of_its_floor(bench)
+    await (await bench.visit(opener)).open()
+    timer = bench.credential(frozenset({kl.Operation.UPDATE_TIME}))
+    platform = Statements(bench)
+    outcome = await (await bench.visit(timer, statements=platform)).set_time()
+    assert len(platform.asked) == 1  # once, mid-visit, for the nonce of the paused request
+    assert outcome.time_set is not None and outcome.time_set[1] == bench.clock.now
+    assert abs((bench.lock.now() - bench.clock.now).total_seconds()) < 2
+
+
+@pytest.mark.parametrize("forgery", ["forged", "other nonce"])
+async def test_a_forged_or_replayed_time_statement_is_refused_by_the_lock(
+    bench: Bench, forgery: str
+) -> None:
+    await (await bench.visit(_ahead_of_its_floor(bench))).open()
+    timer = bench.credential(frozenset({kl.Operation.UPDATE_TIME}))
+    platform = Statements(bench, key=kl.generate_key() if forgery == "forged" else None)
+    if forgery == "other nonce":
+        platform.nonce = bytes(range(16))  # a genuine statement, for another request
+    with pytest.raises(LockRefused) as caught:
+        await (await bench.visit(timer, statements=platform)).set_time()
+    assert caught.value.reason is kl.ResultCode.TIME_REFUSED and platform.asked
+    assert abs((bench.lock.now() - bench.clock.now).total_seconds() - 3600) < 2
+
+
+async def test_set_time_back_offline_fails_with_the_platform_hint_and_changes_nothing(
+    bench: Bench,
+) -> None:
+    await (await bench.visit(_ahead_of_its_floor(bench))).open()
+    timer = bench.credential(frozenset({kl.Operation.UPDATE_TIME}))
+
+    async def unreachable(lock_id: str, nonce: bytes) -> bytes:
+        raise CloudUnavailable("the Keyless platform cannot be reached")
+
+    for statements in (None, unreachable):
+        with pytest.raises(LockRefused) as caught:
+            await (await bench.visit(timer, statements=statements)).set_time()
+        assert caught.value.reason is kl.ResultCode.TIME_REFUSED
+        assert caught.value.hint is not None and "needs the platform" in caught.value.hint
+        assert "while online" in caught.value.hint
+        assert abs((bench.lock.now() - bench.clock.now).total_seconds() - 3600) < 2

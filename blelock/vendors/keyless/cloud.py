@@ -78,6 +78,7 @@ from blelock.vendors.keyless.models import (
     MobileOfflineKey,
     MobileOperatingKey,
     MobileRevocations,
+    MobileTimeStatement,
     MobileUpload,
     OfflineKeyDelivery,
     OfflineKeyMetadata,
@@ -110,6 +111,7 @@ from blelock.vendors.keyless.models import (
     check_sequence_number,
     utc_text,
 )
+from blelock.vendors.keyless.protocol import LIMITS
 from blelock.vendors.keyless.settings import keyless_settings
 
 __all__ = ["PATHS", "KeylessAuth", "KeylessCloud", "KeylessMobile"]
@@ -1207,6 +1209,23 @@ class KeylessMobile(_KeylessClient):
                 return None
             raise
         return answer.certificate
+
+    async def time_statement(self, locking_device_id: str, nonce: bytes) -> bytes:
+        """The platform's signed time for the lock that issued ``nonce`` (needs an UPDATE_TIME
+        permission in force): lets the lock go back more than its clock tolerance."""
+        lock = check_id(locking_device_id, "time statement: locking device")
+        if len(nonce) != LIMITS.nonce_size:
+            raise UsageError(f"time statement: the nonce must be {LIMITS.nonce_size} bytes")
+        answer = await self._fetch(
+            MobileTimeStatement,
+            "POST",
+            f"{PATHS['mobile-locking-device']}/{lock}/time-statement",
+            what=f"a time statement for locking device {lock}",
+            body={"nonce": _b64(nonce)},
+            lock_id=lock,
+            idempotent=True,  # a second statement for the same nonce changes nothing
+        )
+        return answer.statement
 
     async def platform_ca(self) -> bytes:
         """The platform CA certificate (DER) the companion pins."""

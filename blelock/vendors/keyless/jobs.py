@@ -55,6 +55,7 @@ from blelock.vendors.keyless.visit import (
     KeylessMaterial,
     KeylessOutcome,
     KeylessVisit,
+    StatementSource,
 )
 from blelock.vendors.outbox import drain_outbox
 
@@ -228,14 +229,34 @@ async def set_lock_time(
     lock_id: str, settings: Settings, store: Store, *, found: Found | None = None
 ) -> tuple[KeylessOutcome, bool]:
     """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
-    whether it went online)."""
+    whether it went online). Setting it back asks the platform, mid-visit, for a time
+    statement bound to the lock's nonce; offline, the lock goes back only within its
+    tolerance."""
     online = await _refresh(settings, store, lock_id, required=False)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.set_time()
 
-    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run, found)
+    statements = _statement_source(settings, store) if online else None
+    visit = _with_visit(
+        lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run, found, statements
+    )
     return await visit, online
+
+
+def _statement_source(settings: Settings, store: Store) -> StatementSource:
+    async def fetch(lock_id: str, nonce: bytes) -> bytes:
+        device = await _device(await keyless_store(store))
+        try:
+            async with asyncio.timeout(settings.timeouts.cloud):
+                async with _mobile(settings, device, AT_THE_LOCK) as mobile:
+                    return await mobile.time_statement(lock_id, nonce)
+        except TimeoutError:
+            raise CloudTimeout(
+                f"the Keyless platform did not answer within {settings.timeouts.cloud:g} s"
+            ) from None
+
+    return fetch
 
 
 async def _refresh(settings: Settings, store: Store, lock_id: str, *, required: bool) -> bool:
@@ -265,6 +286,7 @@ async def _with_visit(
     operation: keyless.Operation,
     run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
     found: Found | None,
+    statements: StatementSource | None = None,
 ) -> KeylessOutcome:
     keys = await keyless_store(store)
     with lock_context(lock_id, "prepare the visit"):
@@ -281,6 +303,7 @@ async def _with_visit(
         material,
         settings.timeouts,
         store.outbox(NAME),
+        statements=statements,
     )
     outcome = await run(visit)
     if outcome.certificate_installed is not None:

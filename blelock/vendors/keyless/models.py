@@ -548,6 +548,11 @@ class MobileCertificate(_Answer):
     certificate: B64Bytes
 
 
+class MobileTimeStatement(_Answer):
+    statement: B64Bytes
+    """The platform's signed time, bound to the lock nonce it was asked for."""
+
+
 class MobileItems(_Answer, Generic[ItemT]):
     items: list[ItemT] = Field(default_factory=list)
 

@@ -140,7 +140,7 @@ class KeylessStore:
         rows = self._key_rows(keys, kinds)
         now = _seconds(self._clock.now_utc())
 
-        def apply(conn: sqlite3.Connection) -> int:
+        def apply(conn: sqlite3.Connection) -> tuple[int, bool]:
             _put_secret(conn, _PLATFORM, sealed)
             for lock in locks:
                 held = conn.execute(
@@ -151,15 +151,23 @@ class KeylessStore:
                 if held is not None and pending is not None and bytes(held[0]) == pending:
                     continue
                 _save_lock(conn, lock, now)
-            return _replace_keys(conn, rows, kinds)
+            dropped = _replace_keys(conn, rows, kinds)
+            return dropped, dropped > 0
 
-        return await self._db.run(apply)
+        # A key dropped (revoked, or expired) raises the store's generation: a copy of the
+        # store from before, put back, is refused and cannot give that key back.
+        return await self._db.run_revoking(apply, self._key)
 
     async def replace_keys(self, keys: Sequence[KeylessKey], kinds: Collection[KeyKind]) -> int:
         """Make ``keys`` the cached keys of ``kinds`` (one transaction); how many were dropped
-        because the platform no longer lists them."""
+        because the platform no longer lists them (which raises the store's generation)."""
         rows = self._key_rows(keys, kinds)
-        return await self._db.run(lambda conn: _replace_keys(conn, rows, kinds))
+
+        def apply(conn: sqlite3.Connection) -> tuple[int, bool]:
+            dropped = _replace_keys(conn, rows, kinds)
+            return dropped, dropped > 0
+
+        return await self._db.run_revoking(apply, self._key)
 
     def _key_rows(
         self, keys: Sequence[KeylessKey], kinds: Collection[KeyKind]

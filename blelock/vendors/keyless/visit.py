@@ -10,7 +10,7 @@ to the new lock key work in the same visit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from blelock.clock import Clock, SystemClock
 from blelock.config import Timeouts
-from blelock.errors import LockRefused, lock_context
+from blelock.errors import CloudError, LockRefused, lock_context
 from blelock.model import LogRecord
 from blelock.transport.base import LinkOpener, LockLink
 from blelock.transport.drive import deadline, drive
@@ -33,6 +33,7 @@ __all__ = [
     "KeylessMaterial",
     "KeylessOutcome",
     "KeylessVisit",
+    "StatementSource",
 ]
 
 AUDIT_LOG = "audit"
@@ -57,7 +58,17 @@ REFUSAL_HINTS: Mapping[keyless.ResultCode, str] = {
     keyless.ResultCode.TIME_REFUSED: "the lock will not go back in time more than the clock "
     "tolerance without the platform's signed time; run the time update while online",
 }
+_ROLLBACK_HINT = (
+    "setting the lock's clock back more than the clock tolerance needs the platform's signed "
+    "time, and the platform could not be asked ({why}); run `blelock keyless set-time` again "
+    "while online"
+)
 _DEFAULT_HINT = "run `blelock sync` while online and try again; if it persists, report it"
+
+
+StatementSource = Callable[[str, bytes], Awaitable[bytes]]
+"""(lock id, lock nonce) -> the platform's time statement for that nonce; raises CloudError
+when the platform cannot be asked (offline, or no UPDATE_TIME permission in force)."""
 
 
 class KeylessLogSink(Protocol):
@@ -109,8 +120,11 @@ class KeylessVisit:
         timeouts: Timeouts,
         logs: KeylessLogSink,
         clock: Clock | None = None,
+        statements: StatementSource | None = None,
     ) -> None:
         self.lock_id = lock_id
+        self._statements = statements
+        self._no_statement: str | None = None  # why a needed statement could not be had
         self._open_link = open_link
         self._material = material
         self._timeouts = timeouts
@@ -160,26 +174,50 @@ class KeylessVisit:
 
     async def _drive(self, link: LockLink, conversation: keyless.KeylessConversation) -> None:
         refused: list[keyless.Refused] = []
+        needed: list[keyless.StatementNeeded] = []
 
-        def keep_first_refusal(event: keyless.Event) -> None:
+        def keep(event: keyless.Event) -> None:
             # Raised once the conversation ends: a refused visit may still collect the log.
             if isinstance(event, keyless.Refused) and not refused:
                 refused.append(event)
+            elif isinstance(event, keyless.StatementNeeded):
+                needed.append(event)
 
-        await drive(
-            link,
-            conversation,
-            write_timeout=self._timeouts.command,
-            answer_timeout=min(self._timeouts.command, keyless.LIMITS.answer_timeout_s),
-            handle=keep_first_refusal,
-        )
+        while True:
+            await drive(
+                link,
+                conversation,
+                write_timeout=self._timeouts.command,
+                answer_timeout=min(self._timeouts.command, keyless.LIMITS.answer_timeout_s),
+                handle=keep,
+            )
+            if not conversation.awaiting_statement:
+                break
+            # Paused on the same link, inside the visit's deadline: ask the platform.
+            conversation.provide_statement(await self._statement(needed[-1]))
         if refused:
             reason = refused[0].reason
+            hint = REFUSAL_HINTS.get(reason, _DEFAULT_HINT)
+            if reason is keyless.ResultCode.TIME_REFUSED and self._no_statement is not None:
+                hint = _ROLLBACK_HINT.format(why=self._no_statement)
             raise LockRefused(
                 f"the lock refused {refused[0].command.name}: {reason.name}",
                 reason=reason,
-                hint=REFUSAL_HINTS.get(reason, _DEFAULT_HINT),
+                hint=hint,
             )
+
+    async def _statement(self, needed: keyless.StatementNeeded) -> bytes:
+        """The platform's time statement for the paused request, or b"" (the lock then allows
+        going back only within the tolerance)."""
+        if self._statements is None:
+            self._no_statement = "this visit is offline"
+            return b""
+        try:
+            with lock_context(self.lock_id, "fetch the platform's time statement"):
+                return await self._statements(needed.locking_device_id, needed.nonce)
+        except CloudError as exc:
+            self._no_statement = exc.message
+            return b""
 
     async def _keep_audit(self, events: Sequence[keyless.Event], after: int) -> None:
         received = int(self._clock.now_utc().timestamp())

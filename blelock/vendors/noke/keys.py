@@ -124,10 +124,13 @@ class KeyStore:
         listed = tuple(grants)
         scope = None if scope_macs is None else frozenset(scope_macs)
 
-        def apply(conn: sqlite3.Connection) -> KeySyncSummary:
-            return self._apply(conn, listed, scope, now, expires)
+        def apply(conn: sqlite3.Connection) -> tuple[KeySyncSummary, bool]:
+            summary = self._apply(conn, listed, scope, now, expires)
+            # A revocation or a replaced key raises the store's generation: a copy of the store
+            # from before, put back, is refused and cannot give the old key back.
+            return summary, summary.revoked > 0 or summary.refreshed > 0
 
-        return await self._db.run(apply)
+        return await self._db.run_revoking(apply, self._key)
 
     async def usable(self, lock_id: MacAddress, tracking_key: str | None = None) -> CachedKey:
         """The freshest key for ``lock_id`` (and ``tracking_key``) that is neither revoked nor

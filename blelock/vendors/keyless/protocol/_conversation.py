@@ -179,6 +179,20 @@ class Refused:
     reason: ResultCode
 
 
+@dataclass(frozen=True, slots=True)
+class StatementNeeded:
+    """The next step sets the lock's clock back (``new_time`` before ``lock_time``), which the
+    lock allows beyond the tolerance only with a platform time statement bound to ``nonce``.
+    The conversation pauses (``next_action()`` returns None, ``awaiting_statement`` is true)
+    until :meth:`KeylessConversation.provide_statement` gives one (or ``b""`` to go without:
+    the lock then decides, and refuses more than the tolerance)."""
+
+    locking_device_id: str
+    nonce: bytes
+    lock_time: datetime
+    new_time: datetime
+
+
 Event = (
     Identified
     | Opened
@@ -188,6 +202,7 @@ Event = (
     | CsrReady
     | CertificateInstalled
     | Refused
+    | StatementNeeded
 )
 
 
@@ -221,7 +236,9 @@ class KeylessConversation:
     certificate against ``ca_cert`` (and its CN against ``locking_device_id``), picks the
     credential bound to the lock's current key (offline keys: primary or alternative), runs the
     steps in order (audit collection pages until the lock says no more), verifies every
-    signed result, and stops at the first refusal. ``now`` is the companion's clock, used only
+    signed result, and stops at the first refusal. A :class:`SetTime` that goes back pauses
+    after the lock's nonce is known (:class:`StatementNeeded`) until :meth:`provide_statement`.
+    ``now`` is the companion's clock, used only
     to check the certificate's validity. ``earlier_certificates`` (DER, from the platform) let
     audit entries the lock signed with an earlier key generation verify.
     """
@@ -268,6 +285,8 @@ class KeylessConversation:
         self._chosen: tuple[Credential, Grant] | None = None
         self._pending: tuple[Command, bytes] | None = None
         self._audit_after = 0
+        self._lock_time: datetime | None = None
+        self._statement_for: bytes | None = None  # the nonce a statement is awaited for
         self.events: list[Event] = []
 
     @property
@@ -278,8 +297,24 @@ class KeylessConversation:
     def certificate(self) -> x509.Certificate | None:
         return self._cert
 
+    @property
+    def awaiting_statement(self) -> bool:
+        """Paused until :meth:`provide_statement` (see :class:`StatementNeeded`)."""
+        return self._statement_for is not None and not self._done
+
+    def provide_statement(self, statement: bytes) -> None:
+        """The platform's time statement for the nonce :class:`StatementNeeded` named (``b""``:
+        none could be had); the paused request goes out with it. The lock, not the companion,
+        judges the statement: a forged one or one for another nonce is refused there."""
+        if self._statement_for is None or self._done:
+            raise LocalProtocolError("no time statement was asked for")
+        step = self._steps[0]
+        assert isinstance(step, SetTime)
+        self._statement_for = None
+        self._send(Command.UPDATE_TIME, time_argument(step.new_time, bytes(statement)))
+
     def next_action(self) -> Action | None:
-        if self._done:
+        if self._done or self._statement_for is not None:
             return None
         if self._outgoing:
             return Write(self._outgoing.pop(0))
@@ -317,6 +352,7 @@ class KeylessConversation:
         self._cert = cert
         self._certs.append(cert)
         self._nonce = challenge.nonce
+        self._lock_time = challenge.lock_time
         lock_key_id = key_id_of(_cert_key(cert))
         matching = [pair for pair in self._credentials if pair[1].lock_key_id == lock_key_id]
         # None bound to this key: send the first anyway, so that the lock refuses and logs it.
@@ -328,17 +364,25 @@ class KeylessConversation:
             challenge.audit_last_sequence,
             challenge.revocation_version,
         )
-        self._send_next_step()
-        return [event]
+        return [event, *self._send_next_step()]
 
-    def _send_next_step(self) -> None:
+    def _send_next_step(self) -> list[Event]:
+        """Send the next step's request (or pause for a time statement: its event)."""
         if not self._steps:
             self._done = True
-            return
+            return []
         step = self._steps[0]
         command = _step_command(step)
         argument = b""
         if isinstance(step, SetTime):
+            back = self._lock_time is not None and step.new_time < self._lock_time
+            if back and not step.statement:
+                # Going back at all may cross the lock's floor (its time at the last accepted
+                # request, which can lie up to the tolerance above its clock): ask for the
+                # platform's word, bound to the nonce this request will carry.
+                assert self._nonce is not None and self._lock_time is not None
+                self._statement_for = self._nonce
+                return [StatementNeeded(self._lock_id, self._nonce, self._lock_time, step.new_time)]
             argument = time_argument(step.new_time, step.statement)
         elif isinstance(step, CollectAudit):
             self._audit_after = max(self._audit_after, step.after_sequence)
@@ -346,6 +390,7 @@ class KeylessConversation:
         elif isinstance(step, InstallCertificate):
             argument = step.certificate
         self._send(command, argument)
+        return []
 
     def _send(self, command: Command, argument: bytes) -> None:
         assert self._chosen is not None and self._nonce is not None
@@ -375,6 +420,7 @@ class KeylessConversation:
             raise RemoteProtocolError("the lock's result is not signed by its certified key")
         self._pending = None
         self._nonce = result.next_nonce
+        self._lock_time = result.lock_time
         if result.code is not ResultCode.OK:
             refused: list[Event] = [Refused(command, result.code)]
             collect: list[Step] = [s for s in self._steps if isinstance(s, CollectAudit)]
@@ -382,8 +428,7 @@ class KeylessConversation:
             if full and collect:
                 # The lock acts again once its log is collected: collect it now.
                 self._steps = collect[:1]
-                self._send_next_step()
-                return refused
+                return refused + self._send_next_step()
             self._done = True
             return refused
         key_id = self._chosen[1].key_id
@@ -427,7 +472,7 @@ class KeylessConversation:
             self._chosen = (matching or [self._chosen])[0]
         if finished_step:
             self._steps.pop(0)
-            self._send_next_step()
+            events.extend(self._send_next_step())
         else:
             self._send(Command.READ_AUDIT, self._audit_after.to_bytes(4, "big"))
         return events
