@@ -254,10 +254,14 @@ async def test_a_tampered_row_is_refused_naming_lock_and_tracking_key(
     keys: KeyStore, db: Database
 ) -> None:
     await keys.apply_sync([grant(A, "t1")], scope_macs=None)
-    await _tamper(
-        db,
-        "UPDATE offline_keys SET sealed = substr(sealed, 1, 20) || x'00' || substr(sealed, 22)",
-    )
+
+    def flip_one_byte(conn: sqlite3.Connection) -> None:
+        # Inverted, so the byte always changes (writing 0x00 left a 0x00 byte as it was).
+        (sealed,) = conn.execute("SELECT sealed FROM offline_keys").fetchone()
+        edited = sealed[:20] + bytes([sealed[20] ^ 0xFF]) + sealed[21:]
+        conn.execute("UPDATE offline_keys SET sealed = ?", (edited,))
+
+    await db.run(flip_one_byte)
     with pytest.raises(StoreError) as caught:
         await keys.usable(A)
     assert not isinstance(caught.value, OfflineKeyError)
