@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rich import box
@@ -141,6 +141,21 @@ def result_payload(result: VisitResult) -> dict[str, Any]:
     }
 
 
+def _details(details: Mapping[str, str | int | float | bool | None]) -> str:
+    """The vendor's facts that say something, short: a flag only when set, long ids cut."""
+    shown = []
+    for name, value in details.items():
+        if value is None or value is False:
+            continue
+        label = name.replace("_", " ")
+        if value is True:
+            shown.append(label)
+            continue
+        text = str(value)
+        shown.append(f"{label} {text[:8] + '…' if len(text) > 12 else text}")
+    return ", ".join(shown)
+
+
 def show_results(
     results: Sequence[VisitResult],
     failures: Sequence[BlelockError],
@@ -165,7 +180,7 @@ def show_results(
     for column in ("vendor", "operation", "result", "via", "battery", "logs", "details"):
         table.add_column(column, no_wrap=column != "details")
     for r in results:
-        details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in r.details.items())
+        details = _details(r.details)
         table.add_row(
             r.lock_id,
             r.vendor,
