@@ -235,6 +235,16 @@ class StoreFull(StoreError):
     )
 
 
+class StoreDamaged(StoreError):
+    """SQLite found the file damaged while using it ("database disk image is malformed"): a
+    row and an index disagree, say. The upload sets the damaged rows aside and goes on."""
+
+    hint = (
+        "run `blelock store check` to see what is damaged; the records stay in the store "
+        "(see `blelock logs`)"
+    )
+
+
 class UnsendableRecord(StoreError):
     """An outbox record no cloud call can carry as it is (an edited or damaged row): the
     upload sets its batch aside rather than stop on it every time."""
