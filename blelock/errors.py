@@ -35,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "RateLimited",
     "RemoteProtocolError",
+    "StoreDamaged",
     "StoreError",
     "StoreFull",
     "UnknownLock",
