@@ -38,6 +38,7 @@ __all__ = [
     "RateLimited",
     "RemoteProtocolError",
     "StaleServices",
+    "StoreDamaged",
     "StoreError",
     "StoreFull",
     "UnknownLock",
@@ -259,6 +260,16 @@ class StoreFull(StoreError):
     hint = (
         "free some space on that disk (or point --data-dir at a roomier one), then try again; "
         "the records already kept are safe"
+    )
+
+
+class StoreDamaged(StoreError):
+    """SQLite found the file damaged while using it ("database disk image is malformed"): a
+    row and an index disagree, say. The upload sets the damaged rows aside and goes on."""
+
+    hint = (
+        "run `blelock store check` to see what is damaged; the records stay in the store "
+        "(see `blelock logs`)"
     )
 
 

@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blelock-sim",
         description="Simulated Nokē and Keyless locks and their clouds on 127.0.0.1.",
+        epilog="Each cloud's runtime switch, on its own port: POST /_sim/cloud with "
+        '{"mode": "down" | "slow" | "up", "delay_s": S, "lose_answers": N} (GET shows it); '
+        "the cloud's state is kept. The same --seed gives the same locks and keys; ports, API "
+        "keys and the cloud's state are new on a restart.",
     )
     parser.add_argument("--locks", type=int, default=3, help="number of padlocks (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="world seed: MACs, keys, hardware")

@@ -125,9 +125,11 @@ class SimKeylessLock:
         clock: Callable[[], datetime] = _system_clock,
         clock_drift_s: int = 0,
         limits: keyless.KeylessLimits = keyless.LIMITS,
+        key: ec.EllipticCurvePrivateKey | None = None,
     ) -> SimKeylessLock:
-        """The lock makes its first key and CSR; the platform (``sign_csr``) certifies it."""
-        key = keyless.generate_key()
+        """The lock makes its first key (``key``: a given one, for a seeded world) and CSR; the
+        platform (``sign_csr``) certifies it."""
+        key = key if key is not None else keyless.generate_key()
         certificate = sign_csr(keyless.make_csr(key, locking_device_id))
         return cls(
             mac=mac,

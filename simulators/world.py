@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from blelock.protocol.dfu import version_number
 from blelock.protocol.dfu_init import load_public_key
+from simulators.cloud_switch import CloudSwitch
 from simulators.dfu_target import SimDfuTarget
 from simulators.faults import LinkFaults
 from simulators.firmware import TEST_SIGNING_PUBLIC_KEY_PEM
@@ -141,6 +143,7 @@ def build_world(spec: WorldSpec) -> World:
 
 
 PERMISSION_SPAN = dt.timedelta(days=365)
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
 def _keyless_world(spec: WorldSpec, rng: random.Random, radio: Radio) -> KeylessWorld:
@@ -157,6 +160,8 @@ def _keyless_world(spec: WorldSpec, rng: random.Random, radio: Radio) -> Keyless
             locking_device_id=lock_id,
             ca_cert=platform.ca_certificate,
             sign_csr=lambda csr: platform.certify(csr).der,
+            # From the seed, so a restart with the same seed gives the lock the same key.
+            key=ec.derive_private_key(rng.randrange(1, _P256_ORDER), ec.SECP256R1()),
         )
         radio.add(lock)
         register_lock(
@@ -233,6 +238,9 @@ class RunningWorld:
     radio_address: str
     cloud_url: str
     keyless_url: str | None = None
+    switches: dict[str, CloudSwitch] = field(default_factory=dict)
+    """Each cloud's runtime switch (down, slow, back; lost answers), by vendor; also over HTTP
+    at ``/_sim/cloud`` on that cloud's port (see :mod:`simulators.cloud_switch`)."""
 
     @property
     def environment(self) -> dict[str, str]:
@@ -295,14 +303,22 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
     introspection = Route("/_sim/state", lambda request: JSONResponse(world_state(world)))
     try:
         async with contextlib.AsyncExitStack() as stack:
-            cloud_url = await stack.enter_async_context(
-                _serve_http(create_app(world.cloud, extra_routes=[introspection]))
-            )
+            switches = {
+                "noke": CloudSwitch(
+                    create_app(world.cloud, extra_routes=[introspection]),
+                    "noke",
+                    lambda method, path: method == "POST" and path.rstrip("/") == "/upload",
+                )
+            }
+            cloud_url = await stack.enter_async_context(_serve_http(switches["noke"]))
             keyless_url = None
             if world.keyless is not None:
-                keyless_url = await stack.enter_async_context(
-                    _serve_http(keyless_app(world.keyless.platform))
+                switches["keyless"] = CloudSwitch(
+                    keyless_app(world.keyless.platform),
+                    "keyless",
+                    lambda method, path: method == "POST" and path.rstrip("/").endswith("-log"),
                 )
-            yield RunningWorld(world, radio_server.address, cloud_url, keyless_url)
+                keyless_url = await stack.enter_async_context(_serve_http(switches["keyless"]))
+            yield RunningWorld(world, radio_server.address, cloud_url, keyless_url, switches)
     finally:
         await radio_server.close()

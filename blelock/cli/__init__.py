@@ -114,6 +114,15 @@ def _no_arguments(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "action",
+        choices=["check"],
+        help="check: run SQLite's full integrity check and say what is damaged "
+        "(exit 1 when anything is)",
+    )
+
+
 def _upload_arguments(parser: argparse.ArgumentParser) -> None:
     _vendor_filter_arguments(parser)
     parser.add_argument(
@@ -177,6 +186,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "logs": Command(
         "blelock.cli.logs", "show the log records waiting for upload", _vendor_filter_arguments
+    ),
+    "store": Command(
+        "blelock.cli.store", "check the store for damage (`blelock store check`)", _store_arguments
     ),
     "upload": Command("blelock.cli.sync", "upload the pending log records now", _upload_arguments),
     "firmware-update": Command(

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, TypeVar
 
-from blelock.errors import StoreError, StoreFull
+from blelock.errors import StoreDamaged, StoreError, StoreFull
 from blelock.store.crypto import (
     DATA_KEY_ENV,
     DATA_KEY_FILE,
@@ -48,6 +48,7 @@ __all__ = [
     "Database",
     "disk_room",
     "has_room_for_a_visit",
+    "integrity_problems",
 ]
 
 T = TypeVar("T")
@@ -403,9 +404,20 @@ def has_room_for_a_visit(directory: Path, nbytes: int) -> str | None:
     return disk_room(directory, _disk_need(nbytes))
 
 
+def integrity_problems(conn: sqlite3.Connection, limit: int = 1000) -> list[str]:
+    """SQLite's full ``integrity_check`` (every index against its table, unlike the
+    ``quick_check`` at open): each problem as SQLite words it, none when the file is sound.
+    Reads the whole file: for ``blelock store check`` and after SQLite reported damage, not
+    for every upload."""
+    rows = [str(row[0]) for row in conn.execute(f"PRAGMA integrity_check({int(limit)})")]
+    return [] if rows == ["ok"] else rows
+
+
 def _failed(path: Path, exc: sqlite3.Error) -> StoreError:
     text = str(exc)
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_CORRUPT:
+        return StoreDamaged(f"the store {path} is damaged: {text}; the change was not saved")
     if code == sqlite3.SQLITE_IOERR and (full := disk_room(path.parent, _SHM_BYTES)) is not None:
         # SQLite reports a full disk as an I/O error when it cannot grow its index or log.
         return StoreFull(f"{full}: {text}; the change was not saved")

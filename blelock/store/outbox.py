@@ -15,6 +15,16 @@ take the other locks' records with it. A one-lock batch the cloud refuses is set
 ``fail``: kept, with the reason, and skipped by ``lease`` so the records behind it still flow;
 ``retry_failed`` puts such batches back (with their keys) once the cause is fixed.
 
+A damaged row (one whose table entry and UNIQUE index entry disagree, after a bad sector or
+a hand edit: SQLite then refuses to delete it, "database disk image is malformed") must not hold
+up the others either. ``lease`` looks each row of the batch up through that index (measured: 8 ms
+for a 500-record batch, against 575 ms for a full ``integrity_check`` of a 100,000-record,
+108 MiB store) and sets the ones it cannot find aside with the reason, before anything is sent.
+When SQLite still reports damage (an index entry damaged rather than the row leaves the index
+out of order, so other rows' deletes fail too), the drain calls ``set_aside_damaged``:
+every pending row looked up again, the full ``integrity_check`` (it reads the whole file, so
+only then), and the outbox's indexes rebuilt from the table when they are all that is wrong.
+
 A crash between any two of these steps therefore loses nothing (records are deleted last) and
 duplicates nothing at the cloud (a resend carries the key the cloud already saw).
 
@@ -35,7 +45,7 @@ from pathlib import Path
 
 from blelock.errors import lock_context
 from blelock.model import LogRecord
-from blelock.store.db import Database, has_room_for_a_visit
+from blelock.store.db import Database, has_room_for_a_visit, integrity_problems
 
 __all__ = [
     "RECORD_BYTES",
@@ -58,6 +68,10 @@ _TRANSACTION_BYTES = 64 * 1024
 """Pages a commit touches besides the rows themselves: the other indexes, the cursors."""
 
 _COLUMNS = "lock_id, session, received_at, payload"
+_UNIQUE_INDEX = "sqlite_autoindex_outbox_1"
+"""SQLite's name for the index behind ``UNIQUE (lock_id, session, payload)``."""
+DAMAGED = "damaged in the store (its row and the outbox's index disagree)"
+"""The start of the reason a damaged row is set aside with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +172,17 @@ class Outbox:
                     (self._vendor,),
                 ).fetchone()
             ) is not None:
-                records = _batch_records(conn, row[0])
+                records = _sound_records(conn, row[0], self._vendor)
                 if records:
                     return Batch(row[0], records)
                 # An empty batch is never left by this module (acknowledge removes both in one
                 # transaction) but a hand-edited store could hold one: drop it, do not send it.
-                conn.execute("DELETE FROM outbox_batches WHERE key = ?", (row[0],))
+                # (A batch whose rows were all damaged was set aside just now instead.)
+                conn.execute(
+                    "DELETE FROM outbox_batches WHERE key = ? AND NOT EXISTS "
+                    "(SELECT 1 FROM outbox WHERE batch_key = ?)",
+                    (row[0], row[0]),
+                )
             key = uuid.uuid4().hex
             conn.execute(
                 "INSERT INTO outbox_batches (key, formed_at, vendor) VALUES (?, ?, ?)",
@@ -177,7 +196,11 @@ class Outbox:
             if formed == 0:
                 conn.execute("DELETE FROM outbox_batches WHERE key = ?", (key,))
                 return None
-            return Batch(key, _batch_records(conn, key))
+            records = _sound_records(conn, key, self._vendor)
+            if records:
+                return Batch(key, records)
+            # Every row of the new batch was damaged and is set aside: form the next one.
+            return lease(conn)
 
         return await self._db.run(lease)
 
@@ -230,6 +253,38 @@ class Outbox:
             )
 
         await self._db.run(mark)
+
+    async def set_aside_damaged(self) -> int:
+        """After SQLite reported damage: set aside every row of this vendor's stream the
+        UNIQUE index cannot find, then, when the full ``integrity_check`` finds only the outbox's
+        indexes out of step with its table, rebuild them from the table (an index is derived
+        data: nothing stored is lost, and the rows it disagreed with are already set aside).
+        Returns how many rows were set aside, plus one when the indexes were rebuilt; 0 when
+        nothing here could help (the damage is elsewhere: the drain stops and says so)."""
+
+        def triage(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                f"SELECT id, {_COLUMNS} FROM outbox WHERE vendor = ? AND (batch_key IS NULL OR "
+                "batch_key IN (SELECT key FROM outbox_batches WHERE failed_at IS NULL))",
+                (self._vendor,),
+            ).fetchall()
+            damaged = [row[0] for row in rows if not _indexed(conn, row)]
+            _set_aside(conn, damaged, self._vendor)
+            indexes = {
+                str(name)
+                for (name,) in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox'"
+                )
+            }
+            problems = integrity_problems(conn)
+            repairable = bool(problems) and all(
+                any(name in problem for name in indexes) for problem in problems
+            )
+            if repairable:
+                conn.execute("REINDEX outbox")
+            return len(damaged) + int(repairable)
+
+        return await self._db.run(triage)
 
     async def failed(self) -> list[FailedBatch]:
         """The batches set aside, oldest first."""
@@ -285,6 +340,58 @@ class Outbox:
 def _batch_records(conn: sqlite3.Connection, key: str) -> tuple[LogRecord, ...]:
     rows = conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE batch_key = ? ORDER BY id", (key,))
     return tuple(_record(row) for row in rows)
+
+
+def _indexed(conn: sqlite3.Connection, row: tuple[int, str, str, int, str]) -> bool:
+    """Whether the UNIQUE index finds this row by its own values (a damaged row: not)."""
+    rowid, lock_id, session, _received_at, payload = row
+    found = conn.execute(
+        f"SELECT 1 FROM outbox INDEXED BY {_UNIQUE_INDEX} "
+        "WHERE lock_id = ? AND session = ? AND payload = ? AND id = ?",
+        (lock_id, session, payload, rowid),
+    ).fetchone()
+    return found is not None
+
+
+def _sound_records(conn: sqlite3.Connection, key: str, vendor: str) -> tuple[LogRecord, ...]:
+    """The batch's records, after setting aside those the index cannot find (damaged)."""
+    rows = conn.execute(
+        f"SELECT id, {_COLUMNS} FROM outbox WHERE batch_key = ? ORDER BY id", (key,)
+    ).fetchall()
+    damaged = [row[0] for row in rows if not _indexed(conn, row)]
+    if not damaged:
+        return tuple(_record(row[1:]) for row in rows)
+    if len(damaged) == len(rows):
+        conn.execute(
+            "UPDATE outbox_batches SET failed_at = ?, failure = ? WHERE key = ?",
+            (int(time.time()), _reason(damaged), key),
+        )
+        return ()
+    _set_aside(conn, damaged, vendor)
+    return _batch_records(conn, key)
+
+
+def _reason(rows: Sequence[int]) -> str:
+    listed = ", ".join(str(row) for row in rows[:5]) + (", …" if len(rows) > 5 else "")
+    return f"{DAMAGED}: outbox row(s) {listed}; run `blelock store check`"
+
+
+def _set_aside(conn: sqlite3.Connection, rows: Sequence[int], vendor: str) -> None:
+    """Move ``rows`` into a batch of their own, set aside with the reason (kept, not sent)."""
+    if not rows:
+        return
+    key = uuid.uuid4().hex
+    conn.execute(
+        "INSERT INTO outbox_batches (key, formed_at, vendor, failed_at, failure) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (key, int(time.time()), vendor, int(time.time()), _reason(rows)),
+    )
+    conn.executemany("UPDATE outbox SET batch_key = ? WHERE id = ?", [(key, row) for row in rows])
+
+
+def _batch_records_of(conn: sqlite3.Connection, key: str, vendor: str) -> tuple[LogRecord, ...]:
+    """The batch's records, unchecked (what ``_sound_records`` returns for a sound batch)."""
+    return _batch_records(conn, key)
 
 
 def _record(row: tuple[str, str, int, str]) -> LogRecord:

@@ -18,6 +18,7 @@ from blelock.errors import (
     AuthFailed,
     CloudRejected,
     RateLimited,
+    StoreDamaged,
     UnknownLock,
     UnsendableRecord,
     lock_context,
@@ -44,6 +45,7 @@ class Outbox(Protocol):
     async def split(self, batch_key: str) -> int: ...
     async def fail(self, batch_key: str, failure: str) -> None: ...
     async def pending_count(self) -> int: ...
+    async def set_aside_damaged(self) -> int: ...
 
 
 async def drain_outbox(
@@ -57,7 +59,14 @@ async def drain_outbox(
     Batches the cloud refuses for good are set aside (see ``Outbox.failed``)."""
     uploaded = 0
     with lock_context(None, "upload logs"):
-        while (batch := await outbox.lease(batch_size)) is not None:
+        while True:
+            try:
+                batch = await outbox.lease(batch_size)
+            except StoreDamaged:
+                await _set_damage_aside(outbox)
+                continue
+            if batch is None:
+                break
             try:
                 await cloud.upload(batch.records, idempotency_key=batch.key)
             except (CloudRejected, UnsendableRecord) as exc:
@@ -68,10 +77,31 @@ async def drain_outbox(
                 else:
                     await outbox.fail(batch.key, exc.one_line())
                 continue
-            uploaded += await outbox.acknowledge(batch.key)
+            try:
+                uploaded += await outbox.acknowledge(batch.key)
+            except StoreDamaged:
+                # The cloud has the batch; a damaged row stops SQLite deleting it. Set the
+                # damaged rows aside, then the same key goes again (the cloud dedupes it) and
+                # the rest are acknowledged.
+                await _set_damage_aside(outbox)
+                continue
             if on_progress is not None:
                 on_progress(uploaded)
     return uploaded
+
+
+async def _set_damage_aside(outbox: Outbox) -> None:
+    """After SQLite reported damage: set the damaged rows aside, or stop when none of it is
+    in this stream's rows (the damage then is elsewhere, and retrying would not help)."""
+    try:
+        found = await outbox.set_aside_damaged()
+    except StoreDamaged:
+        raise
+    if not found:
+        raise StoreDamaged(
+            "the store is damaged and none of it is in this vendor's pending records; "
+            "nothing was uploaded past it"
+        )
 
 
 REFUSED_STATUSES = frozenset({400, 409, 422})

@@ -1011,3 +1011,41 @@ def test_receive_raises_only_protocol_errors(steps: int, noise: bytes) -> None:
     t = dfu_transfer
     assert isinstance(event, t.Acknowledged | t.Selected | t.Confirmed | t.Executed
                       | t.Retrying | t.Refused | t.Finished)  # fmt: skip
+
+
+# --- a bootloader that reports more data than the image ---------------------------------
+
+
+def test_a_bootloader_holding_more_than_the_image_is_started_over_by_name() -> None:
+    model = Model(PACKAGE)
+    # A complete init packet and more image than ours (a longer image, sent earlier).
+    model.init, model.init_size, model.init_ok = (
+        bytearray(PACKAGE.init_packet),
+        len(PACKAGE.init_packet),
+        True,
+    )
+    model.image = bytearray(PACKAGE.firmware + b"\xff" * 500)
+    model.offset_last = len(model.image)
+    session = dfu_transfer.DfuSession(PACKAGE, packet_size=244)
+    run = drive(session, model)
+    (retry,) = events(run, dfu_transfer.Retrying)
+    assert retry.object_type is dfu.ObjectType.DATA and retry.offset == 0
+    assert f"{len(PACKAGE.firmware) + 500} bytes of a {len(PACKAGE.firmware)}-byte image" in (
+        retry.reason
+    )
+    assert model.booted and bytes(model.image) == PACKAGE.firmware
+
+
+def test_a_bootloader_that_keeps_reporting_more_than_the_image_is_refused_by_name() -> None:
+    class Overreporting(Model):
+        def control(self, data: bytes) -> bytes:
+            answer = super().control(data)
+            request = dfu.decode_request(data)
+            if isinstance(request, dfu.SelectRequest) and request.object_type == (
+                dfu.ObjectType.DATA
+            ):
+                return dfu.SelectResponse(self.max_size, len(PACKAGE.firmware) + 1, 0).encode()
+            return answer
+
+    with pytest.raises(RemoteProtocolError, match=r"inconsistent.*holds \d+ bytes of a \d+-byte"):
+        drive(dfu_transfer.DfuSession(PACKAGE, packet_size=244), Overreporting(PACKAGE))

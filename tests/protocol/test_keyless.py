@@ -451,3 +451,48 @@ def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
                 decode(candidate)
     adverts = {kl.COMPANY_ID: data[:18]}
     kl.parse_keyless_advert(local_name=data.decode("latin-1"), manufacturer_data=adverts)
+
+
+# --- issue 17, item 9: what the companion refuses in an audit page -----------------------
+
+
+def _lock_with_entries(count: int) -> SimKeylessLock:
+    lock = make_lock()
+    for _ in range(count):
+        run(lock, conversation([credential(lock.lock_key_id)], [kl.Open()]))
+    return lock
+
+
+@pytest.mark.parametrize("order", [[0, 0, 1, 2], [1, 0, 2], [0, 2, 1], [0, 1, 2, 1]], ids=str)
+def test_an_audit_page_that_repeats_or_reorders_sequences_is_refused(order: list[int]) -> None:
+    lock = _lock_with_entries(3)
+    entries = list(lock.audit_log)
+    lock.audit_log[:] = [entries[i] for i in order]
+    with pytest.raises(RemoteProtocolError, match="repeated or reordered audit entries"):
+        run(lock, conversation([credential(lock.lock_key_id)], [kl.CollectAudit(0)]))
+
+
+def _unsigned(blob: bytes) -> bytes:
+    """The entry's body without the lock's signature (its length prefix kept)."""
+    return blob[: 2 + int.from_bytes(blob[:2], "big")]
+
+
+@pytest.mark.parametrize(
+    ("unsign", "why"),
+    [
+        (_unsigned, "the signature is 0 bytes"),
+        (lambda blob: _unsigned(blob) + bytes(64), "the lock's signature does not hold"),
+    ],
+    ids=["no-signature", "zeroed-signature"],
+)
+def test_the_companion_refuses_a_locks_unsigned_audit_entry(
+    unsign: Callable[[bytes], bytes], why: str
+) -> None:
+    import dataclasses
+
+    lock = _lock_with_entries(2)
+    second = lock.audit_log[1]
+    assert kl.verify_audit_entry(second.blob, lock.cert) == second  # signed as it was
+    lock.audit_log[1] = dataclasses.replace(second, blob=unsign(second.blob))
+    with pytest.raises(RemoteProtocolError, match=why):
+        run(lock, conversation([credential(lock.lock_key_id)], [kl.CollectAudit(0)]))

@@ -149,3 +149,43 @@ async def test_a_sync_applies_trust_locks_and_keys_together(
     other = await store.lock("another-lock")
     assert other is not None and other.certificate == b"other cert"
     assert [k.key_id for k in await store.keys_for(LOCK)] == ["op-1"]
+
+
+async def test_a_sync_whose_last_part_fails_changes_nothing(
+    store: KeylessStore, db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 9: the sync's single transaction. The trust material and the locks'
+    certificates are written first; when the keys' part then fails, none of it may stay."""
+    import sqlite3
+
+    from blelock.vendors.keyless import store as keyless_store
+
+    await store.apply_sync(
+        PlatformTrust(b"ca der", b"list v1"),
+        [KeylessLockRecord(LOCK, b"cert v1", None)],
+        [key(clock, "op-1")],
+        kinds=("OPERATING", "OFFLINE"),
+    )
+
+    def snapshot(conn: sqlite3.Connection) -> list[list[tuple[object, ...]]]:
+        return [
+            conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            for table in ("secrets", "keyless_locks", "keyless_keys")
+        ]
+
+    before = await db.run(snapshot, write=False)
+
+    def fail(*args: object) -> int:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(keyless_store, "_replace_keys", fail)
+    with pytest.raises(StoreError, match="disk I/O error"):
+        await store.apply_sync(
+            PlatformTrust(b"ca der", b"list v2"),
+            [KeylessLockRecord(LOCK, b"cert v2", None), KeylessLockRecord("other", b"c", None)],
+            [key(clock, "op-2")],
+            kinds=("OPERATING", "OFFLINE"),
+        )
+    assert await db.run(snapshot, write=False) == before
+    assert await store.platform() == PlatformTrust(b"ca der", b"list v1")
+    assert await store.lock("other") is None
