@@ -62,7 +62,7 @@ def _add_options(parser: argparse.ArgumentParser, options: Iterable[OptionSpec])
             parser.add_argument(flag, dest=option.name, metavar=option.metavar, help=option.help)
 
 
-def _operation_options(operation: str | None) -> list[OptionSpec]:
+def operation_options(operation: str | None) -> list[OptionSpec]:
     return [
         option
         for plugin in _plugins()
@@ -82,7 +82,7 @@ def _open_arguments(parser: argparse.ArgumentParser, operation: str | None = Non
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--offline", action="store_true", help="use keys synced earlier only")
     how.add_argument("--online", action="store_true", help="fail rather than work offline")
-    _add_options(parser, _operation_options(operation))
+    _add_options(parser, operation_options(operation))
 
 
 def _unlock_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,7 +140,7 @@ def _update_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("lock", metavar="LOCK", help="the lock's id as `blelock scan` lists it")
     _package_arguments(parser)
     _vendor_option(parser)
-    _add_options(parser, _operation_options("firmware-update"))
+    _add_options(parser, operation_options("firmware-update"))
 
 
 def _scan_arguments(parser: argparse.ArgumentParser) -> None:

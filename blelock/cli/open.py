@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from blelock.cli import operation_options
 from blelock.cli.context import settings_from
 from blelock.cli.render import show_firmware_update, show_results, transfer_progress
 from blelock.errors import UsageError
 from blelock.jobs import resolve, run_operation
 from blelock.model import VisitResult
-from blelock.vendors.base import Mode, OperationRequest, OptionValue
+from blelock.vendors.base import Mode, OperationRequest, OptionValue, VendorPlugin
 
 ALIASES = {"unlock": "unlock", "unshackle": "unshackle", "firmware-update": "firmware-update"}
 """Commands that name their operation (kept so that earlier scripts go on working)."""
@@ -64,18 +65,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _options(args: argparse.Namespace, plugin: object, operation: str) -> dict[str, OptionValue]:
+def _options(
+    args: argparse.Namespace, plugin: VendorPlugin, operation: str
+) -> dict[str, OptionValue]:
     """The vendor options given on the command line, each parsed by its spec; one the vendor's
     operation does not take is refused by name."""
-    from blelock.vendors.base import VendorPlugin
-
-    assert isinstance(plugin, VendorPlugin)
     name = operation or plugin.default_operation or ""
     spec = plugin.operations.get(name)
     taken = {option.name: option for option in (spec.options if spec else ())}
     given: dict[str, OptionValue] = {}
-    for key, value in vars(args).items():
-        if not _is_vendor_option(key) or value in (None, False, []):
+    # The options the parser offered: every vendor's, for this command's operation.
+    for key in {o.name for o in operation_options(ALIASES.get(args.command))}:
+        value = getattr(args, key, None)
+        if value in (None, False, []):
             continue
         if key not in taken:
             raise UsageError(
@@ -87,13 +89,3 @@ def _options(args: argparse.Namespace, plugin: object, operation: str) -> dict[s
         except ValueError as exc:
             raise UsageError(f"--{key.replace('_', '-')} {value!r}: {exc}") from None
     return given
-
-
-_CORE = frozenset(
-    {"command", "lock", "op", "vendor", "offline", "online", "package", "json", "debug",
-     "config", "data_dir"}
-)  # fmt: skip
-
-
-def _is_vendor_option(key: str) -> bool:
-    return key not in _CORE

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
 
 from blelock import registry
 from blelock.clock import Clock, SystemClock
@@ -44,14 +45,14 @@ def context(
     return ctx
 
 
+@dataclass(frozen=True, slots=True)
 class Resolved:
     """Which plugin owns a lock, its id in that plugin's form, and the sighting that decided
     it (when a scan did)."""
 
-    __slots__ = ("found", "lock_id", "plugin")
-
-    def __init__(self, plugin: VendorPlugin, lock_id: str, found: Found | None) -> None:
-        self.plugin, self.lock_id, self.found = plugin, lock_id, found
+    plugin: VendorPlugin
+    lock_id: str
+    found: Found | None
 
 
 def candidates(text: str, operation: str | None = None) -> list[tuple[VendorPlugin, str]]:
