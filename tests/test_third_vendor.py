@@ -158,3 +158,12 @@ async def test_the_kiosk_lists_opens_and_keeps_up_a_third_vendor(
                 assert mine["outbox_depth"] == 0
                 assert mine["keys"]["cached"] == 1  # the upkeep's key refresh made one
                 assert set(health["vendors"]) >= {"noke", "keyless", "acme"}
+
+
+def test_an_option_of_another_vendor_is_refused_by_name_before_the_lock_is_touched(
+    world_env: AcmeLock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["open", ACME_ID, "--rekey"]) == 2  # Keyless's option, not Acme's
+    err = capsys.readouterr().err
+    assert "--rekey is not an option of Acme open" in err
+    assert world_env.opens == 0

@@ -11,7 +11,7 @@ from blelock.cli.context import plugins_from, settings_from
 from blelock.cli.render import activity, show_sync, upload_progress
 from blelock.config import Settings
 from blelock.errors import ConfigError
-from blelock.jobs import context, open_store
+from blelock.jobs import candidates, context, open_store
 from blelock.sync import VendorSync, sync_keys, sync_vendor
 from blelock.vendors.base import OptionValue, VendorPlugin
 
@@ -30,6 +30,8 @@ async def _sync(
 ) -> list[VendorSync]:
     reports: list[VendorSync] = []
     named = getattr(args, "vendor", None) is not None
+    for text in getattr(args, "locks", None) or ():
+        candidates(text)  # a lock no vendor's id format accepts is refused, not passed over
     for plugin in plugins if keys else ():
         # A sync that cannot be asked for so is refused before the store is opened (or made).
         plugin.check_sync(_locks(plugin, args), _options(plugin, args))

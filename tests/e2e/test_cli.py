@@ -295,3 +295,10 @@ def test_a_bad_package_is_refused_before_any_radio_work(sim: Sim, tmp_path: Path
     package.write_bytes(b"PK\x03\x04 but not really")
     result = blelock(sim, "firmware-update", sim.locks[0]["mac"], str(package))
     assert result.returncode == 2 and "broken.zip" in one_line_error(result)
+
+
+def test_sync_refuses_a_lock_no_vendor_could_own(capsys: pytest.CaptureFixture[str]) -> None:
+    from blelock.cli import main
+
+    assert main(["sync", "--locks", "C7:E6:B0:C6:75"]) == 2
+    assert "C7:E6:B0:C6:75" in capsys.readouterr().err
