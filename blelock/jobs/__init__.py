@@ -154,7 +154,7 @@ async def execute(ctx: VendorContext, lock_id: str, request: OperationRequest) -
     """Run a checked request: room for the records the visit can produce is made first, so a
     lock is opened only when its records can be kept (refused before the lock is touched)."""
     with lock_context(lock_id, request.operation):
-        await ctx.outbox.reserve(ctx.plugin.records_per_visit, lock_id=lock_id)
+        await ctx.outbox.reserve(ctx.plugin.records_per_visit(), lock_id=lock_id)
         return await ctx.plugin.run(ctx, lock_id, request)
 
 

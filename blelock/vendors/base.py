@@ -156,13 +156,16 @@ class VendorPlugin:
     default_operation: str | None = None
     """What ``blelock open LOCK`` does without ``--op``."""
     sync_options: Sequence[OptionSpec] = ()
-    records_per_visit: int = 64
-    """The most records one visit can give: room for them is made before the lock is touched
-    (the default is ``blelock.store.outbox.VISIT_RECORDS``, a command visit's bound)."""
+
     cli_module: str | None = None
     """A module with ``add_arguments(parser)`` and ``run(args) -> int``: the ``blelock NAME …``
     subtree, imported only when that command runs."""
     cli_summary: str = ""
+
+    def records_per_visit(self) -> int:
+        """The most records one visit can give: room for them is made before the lock is
+        touched (the default is ``blelock.store.outbox.VISIT_RECORDS``, a command visit's)."""
+        return 64
 
     def parse_advert(self, advert: Advert) -> Sighting | None:
         """A lock of this vendor, or None for anything else (never raises)."""

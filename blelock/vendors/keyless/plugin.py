@@ -58,8 +58,7 @@ class KeylessPlugin(VendorPlugin):
     cli_module = "blelock.vendors.keyless.cli"
     cli_summary = "Keyless: activate this device, set a lock's clock, administer the platform"
 
-    @property
-    def records_per_visit(self) -> int:  # type: ignore[override]
+    def records_per_visit(self) -> int:
         from blelock.vendors.keyless.protocol import LIMITS
 
         return LIMITS.audit_capacity + 1  # the whole audit log, and a re-keying request
