@@ -8,6 +8,7 @@ A Keyless lock certificate with an invalid X.509 version (``a0 03 02 01 02`` edi
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import pytest
 from hypothesis import given, settings
@@ -41,6 +42,18 @@ def _bad_version(der: bytes) -> bytes:
 def test_an_invalid_certificate_version_is_a_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError, match="lock certificate"):
         kl.verify_lock_certificate(_bad_version(LOCK.certificate), CA_CERT, at=NOW)
+
+
+def test_a_certificate_whose_serial_is_not_positive_is_a_protocol_error() -> None:
+    # RFC 5280 forbids it; cryptography warns today and will raise later: refused either way.
+    der = bytearray(LOCK.certificate)
+    serial = der.index(VERSION_V3) + len(VERSION_V3)
+    assert der[serial] == 0x02  # the serialNumber INTEGER follows the version
+    der[serial + 2] |= 0x80  # its sign bit: negative, same length
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(RemoteProtocolError, match="RFC 5280"):
+            kl.verify_lock_certificate(bytes(der), CA_CERT, at=NOW)
 
 
 def test_a_conversation_refuses_a_certificate_with_an_invalid_version() -> None:

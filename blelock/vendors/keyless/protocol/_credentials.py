@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from blelock.errors import LocalProtocolError, RemoteProtocolError
@@ -213,17 +215,27 @@ def _check_leaf(cert: x509.Certificate) -> None:
         raise RemoteProtocolError("the lock certificate's keyUsage is not digitalSignature")
 
 
+def load_certificate(der: bytes, what: str) -> x509.Certificate:
+    """DER X.509 that RFC 5280 allows, or RemoteProtocolError naming ``what``. cryptography
+    only warns today about some violations (a serial that is not positive) and will raise on
+    them later: both are refused here."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(bytes(der))
+            _ = cert.version  # parsed lazily: an invalid version must be refused here, not later
+    except (ValueError, TypeError, x509.InvalidVersion, CryptographyDeprecationWarning):
+        raise RemoteProtocolError(f"{what} is not DER X.509 as RFC 5280 allows") from None
+    return cert
+
+
 def verify_lock_certificate(
     cert_der: bytes, ca_cert: x509.Certificate, *, at: datetime
 ) -> x509.Certificate:
     """The lock's operational certificate, checked to be issued by ``ca_cert`` (itself a CA
     valid ``at``), valid ``at``, a leaf (ca=False, keyUsage digitalSignature) and carrying a
     P-256 key. RemoteProtocolError otherwise (an impostor or a broken lock)."""
-    try:
-        cert = x509.load_der_x509_certificate(bytes(cert_der))
-        _ = cert.version  # parsed lazily: an invalid version must be refused here, not later
-    except (ValueError, TypeError, x509.InvalidVersion):
-        raise RemoteProtocolError("the lock certificate is not DER X.509") from None
+    cert = load_certificate(cert_der, "the lock certificate")
     _check_ca(ca_cert, at)
     try:
         cert.verify_directly_issued_by(ca_cert)
