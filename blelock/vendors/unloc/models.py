@@ -171,7 +171,7 @@ class NewKey(_Model):
         if self.duration_minutes is not None:
             out["durationMinutes"] = self.duration_minutes
         if self.recurrence is not None:
-            out["recurrence"] = self.recurrence.model_dump(by_alias=True)
+            out["recurrence"] = self.recurrence.model_dump(by_alias=True, mode="json")
         if self.metadata is not None:
             out["metadata"] = self.metadata
         return out
