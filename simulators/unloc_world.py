@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from simulators.unloc_cloud import UnlocState, WallClock, unloc_app
 
@@ -15,6 +16,9 @@ __all__ = ["ZONES", "UnlocWorld", "build_unloc_world"]
 ZONES = ("Europe/Oslo", "America/New_York", "Australia/Sydney")
 """Locks' time zones in turn: one with the European, one with the American and one with the
 southern daylight-saving calendar."""
+_LOADED = tuple(ZoneInfo(zone) for zone in ZONES)
+"""Read at import, and held: zoneinfo then hands out these without touching the disk, so a world
+built inside an event loop never blocks it on a zone file."""
 
 
 @dataclass

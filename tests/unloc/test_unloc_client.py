@@ -54,28 +54,121 @@ async def test_wrong_credentials_fail_once_with_a_clear_line_and_no_secret(unloc
     [
         ({"appUserId": "4799887766"}, "appUserId"),
         ({"appUserId": "+047998877"}, "appUserId"),
-        ({"end": dt.datetime(2026, 4, 1, tzinfo=dt.UTC), "durationMinutes": 30},
-         "end or durationMinutes, not both"),
-        ({"start": dt.datetime(2026, 4, 2, tzinfo=dt.UTC),
-          "end": dt.datetime(2026, 4, 1, tzinfo=dt.UTC)}, "end must be after start"),
+        (
+            {"end": dt.datetime(2026, 4, 1, tzinfo=dt.UTC), "durationMinutes": 30},
+            "end or durationMinutes, not both",
+        ),
+        (
+            {
+                "start": dt.datetime(2026, 4, 2, tzinfo=dt.UTC),
+                "end": dt.datetime(2026, 4, 1, tzinfo=dt.UTC),
+            },
+            "end must be after start",
+        ),
         ({"start": dt.datetime(2026, 4, 2)}, "start: needs a time zone"),
-        ({"recurrence": {"timeSpans": [{"weekday": "mon", "startHour": 25, "startMinute": 0,
-                                        "endHour": 26, "endMinute": 0}]}},
-         "recurrence.timeSpans.0.startHour"),
-        ({"recurrence": {"timeSpans": [{"weekday": "mon", "startHour": 9, "startMinute": 61,
-                                        "endHour": 17, "endMinute": 0}]}}, "startMinute"),
-        ({"recurrence": {"timeSpans": [{"weekday": "mon", "startHour": 17, "startMinute": 0,
-                                        "endHour": 9, "endMinute": 0}]}},
-         "must start before it ends"),
-        ({"recurrence": {"timeSpans": [{"weekday": "mon", "startHour": 24, "startMinute": 0,
-                                        "endHour": 24, "endMinute": 30}]}},
-         "within the day"),
-        ({"recurrence": {"timeSpans": [{"weekday": "monday", "startHour": 9, "startMinute": 0,
-                                        "endHour": 17, "endMinute": 0}]}}, "weekday"),
-        ({"recurrence": {"timeSpans": [
-            {"weekday": "mon", "startHour": 9, "startMinute": 0, "endHour": 12, "endMinute": 0},
-            {"weekday": "mon", "startHour": 13, "startMinute": 0, "endHour": 17, "endMinute": 0},
-        ]}}, "one time span per weekday (mon given twice)"),
+        (
+            {
+                "recurrence": {
+                    "timeSpans": [
+                        {
+                            "weekday": "mon",
+                            "startHour": 25,
+                            "startMinute": 0,
+                            "endHour": 26,
+                            "endMinute": 0,
+                        }
+                    ]
+                }
+            },
+            "recurrence.timeSpans.0.startHour",
+        ),
+        (
+            {
+                "recurrence": {
+                    "timeSpans": [
+                        {
+                            "weekday": "mon",
+                            "startHour": 9,
+                            "startMinute": 61,
+                            "endHour": 17,
+                            "endMinute": 0,
+                        }
+                    ]
+                }
+            },
+            "startMinute",
+        ),
+        (
+            {
+                "recurrence": {
+                    "timeSpans": [
+                        {
+                            "weekday": "mon",
+                            "startHour": 17,
+                            "startMinute": 0,
+                            "endHour": 9,
+                            "endMinute": 0,
+                        }
+                    ]
+                }
+            },
+            "must start before it ends",
+        ),
+        (
+            {
+                "recurrence": {
+                    "timeSpans": [
+                        {
+                            "weekday": "mon",
+                            "startHour": 24,
+                            "startMinute": 0,
+                            "endHour": 24,
+                            "endMinute": 30,
+                        }
+                    ]
+                }
+            },
+            "within the day",
+        ),
+        (
+            {
+                "recurrence": {
+                    "timeSpans": [
+                        {
+                            "weekday": "monday",
+                            "startHour": 9,
+                            "startMinute": 0,
+                            "endHour": 17,
+                            "endMinute": 0,
+                        }
+                    ]
+                }
+            },
+            "weekday",
+        ),
+        (
+            {
+                "recurrence": {
+                    "timeSpans": [
+                        {
+                            "weekday": "mon",
+                            "startHour": 9,
+                            "startMinute": 0,
+                            "endHour": 12,
+                            "endMinute": 0,
+                        },
+                        {
+                            "weekday": "mon",
+                            "startHour": 13,
+                            "startMinute": 0,
+                            "endHour": 17,
+                            "endMinute": 0,
+                        },
+                    ]
+                }
+            },
+            "one time span per weekday (mon given twice)",
+        ),
     ],
 )
 def test_every_rule_is_checked_before_sending_naming_the_parameter(
@@ -88,7 +181,7 @@ def test_every_rule_is_checked_before_sending_naming_the_parameter(
 
 def test_phone_numbers_are_e164_with_the_spaces_people_write_taken_out() -> None:
     assert check_phone("+47 998 87 766") == PHONE
-    with pytest.raises(UsageError, match="E.164"):
+    with pytest.raises(UsageError, match=r"E\.164"):
         check_phone("0047 998 87 766")
 
 
@@ -97,18 +190,25 @@ def test_start_and_end_are_left_out_rather_than_null_and_time_spans_written_one_
         {"weekday": "sat", "startHour": 0, "startMinute": 0, "endHour": 24, "endMinute": 0}]}
     ).body()  # fmt: skip
     assert "start" not in body and "end" not in body and "durationMinutes" not in body
-    assert body["recurrence"] == {"timeSpans": [{"weekday": "sat", "startHour": 0,
-                                  "startMinute": 0, "endHour": 24, "endMinute": 0}]}
-    timed = new_key(lockId="L", appUserId=PHONE,
-                    start=dt.datetime(2026, 4, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+    assert body["recurrence"] == {
+        "timeSpans": [
+            {"weekday": "sat", "startHour": 0, "startMinute": 0, "endHour": 24, "endMinute": 0}
+        ]
+    }
+    timed = new_key(
+        lockId="L",
+        appUserId=PHONE,
+        start=dt.datetime(2026, 4, 1, 10, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    )
     assert timed.body()["start"] == "2026-04-01T08:00:00.000Z"
 
 
 def test_both_spellings_are_read() -> None:
     span = {"weekday": "mon", "startHour": 9, "startMinute": 0, "endHour": 17, "endMinute": 0}
     for spelling in ("timeSpans", "timespans"):
-        key = Key.model_validate({"id": "k", "lockId": "L", "state": "active",
-                                  "recurrence": {spelling: [span]}})
+        key = Key.model_validate(
+            {"id": "k", "lockId": "L", "state": "active", "recurrence": {spelling: [span]}}
+        )
         assert key.recurrence is not None and key.recurrence.time_spans[0].end_hour == 17
 
 
@@ -139,8 +239,11 @@ async def test_the_server_refusal_of_a_batch_is_one_line_naming_the_parameter(
 
 @pytest.mark.parametrize(
     ("outcome", "status"),
-    [(JobOutcome.FAILED_JOB, "failedJob"), (JobOutcome.FAILED_VALIDATION, "failedValidation"),
-     (JobOutcome.TIMEOUT, "timeout")],
+    [
+        (JobOutcome.FAILED_JOB, "failedJob"),
+        (JobOutcome.FAILED_VALIDATION, "failedValidation"),
+        (JobOutcome.TIMEOUT, "timeout"),
+    ],
 )
 async def test_a_job_that_ends_badly_is_reported_with_its_reason(
     unloc: Unloc, outcome: JobOutcome, status: str
@@ -179,13 +282,13 @@ async def test_listing_pages_with_start_after_id(unloc: Unloc) -> None:
         + [_key(unloc, lockId=unloc.sydney.id)]
     )
     await unloc.cloud.wait_for_job(job_id)
-    paged = [k.id async for k in unloc.cloud.keys(lock_id=unloc.oslo.id, limit=2)]
+    paged = [k.id async for k in unloc.cloud.list_keys(lock_id=unloc.oslo.id, limit=2)]
     assert len(paged) == 5 and len(set(paged)) == 5
     assert paged == sorted(paged)
-    mine = [k.phone async for k in unloc.cloud.keys(app_user_id="+4790000003")]
+    mine = [k.phone async for k in unloc.cloud.list_keys(app_user_id="+4790000003")]
     assert mine == ["+4790000003"]
     with pytest.raises(UsageError, match="1-2500"):
-        [k async for k in unloc.cloud.keys(limit=2501)]
+        [k async for k in unloc.cloud.list_keys(limit=2501)]
 
 
 async def test_revoking_reports_what_404_and_409_mean(unloc: Unloc) -> None:
@@ -199,7 +302,7 @@ async def test_revoking_reports_what_404_and_409_mean(unloc: Unloc) -> None:
     assert await unloc.cloud.revoke_key(kept) is Revoked.REVOKED
     assert await unloc.cloud.revoke_key(kept) is Revoked.ALREADY_GONE
     assert (await unloc.cloud.key(kept)).state == "revoked"
-    assert [k.id async for k in unloc.cloud.keys()] == [short]  # revoked keys are not listed
+    assert [k.id async for k in unloc.cloud.list_keys()] == [short]  # revoked keys are not listed
 
 
 async def test_bulk_revoke_by_phone_and_by_lock(unloc: Unloc) -> None:
@@ -210,9 +313,9 @@ async def test_bulk_revoke_by_phone_and_by_lock(unloc: Unloc) -> None:
     ])  # fmt: skip
     await unloc.cloud.wait_for_job(job_id)
     assert await unloc.cloud.revoke_keys(app_user_id=PHONE) == 2
-    assert [k.phone async for k in unloc.cloud.keys()] == [other, other]
+    assert [k.phone async for k in unloc.cloud.list_keys()] == [other, other]
     assert await unloc.cloud.revoke_keys(lock_id=unloc.sydney.id) == 1
-    assert [k.lock_id async for k in unloc.cloud.keys()] == [unloc.oslo.id]
+    assert [k.lock_id async for k in unloc.cloud.list_keys()] == [unloc.oslo.id]
     with pytest.raises(UsageError, match="phone number or a lock"):
         await unloc.cloud.revoke_keys()
 
@@ -226,9 +329,9 @@ async def test_refreshing_a_lock_connection_offboards_locks_gone_at_the_vendor(
     refresh = await unloc.cloud.refresh_connection(unloc.oslo.connection_id)
     assert (await unloc.cloud.wait_for_job(refresh)).status == "succeeded"
     assert [lock.id for lock in await unloc.cloud.locks()] == [unloc.oslo.id]
-    assert [k.lock_id async for k in unloc.cloud.keys()] == [unloc.oslo.id]
+    assert [k.lock_id async for k in unloc.cloud.list_keys()] == [unloc.oslo.id]
     unloc.state.connections[unloc.oslo.connection_id].state = "onboarding"
-    with pytest.raises(CloudRejected, match="HTTP 409.*not connected or error"):
+    with pytest.raises(CloudRejected, match=r"HTTP 409.*not connected or error"):
         await unloc.cloud.refresh_connection(unloc.oslo.connection_id)
 
 

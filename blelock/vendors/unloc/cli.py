@@ -284,7 +284,7 @@ def _show_issued(issued: IssuedKeys, args: argparse.Namespace) -> int:
 
 async def _list(cloud: UnlocCloud, args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
-    async for key in cloud.keys(
+    async for key in cloud.list_keys(
         app_user_id=args.phone,
         lock_id=args.lock,
         exclude_states=args.exclude,

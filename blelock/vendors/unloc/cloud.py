@@ -389,7 +389,7 @@ class UnlocCloud(CloudClient):
             await self._clock.sleep(min(pause, left))
         raise AssertionError("unreachable: pauses() never ends")
 
-    async def keys(
+    async def list_keys(
         self,
         *,
         app_user_id: str | None = None,
