@@ -62,9 +62,6 @@ def caption(report: DemoReport) -> str:
 
 def run(args: argparse.Namespace) -> int:
     report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed, args.unloc_locks))
-    if not args.json:
-        for note in report.notes:
-            print(note)
     show_results(
         report.results,
         report.failures,
@@ -75,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
             "notes": report.notes,
         },
     )
+    if not args.json:
+        for note in report.notes:
+            print(note)
     complete = len(report.results) == 2 * report.heard and report.heard > 0
     return 0 if complete and not report.failures and not report.pending else 1
 

@@ -64,3 +64,24 @@ def test_the_moments_are_the_local_times_they_claim() -> None:
     for instant, label, _ in MOMENTS:
         local = instant.astimezone(oslo)
         assert f"{local:%a %H:%M} {local.tzname()}" == label
+
+
+def test_time_zones_are_found_without_a_system_database() -> None:
+    """With no system zone files (Windows, slim containers), zoneinfo falls back to the tzdata
+    package, which is why it is a dependency."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import datetime as dt, zoneinfo\n"
+        "assert zoneinfo.TZPATH == ()\n"
+        "oslo = zoneinfo.ZoneInfo('Europe/Oslo')\n"
+        "when = dt.datetime(2026, 3, 30, 7, 30, tzinfo=dt.UTC).astimezone(oslo)\n"
+        "print(when.strftime('%H:%M %Z'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+        env=os.environ | {"PYTHONTZPATH": ""},
+    )  # fmt: skip
+    assert out.stdout.strip() == "09:30 CEST"
