@@ -157,3 +157,15 @@ def test_nothing_of_the_client_secret_or_a_token_is_printed_or_logged(
     for secret in [cloud.client_secret, cloud.client_secret[::-1], *cloud.tokens]:
         for part in (secret, secret[:12], secret[-12:]):
             assert part not in text
+
+
+def test_opening_hours_may_wrap_over_the_weekend(
+    cloud: UnlocState, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = next(iter(cloud.locks))
+    issued = run_json(
+        capsys, "unloc", "keys", "issue", lock, PHONE, "--hours", "fri-mon=18:00-24:00"
+    )
+    assert issued["keys"][0]["hours"] == (
+        "fri 18:00-24:00, sat 18:00-24:00, sun 18:00-24:00, mon 18:00-24:00"
+    )

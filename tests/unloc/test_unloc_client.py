@@ -344,3 +344,22 @@ async def test_the_neutral_request_becomes_unloc_time_spans() -> None:
     assert [(s["weekday"], s["startHour"], s["endHour"]) for s in spans] == [
         ("sun", 10, 24), ("mon", 9, 17)]  # fmt: skip
     assert JOB_DELAY.total_seconds() > 0
+
+
+async def test_a_token_refused_again_after_renewal_is_not_asked_for_a_third_time(
+    unloc: Unloc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(unloc.state, "token_valid", lambda token: False)
+    with pytest.raises(AuthFailed, match="HTTP 401"):
+        await unloc.cloud.locks()
+    assert unloc.state.token_requests == 2  # the first token, and one renewal
+
+
+async def test_listing_leaves_out_the_states_asked(unloc: Unloc) -> None:
+    later = unloc.clock.at + dt.timedelta(days=1)
+    job_id = await unloc.cloud.create_keys([_key(unloc), _key(unloc, start=later)])
+    await unloc.cloud.wait_for_job(job_id)
+    states = sorted([k.state async for k in unloc.cloud.list_keys()])
+    assert states == ["active", "scheduled"]
+    left = [k.state async for k in unloc.cloud.list_keys(exclude_states=["scheduled"])]
+    assert left == ["active"]

@@ -262,3 +262,22 @@ async def test_the_token_endpoint_refuses_wrong_credentials_and_grants(unloc: Un
         assert grant.status_code == 400
         scope = await client.post(url, json=base | {"scope": "everything"})
         assert scope.status_code == 400
+
+
+async def test_the_fault_and_clock_switches_over_http(unloc: Unloc) -> None:
+    from simulators.unloc_cloud import UnlocState, WallClock, unloc_app
+    from simulators.world import _serve_http
+
+    clock = WallClock()
+    state = UnlocState(now=clock, project_id="p", client_id="c", client_secret="s")
+    async with _serve_http(unloc_app(state, clock)) as url, httpx.AsyncClient() as client:
+        moved = await client.post(url + "_sim/clock", json={"at": "2030-01-07T08:00:00+00:00"})
+        assert moved.json()["now"].startswith("2030-01-07T08:00")
+        ahead = await client.post(url + "_sim/clock", json={"advance_s": 3600})
+        assert ahead.json()["now"].startswith("2030-01-07T09:00")
+        faults = await client.post(url + "_sim/faults", json={"outcome": "timeout", "count": 2})
+        assert faults.json() == {"outcome": "timeout", "count": 2}
+    assert state.faults.take() is JobOutcome.TIMEOUT
+    # the test's own cloud has no wall clock to move: its clock is the test's
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(unloc.url + "_sim/clock")).status_code == 404
