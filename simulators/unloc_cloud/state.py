@@ -243,6 +243,8 @@ class UnlocState:
     tokens: dict[str, dt.datetime] = field(default_factory=dict)
     faults: UnlocFaults = field(default_factory=UnlocFaults)
     token_requests: int = 0
+    _running: dict[str, SimJob] = field(default_factory=dict, repr=False)
+    """Jobs not settled yet: what :meth:`settle` looks at (every read calls it)."""
 
     @classmethod
     def create(cls, now: Callable[[], dt.datetime], **options: Any) -> UnlocState:
@@ -310,14 +312,14 @@ class UnlocState:
         created = self.now()
         job = SimJob(str(uuid.uuid4()), kind, created, created + self.job_delay, self.faults.take())
         self.jobs[job.id] = job
+        self._running[job.id] = job
         return job
 
     def settle(self) -> None:
         """Apply what finished jobs did (computed from the clock when anything is read)."""
         now = self.now()
-        for job in self.jobs.values():
-            if job.settled or now < job.done_at:
-                continue
+        for job in [job for job in self._running.values() if now >= job.done_at]:
+            del self._running[job.id]
             job.settled = True
             if job.type == "createKeys":
                 self._settle_keys(job)

@@ -336,7 +336,7 @@ class UnlocCloud(CloudClient):
         what = "the project's locks"
         answer = json_body(await self._call("GET", self._path("locks"), what=what))
         items = _field(answer, "locks", what)
-        return [_validate(Lock, item, what) for item in items] if isinstance(items, list) else []
+        return [_validate(Lock, item, what) for item in _list(items, "locks", what)]
 
     async def refresh_connection(self, connection_id: str) -> str:
         """Start a lock connection's refresh; the job's id."""
@@ -412,7 +412,7 @@ class UnlocCloud(CloudClient):
             what = "the project's keys"
             answer = json_body(await self._call("GET", self._path("keys"), what=what, params=query))
             items = _field(answer, "keys", what)
-            page = [_validate(Key, item, what) for item in items] if isinstance(items, list) else []
+            page = [_validate(Key, item, what) for item in _list(items, "keys", what)]
             for key in page:
                 yield key
             if len(page) < limit:
@@ -463,6 +463,12 @@ class UnlocCloud(CloudClient):
         answer = json_body(response)
         revoked = answer.get("revokedKeys") if isinstance(answer, dict) else None
         return len(revoked) if isinstance(revoked, list) else None
+
+
+def _list(value: object, name: str, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise CloudRejected(f"Unloc answered {what} with {name!r} not a list", hint=_BUG_HINT)
+    return value
 
 
 def _job_ref(answer: object, what: str) -> str:
