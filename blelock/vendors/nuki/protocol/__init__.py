@@ -7,7 +7,12 @@ characteristic for the unencrypted pairing, the keyturner service's USDIO charac
 everything encrypted. The Ultra pairs on a service of its own.
 """
 
-from blelock.vendors.nuki.protocol._advert import NukiAdvert, parse_nuki_advert
+from blelock.vendors.nuki.protocol._advert import (
+    APPLE_COMPANY_ID,
+    NukiAdvert,
+    ibeacon,
+    parse_nuki_advert,
+)
 from blelock.vendors.nuki.protocol._client import (
     ULTRA_PAIRING_AUTH_ID,
     Answer,
@@ -102,6 +107,7 @@ from blelock.vendors.nuki.protocol._values import (
 __all__ = [
     "ADATA_SIZE",
     "ALL_WEEKDAYS",
+    "APPLE_COMPANY_ID",
     "CHUNK",
     "KEYTURNER_SERVICE",
     "NONCE_SIZE",
@@ -155,6 +161,7 @@ __all__ = [
     "encode_plain",
     "fragment",
     "generate_keypair",
+    "ibeacon",
     "keypair_from_secret",
     "keyturner_states",
     "list_authorizations",

@@ -22,6 +22,7 @@ from blelock.vendors.nuki.protocol._crypto import (
     shared_key,
 )
 from blelock.vendors.nuki.protocol._frames import (
+    ADATA_SIZE,
     Command,
     ErrorCode,
     Message,
@@ -29,6 +30,7 @@ from blelock.vendors.nuki.protocol._frames import (
     Status,
     decode_plain,
     encode_plain,
+    fragment,
     open_sealed,
     seal,
 )
@@ -120,6 +122,7 @@ class PairingExchange:
         ultra: bool = False,
         security_pin: int | None = None,
         random: Random = os.urandom,
+        chunk: int | None = None,
     ) -> None:
         if ultra and security_pin is None:
             raise ValueError("pairing a Smart Lock Ultra needs its 6-digit security PIN")
@@ -139,18 +142,20 @@ class PairingExchange:
         self._client_nonce = b""
         self._auth_id = 0
         self._uuid = b""
-        self._pending: Write | None = Write(
-            characteristic, encode_plain(Command.REQUEST_DATA, struct.pack("<H", 3))
-        )
+        self._chunk = chunk
+        self._pending: list[Write] = []
+        self._queue(encode_plain(Command.REQUEST_DATA, struct.pack("<H", Command.PUBLIC_KEY)))
         self.result: Paired | None = None
         self.refused: Refused | None = None
+
+    def _queue(self, frame: bytes) -> None:
+        self._pending = _writes(self._char, frame, self._chunk)
 
     def next_action(self) -> Action | None:
         if self.result is not None or self.refused is not None:
             return None
-        if self._pending is not None:
-            write, self._pending = self._pending, None
-            return Write(write.characteristic, write.data, expects_notification=True)
+        if self._pending:
+            return self._pending.pop(0)
         return AwaitNotification()
 
     def receive(self, notification: bytes) -> Sequence[Answer | Refused | Paired]:
@@ -161,7 +166,7 @@ class PairingExchange:
         return events
 
     def _take(self, frame: bytes) -> list[Answer | Refused | Paired]:
-        if self._frames.encrypted:
+        if self._frames.encrypted and len(frame) >= ADATA_SIZE:
             message = open_sealed(self._key, frame).message
         else:
             message = decode_plain(frame)
@@ -191,7 +196,7 @@ class PairingExchange:
                 self._nonces.fresh(),
             )
             self._frames = Reassembler(encrypted=True)
-            self._pending = Write(self._char, data)
+            self._queue(data)
             self._step = "ultra data"
         elif step == "authenticator":
             nonce = self._expect(message, Command.CHALLENGE, 32)
@@ -227,7 +232,7 @@ class PairingExchange:
         return self.result
 
     def _send(self, command: Command, payload: bytes, step: str) -> None:
-        self._pending = Write(self._char, encode_plain(command, payload))
+        self._queue(encode_plain(command, payload))
         self._step = step
 
     @staticmethod
@@ -276,20 +281,23 @@ class CommandExchange:
         requests: Sequence[Request],
         *,
         random: Random = os.urandom,
+        chunk: int | None = None,
     ) -> None:
         self._char = characteristic
+        self._chunk = chunk
         self._creds = credentials
         self._requests = list(requests)
         self._nonces = Nonces(random)
         self._frames = Reassembler(encrypted=True)
         self._current: Request | None = None
-        self._pending: bytes | None = None
+        self._pending: list[Write] = []
         self.refused: Refused | None = None
         self._advance()
 
-    def _seal(self, command: int, payload: bytes) -> bytes:
+    def _seal(self, command: int, payload: bytes) -> list[Write]:
         creds = self._creds
-        return seal(creds.key, creds.auth_id, command, payload, self._nonces.fresh())
+        frame = seal(creds.key, creds.auth_id, command, payload, self._nonces.fresh())
+        return _writes(self._char, frame, self._chunk)
 
     def _advance(self) -> None:
         if not self._requests:
@@ -310,15 +318,14 @@ class CommandExchange:
     def next_action(self) -> Action | None:
         if self.done:
             return None
-        if self._pending is not None:
-            data, self._pending = self._pending, None
-            return Write(self._char, data, expects_notification=True)
+        if self._pending:
+            return self._pending.pop(0)
         return AwaitNotification()
 
     def receive(self, notification: bytes) -> Sequence[Answer | Refused]:
         events: list[Answer | Refused] = []
         for frame in self._frames.feed(notification):
-            if len(frame) < 30:  # an unencrypted ERROR_REPORT: the lock has no key for us
+            if len(frame) < ADATA_SIZE:  # an unencrypted ERROR_REPORT: the lock has no key for us
                 message = decode_plain(frame)
             else:
                 sealed = open_sealed(self._creds.key, frame)
@@ -346,3 +353,13 @@ class CommandExchange:
         if request.done(message):
             self._advance()
         return [Answer(message)]
+
+
+def _writes(characteristic: str, frame: bytes, chunk: int | None) -> list[Write]:
+    """A frame as the writes that carry it (``chunk`` bytes each; None: one write), with
+    response, the last one waiting for the answer."""
+    parts = [frame] if chunk is None else fragment(frame, chunk)
+    return [
+        Write(characteristic, part, response=True, expects_notification=i == len(parts) - 1)
+        for i, part in enumerate(parts)
+    ]
