@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import os
 import struct
 from collections.abc import Callable
@@ -47,6 +48,14 @@ class Refusal(Exception):
     def __init__(self, code: nuki.ErrorCode) -> None:
         super().__init__(code.name)
         self.code = code
+
+
+@functools.cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+_zone("Europe/Berlin")  # read at import, not on the event loop of the first visit
 
 
 def _system_clock() -> dt.datetime:
@@ -223,7 +232,7 @@ class SimNukiLock:
             return False
         if limit.until_date is not None and at > limit.until_date:
             return False
-        local = at.astimezone(ZoneInfo(self.timezone))
+        local = at.astimezone(_zone(self.timezone))
         if not limit.weekdays & (0x40 >> local.weekday()):
             return False
         start, end = limit.from_time, limit.until_time
@@ -447,7 +456,7 @@ class SimNukiLock:
 
     def states(self, lock_state: nuki.LockState | None = None) -> nuki.KeyturnerStates:
         now = self.now()
-        offset = ZoneInfo(self.timezone).utcoffset(now.replace(tzinfo=None))
+        offset = now.astimezone(_zone(self.timezone)).utcoffset() or dt.timedelta()
         return nuki.KeyturnerStates(
             nuki_state=1 if self.pairing_mode else 2,
             lock_state=self.lock_state if lock_state is None else lock_state,
@@ -500,7 +509,7 @@ class SimNukiLock:
         ]
 
     def config(self) -> nuki.LockConfig:
-        offset = ZoneInfo(self.timezone).utcoffset(self.now().replace(tzinfo=None))
+        offset = self.now().astimezone(_zone(self.timezone)).utcoffset() or dt.timedelta()
         return nuki.LockConfig(
             nuki_id=self.nuki_id,
             name=self.name,

@@ -254,7 +254,7 @@ def test_ultra_pairs_with_its_pin_and_refuses_a_wrong_one(clock: Clock) -> None:
     assert wrong.refused is not None and wrong.refused.code == E.BAD_PIN
     creds = pair(ultra, pin=654321)
     assert creds.ultra
-    answers, refused = command(ultra, creds, [nuki.verify_security_pin(654321, ultra=True)])
+    _, refused = command(ultra, creds, [nuki.verify_security_pin(654321, ultra=True)])
     assert refused is None
     with pytest.raises(ValueError, match="security PIN"):
         nuki.PairingExchange(

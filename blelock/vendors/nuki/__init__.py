@@ -1,2 +1,1 @@
-"""Nuki Smart Locks: the public Bluetooth API (pairing, lock actions, keypad codes,
-authorizations, logs) and, in ``web/``, the Nuki Web API."""
+"""Nuki: its public Bluetooth API and its Web API (keys and keypad PINs)."""

@@ -278,10 +278,11 @@ class Reassembler:
         if known is not None:
             size = 2 + known + 2
             return size if len(buffer) >= size else None
-        return len(buffer) if crc16(bytes(buffer[:-2])) == _U16.unpack(buffer[-2:])[0] else None
+        (crc,) = _U16.unpack(buffer[-2:])
+        return len(buffer) if crc16(bytes(buffer[:-2])) == crc else None
 
 
 def _is_plain_error(chunk: bytes) -> bool:
     if len(chunk) != 2 + 3 + 2 or _U16.unpack_from(chunk)[0] != Command.ERROR_REPORT:
         return False
-    return crc16(chunk[:-2]) == _U16.unpack(chunk[-2:])[0]
+    return bool(crc16(chunk[:-2]) == _U16.unpack(chunk[-2:])[0])

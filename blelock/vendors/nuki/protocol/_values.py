@@ -97,7 +97,8 @@ def decode_datetime(raw: bytes) -> dt.datetime | None:
     if raw == UNSET:
         return None
     try:
-        return dt.datetime(*_DT.unpack(raw), tzinfo=dt.UTC)
+        year, month, day, hour, minute, second = _DT.unpack(raw)
+        return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
     except ValueError:
         raise RemoteProtocolError(f"DateTime {raw.hex()} is not a date") from None
 
