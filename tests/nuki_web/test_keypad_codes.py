@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from blelock.errors import BlelockError, UsageError
 from blelock.vendors.nuki.web.client import NotConfirmed, OperationPending, ReadBackDiffers
+from blelock.vendors.nuki.web.models import Smartlock
 from blelock.vendors.nuki.web.ops import (
     AuthChanges,
     add_keypad_code,
@@ -250,3 +251,29 @@ async def test_a_code_read_back_never_shows_in_a_repr(sim: Sim) -> None:
     entry = await add_keypad_code(sim.web, FRONT, "345678", "Cleaner")
     assert "345678" not in repr(entry) and "345678" not in str(entry.model_dump())
     assert isinstance(entry, object) and not isinstance(entry, BlelockError)
+
+
+async def test_an_update_the_web_api_shows_stale_is_cured_by_one_sync(sim: Sim) -> None:
+    entry = await add_keypad_code(sim.web, FRONT, "345678", "Cleaner")
+    sim.state.faults.skip_fast_sync = 1
+    updated = await update_keypad_code(sim.web, FRONT, entry.id, AuthChanges(name="Cook"))
+    assert updated.name == "Cook"
+    assert sim.state.requests["PUT /smartlock/{smartlock_id}/sync"] == 1
+
+
+async def test_the_half_way_sync_does_not_queue_behind_a_pending_operation(sim: Sim) -> None:
+    await sim.raw.put(f"smartlock/{FRONT}/auth", json={"name": "G", "type": 13, "code": 456789})
+    assert await sim.web.sync(FRONT, if_idle=True) is False
+    assert sim.state.locks[FRONT].pending is not None
+    assert sim.state.locks[FRONT].pending.kind == "create"
+    sim.web.busy_wait_s = 0
+    with pytest.raises(OperationPending):
+        await sim.web.sync(FRONT)
+
+
+def test_a_lock_whose_keypad_the_api_does_not_mention_is_left_to_the_api() -> None:
+    """Only an explicit keypadPaired false is refused before sending."""
+    assert Smartlock.model_validate({"smartlockId": 1, "config": {}}).keypad_paired is None
+    assert Smartlock.model_validate({"smartlockId": 1}).keypad_paired is None
+    both = {"smartlockId": 1, "config": {"keypadPaired": False, "keypad2Paired": True}}
+    assert Smartlock.model_validate(both).keypad_paired is True

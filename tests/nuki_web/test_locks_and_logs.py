@@ -28,7 +28,7 @@ async def test_locks_are_listed_and_found_by_id_or_name(sim: Sim) -> None:
         (BACK, "Back door"),
         (SHED, "Shed"),
     ]
-    assert locks[0].keypad_paired and not locks[2].keypad_paired
+    assert locks[0].keypad_paired is True and locks[2].keypad_paired is False
     assert locks[0].state is not None and locks[0].state.state == 1
     assert (await find_lock(sim.web, "back DOOR")).smartlock_id == BACK
     assert (await find_lock(sim.web, str(SHED))).name == "Shed"

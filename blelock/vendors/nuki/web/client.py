@@ -162,16 +162,24 @@ class NukiWeb(CloudClient):
             lock=smartlock_id,
         )
 
-    async def sync(self, smartlock_id: int) -> None:
+    async def sync(self, smartlock_id: int, *, if_idle: bool = False) -> bool:
         """``PUT /smartlock/{id}/sync``: ask the lock to report its state and entries again
-        (the vendor's forum gives PUT; the cure for entries that linger after a delete)."""
-        await self._send(
-            "PUT",
-            f"smartlock/{smartlock_id}/sync",
-            None,
-            what=f"a sync of smart lock {smartlock_id}",
-            lock=smartlock_id,
-        )
+        (the vendor's forum gives PUT; the cure for entries that linger after a delete).
+        ``if_idle``: give up at once (False) when an operation is pending on the lock."""
+        try:
+            await self._send(
+                "PUT",
+                f"smartlock/{smartlock_id}/sync",
+                None,
+                what=f"a sync of smart lock {smartlock_id}",
+                lock=smartlock_id,
+                wait_busy=not if_idle,
+            )
+        except OperationPending:
+            if not if_idle:
+                raise
+            return False
+        return True
 
     # --- authorizations ---------------------------------------------------------------------
 
@@ -347,6 +355,7 @@ class NukiWeb(CloudClient):
         *,
         what: str,
         lock: int | None = None,
+        wait_busy: bool = True,
     ) -> httpx.Response:
         """One write; a 423 is waited out (polling every ``poll_s``, up to ``busy_wait_s``),
         a 429 retried as the RetryPolicy says; anything else raises at once."""
@@ -371,6 +380,8 @@ class NukiWeb(CloudClient):
                     retry_if=lambda exc: isinstance(exc, RateLimited),
                 )
             except OperationPending as exc:
+                if not wait_busy:
+                    raise
                 if self.clock.monotonic() + self.poll_s > deadline:
                     exc.message = f"{exc.message}; still pending after {self.busy_wait_s:g} s"
                     exc.args = (exc.message,)

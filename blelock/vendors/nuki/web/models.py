@@ -56,7 +56,8 @@ class SmartlockState(_Answer):
 
 class SmartlockConfig(_Answer):
     name: str | None = None
-    keypad_paired: bool = False
+    keypad_paired: bool | None = None
+    keypad2_paired: bool | None = None
     timezone_id: int | None = None
     timezone_offset: int | None = None
 
@@ -75,8 +76,12 @@ class Smartlock(_Answer):
     update_date: dt.datetime | None = None
 
     @property
-    def keypad_paired(self) -> bool:
-        return self.config is not None and self.config.keypad_paired
+    def keypad_paired(self) -> bool | None:
+        """True or False when the API says (Keypad or Keypad 2.0), None when it does not."""
+        if self.config is None:
+            return None
+        said = (self.config.keypad_paired, self.config.keypad2_paired)
+        return True if True in said else False if False in said else None
 
 
 class SmartlockAuth(_Answer):

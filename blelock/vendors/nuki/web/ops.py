@@ -246,7 +246,7 @@ async def add_keypad_code(
         check_auth_name(name, keypad=True)
         window = (window or AccessWindow()).checked().starting(web.clock.now_utc())
         lock = await web.smartlock(smartlock_id)
-        if not lock.keypad_paired:
+        if lock.keypad_paired is False:
             raise UsageError(
                 f"smart lock {smartlock_id} ({lock.name}) has no keypad paired",
                 hint="pair a Keypad in the Nuki app; if it is paired, force a sync first",
@@ -547,8 +547,10 @@ async def _confirm_gone(web: NukiWeb, smartlock_id: int, entries: Sequence[Smart
 
 
 async def _sync_if_online(web: NukiWeb, smartlock_id: int) -> None:
+    """One sync, unless the lock is offline (it would queue behind nothing) or still busy
+    with an operation (a 423: the fresh state comes with that operation anyway)."""
     if (await web.smartlock(smartlock_id)).server_state == 0:
-        await web.sync(smartlock_id)
+        await web.sync(smartlock_id, if_idle=True)
 
 
 async def _not_confirmed(web: NukiWeb, smartlock_id: int, what: str) -> NotConfirmed:
