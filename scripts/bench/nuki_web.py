@@ -2,7 +2,7 @@
 by reading back — against the simulated Web API on 127.0.0.1 (real HTTP, uvicorn).
 
 The simulator runs on a manual clock: the lock's delay (``--delay``, simulated seconds) costs
-polls, not wall time. So the figure is blelock's own cost: requests × round trip. The modelled
+polls, not wall time. So the figure is blelock's own cost: requests times round trip. The modelled
 minimum is the number of requests the operation needs at best (its checks, the write, and one
 read-back per poll the delay forces) times the median round trip of one bare ``GET /smartlock``.
 
@@ -79,8 +79,10 @@ async def main(runs: int, delay: float, poll: float) -> None:
             "update": (update, 2 + polls),
             "remove": (remove, 2 + polls),
         }
-        print(f"bare GET /smartlock round trip: median {rtt:.2f} ms (min {min(bare):.2f}, "
-              f"max {max(bare):.2f}); lock delay {delay:g} s simulated, poll {poll:g} s")  # fmt: skip
+        print(
+            f"bare GET /smartlock round trip: median {rtt:.2f} ms (min {min(bare):.2f}, "
+            f"max {max(bare):.2f}); lock delay {delay:g} s simulated, poll {poll:g} s"
+        )
         for name, (step, least) in plan.items():
             before = sum(state.requests.values())
             times = await _timed(runs, step)
