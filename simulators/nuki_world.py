@@ -5,10 +5,9 @@ security PIN, which its owner would tell the technician."""
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass
 from typing import Any
-
-import secrets
 
 from simulators.nuki_lock import SimNukiLock
 from simulators.nuki_web import NukiWebState
