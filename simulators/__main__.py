@@ -202,6 +202,7 @@ def _announce(
             "expect_locks": len(locks) + len(keyless_locks) + len(nuki_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
+            "demo": {"nuki": {"pins": {n["mac"]: n["pin"] for n in nuki_locks}}},
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return
