@@ -156,7 +156,13 @@ async def test_an_ultra_pairs_with_its_pin_which_is_kept_sealed(
         assert await access.list_codes(mac, settings, store) == []
         result = await run_operation(settings, mac, OperationRequest("unlock"), store=store)
         assert result.details["lock_state"] == "unlocked"
-    raw = b"".join(p.read_bytes() for p in Path(os.environ["BLELOCK_DATA_DIR"]).rglob("blelock.db*"))
+    raw = _store_bytes()
     assert raw
     assert paired.credentials.key not in raw  # the shared key is sealed at rest
     assert (482915).to_bytes(4, "little") not in raw
+
+
+def _store_bytes() -> bytes:
+    return b"".join(
+        p.read_bytes() for p in Path(os.environ["BLELOCK_DATA_DIR"]).rglob("blelock.db*")
+    )
