@@ -275,3 +275,19 @@ def test_a_day_window_is_lock_local_across_daylight_saving(lock: SimNukiLock, cl
     assert lock.enter_code("345678")
     refused, accepted = (e.data[2] for e in list(lock.log)[-2:])
     assert refused == E.TIME_NOT_ALLOWED and accepted == 0
+
+
+def test_states_battery_and_config_on_one_connection(lock: SimNukiLock) -> None:
+    creds = pair(lock)
+    requests = [nuki.keyturner_states(), nuki.battery_report(), nuki.read_config()]
+    answers, refused = command(lock, creds, requests)
+    assert refused is None
+    assert [m.command for m in answers] == [
+        nuki.Command.KEYTURNER_STATES,
+        nuki.Command.BATTERY_REPORT,
+        nuki.Command.CONFIG,
+    ]
+    config = nuki.LockConfig.decode(answers[2].payload)
+    assert config.nuki_id == lock.nuki_id and config.timezone_id == 37
+    states = nuki.KeyturnerStates.decode(answers[0].payload)
+    assert states.timezone_offset_min == 60  # 27 March 2026 in Berlin: still winter time
