@@ -125,6 +125,11 @@ async def test_set_time_corrects_a_drifting_lock(running_world: RunningWorld) ->
     lock.clock_drift_s = -7200.0
     mac = parse_mac(lock.mac)
     async with open_store(settings) as store:
+        lock.pairing_mode = False
+        with pytest.raises(LockRefused, match="P_NOT_PAIRING") as refused:
+            await jobs.pair(mac, settings, store)
+        assert refused.value.hint is not None and "pairing mode" in refused.value.hint
+        lock.pairing_mode = True
         await jobs.pair(mac, settings, store)
         await jobs.set_pin(mac, settings, store, lock.security_pin)
         result = await run_operation(
