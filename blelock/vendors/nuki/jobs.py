@@ -56,6 +56,8 @@ REFUSAL_HINTS: Mapping[int, str] = {
     E.MOTOR_BLOCKED: "the lock's motor is blocked: check the door and the bolt",
 }
 _DEFAULT_HINT = "try again; if it persists, check the lock in the Nuki app"
+ULTRA = "Smart Lock Ultra"
+"""The sighting's hardware for an Ultra (it advertises the Ultra's pairing service)."""
 
 
 async def nuki_store(store: Store) -> NukiStore:
@@ -139,10 +141,6 @@ async def pair(
     if security_pin is not None:
         await keys.save_pin(lock_id, security_pin)
     return paired
-
-
-ULTRA = "Smart Lock Ultra"
-"""The sighting's hardware for an Ultra (it advertises the Ultra's pairing service)."""
 
 
 async def credentials(lock_id: str, store: Store) -> nuki.Credentials:

@@ -80,7 +80,7 @@ class NukiPlugin(VendorPlugin):
             lock_id=mac,
             address=advert.address,
             name=parsed.name,
-            hardware="Smart Lock Ultra" if parsed.ultra else "Smart Lock",
+            hardware="Smart Lock Ultra" if parsed.ultra else "Smart Lock",  # jobs.ULTRA
             firmware=None,
             state=LockState.UNKNOWN,  # the advert says only that it changed
             rssi=advert.rssi,
