@@ -116,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "software-abort=K, not-connected=K, drop-during-write=K, att=CODE[:K], slots=N, "
         "stale-cache. Repeatable.",
     )
+    parser.add_argument(
+        "--nuki-locks", type=int, default=0, metavar="N", help="Nuki Smart Locks, in pairing mode"
+    )
     parser.add_argument("--json", action="store_true", help="print the settings as one JSON line")
     parser.add_argument(
         "--until-stdin-closes",
@@ -172,6 +175,7 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
         cloud_faults=_cloud_faults(args.cloud_fault),
         offline_tracking_keys=tuple(f"tech-{n}" for n in range(1, args.offline_keys + 1)),
         keyless_locks=args.keyless_locks,
+        nuki_locks=max(0, args.nuki_locks),
     )
 
 
@@ -186,13 +190,16 @@ def _announce(
     keyless = running.world.keyless
     keyless_locks = [] if keyless is None else [lock.locking_device_id for lock in keyless.locks]
     invitation = None if keyless is None else keyless.invitation_code
+    nuki = running.world.nuki
+    nuki_locks = [] if nuki is None else [{"mac": n.mac, "pin": n.security_pin} for n in nuki.locks]
     if as_json:
         announced = {"env": environment, "locks": locks, "keyless_locks": keyless_locks}
+        announced["nuki_locks"] = nuki_locks  # with the PIN each owner would tell
         # What a technician is handed by each vendor before the day starts (vendor-neutral
         # keys, so that `blelock demo` needs no vendor's name): enrolment codes, and the
         # options a key sync needs (Nokē issues offline keys for a tracking key).
         vendor_setup = {
-            "expect_locks": len(locks) + len(keyless_locks),
+            "expect_locks": len(locks) + len(keyless_locks) + len(nuki_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
         }
@@ -206,6 +213,8 @@ def _announce(
         print(f"# Keyless lock {lock_id}")
     if invitation is not None:
         print(f"# Keyless invitation code: {invitation}")
+    for nuki_lock in nuki_locks:
+        print(f"# Nuki lock {nuki_lock['mac']} (security PIN {nuki_lock['pin']})")
     sys.stdout.flush()
 
 

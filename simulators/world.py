@@ -39,6 +39,7 @@ from simulators.keyless_cloud import (
 from simulators.keyless_lock import SimKeylessLock
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
+from simulators.nuki_world import NukiWorld, add_nuki_locks, nuki_state
 from simulators.radio import LatencyModel, Radio, RadioServer
 
 __all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world", "world_state"]
@@ -66,6 +67,8 @@ class WorldSpec:
     keyless_locks: int = 0
     """Keyless padlocks, claimed on the simulated platform; a technician user may open each
     (OPEN and UPDATE_TIME permissions) once it activates its invitation."""
+    nuki_locks: int = 0
+    """Nuki Smart Locks, in pairing mode (simulators/nuki_world.py)."""
 
 
 @dataclass
@@ -85,6 +88,7 @@ class World:
     bootloaders: list[SimDfuTarget] = field(default_factory=list)
     """Each lock's Nordic bootloader (same index), silent until a firmware-update command."""
     keyless: KeylessWorld | None = None
+    nuki: NukiWorld | None = None
 
 
 def build_world(spec: WorldSpec) -> World:
@@ -139,7 +143,10 @@ def build_world(spec: WorldSpec) -> World:
         for tracking_key in spec.offline_tracking_keys:
             registered.issue_offline_key(tracking_key)
     keyless = _keyless_world(spec, rng, radio) if spec.keyless_locks else None
-    return World(radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders, keyless=keyless)
+    nuki = add_nuki_locks(spec.nuki_locks, spec.seed, radio) if spec.nuki_locks else None
+    return World(
+        radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders, keyless=keyless, nuki=nuki
+    )
 
 
 PERMISSION_SPAN = dt.timedelta(days=365)
@@ -202,6 +209,7 @@ def world_state(world: World) -> dict[str, Any]:
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
         "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
         "keyless": _keyless_state(world.keyless),
+        "nuki": nuki_state(world.nuki),
         "bootloaders": {
             lock.mac: {
                 "in_dfu_mode": bootloader.in_dfu_mode,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from blelock.clock import Clock, SystemClock
 from blelock.errors import UsageError
-from blelock.model import Advert, KeyInfo, LogRecord, Sighting, VisitResult
+from blelock.model import Advert, KeptLog, KeyInfo, LogRecord, Sighting, VisitResult
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -215,6 +215,12 @@ class VendorPlugin:
 
     async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
         return ()
+
+    async def kept_logs(self, ctx: VendorContext, limit: int) -> tuple[int, Sequence[KeptLog]]:
+        """Log entries kept here that go to no cloud from here (how many, and the newest
+        ``limit``): a vendor whose cloud gets its locks' logs another way keeps them for
+        ``blelock logs`` to show."""
+        return 0, ()
 
     async def enroll(self, ctx: VendorContext, invitation: str) -> str:
         """Make this companion one of the vendor's devices with the invitation code its
