@@ -5,10 +5,12 @@ security PIN, which its owner would tell the technician."""
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from simulators.nuki_lock import SimNukiLock
+from simulators.nuki_web import NukiWebState
 from simulators.radio import Radio
 
 __all__ = ["NukiWorld", "add_nuki_locks", "nuki_state"]
@@ -20,6 +22,10 @@ NUKI_OUI = (0x54, 0xD2, 0x72)
 @dataclass
 class NukiWorld:
     locks: list[SimNukiLock]
+    web: NukiWebState
+    """The simulated Nuki Web API, with a smart lock of the same name per lock (smartlockIds
+    from 1001). Its model is its own: what it is told does not reach the Bluetooth locks (the
+    real one gets there through a bridge, which this world does not simulate)."""
 
     def pin(self, mac: str) -> int:
         return next(lock.security_pin for lock in self.locks if lock.mac == mac)
@@ -29,6 +35,7 @@ def add_nuki_locks(count: int, seed: int, radio: Radio, *, ultra_every: int = 0)
     """``count`` Smart Locks (every ``ultra_every``-th an Ultra, with a 6-digit PIN); their
     own random source, so adding them changes no other lock of the same seed."""
     rng = random.Random(f"nuki-{seed}")
+    web = NukiWebState(api_token=f"sim-nuki-web-{secrets.token_hex(12)}", delay_s=0.5)
     locks = []
     for index in range(count):
         ultra = bool(ultra_every) and (index + 1) % ultra_every == 0
@@ -43,7 +50,8 @@ def add_nuki_locks(count: int, seed: int, radio: Radio, *, ultra_every: int = 0)
         )
         radio.add(lock)
         locks.append(lock)
-    return NukiWorld(locks)
+        web.add_lock(1001 + index, lock.name)
+    return NukiWorld(locks, web)
 
 
 def nuki_state(nuki: NukiWorld | None) -> dict[str, Any]:

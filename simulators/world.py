@@ -39,6 +39,7 @@ from simulators.keyless_cloud import (
 from simulators.keyless_lock import SimKeylessLock
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
+from simulators.nuki_web import nuki_web_app
 from simulators.nuki_world import NukiWorld, add_nuki_locks, nuki_state
 from simulators.radio import LatencyModel, Radio, RadioServer
 
@@ -246,6 +247,7 @@ class RunningWorld:
     radio_address: str
     cloud_url: str
     keyless_url: str | None = None
+    nuki_web_url: str | None = None
     switches: dict[str, CloudSwitch] = field(default_factory=dict)
     """Each cloud's runtime switch (down, slow, back; lost answers), by vendor; also over HTTP
     at ``/_sim/cloud`` on that cloud's port (see :mod:`simulators.cloud_switch`)."""
@@ -253,14 +255,27 @@ class RunningWorld:
     @property
     def environment(self) -> dict[str, str]:
         """The settings that point ``blelock`` (and the sim bleak backend) at this world."""
+        return (
+            {
+                "BLELOCK_NOKE_URL": self.cloud_url,
+                "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
+                "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
+                "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
+                "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
+                "BLELOCK_SIM_RADIO": self.radio_address,
+            }
+            | self._keyless_environment()
+            | self._nuki_environment()
+        )
+
+    def _nuki_environment(self) -> dict[str, str]:
+        nuki = self.world.nuki
+        if nuki is None or self.nuki_web_url is None:
+            return {}
         return {
-            "BLELOCK_NOKE_URL": self.cloud_url,
-            "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
-            "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
-            "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
-            "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
-            "BLELOCK_SIM_RADIO": self.radio_address,
-        } | self._keyless_environment()
+            "BLELOCK_NUKI_WEB_URL": self.nuki_web_url,
+            "BLELOCK_NUKI_API_TOKEN": nuki.web.api_token,
+        }
 
     def _keyless_environment(self) -> dict[str, str]:
         keyless = self.world.keyless
@@ -327,6 +342,13 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
                     lambda method, path: method == "POST" and path.rstrip("/").endswith("-log"),
                 )
                 keyless_url = await stack.enter_async_context(_serve_http(switches["keyless"]))
-            yield RunningWorld(world, radio_server.address, cloud_url, keyless_url, switches)
+            nuki_web_url = None
+            if world.nuki is not None:
+                nuki_web_url = await stack.enter_async_context(
+                    _serve_http(nuki_web_app(world.nuki.web))
+                )
+            yield RunningWorld(
+                world, radio_server.address, cloud_url, keyless_url, nuki_web_url, switches
+            )
     finally:
         await radio_server.close()

@@ -53,7 +53,7 @@ async def test_a_mac_both_vendors_could_own_is_resolved_by_the_scan(
     assert resolved.plugin.name == "nuki" and resolved.lock_id == world.locks[0].mac
     assert (await resolve(running_world.world.locks[0].mac, settings)).plugin.name == "noke"
     with pytest.raises(UsageError, match="could be a lock of"):
-        await resolve("00:11:22:33:44:55", settings)
+        await resolve("00:11:22:33:44:55", settings_for(running_world, BLELOCK_SCAN_TIMEOUT="0.3"))
 
 
 async def test_pair_open_codes_and_logs(running_world: RunningWorld) -> None:

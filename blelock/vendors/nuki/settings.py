@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from blelock.config import ApiKey, HttpUrl, Section, Settings
+from blelock.config import Settings
+from blelock.vendors.nuki.web.settings import NukiWebSettings
 
 __all__ = ["SETTINGS", "NukiSettings", "nuki_settings"]
 
 
-class NukiSettings(Section):
+class NukiSettings(NukiWebSettings):
+    """Bluetooth's fields here; the Web API's (``web_url``, ``api_token``) from its module."""
+
     app_name: str = Field(
         default="blelock",
         max_length=32,
@@ -17,13 +20,6 @@ class NukiSettings(Section):
     )
     app_id: int = Field(
         default=0x626C6B31, ge=0, le=0xFFFFFFFF, description="this companion's app id (u32)"
-    )
-    web_url: HttpUrl = Field(
-        default="https://api.nuki.io/", description="the Nuki Web API's base URL"
-    )
-    api_token: ApiKey = Field(
-        default=None,
-        description="a Nuki Web API token (web.nuki.io → API), sent as a bearer token",
     )
 
 
