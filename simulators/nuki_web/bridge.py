@@ -4,7 +4,8 @@ lock's own model, and what was changed at the lock reaches the Web API only with
 
 * a keypad-code operation the lock takes (create, update, delete) becomes a code in the
   lock's keypad table, its time fields a time limit the lock itself enforces (dates in UTC,
-  weekdays and day times on the lock's wall clock in its time zone);
+  weekdays and day times on the lock's wall clock in its time zone); a code the lock already
+  holds (added over Bluetooth, not yet synced) is refused there and never appears;
 * a lock action moves the lock's state;
 * a sync (``PUT .../sync``, or the daily one) reads the lock's keypad codes back, codes added
   over Bluetooth included.
@@ -76,6 +77,14 @@ def _carry(web_lock: SimSmartLock, lock: SimNukiLock, carried: dict[str, int]) -
         limited, limit = _limit(entry)
         code_id = carried.get(entry_id)
         held = lock.codes.get(code_id) if code_id is not None else None
+        if any(c.code == entry.code and c.code_id != code_id for c in lock.codes.values()):
+            # The lock refuses a code it holds already (added over Bluetooth, not yet synced):
+            # the Web API took the write (204), but nothing changes on the lock.
+            if held is None:
+                del web_lock.on_lock[entry_id]
+            else:
+                web_lock.on_lock[entry_id] = dataclasses.replace(entry, code=held.code)
+            continue
         if held is None:
             code_id = max(lock.codes, default=0) + 1
             lock._next_code = max(lock._next_code, code_id + 1)  # the lock's own counter

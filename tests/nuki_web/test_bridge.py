@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from blelock.vendors.nuki import protocol as nuki
+from blelock.vendors.nuki.web.client import ReadBackDiffers
 from blelock.vendors.nuki.web.ops import (
     AuthChanges,
     add_keypad_code,
@@ -105,3 +106,27 @@ async def test_a_code_added_at_the_lock_shows_in_the_web_api_after_a_sync(
 async def test_a_web_lock_action_moves_the_lock(sim: Sim, door: SimNukiLock) -> None:
     await lock_action(sim.web, FRONT, LockAction.UNLOCK)
     assert door.lock_state == nuki.LockState.UNLOCKED and door.lock_actions == 1
+
+
+async def test_a_code_the_lock_holds_unsynced_is_refused_at_the_lock(
+    sim: Sim, door: SimNukiLock
+) -> None:
+    """The half-way sync reads the lock: the code is there, under the other name, and the
+    client says so rather than calling it done."""
+    door.codes[3] = Code(3, 345678, "Over BLE", door.now())
+    with pytest.raises(ReadBackDiffers, match="with a different name") as caught:
+        await add_keypad_code(sim.web, FRONT, "345678", "Via web")
+    assert caught.value.fields == ("name",)
+    assert [c.name for c in door.codes.values()] == ["Over BLE"]
+    (listed,) = await list_keypad_codes(sim.web, FRONT)
+    assert listed.name == "Over BLE"
+
+
+async def test_without_the_sync_a_refused_code_is_not_confirmed(
+    sim: Sim, door: SimNukiLock
+) -> None:
+    door.codes[3] = Code(3, 345678, "Over BLE", door.now())
+    await sim.raw.put(f"smartlock/{FRONT}/auth", json={"name": "G", "type": 13, "code": 345678})
+    sim.clock.advance(sim.state.delay_s)
+    assert (await list_keypad_codes(sim.web, FRONT)) == []  # 204, and never on the lock
+    assert [c.name for c in door.codes.values()] == ["Over BLE"]

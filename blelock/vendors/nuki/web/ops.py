@@ -570,8 +570,8 @@ async def _confirm(
     if last:
         found, differs = last[0]
         raise ReadBackDiffers(
-            f"the lock took {what}, but the Web API reads back a different "
-            f"{', '.join(differs)} than was sent (entry {found.id}, after {web.confirm_s:g} s)",
+            f"the Web API reads back {what} with a different {', '.join(differs)} than was "
+            f"sent (entry {found.id}, still after {web.confirm_s:g} s)",
             fields=differs,
         )
     raise await _not_confirmed(web, smartlock_id, what)
