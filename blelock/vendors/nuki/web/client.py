@@ -280,11 +280,20 @@ class NukiWeb(CloudClient):
         return await self._read_list(AccountUser, "account/user", what="the account users")
 
     async def create_account_user(self, email: str, name: str) -> AccountUser:
-        """``PUT /account/user``: the new user (an invite key is e-mailed to ``email``)."""
+        """``PUT /account/user``: the new user. The vendor's example reads the new id with a
+        ``GET /account/user`` afterwards, so an empty answer is met by looking it up by e-mail."""
         response = await self._send(
             "PUT", "account/user", {"email": email, "name": name}, what="a new account user"
         )
-        return _validate(AccountUser, json_body(response), "a new account user", self.host)
+        if response.content.strip():
+            return _validate(AccountUser, json_body(response), "a new account user", self.host)
+        for user in await self.account_users():
+            if user.email.casefold() == email.casefold():
+                return user
+        raise CloudRejected(
+            f"the Nuki Web API at {self.host} took the new account user but does not list it",
+            hint="list the account users in a moment; the user may still be on its way",
+        )
 
     async def delete_account_user(self, account_user_id: int) -> None:
         """``DELETE /account/user/{id}``."""
