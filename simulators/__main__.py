@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--nuki-locks", type=int, default=0, metavar="N", help="Nuki Smart Locks, in pairing mode"
     )
+    faults.add_argument(
+        "--nuki-drift-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="every Nuki lock's clock runs S seconds off (until `blelock nuki set-time`)",
+    )
     parser.add_argument("--json", action="store_true", help="print the settings as one JSON line")
     parser.add_argument(
         "--until-stdin-closes",
@@ -202,6 +209,7 @@ def _announce(
             "expect_locks": len(locks) + len(keyless_locks) + len(nuki_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
+            "demo": {"nuki": {"pins": {n["mac"]: n["pin"] for n in nuki_locks}}},
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return
@@ -219,7 +227,12 @@ def _announce(
 
 
 async def _serve(
-    spec: WorldSpec, *, as_json: bool, until_stdin_closes: bool, bluez: list[str] | None = None
+    spec: WorldSpec,
+    *,
+    as_json: bool,
+    until_stdin_closes: bool,
+    bluez: list[str] | None = None,
+    nuki_drift_s: float = 0.0,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -229,6 +242,8 @@ async def _serve(
     watcher = asyncio.create_task(_stop_when_stdin_closes(stop)) if until_stdin_closes else None
     async with contextlib.AsyncExitStack() as stack:
         world = build_world(spec)
+        for nuki_lock in [] if world.nuki is None else world.nuki.locks:
+            nuki_lock.clock_drift_s = nuki_drift_s
         if bluez is None:
             running = await stack.enter_async_context(serve_world(world))
             _announce(running, as_json)
@@ -283,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 as_json=args.json,
                 until_stdin_closes=args.until_stdin_closes,
                 bluez=args.bluez_fault if args.bluez else None,
+                nuki_drift_s=args.nuki_drift_s,
             )
         )
     return 0

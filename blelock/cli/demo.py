@@ -46,6 +46,7 @@ class DemoReport:
     uploaded: int = 0
     pending: int = 0
     heard: int = 0
+    opened: int = 0
 
 
 def caption(report: DemoReport) -> str:
@@ -57,7 +58,7 @@ def caption(report: DemoReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed))
+    report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed, args.nuki_locks))
     show_results(
         report.results,
         report.failures,
@@ -65,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
         caption=caption(report),
         extra={"logs": {"uploaded": report.uploaded, "pending": report.pending}},
     )
-    complete = len(report.results) == 2 * report.heard and report.heard > 0
+    complete = report.opened == 2 * report.heard and report.heard > 0
     return 0 if complete and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
-async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncIterator[dict[str, Any]]:
+async def simulator(
+    locks: int, seed: int, keyless_locks: int = 0, nuki_locks: int = 0
+) -> AsyncIterator[dict[str, Any]]:
     """A ``blelock-sim`` child; yields what it announced (``env`` points blelock at it)."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -84,6 +87,8 @@ async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncItera
         str(seed),
         "--keyless-locks",
         str(keyless_locks),
+        "--nuki-locks",
+        str(nuki_locks),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -121,8 +126,8 @@ async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncItera
             await child.wait()
 
 
-async def _demo(locks: int, keyless_locks: int, seed: int) -> DemoReport:
-    async with simulator(locks, seed, keyless_locks) as announced:
+async def _demo(locks: int, keyless_locks: int, seed: int, nuki_locks: int = 0) -> DemoReport:
+    async with simulator(locks, seed, keyless_locks, nuki_locks) as announced:
         environment = announced["env"]
         # A throwaway store: the demo must not touch a technician's real keys or logs.
         with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:
@@ -154,8 +159,10 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
                     hint="the machine may be overloaded; try again",
                 )
             )
-        await _open_each(found, settings, store, report)
         owners = {f.sighting.vendor for f in found}
+        await _vendors_part(plugins, "before", found, settings, store, announced, report)
+        await _open_each(found, settings, store, report)
+        await _vendors_part(plugins, "after", found, settings, store, announced, report)
         await _sync_keys(settings, store, [plugins[v] for v in owners], found, announced, report)
         await _open_each(found, _no_signal(settings), store, report)
         for vendor in sorted(owners):
@@ -163,6 +170,28 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
             report.uploaded += done.uploaded
             report.pending += done.pending
     return report
+
+
+async def _vendors_part(
+    plugins: Mapping[str, VendorPlugin],
+    when: str,
+    found: Sequence[Found],
+    settings: Settings,
+    store: Store,
+    announced: Mapping[str, Any],
+    report: DemoReport,
+) -> None:
+    """Each vendor's own steps of the day (pairing, keypad codes, reading a log…)."""
+    given = announced.get("demo", {})
+    for name in sorted({f.sighting.vendor for f in found}):
+        plugin = plugins[name]
+        ctx = context(plugin, settings, store)
+        mine = [f for f in found if f.sighting.vendor == name]
+        step = plugin.demo_before_opening if when == "before" else plugin.demo_after_opening
+        try:
+            report.results += await step(ctx, mine, given.get(name, {}))
+        except BlelockError as exc:
+            report.failures.append(exc)
 
 
 async def _sync_keys(
@@ -200,6 +229,7 @@ async def _open_each(
                         found=lock,
                     )
                 )
+                report.opened += 1
         except BlelockError as exc:
             report.failures.append(exc)
 

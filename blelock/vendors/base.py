@@ -216,6 +216,19 @@ class VendorPlugin:
     async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
         return ()
 
+    async def demo_before_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], given: Mapping[str, object]
+    ) -> Sequence[VisitResult]:
+        """``blelock demo``: what a technician does with this vendor's locks before opening
+        them (``given``: what the simulator handed out for it); what it did, to show."""
+        return ()
+
+    async def demo_after_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], given: Mapping[str, object]
+    ) -> Sequence[VisitResult]:
+        """``blelock demo``: what a technician does once the locks were opened."""
+        return ()
+
     async def kept_logs(self, ctx: VendorContext, limit: int) -> tuple[int, Sequence[KeptLog]]:
         """Log entries kept here that go to no cloud from here (how many, and the newest
         ``limit``): a vendor whose cloud gets its locks' logs another way keeps them for

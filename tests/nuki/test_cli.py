@@ -106,11 +106,23 @@ def test_nuki_from_the_command_line(
     )
     assert 'must not start with "12"' in str(refused)
 
+    info = run(capsys, monkeypatch, "nuki", "info", mac)
+    assert isinstance(info, dict)
+    assert (info["lock_state"], info["name"], info["keypad"]) == ("unlocked", "Door 1", True)
+    assert info["utc_offset_min"] in (60, 120)  # Europe/Berlin, winter or summer
+
     logs = run(capsys, monkeypatch, "nuki", "logs", mac)
     assert isinstance(logs, dict) and logs["read"] == 1 and logs["kept"] == 1
     assert logs["entries"][0]["entry"].startswith("unlock")
+    assert run(capsys, monkeypatch, "nuki", "logging", mac, "off") == {
+        "ok": True, "lock_id": mac, "logging": False
+    }  # fmt: skip
+    assert not lock.logging_enabled
+    logs = run(capsys, monkeypatch, "nuki", "logs", mac)
+    assert isinstance(logs, dict) and logs["read"] == 1  # the switch itself is logged
+    assert logs["entries"][0]["entry"] == "logging disabled"
     kept = run(capsys, monkeypatch, "logs")
-    assert isinstance(kept, dict) and kept["kept"] == 1
+    assert isinstance(kept, dict) and kept["kept"] == 2
     assert kept["kept_records"][0]["vendor"] == "nuki"
 
     # The same commands through the Web API (its own simulated copy of the lock).

@@ -5,6 +5,8 @@ keypad codes with a lock-local window across a DST change, the log kept in the s
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import pytest
 
@@ -123,6 +125,11 @@ async def test_set_time_corrects_a_drifting_lock(running_world: RunningWorld) ->
     lock.clock_drift_s = -7200.0
     mac = parse_mac(lock.mac)
     async with open_store(settings) as store:
+        lock.pairing_mode = False
+        with pytest.raises(LockRefused, match="P_NOT_PAIRING") as refused:
+            await jobs.pair(mac, settings, store)
+        assert refused.value.hint is not None and "pairing mode" in refused.value.hint
+        lock.pairing_mode = True
         await jobs.pair(mac, settings, store)
         await jobs.set_pin(mac, settings, store, lock.security_pin)
         result = await run_operation(
@@ -132,3 +139,35 @@ async def test_set_time_corrects_a_drifting_lock(running_world: RunningWorld) ->
     after = dt.datetime.fromisoformat(str(result.details["clock_now"]))
     assert dt.timedelta(hours=1.9) < after - before < dt.timedelta(hours=2.1)
     assert abs((lock.now() - dt.datetime.now(dt.UTC)).total_seconds()) < 5
+
+
+async def test_an_ultra_pairs_with_its_pin_which_is_kept_sealed(
+    running_world: RunningWorld,
+) -> None:
+    settings = settings_for(running_world)
+    world = running_world.world.nuki
+    assert world is not None
+    ultra = world.locks[1]
+    ultra.ultra, ultra.security_pin = True, 482915
+    mac = parse_mac(ultra.mac)
+    async with open_store(settings) as store:
+        with pytest.raises(UsageError, match="6-digit security PIN"):
+            await jobs.pair(mac, settings, store)
+        with pytest.raises(LockRefused, match="BAD_PIN"):
+            await jobs.pair(mac, settings, store, security_pin=111111)
+        paired = await jobs.pair(mac, settings, store, security_pin=482915)
+        assert paired.credentials.ultra and ultra.authorizations
+        # The PIN went in with pairing: a PIN command works with no set-pin.
+        assert await access.list_codes(mac, settings, store) == []
+        result = await run_operation(settings, mac, OperationRequest("unlock"), store=store)
+        assert result.details["lock_state"] == "unlocked"
+    raw = _store_bytes()
+    assert raw
+    assert paired.credentials.key not in raw  # the shared key is sealed at rest
+    assert (482915).to_bytes(4, "little") not in raw
+
+
+def _store_bytes() -> bytes:
+    return b"".join(
+        p.read_bytes() for p in Path(os.environ["BLELOCK_DATA_DIR"]).rglob("blelock.db*")
+    )

@@ -275,3 +275,40 @@ def test_a_day_window_is_lock_local_across_daylight_saving(lock: SimNukiLock, cl
     assert lock.enter_code("345678")
     refused, accepted = (e.data[2] for e in list(lock.log)[-2:])
     assert refused == E.TIME_NOT_ALLOWED and accepted == 0
+
+
+def test_states_battery_and_config_on_one_connection(lock: SimNukiLock) -> None:
+    creds = pair(lock)
+    requests = [nuki.keyturner_states(), nuki.battery_report(), nuki.read_config()]
+    answers, refused = command(lock, creds, requests)
+    assert refused is None
+    assert [m.command for m in answers] == [
+        nuki.Command.KEYTURNER_STATES,
+        nuki.Command.BATTERY_REPORT,
+        nuki.Command.CONFIG,
+    ]
+    config = nuki.LockConfig.decode(answers[2].payload)
+    assert config.nuki_id == lock.nuki_id and config.timezone_id == 37
+    states = nuki.KeyturnerStates.decode(answers[0].payload)
+    assert states.timezone_offset_min == 60  # 27 March 2026 in Berlin: still winter time
+
+
+def test_the_lock_notifies_in_pieces_of_20_bytes(lock: SimNukiLock) -> None:
+    creds = pair(lock)
+    lock.on_connect()
+    frame = nuki.seal(
+        creds.key, creds.auth_id, nuki.Command.REQUEST_DATA, b"\x0c\x00", bytes([9]) * 24
+    )
+    notes = [note for _, note in lock.on_write(nuki.USDIO_CHAR, frame)]
+    assert len(notes) > 1 and all(len(note) <= 20 for note in notes)
+    assert all(len(note) == 20 for note in notes[:-1])
+    # Written in pieces too (a central at ATT MTU 23), the lock reassembles before it reads.
+    again = nuki.seal(
+        creds.key, creds.auth_id, nuki.Command.REQUEST_DATA, b"\x0c\x00", bytes([8]) * 24
+    )
+    answered = [
+        n for piece in nuki.fragment(again, 7) for n in lock.on_write(nuki.USDIO_CHAR, piece)
+    ]
+    frames = nuki.Reassembler(encrypted=True)
+    (whole,) = [f for _, n in answered for f in frames.feed(n)]
+    assert nuki.open_sealed(creds.key, whole).message.command == nuki.Command.KEYTURNER_STATES

@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser, common: list[argparse.Argumen
     )
     _lock(actions.add_parser("set-pin", parents=common, help="give a lock's security PIN"))
     _lock(actions.add_parser("set-time", parents=common, help="set a lock's clock to this one"))
+    _lock(actions.add_parser("info", parents=common, help="a lock's state, battery and config"))
+    logging = actions.add_parser("logging", parents=common, help="switch a lock's log on or off")
+    _lock(logging)
+    logging.add_argument("switch", choices=("on", "off"))
     logs = actions.add_parser("logs", parents=common, help="read and show a lock's log")
     _lock(logs)
     _via(logs)
@@ -217,6 +221,30 @@ async def _ble(settings: Settings, args: argparse.Namespace, lock: str, pin: int
                 f"the lock's clock was {was}, now {after.isoformat()}",
                 args,
             )  # fmt: skip
+        elif action == "info":
+            info = await jobs.lock_info(lock, settings, store)
+            facts = {
+                "lock_id": lock,
+                "name": info.config.name,
+                "nuki_id": f"{info.config.nuki_id:08X}",
+                "lock_state": info.states.state_name(),
+                "clock": None if info.states.current_time is None
+                else info.states.current_time.isoformat(),
+                "utc_offset_min": info.states.timezone_offset_min,
+                "battery_percent": info.states.battery_percent,
+                "battery_critical": info.states.critical_battery,
+                "battery_mv": info.battery.voltage_mv,
+                "firmware": info.config.firmware,
+                "hardware": info.config.hardware,
+                "keypad": info.config.has_keypad,
+            }  # fmt: skip
+            if args.json:
+                print_json(facts)
+            else:
+                show_rows(f"Nuki lock {lock}", [facts], as_json=False)
+        elif action == "logging":
+            await jobs.enable_logging(lock, settings, store, args.switch == "on")
+            _say({"lock_id": lock, "logging": args.switch == "on"}, f"logging {args.switch}", args)
         elif action == "logs":
             kept = 0
             if not args.no_read:

@@ -23,7 +23,10 @@ from blelock.vendors.nuki.store import NukiStore, PairedLock
 
 __all__ = [
     "ActionOutcome",
+    "LockInfo",
+    "enable_logging",
     "lock_action",
+    "lock_info",
     "nuki_store",
     "pair",
     "read_logs",
@@ -266,6 +269,42 @@ async def set_time(
         if m.command == nuki.Command.KEYTURNER_STATES
     )
     return before, now
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    states: nuki.KeyturnerStates
+    battery: nuki.BatteryReport
+    config: nuki.LockConfig
+
+
+async def lock_info(lock_id: str, settings: Settings, store: Store) -> LockInfo:
+    """The lock's keyturner states, battery report and config, on one connection."""
+    answers = await run_commands(
+        lock_id,
+        settings,
+        store,
+        [nuki.keyturner_states(), nuki.battery_report(), nuki.read_config()],
+        step="read the lock's state",
+    )
+    by_command = {m.command: m.payload for m in answers}
+    try:
+        return LockInfo(
+            nuki.KeyturnerStates.decode(by_command[nuki.Command.KEYTURNER_STATES]),
+            nuki.BatteryReport.decode(by_command[nuki.Command.BATTERY_REPORT]),
+            nuki.LockConfig.decode(by_command[nuki.Command.CONFIG]),
+        )
+    except KeyError as missing:
+        raise LockRefused(
+            f"the lock did not answer {missing.args[0]:#06x}", reason="incomplete"
+        ) from None
+
+
+async def enable_logging(lock_id: str, settings: Settings, store: Store, enabled: bool) -> None:
+    creds = await credentials(lock_id, store)
+    pin = await security_pin(lock_id, store)
+    request = nuki.enable_logging(enabled, pin, ultra=creds.ultra)
+    await run_commands(lock_id, settings, store, [request], step="switch logging", creds=creds)
 
 
 LOG_BATCH = 100

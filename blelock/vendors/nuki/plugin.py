@@ -11,11 +11,15 @@ Light at import time: the protocol, the jobs and the store adapter are imported 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from blelock.errors import BlelockError, UsageError
 from blelock.model import Advert, KeptLog, LockState, Sighting, VisitResult, parse_mac
 from blelock.vendors.base import OperationRequest, OperationSpec, VendorContext, VendorPlugin
 from blelock.vendors.nuki.schema import MIGRATIONS
+
+if TYPE_CHECKING:
+    from blelock.transport.scan import Found
 
 __all__ = ["PLUGIN", "NukiPlugin"]
 
@@ -127,6 +131,60 @@ class NukiPlugin(VendorPlugin):
                 "battery_critical": None if final is None else final.critical_battery,
                 "states_seen": len(outcome.states),
             },
+        )
+
+    async def demo_before_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], given: Mapping[str, object]
+    ) -> Sequence[VisitResult]:
+        """Pair with each lock (the simulator starts them in pairing mode), give it its
+        security PIN, and add a keypad code for a cleaner: Mon-Fri 09:00-17:00 lock time, for
+        a week from now."""
+        import datetime as dt
+        import secrets
+
+        from blelock.vendors.nuki import access, jobs
+        from blelock.vendors.nuki.protocol import TimeLimit
+
+        pins = given.get("pins", {})
+        assert isinstance(pins, dict)
+        done: list[VisitResult] = []
+        now = ctx.clock.now_utc().replace(microsecond=0)
+        window = TimeLimit(now, now + dt.timedelta(days=7), 0x7C, dt.time(9), dt.time(17))
+        for found in locks:
+            lock_id = found.sighting.lock_id
+            pin = pins.get(lock_id)
+            paired = await jobs.pair(lock_id, ctx.settings, ctx.store, found=found)
+            done.append(self._result(lock_id, "pair", auth_id=paired.credentials.auth_id))
+            if pin is None:
+                continue
+            await jobs.set_pin(lock_id, ctx.settings, ctx.store, int(pin))
+            code = "".join(secrets.choice("3456789") for _ in range(6))  # never shown
+            code_id = await access.add_code(
+                lock_id, ctx.settings, ctx.store, code, "cleaner", window
+            )
+            done.append(
+                self._result(
+                    lock_id, "add keypad code", code_id=code_id, window="Mon-Fri 09:00-17:00"
+                )
+            )
+        return done
+
+    async def demo_after_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], given: Mapping[str, object]
+    ) -> Sequence[VisitResult]:
+        """Read each lock's log into the store (``blelock logs`` shows it)."""
+        from blelock.vendors.nuki import jobs
+
+        done = []
+        for found in locks:
+            lock_id = found.sighting.lock_id
+            kept, total = await jobs.read_logs(lock_id, ctx.settings, ctx.store, found=found)
+            done.append(self._result(lock_id, "read log", kept_here=kept, on_the_lock=total))
+        return done
+
+    def _result(self, lock_id: str, operation: str, **details: str | int) -> VisitResult:
+        return VisitResult(
+            lock_id, self.name, operation, online=False, logs_kept=0, details=details
         )
 
     async def kept_logs(self, ctx: VendorContext, limit: int) -> tuple[int, Sequence[KeptLog]]:

@@ -67,8 +67,8 @@ def _with_pin(command: Command, fields: bytes, pin: int, ultra: bool) -> Request
     return Request(command, lambda nonce: fields + nonce + tail)
 
 
-def _until(command: Command) -> Request:
-    return Request(command, lambda nonce: nonce, done=lambda m: m.command == command)
+def _until(command: Command, answer: Command) -> Request:
+    return Request(command, lambda nonce: nonce, done=lambda m: m.command == answer)
 
 
 def keyturner_states() -> Request:
@@ -86,7 +86,7 @@ def lock_action(action: int, app_id: int, flags: int = 0) -> Request:
 
 
 def read_config() -> Request:
-    return _until(Command.CONFIG)
+    return _until(Command.REQUEST_CONFIG, Command.CONFIG)
 
 
 def verify_security_pin(pin: int, *, ultra: bool) -> Request:
