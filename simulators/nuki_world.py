@@ -11,6 +11,7 @@ from typing import Any
 
 from simulators.nuki_lock import SimNukiLock
 from simulators.nuki_web import NukiWebState
+from simulators.nuki_web.bridge import bridge
 from simulators.radio import Radio
 
 __all__ = ["NukiWorld", "add_nuki_locks", "nuki_state"]
@@ -24,8 +25,9 @@ class NukiWorld:
     locks: list[SimNukiLock]
     web: NukiWebState
     """The simulated Nuki Web API, with a smart lock of the same name per lock (smartlockIds
-    from 1001). Its model is its own: what it is told does not reach the Bluetooth locks (the
-    real one gets there through a bridge, which this world does not simulate)."""
+    from 1001). Its model is its own; what the Web API's locks take reaches the Bluetooth locks
+    through a simulated bridge (keypad codes, lock actions), and codes added over Bluetooth
+    reach the Web API with a sync (simulators/nuki_web/bridge.py)."""
 
     def pin(self, mac: str) -> int:
         return next(lock.security_pin for lock in self.locks if lock.mac == mac)
@@ -51,6 +53,7 @@ def add_nuki_locks(count: int, seed: int, radio: Radio, *, ultra_every: int = 0)
         radio.add(lock)
         locks.append(lock)
         web.add_lock(1001 + index, lock.name)
+        bridge(web, 1001 + index, lock)
     return NukiWorld(locks, web)
 
 

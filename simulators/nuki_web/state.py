@@ -170,6 +170,9 @@ class SimSmartLock:
     """Oldest first; served newest first."""
     next_auth_id: int = 2
     creation_date: dt.datetime = dt.datetime(2029, 6, 1, tzinfo=dt.UTC)
+    on_taken: Callable[[SimSmartLock, Operation], None] | None = None
+    """Called when the lock has taken an operation, before the Web API's copy is refreshed:
+    the seam :mod:`simulators.nuki_web.bridge` carries operations to a simulated lock by."""
 
     def refresh_listing(self) -> None:
         self.listed = {key: dataclasses.replace(entry) for key, entry in self.on_lock.items()}
@@ -278,12 +281,17 @@ class NukiWebState:
                 continue
             lock.pending = None
             operation.apply(lock, now)
+            if lock.on_taken is not None:
+                lock.on_taken(lock, operation)
             if operation.kind == "sync" or not self.faults.take("skip_fast_sync"):
                 lock.refresh_listing()
         if self._next_daily_sync is None:
             self._next_daily_sync = now + dt.timedelta(seconds=DAY_S)
         elif now >= self._next_daily_sync:
             for lock in self.locks.values():
+                if lock.on_taken is not None:
+                    daily = Operation(self.new_id(), "sync", now, frozenset(), _nothing)
+                    lock.on_taken(lock, daily)
                 lock.refresh_listing()
             self._next_daily_sync = now + dt.timedelta(seconds=DAY_S)
 
@@ -332,6 +340,10 @@ class NukiWebState:
                 **fields,
             }
         )
+
+
+def _nothing(lock: SimSmartLock, now: dt.datetime) -> None:
+    return None
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+import httpx
 import pytest
 
 from blelock.errors import CloudRejected, UsageError
+from blelock.vendors.nuki.web.client import NukiWeb
 from blelock.vendors.nuki.web.ops import (
     AuthChanges,
     add_keypad_code,
@@ -19,7 +21,7 @@ from blelock.vendors.nuki.web.ops import (
     update_authorizations,
 )
 from blelock.vendors.nuki.web.window import TIME_FIELDS, AccessWindow
-from tests.nuki_web.conftest import BACK, FRONT, Sim
+from tests.nuki_web.conftest import BACK, FRONT, QUICK, TOKEN, Sim
 
 WEEKENDS = AccessWindow(
     from_date=dt.datetime(2030, 3, 1, 8, tzinfo=dt.UTC),
@@ -109,3 +111,22 @@ async def test_bulk_delete_is_one_request_and_waits_until_no_lock_lists_them(sim
     assert [e.id for e in await sim.web.all_auths()] == [keep.id]
     await remove_authorization(sim.web, BACK, keep.id)
     assert await sim.web.all_auths(types=[13]) == []
+
+
+async def test_an_account_user_created_with_an_empty_answer_is_looked_up_by_email() -> None:
+    """The vendor's example reads the new id with a GET afterwards."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if request.method == "PUT":
+            return httpx.Response(204)
+        users = [{"accountUserId": 7, "email": "ada@example.org", "name": "Ada"}]
+        return httpx.Response(200, json=users if len(seen) < 4 else [])
+
+    transport = httpx.MockTransport(answer)
+    async with NukiWeb("http://127.0.0.1:9/", TOKEN, transport=transport, retry=QUICK) as web:
+        user = await create_account_user(web, "Ada@example.org", "Ada")
+        assert user.account_user_id == 7 and seen == ["PUT", "GET"]
+        with pytest.raises(CloudRejected, match="does not list it"):
+            await create_account_user(web, "bob@example.org", "Bob")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -15,7 +17,16 @@ from blelock.errors import (
     UsageError,
 )
 from blelock.vendors.nuki.web.client import NotConfirmed, NukiWeb
-from blelock.vendors.nuki.web.ops import find_lock, force_sync, lock_action, read_logs
+from blelock.vendors.nuki.web.ops import (
+    add_keypad_code,
+    entry_row,
+    find_lock,
+    force_sync,
+    lock_action,
+    lock_row,
+    log_row,
+    read_logs,
+)
 from blelock.vendors.nuki.web.rules import LockAction
 from blelock.vendors.nuki.web.settings import NukiWebSettings
 from tests.nuki_web.conftest import BACK, FRONT, QUICK, SHED, TOKEN, Sim
@@ -139,3 +150,14 @@ async def test_settings_carry_the_token_as_a_secret() -> None:
         NukiWeb.from_settings(NukiWebSettings())
     with pytest.raises(ValueError, match="must start with http"):
         NukiWebSettings.model_validate({"web_url": "api.nuki.io"})
+
+
+async def test_rows_for_the_cli_are_flat_json_and_carry_no_code(sim: Sim) -> None:
+    entry = await add_keypad_code(sim.web, FRONT, "345678", "Cleaner")
+    row = entry_row(entry)
+    assert row["kind"] == "keypad code" and row["window"] == "any time" and not row["pending"]
+    assert "345678" not in json.dumps(row)
+    assert lock_row(await sim.web.smartlock(FRONT))["online"] is True
+    _seed_logs(sim, 1)
+    (log,) = await sim.web.logs(FRONT, limit=1)
+    assert json.loads(json.dumps(log_row(log)))["action"] == 1

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
@@ -49,9 +49,8 @@ from blelock.vendors.nuki.web.models import (
     SmartlockAuth,
 )
 from blelock.vendors.nuki.web.rules import LOG_LIMIT_DEFAULT, check_log_limit
-from blelock.vendors.nuki.web.settings import NukiWebSettings
 
-__all__ = ["NotConfirmed", "NukiWeb", "OperationPending", "ReadBackDiffers"]
+__all__ = ["NotConfirmed", "NukiWeb", "OperationPending", "ReadBackDiffers", "WebSettings"]
 
 _MAX_SAID = 200
 _TOKEN_HINT = (
@@ -66,6 +65,16 @@ _CONFLICT_HINT = (
 )
 
 _T = TypeVar("_T", bound=BaseModel)
+
+
+class WebSettings(Protocol):
+    """What :meth:`NukiWeb.from_settings` reads: :class:`~.settings.NukiWebSettings`, or the
+    plugin's ``[nuki]`` section that carries the same two fields."""
+
+    @property
+    def web_url(self) -> str: ...
+    @property
+    def api_token(self) -> SecretStr | None: ...
 
 
 class OperationPending(CloudRejected):
@@ -129,7 +138,7 @@ class NukiWeb(CloudClient):
 
     @classmethod
     def from_settings(
-        cls, section: NukiWebSettings, timeouts: Timeouts | None = None, **options: Any
+        cls, section: WebSettings, timeouts: Timeouts | None = None, **options: Any
     ) -> NukiWeb:
         """The configured Web API, or a ConfigError saying there is no token to call it with."""
         if section.api_token is None:
@@ -271,11 +280,20 @@ class NukiWeb(CloudClient):
         return await self._read_list(AccountUser, "account/user", what="the account users")
 
     async def create_account_user(self, email: str, name: str) -> AccountUser:
-        """``PUT /account/user``: the new user (an invite key is e-mailed to ``email``)."""
+        """``PUT /account/user``: the new user. The vendor's example reads the new id with a
+        ``GET /account/user`` afterwards, so an empty answer is met by looking it up by e-mail."""
         response = await self._send(
             "PUT", "account/user", {"email": email, "name": name}, what="a new account user"
         )
-        return _validate(AccountUser, json_body(response), "a new account user", self.host)
+        if response.content.strip():
+            return _validate(AccountUser, json_body(response), "a new account user", self.host)
+        for user in await self.account_users():
+            if user.email.casefold() == email.casefold():
+                return user
+        raise CloudRejected(
+            f"the Nuki Web API at {self.host} took the new account user but does not list it",
+            hint="list the account users in a moment; the user may still be on its way",
+        )
 
     async def delete_account_user(self, account_user_id: int) -> None:
         """``DELETE /account/user/{id}``."""

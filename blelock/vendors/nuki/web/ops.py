@@ -54,6 +54,7 @@ __all__ = [
     "add_keypad_code",
     "create_account_user",
     "delete_authorizations",
+    "entry_row",
     "find_keypad_code",
     "find_lock",
     "force_sync",
@@ -61,6 +62,8 @@ __all__ = [
     "invite_keys",
     "list_keypad_codes",
     "lock_action",
+    "lock_row",
+    "log_row",
     "read_logs",
     "remove_authorization",
     "remove_keypad_code",
@@ -472,6 +475,46 @@ async def delete_authorizations(web: NukiWeb, entries: Sequence[SmartlockAuth]) 
             )
 
 
+# --- rows for `show_rows` (flat, JSON-ready, never a code) ---------------------------------
+
+
+def entry_row(auth: SmartlockAuth) -> dict[str, Any]:
+    kind = AuthType(auth.type).name.lower() if auth.type in set(AuthType) else str(auth.type)
+    return {
+        "id": auth.id,
+        "lock": auth.smartlock_id,
+        "kind": kind.replace("_", " "),
+        "name": auth.name,
+        "enabled": auth.enabled,
+        "window": auth.window.describe(),
+        "account_user_id": auth.account_user_id,
+        "pending": auth.operation_id is not None,
+    }
+
+
+def lock_row(lock: Smartlock) -> dict[str, Any]:
+    return {
+        "smartlock_id": lock.smartlock_id,
+        "name": lock.name,
+        "state": None if lock.state is None else lock.state.state,
+        "battery": None if lock.state is None else lock.state.battery_charge,
+        "online": lock.server_state == 0,
+        "keypad": lock.keypad_paired,
+    }
+
+
+def log_row(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "lock": entry.smartlock_id,
+        "date": entry.date.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "action": entry.action,
+        "trigger": entry.trigger,
+        "state": entry.state,
+        "name": entry.name,
+    }
+
+
 # --- the read-back --------------------------------------------------------------------------
 
 
@@ -527,8 +570,8 @@ async def _confirm(
     if last:
         found, differs = last[0]
         raise ReadBackDiffers(
-            f"the lock took {what}, but the Web API reads back a different "
-            f"{', '.join(differs)} than was sent (entry {found.id}, after {web.confirm_s:g} s)",
+            f"the Web API reads back {what} with a different {', '.join(differs)} than was "
+            f"sent (entry {found.id}, still after {web.confirm_s:g} s)",
             fields=differs,
         )
     raise await _not_confirmed(web, smartlock_id, what)
