@@ -144,7 +144,14 @@ def build_world(spec: WorldSpec) -> World:
             registered.issue_offline_key(tracking_key)
     keyless = _keyless_world(spec, rng, radio) if spec.keyless_locks else None
     unloc = build_unloc_world(spec.unloc_locks) if spec.unloc_locks else None
-    return World(radio, locks, cloud, bootloaders, keyless, unloc)
+    return World(
+        radio=radio,
+        locks=locks,
+        cloud=cloud,
+        bootloaders=bootloaders,
+        keyless=keyless,
+        unloc=unloc,
+    )
 
 
 PERMISSION_SPAN = dt.timedelta(days=365)
@@ -338,7 +345,12 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
                 switches["unloc"] = CloudSwitch(world.unloc.app(), "unloc", lambda m, p: False)
                 unloc_url = await stack.enter_async_context(_serve_http(switches["unloc"]))
             yield RunningWorld(
-                world, radio_server.address, cloud_url, keyless_url, unloc_url, switches
+                world,
+                radio_server.address,
+                cloud_url,
+                keyless_url=keyless_url,
+                unloc_url=unloc_url,
+                switches=switches,
             )
     finally:
         await radio_server.close()
