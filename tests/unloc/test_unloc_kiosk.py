@@ -119,3 +119,32 @@ async def test_bad_phone_keys_requests_are_refused_before_a_job(
         assert not_a_phone_vendor.status_code == 422
         assert "gives no keys to phones" in not_a_phone_vendor.json()["error"]["message"]
         assert runner.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "names"),
+    [
+        (
+            {"start": "2026-04-02T09:00:00+00:00", "end": "2026-04-01T09:00:00+00:00"},
+            "end must be after start",
+        ),
+        ({"weekly": [{"weekday": "mon", "start": "17:00", "end": "09:00"}]}, "start before it"),
+        (
+            {"weekly": [{"weekday": "mon", "start": "09:00", "end": "12:00"},
+                        {"weekday": "mon", "start": "13:00", "end": "17:00"}]},
+            "one time span per weekday",
+        ),
+    ],
+)  # fmt: skip
+async def test_what_the_vendor_would_refuse_is_refused_before_a_job(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], names: str
+) -> None:
+    async with kiosk(monkeypatch) as (running, runner, client):
+        assert running.world.unloc is not None
+        lock = next(iter(running.world.unloc.state.locks))
+        answer = await client.post(
+            "/v1/phone-keys", json={"lock_id": lock, "phone": PHONE} | fields, headers=AUTH
+        )
+        assert answer.status_code == 422, answer.text
+        assert names in answer.json()["error"]["message"]
+        assert runner.jobs() == [] and running.world.unloc.state.token_requests == 0
