@@ -362,3 +362,15 @@ async def test_listing_leaves_out_the_states_asked(unloc: Unloc) -> None:
     assert states == ["active", "scheduled"]
     left = [k.state async for k in unloc.cloud.list_keys(exclude_states=["scheduled"])]
     assert left == ["active"]
+
+
+async def test_concurrent_calls_share_one_token_and_one_renewal(unloc: Unloc) -> None:
+    import asyncio
+
+    async with unloc.client() as cloud:
+        await asyncio.gather(*(cloud.locks() for _ in range(5)))
+        assert cloud.auth.tokens_fetched == 1
+        unloc.state.forget_tokens()  # each of the next five meets a 401; one renews for all
+        answers = await asyncio.gather(*(cloud.locks() for _ in range(5)))
+        assert [len(locks) for locks in answers] == [2] * 5
+        assert cloud.auth.tokens_fetched == 2
