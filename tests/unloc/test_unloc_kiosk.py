@@ -148,3 +148,22 @@ async def test_what_the_vendor_would_refuse_is_refused_before_a_job(
         assert answer.status_code == 422, answer.text
         assert names in answer.json()["error"]["message"]
         assert runner.jobs() == [] and running.world.unloc.state.token_requests == 0
+
+
+async def test_a_vendor_job_still_running_does_not_mark_its_cloud_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unloc answered every poll; only its job outlived the wait. Health must say reachable."""
+    from blelock.errors import CloudJobRunning
+
+    async with kiosk(monkeypatch) as (_, runner, client):
+        plugin = runner.phone_key_vendor("unloc")
+
+        async def outlived(ctx: object) -> dict[str, object]:
+            raise CloudJobRunning("Unloc's job j is still inProgress after 300 s")
+
+        job = runner.submit_cloud(plugin, "L", "issue-phone-key", outlived)  # type: ignore[arg-type]
+        await runner.wait(job)
+        assert job.error is not None and "still inProgress" in job.error.one_line()
+        health = (await client.get("/v1/health", headers=AUTH)).json()
+        assert health["vendors"]["unloc"]["cloud_reachable"] is True

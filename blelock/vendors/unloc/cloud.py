@@ -38,8 +38,8 @@ from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
     CloudError,
+    CloudJobRunning,
     CloudRejected,
-    CloudTimeout,
     ConfigError,
     RateLimited,
     UsageError,
@@ -342,8 +342,8 @@ class UnlocCloud(CloudClient):
         wait: JobWait | None = None,
         on_poll: Callable[[Job], None] | None = None,
     ) -> Job:
-        """Poll until the job ended (whichever way: read ``status``); a CloudTimeout when it is
-        still running after the wait's budget (the job goes on at Unloc)."""
+        """Poll until the job ended (whichever way: read ``status``); a CloudJobRunning (a
+        CloudTimeout) when it is still running after the wait's budget (it goes on at Unloc)."""
         wait = wait or JobWait()
         started = self._clock.monotonic()
         for pause in wait.pauses():
@@ -354,7 +354,7 @@ class UnlocCloud(CloudClient):
                 return job
             left = wait.budget_s - (self._clock.monotonic() - started)
             if left <= 0:
-                raise CloudTimeout(
+                raise CloudJobRunning(
                     f"Unloc's job {job_id} is still {job.status} after {wait.budget_s:g} s",
                     hint=f"it goes on at Unloc: look again with `blelock unloc jobs show {job_id}`",
                 )
