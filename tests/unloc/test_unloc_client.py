@@ -374,3 +374,14 @@ async def test_concurrent_calls_share_one_token_and_one_renewal(unloc: Unloc) ->
         answers = await asyncio.gather(*(cloud.locks() for _ in range(5)))
         assert [len(locks) for locks in answers] == [2] * 5
         assert cloud.auth.tokens_fetched == 2
+
+
+async def test_an_answer_of_an_unexpected_shape_is_one_line_naming_the_field(
+    unloc: Unloc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(unloc.state, "lock_view", lambda lock: {"id": 7, "name": "secret-ish"})
+    with pytest.raises(CloudRejected) as caught:
+        await unloc.cloud.locks()
+    text = caught.value.one_line()
+    assert text.startswith("Unloc answered the project's locks with an unexpected shape: id (")
+    assert "secret-ish" not in text and "\n" not in text and "API may have changed" in text

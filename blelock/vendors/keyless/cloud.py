@@ -35,6 +35,7 @@ from blelock.clock import Clock, SystemClock
 from blelock.cloud._http import (
     CloudClient,
     RetryPolicy,
+    answer_as,
     is_transient,
     json_body,
     map_http_errors,
@@ -245,16 +246,8 @@ def raise_for_problem(
 
 
 def _validate(model: type[_ModelT], value: object, what: str, host: str) -> _ModelT:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise CloudRejected(
-            f"the Keyless platform at {host} answered {what} with an unexpected shape: "
-            f"{where} ({first['msg'].lower()})",
-            hint=_BUG_HINT,
-        ) from None
+    who = f"the Keyless platform at {host}"
+    return answer_as(model, value, who=who, what=what, hint=_BUG_HINT)
 
 
 # --- authentication -------------------------------------------------------------------------

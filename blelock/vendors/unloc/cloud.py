@@ -27,6 +27,7 @@ from blelock.clock import Clock, SystemClock
 from blelock.cloud._http import (
     CloudClient,
     RetryPolicy,
+    answer_as,
     is_transient,
     json_body,
     map_http_errors,
@@ -146,15 +147,7 @@ def raise_for_problem(response: httpx.Response, what: str) -> None:
 
 
 def _validate(model: type[M], value: object, what: str) -> M:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise CloudRejected(
-            f"Unloc answered {what} with an unexpected shape: {where} ({first['msg'].lower()})",
-            hint=_BUG_HINT,
-        ) from None
+    return answer_as(model, value, who="Unloc", what=what, hint=_BUG_HINT)
 
 
 def _field(body: object, name: str, what: str) -> object:
