@@ -38,7 +38,12 @@ def served_in_thread(serve: Callable[[], AbstractAsyncContextManager[T]]) -> Ite
     try:
         yield entered[0]
     finally:
-        loop.call_soon_threadsafe(lambda: stop is not None and stop.set_result(None))
+        loop.call_soon_threadsafe(_resolve, stop)
         thread.join(STARTUP_TIMEOUT_S)
         if not thread.is_alive():
             loop.close()
+
+
+def _resolve(stop: asyncio.Future[None] | None) -> None:
+    if stop is not None and not stop.done():
+        stop.set_result(None)
