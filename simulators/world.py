@@ -372,7 +372,7 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
                 world,
                 radio_server.address,
                 cloud_url,
-                keyless_url,
+                keyless_url=keyless_url,
                 nuki_web_url=nuki_web_url,
                 unloc_url=unloc_url,
                 switches=switches,

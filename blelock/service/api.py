@@ -688,6 +688,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
         async def issue_phone_key(body: PhoneKeyBody, response: Response) -> JobView:
             plugin = runner.phone_key_vendor(body.vendor)
             request = body.request()
+            plugin.check_phone_key(request)  # a 422 now rather than a job that fails
 
             async def call(ctx: VendorContext) -> Facts:
                 return await plugin.issue_phone_key(ctx, request)

@@ -23,6 +23,7 @@ from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
 from blelock.errors import (
     BlelockError,
+    CloudJobRunning,
     CloudTimeout,
     CloudUnavailable,
     ConfigError,
@@ -336,6 +337,9 @@ class Runner:
             )
             try:
                 facts = await call(ctx)
+            except CloudJobRunning:
+                self._statuses[plugin.name].cloud_seen(reachable=True)  # it answered each poll
+                raise
             except (CloudUnavailable, CloudTimeout):
                 self._statuses[plugin.name].cloud_seen(reachable=False)
                 raise

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DemoHooks",
+    "Facts",
     "Mode",
     "OperationRequest",
     "OperationSpec",
@@ -266,6 +267,10 @@ class VendorPlugin:
     phone_keys: bool = False
     """Its cloud gives phones keys that the vendor's own app opens locks with (the kiosk's
     ``/v1/phone-keys``): :meth:`issue_phone_key` and :meth:`revoke_phone_keys`."""
+
+    def check_phone_key(self, request: PhoneKeyRequest) -> None:
+        """Refuse (UsageError naming what is wrong) what this vendor would refuse, before any
+        job is queued or anything sent; :meth:`issue_phone_key` checks again."""
 
     async def issue_phone_key(self, ctx: VendorContext, request: PhoneKeyRequest) -> Facts:
         """Give ``request.phone`` a key for the lock and wait until the vendor made it;

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import datetime as dt
 import statistics
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -28,32 +27,9 @@ from pydantic import SecretStr
 from blelock.vendors.unloc.access import issue_keys
 from blelock.vendors.unloc.cloud import UnlocCloud
 from blelock.vendors.unloc.models import new_key
+from simulators.in_thread import served_in_thread
 from simulators.unloc_cloud import UnlocState, WallClock, unloc_app
 from simulators.world import _serve_http
-
-
-def serve(state: UnlocState, clock: WallClock) -> tuple[str, Callable[[], None]]:
-    loop = asyncio.new_event_loop()
-    ready, urls = threading.Event(), []
-    stop: asyncio.Future[None] | None = None
-
-    async def run() -> None:
-        nonlocal stop
-        stop = loop.create_future()
-        async with _serve_http(unloc_app(state, clock)) as url:
-            urls.append(url)
-            ready.set()
-            await stop
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
-    thread.start()
-    ready.wait(30)
-
-    def close() -> None:
-        loop.call_soon_threadsafe(lambda: stop is not None and stop.set_result(None))
-        thread.join(30)
-
-    return urls[0], close
 
 
 def figures(name: str, samples: list[float], per: int = 1) -> None:
@@ -101,11 +77,8 @@ def main() -> None:
     clock = WallClock()
     state = UnlocState.create(clock, job_delay=dt.timedelta(0))
     state.add_lock("Unit 1", "Europe/Oslo")
-    url, close = serve(state, clock)
-    try:
+    with served_in_thread(lambda: _serve_http(unloc_app(state, clock))) as url:
         asyncio.run(bench(url, state, args.keys, args.runs))
-    finally:
-        close()
 
 
 if __name__ == "__main__":

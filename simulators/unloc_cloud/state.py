@@ -430,7 +430,11 @@ class UnlocState:
             else:
                 end = (start or self.now()) + dt.timedelta(minutes=duration)
         if end is not None and end <= (start or self.now()):
-            problems[f"{where}.end"] = "must be after start"
+            problems[f"{where}.end"] = (
+                "must be after start"
+                if start
+                else "must be after start (now, when start is left out)"
+            )
         spans = (
             _parse_spans(item["recurrence"], f"{where}.recurrence", problems)
             if ("recurrence" in item and item["recurrence"] is not None)

@@ -4,17 +4,16 @@ in anything it prints or logs."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from blelock.cli import main
+from simulators.in_thread import served_in_thread
 from simulators.unloc_cloud import JobOutcome, UnlocState, WallClock, unloc_app
 from simulators.world import _serve_http
 
@@ -28,30 +27,12 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[UnlocState]:
     connection = state.add_connection()
     state.add_lock("Unit 1", "Europe/Oslo", connection.id)
     state.add_lock("Unit 2", "America/New_York", connection.id)
-    loop = asyncio.new_event_loop()
-    ready, url = threading.Event(), []
-    stop: asyncio.Future[None] | None = None
-
-    async def serve() -> None:
-        nonlocal stop
-        stop = loop.create_future()
-        async with _serve_http(unloc_app(state, clock)) as served:
-            url.append(served)
-            ready.set()
-            await stop
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    monkeypatch.setenv("BLELOCK_UNLOC_URL", url[0])
-    monkeypatch.setenv("BLELOCK_UNLOC__CLIENT_ID", state.client_id)
-    monkeypatch.setenv("BLELOCK_UNLOC__CLIENT_SECRET", state.client_secret)
-    monkeypatch.setenv("BLELOCK_UNLOC__PROJECT_ID", state.project_id)
-    try:
+    with served_in_thread(lambda: _serve_http(unloc_app(state, clock))) as url:
+        monkeypatch.setenv("BLELOCK_UNLOC_URL", url)
+        monkeypatch.setenv("BLELOCK_UNLOC__CLIENT_ID", state.client_id)
+        monkeypatch.setenv("BLELOCK_UNLOC__CLIENT_SECRET", state.client_secret)
+        monkeypatch.setenv("BLELOCK_UNLOC__PROJECT_ID", state.project_id)
         yield state
-    finally:
-        loop.call_soon_threadsafe(lambda: stop is not None and stop.set_result(None))
-        thread.join(30)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -119,3 +119,51 @@ async def test_bad_phone_keys_requests_are_refused_before_a_job(
         assert not_a_phone_vendor.status_code == 422
         assert "gives no keys to phones" in not_a_phone_vendor.json()["error"]["message"]
         assert runner.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "names"),
+    [
+        (
+            {"start": "2026-04-02T09:00:00+00:00", "end": "2026-04-01T09:00:00+00:00"},
+            "end must be after start",
+        ),
+        ({"weekly": [{"weekday": "mon", "start": "17:00", "end": "09:00"}]}, "start before it"),
+        (
+            {"weekly": [{"weekday": "mon", "start": "09:00", "end": "12:00"},
+                        {"weekday": "mon", "start": "13:00", "end": "17:00"}]},
+            "one time span per weekday",
+        ),
+    ],
+)  # fmt: skip
+async def test_what_the_vendor_would_refuse_is_refused_before_a_job(
+    monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], names: str
+) -> None:
+    async with kiosk(monkeypatch) as (running, runner, client):
+        assert running.world.unloc is not None
+        lock = next(iter(running.world.unloc.state.locks))
+        answer = await client.post(
+            "/v1/phone-keys", json={"lock_id": lock, "phone": PHONE} | fields, headers=AUTH
+        )
+        assert answer.status_code == 422, answer.text
+        assert names in answer.json()["error"]["message"]
+        assert runner.jobs() == [] and running.world.unloc.state.token_requests == 0
+
+
+async def test_a_vendor_job_still_running_does_not_mark_its_cloud_unreachable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unloc answered every poll; only its job outlived the wait. Health must say reachable."""
+    from blelock.errors import CloudJobRunning
+
+    async with kiosk(monkeypatch) as (_, runner, client):
+        plugin = runner.phone_key_vendor("unloc")
+
+        async def outlived(ctx: object) -> dict[str, object]:
+            raise CloudJobRunning("Unloc's job j is still inProgress after 300 s")
+
+        job = runner.submit_cloud(plugin, "L", "issue-phone-key", outlived)  # type: ignore[arg-type]
+        await runner.wait(job)
+        assert job.error is not None and "still inProgress" in job.error.one_line()
+        health = (await client.get("/v1/health", headers=AUTH)).json()
+        assert health["vendors"]["unloc"]["cloud_reachable"] is True

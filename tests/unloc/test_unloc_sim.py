@@ -153,6 +153,74 @@ async def test_time_spans_out_of_the_rules_are_refused(
     assert [p["name"] for p in answer.json()["invalidParams"]] == [name]
 
 
+def _span(**fields: Any) -> dict[str, Any]:
+    return {"weekday": "mon", "startHour": 9, "startMinute": 0, "endHour": 17, "endMinute": 0} | (
+        fields
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "name", "reason"),
+    [
+        (
+            {"recurrence": {"timeSpans": [_span(startHour=24, startMinute=30, endMinute=45)]}},
+            "keys[0].recurrence.timeSpans[0]",
+            "must lie within the day (24 only as 24:00)",
+        ),
+        (
+            {"recurrence": {"timeSpans": [_span(startHour=9.5)]}},
+            "keys[0].recurrence.timeSpans[0].startHour",
+            "must be an integer 0-24",
+        ),
+        (
+            {"recurrence": {"timeSpans": []}},
+            "keys[0].recurrence.timeSpans",
+            "must be a non-empty array",
+        ),
+        (
+            {"start": "2026-04-01T09:00:00"},
+            "keys[0].start",
+            "must be an ISO 8601 date-time with a time zone",
+        ),
+        ({"start": "next tuesday"}, "keys[0].start", "must be an ISO 8601 date-time"),
+        (
+            {"start": "2026-04-02T00:00:00.000Z", "end": "2026-04-01T00:00:00.000Z"},
+            "keys[0].end",
+            "must be after start",
+        ),
+        (
+            {"end": "2026-03-01T00:00:00.000Z"},
+            "keys[0].end",
+            "must be after start (now, when start is left out)",
+        ),
+        ({"durationMinutes": 0}, "keys[0].durationMinutes", "must be a positive integer"),
+        ({"durationMinutes": "60"}, "keys[0].durationMinutes", "must be a positive integer"),
+    ],
+)
+async def test_the_simulator_checks_each_rule_itself(
+    unloc: Unloc, fields: dict[str, Any], name: str, reason: str
+) -> None:
+    """What blelock's client refuses before sending, the simulated Unloc refuses on its own."""
+    answer = await _create(unloc, [_key(unloc, **fields)])
+    assert answer.status_code == 400
+    assert answer.json()["invalidParams"] == [{"name": name, "reason": reason}]
+    assert unloc.state.jobs == {}
+
+
+async def test_listing_limits_bulk_revoke_filters_and_other_projects_are_refused(
+    unloc: Unloc,
+) -> None:
+    async with httpx.AsyncClient() as client:
+        headers = unloc.headers(await _token(unloc, client))
+        for limit in ("0", "-1", "many"):
+            answer = await client.get(unloc.path("keys"), params={"limit": limit}, headers=headers)
+            assert answer.status_code == 400, limit
+        bulk = await client.delete(unloc.path("shared-keys"), headers=headers)
+        assert bulk.status_code == 400 and bulk.json()["invalidParams"][0]["name"] == "appUserId"
+        other = unloc.path("keys").replace(unloc.state.project_id, "another-project")
+        assert (await client.get(other, headers=headers)).status_code == 403
+
+
 async def test_end_and_duration_together_are_refused(unloc: Unloc) -> None:
     answer = await _create(unloc, [_key(unloc, end="2026-04-01T00:00:00.000Z", durationMinutes=60)])
     assert answer.status_code == 400

@@ -15,10 +15,9 @@ revoking an expired key (409) and a key already gone (404) are outcomes, not fai
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -28,18 +27,20 @@ from blelock.clock import Clock, SystemClock
 from blelock.cloud._http import (
     CloudClient,
     RetryPolicy,
+    answer_as,
     is_transient,
     json_body,
     map_http_errors,
     parse_retry_after,
     with_retries,
 )
+from blelock.cloud._token_auth import RenewingBearerAuth
 from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
     CloudError,
+    CloudJobRunning,
     CloudRejected,
-    CloudTimeout,
     ConfigError,
     RateLimited,
     UsageError,
@@ -146,15 +147,7 @@ def raise_for_problem(response: httpx.Response, what: str) -> None:
 
 
 def _validate(model: type[M], value: object, what: str) -> M:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise CloudRejected(
-            f"Unloc answered {what} with an unexpected shape: {where} ({first['msg'].lower()})",
-            hint=_BUG_HINT,
-        ) from None
+    return answer_as(model, value, who="Unloc", what=what, hint=_BUG_HINT)
 
 
 def _field(body: object, name: str, what: str) -> object:
@@ -163,7 +156,7 @@ def _field(body: object, name: str, what: str) -> object:
     return body[name]
 
 
-class UnlocAuth(httpx.Auth):
+class UnlocAuth(RenewingBearerAuth):
     """Bearer tokens from the client-credentials grant, shared by concurrent requests."""
 
     def __init__(
@@ -176,47 +169,20 @@ class UnlocAuth(httpx.Auth):
         scope: str,
         clock: Clock,
     ) -> None:
+        super().__init__(clock)
         self._token_url = token_url
         self._client_id, self._secret = client_id, client_secret
         self._project_id, self._scope = project_id, scope
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._token: SecretStr | None = None
-        self._expires_at = 0.0
         self._asked_at = 0.0
         self.tokens_fetched = 0
         """How many tokens this object asked for (tests and diagnostics)."""
 
     def __repr__(self) -> str:
-        return f"UnlocAuth(client_id={self._client_id!r}, token={'yes' if self._token else 'no'})"
+        return (
+            f"UnlocAuth(client_id={self._client_id!r}, token={'yes' if self.has_token else 'no'})"
+        )
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("UnlocAuth needs an httpx.AsyncClient")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        async with self._lock:
-            if self._token is None or self._clock.monotonic() >= self._expires_at:
-                await self._accept((yield self._token_request()))
-            token = self._token
-        assert token is not None
-        request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        response = yield request
-        if response.status_code != 401:
-            return
-        async with self._lock:
-            if self._token is token:  # nobody renewed it while this request waited
-                self._token = None
-                await self._accept((yield self._token_request()))
-            token = self._token
-        assert token is not None
-        request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        yield request
-
-    def _token_request(self) -> httpx.Request:
+    def token_request(self, request: httpx.Request) -> httpx.Request:
         self._asked_at = self._clock.monotonic()  # the lifetime counts from the asking
         return httpx.Request(
             "POST",
@@ -231,12 +197,11 @@ class UnlocAuth(httpx.Auth):
             headers={"Accept": "application/json"},
         )
 
-    async def _accept(self, response: httpx.Response) -> None:
+    async def accept_token(self, response: httpx.Response) -> None:
         await response.aread()
         raise_for_problem(response, "the token request")
         token = _validate(Token, json_body(response), "the token request")
-        self._token = token.access_token
-        self._expires_at = self._asked_at + max(0.0, token.expires_in - TOKEN_MARGIN_S)
+        self.keep(token.access_token, self._asked_at + max(0.0, token.expires_in - TOKEN_MARGIN_S))
         self.tokens_fetched += 1
 
 
@@ -370,8 +335,8 @@ class UnlocCloud(CloudClient):
         wait: JobWait | None = None,
         on_poll: Callable[[Job], None] | None = None,
     ) -> Job:
-        """Poll until the job ended (whichever way: read ``status``); a CloudTimeout when it is
-        still running after the wait's budget (the job goes on at Unloc)."""
+        """Poll until the job ended (whichever way: read ``status``); a CloudJobRunning (a
+        CloudTimeout) when it is still running after the wait's budget (it goes on at Unloc)."""
         wait = wait or JobWait()
         started = self._clock.monotonic()
         for pause in wait.pauses():
@@ -382,7 +347,7 @@ class UnlocCloud(CloudClient):
                 return job
             left = wait.budget_s - (self._clock.monotonic() - started)
             if left <= 0:
-                raise CloudTimeout(
+                raise CloudJobRunning(
                     f"Unloc's job {job_id} is still {job.status} after {wait.budget_s:g} s",
                     hint=f"it goes on at Unloc: look again with `blelock unloc jobs show {job_id}`",
                 )

@@ -43,6 +43,11 @@ class UnlocPlugin(VendorPlugin):
         # there are no records to upload.
         return False
 
+    def check_phone_key(self, request: PhoneKeyRequest) -> None:
+        from blelock.vendors.unloc.access import key_from_request
+
+        key_from_request(request)
+
     async def issue_phone_key(self, ctx: VendorContext, request: PhoneKeyRequest) -> Facts:
         from blelock.vendors.unloc.access import issue_keys, key_from_request, raise_unless_made
         from blelock.vendors.unloc.cloud import UnlocCloud
