@@ -43,7 +43,12 @@ def test_a_cloud_batch_is_executed_and_logged() -> None:
     notes = [
         n for packet in commands(lock, session) for n in lock.on_write(noke.WRITE_UUID, packet)
     ]
-    assert results(notes) == [noke.ResultCode.SUCCESS, noke.ResultCode.SUCCESS]
+    # Every batch ends with the lock's SHUTDOWN, as the vendor's locks do.
+    assert results(notes) == [
+        noke.ResultCode.SUCCESS,
+        noke.ResultCode.SUCCESS,
+        noke.ResultCode.SHUTDOWN,
+    ]
     assert (lock.setups, lock.unlocks, lock.state) == (1, 1, "unlocked")
     assert all(len(value) == noke.PACKET_SIZE for _, value in notes)
     servers = [value.hex() for _, value in notes if value[0] == noke.Destination.SERVER]
