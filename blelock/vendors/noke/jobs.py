@@ -5,17 +5,21 @@ offline-key sync.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
 from blelock.dfu import DfuOutcome, update_firmware
-from blelock.errors import lock_context
+from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
 from blelock.protocol.dfu_package import DfuPackage
 from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.base import Mode, VendorContext
+from blelock.vendors.outbox import drain_outbox
 from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
@@ -34,6 +38,8 @@ __all__ = [
 BOOTLOADER_NAMES = ("NOKE_FW", "N3P_FW")
 """What a Nokē lock's bootloader advertises as its name (noke.md §1.2): Nokē's apps look for it
 by name, not by address."""
+
+_log = logging.getLogger("blelock.vendors.noke")
 
 
 class LazyKeyStore:
@@ -108,10 +114,27 @@ async def visit(
             offline_keys=key_store(ctx),
             logs=ctx.outbox,
         )
-        return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        if cloud is not None and not outcome.offline and noke_settings(settings).mobile_key:
+            outcome = dataclasses.replace(outcome, uploaded=await _upload_now(ctx, cloud))
+        return outcome
     finally:
         if cloud is not None:
             await cloud.aclose()
+
+
+async def _upload_now(ctx: VendorContext, cloud: NokeCloud) -> int:
+    """After an online visit, what the outbox holds goes up at once, as Nokē's libraries upload
+    a session's records right after it (a lock's setup fails on the vendor's side otherwise).
+    The records were kept in the outbox first, so a failure here loses nothing: it waits for
+    the next sync, and the visit itself has succeeded either way."""
+    try:
+        async with asyncio.timeout(ctx.settings.timeouts.cloud):
+            return await drain_outbox(cloud, ctx.outbox)
+    except (BlelockError, TimeoutError) as exc:
+        what = exc.one_line() if isinstance(exc, BlelockError) else "timed out"
+        _log.info("the visit's records wait for the next sync: %s", what)
+        return 0
 
 
 async def update(

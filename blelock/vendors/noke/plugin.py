@@ -170,6 +170,7 @@ class NokePlugin(VendorPlugin):
                 "offline": outcome.offline,
                 "attempts": outcome.attempts,
                 "packets_sent": outcome.packets_sent,
+                "uploaded": outcome.uploaded,
             },
         )
 
