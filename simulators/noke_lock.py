@@ -331,7 +331,9 @@ class SimNokeLock:
         else:
             self.unlocks += 1
             self.state = "unlocked"
-        record = self._record(noke.RecordType.UNLOCK, event=command.argument, counter=self._opened())
+        record = self._record(
+            noke.RecordType.UNLOCK, event=command.argument, counter=self._opened()
+        )
         return [record], noke.ResultCode.SUCCESS
 
     def _record(

@@ -19,12 +19,12 @@ from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.base import Mode, VendorContext
-from blelock.vendors.outbox import drain_outbox
 from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
+from blelock.vendors.outbox import drain_outbox
 
 __all__ = [
     "BOOTLOADER_NAMES",

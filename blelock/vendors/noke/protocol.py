@@ -33,8 +33,8 @@ The simulated cloud and lock use it to be honest with each other:
   key table. The lock opens the phone's packet with ``offline_key ⊞ session`` and accepts it when
   every byte but time and checksum equals the body it derives, the checksum holds, the time is
   within :data:`OFFLINE_CLOCK_WINDOW_S` of its own clock and the slot is not revoked; or, for
-  the unstamped packet iOS sends (time and checksum zero), without the time and checksum checks. Revocations
-  reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY`` packets), so a
+  the unstamped packet iOS sends (time and checksum zero), without the time and checksum checks.
+  Revocations reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY`` packets), so a
   revoked key keeps opening until then, as the Core API README documents (noke.md §9.4).
 * **App answer** = ``[0x51, result, batch id, packets remaining, 0 x 16]``;
   shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 x 16]`` (the documented layout).
@@ -481,8 +481,7 @@ def cloud_command_string(
     plan = [(CommandType.SETUP, 0, nothing)] if setup else []
     plan.extend((CommandType.REMOVE_OFFLINE_KEY, slot, nothing) for slot in revoke_slots)
     plan.extend(
-        (CommandType.REMOVE_QUICK_CLICK, 0, quick_click_field(code))
-        for code in remove_quick_clicks
+        (CommandType.REMOVE_QUICK_CLICK, 0, quick_click_field(code)) for code in remove_quick_clicks
     )
     plan.extend(
         (CommandType.ADD_QUICK_CLICK, uses, quick_click_field(code))
