@@ -83,6 +83,8 @@ class NokePlugin(VendorPlugin):
         ),
     }
     default_operation = "unlock"
+    cli_module = "blelock.vendors.noke.cli"
+    cli_summary = "Nokē: quick clicks, activity, lock info, offline-key revocation"
     sync_options = (
         OptionSpec(
             "tracking_key",

@@ -34,8 +34,9 @@ The simulated cloud and lock use it to be honest with each other:
   every byte but time and checksum equals the body it derives, the checksum holds, the time is
   within :data:`OFFLINE_CLOCK_WINDOW_S` of its own clock and the slot is not revoked; or, for
   the unstamped packet iOS sends (time and checksum zero), without the time and checksum checks.
-  Revocations reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY`` packets), so a
-  revoked key keeps opening until then, as the Core API README documents (noke.md §9.4).
+  Revocations reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY``
+  packets), so a revoked key keeps opening until then, as the Core API README documents
+  (noke.md §9.4).
 * **App answer** = ``[0x51, result, batch id, packets remaining, 0 x 16]``;
   shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 x 16]`` (the documented layout).
 """
