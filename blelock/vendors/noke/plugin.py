@@ -85,6 +85,7 @@ class NokePlugin(VendorPlugin):
     default_operation = "unlock"
     cli_module = "blelock.vendors.noke.cli"
     cli_summary = "Nokē: quick clicks, activity, lock info, offline-key revocation"
+    api_module = "blelock.vendors.noke.api"
     sync_options = (
         OptionSpec(
             "tracking_key",
