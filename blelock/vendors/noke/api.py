@@ -68,7 +68,6 @@ class ActivityRow(BaseModel):
     action: str
     from_: str | None = Field(alias="from")
     to: str | None
-    exact: bool
     recorded: str | None
     tracking_key: str | None
 

@@ -61,7 +61,6 @@ def activity_rows(entries: Sequence[ActivityEntry]) -> list[dict[str, Any]]:
             "action": entry.action,
             "from": _time(entry.range_date_start),
             "to": _time(entry.range_date_end),
-            "exact": entry.range_date_start == entry.range_date_end,
             "recorded": _time(entry.recorded_time),
             "tracking_key": entry.tracking_key or None,
         }
