@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import pytest
 
 from blelock.jobs import context, open_store
@@ -188,3 +189,20 @@ def test_adverts_are_read_whatever_the_company_id(company: int) -> None:
     )
     assert sighting is not None
     assert (sighting.firmware, sighting.state) == ("4I-3.14", LockState.LOCKED)
+
+
+async def test_a_harness_presses_codes_and_flips_habits_over_http(
+    running_world: RunningWorld,
+) -> None:
+    lock = running_world.world.locks[0]
+    lock.quick_clicks["0110"] = 1
+    base = f"{running_world.cloud_url}_sim/noke/locks/{lock.mac}"
+    async with httpx.AsyncClient() as harness:
+        pressed = await harness.post(f"{base}/press", json={"code": "0110"})
+        assert pressed.json() == {"opened": True, "quick_click_unlocks": 1}
+        again = await harness.post(f"{base}/press", json={"code": "0110"})
+        assert again.json()["opened"] is False  # its one use is spent
+        habits = await harness.post(f"{base}/habits", json={"trailing_records": 2})
+        assert habits.json()["trailing_records"] == 2 and lock.habits.trailing_records == 2
+        refused = await harness.post(f"{base}/habits", json={"trailing_records": "many"})
+        assert refused.status_code == 400 and lock.habits.trailing_records == 2
