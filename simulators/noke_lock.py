@@ -247,7 +247,7 @@ class SimNokeLock:
             notes.append((noke.NOTIFY_UUID, bytes([noke.Destination.APP, 0x60, 0, 0])))
         answer = noke.answer(result, batch_id=verdict.batch_id, remaining=verdict.remaining)
         notes.append((noke.NOTIFY_UUID, answer))
-        if verdict.remaining == 0 and not self.in_dfu_mode:
+        if verdict.remaining == 0 and result is noke.ResultCode.SUCCESS and not self.in_dfu_mode:
             notes += self._batch_end()
         return notes
 

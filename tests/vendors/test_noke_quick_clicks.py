@@ -250,3 +250,17 @@ async def test_codes_never_reach_an_error_or_a_repr(
 def test_the_rules_are_counted() -> None:
     assert RULES == 8
     assert noke.QUICK_CLICK_MAX_LIMITED_USES == 244 and noke.QUICK_CLICK_UNLIMITED == 255
+
+
+async def test_a_cloud_that_quotes_a_code_back_has_it_redacted(
+    running_world: RunningWorld, cloud: NokeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two kiosks issuing the same code at once pass the client's check; the cloud refuses the
+    second, and its message (which names the code) is quoted without it."""
+    mac = mac_of(running_world)
+    await cloud.issue_quick_clicks(mac, [(secret("1001101"), 2)])
+    monkeypatch.setattr("blelock.vendors.noke.cloud.check_issue", lambda *args: None)
+    with pytest.raises(CloudRejected) as refused:
+        await cloud.issue_quick_clicks(mac, [(secret("1001101"), 2)])
+    assert "already exists" in refused.value.message and "<code>" in refused.value.message
+    assert "1001101" not in refused.value.one_line()
