@@ -84,15 +84,18 @@ def _contact_before(lock: RegisteredLock, unix: int, session: str) -> int:
     return _unix(lock.created_date)
 
 
+_UNLOCK_ACTIONS: dict[int, str] = {
+    RecordEvent.UNLOCKED: "unlocked",
+    RecordEvent.UNSHACKLED: "unshackled",
+    RecordEvent.OFFLINE_UNLOCKED: "offline_unlocked",
+}
+
+
 def _action(opened: LockRecord) -> str | None:
     if opened.record_type == RecordType.KEY:
         return "setup"
     if opened.record_type == RecordType.UNLOCK:
-        return {
-            RecordEvent.UNLOCKED: "unlocked",
-            RecordEvent.UNSHACKLED: "unshackled",
-            RecordEvent.OFFLINE_UNLOCKED: "offline_unlocked",
-        }.get(opened.event)  # type: ignore[call-overload]
+        return _UNLOCK_ACTIONS.get(opened.event)
     if opened.record_type == RecordType.LOG:
         if opened.event == RecordEvent.QUICK_CLICK_UNLOCKED:
             return "quick_click_unlocked"

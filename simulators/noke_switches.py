@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -28,7 +29,7 @@ __all__ = ["lock_routes"]
 def lock_routes(locks: Sequence[SimNokeLock]) -> list[Route]:
     by_mac = {lock.mac.upper(): lock for lock in locks}
 
-    async def _body(request: Request) -> dict[str, object] | None:
+    async def _body(request: Request) -> dict[str, Any] | None:
         try:
             body = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -56,7 +57,7 @@ def lock_routes(locks: Sequence[SimNokeLock]) -> list[Route]:
             name not in now or type(value) is not type(now[name]) for name, value in body.items()
         ):
             return JSONResponse({"error": f"expected some of {now}"}, status_code=400)
-        lock.habits = LockHabits(**(now | body))  # type: ignore[arg-type]
+        lock.habits = LockHabits(**(now | body))
         return JSONResponse(dataclasses.asdict(lock.habits))
 
     return [

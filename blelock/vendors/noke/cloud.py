@@ -48,6 +48,7 @@ from blelock.vendors.noke.models import (
     QuickClickEntry,
     QuickClickRequest,
     QuickClickSpec,
+    QuickClickState,
     UnlockRequest,
     UploadLog,
     UploadRequest,
@@ -247,8 +248,8 @@ class NokeCloud(CloudClient):
         """Issue (code, uses) quick clicks for one lock after checking every rule of the doc
         against what it holds now (:mod:`blelock.vendors.noke.quick_clicks`); the cloud checks
         again. They reach the lock with its next online unlock. Returns the lock's listing."""
-        (held,) = await self.quick_clicks([mac]) or [LockQuickClicks(mac=mac)]
-        check_issue(mac, clicks, held.quick_clicks)
+        held = await self._held(mac)
+        check_issue(mac, clicks, held)
         entry = QuickClickEntry(
             mac=mac, quick_clicks=[QuickClickSpec(code=code, uses=uses) for code, uses in clicks]
         )
@@ -260,8 +261,8 @@ class NokeCloud(CloudClient):
     ) -> LockQuickClicks:
         """Revoke quick clicks of one lock: they stay on the lock, and open it, until its next
         online unlock removes them. Returns the lock's listing."""
-        (held,) = await self.quick_clicks([mac]) or [LockQuickClicks(mac=mac)]
-        check_revoke(mac, codes, held.quick_clicks)
+        held = await self._held(mac)
+        check_revoke(mac, codes, held)
         entry = QuickClickEntry(mac=mac, quick_clicks=[QuickClickSpec(code=c) for c in codes])
         body = QuickClickRequest(revoke=[entry], display=QuickClickDisplay(macs=[mac]))
         return await self._one_lock_qc(body, mac, codes)
@@ -305,6 +306,15 @@ class NokeCloud(CloudClient):
         if not isinstance(data, list):
             _validate(LockQuickClicks, None, "qc", self.host)  # raises, naming the shape
         return [_validate(LockQuickClicks, item, "qc", self.host) for item in data]
+
+    async def _held(self, mac: MacAddress) -> list[QuickClickState]:
+        """What the lock holds now, as the cloud lists it (the rules are checked against it)."""
+        return [
+            qc
+            for lock in await self.quick_clicks([mac])
+            if lock.mac == mac
+            for qc in lock.quick_clicks
+        ]
 
     async def _one_lock_qc(
         self, body: QuickClickRequest, mac: MacAddress, codes: Sequence[SecretStr]

@@ -98,7 +98,8 @@ async def visit(
     tracking_key: str | None = None,
     mode: Mode = "auto",
 ) -> Outcome:
-    """Find the lock (unless a scan just did), then run one Nokē visit."""
+    """Find the lock (unless a scan just did), then run one Nokē visit; after an online one,
+    upload what the outbox holds at once (one try; the next sync sends what is left)."""
     settings = ctx.settings
     # Without an API key an unattended "auto" unlock can still use the offline key.
     needs_cloud = mode == "online" or (
