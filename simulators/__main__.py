@@ -29,7 +29,10 @@ def _parser() -> argparse.ArgumentParser:
         description="Simulated Nokē and Keyless locks and their clouds on 127.0.0.1.",
         epilog="Each cloud's runtime switch, on its own port: POST /_sim/cloud with "
         '{"mode": "down" | "slow" | "up", "delay_s": S, "lose_answers": N} (GET shows it); '
-        "the cloud's state is kept. The same --seed gives the same locks and keys; ports, API "
+        "the cloud's state is kept. On the Nokē cloud's port, POST /_sim/noke/locks/MAC/press "
+        '{"code": "10110"} enters a quick click on that lock, and /_sim/noke/locks/MAC/habits '
+        '{"trailing_records": N, "sends_shutdown": B} changes how it ends a batch. '
+        "The same --seed gives the same locks and keys; ports, API "
         "keys and the cloud's state are new on a restart.",
     )
     parser.add_argument("--locks", type=int, default=3, help="number of padlocks (default 3)")

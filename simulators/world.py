@@ -39,6 +39,7 @@ from simulators.keyless_cloud import (
 from simulators.keyless_lock import SimKeylessLock
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
+from simulators.noke_switches import lock_routes
 from simulators.nuki_web import nuki_web_app
 from simulators.nuki_world import NukiWorld, add_nuki_locks, nuki_state
 from simulators.radio import LatencyModel, Radio, RadioServer
@@ -345,7 +346,9 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
         async with contextlib.AsyncExitStack() as stack:
             switches = {
                 "noke": CloudSwitch(
-                    create_app(world.cloud, extra_routes=[introspection]),
+                    create_app(
+                        world.cloud, extra_routes=[introspection, *lock_routes(world.locks)]
+                    ),
                     "noke",
                     lambda method, path: method == "POST" and path.rstrip("/") == "/upload",
                 )

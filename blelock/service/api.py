@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import importlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -740,6 +741,11 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
     @app.get("/v1/logs/pending", response_model=PendingLogs, summary="records awaiting upload")
     async def pending_logs() -> PendingLogs:
         return PendingLogs(pending=await runner.pending_logs())
+
+    for plugin in plugins.values():
+        if plugin.api_module is not None:  # a vendor's own routes, under the same token
+            vendor_routes = importlib.import_module(plugin.api_module).router(runner.settings)
+            app.include_router(vendor_routes, prefix=f"/v1/{plugin.name}", responses=failure)
 
     @app.get("/v1/health", response_model=HealthView, summary="adapter, cloud, outbox, keys")
     async def health() -> HealthView:

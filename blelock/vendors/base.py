@@ -184,6 +184,9 @@ class VendorPlugin:
     """A module with ``add_arguments(parser)`` and ``run(args) -> int``: the ``blelock NAME …``
     subtree, imported only when that command runs."""
     cli_summary: str = ""
+    api_module: str | None = None
+    """A module with ``router(settings) -> fastapi.APIRouter``: the kiosk API's routes of this
+    vendor, mounted at ``/v1/NAME`` under the service's bearer token."""
 
     def records_per_visit(self) -> int:
         """The most records one visit can give: room for them is made before the lock is

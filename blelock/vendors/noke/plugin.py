@@ -83,6 +83,9 @@ class NokePlugin(VendorPlugin):
         ),
     }
     default_operation = "unlock"
+    cli_module = "blelock.vendors.noke.cli"
+    cli_summary = "Nokē: quick clicks, activity, lock info, offline-key revocation"
+    api_module = "blelock.vendors.noke.api"
     sync_options = (
         OptionSpec(
             "tracking_key",
@@ -170,6 +173,7 @@ class NokePlugin(VendorPlugin):
                 "offline": outcome.offline,
                 "attempts": outcome.attempts,
                 "packets_sent": outcome.packets_sent,
+                "uploaded": outcome.uploaded,
             },
         )
 
