@@ -38,7 +38,7 @@ from blelock.service.upkeep import Backoff, Upkeep
 from blelock.service.view import LiveView, SeenLock
 from blelock.store import Store
 from blelock.transport.scan import scan
-from blelock.vendors.base import Mode, OperationRequest, OptionValue, VendorPlugin
+from blelock.vendors.base import KeptClients, Mode, OperationRequest, OptionValue, VendorPlugin
 
 __all__ = [
     "SCAN_WINDOW_S",
@@ -92,6 +92,8 @@ class Runner:
         self.scans_completed = 0
         self._exit = contextlib.AsyncExitStack()
         self._store: Store | None = None
+        self._clients = KeptClients()
+        """Cloud clients for every visit and upkeep round: made once, closed with the runner."""
         self.adapter_up: bool | None = None
         self.last_scan_at: dt.datetime | None = None
 
@@ -113,7 +115,10 @@ class Runner:
         """Open the store, and start scanning and the background upkeep; work left in the store
         by an earlier run (logs not yet uploaded) is picked up by the first round."""
         self._store = await self._exit.enter_async_context(jobs.open_store(self.settings))
-        self._upkeep = Upkeep(self.settings, self._store, self.plugins, self._statuses, self._clock)
+        await self._exit.enter_async_context(self._clients)
+        self._upkeep = Upkeep(
+            self.settings, self._store, self.plugins, self._statuses, self._clock, self._clients
+        )
         self._accepting = True
         self._background = [
             asyncio.create_task(self._scan_loop(), name="blelock-scan"),
@@ -252,6 +257,7 @@ class Runner:
                 found=self.view.fresh(plugin.name, canonical),
                 clock=self._clock,
                 progress=job.progress,
+                clients=self._clients,
             )
             try:
                 visit = await jobs.execute(ctx, canonical, request)

@@ -36,8 +36,10 @@ from blelock.vendors.noke.models import (
     KeysData,
     KeysRequest,
     LockInfo,
+    LockMacsData,
     LocksData,
     LocksRequest,
+    TypedEnvelope,
     UnlockRequest,
     UploadLog,
     UploadRequest,
@@ -126,6 +128,14 @@ class NokeCloud(CloudClient):
         envelope = await self._post("lock", body, mac=_one(macs))
         return _validate(LocksData, envelope.data, "lock", self.host).locks
 
+    async def lock_macs(self) -> list[MacAddress]:
+        """``/lock/`` with an empty body: the MAC of every lock of the company, in the cloud's
+        order (only the MACs are kept: a fleet's listing is ~300 bytes a lock). Retried."""
+        data = await with_retries(
+            lambda: self._post_data("lock", LocksRequest(), LockMacsData, mac=None), self._retry
+        )
+        return [lock["mac"] for lock in data.locks]
+
     async def offline_keys(
         self, macs: Sequence[MacAddress] | None = None, *, issue_for: Sequence[str] = ()
     ) -> list[OfflineGrant]:
@@ -138,23 +148,26 @@ class NokeCloud(CloudClient):
                     "issuing offline keys needs the locks to issue them for",
                     hint="name them with --macs",
                 )
-            issue = KeysRequest(issue=[KeyScope(macs=list(macs), tracking_keys=list(issue_for))])
-            await with_retries(lambda: self._post("keys", issue, mac=_one(macs)), self._retry)
+            await self.issue_offline_keys(macs, issue_for)
         display = KeysRequest(display=KeyScope(macs=list(macs)) if macs else None)
-        envelope = await with_retries(
-            lambda: self._post("keys", display, mac=_one(macs)), self._retry
+        data = await with_retries(
+            lambda: self._post_data("keys", display, KeysData, mac=_one(macs)), self._retry
         )
-        data = _validate(KeysData, envelope.data, "keys", self.host)
         return [
             OfflineGrant(
-                lock_id=lock.mac,
-                tracking_key=key.tracking_key,
-                offline_key=bytes.fromhex(key.offline_key.get_secret_value()),
-                unlock_command=bytes.fromhex(key.unlock_command.get_secret_value()),
+                lock["mac"], key["tracking_key"], key["offline_key"], key["unlock_command"]
             )
             for lock in data.locks
-            for key in lock.keys
+            for key in lock.get("keys", ())
         ]
+
+    async def issue_offline_keys(
+        self, macs: Sequence[MacAddress], tracking_keys: Sequence[str]
+    ) -> None:
+        """``/keys/`` issue: a key for each tracking key on each lock (the cloud keeps a key
+        already issued). Retried when transient: issuing again issues nothing new."""
+        issue = KeysRequest(issue=[KeyScope(macs=list(macs), tracking_keys=list(tracking_keys))])
+        await with_retries(lambda: self._post("keys", issue, mac=_one(macs)), self._retry)
 
     async def upload(
         self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
@@ -213,6 +226,27 @@ class NokeCloud(CloudClient):
         data = _validate(CommandsData, envelope.data, route, self.host)
         return _packets(data.commands, route, self.host)
 
+    async def _post_data(
+        self, route: str, body: BaseModel, model: type[_ModelT], *, mac: str | None
+    ) -> _ModelT:
+        """The answer's ``data`` as ``model``, read in one pass from the answer's bytes (no dict
+        tree of a bulk answer first). An answer that is no success is read by :meth:`_read`
+        for the error it deserves; a success whose data does not fit is refused naming where."""
+        response = await self._send(route, body, mobile=False, headers=None)
+        misfit: ValidationError | None = None
+        if response.is_success:
+            try:
+                typed = TypedEnvelope[model].model_validate_json(response.content)  # type: ignore[valid-type]
+            except ValidationError as exc:
+                misfit = exc
+            else:
+                if typed.ok:
+                    data: _ModelT = typed.data
+                    return data
+        self._read(response, route, mac=mac, mobile=False)  # raises unless a success
+        assert misfit is not None  # a success of the documented envelope, with data misfit
+        raise _shape_error(misfit, route, self.host, in_data=False)
+
     async def _post(
         self,
         route: str,
@@ -222,13 +256,27 @@ class NokeCloud(CloudClient):
         mobile: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> Envelope:
+        response = await self._send(route, body, mobile=mobile, headers=headers)
+        return self._read(response, route, mac=mac, mobile=mobile)
+
+    async def _send(
+        self, route: str, body: BaseModel, *, mobile: bool, headers: Mapping[str, str] | None
+    ) -> httpx.Response:
         key = self._mobile_key if mobile else self._api_key
         if key is None:  # upload() checks first; reaching here is a bug
             raise RuntimeError("no mobile API key for /upload/")
-        payload = body.model_dump(mode="json", exclude_none=True)
-        sent = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
+        payload = body.model_dump_json(exclude_none=True).encode()
+        sent = {
+            **(headers or {}),
+            "Authorization": f"Bearer {key.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
         with map_http_errors(self.host):
-            response = await self._client.post(f"{route}/", json=payload, headers=sent)
+            return await self._client.post(f"{route}/", content=payload, headers=sent)
+
+    def _read(
+        self, response: httpx.Response, route: str, *, mac: str | None, mobile: bool
+    ) -> Envelope:
         try:
             answer = json_body(response)
         except AuthFailed as exc:
@@ -259,15 +307,19 @@ def _validate(model: type[_ModelT], value: Any, route: str, host: str) -> _Model
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        if model is not Envelope:
-            where = f"data.{where}" if first["loc"] else "data"
-        raise CloudRejected(
-            f"the Nokē cloud at {host} answered /{route}/ with an unexpected shape: "
-            f"{where} ({first['msg'].lower()})",
-            hint=_BUG_HINT,
-        ) from None
+        raise _shape_error(exc, route, host, in_data=model is not Envelope) from None
+
+
+def _shape_error(exc: ValidationError, route: str, host: str, *, in_data: bool) -> CloudRejected:
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    if in_data:
+        where = f"data.{where}" if first["loc"] else "data"
+    return CloudRejected(
+        f"the Nokē cloud at {host} answered /{route}/ with an unexpected shape: "
+        f"{where} ({first['msg'].lower()})",
+        hint=_BUG_HINT,
+    )
 
 
 def _envelope_error(

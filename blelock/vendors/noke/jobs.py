@@ -5,13 +5,14 @@ offline-key sync.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from blelock.dfu import DfuOutcome, update_firmware
 from blelock.errors import lock_context
 from blelock.model import MacAddress
-from blelock.protocol.dfu_package import DfuPackage
 from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
@@ -22,9 +23,14 @@ from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
 
+if TYPE_CHECKING:
+    from blelock.dfu import DfuOutcome
+    from blelock.protocol.dfu_package import DfuPackage
+
 __all__ = [
     "BOOTLOADER_NAMES",
     "LazyKeyStore",
+    "cloud_client",
     "key_store",
     "refresh_offline_keys",
     "update",
@@ -66,6 +72,15 @@ class LazyKeyStore:
     async def list_keys(self) -> list[KeyInfo]:
         return await (await self._unlocked()).list_keys()
 
+    async def locks_held(self) -> list[MacAddress]:
+        return await (await self._unlocked()).locks_held()
+
+
+def cloud_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
+    """The Core API client: the context's kept one (the kiosk keeps one for its life), else a
+    new one closed on exit. ConfigError when no API key is configured."""
+    return ctx.client("noke.cloud", lambda: NokeCloud.from_settings(ctx.settings))
+
 
 def key_store(ctx: VendorContext) -> LazyKeyStore:
     lifetime = timedelta(days=noke_settings(ctx.settings).offline_key_lifetime_days)
@@ -94,10 +109,10 @@ async def visit(
         mode == "auto"
         and (noke_settings(settings).api_key is not None or action is not Action.UNLOCK)
     )
-    cloud = NokeCloud.from_settings(settings) if needs_cloud else None
-    if cloud is None and mode == "auto":
+    if not needs_cloud and mode == "auto":
         mode = "offline"
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        cloud = await stack.enter_async_context(cloud_client(ctx)) if needs_cloud else None
         found = await _found(ctx, mac)
         device, name = found.device, found.sighting.name
         noke_visit = NokeVisit(
@@ -109,9 +124,6 @@ async def visit(
             logs=ctx.outbox,
         )
         return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
-    finally:
-        if cloud is not None:
-            await cloud.aclose()
 
 
 async def update(
@@ -123,6 +135,8 @@ async def update(
     on_progress: Callable[[int], None] | None = None,
 ) -> DfuOutcome:
     """Both steps, from wherever the lock is now; ``on_progress`` gets the bytes confirmed."""
+    from blelock.dfu import update_firmware  # not on the unlock path: a DFU driver, unused there
+
     settings = ctx.settings
     with lock_context(mac, "scan"):
         target = await find_update_target(
@@ -145,15 +159,67 @@ async def update(
     )
 
 
+SYNC_CHUNK_LOCKS = 2500
+"""Locks per ``/keys/`` request of a sync: what is in memory at once (one chunk's answer and
+grants, ~5 keys a lock) stays the same whatever the size of the fleet."""
+
+
 async def refresh_offline_keys(
     cloud: NokeCloud,
     keys: LazyKeyStore,
     *,
     macs: Sequence[MacAddress] | None = None,
     issue_for: Sequence[str] = (),
+    default_issue: tuple[str, int] | None = None,
+    chunk: int = SYNC_CHUNK_LOCKS,
 ) -> KeySyncSummary:
-    """Fetch (issuing where asked) and store the keys; those the cloud no longer lists within
-    ``macs`` (all locks when None) are marked revoked in the cache."""
+    """Fetch (issuing where asked) and store the keys of ``macs`` (None: every lock the
+    company's ``/lock/`` lists), ``chunk`` locks a request, the next chunk fetched while the
+    last is stored; keys the cloud no longer lists are marked revoked in the cache (with
+    ``macs`` None, also those of locks the company no longer has).
+
+    ``issue_for``: tracking keys to issue keys for on every lock synced; ``default_issue``
+    (tracking key, most locks): issue for it on the first locks synced. Each chunk is stored
+    in one transaction: a sync cut short keeps the chunks it finished, the rest as they were.
+    """
     with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
-        grants = await cloud.offline_keys(macs, issue_for=issue_for)
-        return await keys.apply_sync(grants, scope_macs=macs)
+        scope = list(dict.fromkeys(await cloud.lock_macs() if macs is None else macs))
+        chunks = [scope[start : start + chunk] for start in range(0, len(scope), chunk)]
+        tracking, left = default_issue or ("", 0)
+
+        async def fetch(locks: list[MacAddress]) -> list[OfflineGrant]:
+            nonlocal left
+            if issue_for:
+                await cloud.issue_offline_keys(locks, issue_for)
+            if left > 0:
+                first, left = locks[:left], max(0, left - len(locks))
+                await cloud.issue_offline_keys(first, [tracking])
+            return await cloud.offline_keys(locks)
+
+        total = KeySyncSummary(0, 0, 0, 0)
+        ahead = asyncio.create_task(fetch(chunks[0])) if chunks else None
+        try:
+            for index, locks in enumerate(chunks):
+                assert ahead is not None
+                grants = await ahead
+                following = index + 1 < len(chunks)
+                ahead = asyncio.create_task(fetch(chunks[index + 1])) if following else None
+                total = _plus(total, await keys.apply_sync(grants, scope_macs=locks))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ahead
+        if macs is None:  # locks the company no longer lists: their keys are revoked too
+            gone = sorted(set(await keys.locks_held()) - set(scope))
+            total = _plus(total, await keys.apply_sync((), scope_macs=gone))
+        return total
+
+
+def _plus(a: KeySyncSummary, b: KeySyncSummary) -> KeySyncSummary:
+    return KeySyncSummary(
+        a.added + b.added,
+        a.refreshed + b.refreshed,
+        a.revoked + b.revoked,
+        a.unchanged + b.unchanged,
+    )

@@ -168,6 +168,15 @@ class KeyStore:
 
         return await self._db.run(listing, write=False)
 
+    async def locks_held(self) -> list[MacAddress]:
+        """Every lock the cache holds a key for (revoked ones too)."""
+
+        def held(conn: sqlite3.Connection) -> list[MacAddress]:
+            query = "SELECT DISTINCT lock_id FROM offline_keys ORDER BY lock_id"
+            return [MacAddress(lock) for (lock,) in conn.execute(query)]
+
+        return await self._db.run(held, write=False)
+
     # --- in the writer thread -----------------------------------------------------------------
 
     def _apply(
