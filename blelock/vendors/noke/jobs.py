@@ -183,7 +183,9 @@ async def refresh_offline_keys(
     in one transaction: a sync cut short keeps the chunks it finished, the rest as they were.
     """
     with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
-        scope = list(dict.fromkeys(await cloud.lock_macs() if macs is None else macs))
+        # In MAC order: each chunk's rows are then neighbours in the cache's primary key, so a
+        # fleet's writes touch each page of it once instead of every chunk touching all of them.
+        scope = sorted(set(await cloud.lock_macs() if macs is None else macs))
         chunks = [scope[start : start + chunk] for start in range(0, len(scope), chunk)]
         tracking, left = default_issue or ("", 0)
 
