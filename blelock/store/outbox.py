@@ -39,7 +39,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +161,9 @@ class Outbox:
 
         A batch leased before and never acknowledged comes back first, whole and with its key,
         whatever ``limit`` is now: the same key must always mean the same records."""
+        return await self._db.run(self._leaser(limit))
+
+    def _leaser(self, limit: int) -> Callable[[sqlite3.Connection], Batch | None]:
         if limit < 1:
             raise ValueError("a batch holds at least one record")
 
@@ -202,18 +205,19 @@ class Outbox:
             # Every row of the new batch was damaged and is set aside: form the next one.
             return lease(conn)
 
-        return await self._db.run(lease)
+        return lease
 
     async def acknowledge(self, batch_key: str) -> int:
         """Delete the batch's records (the cloud has them); how many. An unknown key (already
         acknowledged, say by another process) deletes nothing."""
+        return await self._db.run(lambda conn: _delete_batch(conn, batch_key))
 
-        def delete(conn: sqlite3.Connection) -> int:
-            deleted = conn.execute("DELETE FROM outbox WHERE batch_key = ?", (batch_key,)).rowcount
-            conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
-            return int(deleted)
-
-        return await self._db.run(delete)
+    async def acknowledge_and_lease(self, batch_key: str, limit: int) -> tuple[int, Batch | None]:
+        """:meth:`acknowledge` then :meth:`lease` in one transaction: a drain commits (and so
+        waits for the disk) once a batch, not twice. All of it or none: the batch stays leased
+        when forming the next fails."""
+        lease = self._leaser(limit)
+        return await self._db.run(lambda conn: (_delete_batch(conn, batch_key), lease(conn)))
 
     async def split(self, batch_key: str) -> int:
         """Replace a refused batch of several locks by one batch per lock (new keys: the cloud
@@ -351,6 +355,12 @@ def _indexed(conn: sqlite3.Connection, row: tuple[int, str, str, int, str]) -> b
         (lock_id, session, payload, rowid),
     ).fetchone()
     return found is not None
+
+
+def _delete_batch(conn: sqlite3.Connection, batch_key: str) -> int:
+    deleted = conn.execute("DELETE FROM outbox WHERE batch_key = ?", (batch_key,)).rowcount
+    conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
+    return int(deleted)
 
 
 def _sound_records(conn: sqlite3.Connection, key: str, vendor: str) -> tuple[LogRecord, ...]:

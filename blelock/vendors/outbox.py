@@ -42,6 +42,9 @@ class Batch(Protocol):
 class Outbox(Protocol):
     async def lease(self, limit: int) -> Batch | None: ...
     async def acknowledge(self, batch_key: str) -> int: ...
+    async def acknowledge_and_lease(
+        self, batch_key: str, limit: int
+    ) -> tuple[int, Batch | None]: ...
     async def split(self, batch_key: str) -> int: ...
     async def fail(self, batch_key: str, failure: str) -> None: ...
     async def pending_count(self) -> int: ...
@@ -59,14 +62,8 @@ async def drain_outbox(
     Batches the cloud refuses for good are set aside (see ``Outbox.failed``)."""
     uploaded = 0
     with lock_context(None, "upload logs"):
-        while True:
-            try:
-                batch = await outbox.lease(batch_size)
-            except StoreDamaged:
-                await _set_damage_aside(outbox)
-                continue
-            if batch is None:
-                break
+        batch = await _lease(outbox, batch_size)
+        while batch is not None:
             try:
                 await cloud.upload(batch.records, idempotency_key=batch.key)
             except (CloudRejected, UnsendableRecord) as exc:
@@ -76,18 +73,30 @@ async def drain_outbox(
                     await outbox.split(batch.key)  # find which lock it was, one at a time
                 else:
                     await outbox.fail(batch.key, exc.one_line())
+                batch = await _lease(outbox, batch_size)
                 continue
             try:
-                uploaded += await outbox.acknowledge(batch.key)
+                # One commit a batch: this one's records go, the next batch is formed.
+                acknowledged, batch = await outbox.acknowledge_and_lease(batch.key, batch_size)
             except StoreDamaged:
                 # The cloud has the batch; a damaged row stops SQLite deleting it. Set the
                 # damaged rows aside, then the same key goes again (the cloud dedupes it) and
                 # the rest are acknowledged.
                 await _set_damage_aside(outbox)
+                batch = await _lease(outbox, batch_size)
                 continue
+            uploaded += acknowledged
             if on_progress is not None:
                 on_progress(uploaded)
     return uploaded
+
+
+async def _lease(outbox: Outbox, batch_size: int) -> Batch | None:
+    while True:
+        try:
+            return await outbox.lease(batch_size)
+        except StoreDamaged:
+            await _set_damage_aside(outbox)
 
 
 async def _set_damage_aside(outbox: Outbox) -> None:
