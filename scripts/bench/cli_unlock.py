@@ -1,12 +1,12 @@
 """Benchmark: a whole `blelock open LOCK` process (start to exit), online and offline, for every
 registered vendor that opens locks, against the simulated world, paired with `python -c pass`.
 
-Target (issue 18): median ≤ 1.25 × (modelled minimum + bare interpreter start).
+Target (issue 18): median ≤ 1.25 x (modelled minimum + bare interpreter start).
 
 The world runs in this process, so its counters say what each run cost under the latency model:
 the first advertisement, plus every wait the simulated radio imposed on the link (connection
 set-up, MTU exchange, each ATT round trip, write pacing, each answer's delay:
-``Radio.modelled_s``), plus ``cloud latency × requests`` the simulated clouds received. The
+``Radio.modelled_s``), plus ``cloud latency x requests`` the simulated clouds received. The
 floor is the conversation as run, so the counts are printed beside it: a needless extra round
 trip would show there, not in the ratio.
 

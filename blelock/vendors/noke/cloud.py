@@ -188,6 +188,23 @@ class NokeCloud(CloudClient):
             )
         if not records:
             return
+        body = self.upload_body(records)
+        macs = {record.lock_id for record in records}
+        extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        await with_retries(
+            lambda: self._post(
+                "upload",
+                body,
+                mac=next(iter(macs)) if len(macs) == 1 else None,
+                mobile=True,
+                headers=extra,
+            ),
+            self._retry,
+        )
+
+    @staticmethod
+    def upload_body(records: Sequence[LogRecord]) -> bytes:
+        """The ``/upload/`` body of ``records``: grouped per (lock, session), as JSON bytes."""
         groups: dict[tuple[str, str], list[LogRecord]] = {}
         for record in records:
             groups.setdefault((record.lock_id, record.context), []).append(record)
@@ -203,18 +220,7 @@ class NokeCloud(CloudClient):
                 for (mac, session), group in groups.items()
             ]
         )
-        macs = {mac for mac, _ in groups}
-        extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        await with_retries(
-            lambda: self._post(
-                "upload",
-                body,
-                mac=next(iter(macs)) if len(macs) == 1 else None,
-                mobile=True,
-                headers=extra,
-            ),
-            self._retry,
-        )
+        return body.model_dump_json(exclude_none=True).encode()
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -250,7 +256,7 @@ class NokeCloud(CloudClient):
     async def _post(
         self,
         route: str,
-        body: BaseModel,
+        body: BaseModel | bytes,
         *,
         mac: str | None,
         mobile: bool = False,
@@ -260,19 +266,27 @@ class NokeCloud(CloudClient):
         return self._read(response, route, mac=mac, mobile=mobile)
 
     async def _send(
-        self, route: str, body: BaseModel, *, mobile: bool, headers: Mapping[str, str] | None
+        self,
+        route: str,
+        body: BaseModel | bytes,
+        *,
+        mobile: bool,
+        headers: Mapping[str, str] | None,
     ) -> httpx.Response:
+        if isinstance(body, BaseModel):
+            body = body.model_dump_json(exclude_none=True).encode()
+        sent = {**(headers or {}), **self._headers(mobile=mobile)}
+        with map_http_errors(self.host):
+            return await self._client.post(f"{route}/", content=body, headers=sent)
+
+    def _headers(self, *, mobile: bool) -> dict[str, str]:
         key = self._mobile_key if mobile else self._api_key
         if key is None:  # upload() checks first; reaching here is a bug
             raise RuntimeError("no mobile API key for /upload/")
-        payload = body.model_dump_json(exclude_none=True).encode()
-        sent = {
-            **(headers or {}),
+        return {
             "Authorization": f"Bearer {key.get_secret_value()}",
             "Content-Type": "application/json",
         }
-        with map_http_errors(self.host):
-            return await self._client.post(f"{route}/", content=payload, headers=sent)
 
     def _read(
         self, response: httpx.Response, route: str, *, mac: str | None, mobile: bool
