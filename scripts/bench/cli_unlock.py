@@ -16,7 +16,10 @@ in-process through the same jobs the CLI runs: each vendor's enrolment, a key sy
 ``tracking_key`` sync option, when the vendor has one, gets the bench's), one warm-up visit.
 Runs are interleaved (bare, online, offline, …) so load from other processes hits all alike.
 
-    .venv/bin/python scripts/bench/cli_unlock.py [--runs 3]
+``--baseline DIR`` also runs each command from another checkout's ``blelock`` (PYTHONPATH=DIR,
+e.g. a worktree of main), interleaved with this one's: before and after under the same load.
+
+    .venv/bin/python scripts/bench/cli_unlock.py [--runs 3] [--baseline ../wt-main]
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -68,13 +72,25 @@ def figures(values: Sequence[float]) -> str:
     return f"min {min(ms):6.1f}  median {statistics.median(ms):6.1f}  max {max(ms):6.1f} ms"
 
 
+CPU: dict[tuple[str, ...], list[float]] = {}
+"""CPU seconds (user + system) of each command's processes: what load from other processes
+stretches (the wall time on an idle machine is about the modelled waits plus this)."""
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
+    cpu = children_cpu()
     began = time.perf_counter()
     child = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     _, err = await child.communicate()
     elapsed = time.perf_counter() - began
+    CPU.setdefault((*argv, env.get("PYTHONPATH", "")), []).append(children_cpu() - cpu)
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[2:])} failed: {err.decode().strip()[-300:]}")
     return elapsed
@@ -117,7 +133,7 @@ async def setup(running: RunningWorld, env: dict[str, str], plugins: list[Vendor
             )
 
 
-async def bench(runs: int) -> None:
+async def bench(runs: int, baseline: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         spec = WorldSpec(
             locks=1, keyless_locks=1, seed=5, latency=MODEL, cloud_latency_s=CLOUD_LATENCY_S
@@ -129,6 +145,8 @@ async def bench(runs: int) -> None:
                 "BLELOCK_DATA_DIR": scratch,
                 "BLELOCK_KEY_DIR": scratch,
             }
+            # The simulated bleak backend of the in-process set-up reads it from the environment.
+            os.environ["BLELOCK_SIM_RADIO"] = running.radio_address
             plugins = openers()
             ids = lock_ids(running.world)
             for plugin in plugins:
@@ -144,33 +162,51 @@ async def bench(runs: int) -> None:
                 f"{CLOUD_LATENCY_S * 1e3:.0f} ms a request; {runs} interleaved runs each"
             )
             bare_argv = [sys.executable, "-c", "pass"]
-            cases = [(p.name, mode) for p in plugins for mode in ("online", "offline")]
-            wall: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
-            floor: dict[tuple[str, str], list[float]] = {case: [] for case in cases}
-            calls: dict[tuple[str, str], set[int]] = {case: set() for case in cases}
+            builds = {"this": env}
+            if baseline is not None:
+                builds["baseline"] = env | {"PYTHONPATH": baseline}
+            cases = [
+                (build, p.name, mode)
+                for p in plugins
+                for mode in ("online", "offline")
+                for build in builds
+            ]
+            wall: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
+            floor: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
+            calls: dict[tuple[str, str, str], set[int]] = {case: set() for case in cases}
             bare: list[float] = []
             for _ in range(runs):
                 bare.append(await timed(bare_argv, env))
-                for vendor, mode in cases:
+                for build, vendor, mode in cases:
                     lock = ids[vendor][0]
                     argv = [sys.executable, "-m", "blelock", "open", lock, f"--{mode}"]
                     argv += ["--vendor", vendor]
-                    elapsed, modelled, used = await cli_run(running, argv, env)
-                    wall[vendor, mode].append(elapsed)
-                    floor[vendor, mode].append(modelled)
-                    calls[vendor, mode].add(used)
-            print(f"bare `python -c pass`          {figures(bare)}")
+                    elapsed, modelled, used = await cli_run(running, argv, builds[build])
+                    wall[build, vendor, mode].append(elapsed)
+                    floor[build, vendor, mode].append(modelled)
+                    calls[build, vendor, mode].add(used)
+            print(f"bare `python -c pass`            {figures(bare)}")
+            bare_cpu = statistics.median(CPU[(*bare_argv, "")])
+            print(f"   CPU of the bare interpreter: median {bare_cpu * 1e3:.1f} ms")
             base = statistics.median(bare)
             worst = 0.0
             for case in cases:
-                vendor, mode = case
+                build, vendor, mode = case
                 modelled = statistics.median(floor[case])
                 ratio = statistics.median(wall[case]) / (modelled + base)
-                worst = max(worst, ratio)
+                worst = max(worst, ratio) if build == "this" else worst
                 print(
-                    f"{vendor:>8} {mode:<7} process     {figures(wall[case])}; modelled "
+                    f"{build:>8} {vendor:>8} {mode:<7} {figures(wall[case])}; modelled "
                     f"{modelled * 1e3:5.1f} ms ({'/'.join(map(str, sorted(calls[case])))} cloud "
                     f"call(s)) + bare {base * 1e3:4.1f} ms; ratio {ratio:.3f} (target {TARGET})"
+                )
+                lock = ids[vendor][0]
+                argv = (sys.executable, "-m", "blelock", "open", lock, f"--{mode}")
+                cpu = CPU[(*argv, "--vendor", vendor, builds[build].get("PYTHONPATH", ""))]
+                idle = (modelled + statistics.median(cpu)) / (modelled + bare_cpu)
+                print(
+                    f"{'':>26}CPU {figures(cpu)}; on an idle machine ≈ modelled + CPU: "
+                    f"ratio ≈ {idle:.3f}"
                 )
             print(f"end: {load()}; worst ratio {worst:.3f}")
 
@@ -178,8 +214,10 @@ async def bench(runs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", metavar="DIR", help="another checkout to compare with")
     args = parser.parse_args()
-    asyncio.run(bench(args.runs))
+    baseline = None if args.baseline is None else os.path.abspath(args.baseline)
+    asyncio.run(bench(args.runs, baseline))
 
 
 if __name__ == "__main__":
