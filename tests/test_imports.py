@@ -121,6 +121,9 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
     another vendor beyond its plugin, nothing of firmware updates, the kiosk or httpx's CLI."""
     import asyncio
 
+    # Before the set-up's event loop: a first import inside it reads files (blockbuster).
+    import httpx  # noqa: F401
+
     from blelock import registry
     from blelock.config import load_settings
     from blelock.jobs import context, open_store
@@ -160,3 +163,14 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
                 assert _strays(_unlock_modules(argv, env), plugin.name, others) == [], argv
                 measured.append((plugin.name, mode))
     assert ("noke", "online") in measured and ("noke", "offline") in measured
+
+
+def test_a_noke_offline_visit_needs_no_http_library() -> None:
+    """Everything a Nokē offline unlock runs (the command, the job, the visit, the key cache,
+    the drain's rules) loads no HTTP library: the cloud client comes only with a cloud call."""
+    offline_path = (
+        "import blelock.cli.open, blelock.jobs, blelock.vendors.noke.plugin, "
+        "blelock.vendors.noke.jobs, blelock.vendors.noke.visit, blelock.vendors.noke.keys, "
+        "blelock.vendors.outbox"
+    )
+    assert _loaded(offline_path, ("httpx", "httpcore", "h11")) == []

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from blelock.cloud._http import is_transient
+from blelock.cloud._policy import is_transient
 from blelock.errors import (
     AuthFailed,
     CloudRejected,

@@ -17,7 +17,6 @@ from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.base import Mode, VendorContext
-from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
@@ -26,6 +25,7 @@ from blelock.vendors.noke.visit import NokeVisit
 if TYPE_CHECKING:
     from blelock.dfu import DfuOutcome
     from blelock.protocol.dfu_package import DfuPackage
+    from blelock.vendors.noke.cloud import NokeCloud
 
 __all__ = [
     "BOOTLOADER_NAMES",
@@ -78,7 +78,10 @@ class LazyKeyStore:
 
 def cloud_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
     """The Core API client: the context's kept one (the kiosk keeps one for its life), else a
-    new one closed on exit. ConfigError when no API key is configured."""
+    new one closed on exit. ConfigError when no API key is configured. (Imported here: an
+    offline visit needs no HTTP library.)"""
+    from blelock.vendors.noke.cloud import NokeCloud
+
     return ctx.client("noke.cloud", lambda: NokeCloud.from_settings(ctx.settings))
 
 
