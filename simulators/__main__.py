@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keyless-locks", type=int, default=0, help="Keyless padlocks on the platform (default 0)"
     )
+    parser.add_argument(
+        "--unloc-locks", type=int, default=0, help="locks of the Unloc project (default 0)"
+    )
     model = LatencyModel()
     latency = parser.add_argument_group("latency model (milliseconds)")
     latency.add_argument(
@@ -172,6 +175,7 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
         cloud_faults=_cloud_faults(args.cloud_fault),
         offline_tracking_keys=tuple(f"tech-{n}" for n in range(1, args.offline_keys + 1)),
         keyless_locks=args.keyless_locks,
+        unloc_locks=max(0, args.unloc_locks),
     )
 
 
@@ -196,6 +200,7 @@ def _announce(
             "expect_locks": len(locks) + len(keyless_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
+            "demo": _demo_setups(running),
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return
@@ -207,7 +212,15 @@ def _announce(
         print(f"# Keyless lock {lock_id}")
     if invitation is not None:
         print(f"# Keyless invitation code: {invitation}")
+    for lock in [] if running.world.unloc is None else running.world.unloc.state.locks.values():
+        print(f"# Unloc lock {lock.id} ({lock.timezone})")
     sys.stdout.flush()
+
+
+def _demo_setups(running: RunningWorld) -> dict[str, object]:
+    """Each cloud-only vendor's part of `blelock demo` (by vendor name)."""
+    unloc, url = running.world.unloc, running.unloc_url
+    return {} if unloc is None or url is None else {"unloc": unloc.demo_setup(url)}
 
 
 async def _serve(

@@ -40,6 +40,7 @@ from simulators.keyless_lock import SimKeylessLock
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
 from simulators.radio import LatencyModel, Radio, RadioServer
+from simulators.unloc_world import UnlocWorld, build_unloc_world
 
 __all__ = [
     "RunningWorld",
@@ -76,6 +77,8 @@ class WorldSpec:
     keyless_locks: int = 0
     """Keyless padlocks, claimed on the simulated platform; a technician user may open each
     (OPEN and UPDATE_TIME permissions) once it activates its invitation."""
+    unloc_locks: int = 0
+    """Locks of the simulated Unloc project (cloud only: Unloc's app opens them)."""
 
 
 @dataclass
@@ -95,6 +98,7 @@ class World:
     bootloaders: list[SimDfuTarget] = field(default_factory=list)
     """Each lock's Nordic bootloader (same index), silent until a firmware-update command."""
     keyless: KeylessWorld | None = None
+    unloc: UnlocWorld | None = None
 
 
 def build_world(spec: WorldSpec) -> World:
@@ -151,7 +155,8 @@ def build_world(spec: WorldSpec) -> World:
     keyless = _keyless_world(spec, rng, radio) if spec.keyless_locks else None
     if keyless is not None:
         keyless.platform.faults.latency_s = spec.cloud_latency_s
-    return World(radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders, keyless=keyless)
+    unloc = build_unloc_world(spec.unloc_locks) if spec.unloc_locks else None
+    return World(radio, locks, cloud, bootloaders, keyless, unloc)
 
 
 PERMISSION_SPAN = dt.timedelta(days=365)
@@ -271,6 +276,7 @@ class RunningWorld:
     radio_address: str
     cloud_url: str
     keyless_url: str | None = None
+    unloc_url: str | None = None
     switches: dict[str, CloudSwitch] = field(default_factory=dict)
     """Each cloud's runtime switch (down, slow, back; lost answers), by vendor; also over HTTP
     at ``/_sim/cloud`` on that cloud's port (see :mod:`simulators.cloud_switch`)."""
@@ -278,14 +284,22 @@ class RunningWorld:
     @property
     def environment(self) -> dict[str, str]:
         """The settings that point ``blelock`` (and the sim bleak backend) at this world."""
-        return {
-            "BLELOCK_NOKE_URL": self.cloud_url,
-            "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
-            "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
-            "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
-            "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
-            "BLELOCK_SIM_RADIO": self.radio_address,
-        } | self._keyless_environment()
+        return (
+            {
+                "BLELOCK_NOKE_URL": self.cloud_url,
+                "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
+                "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
+                "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
+                "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
+                "BLELOCK_SIM_RADIO": self.radio_address,
+            }
+            | self._keyless_environment()
+            | self._unloc_environment()
+        )
+
+    def _unloc_environment(self) -> dict[str, str]:
+        unloc = self.world.unloc
+        return {} if unloc is None or self.unloc_url is None else unloc.environment(self.unloc_url)
 
     def _keyless_environment(self) -> dict[str, str]:
         keyless = self.world.keyless
@@ -352,6 +366,12 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
                     lambda method, path: method == "POST" and path.rstrip("/").endswith("-log"),
                 )
                 keyless_url = await stack.enter_async_context(_serve_http(switches["keyless"]))
-            yield RunningWorld(world, radio_server.address, cloud_url, keyless_url, switches)
+            unloc_url = None
+            if world.unloc is not None:
+                switches["unloc"] = CloudSwitch(world.unloc.app(), "unloc", lambda m, p: False)
+                unloc_url = await stack.enter_async_context(_serve_http(switches["unloc"]))
+            yield RunningWorld(
+                world, radio_server.address, cloud_url, keyless_url, unloc_url, switches
+            )
     finally:
         await radio_server.close()

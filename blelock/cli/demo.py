@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 
 from blelock import registry
 from blelock.cli.render import show_results
+from blelock.cloud._http import make_client, map_http_errors, raise_for_status
 from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
 from blelock.jobs import context, open_store, run_operation
@@ -31,7 +33,7 @@ from blelock.model import VisitResult
 from blelock.store import Store
 from blelock.sync import sync_keys, sync_vendor
 from blelock.transport.scan import Found, scan
-from blelock.vendors.base import OperationRequest, VendorPlugin
+from blelock.vendors.base import DemoHooks, OperationRequest, VendorPlugin
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
@@ -46,6 +48,8 @@ class DemoReport:
     uploaded: int = 0
     pending: int = 0
     heard: int = 0
+    notes: list[str] = field(default_factory=list)
+    """What the cloud-only vendors' steps did, in order."""
 
 
 def caption(report: DemoReport) -> str:
@@ -57,20 +61,28 @@ def caption(report: DemoReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed))
+    report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed, args.unloc_locks))
     show_results(
         report.results,
         report.failures,
         as_json=args.json,
         caption=caption(report),
-        extra={"logs": {"uploaded": report.uploaded, "pending": report.pending}},
+        extra={
+            "logs": {"uploaded": report.uploaded, "pending": report.pending},
+            "notes": report.notes,
+        },
     )
+    if not args.json:
+        for note in report.notes:
+            print(note)
     complete = len(report.results) == 2 * report.heard and report.heard > 0
     return 0 if complete and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
-async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncIterator[dict[str, Any]]:
+async def simulator(
+    locks: int, seed: int, keyless_locks: int = 0, unloc_locks: int = 0
+) -> AsyncIterator[dict[str, Any]]:
     """A ``blelock-sim`` child; yields what it announced (``env`` points blelock at it)."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -84,6 +96,8 @@ async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncItera
         str(seed),
         "--keyless-locks",
         str(keyless_locks),
+        "--unloc-locks",
+        str(unloc_locks),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -121,8 +135,8 @@ async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncItera
             await child.wait()
 
 
-async def _demo(locks: int, keyless_locks: int, seed: int) -> DemoReport:
-    async with simulator(locks, seed, keyless_locks) as announced:
+async def _demo(locks: int, keyless_locks: int, seed: int, unloc_locks: int = 0) -> DemoReport:
+    async with simulator(locks, seed, keyless_locks, unloc_locks) as announced:
         environment = announced["env"]
         # A throwaway store: the demo must not touch a technician's real keys or logs.
         with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:
@@ -162,7 +176,30 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
             done = await sync_vendor(context(plugins[vendor], settings, store))
             report.uploaded += done.uploaded
             report.pending += done.pending
+        await _vendor_steps(settings, store, announced, report)
     return report
+
+
+async def _vendor_steps(
+    settings: Settings, store: Store, announced: Mapping[str, Any], report: DemoReport
+) -> None:
+    """Each vendor's own step the simulator set up (a cloud-only vendor's key management)."""
+    plugins = registry.plugins()
+    for name, setup in announced.get("demo", {}).items():
+        clock_url = str(setup["clock_url"])
+
+        async def set_cloud_time(at: dt.datetime, url: str = clock_url) -> None:
+            # The simulated cloud's clock: blelock-sim's switch, reached as any client would.
+            async with make_client(url, settings.timeouts) as client:
+                with map_http_errors():
+                    answer = await client.post(url, json={"at": at.isoformat()})
+                raise_for_status(answer)
+
+        hooks = DemoHooks(setup, set_cloud_time, report.notes.append)
+        try:
+            await plugins[name].demo(context(plugins[name], settings, store), hooks)
+        except BlelockError as exc:
+            report.failures.append(exc)
 
 
 async def _sync_keys(

@@ -22,7 +22,15 @@ from fastapi import Body, FastAPI, Path, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, create_model
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    create_model,
+)
 
 from blelock import __version__, registry
 from blelock.errors import (
@@ -36,7 +44,7 @@ from blelock.errors import (
     StoreFull,
     UsageError,
 )
-from blelock.model import KeyHealth
+from blelock.model import KeyHealth, PhoneKeyRequest, WeeklyWindow
 from blelock.service.logs import logger
 from blelock.service.runner import (
     Health,
@@ -48,7 +56,7 @@ from blelock.service.runner import (
     VendorHealth,
 )
 from blelock.store.outbox import room_problem
-from blelock.vendors.base import OperationSpec, OptionSpec, OptionValue
+from blelock.vendors.base import Facts, OperationSpec, OptionSpec, OptionValue, VendorContext
 
 __all__ = ["OPEN_PATHS", "create_app"]
 
@@ -140,6 +148,44 @@ def body_model(
     title = "".join(part.title() for part in operation.replace("_", "-").split("-"))
     model: type[OperationBody] = create_model(f"{title}Request", __base__=OperationBody, **fields)
     return model
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class WeeklyWindowBody(_Strict):
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    start: dt.time = Field(description="lock-local wall-clock time, e.g. 09:00")
+    end: dt.time | None = Field(default=None, description="lock-local; null: until midnight")
+
+
+class PhoneKeyBody(_Strict):
+    """A key for a renter's phone, which the vendor's own app opens the lock with."""
+
+    vendor: Annotated[str | None, AfterValidator(_known_vendor)] = Field(
+        default=None, description="only needed when several vendors give keys to phones"
+    )
+    lock_id: str = Field(min_length=1, max_length=64, description="the vendor's lock id")
+    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +4799887766")
+    start: AwareDatetime | None = Field(default=None, description="null: now")
+    end: AwareDatetime | None = Field(default=None, description="null: until revoked")
+    weekly: list[WeeklyWindowBody] = Field(
+        default_factory=list, max_length=7, description="opening hours; none: at any time"
+    )
+
+    def request(self) -> PhoneKeyRequest:
+        windows = tuple(
+            WeeklyWindow(_WEEKDAYS.index(w.weekday), w.start, w.end) for w in self.weekly
+        )
+        return PhoneKeyRequest(self.lock_id, self.phone, self.start, self.end, windows)
+
+
+class PhoneRevokeBody(_Strict):
+    vendor: Annotated[str | None, AfterValidator(_known_vendor)] = None
+    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
+    lock_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="only its keys on this lock"
+    )
 
 
 class ErrorView(BaseModel):
@@ -629,6 +675,45 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
 
     for name in runner.operation_names():
         _operation_route(name)
+
+    if any(plugin.phone_keys for plugin in plugins.values()):
+
+        @app.post(
+            "/v1/phone-keys",
+            response_model=JobView,
+            status_code=202,
+            responses=failure,
+            summary="give a phone a key for a lock (a job: poll /v1/jobs/{id})",
+        )
+        async def issue_phone_key(body: PhoneKeyBody, response: Response) -> JobView:
+            plugin = runner.phone_key_vendor(body.vendor)
+            request = body.request()
+
+            async def call(ctx: VendorContext) -> Facts:
+                return await plugin.issue_phone_key(ctx, request)
+
+            job = runner.submit_cloud(plugin, body.lock_id, "issue-phone-key", call)
+            return _accepted(job, response)
+
+        @app.post(
+            "/v1/phone-keys/revoke",
+            response_model=JobView,
+            status_code=202,
+            responses=failure,
+            summary="take away a phone's keys (on one lock, when given; a job)",
+        )
+        async def revoke_phone_keys(body: PhoneRevokeBody, response: Response) -> JobView:
+            plugin = runner.phone_key_vendor(body.vendor)
+
+            async def call(ctx: VendorContext) -> Facts:
+                return await plugin.revoke_phone_keys(ctx, body.phone, body.lock_id)
+
+            job = runner.submit_cloud(plugin, body.lock_id or "", "revoke-phone-keys", call)
+            return _accepted(job, response)
+
+    def _accepted(job: Job, response: Response) -> JobView:
+        response.headers["Location"] = f"/v1/jobs/{job.id}"
+        return _job_view(job)
 
     @app.get(
         "/v1/jobs/{job_id}",

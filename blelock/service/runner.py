@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -38,7 +38,15 @@ from blelock.service.upkeep import Backoff, Upkeep
 from blelock.service.view import LiveView, SeenLock
 from blelock.store import Store
 from blelock.transport.scan import scan
-from blelock.vendors.base import KeptClients, Mode, OperationRequest, OptionValue, VendorPlugin
+from blelock.vendors.base import (
+    Facts,
+    KeptClients,
+    Mode,
+    OperationRequest,
+    OptionValue,
+    VendorContext,
+    VendorPlugin,
+)
 
 __all__ = [
     "SCAN_WINDOW_S",
@@ -57,6 +65,8 @@ __all__ = [
 SCAN_WINDOW_S = 5.0
 """One scan window, after which the view is updated: fresh enough for someone walking up to a
 kiosk, and restarting discovery every few seconds costs BlueZ nothing."""
+CLOUD_JOB_BUDGET_S = 360.0
+"""A key made for a phone: the vendor's own job may take minutes (its wait gives up at 300 s)."""
 DRAIN_GRACE_S = 5.0
 """Added to the longest running job's own budget when SIGTERM drains in-flight work."""
 
@@ -278,6 +288,57 @@ class Runner:
             budget_s=spec.budget(self.settings),
             long_running=spec.long_running,
         )
+
+    def phone_key_vendor(self, vendor: str | None) -> VendorPlugin:
+        """The vendor named, or the only one here that gives keys to phones."""
+        offering = [plugin for plugin in self.plugins.values() if plugin.phone_keys]
+        if vendor is not None:
+            plugin = registry.plugin(vendor)
+            if not plugin.phone_keys:
+                raise UsageError(
+                    f"{plugin.title} gives no keys to phones",
+                    hint=f"phone keys come from: {', '.join(p.name for p in offering) or 'none'}",
+                )
+            return plugin
+        if len(offering) != 1:
+            names = ", ".join(plugin.name for plugin in offering)
+            raise UsageError(
+                "no vendor here gives keys to phones"
+                if not offering
+                else f"several vendors give keys to phones ({names})",
+                hint='say which with "vendor"' if offering else None,
+            )
+        return offering[0]
+
+    def submit_cloud(
+        self,
+        plugin: VendorPlugin,
+        lock_id: str,
+        operation: str,
+        call: Callable[[VendorContext], Awaitable[Facts]],
+    ) -> Job:
+        """Queue work that only asks the vendor's cloud (no radio, no connection slot): a
+        phone's key made or taken away. Answered at once with the job to poll."""
+        if not self._accepting:
+            raise ServiceStopping("the service is stopping and takes no new operations")
+        store = self.store
+
+        async def work(job: Job) -> Result:
+            ctx = jobs.context(
+                plugin, self.settings, store, clock=self._clock, progress=job.progress
+            )
+            try:
+                facts = await call(ctx)
+            except (CloudUnavailable, CloudTimeout):
+                self._statuses[plugin.name].cloud_seen(reachable=False)
+                raise
+            self._statuses[plugin.name].cloud_seen(reachable=True)
+            return dict(facts)
+
+        return self._queue.submit(
+            lock_id, plugin.name, operation, work, budget_s=CLOUD_JOB_BUDGET_S,
+            long_running=True, radio=False,
+        )  # fmt: skip
 
     def job(self, job_id: str) -> Job | None:
         return self._queue.job(job_id)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from blelock.clock import Clock, SystemClock
 from blelock.errors import UsageError
-from blelock.model import Advert, KeyInfo, LogRecord, Sighting, VisitResult
+from blelock.model import Advert, KeyInfo, LogRecord, PhoneKeyRequest, Sighting, VisitResult
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from blelock.transport.scan import Found
 
 __all__ = [
+    "DemoHooks",
     "KeptClients",
     "Mode",
     "OperationRequest",
@@ -51,6 +52,8 @@ S = TypeVar("S", bound="BaseModel")
 C = TypeVar("C")
 
 OptionValue = str | int | bool
+Facts = Mapping[str, str | int | float | bool | None]
+"""Flat, JSON-ready facts about what a call did (a job's result)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,16 @@ class VendorContext:
             yield await self.clients.get(name, make)
 
 
+@dataclass(frozen=True, slots=True)
+class DemoHooks:
+    """What ``blelock demo`` hands a plugin's own step: what the simulator announced for it,
+    a way to move the simulated cloud's clock, and where to say what happens."""
+
+    setup: Mapping[str, object]
+    set_cloud_time: Callable[[dt.datetime], Awaitable[None]]
+    say: Callable[[str], None]
+
+
 class VendorPlugin:
     """A vendor, as everything above the seam sees it. Subclass it and override what the vendor
     has; the defaults are those of a vendor without it (a cloud-only vendor has no adverts and
@@ -265,3 +278,23 @@ class VendorPlugin:
         """Make this companion one of the vendor's devices with the invitation code its
         administrator handed out; returns the id the vendor gave it."""
         raise UsageError(f"{self.title} has no enrolment of devices")
+
+    phone_keys: bool = False
+    """Its cloud gives phones keys that the vendor's own app opens locks with (the kiosk's
+    ``/v1/phone-keys``): :meth:`issue_phone_key` and :meth:`revoke_phone_keys`."""
+
+    async def issue_phone_key(self, ctx: VendorContext, request: PhoneKeyRequest) -> Facts:
+        """Give ``request.phone`` a key for the lock and wait until the vendor made it;
+        ``ctx.progress(done, total)`` as keys are made. Facts: the key's id and state, …"""
+        raise UsageError(f"{self.title} gives no keys to phones")
+
+    async def revoke_phone_keys(
+        self, ctx: VendorContext, phone: str, lock_id: str | None = None
+    ) -> Facts:
+        """Take away every key of ``phone`` (on ``lock_id`` only, when given)."""
+        raise UsageError(f"{self.title} gives no keys to phones")
+
+    async def demo(self, ctx: VendorContext, hooks: DemoHooks) -> None:
+        """Its part of ``blelock demo`` beyond opening its locks (a cloud-only vendor's key
+        management), run when the simulator announced a setup for it; what happens is told
+        through ``hooks.say``, a failure raised."""

@@ -171,6 +171,10 @@ def test_demo_runs_a_technicians_day() -> None:
     # Online opens send their audit entries at once; the offline ones wait for the upload.
     waited = sum(row["audit_entries_kept"] for row in keyless if not row["online"])
     assert report["logs"] == {"uploaded": kept + waited, "pending": 0}
+    # Unloc (cloud only): a recurring key issued, its job waited for, the simulated clock moved
+    # from before its start into and out of its hours, then revoked.
+    states = [note.rsplit(" is ", 1)[1] for note in report["notes"] if " is " in note]
+    assert states == ["scheduled", "active", "inactive", "revoked"], report["notes"]
 
 
 def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:
