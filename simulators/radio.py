@@ -738,6 +738,7 @@ class _Session:
         self._scan: asyncio.Task[None] | None = None
         self._notes: asyncio.Queue[_Notes] = asyncio.Queue()
         self._after_reply: list[dict[str, Any]] = []
+        self._charged_until = 0.0
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "scan-start": self._scan_start,
             "scan-stop": self._scan_stop,
@@ -888,14 +889,22 @@ class _Session:
 
     async def _wait(self, seconds: float) -> None:
         """A wait the latency model imposes on a link, counted in ``Radio.modelled_s``."""
-        self._radio.modelled_s += seconds
+        self._charge(seconds)
         await self._sleep(seconds)
+
+    def _charge(self, seconds: float) -> None:
+        """Add the part of a wait from now that no wait already counted covers: writes in
+        flight together wait for their answers at once, and count once."""
+        now = asyncio.get_running_loop().time()
+        end = now + seconds
+        self._radio.modelled_s += max(0.0, end - max(now, self._charged_until))
+        self._charged_until = max(self._charged_until, end)
 
     def _queue_notifications(
         self, link: Link, notes: list[tuple[str, bytes]], delay: float
     ) -> None:
         if notes:
-            self._radio.modelled_s += delay
+            self._charge(delay)
             self._notes.put_nowait((asyncio.get_running_loop().time() + delay, link, notes))
 
     async def _deliver_notifications(self) -> None:
