@@ -13,6 +13,7 @@ from blelock.errors import UsageError
 
 __all__ = [
     "Advert",
+    "KeptLog",
     "KeyHealth",
     "KeyInfo",
     "LockState",
@@ -82,6 +83,20 @@ class Sighting:
     firmware: str | None
     state: LockState
     rssi: int | None
+    flags: tuple[str, ...] = ()
+    """What else the advert says, in words (e.g. "pairing mode", "state changed")."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeptLog:
+    """A log entry the companion keeps that goes to no cloud from here (a vendor whose cloud
+    gets its locks' logs another way), as ``blelock logs`` shows it."""
+
+    vendor: str
+    lock_id: str
+    at: dt.datetime | None
+    """When it happened, by the lock's clock (None: the lock's clock was unset)."""
+    summary: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,6 +161,12 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         help="simulated Keyless padlocks (default 2)",
     )
     parser.add_argument(
+        "--nuki-locks",
+        type=_non_negative_int,
+        default=1,
+        help="simulated Nuki Smart Locks (default 1)",
+    )
+    parser.add_argument(
         "--unloc-locks",
         type=_non_negative_int,
         default=1,

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ class DemoReport:
     heard: int = 0
     notes: list[str] = field(default_factory=list)
     """What the cloud-only vendors' steps did, in order."""
+    opened: int = 0
 
 
 def caption(report: DemoReport) -> str:
@@ -61,7 +62,9 @@ def caption(report: DemoReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed, args.unloc_locks))
+    report = asyncio.run(
+        _demo(args.locks, args.keyless_locks, args.seed, args.nuki_locks, args.unloc_locks)
+    )
     show_results(
         report.results,
         report.failures,
@@ -75,13 +78,13 @@ def run(args: argparse.Namespace) -> int:
     if not args.json:
         for note in report.notes:
             print(note)
-    complete = len(report.results) == 2 * report.heard and report.heard > 0
+    complete = report.opened == 2 * report.heard and report.heard > 0
     return 0 if complete and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
 async def simulator(
-    locks: int, seed: int, keyless_locks: int = 0, unloc_locks: int = 0
+    locks: int, seed: int, keyless_locks: int = 0, nuki_locks: int = 0, unloc_locks: int = 0
 ) -> AsyncIterator[dict[str, Any]]:
     """A ``blelock-sim`` child; yields what it announced (``env`` points blelock at it)."""
     child = await asyncio.create_subprocess_exec(
@@ -96,6 +99,8 @@ async def simulator(
         str(seed),
         "--keyless-locks",
         str(keyless_locks),
+        "--nuki-locks",
+        str(nuki_locks),
         "--unloc-locks",
         str(unloc_locks),
         stdin=asyncio.subprocess.PIPE,
@@ -135,8 +140,10 @@ async def simulator(
             await child.wait()
 
 
-async def _demo(locks: int, keyless_locks: int, seed: int, unloc_locks: int = 0) -> DemoReport:
-    async with simulator(locks, seed, keyless_locks, unloc_locks) as announced:
+async def _demo(
+    locks: int, keyless_locks: int, seed: int, nuki_locks: int = 0, unloc_locks: int = 0
+) -> DemoReport:
+    async with simulator(locks, seed, keyless_locks, nuki_locks, unloc_locks) as announced:
         environment = announced["env"]
         # A throwaway store: the demo must not touch a technician's real keys or logs.
         with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:
@@ -168,38 +175,58 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
                     hint="the machine may be overloaded; try again",
                 )
             )
-        await _open_each(found, settings, store, report)
         owners = {f.sighting.vendor for f in found}
+        await _vendors_part(plugins, "before", found, settings, store, announced, report)
+        await _open_each(found, settings, store, report)
+        await _vendors_part(plugins, "after", found, settings, store, announced, report)
         await _sync_keys(settings, store, [plugins[v] for v in owners], found, announced, report)
         await _open_each(found, _no_signal(settings), store, report)
         for vendor in sorted(owners):
             done = await sync_vendor(context(plugins[vendor], settings, store))
             report.uploaded += done.uploaded
             report.pending += done.pending
-        await _vendor_steps(settings, store, announced, report)
     return report
 
 
-async def _vendor_steps(
-    settings: Settings, store: Store, announced: Mapping[str, Any], report: DemoReport
+async def _vendors_part(
+    plugins: Mapping[str, VendorPlugin],
+    when: str,
+    found: Sequence[Found],
+    settings: Settings,
+    store: Store,
+    announced: Mapping[str, Any],
+    report: DemoReport,
 ) -> None:
-    """Each vendor's own step the simulator set up (a cloud-only vendor's key management)."""
-    plugins = registry.plugins()
-    for name, setup in announced.get("demo", {}).items():
-        clock_url = str(setup["clock_url"])
-
-        async def set_cloud_time(at: dt.datetime, url: str = clock_url) -> None:
-            # The simulated cloud's clock: blelock-sim's switch, reached as any client would.
-            async with make_client(url, settings.timeouts) as client:
-                with map_http_errors():
-                    answer = await client.post(url, json={"at": at.isoformat()})
-                raise_for_status(answer)
-
-        hooks = DemoHooks(setup, set_cloud_time, report.notes.append)
+    """Each vendor's own steps of the day (pairing, keypad codes, reading a log, a cloud-only
+    vendor's key management), for the vendors heard and those the simulator set a step up for."""
+    given = announced.get("demo", {})
+    for name in sorted({f.sighting.vendor for f in found} | set(given)):
+        plugin = plugins[name]
+        ctx = context(plugin, settings, store)
+        mine = [f for f in found if f.sighting.vendor == name]
+        setup = given.get(name, {})
+        clock = _cloud_clock(settings, setup.get("clock_url"))
+        hooks = DemoHooks(setup, clock, report.notes.append)
+        step = plugin.demo_before_opening if when == "before" else plugin.demo_after_opening
         try:
-            await plugins[name].demo(context(plugins[name], settings, store), hooks)
+            report.results += await step(ctx, mine, hooks)
         except BlelockError as exc:
             report.failures.append(exc)
+
+
+def _cloud_clock(settings: Settings, clock_url: object) -> Callable[[dt.datetime], Awaitable[None]]:
+    """Moves the simulated cloud's clock through blelock-sim's switch, reached as any client
+    would; a vendor the simulator gave no clock for is refused."""
+
+    async def set_cloud_time(at: dt.datetime) -> None:
+        if not isinstance(clock_url, str):
+            raise BlelockError("the simulator gave this vendor no clock to move")
+        async with make_client(clock_url, settings.timeouts) as client:
+            with map_http_errors():
+                answer = await client.post(clock_url, json={"at": at.isoformat()})
+            raise_for_status(answer)
+
+    return set_cloud_time
 
 
 async def _sync_keys(
@@ -237,6 +264,7 @@ async def _open_each(
                         found=lock,
                     )
                 )
+                report.opened += 1
         except BlelockError as exc:
             report.failures.append(exc)
 

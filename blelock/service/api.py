@@ -617,7 +617,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
         long_running = all(spec.long_running for _, spec in offered)
 
         async def operate(lock_id: str, response: Response, body: OperationBody) -> Any:
-            plugin, canonical = runner.resolve(lock_id, body.vendor, operation)
+            plugin, canonical = await runner.resolve_heard(lock_id, body.vendor, operation)
             spec = plugin.operations.get(operation)
             given = _parse_options(body, options, spec)
             name: str | None = getattr(body, "package", None)

@@ -209,6 +209,20 @@ class Runner:
             hint=f'say which with "vendor" ({names.replace(", ", " or ")})',
         )
 
+    async def resolve_heard(
+        self, lock_id: str, vendor: str | None = None, operation: str | None = None
+    ) -> tuple[VendorPlugin, str]:
+        """:meth:`resolve`, after letting the scan hear an id several vendors could own (a MAC
+        is Nokē's or Nuki's) that no scan window has heard yet: up to one scan timeout, so a
+        request that comes before the first window is not refused for being early."""
+        if vendor is None and len(jobs.candidates(lock_id, operation)) > 1:
+            ids = [(plugin.name, canonical) for plugin, canonical in jobs.candidates(lock_id)]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.timeouts.scan):
+                    while self.view.owner(ids) is None:
+                        await self.wait_for_scans(self.scans_completed + 1)
+        return self.resolve(lock_id, vendor, operation)
+
     async def load_package(self, name: str) -> DfuPackage:
         """A firmware package by file name from ``serve_firmware_dir``, the only place the API
         may take one from."""

@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from blelock.clock import Clock, SystemClock
 from blelock.errors import UsageError
-from blelock.model import Advert, KeyInfo, LogRecord, PhoneKeyRequest, Sighting, VisitResult
+from blelock.model import (
+    Advert,
+    KeptLog,
+    KeyInfo,
+    LogRecord,
+    PhoneKeyRequest,
+    Sighting,
+    VisitResult,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -189,8 +197,9 @@ class VendorContext:
 
 @dataclass(frozen=True, slots=True)
 class DemoHooks:
-    """What ``blelock demo`` hands a plugin's own step: what the simulator announced for it,
-    a way to move the simulated cloud's clock, and where to say what happens."""
+    """What ``blelock demo`` hands a plugin's own steps: what the simulator announced for it
+    (``setup``), a way to move the simulated cloud's clock (where the simulator gave one), and
+    where to say what happens."""
 
     setup: Mapping[str, object]
     set_cloud_time: Callable[[dt.datetime], Awaitable[None]]
@@ -274,6 +283,26 @@ class VendorPlugin:
     async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
         return ()
 
+    async def demo_before_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], hooks: DemoHooks
+    ) -> Sequence[VisitResult]:
+        """``blelock demo``: what a technician does with this vendor's locks (those heard)
+        before opening them; what it did, to show. A failure is raised."""
+        return ()
+
+    async def demo_after_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], hooks: DemoHooks
+    ) -> Sequence[VisitResult]:
+        """``blelock demo``: what is done once the locks were opened (a cloud-only vendor,
+        which has no locks to hear, does its key management here)."""
+        return ()
+
+    async def kept_logs(self, ctx: VendorContext, limit: int) -> tuple[int, Sequence[KeptLog]]:
+        """Log entries kept here that go to no cloud from here (how many, and the newest
+        ``limit``): a vendor whose cloud gets its locks' logs another way keeps them for
+        ``blelock logs`` to show."""
+        return 0, ()
+
     async def enroll(self, ctx: VendorContext, invitation: str) -> str:
         """Make this companion one of the vendor's devices with the invitation code its
         administrator handed out; returns the id the vendor gave it."""
@@ -293,8 +322,3 @@ class VendorPlugin:
     ) -> Facts:
         """Take away every key of ``phone`` (on ``lock_id`` only, when given)."""
         raise UsageError(f"{self.title} gives no keys to phones")
-
-    async def demo(self, ctx: VendorContext, hooks: DemoHooks) -> None:
-        """Its part of ``blelock demo`` beyond opening its locks (a cloud-only vendor's key
-        management), run when the simulator announced a setup for it; what happens is told
-        through ``hooks.say``, a failure raised."""

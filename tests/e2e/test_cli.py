@@ -106,10 +106,16 @@ def test_malformed_mac_is_a_usage_error(sim: Sim) -> None:
 
 
 def test_lock_not_in_range(sim: Sim) -> None:
-    result = blelock(sim, "unlock", "00:11:22:33:44:55", BLELOCK_SCAN_TIMEOUT="0.5")
+    result = blelock(
+        sim, "unlock", "00:11:22:33:44:55", "--vendor", "noke", BLELOCK_SCAN_TIMEOUT="0.5"
+    )
     assert result.returncode == 1
     line = one_line_error(result)
     assert "00:11:22:33:44:55" in line and "scan" in line and "not seen" in line
+    # A MAC is Nokē's or Nuki's: unheard, and with no --vendor, it is refused naming both.
+    result = blelock(sim, "unlock", "00:11:22:33:44:55", BLELOCK_SCAN_TIMEOUT="0.5")
+    assert result.returncode == 2
+    assert "could be a lock of noke, nuki" in one_line_error(result)
 
 
 def test_wrong_api_key_fails_without_printing_it(sim: Sim) -> None:

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from blelock.errors import UsageError
-from blelock.model import PhoneKeyRequest, WeeklyWindow
+from blelock.model import PhoneKeyRequest, VisitResult, WeeklyWindow
 from blelock.vendors.base import DemoHooks, Facts, VendorContext, VendorPlugin
+
+if TYPE_CHECKING:
+    from blelock.transport.scan import Found
 
 __all__ = ["PLUGIN", "UnlocPlugin"]
 
@@ -65,7 +70,9 @@ class UnlocPlugin(VendorPlugin):
             count = await cloud.revoke_keys(app_user_id=phone, lock_id=lock_id)
         return {"revoked": count}
 
-    async def demo(self, ctx: VendorContext, hooks: DemoHooks) -> None:
+    async def demo_after_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], hooks: DemoHooks
+    ) -> Sequence[VisitResult]:
         """Issue a recurring key (Mon-Fri 09:00-17:00 lock-local), wait for its job, watch it
         go scheduled → active → inactive as the simulated clock moves, revoke it."""
         from blelock.vendors.unloc.access import issue_keys, raise_unless_made
@@ -109,6 +116,7 @@ class UnlocPlugin(VendorPlugin):
             outcome = await cloud.revoke_key(made.id)
             state = (await cloud.key(made.id)).state
             hooks.say(f"Unloc: revoke → {outcome.value}; the key is {state}")
+        return ()
 
 
 PLUGIN = UnlocPlugin()
