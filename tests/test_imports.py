@@ -82,9 +82,10 @@ UNUSED_BY_AN_UNLOCK = (
     "starlette",
     "uvicorn",
 )
-# Another vendor's package may be touched only for its plugin (registry, lock-id format) and
-# its settings section (the settings loader reads every section).
-OTHER_VENDOR_ALLOWED = ("plugin", "settings")
+# Another vendor's package may be touched only for its plugin (registry, lock-id format), its
+# settings section (the settings loader reads every section) and its schema (the store is
+# migrated for every plugin's tables), and the packages these sit in.
+OTHER_VENDOR_ALLOWED = ("plugin", "settings", "schema")
 
 
 def _unlock_modules(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -103,13 +104,20 @@ def _unlock_modules(argv: list[str], env: dict[str, str]) -> list[str]:
 
 
 def _strays(modules: list[str], vendor: str, others: list[str]) -> list[str]:
+    allowed = [
+        name
+        for name in modules
+        for other in others
+        if name.startswith(f"blelock.vendors.{other}.")
+        and name.rsplit(".", 1)[1] in OTHER_VENDOR_ALLOWED
+    ]
+
     def stray(name: str) -> bool:
         if any(name == u or name.startswith(u + ".") for u in UNUSED_BY_AN_UNLOCK):
             return True
         for other in others:
-            prefix = f"blelock.vendors.{other}."
-            if name.startswith(prefix):
-                return name.removeprefix(prefix).split(".")[0] not in OTHER_VENDOR_ALLOWED
+            if name.startswith(f"blelock.vendors.{other}."):
+                return not any(ok == name or ok.startswith(name + ".") for ok in allowed)
         return False
 
     return [name for name in modules if stray(name)]
