@@ -186,7 +186,7 @@ async def bench(runs: int, baseline: str | None) -> None:
                     floor[build, vendor, mode].append(modelled)
                     calls[build, vendor, mode].add(used)
             print(f"bare `python -c pass`            {figures(bare)}")
-            bare_cpu = statistics.median(CPU[(*bare_argv, "")])
+            bare_cpu = statistics.median(CPU[(*bare_argv, env.get("PYTHONPATH", ""))])
             print(f"   CPU of the bare interpreter: median {bare_cpu * 1e3:.1f} ms")
             base = statistics.median(bare)
             worst = 0.0
