@@ -321,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = _plugin_arguments(plugin, args)
     except SystemExit as exit_:  # argparse has printed usage or --version already
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    _without_httpx_cli()
     try:
         if plugin is not None:
             assert plugin.cli_module is not None
@@ -336,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blelock.cli.render import report_failure
 
         return report_failure(exc, as_json=args.json, debug=args.debug)
+
+
+def _without_httpx_cli() -> None:
+    """httpx imports its own command-line client (click, pygments, rich.syntax: ~25 ms) when
+    those happen to be installed, and blelock never runs it. A None in ``sys.modules`` makes
+    httpx's guarded ``from ._main import main`` take the fallback it has for their absence."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def _plugin_named(name: str) -> VendorPlugin:

@@ -41,6 +41,7 @@ from blelock.store import Store
 from blelock.transport.scan import scan
 from blelock.vendors.base import (
     Facts,
+    KeptClients,
     Mode,
     OperationRequest,
     OptionValue,
@@ -102,6 +103,8 @@ class Runner:
         self.scans_completed = 0
         self._exit = contextlib.AsyncExitStack()
         self._store: Store | None = None
+        self._clients = KeptClients()
+        """Cloud clients for every visit and upkeep round: made once, closed with the runner."""
         self.adapter_up: bool | None = None
         self.last_scan_at: dt.datetime | None = None
 
@@ -123,7 +126,10 @@ class Runner:
         """Open the store, and start scanning and the background upkeep; work left in the store
         by an earlier run (logs not yet uploaded) is picked up by the first round."""
         self._store = await self._exit.enter_async_context(jobs.open_store(self.settings))
-        self._upkeep = Upkeep(self.settings, self._store, self.plugins, self._statuses, self._clock)
+        await self._exit.enter_async_context(self._clients)
+        self._upkeep = Upkeep(
+            self.settings, self._store, self.plugins, self._statuses, self._clock, self._clients
+        )
         self._accepting = True
         self._background = [
             asyncio.create_task(self._scan_loop(), name="blelock-scan"),
@@ -276,6 +282,7 @@ class Runner:
                 found=self.view.fresh(plugin.name, canonical),
                 clock=self._clock,
                 progress=job.progress,
+                clients=self._clients,
             )
             try:
                 visit = await jobs.execute(ctx, canonical, request)

@@ -29,7 +29,7 @@ from blelock.model import KeyHealth
 from blelock.service.health import VendorStatus
 from blelock.service.logs import log_context, logger
 from blelock.store import Store
-from blelock.vendors.base import VendorContext, VendorPlugin
+from blelock.vendors.base import KeptClients, VendorContext, VendorPlugin
 
 __all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "SYNC_ROUND_BUDGET_S", "Backoff", "Upkeep"]
 
@@ -80,9 +80,11 @@ class Upkeep:
         plugins: Mapping[str, VendorPlugin],
         statuses: Mapping[str, VendorStatus],
         clock: Clock,
+        clients: KeptClients | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
+        self._clients = clients
         self._plugins = plugins
         self._statuses = statuses
         self._clock = clock
@@ -145,7 +147,9 @@ class Upkeep:
         failure: BaseException | None = None
         for name, plugin in self._plugins.items():
             status = self._statuses[name]
-            ctx = jobs.context(plugin, self._settings, self._store, clock=self._clock)
+            ctx = jobs.context(
+                plugin, self._settings, self._store, clock=self._clock, clients=self._clients
+            )
             with log_context(vendor=name):
                 try:
                     async with asyncio.timeout(SYNC_ROUND_BUDGET_S):
