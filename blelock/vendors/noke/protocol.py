@@ -314,9 +314,12 @@ class LockAsleep:
 
 @dataclass(frozen=True, slots=True)
 class NotificationIgnored:
-    """A notification shorter than 20 bytes: iOS ignores it, so does the companion."""
+    """A notification the visit has no use for: shorter than 20 bytes (iOS ignores those, so
+    does the companion), or an answer after every packet was answered (the lock has done what
+    it was asked; failing the visit then would report an opened lock as a failure)."""
 
     data: bytes
+    why: str = "shorter than a Nokē packet's 20 bytes"
 
 
 Event = LogKept | PacketAccepted | Refused | LockAsleep | NotificationIgnored
@@ -389,6 +392,8 @@ class CompanionSession:
         if isinstance(message, ShutdownNotice):
             self._stopped = True
             return LockAsleep(self._index, after_last=self.done)
+        if not self._awaiting and self.done:
+            return NotificationIgnored(bytes(notification), "an answer after the last one")
         if not self._awaiting:
             raise RemoteProtocolError(
                 f"the lock answered 0x{message.result.value:02X} with no command pending"

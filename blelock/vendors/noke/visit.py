@@ -279,9 +279,7 @@ class NokeVisit:
 def _check(event: noke.Event, total: int, lock_id: str) -> None:
     """A refusal or a lock gone to sleep before the end ends the visit with its reason."""
     if isinstance(event, noke.NotificationIgnored):
-        _log.warning(
-            "%s: ignored a %d-byte notification (a Nokē packet is 20)", lock_id, len(event.data)
-        )
+        _log.warning("%s: ignored a %d-byte notification (%s)", lock_id, len(event.data), event.why)
         return
     if isinstance(event, noke.Refused):
         code = event.reason
