@@ -673,7 +673,8 @@ class LockSession:
             uses = body[1]
             adding = body[0] == CommandType.ADD_QUICK_CLICK
             if quick_click is None or (
-                adding and not (1 <= uses <= QUICK_CLICK_MAX_LIMITED_USES or uses == 255)
+                adding
+                and not (1 <= uses <= QUICK_CLICK_MAX_LIMITED_USES or uses == QUICK_CLICK_UNLIMITED)
             ):
                 return ResultCode.INVALID_DATA
         elif body[8:12] != bytes(4):
