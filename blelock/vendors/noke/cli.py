@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import sys
 from typing import Any
 
 from pydantic import SecretStr
 
-from blelock.cli.context import settings_from
+from blelock.cli.context import moment_option, settings_from
 from blelock.cli.render import print_json, show_rows
 from blelock.config import Settings
 from blelock.errors import UsageError
@@ -104,7 +103,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     if command == "quick-clicks":
         await _quick_clicks(settings, args)
     elif command == "activity":
-        before, after = _moment(args.before, "--before"), _moment(args.after, "--after")
+        before = moment_option(args.before, "--before")
+        after = moment_option(args.after, "--after")
         async with NokeCloud.from_settings(settings) as cloud:
             entries = await cloud.activity(
                 lock_macs=_macs(args.locks),
@@ -175,15 +175,3 @@ async def _revoke_keys(settings: Settings, args: argparse.Namespace) -> None:
         f"revoked at the cloud; {cached.revoked} cached key(s) marked revoked here; "
         f"{KEY_REVOCATION_NOTE}"
     )
-
-
-def _moment(text: str | None, option: str) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{option} {text!r} needs a time zone (e.g. 2026-11-24T09:00Z)")
-    return moment
