@@ -121,6 +121,11 @@ async def test_the_routes_refuse_a_broken_rule_by_name_and_need_the_token(
             headers=AUTH,
         )
         assert window.status_code == 422 and "later than" in window.json()["error"]["message"]
+        naive = await k.client.get(
+            "/v1/noke/activity", params={"before": "2026-01-01T00:00:00"}, headers=AUTH
+        )
+        said = naive.json()["error"]["message"]
+        assert naive.status_code == 422 and "before" in said and "--" not in said  # no CLI option
 
 
 async def test_lock_info_at_the_kiosk(monkeypatch: pytest.MonkeyPatch) -> None:
