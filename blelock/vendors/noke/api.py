@@ -8,11 +8,10 @@ the cloud is asked (:mod:`blelock.vendors.noke.quick_clicks`); a broken rule is 
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from blelock.config import Settings
 from blelock.errors import lock_context
@@ -136,8 +135,8 @@ def router(settings: Settings) -> APIRouter:
         lock: Annotated[list[str] | None, Query(description="a lock's MAC; repeatable")] = None,
         action: Annotated[list[str] | None, Query(description="repeatable")] = None,
         tracking_key: Annotated[list[str] | None, Query(description="repeatable")] = None,
-        before: Annotated[dt.datetime | None, Query(description="ISO 8601, with zone")] = None,
-        after: Annotated[dt.datetime | None, Query(description="ISO 8601, with zone")] = None,
+        before: Annotated[AwareDatetime | None, Query(description="ISO 8601, with zone")] = None,
+        after: Annotated[AwareDatetime | None, Query(description="ISO 8601, with zone")] = None,
     ) -> ActivityView:
         macs = [parse_mac(text) for text in lock] if lock else None
         with lock_context(macs[0] if macs and len(macs) == 1 else None, "read activity"):
