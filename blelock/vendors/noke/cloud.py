@@ -356,8 +356,10 @@ class NokeCloud(CloudClient):
         envelope = _validate(Envelope, answer, route, self.host)
         if not envelope.ok:
             said = envelope.message
-            for secret in redact:  # a cloud may quote a quick-click code back
-                said = said.replace(secret.get_secret_value(), "<code>")
+            # A cloud may quote a quick-click code back. Longest first: a code that starts
+            # another must not leave the longer one's tail behind.
+            for code in sorted((s.get_secret_value() for s in redact), key=len, reverse=True):
+                said = said.replace(code, "<code>")
             envelope = envelope.model_copy(update={"message": said})
             raise _envelope_error(envelope, route, self.host, mac, response.status_code)
         return envelope
