@@ -208,12 +208,13 @@ async def test_the_wait_for_shutdown_is_bounded_whatever_the_command_timeout() -
 
 async def test_a_stray_answer_after_the_last_success_does_not_fail_the_visit() -> None:
     """Once every packet was answered the lock has opened: an answer nobody asked for (a
-    battery report, a repeated SUCCESS) while waiting for SHUTDOWN is ignored, and a record
-    after it is still kept."""
+    battery report, a repeated SUCCESS) or a packet it cannot read, while waiting for SHUTDOWN,
+    is ignored, and a record after it is still kept."""
     late = bytes([0x50, 7]) + bytes(18)
     stray = noke.answer(noke.ResultCode.BATTERY_DATA)
     asleep = noke.shutdown_notice(3, timed_out=False)
-    link = ScriptedLink([[OK], [OK, stray, late, asleep]])
+    unreadable = bytes([0x00]) + bytes(19)  # no such destination
+    link = ScriptedLink([[OK], [OK, stray, unreadable, late, asleep]])
     outcome = await visit_over([link]).run(Action.UNLOCK)
     assert outcome.packets_sent == 2 and outcome.attempts == 1
     assert [r.payload for r in outcome.logs] == [late.hex()]
