@@ -315,8 +315,9 @@ class LockAsleep:
 @dataclass(frozen=True, slots=True)
 class NotificationIgnored:
     """A notification the visit has no use for: shorter than 20 bytes (iOS ignores those, so
-    does the companion), or an answer after every packet was answered (the lock has done what
-    it was asked; failing the visit then would report an opened lock as a failure)."""
+    does the companion), or an answer or unreadable packet after every packet was answered
+    (the lock has done what it was asked; failing the visit then would report an opened lock
+    as a failure)."""
 
     data: bytes
     why: str = "shorter than a Nokē packet's 20 bytes"
@@ -385,7 +386,12 @@ class CompanionSession:
     def _receive(self, notification: bytes) -> Event:
         if len(notification) < PACKET_SIZE:
             return NotificationIgnored(bytes(notification))
-        message = decode_notification(notification)
+        try:
+            message = decode_notification(notification)
+        except RemoteProtocolError as unreadable:
+            if not self.done:
+                raise
+            return NotificationIgnored(bytes(notification), f"after the last answer: {unreadable}")
         if isinstance(message, ServerPacket):
             self.server_packets.append(message.raw)
             return LogKept(message.raw)
