@@ -2,13 +2,15 @@
 lock info and offline-key revocation.
 
 Quick-click codes open the lock, so they are read from standard input (``CODE`` or ``CODE
-USES`` a line), never taken on the command line, and listings show only their length.
+USES`` a line; at a terminal without echo), never taken on the command line, and listings show
+only their length.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from typing import Any
 
@@ -88,6 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser, common: list[argparse.Argumen
     )
 
 
+def code_lines() -> str:
+    """Quick clicks, ``CODE`` or ``CODE USES`` a line: piped standard input whole, or at a
+    terminal asked for one a line without echo (a code opens the lock, like a PIN) until an
+    empty line."""
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    lines: list[str] = []
+    while line := getpass.getpass("quick click (CODE or CODE USES; an empty line ends): "):
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     asyncio.run(_run(settings, args))
@@ -131,7 +145,7 @@ async def _quick_clicks(settings: Settings, args: argparse.Namespace) -> None:
             show_rows(f"{len(rows)} quick click(s)", rows, as_json=args.json)
             return
         mac = parse_mac(args.lock)
-        given = parse_code_lines(sys.stdin.read(), args.uses if action == "issue" else None)
+        given = parse_code_lines(code_lines(), args.uses if action == "issue" else None)
         if action == "issue":
             clicks: list[tuple[SecretStr, int]] = []
             for index, (code, uses) in enumerate(given, start=1):
