@@ -218,3 +218,31 @@ async def test_a_stray_answer_after_the_last_success_does_not_fail_the_visit() -
     outcome = await visit_over([link]).run(Action.UNLOCK)
     assert outcome.packets_sent == 2 and outcome.attempts == 1
     assert [r.payload for r in outcome.logs] == [late.hex()]
+
+
+class DribblingLink(ScriptedLink):
+    """After the last answer, a record every millisecond and never a SHUTDOWN."""
+
+    async def notification(self, *, timeout: float) -> bytes:
+        if self.pending:
+            return self.pending.pop(0)
+        await asyncio.sleep(0.001)  # the lock's pace, well inside each wait's timeout
+        return bytes([0x50]) + bytes(19)
+
+
+async def test_the_wait_for_shutdown_is_bounded_in_total_not_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound is how long the visit lingers after the last answer, whatever the lock sends
+    meanwhile: a lock that keeps talking must not run the visit into its deadline (a failure,
+    after the lock opened)."""
+    monkeypatch.setattr("blelock.vendors.noke.visit.SHUTDOWN_WAIT_S", 0.05)
+    link = DribblingLink([[OK], [OK]])
+
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield link
+
+    visit = NokeVisit(MAC, opener, Commands(), Timeouts(visit=2.0))
+    outcome = await visit.run(Action.UNLOCK)
+    assert outcome.packets_sent == 2 and outcome.logs  # what it sent meanwhile is kept
