@@ -279,9 +279,9 @@ class NokeCloud(CloudClient):
         """``/activity/``: the company's activity, narrowed by every filter given."""
         for name, moment in (("before", before), ("after", after)):
             if moment is not None and moment.tzinfo is None:
-                raise UsageError(f"--{name} needs a time zone (e.g. 2026-11-24T09:00Z)")
+                raise UsageError(f"activity {name} needs a time zone (e.g. 2026-11-24T09:00Z)")
         if before is not None and after is not None and after > before:
-            raise UsageError("--after is later than --before: no activity could match")
+            raise UsageError("activity after is later than before: no activity could match")
         body = ActivityRequest(
             lock_macs=list(lock_macs) if lock_macs else None,
             actions=list(actions) if actions else None,
