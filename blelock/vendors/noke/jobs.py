@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
-from blelock.cloud._http import RetryPolicy
+from blelock.cloud._http import AT_THE_LOCK
 from blelock.dfu import DfuOutcome, update_firmware
 from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
@@ -41,10 +41,6 @@ BOOTLOADER_NAMES = ("NOKE_FW", "N3P_FW")
 by name, not by address."""
 
 _log = logging.getLogger("blelock.vendors.noke")
-
-ONE_TRY = RetryPolicy(attempts=1)
-"""A visit's cloud calls are not retried: the user is at the lock. The upload right after it
-gets one try too; what it could not send waits in the outbox for the next sync."""
 
 
 class LazyKeyStore:
@@ -106,7 +102,7 @@ async def visit(
         mode == "auto"
         and (noke_settings(settings).api_key is not None or action is not Action.UNLOCK)
     )
-    cloud = NokeCloud.from_settings(settings, retry=ONE_TRY) if needs_cloud else None
+    cloud = NokeCloud.from_settings(settings, retry=AT_THE_LOCK) if needs_cloud else None
     if cloud is None and mode == "auto":
         mode = "offline"
     try:
