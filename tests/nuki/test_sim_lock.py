@@ -71,6 +71,39 @@ def test_bad_authenticator(lock: SimNukiLock) -> None:
     assert lock.authorizations == {} and lock.pairing_mode
 
 
+class _ForgedLaterStep(nuki.PairingExchange):
+    """A client whose authenticator is right but whose later pairing frame is forged:
+    ``forge`` names the step whose frame gets a zeroed HMAC."""
+
+    forge = "data"
+
+    def receive(self, notification: bytes) -> list[object]:  # type: ignore[override]
+        events = list(super().receive(notification))
+        if self._step == self.forge and self._pending:
+            frame = b"".join(write.data for write in self._pending)
+            message = nuki.decode_plain(frame)
+            forged = bytes(32) + message.payload[32:]
+            self._queue(nuki.encode_plain(message.command, forged))
+        return events
+
+
+class _ForgedConfirmation(_ForgedLaterStep):
+    forge = "confirmation"
+
+
+@pytest.mark.parametrize("client", [_ForgedLaterStep, _ForgedConfirmation])
+def test_a_forged_authorization_data_or_confirmation_is_refused(
+    lock: SimNukiLock, client: type[nuki.PairingExchange]
+) -> None:
+    """The lock checks every HMAC of the pairing, not only the first: a forged
+    AUTHORIZATION_DATA or AUTHORIZATION_ID_CONFIRMATION pairs nobody."""
+    lock.on_connect()
+    exchange = client(lock.pairing_char, nuki.generate_keypair(), app_id=1, name="x")
+    converse(lock, exchange)
+    assert exchange.refused is not None and exchange.refused.code == E.P_BAD_AUTHENTICATOR
+    assert lock.authorizations == {} and lock.pairing_mode
+
+
 def test_too_many_authorizations(lock: SimNukiLock) -> None:
     creds = pair(lock)
     template = lock.authorizations[creds.auth_id]
