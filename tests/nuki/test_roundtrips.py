@@ -103,3 +103,12 @@ def test_code_rules_accept_and_weekday_bits() -> None:
     assert nuki.check_code("345678") == 345678 and nuki.check_code("213456") == 213456
     assert nuki.weekday_bit(dt.date(2026, 3, 30)) == 0x40  # a Monday
     assert nuki.weekday_bit(dt.date(2026, 3, 29)) == 0x01  # a Sunday
+
+
+def test_a_keypad_code_read_from_the_lock_does_not_show_its_code() -> None:
+    """A listing's entry may reach a log line or a traceback through its repr: the code is a
+    secret (the same holds for the pairing's key in Credentials)."""
+    entry = nuki.KeypadCode(1, 345678, "cleaner", True, None, None, 0, False, nuki.TimeLimit())
+    assert "345678" not in repr(entry) and "cleaner" in repr(entry)
+    creds = nuki.Credentials(2, bytes(range(32)), 7)
+    assert bytes(range(32)).hex() not in repr(creds) and str(bytes(range(32))) not in repr(creds)

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blelock.errors import RemoteProtocolError
 
@@ -181,7 +181,8 @@ def check_code_name(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class KeypadCode:
     code_id: int
-    code: int
+    code: int = field(repr=False)
+    """A secret: never in a repr (log lines, tracebacks)."""
     name: str
     enabled: bool
     created: dt.datetime | None
