@@ -80,6 +80,9 @@ async def test_pair_open_codes_and_logs(running_world: RunningWorld) -> None:
 
         with pytest.raises(LockRefused, match="BAD_PIN"):
             await jobs.set_pin(mac, settings, store, lock.security_pin + 1)
+        with pytest.raises(UsageError, match="4 digits on Smart Lock 1-4") as caught:
+            await jobs.set_pin(mac, settings, store, 654321)  # an Ultra's length, not this lock's
+        assert "654321" not in caught.value.one_line()
         with pytest.raises(ConfigError, match="no security PIN"):
             await access.list_codes(mac, settings, store)
         await jobs.set_pin(mac, settings, store, lock.security_pin)
