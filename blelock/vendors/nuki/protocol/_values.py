@@ -414,6 +414,8 @@ def parse_request_log(raw: bytes) -> tuple[int, int, bool, bool]:
 # --- states, battery, config ------------------------------------------------------------------
 
 _STATES = struct.Struct("<BBB7shBBBBBBB")
+"""The fields every firmware sends; API 2.2 adds night mode (u16) and the accessory battery."""
+_STATES_TAIL = struct.Struct("<HB")
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,9 +434,12 @@ class KeyturnerStates:
     last_lock_action_trigger: int = 0
     last_lock_action_completion: int = 0
     door_sensor_state: int = 0
+    night_mode_active: int = 0
+    accessory_battery_state: int = 0
 
     def encode(self) -> bytes:
         battery = int(self.critical_battery) | (((self.battery_percent or 0) // 2) << 2)
+        tail = _STATES_TAIL.pack(self.night_mode_active, self.accessory_battery_state)
         return _STATES.pack(
             self.nuki_state,
             self.lock_state,
@@ -448,12 +453,17 @@ class KeyturnerStates:
             self.last_lock_action_trigger,
             self.last_lock_action_completion,
             self.door_sensor_state,
-        )
+        ) + tail
 
     @classmethod
     def decode(cls, raw: bytes) -> KeyturnerStates:
         _need(raw, _STATES.size, "KEYTURNER_STATES")
         fields = _STATES.unpack_from(raw)
+        night, accessory = (
+            _STATES_TAIL.unpack_from(raw, _STATES.size)
+            if len(raw) >= _STATES.size + _STATES_TAIL.size
+            else (0, 0)
+        )
         battery = fields[5]
         return cls(
             nuki_state=fields[0],
@@ -468,6 +478,8 @@ class KeyturnerStates:
             last_lock_action_trigger=fields[9],
             last_lock_action_completion=fields[10],
             door_sensor_state=fields[11],
+            night_mode_active=night,
+            accessory_battery_state=accessory,
         )
 
     def state_name(self) -> str:
