@@ -618,7 +618,8 @@ class SimNukiLock:
         answers: list[tuple[int, bytes]] = []
         if total:
             answers.append(
-                (C.LOG_ENTRY_COUNT, bytes([self.logging_enabled]) + struct.pack("<H", len(entries)))
+                # logging enabled, count (u16), door sensor enabled, door sensor logging enabled
+                (C.LOG_ENTRY_COUNT, struct.pack("<BHBB", self.logging_enabled, len(entries), 0, 0))
             )
         answers += [(C.LOG_ENTRY, entry.encode()) for entry in chosen]
         return [*answers, _complete()]

@@ -260,7 +260,8 @@ def test_the_log_keeps_the_last_1000(lock: SimNukiLock) -> None:
         lock, creds, [nuki.request_log_entries(0, 50, PIN, newest_first=True, ultra=False)]
     )
     count = next(m for m in answers if m.command == nuki.Command.LOG_ENTRY_COUNT)
-    assert struct.unpack_from("<H", count.payload, 1)[0] == 1000
+    # logging enabled, count u16, door sensor enabled, door sensor logging (pyNukiBT's layout)
+    assert struct.unpack("<BHBB", count.payload) == (1, 1000, 0, 0)
     entries = [
         nuki.LogEntry.decode(m.payload) for m in answers if m.command == nuki.Command.LOG_ENTRY
     ]
