@@ -372,8 +372,13 @@ class SimNukiLock:
 
     # --- encrypted commands on USDIO ---------------------------------------------------------
 
+    def _ledger(self, auth_id: int) -> nuki.Nonces:
+        """Every nonce used under this authorization's key, by either side, for good (an
+        authorization a test or the bridge put in the table directly gets one too)."""
+        return self._nonces.setdefault(auth_id, nuki.Nonces(self.random))
+
     def _fresh(self, auth_id: int) -> bytes:
-        return self._nonces.setdefault(auth_id, nuki.Nonces(self.random)).fresh()
+        return self._ledger(auth_id).fresh()
 
     def _user_frame(self, frame: bytes) -> list[tuple[str, bytes]]:
         try:
@@ -388,7 +393,7 @@ class SimNukiLock:
         except ProtocolError:
             return self._plain_error(E.NOT_AUTHORIZED)
         try:
-            if self._nonces[auth_id].seen(sealed.nonce):
+            if self._ledger(auth_id).seen(sealed.nonce):
                 raise Refusal(E.BAD_NONCE)  # a replayed frame
             answers = self._command(auth, sealed.message)
         except Refusal as refusal:

@@ -3,6 +3,7 @@ every refusal the issue lists, with the error code a real lock gives."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import struct
 
@@ -346,3 +347,12 @@ def test_the_lock_notifies_in_pieces_of_20_bytes(lock: SimNukiLock) -> None:
     frames = nuki.Reassembler(encrypted=True)
     (whole,) = [f for _, n in answered for f in frames.feed(n)]
     assert nuki.open_sealed(creds.key, whole).message.command == nuki.Command.KEYTURNER_STATES
+
+
+def test_an_authorization_put_in_the_table_directly_is_served(lock: SimNukiLock) -> None:
+    """The bridge and tests fill the lock's table without pairing: its nonce ledger starts
+    on first use (it raised KeyError)."""
+    creds = pair(lock)
+    lock.authorizations[7] = dataclasses.replace(lock.authorizations[creds.auth_id], auth_id=7)
+    answers, refused = command(lock, nuki.Credentials(7, creds.key, 1), [nuki.keyturner_states()])
+    assert refused is None and answers[-1].command == nuki.Command.KEYTURNER_STATES
