@@ -30,7 +30,7 @@ from blelock.errors import ProtocolError
 from blelock.vendors.nuki import protocol as nuki
 from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
 
-__all__ = ["MAX_AUTHORIZATIONS", "MAX_KEYPAD_CODES", "SimNukiLock"]
+__all__ = ["MAX_AUTHORIZATIONS", "MAX_KEYPAD_CODES", "Refusal", "SimNukiLock"]
 
 MAX_AUTHORIZATIONS = 200
 """Smart Lock 2.0 and later (research §B.3: "more than 200 users")."""
@@ -579,14 +579,26 @@ class SimNukiLock:
         if not name:
             raise Refusal(E.BAD_PARAMETER)
 
+    def take_code(self, code: int, name: str, *, into: int | None = None) -> Code:
+        """A keypad code arriving at the lock (over Bluetooth, or from the bridge): the lock's
+        own checks, then a new entry with the next id of its own (or entry ``into`` given the
+        new code). Raises :class:`Refusal` with the lock's error code."""
+        if into is None and len(self.codes) >= MAX_KEYPAD_CODES:
+            raise Refusal(E.TOO_MANY_ENTRIES)
+        self._check_new_code(code, name, into)
+        if into is None:
+            into = max(self._next_code, max(self.codes, default=0) + 1)
+            self._next_code = into + 1
+            self.codes[into] = Code(into, code, name, self.now())
+        held = self.codes[into]
+        held.code, held.name = code, name
+        return held
+
     def _add_code(self, auth: Authorization, fields: bytes) -> list[tuple[int, bytes]]:
         code, name, limited, limit = nuki.parse_add_code(fields)
-        if len(self.codes) >= MAX_KEYPAD_CODES:
-            raise Refusal(E.TOO_MANY_ENTRIES)
-        self._check_new_code(code, name, None)
-        code_id, self._next_code = self._next_code, self._next_code + 1
-        self.codes[code_id] = Code(code_id, code, name, self.now(), True, None, 0, limited, limit)
-        return [(C.KEYPAD_CODE_ID, struct.pack("<H", code_id))]
+        held = self.take_code(code, name)
+        held.time_limited, held.limit = limited, limit
+        return [(C.KEYPAD_CODE_ID, struct.pack("<H", held.code_id))]
 
     def _list_codes(self, auth: Authorization, fields: bytes) -> list[tuple[int, bytes]]:
         offset, count = struct.unpack_from("<HH", fields)
