@@ -440,20 +440,23 @@ class KeyturnerStates:
     def encode(self) -> bytes:
         battery = int(self.critical_battery) | (((self.battery_percent or 0) // 2) << 2)
         tail = _STATES_TAIL.pack(self.night_mode_active, self.accessory_battery_state)
-        return _STATES.pack(
-            self.nuki_state,
-            self.lock_state,
-            self.trigger,
-            encode_datetime(self.current_time),
-            self.timezone_offset_min,
-            battery,
-            self.config_update_count,
-            0,  # lock 'n' go timer
-            self.last_lock_action,
-            self.last_lock_action_trigger,
-            self.last_lock_action_completion,
-            self.door_sensor_state,
-        ) + tail
+        return (
+            _STATES.pack(
+                self.nuki_state,
+                self.lock_state,
+                self.trigger,
+                encode_datetime(self.current_time),
+                self.timezone_offset_min,
+                battery,
+                self.config_update_count,
+                0,  # lock 'n' go timer
+                self.last_lock_action,
+                self.last_lock_action_trigger,
+                self.last_lock_action_completion,
+                self.door_sensor_state,
+            )
+            + tail
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> KeyturnerStates:
