@@ -84,7 +84,7 @@ def test_nuki_from_the_command_line(
     refused = run(
         capsys, monkeypatch, "nuki", "codes", "add", mac, "--name", "x", stdin="123456\n", code=2
     )
-    assert 'must not start with "12"' in str(refused)
+    assert 'may not start with "12"' in str(refused)
 
     info = run(capsys, monkeypatch, "nuki", "info", mac)
     assert isinstance(info, dict)

@@ -162,11 +162,13 @@ _CODE = re.compile(r"[1-9]{6}")
 
 
 def check_code(code: str) -> int:
-    """A keypad code as the lock takes it: six digits 1-9 (no 0), not starting with "12"."""
+    """A keypad code as the lock takes it: six digits 1-9 (no 0), not starting with "12".
+    The one statement of the rule on blelock's side (the Web API's check says it the same
+    way); the messages never quote the code."""
     if not _CODE.fullmatch(code):
-        raise ValueError("a Nuki keypad code is 6 digits, each 1-9 (no 0)")
+        raise ValueError("a Nuki keypad code must be exactly 6 digits, each 1 to 9 (no 0)")
     if code.startswith("12"):
-        raise ValueError('a Nuki keypad code must not start with "12"')
+        raise ValueError('a Nuki keypad code may not start with "12"')
     return int(code)
 
 
