@@ -125,3 +125,8 @@ def test_keyturner_states_in_the_published_layout() -> None:
     published = bytes.fromhex("020300ea07031d011e007800ac000000000000000000")
     assert states.encode() == published
     assert nuki.KeyturnerStates.decode(published[:19]) == states
+
+
+def test_pairing_refuses_a_name_the_lock_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="at most 32 bytes"):
+        nuki.PairingExchange(nuki.PAIRING_CHAR, nuki.generate_keypair(), app_id=1, name="é" * 17)
