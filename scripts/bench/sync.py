@@ -170,19 +170,21 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
             )
 
 
-def drain(count: int, memory_count: int) -> None:
+def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
     with simulator_process("--locks", "1") as announced:
         env = announced["env"]
-        paired = measure("drain", env, count)
-        ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
-        print(f"outbox drain {count} records, {DRAIN_RUNS} paired runs; {load()}")
-        print(f"  drain      {spread(paired['drain'])}")
-        print(f"  raw posts  {spread(paired['raw'])}")
-        print(
-            f"  ratio      {spread(ratios, '')} (target 1.4); "
-            f"{count / statistics.median(paired['drain']):,.0f} records/s; "
-            f"peak RSS {paired['peak_rss_mb']:.0f} MB"
-        )
+        builds = [("this", None)] + ([("baseline", baseline)] if baseline else [])
+        for name, path in builds:
+            paired = measure("drain", env, count, baseline=path)
+            ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
+            print(f"outbox drain ({name}) {count} records, {DRAIN_RUNS} paired runs; {load()}")
+            print(f"  drain      {spread(paired['drain'])}")
+            print(f"  raw posts  {spread(paired['raw'])}")
+            print(
+                f"  ratio      {spread(ratios, '')} (target 1.4); "
+                f"{count / statistics.median(paired['drain']):,.0f} records/s; "
+                f"peak RSS {paired['peak_rss_mb']:.0f} MB"
+            )
         if memory_count:
             small = measure("drain-memory", env, count)
             large = measure("drain-memory", env, memory_count)
@@ -202,7 +204,7 @@ def main() -> None:
     parser.add_argument("--memory-records", type=int, default=0)
     parser.add_argument("--skip-keys", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
-    parser.add_argument("--baseline", help="a checkout to pair the key-sync runs with")
+    parser.add_argument("--baseline", help="a checkout to pair the runs with")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -212,7 +214,7 @@ def main() -> None:
     if not args.skip_keys:
         key_sync(args.locks, args.runs, args.baseline)
     if not args.skip_drain:
-        drain(args.records, args.memory_records)
+        drain(args.records, args.memory_records, args.baseline)
 
 
 if __name__ == "__main__":
