@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol, TypeVar
 
 import httpx
-import ijson  # type: ignore[import-untyped]
 from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
 from blelock.cloud._http import (
@@ -209,6 +208,8 @@ class NokeCloud(CloudClient):
         """Feed the answer's bytes to an iterative parser; hand the MACs on in batches and
         return the envelope's own fields. One pass over the parser's events: checking each
         event's prefix here costs less than a second parse per envelope field."""
+        import ijson  # type: ignore[import-untyped]  # here: an unlock never needs it
+
         events = ijson.utils.sendable_list()
         parser = ijson.parse_coro(events)
         head: dict[str, Any] = {}
