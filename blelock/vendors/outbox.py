@@ -34,8 +34,9 @@ UPLOAD_BATCH = 500
 LEASE_AHEAD = 8
 """Batches leased, and later acknowledged, per store transaction: one fsync'd commit for
 eight uploads instead of one each. A crash resends at most this many batches the cloud had
-already taken, each under the key it was taken with (the cloud keeps it once); in memory,
-~8 x 60 KB at most."""
+already taken, each under the key it was taken with (one batch at most with 1). The drain
+relies on the cloud keeping a key once, as the simulated clouds do; Nokē publishes nothing on
+it (research/noke.md §7.6). In memory: ~8 x 60 KB at most."""
 
 
 class Batch(Protocol):
