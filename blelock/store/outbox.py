@@ -39,7 +39,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,20 +163,29 @@ class Outbox:
         whatever ``limit`` is now: the same key must always mean the same records. ``busy``:
         a batch on its way to the cloud now, not to be handed out again (a drain forms the next
         batch while the last one is sent)."""
-        return await self._db.run(self._leaser(limit, busy))
+        leased = await self.lease_ahead(limit, 1, busy=() if busy is None else (busy,))
+        return leased[0] if leased else None
+
+    async def lease_ahead(
+        self, limit: int, count: int, *, busy: Collection[str] = ()
+    ) -> list[Batch]:
+        """Up to ``count`` batches to upload next, oldest first, in one transaction (one
+        commit): those leased before and not acknowledged first, as :meth:`lease` gives them,
+        then new ones. ``busy``: batches on their way now, not handed out again."""
+        return await self._db.run(self._leaser(limit, count, busy))
 
     def _leaser(
-        self, limit: int, busy: str | None = None
-    ) -> Callable[[sqlite3.Connection], Batch | None]:
+        self, limit: int, count: int, busy: Collection[str]
+    ) -> Callable[[sqlite3.Connection], list[Batch]]:
         if limit < 1:
             raise ValueError("a batch holds at least one record")
 
-        def lease(conn: sqlite3.Connection) -> Batch | None:
+        def lease(conn: sqlite3.Connection, busy: list[str]) -> Batch | None:
             while (
                 row := conn.execute(
                     "SELECT key FROM outbox_batches WHERE vendor = ? AND failed_at IS NULL "
-                    "AND key IS NOT ? ORDER BY rowid LIMIT 1",
-                    (self._vendor, busy),
+                    f"AND key NOT IN ({', '.join('?' * len(busy))}) ORDER BY rowid LIMIT 1",
+                    (self._vendor, *busy),
                 ).fetchone()
             ) is not None:
                 records = _sound_records(conn, row[0], self._vendor)
@@ -207,14 +216,23 @@ class Outbox:
             if records:
                 return Batch(key, records)
             # Every row of the new batch was damaged and is set aside: form the next one.
-            return lease(conn)
+            return lease(conn, busy)
 
-        return lease
+        def lease_several(conn: sqlite3.Connection) -> list[Batch]:
+            taken: list[Batch] = []
+            while len(taken) < count:
+                batch = lease(conn, [*busy, *(b.key for b in taken)])
+                if batch is None:
+                    break
+                taken.append(batch)
+            return taken
 
-    async def acknowledge(self, batch_key: str) -> int:
-        """Delete the batch's records (the cloud has them); how many. An unknown key (already
-        acknowledged, say by another process) deletes nothing."""
-        return await self._db.run(lambda conn: _delete_batch(conn, batch_key))
+        return lease_several
+
+    async def acknowledge(self, *batch_keys: str) -> int:
+        """Delete the batches' records (the cloud has them), in one transaction; how many. An
+        unknown key (already acknowledged, say by another process) deletes nothing."""
+        return await self._db.run(lambda conn: _delete_batches(conn, batch_keys))
 
     async def acknowledge_and_lease(
         self, batch_key: str, limit: int, *, busy: str | None = None
@@ -222,8 +240,18 @@ class Outbox:
         """:meth:`acknowledge` then :meth:`lease` in one transaction: a drain commits (and so
         waits for the disk) once a batch, not twice. All of it or none: the batch stays leased
         when forming the next fails."""
-        lease = self._leaser(limit, busy)
-        return await self._db.run(lambda conn: (_delete_batch(conn, batch_key), lease(conn)))
+        acknowledged, leased = await self.acknowledge_and_lease_ahead(
+            (batch_key,), limit, 1, busy=() if busy is None else (busy,)
+        )
+        return acknowledged, leased[0] if leased else None
+
+    async def acknowledge_and_lease_ahead(
+        self, batch_keys: Sequence[str], limit: int, count: int, *, busy: Collection[str] = ()
+    ) -> tuple[int, list[Batch]]:
+        """:meth:`acknowledge` of ``batch_keys`` then :meth:`lease_ahead`, in one transaction
+        (one commit for several batches). All of it or none."""
+        lease = self._leaser(limit, count, busy)
+        return await self._db.run(lambda conn: (_delete_batches(conn, batch_keys), lease(conn)))
 
     async def split(self, batch_key: str) -> int:
         """Replace a refused batch of several locks by one batch per lock (new keys: the cloud
@@ -363,10 +391,12 @@ def _indexed(conn: sqlite3.Connection, row: tuple[int, str, str, int, str]) -> b
     return found is not None
 
 
-def _delete_batch(conn: sqlite3.Connection, batch_key: str) -> int:
-    deleted = conn.execute("DELETE FROM outbox WHERE batch_key = ?", (batch_key,)).rowcount
-    conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
-    return int(deleted)
+def _delete_batches(conn: sqlite3.Connection, batch_keys: Sequence[str]) -> int:
+    deleted = 0
+    for key in batch_keys:
+        deleted += conn.execute("DELETE FROM outbox WHERE batch_key = ?", (key,)).rowcount
+        conn.execute("DELETE FROM outbox_batches WHERE key = ?", (key,))
+    return deleted
 
 
 def _sound_records(conn: sqlite3.Connection, key: str, vendor: str) -> tuple[LogRecord, ...]:

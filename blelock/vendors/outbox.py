@@ -11,7 +11,7 @@ not about the batch).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from blelock.cloud._policy import is_transient
@@ -27,10 +27,16 @@ from blelock.errors import (
 from blelock.model import LogRecord
 from blelock.vendors.base import Uploader
 
-__all__ = ["UPLOAD_BATCH", "drain_outbox", "refuses_the_batch"]
+__all__ = ["LEASE_AHEAD", "UPLOAD_BATCH", "drain_outbox", "refuses_the_batch"]
 
 UPLOAD_BATCH = 500
 """Records per upload: ~60 KB of JSON, small enough for a flaky uplink to get through."""
+LEASE_AHEAD = 8
+"""Batches leased, and later acknowledged, per store transaction: one fsync'd commit for
+eight uploads instead of one each. A crash resends at most this many batches the cloud had
+already taken, each under the key it was taken with (one batch at most with 1). The drain
+relies on the cloud keeping a key once, as the simulated clouds do; Nokē publishes nothing on
+it (research/noke.md §7.6). In memory: ~8 x 60 KB at most."""
 
 
 class Batch(Protocol):
@@ -41,11 +47,13 @@ class Batch(Protocol):
 
 
 class Outbox(Protocol):
-    async def lease(self, limit: int, *, busy: str | None = None) -> Batch | None: ...
-    async def acknowledge(self, batch_key: str) -> int: ...
-    async def acknowledge_and_lease(
-        self, batch_key: str, limit: int, *, busy: str | None = None
-    ) -> tuple[int, Batch | None]: ...
+    async def lease_ahead(
+        self, limit: int, count: int, *, busy: Collection[str] = ()
+    ) -> Sequence[Batch]: ...
+    async def acknowledge(self, *batch_keys: str) -> int: ...
+    async def acknowledge_and_lease_ahead(
+        self, batch_keys: Sequence[str], limit: int, count: int, *, busy: Collection[str] = ()
+    ) -> tuple[int, Sequence[Batch]]: ...
     async def split(self, batch_key: str) -> int: ...
     async def fail(self, batch_key: str, failure: str) -> None: ...
     async def pending_count(self) -> int: ...
@@ -57,60 +65,71 @@ async def drain_outbox(
     outbox: Outbox,
     *,
     batch_size: int = UPLOAD_BATCH,
+    ahead: int = LEASE_AHEAD,
     on_progress: Callable[[int], None] | None = None,
 ) -> int:
     """Upload every pending record, batch by batch; returns how many were acknowledged.
     Batches the cloud refuses for good are set aside (see ``Outbox.failed``).
 
-    While a batch is on its way, the store acknowledges the one before (the cloud has it) and
-    forms the next, in one transaction: the disk's work hides behind the network's. A batch
-    formed so waits its turn as any leased batch does (first in line next time)."""
+    Batches are leased ``ahead`` at a time. While one group is on its way, the store
+    acknowledges the group before (the cloud has it) and leases the next, in one transaction:
+    the disk's work hides behind the network's, and commits once per group. A batch leased
+    so waits its turn as any leased batch does (first in line next time)."""
     uploaded = 0
     with lock_context(None, "upload logs"):
-        batch = await _lease(outbox, batch_size)
-        sent: Batch | None = None  # the cloud has it; its acknowledgement is still to commit
-        while batch is not None:
-            ahead = asyncio.ensure_future(_advance(outbox, sent, batch_size, busy=batch.key))
+        group = await _lease(outbox, batch_size, ahead)
+        sent: Sequence[Batch] = ()  # the cloud has them; their acknowledgement is still to commit
+        while group:
+            work = asyncio.ensure_future(
+                _advance(outbox, sent, batch_size, ahead, busy=[b.key for b in group])
+            )
+            posted = 0
             try:
-                await cloud.upload(batch.records, idempotency_key=batch.key)
+                for batch in group:
+                    await cloud.upload(batch.records, idempotency_key=batch.key)
+                    posted += 1
             except (CloudRejected, UnsendableRecord) as exc:
                 if not refuses_the_batch(exc):
-                    ahead.cancel()  # the store's work is whole or undone; either is safe
+                    work.cancel()  # the store's work is whole or undone; either is safe
                     raise
-                uploaded += await _settled(outbox, ahead)
-                if len({record.lock_id for record in batch.records}) > 1:
-                    await outbox.split(batch.key)  # find which lock it was, one at a time
+                uploaded += await _settled(outbox, work)
+                if posted:  # those before the refused one went up: the cloud has them
+                    uploaded += await _acknowledged(outbox, group[:posted])
+                refused = group[posted]
+                if len({record.lock_id for record in refused.records}) > 1:
+                    await outbox.split(refused.key)  # find which lock it was, one at a time
                 else:
-                    await outbox.fail(batch.key, exc.one_line())
-                sent, batch = None, await _lease(outbox, batch_size)
+                    await outbox.fail(refused.key, exc.one_line())
+                sent, group = (), await _lease(outbox, batch_size, ahead)
                 continue
             except BaseException:
-                ahead.cancel()
+                work.cancel()
                 raise
             try:
-                acknowledged, following = await ahead
+                acknowledged, following = await work
             except StoreDamaged:
                 # Nothing of it committed. Set the damaged rows aside, then start again from
                 # what is leased: resent batches keep their keys, so the cloud takes them once.
                 await _set_damage_aside(outbox)
-                sent, batch = None, await _lease(outbox, batch_size)
+                sent, group = (), await _lease(outbox, batch_size, ahead)
                 continue
             uploaded += acknowledged
             if on_progress is not None and acknowledged:
                 on_progress(uploaded)
-            sent, batch = batch, following
-        if sent is not None:
+            sent, group = group, following
+        if sent:
             try:
-                uploaded += await outbox.acknowledge(sent.key)
+                uploaded += await outbox.acknowledge(*(batch.key for batch in sent))
             except StoreDamaged:
-                # The cloud has the batch; a damaged row stops SQLite deleting it. Set the
-                # damaged rows aside, then the same key goes again (the cloud dedupes it).
+                # The cloud has the batches; a damaged row stops SQLite deleting them. Set the
+                # damaged rows aside, then the same keys go again (the cloud dedupes them).
                 await _set_damage_aside(outbox)
                 before = uploaded
                 return before + await drain_outbox(
                     cloud,
                     outbox,
                     batch_size=batch_size,
+                    ahead=ahead,
                     on_progress=None if on_progress is None else lambda n: on_progress(before + n),
                 )
             if on_progress is not None:
@@ -119,27 +138,38 @@ async def drain_outbox(
 
 
 async def _advance(
-    outbox: Outbox, sent: Batch | None, batch_size: int, *, busy: str
-) -> tuple[int, Batch | None]:
-    if sent is None:
-        return 0, await outbox.lease(batch_size, busy=busy)
-    return await outbox.acknowledge_and_lease(sent.key, batch_size, busy=busy)
+    outbox: Outbox, sent: Sequence[Batch], batch_size: int, ahead: int, *, busy: Sequence[str]
+) -> tuple[int, Sequence[Batch]]:
+    if not sent:
+        return 0, await outbox.lease_ahead(batch_size, ahead, busy=busy)
+    keys = [batch.key for batch in sent]
+    return await outbox.acknowledge_and_lease_ahead(keys, batch_size, ahead, busy=busy)
 
 
-async def _settled(outbox: Outbox, ahead: asyncio.Future[tuple[int, Batch | None]]) -> int:
+async def _settled(outbox: Outbox, work: asyncio.Future[tuple[int, Sequence[Batch]]]) -> int:
     """How many the store's work acknowledged; after damage (none of it committed), the
-    damaged rows set aside and 0. A batch it formed stays leased, first in line."""
+    damaged rows set aside and 0. Batches it leased stay leased, first in line."""
     try:
-        return (await ahead)[0]
+        return (await work)[0]
     except StoreDamaged:
         await _set_damage_aside(outbox)
         return 0
 
 
-async def _lease(outbox: Outbox, batch_size: int) -> Batch | None:
+async def _acknowledged(outbox: Outbox, batches: Sequence[Batch]) -> int:
+    """Acknowledge batches the cloud took; after damage, set it aside and leave them leased
+    (they go again under the same keys, which the cloud keeps once)."""
+    try:
+        return await outbox.acknowledge(*(batch.key for batch in batches))
+    except StoreDamaged:
+        await _set_damage_aside(outbox)
+        return 0
+
+
+async def _lease(outbox: Outbox, batch_size: int, ahead: int) -> Sequence[Batch]:
     while True:
         try:
-            return await outbox.lease(batch_size)
+            return await outbox.lease_ahead(batch_size, ahead)
         except StoreDamaged:
             await _set_damage_aside(outbox)
 

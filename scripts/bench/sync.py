@@ -15,6 +15,7 @@ grows; drain ≤ 1.4 x raw posts, memory flat at 1,000,000 records.
 
     .venv/bin/python scripts/bench/sync.py [--locks 10000 100000] [--runs 3]
         [--records 100000] [--memory-records 1000000] [--skip-keys] [--skip-drain]
+        [--baseline CHECKOUT]
 """
 
 from __future__ import annotations
@@ -51,10 +52,15 @@ def spread(values: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
     )
 
 
-def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
-    """Run one measurement in a fresh interpreter; its peak RSS is the companion's alone."""
+def measure(
+    kind: str, env: dict[str, str], count: int, *, baseline: str | None = None
+) -> dict[str, float]:
+    """Run one measurement in a fresh interpreter; its peak RSS is the companion's alone.
+    ``baseline``: a checkout whose ``blelock`` the child imports instead (PYTHONPATH)."""
     with tempfile.TemporaryDirectory() as scratch:
         environment = os.environ | env | {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch}
+        if baseline:
+            environment |= {"PYTHONPATH": baseline, "PYTHONDONTWRITEBYTECODE": "1"}
         out = subprocess.run(
             [sys.executable, __file__, "--child", kind, str(count)],
             env=environment,
@@ -90,8 +96,21 @@ async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measu
                 await fill(outbox, count, run=2 * run)
                 result["drain"].append(await drained(cloud, outbox, count))
                 result["raw"].append(await raw_posts(cloud, count, run=2 * run + 1))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return result | {"peak_rss_mb": peak_mb}
+    return result | {"peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Linux's ``ru_maxrss`` keeps, across fork and exec, the
+    parent's high-water mark (here this bench, which at 1M locks holds the simulator's
+    announcement: ~440 MB), so the per-process ``VmHWM`` is read where there is one."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def records(start: int, stop: int, run: int) -> list[object]:
@@ -140,37 +159,45 @@ async def raw_posts(cloud: object, count: int, *, run: int) -> float:
     return time.perf_counter() - started
 
 
-def key_sync(sizes: Sequence[int], runs: int) -> None:
+def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
+    """With ``baseline``, each run of this checkout is paired with one of the baseline's,
+    against the same simulated cloud."""
+    builds = [("this", None)] + ([("baseline", baseline)] if baseline else [])
     for locks in sizes:
         with simulator_process(
             "--locks", str(locks), "--offline-keys", str(TRACKING_KEYS), start_timeout=900
         ) as announced:
             env = announced["env"]
-            results = []
+            results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in builds}
             for _ in range(runs):
-                results.append(measure("keys", env, locks))
-                assert results[-1]["done"] == locks * TRACKING_KEYS
-        seconds = [r["seconds"] for r in results]
-        print(
-            f"key sync {locks:>8} locks x {TRACKING_KEYS} keys ({runs} runs): {spread(seconds)}; "
-            f"peak RSS {spread([r['peak_rss_mb'] for r in results], 'MB')}; "
-            f"{locks * TRACKING_KEYS / statistics.median(seconds):,.0f} keys/s; {load()}"
-        )
+                for name, path in builds:
+                    results[name].append(measure("keys", env, locks, baseline=path))
+                    assert results[name][-1]["done"] == locks * TRACKING_KEYS
+        for name, _ in builds:
+            seconds = [r["seconds"] for r in results[name]]
+            print(
+                f"key sync {name:>8} {locks:>8} locks x {TRACKING_KEYS} keys ({runs} runs): "
+                f"{spread(seconds)}; peak RSS "
+                f"{spread([r['peak_rss_mb'] for r in results[name]], 'MB')}; "
+                f"{locks * TRACKING_KEYS / statistics.median(seconds):,.0f} keys/s; {load()}"
+            )
 
 
-def drain(count: int, memory_count: int) -> None:
+def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
     with simulator_process("--locks", "1") as announced:
         env = announced["env"]
-        paired = measure("drain", env, count)
-        ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
-        print(f"outbox drain {count} records, {DRAIN_RUNS} paired runs; {load()}")
-        print(f"  drain      {spread(paired['drain'])}")
-        print(f"  raw posts  {spread(paired['raw'])}")
-        print(
-            f"  ratio      {spread(ratios, '')} (target 1.4); "
-            f"{count / statistics.median(paired['drain']):,.0f} records/s; "
-            f"peak RSS {paired['peak_rss_mb']:.0f} MB"
-        )
+        builds = [("this", None)] + ([("baseline", baseline)] if baseline else [])
+        for name, path in builds:
+            paired = measure("drain", env, count, baseline=path)
+            ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
+            print(f"outbox drain ({name}) {count} records, {DRAIN_RUNS} paired runs; {load()}")
+            print(f"  drain      {spread(paired['drain'])}")
+            print(f"  raw posts  {spread(paired['raw'])}")
+            print(
+                f"  ratio      {spread(ratios, '')} (target 1.4); "
+                f"{count / statistics.median(paired['drain']):,.0f} records/s; "
+                f"peak RSS {paired['peak_rss_mb']:.0f} MB"
+            )
         if memory_count:
             small = measure("drain-memory", env, count)
             large = measure("drain-memory", env, memory_count)
@@ -190,6 +217,7 @@ def main() -> None:
     parser.add_argument("--memory-records", type=int, default=0)
     parser.add_argument("--skip-keys", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
+    parser.add_argument("--baseline", help="a checkout to pair the runs with")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -197,9 +225,9 @@ def main() -> None:
         return
     print(f"start: {load()}")
     if not args.skip_keys:
-        key_sync(args.locks, args.runs)
+        key_sync(args.locks, args.runs, args.baseline)
     if not args.skip_drain:
-        drain(args.records, args.memory_records)
+        drain(args.records, args.memory_records, args.baseline)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, TypeAdapter, ValidationError
 
-from blelock.cloud._http import CloudClient, RetryPolicy, json_body, map_http_errors, with_retries
+from blelock.cloud._http import (
+    CloudClient,
+    RetryPolicy,
+    json_body,
+    map_http_errors,
+    raise_for_status,
+    with_retries,
+)
 from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -35,13 +42,13 @@ from blelock.vendors.noke.models import (
     ActivityData,
     ActivityEntry,
     ActivityRequest,
+    AnswerMac,
     CommandsData,
     Envelope,
     KeyScope,
     KeysData,
     KeysRequest,
     LockInfo,
-    LockMacsData,
     LockQuickClicks,
     LocksData,
     LocksRequest,
@@ -59,7 +66,7 @@ from blelock.vendors.noke.quick_clicks import check_issue, check_revoke
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import OfflineGrant
 
-__all__ = ["NokeCloud"]
+__all__ = ["MacSink", "NokeCloud"]
 
 _MAX_CLOUD_MESSAGE = 200
 """Characters of the cloud's own ``message`` quoted in an error (it is free text)."""
@@ -68,6 +75,34 @@ _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 _MOBILE_KEY_HINT = "check the mobile API key (noke_mobile_key / BLELOCK_NOKE_MOBILE_KEY)"
 _BUG_HINT = "report it with `--debug` output; the vendor's API may have changed"
+
+_LISTING_BATCH: Final = 5000
+"""MACs of a streamed ``/lock/`` listing handed on at once: what of it is in memory."""
+_LISTED_MAC: Final = "data.locks.item.mac"
+_LISTED_LOCK: Final = "data.locks.item"
+_HEAD_FIELDS: Final = frozenset({"result", "error_code", "message"})
+_MACS: Final = TypeAdapter(list[AnswerMac])
+
+
+class MacSink(Protocol):
+    """Where a streamed listing of the company's locks goes, batch by batch."""
+
+    async def restart(self) -> None:
+        """Forget what an earlier attempt added (a retried listing starts again)."""
+
+    async def add(self, macs: Sequence[MacAddress]) -> None:
+        """Keep these MACs (a MAC may come again; it is kept once)."""
+
+
+class _MacList:
+    def __init__(self) -> None:
+        self.macs: list[MacAddress] = []
+
+    async def restart(self) -> None:
+        self.macs.clear()
+
+    async def add(self, macs: Sequence[MacAddress]) -> None:
+        self.macs.extend(macs)
 
 
 class NokeCloud(CloudClient):
@@ -141,12 +176,92 @@ class NokeCloud(CloudClient):
         return _validate(LocksData, envelope.data, "lock", self.host).locks
 
     async def lock_macs(self) -> list[MacAddress]:
-        """``/lock/`` with an empty body: the MAC of every lock of the company, in the cloud's
-        order (only the MACs are kept: a fleet's listing is ~300 bytes a lock). Retried."""
-        data = await with_retries(
-            lambda: self._post_data("lock", LocksRequest(), LockMacsData, mac=None), self._retry
-        )
-        return [lock["mac"] for lock in data.locks]
+        """The MAC of every lock of the company, in the cloud's order, as one list (a fleet
+        sync streams them with :meth:`list_lock_macs` instead). Retried."""
+        into = _MacList()
+        await self.list_lock_macs(into)
+        return into.macs
+
+    async def list_lock_macs(self, into: MacSink) -> None:
+        """``/lock/`` with an empty body, the answer streamed: the MAC of every lock of the
+        company goes to ``into`` in batches as the bytes arrive, so neither the answer (~300
+        bytes a lock, the Core API documents no paging) nor its entries are ever held whole.
+        Retried when transient, each attempt starting with ``into.restart()``. The envelope
+        is checked once the answer is complete: what ``into`` holds counts only if this
+        returns."""
+        await with_retries(lambda: self._stream_lock_macs(into), self._retry)
+
+    async def _stream_lock_macs(self, into: MacSink) -> None:
+        await into.restart()
+        body = LocksRequest().model_dump_json(exclude_none=True).encode()
+        with map_http_errors(self.host):
+            async with self._client.stream(
+                "POST", "lock/", content=body, headers=self._headers(mobile=False)
+            ) as response:
+                raise_for_status(response)
+                head = await self._stream_listing(response, into)
+        envelope = _validate(Envelope, head, "lock", self.host)
+        if not envelope.ok:
+            raise _envelope_error(envelope, "lock", self.host, None, response.status_code)
+
+    async def _stream_listing(self, response: httpx.Response, into: MacSink) -> dict[str, Any]:
+        """Feed the answer's bytes to an iterative parser; hand the MACs on in batches and
+        return the envelope's own fields. One pass over the parser's events: checking each
+        event's prefix here costs less than a second parse per envelope field."""
+        import ijson  # type: ignore[import-untyped]  # here: an unlock never needs it
+
+        events = ijson.utils.sendable_list()
+        parser = ijson.parse_coro(events)
+        head: dict[str, Any] = {}
+        batch: list[object] = []
+        entries = seen = 0
+        try:
+            async for piece in response.aiter_bytes():
+                parser.send(piece)
+                for prefix, event, value in events:
+                    if prefix == _LISTED_MAC:
+                        batch.append(value)
+                    elif prefix == _LISTED_LOCK and event == "start_map":
+                        entries += 1
+                    elif prefix in _HEAD_FIELDS:
+                        head[prefix] = value
+                events.clear()
+                if len(batch) >= _LISTING_BATCH:
+                    await into.add(self._listed_macs(batch, seen))
+                    seen, batch = seen + len(batch), []
+            parser.close()
+            for prefix, _event, value in events:
+                if prefix in _HEAD_FIELDS:
+                    head[prefix] = value
+        except ijson.JSONError:
+            kind = response.headers.get("Content-Type", "no content type")
+            raise CloudRejected(
+                f"the Nokē cloud at {self.host} answered /lock/ with something that is not "
+                f"JSON (HTTP {response.status_code}, {kind})",
+                status=response.status_code,
+                transient=True,
+            ) from None
+        if batch:
+            await into.add(self._listed_macs(batch, seen))
+            seen += len(batch)
+        if seen != entries:
+            raise CloudRejected(
+                f"the Nokē cloud at {self.host} answered /lock/ with an unexpected shape: "
+                f"{entries - seen} of data.locks' {entries} entries have no mac",
+                hint=_BUG_HINT,
+            )
+        return head
+
+    def _listed_macs(self, batch: list[object], offset: int) -> list[MacAddress]:
+        try:
+            return _MACS.validate_python(batch)
+        except ValidationError as exc:
+            first = exc.errors(include_input=False, include_url=False)[0]
+            raise CloudRejected(
+                f"the Nokē cloud at {self.host} answered /lock/ with an unexpected shape: "
+                f"data.locks.{offset + int(first['loc'][0])}.mac ({first['msg'].lower()})",
+                hint=_BUG_HINT,
+            ) from None
 
     async def offline_keys(
         self, macs: Sequence[MacAddress] | None = None, *, issue_for: Sequence[str] = ()

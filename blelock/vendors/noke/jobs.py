@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.base import Mode, VendorContext
-from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
+from blelock.vendors.noke.keys import CachedKey, FleetListing, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
@@ -80,6 +80,12 @@ class LazyKeyStore:
 
     async def locks_held(self) -> list[MacAddress]:
         return await (await self._unlocked()).locks_held()
+
+    def fleet_listing(self) -> FleetListing:
+        return FleetListing(self._store.database)
+
+    async def revoke_unlisted(self, listing: FleetListing) -> KeySyncSummary:
+        return await (await self._unlocked()).revoke_unlisted(listing)
 
 
 def cloud_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
@@ -221,39 +227,65 @@ async def refresh_offline_keys(
     in one transaction: a sync cut short keeps the chunks it finished, the rest as they were.
     """
     with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
-        # In MAC order: each chunk's rows are then neighbours in the cache's primary key, so a
-        # fleet's writes touch each page of it once instead of every chunk touching all of them.
-        scope = sorted(set(await cloud.lock_macs() if macs is None else macs))
-        chunks = [scope[start : start + chunk] for start in range(0, len(scope), chunk)]
-        tracking, left = default_issue or ("", 0)
-
-        async def fetch(locks: list[MacAddress]) -> list[OfflineGrant]:
-            nonlocal left
-            if issue_for:
-                await cloud.issue_offline_keys(locks, issue_for)
-            if left > 0:
-                first, left = locks[:left], max(0, left - len(locks))
-                await cloud.issue_offline_keys(first, [tracking])
-            return await cloud.offline_keys(locks)
-
-        total = KeySyncSummary(0, 0, 0, 0)
-        ahead = asyncio.create_task(fetch(chunks[0])) if chunks else None
+        if macs is not None:
+            scope = sorted(set(macs))
+            listed = [scope[start : start + chunk] for start in range(0, len(scope), chunk)]
+            return await _sync_chunks(cloud, keys, _each(listed), issue_for, default_issue)
+        # The whole company: its listing is streamed into the store and read back from there
+        # in MAC order, so memory stays flat whatever the size of the fleet. In MAC order: each
+        # chunk's rows are then neighbours in the cache's primary key, so a fleet's writes
+        # touch each page of it once instead of every chunk touching all of them.
+        listing = keys.fleet_listing()
         try:
-            for index, locks in enumerate(chunks):
-                assert ahead is not None
-                grants = await ahead
-                following = index + 1 < len(chunks)
-                ahead = asyncio.create_task(fetch(chunks[index + 1])) if following else None
-                total = _plus(total, await keys.apply_sync(grants, scope_macs=locks))
+            await cloud.list_lock_macs(listing)
+            total = await _sync_chunks(cloud, keys, listing.chunks(chunk), issue_for, default_issue)
+            # Locks the company no longer lists: their keys are revoked too.
+            return _plus(total, await keys.revoke_unlisted(listing))
         finally:
-            if ahead is not None:
-                ahead.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await ahead
-        if macs is None:  # locks the company no longer lists: their keys are revoked too
-            gone = sorted(set(await keys.locks_held()) - set(scope))
-            total = _plus(total, await keys.apply_sync((), scope_macs=gone))
-        return total
+            await listing.drop()
+
+
+async def _each(chunks: list[list[MacAddress]]) -> AsyncIterator[list[MacAddress]]:
+    for locks in chunks:
+        yield locks
+
+
+async def _sync_chunks(
+    cloud: NokeCloud,
+    keys: LazyKeyStore,
+    chunks: AsyncIterator[list[MacAddress]],
+    issue_for: Sequence[str],
+    default_issue: tuple[str, int] | None,
+) -> KeySyncSummary:
+    """Fetch and store the keys of each chunk, the next chunk fetched while the last is
+    stored; each chunk is one transaction."""
+    tracking, left = default_issue or ("", 0)
+
+    async def fetch(locks: list[MacAddress]) -> list[OfflineGrant]:
+        nonlocal left
+        if issue_for:
+            await cloud.issue_offline_keys(locks, issue_for)
+        if left > 0:
+            first, left = locks[:left], max(0, left - len(locks))
+            await cloud.issue_offline_keys(first, [tracking])
+        return await cloud.offline_keys(locks)
+
+    total = KeySyncSummary(0, 0, 0, 0)
+    locks = await anext(chunks, None)
+    ahead = asyncio.create_task(fetch(locks)) if locks is not None else None
+    try:
+        while ahead is not None and locks is not None:
+            grants = await ahead
+            following = await anext(chunks, None)
+            ahead = asyncio.create_task(fetch(following)) if following is not None else None
+            total = _plus(total, await keys.apply_sync(grants, scope_macs=locks))
+            locks = following
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ahead
+    return total
 
 
 def _plus(a: KeySyncSummary, b: KeySyncSummary) -> KeySyncSummary:

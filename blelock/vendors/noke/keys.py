@@ -15,7 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 import struct
-from collections.abc import Collection, Sequence
+import uuid
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple
 
@@ -31,7 +32,14 @@ from blelock.store.crypto import DataKey
 from blelock.store.db import Database
 from blelock.vendors.noke.values import OfflineGrant
 
-__all__ = ["DEFAULT_LIFETIME", "CachedKey", "KeyInfo", "KeyStore", "KeySyncSummary"]
+__all__ = [
+    "DEFAULT_LIFETIME",
+    "CachedKey",
+    "FleetListing",
+    "KeyInfo",
+    "KeyStore",
+    "KeySyncSummary",
+]
 
 DEFAULT_LIFETIME: Final = dt.timedelta(days=30)
 """How long a synced key is trusted without another sync: a month of working offline, short
@@ -167,6 +175,22 @@ class KeyStore:
             ]
 
         return await self._db.run(listing, write=False)
+
+    async def revoke_unlisted(self, listing: FleetListing) -> KeySyncSummary:
+        """Mark revoked (material wiped) every cached key of a lock that ``listing`` does not
+        hold: the locks the company no longer has. One statement over the store, whatever the
+        size of the fleet; the store's generation is raised if it revoked any."""
+        now = _seconds(self._clock.now_utc())
+
+        def revoke(conn: sqlite3.Connection) -> tuple[KeySyncSummary, bool]:
+            revoked = conn.execute(
+                "UPDATE offline_keys SET revoked_at = ?, sealed = x'' "
+                f"WHERE revoked_at IS NULL AND lock_id NOT IN (SELECT mac FROM {listing.table})",
+                (now,),
+            ).rowcount
+            return KeySyncSummary(0, 0, revoked, 0), revoked > 0
+
+        return await self._db.run_revoking(revoke, self._key)
 
     async def locks_held(self) -> list[MacAddress]:
         """Every lock the cache holds a key for (revoked ones too)."""
@@ -328,6 +352,61 @@ class KeyStore:
             offline_key=offline_key,
             unlock_command=unlock_command,
         )
+
+
+class FleetListing:
+    """The company's locks as one sync listed them, in a temporary table of the store's
+    connection: SQLite keeps temporary tables in a file with a small page cache, so a fleet
+    of any size costs the same memory. Read back in MAC order a chunk at a time; dropped by
+    :meth:`drop` (or with the connection).
+
+    Only temporary tables are written here, so the transactions are deferred ones: another
+    process's writer is not held up (``write=True`` would take the store's write lock)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.table: Final = f"temp.noke_listed_{uuid.uuid4().hex}"
+
+    def __repr__(self) -> str:
+        return f"FleetListing({self.table})"
+
+    async def restart(self) -> None:
+        def create(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (mac TEXT PRIMARY KEY) WITHOUT ROWID"
+            )
+            conn.execute(f"DELETE FROM {self.table}")
+
+        await self._db.run(create, write=False)
+
+    async def add(self, macs: Sequence[MacAddress]) -> None:
+        rows = [(mac,) for mac in macs]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(f"INSERT OR IGNORE INTO {self.table} (mac) VALUES (?)", rows)
+
+        await self._db.run(insert, write=False)
+
+    async def chunks(self, size: int) -> AsyncIterator[list[MacAddress]]:
+        """The listed MACs in order, ``size`` at a time (one read each: only it is held)."""
+        after = ""
+        while True:
+
+            def read(conn: sqlite3.Connection, after: str = after) -> list[MacAddress]:
+                query = f"SELECT mac FROM {self.table} WHERE mac > ? ORDER BY mac LIMIT ?"
+                return [MacAddress(mac) for (mac,) in conn.execute(query, (after, size))]
+
+            chunk = await self._db.run(read, write=False)
+            if not chunk:
+                return
+            yield chunk
+            after = chunk[-1]
+
+    async def drop(self) -> None:
+        def drop(conn: sqlite3.Connection) -> None:
+            conn.execute(f"DROP TABLE IF EXISTS {self.table}")
+
+        await self._db.run(drop, write=False)
 
 
 def _rows(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[_Row]:
