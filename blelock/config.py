@@ -265,6 +265,35 @@ class Settings(BaseSettings):
         default="text", description="service logs: one line per event, as text or JSON"
     )
 
+    # --- access grants (blelock.access) ----------------------------------------------------
+    access_database: SecretStr | None = Field(
+        default=None,
+        description="a PostgreSQL connection string (postgresql://…) for grants shared by "
+        "several kiosks; None = grants in this device's own store",
+    )
+    access_timezone: str = Field(
+        default="UTC",
+        description="the facility's IANA time zone: weekly windows are read in it unless a "
+        "grant names another",
+    )
+    access_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a reconciler holds a grant it works on; one that died is taken "
+        "over after this",
+    )
+
+    @field_validator("access_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Oslo)") from None
+        return value
+
     @field_validator("serve_token", mode="before")
     @classmethod
     def _token_is_strong(cls, value: object) -> object:

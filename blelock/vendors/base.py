@@ -27,12 +27,16 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from blelock.config import Settings
+    from blelock.grants import AccessConstraints, Item, Target
     from blelock.protocol.dfu_package import DfuPackage
     from blelock.store import Store
     from blelock.store.outbox import Outbox
     from blelock.transport.scan import Found
 
 __all__ = [
+    "AccessSession",
+    "AccessTranslation",
+    "Applied",
     "Mode",
     "OperationRequest",
     "OperationSpec",
@@ -216,7 +220,71 @@ class VendorPlugin:
     async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
         return ()
 
+    def access(self) -> AccessTranslation | None:
+        """Its access translation (grants in the vendor's own form), imported when asked for;
+        None: the vendor takes no grants."""
+        return None
+
     async def enroll(self, ctx: VendorContext, invitation: str) -> str:
         """Make this companion one of the vendor's devices with the invitation code its
         administrator handed out; returns the id the vendor gave it."""
         raise UsageError(f"{self.title} has no enrolment of devices")
+
+
+# --- access: grants in a vendor's own form ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a vendor answered to an item applied."""
+
+    ref: str
+    """The vendor's id for it (what revoking and matching use)."""
+    confirmed: bool = True
+    """False: the vendor took the request and has not carried it out yet (a job, a sync to the
+    lock); the reconciler asks :meth:`AccessSession.confirm` later."""
+
+
+class AccessSession(Protocol):
+    """One reconcile run's connection to a vendor (its cloud client, kept for the run).
+
+    The vendors have no idempotency keys for grants, so an item whose apply may have been
+    interrupted is first looked for by listing and matching (:meth:`find`)."""
+
+    async def find(self, target: Target, item: Item, taken: frozenset[str]) -> str | None:
+        """The vendor's id of an object matching ``item`` exactly, other than those in
+        ``taken`` (ids other items already own); None when there is none."""
+        ...
+
+    async def apply(self, target: Target, item: Item) -> Applied: ...
+
+    async def confirm(self, target: Target, item: Item, ref: str) -> bool:
+        """Whether an item applied unconfirmed has been carried out (a refusal raises
+        :class:`blelock.errors.CloudRejected`)."""
+        ...
+
+    async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
+        """Remove it; one already gone is no error. ``ref`` None: look for it first."""
+        ...
+
+
+class AccessTranslation:
+    """A vendor's part of access grants: the rules (as data), the translation into its own
+    form, and a session that applies, finds and revokes. Pure except :meth:`constraints`
+    (which may ask the cloud how much room a lock has) and :meth:`session`."""
+
+    identities: Sequence[OptionSpec] = ()
+    """The holder identities it needs (``--tracking-key``, …); stored on the holder by name."""
+    lead: dt.timedelta = dt.timedelta(days=2)
+    """How far ahead of its start an item the vendor enforces itself is applied."""
+
+    async def constraints(self, ctx: VendorContext, lock_id: str) -> AccessConstraints:
+        raise NotImplementedError
+
+    def items(self, target: Target, span_from: dt.datetime, span_to: dt.datetime) -> Sequence[Item]:
+        """The vendor-side objects ``target`` needs that are in force at some time in
+        [span_from, span_to), in the vendor's own form (deterministic: same input, same keys)."""
+        raise NotImplementedError
+
+    def session(self, ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[AccessSession]:
+        raise NotImplementedError

@@ -1,0 +1,232 @@
+"""Access grants across vendors: one grant model (:mod:`blelock.grants`), each vendor's rules as
+data (its plugin's :class:`~blelock.vendors.base.AccessTranslation`), the durable record of
+what was asked for (:mod:`.store`, in the local SQLite store or a shared PostgreSQL database),
+and the reconciler that makes it so (:mod:`.reconcile`).
+
+What the CLI (``blelock access …``), the kiosk's routes and ``blelock sync`` call is here;
+nothing in this package names a vendor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from blelock import registry
+from blelock.access.reconcile import Reconciler, ReconcileReport
+from blelock.access.rules import TargetPlan, plan_target
+from blelock.access.store import GrantRecord, GrantStore, SqlGrants
+from blelock.clock import Clock
+from blelock.config import Settings
+from blelock.errors import BlelockError, UsageError
+from blelock.grants import (
+    AccessConstraints,
+    Grant,
+    Holder,
+    LockRef,
+    Schedule,
+    WeeklyWindow,
+    check_uses,
+    ordered_locks,
+    parse_window,
+)
+from blelock.store import Store
+from blelock.vendors.base import AccessTranslation, VendorContext, VendorPlugin
+
+__all__ = [
+    "GrantRefused",
+    "GrantRequest",
+    "access_plugins",
+    "constraints",
+    "create_grant",
+    "open_grants",
+    "reconcile",
+    "resolve_lock",
+]
+
+
+class GrantRefused(UsageError):
+    """A grant some vendor cannot express (each reason is listed); nothing was stored."""
+
+    def __init__(self, reasons: Sequence[str], plans: Sequence[TargetPlan]) -> None:
+        super().__init__(
+            "the grant was refused: " + "; ".join(reasons),
+            hint="change it, or allow rounding to what each vendor can express with --round "
+            "(`blelock access constraints LOCK` shows the rules)",
+        )
+        self.reasons = list(reasons)
+        self.plans = list(plans)
+
+
+@dataclass(frozen=True, slots=True)
+class GrantRequest:
+    """A grant as asked for, before the vendors' rules."""
+
+    holder: str
+    locks: Sequence[str]
+    starts_at: dt.datetime | None = None
+    """None: now."""
+    ends_at: dt.datetime | None = None
+    windows: Sequence[str | WeeklyWindow] = ()
+    timezone: str | None = None
+    """None: the ``access_timezone`` setting (the facility's)."""
+    uses: int | None = None
+    identities: Mapping[str, str] | None = None
+    round: bool = False
+    grant_id: str | None = None
+    """Chosen by the caller (a kiosk's lease id), so that a request sent twice is one grant."""
+
+
+def access_plugins() -> dict[str, VendorPlugin]:
+    """The registered vendors that take grants."""
+    return {name: p for name, p in registry.plugins().items() if p.access() is not None}
+
+
+def _translation(plugin: VendorPlugin) -> AccessTranslation:
+    access = plugin.access()
+    if access is None:
+        raise UsageError(f"{plugin.title} takes no access grants")
+    return access
+
+
+def resolve_lock(text: str, plugins: Mapping[str, VendorPlugin]) -> tuple[VendorPlugin, LockRef]:
+    """``vendor:LOCK``, or a lock id only one vendor that takes grants could own."""
+    vendor, sep, rest = text.partition(":")
+    if sep and vendor in plugins:
+        plugin = plugins[vendor]
+        return plugin, LockRef(vendor, plugin.parse_lock_id(rest))
+    owners: list[tuple[VendorPlugin, str]] = []
+    first: UsageError | None = None
+    for plugin in plugins.values():
+        try:
+            owners.append((plugin, plugin.parse_lock_id(text)))
+        except UsageError as exc:
+            first = first or exc
+    if len(owners) == 1:
+        plugin, lock_id = owners[0]
+        return plugin, LockRef(plugin.name, lock_id)
+    if not owners:
+        if first is not None and len(plugins) == 1:
+            raise first
+        raise UsageError(
+            f"no vendor that takes grants owns a lock named {text!r}",
+            hint=f"write it as VENDOR:LOCK ({', '.join(plugins) or 'no vendor takes grants'})",
+        )
+    names = " or ".join(plugin.name for plugin, _ in owners)
+    raise UsageError(
+        f"{text!r} could be a lock of {names}", hint=f"write it as VENDOR:LOCK ({names})"
+    )
+
+
+async def constraints(
+    lock: str,
+    plugins: Mapping[str, VendorPlugin],
+    context: Callable[[VendorPlugin], VendorContext],
+) -> AccessConstraints:
+    plugin, ref = resolve_lock(lock, plugins)
+    return await _translation(plugin).constraints(context(plugin), ref.lock_id)
+
+
+async def create_grant(
+    request: GrantRequest,
+    grants: GrantStore,
+    plugins: Mapping[str, VendorPlugin],
+    context: Callable[[VendorPlugin], VendorContext],
+    settings: Settings,
+    clock: Clock,
+) -> GrantRecord:
+    """Check the request against every lock's vendor rules and store it (refused whole, with
+    every reason, when some vendor cannot express it and rounding was not allowed)."""
+    now = clock.now_utc().replace(microsecond=0)
+    if not request.holder.strip():
+        raise UsageError("a grant needs a holder's name (--holder)")
+    if not request.locks:
+        raise UsageError("a grant needs at least one lock (--lock)")
+    windows = tuple(w if isinstance(w, WeeklyWindow) else parse_window(w) for w in request.windows)
+    starts = (request.starts_at or now).replace(microsecond=0)
+    ends = None if request.ends_at is None else request.ends_at.replace(microsecond=0)
+    if ends is not None and ends <= now:
+        raise UsageError(f"the grant would end in the past ({ends.isoformat()})")
+    schedule = Schedule(starts, ends, windows, request.timezone or settings.access_timezone)
+    resolved = [resolve_lock(text, plugins) for text in request.locks]
+    locks = ordered_locks([ref for _, ref in resolved])
+    titles = {ref.vendor: plugin.title for plugin, ref in resolved}
+    grant_id = request.grant_id or uuid.uuid4().hex[:16]
+    _check_grant_id(grant_id)
+    grant = Grant(
+        id=grant_id,
+        holder=Holder(request.holder.strip(), dict(request.identities or {})),
+        locks=locks,
+        schedule=schedule,
+        uses=check_uses(request.uses),
+        rounded=request.round,
+        created_at=now,
+    )
+    plans: list[TargetPlan] = []
+    for ref in locks:
+        plugin = plugins[ref.vendor]
+        rules = await _translation(plugin).constraints(context(plugin), ref.lock_id)
+        plans.append(plan_target(grant, ref, rules, titles[ref.vendor], now))
+    reasons = [f"{plan.lock.text()}: {why}" for plan in plans for why in plan.refusals]
+    if reasons:
+        raise GrantRefused(reasons, plans)
+    await grants.add(grant, plans, now)
+    record = await grants.get(grant.id)
+    assert record is not None
+    return record
+
+
+def _check_grant_id(grant_id: str) -> None:
+    if not (1 <= len(grant_id) <= 64) or not all(c.isalnum() or c in "-_." for c in grant_id):
+        raise UsageError(
+            f"{grant_id!r} is not a grant id", hint="use 1 to 64 letters, digits, - _ or ."
+        )
+
+
+@contextlib.asynccontextmanager
+async def open_grants(settings: Settings, store: Store) -> AsyncIterator[GrantStore]:
+    """The grant store the settings name: a shared PostgreSQL database (``access_database``)
+    or, by default, the local store's own tables."""
+    if settings.access_database is not None:
+        from blelock.access.postgres import open_postgres
+
+        async with open_postgres(settings.access_database.get_secret_value()) as shared:
+            yield shared
+        return
+    database = store.database
+
+    async def run(fn: Callable[..., object], write: bool) -> object:
+        from blelock.access.store import Sql
+
+        return await database.run(lambda conn: fn(Sql(conn.cursor(), "sqlite")), write=write)
+
+    yield SqlGrants(run, "sqlite")
+
+
+async def reconcile(
+    grants: GrantStore,
+    context: Callable[[VendorPlugin], VendorContext],
+    settings: Settings,
+    clock: Clock,
+    *,
+    plugins: Mapping[str, VendorPlugin] | None = None,
+    until_settled: bool = False,
+    owner: str | None = None,
+) -> ReconcileReport:
+    """One reconcile run over every due grant."""
+    reconciler = Reconciler(
+        grants,
+        access_plugins() if plugins is None else plugins,
+        context,
+        clock,
+        owner=owner,
+        lease_s=settings.access_lease_seconds,
+    )
+    return await reconciler.run(until_settled=until_settled)
+
+
+def describe_failure(exc: BaseException) -> str:
+    return exc.one_line() if isinstance(exc, BlelockError) else type(exc).__name__
