@@ -162,6 +162,12 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _access_arguments(parser: argparse.ArgumentParser) -> None:
+    from blelock.cli.access import add_arguments
+
+    add_arguments(parser)
+
+
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "blelock.cli.demo",
@@ -200,6 +206,11 @@ COMMANDS: dict[str, Command] = {
         "blelock.cli.firmware",
         "show what a firmware package holds, without touching a lock",
         _package_arguments,
+    ),
+    "access": Command(
+        "blelock.cli.access",
+        "who may open which locks, when: grant, list, show, revoke, constraints, reconcile",
+        _access_arguments,
     ),
     "serve": Command(
         "blelock.cli.serve",
