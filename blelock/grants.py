@@ -34,6 +34,7 @@ __all__ = [
     "parse_instant",
     "parse_window",
     "zone",
+    "zone_known",
 ]
 
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -42,14 +43,28 @@ MINUTES_PER_DAY = 24 * 60
 
 
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name``, or a UsageError naming it."""
+    """The IANA zone ``name``, or a UsageError naming it. The first use of a zone reads the
+    zone database (file I/O: in async code, call it once in a thread, see :func:`zone_known`);
+    after that it is held here and never read again."""
+    found = _ZONES.get(name)
+    if found is not None:
+        return found
     try:
-        return ZoneInfo(name)
+        loaded = _ZONES[name] = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(
             f"unknown time zone {name!r}",
             hint="name an IANA zone, e.g. Europe/Oslo or America/New_York",
         ) from None
+    return loaded
+
+
+_ZONES: dict[str, ZoneInfo] = {}
+
+
+def zone_known(name: str) -> bool:
+    """Whether :func:`zone` has ``name`` at hand (no file to read)."""
+    return name in _ZONES
 
 
 def parse_instant(text: str, *, default_zone: str = "UTC") -> dt.datetime:

@@ -9,11 +9,13 @@ nothing in this package names a vendor.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from blelock import registry
 from blelock.access.reconcile import Reconciler, ReconcileReport
@@ -21,7 +23,7 @@ from blelock.access.rules import TargetPlan, plan_target
 from blelock.access.store import GrantRecord, GrantStore, SqlGrants
 from blelock.clock import Clock
 from blelock.config import Settings
-from blelock.errors import BlelockError, UsageError
+from blelock.errors import UsageError
 from blelock.grants import (
     AccessConstraints,
     Grant,
@@ -32,6 +34,8 @@ from blelock.grants import (
     check_uses,
     ordered_locks,
     parse_window,
+    zone,
+    zone_known,
 )
 from blelock.store import Store
 from blelock.vendors.base import AccessTranslation, VendorContext, VendorPlugin
@@ -42,6 +46,7 @@ __all__ = [
     "access_plugins",
     "constraints",
     "create_grant",
+    "grant_payload",
     "open_grants",
     "reconcile",
     "resolve_lock",
@@ -150,7 +155,9 @@ async def create_grant(
     ends = None if request.ends_at is None else request.ends_at.replace(microsecond=0)
     if ends is not None and ends <= now:
         raise UsageError(f"the grant would end in the past ({ends.isoformat()})")
-    schedule = Schedule(starts, ends, windows, request.timezone or settings.access_timezone)
+    timezone = request.timezone or settings.access_timezone
+    await load_zone(timezone)
+    schedule = Schedule(starts, ends, windows, timezone)
     resolved = [resolve_lock(text, plugins) for text in request.locks]
     locks = ordered_locks([ref for _, ref in resolved])
     titles = {ref.vendor: plugin.title for plugin, ref in resolved}
@@ -177,6 +184,12 @@ async def create_grant(
     record = await grants.get(grant.id)
     assert record is not None
     return record
+
+
+async def load_zone(name: str) -> None:
+    """Read a zone's rules in a thread the first time (the zone database is files)."""
+    if not zone_known(name):
+        await asyncio.to_thread(zone, name)
 
 
 def _check_grant_id(grant_id: str) -> None:
@@ -228,5 +241,48 @@ async def reconcile(
     return await reconciler.run(until_settled=until_settled)
 
 
-def describe_failure(exc: BaseException) -> str:
-    return exc.one_line() if isinstance(exc, BlelockError) else type(exc).__name__
+def grant_payload(record: GrantRecord) -> dict[str, Any]:
+    """A grant as JSON: what was asked, each lock's plan and status, what each vendor holds."""
+    grant = record.grant
+    return {
+        "id": grant.id,
+        "holder": {"name": grant.holder.name, "identities": dict(grant.holder.identities)},
+        "schedule": grant.schedule.as_json(),
+        "uses": grant.uses,
+        "rounded": grant.rounded,
+        "created_at": None if grant.created_at is None else grant.created_at.isoformat(),
+        "revoked_at": None if grant.revoked_at is None else grant.revoked_at.isoformat(),
+        "status": record.status().value,
+        "next_check_at": None if record.next_check_at is None else record.next_check_at.isoformat(),
+        "locks": [
+            {
+                "vendor": t.lock.vendor,
+                "lock_id": t.lock.lock_id,
+                "status": t.status.value,
+                "reason": t.reason,
+                "schedule": t.plan.schedule.as_json(),
+                "roundings": list(t.plan.roundings),
+                "notes": list(t.plan.notes),
+                "items": [
+                    {
+                        "key": row.item.key,
+                        "state": row.state.value,
+                        "ref": row.ref,
+                        "confirmed": row.confirmed,
+                        "starts_at": row.item.starts_at.isoformat(),
+                        "ends_at": None
+                        if row.item.ends_at is None
+                        else row.item.ends_at.isoformat(),
+                        "error": row.error,
+                    }
+                    for row in record.items
+                    if row.lock == t.lock
+                ],
+            }
+            for t in record.targets
+        ],
+    }
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()

@@ -15,6 +15,7 @@ reconciler died is taken over once its lease runs out. A grant is looked at only
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import uuid
@@ -32,7 +33,7 @@ from blelock.errors import (
     RateLimited,
     StoreError,
 )
-from blelock.grants import GrantStatus, Item, LockRef, Target
+from blelock.grants import GrantStatus, Item, LockRef, Target, zone, zone_known
 from blelock.vendors.base import AccessSession, AccessTranslation, VendorContext, VendorPlugin
 
 __all__ = ["LOOKAHEAD", "ReconcileReport", "Reconciler", "permanent_refusal"]
@@ -231,6 +232,9 @@ class Reconciler:
         statuses: dict[LockRef, tuple[GrantStatus, str | None]] = {}
         checks: list[dt.datetime] = []
         rows = {(row.lock, row.item.key): row for row in record.items}
+        for zone_name in {t.plan.schedule.timezone for t in record.targets}:
+            if not zone_known(zone_name):
+                await asyncio.to_thread(zone, zone_name)
         for target_row in record.targets:
             plan = target_row.plan
             lock = plan.lock

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from blelock.store import Store
     from blelock.vendors.base import OptionSpec, VendorContext, VendorPlugin
 
-__all__ = ["add_arguments", "grant_payload", "run"]
+__all__ = ["add_arguments", "run"]
 
 
 def identity_options() -> list[OptionSpec]:
@@ -164,6 +164,8 @@ async def _list(args: argparse.Namespace, settings: Settings) -> int:
     if args.status is not None:
         records = [r for r in records if r.status().value == args.status]
     if args.json:
+        from blelock.access import grant_payload
+
         print_json([grant_payload(r) for r in records])
         return 0
     from blelock.cli.render import show_rows
@@ -255,58 +257,12 @@ _ACTIONS: dict[str, Callable[[argparse.Namespace, Settings], Any]] = {
 }
 
 
-def _iso(moment: dt.datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
-
-
 def _short(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.strftime("%Y-%m-%d %H:%MZ")
 
 
-def grant_payload(record: GrantRecord) -> dict[str, Any]:
-    """A grant as JSON: what was asked, each lock's plan and status, what each vendor holds."""
-    grant = record.grant
-    return {
-        "id": grant.id,
-        "holder": {"name": grant.holder.name, "identities": dict(grant.holder.identities)},
-        "schedule": grant.schedule.as_json(),
-        "uses": grant.uses,
-        "rounded": grant.rounded,
-        "created_at": None if grant.created_at is None else grant.created_at.isoformat(),
-        "revoked_at": None if grant.revoked_at is None else grant.revoked_at.isoformat(),
-        "status": record.status().value,
-        "next_check_at": None if record.next_check_at is None else record.next_check_at.isoformat(),
-        "locks": [
-            {
-                "vendor": t.lock.vendor,
-                "lock_id": t.lock.lock_id,
-                "status": t.status.value,
-                "reason": t.reason,
-                "schedule": t.plan.schedule.as_json(),
-                "roundings": list(t.plan.roundings),
-                "notes": list(t.plan.notes),
-                "items": [
-                    {
-                        "key": row.item.key,
-                        "state": row.state.value,
-                        "ref": row.ref,
-                        "confirmed": row.confirmed,
-                        "starts_at": row.item.starts_at.isoformat(),
-                        "ends_at": None
-                        if row.item.ends_at is None
-                        else row.item.ends_at.isoformat(),
-                        "error": row.error,
-                    }
-                    for row in record.items
-                    if row.lock == t.lock
-                ],
-            }
-            for t in record.targets
-        ],
-    }
-
-
 def _show_record(record: GrantRecord, *, as_json: bool, title: str) -> None:
+    from blelock.access import grant_payload
     from blelock.cli.render import print_json
 
     payload = grant_payload(record)
