@@ -59,7 +59,9 @@ async def test_a_grant_over_http_reaches_both_clouds_and_leaves_them_when_revoke
         shown = (await k.client.get("/v1/access/grants/lease-214", headers=AUTH)).json()
         assert shown["status"] == "revoked"
         assert "renter-214" not in noke_lock.offline_keys
-        assert not any(p.id == permissions[0].id for p in world.keyless.platform.permissions.values())
+        assert not any(
+            p.id == permissions[0].id for p in world.keyless.platform.permissions.values()
+        )
 
         missing = await k.client.get("/v1/access/grants/nope", headers=AUTH)
         assert missing.status_code == 404
