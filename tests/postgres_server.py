@@ -10,6 +10,7 @@ tier ran).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import pwd
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["find_binaries", "postgres_server", "require_postgres"]
+__all__ = ["find_binaries", "pg_database", "pg_server", "postgres_server", "require_postgres"]
 
 SEARCH = ("/usr/local/bin", "/usr/lib/postgresql/15/bin")
 START_TIMEOUT_S = 60
@@ -111,6 +112,22 @@ def postgres_server() -> Iterator[str]:
         pytest.fail(f"PostgreSQL did not start: {exc.stderr or exc.stdout}\n{tail}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+_NAMES = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """One PostgreSQL server for the session (skipped, or failed in CI, without PostgreSQL)."""
+    with postgres_server() as conninfo:
+        yield conninfo
+
+
+@pytest.fixture
+def pg_database(pg_server: str) -> str:
+    """A fresh database on it for one test."""
+    return fresh_database(pg_server, f"blelock_test_{next(_NAMES)}")
 
 
 def fresh_database(server: str, name: str) -> str:

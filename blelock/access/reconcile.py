@@ -46,7 +46,9 @@ every sync interval anyway)."""
 CONFIRM_AFTER = dt.timedelta(seconds=5)
 """An item the vendor took but has not carried out (a job, a sync) is asked about again."""
 LEASE_S = 60.0
-BATCH = 50
+_LIVE = frozenset({ItemState.APPLYING, ItemState.APPLIED, ItemState.REMOVING})
+BATCH = 10
+"""Grants leased at a time: small enough that reconcilers sharing a database interleave."""
 
 
 def permanent_refusal(exc: BaseException) -> bool:
@@ -177,6 +179,7 @@ class Reconciler:
         self.owner = owner or uuid.uuid4().hex
         self._lease_s = lease_s
         self._batch = batch
+        self._unsaved: dict[tuple[LockRef, str], ItemRow] = {}
 
     async def run(self, *, until_settled: bool = False) -> ReconcileReport:
         """Every grant due now, batch by batch. ``until_settled``: also wait out leases that
@@ -226,43 +229,61 @@ class Reconciler:
         stack: contextlib.AsyncExitStack,
         report: ReconcileReport,
     ) -> None:
+        """One grant: every item that is due is first recorded as *applying* (one durable
+        write for the grant, before any vendor is asked), then the vendors are asked, and
+        their answers are written with the grant's status in one more transaction. A run
+        killed in between leaves *applying* rows, which the next run looks for first."""
         now = self._clock.now_utc()
         grant = record.grant
         end = grant.ends()
+        revoked = end is not None and end <= now
         statuses: dict[LockRef, tuple[GrantStatus, str | None]] = {}
         checks: list[dt.datetime] = []
         rows = {(row.lock, row.item.key): row for row in record.items}
+        self._unsaved = {}
         for zone_name in {t.plan.schedule.timezone for t in record.targets}:
             if not zone_known(zone_name):
                 await asyncio.to_thread(zone, zone_name)
+        work: list[tuple[AccessTranslation, Target, dict[str, Item], dict[str, ItemRow]]] = []
+        intents: list[ItemRow] = []
+        interrupted: set[tuple[LockRef, str]] = set()
         for target_row in record.targets:
-            plan = target_row.plan
-            lock = plan.lock
+            lock = target_row.plan.lock
             plugin = self._plugins.get(lock.vendor)
             access = plugin.access() if plugin is not None else None
             if access is None:
                 statuses[lock] = (GrantStatus.ERROR, f"no vendor {lock.vendor!r} takes grants here")
                 continue
-            target = effective_target(record, plan)
-            revoked = end is not None and end <= now
+            target = effective_target(record, target_row.plan)
             desired = desired_items(access, target, now, revoked)
             mine = {key: row for (where, key), row in rows.items() if where == lock}
+            for key, item in desired.items():
+                row = mine.get(key)
+                if row is None or row.state is ItemState.APPLYING:
+                    if row is not None:
+                        interrupted.add((lock, key))
+                    attempts = (row.attempts if row is not None else 0) + 1
+                    mine[key] = ItemRow(grant.id, lock, item, ItemState.APPLYING, attempts=attempts)
+                    intents.append(mine[key])
+            work.append((access, target, desired, mine))
+        if intents:
+            await self._grants.save_items(self.owner, intents, now, self._lease_s)
+        for access, target, desired, mine in work:
+            lock = target.lock
             problem: str | None = None
             try:
                 session = await self._session(lock.vendor, access, sessions, stack, report)
                 for key, item in desired.items():
-                    row = mine.get(key)
-                    if row is None or row.state is ItemState.APPLYING:
-                        mine[key] = await self._apply(session, target, item, row, report, mine)
+                    row = mine[key]
+                    if row.state is ItemState.APPLYING:
+                        mine[key] = await self._apply(
+                            session, target, item, row, (lock, key) in interrupted, report
+                        )
                     elif row.state is ItemState.APPLIED and not row.confirmed:
                         mine[key] = await self._confirm(session, target, row, report)
                 for key, row in list(mine.items()):
-                    if key not in desired and row.state in (
-                        ItemState.APPLYING,
-                        ItemState.APPLIED,
-                        ItemState.REMOVING,
-                    ):
-                        mine[key] = await self._remove(session, target, row, report, mine)
+                    if key not in desired and row.state in _LIVE:
+                        mine[key] = await self._remove(session, target, row, report)
             except (LeaseLost, StoreError):
                 raise
             except (BlelockError, TimeoutError) as exc:
@@ -270,22 +291,27 @@ class Reconciler:
                 problem = exc.one_line() if isinstance(exc, BlelockError) else "timed out"
                 report.problems.append(f"{lock.text()}: {problem}")
                 checks.append(now + RETRY_AFTER)
-            status = _status(target, desired, mine, now, revoked, problem)
-            statuses[lock] = status
+            statuses[lock] = _status(target, desired, mine, now, revoked, problem)
             if any(r.state is ItemState.APPLIED and not r.confirmed for r in mine.values()):
                 checks.append(now + CONFIRM_AFTER)
             upcoming = next_change(access, target, now, revoked)
             if upcoming is not None:
                 checks.append(upcoming)
-            elif any(r.state is not ItemState.REMOVED and r.state is not ItemState.ERROR
-                     for r in mine.values()):  # fmt: skip
+            elif any(r.state in _LIVE for r in mine.values()):
                 checks.append(now + RETRY_AFTER)
         await self._grants.finish(
-            self.owner, grant.id, statuses, min(checks) if checks else None, self._clock.now_utc()
+            self.owner,
+            grant.id,
+            statuses,
+            min(checks) if checks else None,
+            self._clock.now_utc(),
+            list(self._unsaved.values()),
         )
 
-    async def _save(self, row: ItemRow) -> ItemRow:
-        await self._grants.save_item(self.owner, row, self._clock.now_utc(), self._lease_s)
+    def _save(self, row: ItemRow) -> ItemRow:
+        """A vendor's answer, written with the grant's status at the end of its turn (losing
+        it to a crash costs the next run a listing, never a duplicate)."""
+        self._unsaved[(row.lock, row.item.key)] = row
         return row
 
     async def _apply(
@@ -293,16 +319,10 @@ class Reconciler:
         session: AccessSession,
         target: Target,
         item: Item,
-        row: ItemRow | None,
+        applying: ItemRow,
+        interrupted: bool,
         report: ReconcileReport,
-        mine: dict[str, ItemRow],
     ) -> ItemRow:
-        interrupted = row is not None and row.state is ItemState.APPLYING
-        attempts = (row.attempts if row is not None else 0) + 1
-        applying = await self._save(
-            ItemRow(target.grant_id, target.lock, item, ItemState.APPLYING, attempts=attempts)
-        )
-        mine[item.key] = applying  # what the status says if the vendor fails us below
         if interrupted:
             # An earlier run asked the vendor and may have been killed before recording the
             # answer: adopt what it made rather than make a second.
@@ -310,18 +330,20 @@ class Reconciler:
             ref = await session.find(target, item, taken)
             if ref is not None:
                 report.found += 1
-                return await self._save(
+                adopted = self._save(
                     replace(applying, state=ItemState.APPLIED, ref=ref, confirmed=False)
                 )
+                # Found is not yet done (a job the killed run started may still be running).
+                return await self._confirm(session, target, adopted, report)
         try:
             applied = await session.apply(target, item)
         except CloudError as exc:
             if not permanent_refusal(exc):
                 raise
             report.refused += 1
-            return await self._save(replace(applying, state=ItemState.ERROR, error=exc.one_line()))
+            return self._save(replace(applying, state=ItemState.ERROR, error=exc.one_line()))
         report.applied += 1
-        return await self._save(
+        return self._save(
             replace(applying, state=ItemState.APPLIED, ref=applied.ref, confirmed=applied.confirmed)
         )
 
@@ -343,22 +365,17 @@ class Reconciler:
             if not permanent_refusal(exc):
                 raise
             report.refused += 1
-            return await self._save(replace(row, state=ItemState.ERROR, error=exc.one_line()))
+            return self._save(replace(row, state=ItemState.ERROR, error=exc.one_line()))
         if not done:
             return row
         report.confirmed += 1
-        return await self._save(replace(row, confirmed=True))
+        return self._save(replace(row, confirmed=True))
 
     async def _remove(
-        self,
-        session: AccessSession,
-        target: Target,
-        row: ItemRow,
-        report: ReconcileReport,
-        mine: dict[str, ItemRow],
+        self, session: AccessSession, target: Target, row: ItemRow, report: ReconcileReport
     ) -> ItemRow:
-        removing = await self._save(replace(row, state=ItemState.REMOVING))
-        mine[row.item.key] = removing
+        # No intent is written first: a revoke repeated after a crash finds the object gone,
+        # which is no error.
         ref = row.ref
         taken = await self._taken(target.lock, target.grant_id, row.item.key)
         if ref is None:
@@ -367,7 +384,7 @@ class Reconciler:
         if ref is not None and ref not in taken:
             await session.revoke(target, row.item, ref)
         report.removed += 1
-        return await self._save(replace(removing, state=ItemState.REMOVED, ref=ref))
+        return self._save(replace(row, state=ItemState.REMOVED, ref=ref))
 
 
 def _status(

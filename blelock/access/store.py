@@ -112,9 +112,12 @@ class GrantStore(Protocol):
     async def lease(
         self, owner: str, now: dt.datetime, lease_s: float, limit: int
     ) -> list[GrantRecord]: ...
-    async def save_item(
-        self, owner: str, row: ItemRow, now: dt.datetime, lease_s: float
-    ) -> None: ...
+    async def save_items(
+        self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
+    ) -> None:
+        """Write these items of one grant in one transaction (fenced; extends the lease)."""
+        ...
+
     async def finish(
         self,
         owner: str,
@@ -122,7 +125,11 @@ class GrantStore(Protocol):
         statuses: Mapping[LockRef, tuple[GrantStatus, str | None]],
         next_check_at: dt.datetime | None,
         now: dt.datetime,
-    ) -> None: ...
+        rows: Sequence[ItemRow] = (),
+    ) -> None:
+        """Write ``rows`` and each lock's status, set the next look and give the lease up."""
+        ...
+
     async def next_due(self, now: dt.datetime) -> tuple[int, float | None]: ...
     async def live_refs(self, lock: LockRef) -> list[tuple[str, str, str]]:
         """(grant id, item key, vendor id) of every live item on ``lock`` with an id."""
@@ -348,8 +355,16 @@ def _fence(sql: Sql, owner: str, grant_id: str, now: dt.datetime, lease_s: float
         raise LeaseLost(f"the lease on grant {grant_id} ran out; another reconciler has it")
 
 
-def store_item(sql: Sql, owner: str, row: ItemRow, now: dt.datetime, lease_s: float) -> None:
-    _fence(sql, owner, row.grant_id, now, lease_s)
+def store_items(
+    sql: Sql, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
+) -> None:
+    for grant_id in {row.grant_id for row in rows}:
+        _fence(sql, owner, grant_id, now, lease_s)
+    for row in rows:
+        _store_item(sql, row, now)
+
+
+def _store_item(sql: Sql, row: ItemRow, now: dt.datetime) -> None:
     item = row.item
     values = (
         _seconds(item.starts_at),
@@ -386,8 +401,11 @@ def finish_grant(
     statuses: Mapping[LockRef, tuple[GrantStatus, str | None]],
     next_check_at: dt.datetime | None,
     now: dt.datetime,
+    rows: Sequence[ItemRow] = (),
 ) -> None:
     _fence(sql, owner, grant_id, now, 0.0)
+    for row in rows:
+        _store_item(sql, row, now)
     for lock, (status, reason) in statuses.items():
         sql.run(
             "UPDATE access_targets SET status = ?, reason = ?, updated_at = ? "
@@ -475,8 +493,10 @@ class SqlGrants:
         )
         return taken
 
-    async def save_item(self, owner: str, row: ItemRow, now: dt.datetime, lease_s: float) -> None:
-        await self._call(lambda sql: store_item(sql, owner, row, now, lease_s))
+    async def save_items(
+        self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
+    ) -> None:
+        await self._call(lambda sql: store_items(sql, owner, rows, now, lease_s))
 
     async def finish(
         self,
@@ -485,9 +505,10 @@ class SqlGrants:
         statuses: Mapping[LockRef, tuple[GrantStatus, str | None]],
         next_check_at: dt.datetime | None,
         now: dt.datetime,
+        rows: Sequence[ItemRow] = (),
     ) -> None:
         await self._call(
-            lambda sql: finish_grant(sql, owner, grant_id, statuses, next_check_at, now)
+            lambda sql: finish_grant(sql, owner, grant_id, statuses, next_check_at, now, rows)
         )
 
     async def next_due(self, now: dt.datetime) -> tuple[int, float | None]:

@@ -267,6 +267,11 @@ def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
     return common
 
 
+def common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes (``--json``, ``--config``, …), for a nested parser."""
+    return _common_options(defaults=defaults)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="blelock",

@@ -49,8 +49,16 @@ def _uses(text: str) -> int | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from blelock.cli import common_options
+
+    # --json and the other common options are taken after the action too.
+    common = [common_options(defaults=False)]
     actions = parser.add_subparsers(dest="access_action", metavar="ACTION", required=True)
-    grant = actions.add_parser("grant", help="let a holder open locks (stored, then reconciled)")
+
+    def action(name: str, help: str) -> argparse.ArgumentParser:
+        return actions.add_parser(name, help=help, description=help, parents=common)
+
+    grant = action("grant", "let a holder open locks (stored, then reconciled)")
     grant.add_argument("--holder", required=True, metavar="NAME", help="who (as people read it)")
     grant.add_argument(
         "--lock", dest="locks", action="append", required=True, metavar="LOCK",
@@ -79,15 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--" + option.name.replace("_", "-"), dest=option.name, metavar=option.metavar,
             help=option.help,
         )  # fmt: skip
-    listing = actions.add_parser("list", help="every grant and its status")
+    listing = action("list", "every grant and its status")
     listing.add_argument("--status", metavar="STATUS", help="only grants with this status")
-    show = actions.add_parser("show", help="one grant: each lock's plan, status and items")
+    show = action("show", "one grant: each lock's plan, status and items")
     show.add_argument("grant", metavar="GRANT")
-    revoke = actions.add_parser("revoke", help="end a grant now (the reconciler removes it)")
+    revoke = action("revoke", "end a grant now (the reconciler removes it)")
     revoke.add_argument("grant", metavar="GRANT")
-    rules = actions.add_parser("constraints", help="what a lock's vendor can express")
+    rules = action("constraints", "what a lock's vendor can express")
     rules.add_argument("lock", metavar="LOCK")
-    again = actions.add_parser("reconcile", help="drive every vendor to the grants now")
+    again = action("reconcile", "drive every vendor to the grants now")
     again.add_argument(
         "--until-settled", action="store_true",
         help="also wait out leases others hold on due grants (a reconciler that died)",

@@ -91,10 +91,10 @@ async def test_a_reconciler_dying_mid_grant_is_taken_over_once_its_lease_ends(
         (taken,) = await grants.lease("dead", clock.now, 30, 10)
         target = effective_target(taken, taken.targets[0].plan)
         target_item = fake.access().items(target, clock.now, clock.now + dt.timedelta(hours=2))[0]
-        await grants.save_item(
+        await grants.save_items(
             "dead",
-            ItemRow(record.grant.id, taken.targets[0].lock, target_item, ItemState.APPLYING,
-                    attempts=1),
+            [ItemRow(record.grant.id, taken.targets[0].lock, target_item, ItemState.APPLYING,
+                     attempts=1)],
             clock.now, 30,
         )  # fmt: skip
         cloud.objects["obj-dead"] = dict(target_item.native)
