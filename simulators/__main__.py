@@ -195,6 +195,9 @@ def _announce(
             "expect_locks": len(locks) + len(keyless_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
+            # Who a renter is at each vendor, for an access grant (blelock access grant).
+            "access_identities": {"tracking_key": "renter-214"}
+            | ({} if keyless is None else {"keyless_user": keyless.technician_user_id}),
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import socket
@@ -35,6 +36,9 @@ from blelock.vendors.base import OperationRequest, VendorPlugin
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
+RENTER = "Renter 214"
+LEASE = dt.timedelta(days=30)
+LEASE_HOURS = "Mon-Sat 06:00-22:00"
 SCAN_SECONDS = 5.0
 """Simulated locks advertise every 0.1 s; 5 s leaves room for a loaded machine."""
 
@@ -46,13 +50,16 @@ class DemoReport:
     uploaded: int = 0
     pending: int = 0
     heard: int = 0
+    lease: dict[str, str] = field(default_factory=dict)
+    """The renter's grant: each unit (vendor:lock) and its status after a reconcile."""
 
 
 def caption(report: DemoReport) -> str:
     """The day's last line: what reached the vendors' clouds."""
+    lease = ", ".join(f"{unit} {status}" for unit, status in report.lease.items())
     return (
         f"{report.uploaded} log record(s) from the locks reached their vendor's cloud, "
-        f"{report.pending} still waiting"
+        f"{report.pending} still waiting" + (f"; {RENTER}'s lease: {lease}" if lease else "")
     )
 
 
@@ -63,10 +70,14 @@ def run(args: argparse.Namespace) -> int:
         report.failures,
         as_json=args.json,
         caption=caption(report),
-        extra={"logs": {"uploaded": report.uploaded, "pending": report.pending}},
+        extra={
+            "logs": {"uploaded": report.uploaded, "pending": report.pending},
+            "lease": {"holder": RENTER, "units": report.lease},
+        },
     )
     complete = len(report.results) == 2 * report.heard and report.heard > 0
-    return 0 if complete and not report.failures and not report.pending else 1
+    leased = all(status == "active" for status in report.lease.values())
+    return 0 if complete and leased and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
@@ -158,11 +169,59 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
         owners = {f.sighting.vendor for f in found}
         await _sync_keys(settings, store, [plugins[v] for v in owners], found, announced, report)
         await _open_each(found, _no_signal(settings), store, report)
+        await _lease(settings, store, found, announced, report)
         for vendor in sorted(owners):
             done = await sync_vendor(context(plugins[vendor], settings, store))
             report.uploaded += done.uploaded
             report.pending += done.pending
     return report
+
+
+async def _lease(
+    settings: Settings,
+    store: Store,
+    found: Sequence[Found],
+    announced: Mapping[str, Any],
+    report: DemoReport,
+) -> None:
+    """A storage kiosk's real job: one renter, one unit per vendor that takes grants, one
+    lease (Mon-Sat 06:00-22:00 facility time for 30 days, rounded where a vendor has no
+    schedules), made so by the reconciler."""
+    from blelock import access
+    from blelock.clock import SystemClock
+
+    takers = access.access_plugins()
+    units: dict[str, str] = {}
+    for lock in found:
+        units.setdefault(lock.sighting.vendor, lock.sighting.lock_id)
+    chosen = [f"{vendor}:{lock_id}" for vendor, lock_id in units.items() if vendor in takers]
+    if not chosen:
+        return
+    clock = SystemClock()
+    try:
+        async with access.open_grants(settings, store) as grants:
+            record = await access.create_grant(
+                access.GrantRequest(
+                    holder=RENTER,
+                    locks=chosen,
+                    ends_at=clock.now_utc() + LEASE,
+                    windows=[LEASE_HOURS],
+                    identities=announced.get("access_identities", {}),
+                    round=True,
+                ),
+                grants,
+                takers,
+                lambda plugin: context(plugin, settings, store),
+                settings,
+                clock,
+            )
+            await access.reconcile(grants, lambda p: context(p, settings, store), settings, clock)
+            done = await grants.get(record.grant.id)
+    except BlelockError as exc:
+        report.failures.append(exc)
+        return
+    assert done is not None
+    report.lease = {t.lock.text(): t.status.value for t in done.targets}
 
 
 async def _sync_keys(

@@ -1,4 +1,4 @@
-"""The access matrix, one row per vendor: a Mon–Sat 06:00–22:00 Europe/Oslo grant over the
+"""The access matrix, one row per vendor: a Mon-Sat 06:00-22:00 Europe/Oslo grant over the
 spring-forward of 29 March 2026 becomes the vendor's own form; the simulated lock or cloud lets
 the holder in at 06:30 and refuses at 22:30 local time, before and after the change; at
 ``ends_at`` the grant is gone everywhere.
@@ -135,7 +135,7 @@ class KeylessRow:
             for p in keyless.platform.permissions.values()
             if p.user_id == user
             and p.locking_device_id == self.lock(kit)
-            and STARTS <= p.start
+            and p.start >= STARTS
             and p.end <= ENDS  # not the seeded technician's own
         )
 

@@ -171,6 +171,10 @@ def test_demo_runs_a_technicians_day() -> None:
     # Online opens send their audit entries at once; the offline ones wait for the upload.
     waited = sum(row["audit_entries_kept"] for row in keyless if not row["online"])
     assert report["logs"] == {"uploaded": kept + waited, "pending": 0}
+    # One renter, one unit per vendor, one lease: made so at each vendor.
+    units = report["lease"]["units"]
+    assert sorted(unit.split(":")[0] for unit in units) == ["keyless", "noke"]
+    assert set(units.values()) == {"active"}
 
 
 def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:
