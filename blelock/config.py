@@ -283,6 +283,13 @@ class Settings(BaseSettings):
         description="how long a reconciler holds a grant it works on; one that died is taken "
         "over after this",
     )
+    access_batch: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="grants a reconciler takes at a time and works on at once (each grant's "
+        "own vendor calls in order)",
+    )
 
     @field_validator("serve_token", mode="before")
     @classmethod

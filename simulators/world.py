@@ -202,6 +202,10 @@ def world_state(world: World) -> dict[str, Any]:
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
         "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
         "keyless": _keyless_state(world.keyless),
+        "requests": {
+            "noke": dict(cloud.requests),
+            "keyless": {} if world.keyless is None else dict(world.keyless.platform.requests),
+        },
         "bootloaders": {
             lock.mac: {
                 "in_dfu_mode": bootloader.in_dfu_mode,

@@ -237,6 +237,7 @@ async def reconcile(
         clock,
         owner=owner,
         lease_s=settings.access_lease_seconds,
+        batch=settings.access_batch,
     )
     return await reconciler.run(until_settled=until_settled)
 

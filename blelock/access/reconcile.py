@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from blelock.access.rules import TargetPlan
-from blelock.access.store import GrantRecord, GrantStore, ItemRow, ItemState, LeaseLost
+from blelock.access.store import GrantRecord, GrantResult, GrantStore, ItemRow, ItemState
 from blelock.clock import Clock
 from blelock.errors import (
     AuthFailed,
@@ -46,6 +47,10 @@ every sync interval anyway)."""
 CONFIRM_AFTER = dt.timedelta(seconds=5)
 """An item the vendor took but has not carried out (a job, a sync) is asked about again."""
 LEASE_S = 60.0
+_ANSWERS: contextvars.ContextVar[dict[tuple[LockRef, str], ItemRow]] = contextvars.ContextVar(
+    "blelock_access_answers"
+)
+"""The vendor answers one grant's turn has had, written when the turn ends."""
 _LIVE = frozenset({ItemState.APPLYING, ItemState.APPLIED, ItemState.REMOVING})
 BATCH = 10
 """Grants leased at a time: small enough that reconcilers sharing a database interleave."""
@@ -158,6 +163,21 @@ def next_change(
     return min(moments) if moments else None
 
 
+@dataclass
+class _Prepared:
+    """A grant's turn, before any vendor is asked: what each lock needs and the intents."""
+
+    record: GrantRecord
+    now: dt.datetime
+    revoked: bool
+    statuses: dict[LockRef, tuple[GrantStatus, str | None]] = field(default_factory=dict)
+    intents: list[ItemRow] = field(default_factory=list)
+    interrupted: set[tuple[LockRef, str]] = field(default_factory=set)
+    work: list[tuple[AccessTranslation, Target, dict[str, Item], dict[str, ItemRow]]] = field(
+        default_factory=list
+    )
+
+
 class Reconciler:
     """One reconciler (one process, or one of several sharing a PostgreSQL store)."""
 
@@ -179,7 +199,10 @@ class Reconciler:
         self.owner = owner or uuid.uuid4().hex
         self._lease_s = lease_s
         self._batch = batch
-        self._unsaved: dict[tuple[LockRef, str], ItemRow] = {}
+        self._claims: dict[LockRef, set[str]] = {}
+        """Vendor ids this run adopted or made, before they are written (with its answers)."""
+        self._finding: dict[LockRef, asyncio.Lock] = {}
+        self._opening = asyncio.Lock()
 
     async def run(self, *, until_settled: bool = False) -> ReconcileReport:
         """Every grant due now, batch by batch. ``until_settled``: also wait out leases that
@@ -190,14 +213,8 @@ class Reconciler:
             while True:
                 now = self._clock.now_utc()
                 taken = await self._grants.lease(self.owner, now, self._lease_s, self._batch)
-                for record in taken:
-                    report.grants += 1
-                    try:
-                        await self._grant(record, sessions, stack, report)
-                    except LeaseLost as exc:
-                        report.lost_leases += 1
-                        report.problems.append(exc.one_line())
                 if taken:
+                    await self._batch_of(taken, sessions, stack, report)
                     continue
                 if not until_settled:
                     break
@@ -216,59 +233,91 @@ class Reconciler:
         stack: contextlib.AsyncExitStack,
         report: ReconcileReport,
     ) -> AccessSession:
-        if vendor not in sessions:
-            ctx = self._context(self._plugins[vendor])
-            inner = await stack.enter_async_context(access.session(ctx))
-            sessions[vendor] = _Counted(inner, report)  # type: ignore[assignment]
+        async with self._opening:  # one session per vendor, however many grants ask at once
+            if vendor not in sessions:
+                ctx = self._context(self._plugins[vendor])
+                inner = await stack.enter_async_context(access.session(ctx))
+                sessions[vendor] = _Counted(inner, report)  # type: ignore[assignment]
         return sessions[vendor]
 
-    async def _grant(
+    async def _batch_of(
         self,
-        record: GrantRecord,
+        records: list[GrantRecord],
         sessions: dict[str, AccessSession],
         stack: contextlib.AsyncExitStack,
         report: ReconcileReport,
     ) -> None:
-        """One grant: every item that is due is first recorded as *applying* (one durable
-        write for the grant, before any vendor is asked), then the vendors are asked, and
-        their answers are written with the grant's status in one more transaction. A run
-        killed in between leaves *applying* rows, which the next run looks for first."""
+        """A leased batch of grants: every item that is due is first recorded as *applying*
+        (one durable write for the batch, before any vendor is asked), then the vendors are
+        asked, and their answers are written with each grant's status in one more
+        transaction. A run killed in between leaves *applying* rows, which the next run looks
+        for first (by listing and matching) before it asks again."""
         now = self._clock.now_utc()
-        grant = record.grant
-        end = grant.ends()
-        revoked = end is not None and end <= now
-        statuses: dict[LockRef, tuple[GrantStatus, str | None]] = {}
-        checks: list[dt.datetime] = []
-        rows = {(row.lock, row.item.key): row for row in record.items}
-        self._unsaved = {}
-        for zone_name in {t.plan.schedule.timezone for t in record.targets}:
+        for zone_name in {t.plan.schedule.timezone for r in records for t in r.targets}:
             if not zone_known(zone_name):
                 await asyncio.to_thread(zone, zone_name)
-        work: list[tuple[AccessTranslation, Target, dict[str, Item], dict[str, ItemRow]]] = []
-        intents: list[ItemRow] = []
-        interrupted: set[tuple[LockRef, str]] = set()
+        prepared = [self._prepare(record, now) for record in records]
+        intents = [row for grant in prepared for row in grant.intents]
+        if intents:
+            lost = await self._grants.save_items(self.owner, intents, now, self._lease_s)
+            if lost:
+                report.lost_leases += len(lost)
+                prepared = [grant for grant in prepared if grant.record.grant.id not in lost]
+        report.grants += len(prepared)
+        # The batch's grants at once (each one's items in order): the vendors' round trips,
+        # not the work here, are what a reconcile waits for.
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._execute(grant, sessions, stack, report))
+                for grant in prepared
+            ]
+        results = [task.result() for task in tasks]
+        lost = await self._grants.finish(self.owner, results, self._clock.now_utc())
+        report.lost_leases += len(lost)
+        report.problems.extend(f"grant {gid}: another reconciler took it over" for gid in lost)
+
+    def _prepare(self, record: GrantRecord, now: dt.datetime) -> _Prepared:
+        grant = record.grant
+        end = grant.ends()
+        prepared = _Prepared(record, now, end is not None and end <= now)
+        rows = {(row.lock, row.item.key): row for row in record.items}
         for target_row in record.targets:
             lock = target_row.plan.lock
             plugin = self._plugins.get(lock.vendor)
             access = plugin.access() if plugin is not None else None
             if access is None:
-                statuses[lock] = (GrantStatus.ERROR, f"no vendor {lock.vendor!r} takes grants here")
+                prepared.statuses[lock] = (
+                    GrantStatus.ERROR,
+                    f"no vendor {lock.vendor!r} takes grants here",
+                )
                 continue
             target = effective_target(record, target_row.plan)
-            desired = desired_items(access, target, now, revoked)
+            desired = desired_items(access, target, now, prepared.revoked)
             mine = {key: row for (where, key), row in rows.items() if where == lock}
             for key, item in desired.items():
                 row = mine.get(key)
                 if row is None or row.state is ItemState.APPLYING:
                     if row is not None:
-                        interrupted.add((lock, key))
+                        prepared.interrupted.add((lock, key))
                     attempts = (row.attempts if row is not None else 0) + 1
                     mine[key] = ItemRow(grant.id, lock, item, ItemState.APPLYING, attempts=attempts)
-                    intents.append(mine[key])
-            work.append((access, target, desired, mine))
-        if intents:
-            await self._grants.save_items(self.owner, intents, now, self._lease_s)
-        for access, target, desired, mine in work:
+                    prepared.intents.append(mine[key])
+            prepared.work.append((access, target, desired, mine))
+        return prepared
+
+    async def _execute(
+        self,
+        prepared: _Prepared,
+        sessions: dict[str, AccessSession],
+        stack: contextlib.AsyncExitStack,
+        report: ReconcileReport,
+    ) -> GrantResult:
+        now, revoked = prepared.now, prepared.revoked
+        unsaved: dict[tuple[LockRef, str], ItemRow] = {}
+        _ANSWERS.set(unsaved)  # this grant's task's own (each task runs in a copied context)
+        checks: list[dt.datetime] = []
+        statuses = prepared.statuses
+        for access, target, desired, mine in prepared.work:
             lock = target.lock
             problem: str | None = None
             try:
@@ -276,15 +325,16 @@ class Reconciler:
                 for key, item in desired.items():
                     row = mine[key]
                     if row.state is ItemState.APPLYING:
+                        interrupted = (lock, key) in prepared.interrupted
                         mine[key] = await self._apply(
-                            session, target, item, row, (lock, key) in interrupted, report
+                            session, target, item, row, interrupted, report
                         )
                     elif row.state is ItemState.APPLIED and not row.confirmed:
                         mine[key] = await self._confirm(session, target, row, report)
                 for key, row in list(mine.items()):
                     if key not in desired and row.state in _LIVE:
                         mine[key] = await self._remove(session, target, row, report)
-            except (LeaseLost, StoreError):
+            except StoreError:
                 raise
             except (BlelockError, TimeoutError) as exc:
                 # The vendor cannot be reached or set up now: this lock waits, the rest go on.
@@ -299,19 +349,20 @@ class Reconciler:
                 checks.append(upcoming)
             elif any(r.state in _LIVE for r in mine.values()):
                 checks.append(now + RETRY_AFTER)
-        await self._grants.finish(
-            self.owner,
-            grant.id,
-            statuses,
+        return GrantResult(
+            prepared.record.grant.id,
+            dict(statuses),
             min(checks) if checks else None,
-            self._clock.now_utc(),
-            list(self._unsaved.values()),
+            tuple(unsaved.values()),
         )
 
     def _save(self, row: ItemRow) -> ItemRow:
         """A vendor's answer, written with the grant's status at the end of its turn (losing
         it to a crash costs the next run a listing, never a duplicate)."""
-        self._unsaved[(row.lock, row.item.key)] = row
+        _ANSWERS.get()[(row.lock, row.item.key)] = row
+        claims = self._claims.setdefault(row.lock, set())
+        if row.ref is not None and row.state in _LIVE:
+            claims.add(row.ref)
         return row
 
     async def _apply(
@@ -325,14 +376,18 @@ class Reconciler:
     ) -> ItemRow:
         if interrupted:
             # An earlier run asked the vendor and may have been killed before recording the
-            # answer: adopt what it made rather than make a second.
-            taken = await self._taken(target.lock, target.grant_id, item.key)
-            ref = await session.find(target, item, taken)
-            if ref is not None:
+            # answer: adopt what it made rather than make a second. One look at a time per
+            # lock, so that two grants never adopt the same object.
+            async with self._finding.setdefault(target.lock, asyncio.Lock()):
+                taken = await self._taken(target.lock, target.grant_id, item.key)
+                ref = await session.find(target, item, taken)
+                adopted = None
+                if ref is not None:
+                    adopted = self._save(
+                        replace(applying, state=ItemState.APPLIED, ref=ref, confirmed=False)
+                    )
+            if adopted is not None:
                 report.found += 1
-                adopted = self._save(
-                    replace(applying, state=ItemState.APPLIED, ref=ref, confirmed=False)
-                )
                 # Found is not yet done (a job the killed run started may still be running).
                 return await self._confirm(session, target, adopted, report)
         try:
@@ -348,12 +403,13 @@ class Reconciler:
         )
 
     async def _taken(self, lock: LockRef, grant_id: str, key: str) -> frozenset[str]:
-        """Vendor ids on this lock that other live items own."""
-        return frozenset(
+        """Vendor ids on this lock that other live items own (written, or this run's)."""
+        stored = {
             ref
             for other, other_key, ref in await self._grants.live_refs(lock)
             if (other, other_key) != (grant_id, key)
-        )
+        }
+        return frozenset(stored | self._claims.get(lock, set()))
 
     async def _confirm(
         self, session: AccessSession, target: Target, row: ItemRow, report: ReconcileReport

@@ -8,8 +8,8 @@ call is one transaction over a DB-API cursor; only the lease query differs (Post
 rows with ``FOR UPDATE SKIP LOCKED``; SQLite's write transaction is already exclusive).
 
 Every write a reconciler makes is fenced by its lease: one whose lease ran out (it was presumed
-dead and another took the grant) gets :class:`LeaseLost` and stops, rather than writing over the
-new owner's work.
+dead and another took the grant) has its writes for that grant refused, rather than writing over
+the new owner's work (which finds what the slow one made by listing, as after a crash).
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from blelock.access.rules import TargetPlan
-from blelock.errors import StoreError, UsageError
+from blelock.errors import UsageError
 from blelock.grants import Grant, GrantStatus, Holder, Item, LockRef, Schedule
 
 __all__ = [
     "GrantRecord",
+    "GrantResult",
     "GrantStore",
     "ItemRow",
     "ItemState",
-    "LeaseLost",
     "SqlGrants",
     "TargetRow",
 ]
@@ -46,10 +46,6 @@ class ItemState(enum.StrEnum):
     REMOVED = "removed"
     ERROR = "error"
     """The vendor refused it for good (the reason is kept); not retried until granted again."""
-
-
-class LeaseLost(StoreError):
-    """This reconciler's lease on a grant ran out and another took it: its work stops there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +71,16 @@ class TargetRow:
     @property
     def lock(self) -> LockRef:
         return self.plan.lock
+
+
+@dataclass(frozen=True, slots=True)
+class GrantResult:
+    """What one reconciler turn did to a grant, to be written with its lease given up."""
+
+    grant_id: str
+    statuses: Mapping[LockRef, tuple[GrantStatus, str | None]]
+    next_check_at: dt.datetime | None
+    rows: Sequence[ItemRow] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,20 +120,16 @@ class GrantStore(Protocol):
     ) -> list[GrantRecord]: ...
     async def save_items(
         self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
-    ) -> None:
-        """Write these items of one grant in one transaction (fenced; extends the lease)."""
+    ) -> set[str]:
+        """Write these items in one transaction, each only while its grant's lease is this
+        owner's (extended); the grants whose lease was lost."""
         ...
 
     async def finish(
-        self,
-        owner: str,
-        grant_id: str,
-        statuses: Mapping[LockRef, tuple[GrantStatus, str | None]],
-        next_check_at: dt.datetime | None,
-        now: dt.datetime,
-        rows: Sequence[ItemRow] = (),
-    ) -> None:
-        """Write ``rows`` and each lock's status, set the next look and give the lease up."""
+        self, owner: str, results: Sequence[GrantResult], now: dt.datetime
+    ) -> set[str]:
+        """For each grant still leased by ``owner``: its items and each lock's status, its
+        next look, and the lease given up — one transaction; the grants whose lease was lost."""
         ...
 
     async def next_due(self, now: dt.datetime) -> tuple[int, float | None]: ...
@@ -343,25 +345,25 @@ def take_leases(
     return _records(sql, f"WHERE id IN ({marks}) ORDER BY next_check_at, id", ids)
 
 
-def _fence(sql: Sql, owner: str, grant_id: str, now: dt.datetime, lease_s: float) -> None:
-    """Extend this owner's lease, or raise LeaseLost when it is no longer theirs."""
+def _holds(sql: Sql, owner: str, grant_id: str, now: dt.datetime, lease_s: float) -> bool:
+    """Extend this owner's lease; False when it is no longer theirs."""
     moment = now.timestamp()
     # Only the owner matters: a lease that ran out and was not taken is still this one's.
     held = sql.run(
         "UPDATE access_grants SET lease_until = ? WHERE id = ? AND lease_owner = ?",
         (moment + lease_s, grant_id, owner),
     )
-    if not held:
-        raise LeaseLost(f"the lease on grant {grant_id} ran out; another reconciler has it")
+    return bool(held)
 
 
 def store_items(
     sql: Sql, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
-) -> None:
-    for grant_id in {row.grant_id for row in rows}:
-        _fence(sql, owner, grant_id, now, lease_s)
+) -> set[str]:
+    lost = {g for g in {row.grant_id for row in rows} if not _holds(sql, owner, g, now, lease_s)}
     for row in rows:
-        _store_item(sql, row, now)
+        if row.grant_id not in lost:
+            _store_item(sql, row, now)
+    return lost
 
 
 def _store_item(sql: Sql, row: ItemRow, now: dt.datetime) -> None:
@@ -394,35 +396,31 @@ def _store_item(sql: Sql, row: ItemRow, now: dt.datetime) -> None:
         )
 
 
-def finish_grant(
-    sql: Sql,
-    owner: str,
-    grant_id: str,
-    statuses: Mapping[LockRef, tuple[GrantStatus, str | None]],
-    next_check_at: dt.datetime | None,
-    now: dt.datetime,
-    rows: Sequence[ItemRow] = (),
-) -> None:
-    _fence(sql, owner, grant_id, now, 0.0)
-    for row in rows:
-        _store_item(sql, row, now)
-    for lock, (status, reason) in statuses.items():
+def finish_grants(
+    sql: Sql, owner: str, results: Sequence[GrantResult], now: dt.datetime
+) -> set[str]:
+    lost: set[str] = set()
+    for result in results:
+        if not _holds(sql, owner, result.grant_id, now, 0.0):
+            lost.add(result.grant_id)
+            continue
+        for row in result.rows:
+            _store_item(sql, row, now)
+        for lock, (status, reason) in result.statuses.items():
+            differs = "IS DISTINCT FROM" if sql.dialect == "postgres" else "IS NOT"
+            sql.run(
+                "UPDATE access_targets SET status = ?, reason = ?, updated_at = ? "
+                "WHERE grant_id = ? AND vendor = ? AND lock_id = ? AND (status <> ? OR "
+                f"reason {differs} ?)",
+                (status.value, reason, _seconds(now), result.grant_id, lock.vendor, lock.lock_id,
+                 status.value, reason),
+            )  # fmt: skip
         sql.run(
-            "UPDATE access_targets SET status = ?, reason = ?, updated_at = ? "
-            "WHERE grant_id = ? AND vendor = ? AND lock_id = ? "
-            "AND (status <> ? OR reason IS DISTINCT FROM ?)"
-            if sql.dialect == "postgres"
-            else "UPDATE access_targets SET status = ?, reason = ?, updated_at = ? "
-            "WHERE grant_id = ? AND vendor = ? AND lock_id = ? "
-            "AND (status <> ? OR reason IS NOT ?)",
-            (status.value, reason, _seconds(now), grant_id, lock.vendor, lock.lock_id,
-             status.value, reason),
-        )  # fmt: skip
-    sql.run(
-        "UPDATE access_grants SET next_check_at = ?, lease_owner = NULL, lease_until = NULL "
-        "WHERE id = ? AND lease_owner = ?",
-        (_seconds(next_check_at), grant_id, owner),
-    )
+            "UPDATE access_grants SET next_check_at = ?, lease_owner = NULL, lease_until = NULL "
+            "WHERE id = ? AND lease_owner = ?",
+            (_seconds(result.next_check_at), result.grant_id, owner),
+        )
+    return lost
 
 
 def due_summary(sql: Sql, now: dt.datetime) -> tuple[int, float | None]:
@@ -495,21 +493,15 @@ class SqlGrants:
 
     async def save_items(
         self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
-    ) -> None:
-        await self._call(lambda sql: store_items(sql, owner, rows, now, lease_s))
+    ) -> set[str]:
+        lost: set[str] = await self._call(lambda sql: store_items(sql, owner, rows, now, lease_s))
+        return lost
 
     async def finish(
-        self,
-        owner: str,
-        grant_id: str,
-        statuses: Mapping[LockRef, tuple[GrantStatus, str | None]],
-        next_check_at: dt.datetime | None,
-        now: dt.datetime,
-        rows: Sequence[ItemRow] = (),
-    ) -> None:
-        await self._call(
-            lambda sql: finish_grant(sql, owner, grant_id, statuses, next_check_at, now, rows)
-        )
+        self, owner: str, results: Sequence[GrantResult], now: dt.datetime
+    ) -> set[str]:
+        lost: set[str] = await self._call(lambda sql: finish_grants(sql, owner, results, now))
+        return lost
 
     async def next_due(self, now: dt.datetime) -> tuple[int, float | None]:
         summary: tuple[int, float | None] = await self._call(

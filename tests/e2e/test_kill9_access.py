@@ -222,6 +222,7 @@ def environment(platform: dict[str, Any], **extra: str) -> dict[str, str]:
     return cli_environment(
         **platform["env"],
         BLELOCK_ACCESS_LEASE_SECONDS=LEASE_S,
+        BLELOCK_ACCESS_BATCH="2",  # progress every two grants: kills land mid-grant
         KEYLESS_LOCKS=",".join(platform["keyless_locks"]),
         **extra,
     )
