@@ -271,6 +271,11 @@ class Settings(BaseSettings):
         description="a PostgreSQL connection string (postgresql://…) for grants shared by "
         "several kiosks; None = grants in this device's own store",
     )
+    access_code_key: SecretStr | None = Field(
+        default=None,
+        description="32 random bytes (URL-safe base64), the same on every kiosk sharing "
+        "access_database: holders' codes (keypad PINs, quick clicks) are sealed under it there",
+    )
     access_timezone: str = Field(
         default="UTC",
         description="the facility's IANA time zone: weekly windows are read in it unless a "

@@ -22,6 +22,7 @@ from blelock.errors import UsageError
 __all__ = [
     "DAY_NAMES",
     "AccessConstraints",
+    "Code",
     "CodeRules",
     "Grant",
     "GrantStatus",
@@ -288,11 +289,27 @@ class LockRef:
 
 @dataclass(frozen=True, slots=True)
 class Holder:
-    """Who the grant is for: a name people read, and the identity each vendor needs (a Nokē
-    tracking key, a Keyless user id, …) by the identity's name."""
+    """Who the grant is for: a name people read, the identity each vendor needs (a Nokē
+    tracking key, a Keyless user id, …) by the identity's name, and the secret codes a vendor
+    opens with (a keypad PIN, a quick click) by theirs — sealed at rest, never shown."""
 
     name: str
     identities: Mapping[str, str] = field(default_factory=dict)
+    codes: Mapping[str, Code] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    """A secret that opens a lock by itself: kept out of every repr, log line and answer."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Code(**********)"
+
+    def reveal(self) -> str:
+        """The one way to the value: for the vendor request that sets it."""
+        return self.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +397,8 @@ class AccessConstraints:
     uses: tuple[int, int] | None = None
     """The counted uses it can express (lowest, highest); None: it does not count uses."""
     code: CodeRules | None = None
+    code_name: str | None = None
+    """The holder code (a secret identity's name) the vendor opens with, when it takes one."""
     name_length: int | None = None
     capacity_left: int | None = None
     """How many more grants the lock holds (None: unknown or unbounded)."""
@@ -409,6 +428,7 @@ class AccessConstraints:
                 "forbidden_prefixes": list(self.code.forbidden_prefixes),
                 "unique_per_lock": self.code.unique_per_lock,
             },
+            "code_name": self.code_name,
             "name_length": self.name_length,
             "capacity_left": self.capacity_left,
             "takes_effect": self.takes_effect,

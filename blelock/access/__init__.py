@@ -26,6 +26,7 @@ from blelock.config import Settings
 from blelock.errors import UsageError
 from blelock.grants import (
     AccessConstraints,
+    Code,
     Grant,
     Holder,
     LockRef,
@@ -80,6 +81,8 @@ class GrantRequest:
     """None: the ``access_timezone`` setting (the facility's)."""
     uses: int | None = None
     identities: Mapping[str, str] | None = None
+    codes: Mapping[str, Code] | None = None
+    """The holder's secret codes by name (a keypad PIN, a quick click)."""
     round: bool = False
     grant_id: str | None = None
     """Chosen by the caller (a kiosk's lease id), so that a request sent twice is one grant."""
@@ -165,7 +168,9 @@ async def create_grant(
     _check_grant_id(grant_id)
     grant = Grant(
         id=grant_id,
-        holder=Holder(request.holder.strip(), dict(request.identities or {})),
+        holder=Holder(
+            request.holder.strip(), dict(request.identities or {}), dict(request.codes or {})
+        ),
         locks=locks,
         schedule=schedule,
         uses=check_uses(request.uses),
@@ -206,7 +211,9 @@ async def open_grants(settings: Settings, store: Store) -> AsyncIterator[GrantSt
     if settings.access_database is not None:
         from blelock.access.postgres import open_postgres
 
-        async with open_postgres(settings.access_database.get_secret_value()) as shared:
+        async with open_postgres(
+            settings.access_database.get_secret_value(), settings.access_code_key
+        ) as shared:
             yield shared
         return
     database = store.database
@@ -216,7 +223,7 @@ async def open_grants(settings: Settings, store: Store) -> AsyncIterator[GrantSt
 
         return await database.run(lambda conn: fn(Sql(conn.cursor(), "sqlite")), write=write)
 
-    yield SqlGrants(run, "sqlite")
+    yield SqlGrants(run, "sqlite", store.data_key)
 
 
 async def reconcile(
@@ -247,7 +254,11 @@ def grant_payload(record: GrantRecord) -> dict[str, Any]:
     grant = record.grant
     return {
         "id": grant.id,
-        "holder": {"name": grant.holder.name, "identities": dict(grant.holder.identities)},
+        "holder": {
+            "name": grant.holder.name,
+            "identities": dict(grant.holder.identities),
+            "codes_sealed": bool(record.sealed),
+        },
         "schedule": grant.schedule.as_json(),
         "uses": grant.uses,
         "rounded": grant.rounded,

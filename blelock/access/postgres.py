@@ -11,13 +11,18 @@ free and lets the queries be the same code as SQLite's).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
+from pydantic import SecretStr
+
 from blelock.access.store import Sql, SqlGrants
-from blelock.errors import StoreError, UsageError
+from blelock.errors import ConfigError, StoreError, UsageError
+from blelock.store.crypto import DataKey
 
 __all__ = ["SCHEMA", "open_postgres"]
 
@@ -38,7 +43,8 @@ SCHEMA: Final[tuple[str, ...]] = (
         revoked_at    BIGINT,
         next_check_at BIGINT,
         lease_owner   TEXT,
-        lease_until   DOUBLE PRECISION
+        lease_until   DOUBLE PRECISION,
+        sealed        BYTEA NOT NULL DEFAULT ''::bytea
     )
     """,
     "CREATE INDEX access_grants_due ON access_grants (next_check_at) "
@@ -146,9 +152,33 @@ class _Connection:
         self.conn.close()
 
 
+def code_key(secret: SecretStr | None) -> Callable[[], Awaitable[DataKey]] | None:
+    """The facility's shared key for holders' codes (``access_code_key``), or None."""
+    if secret is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(secret.get_secret_value().encode())
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(
+            "access_code_key is not 32 bytes in URL-safe base64",
+            hint="make one with `python3 -c 'import os, base64; "
+            "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`",
+        )
+    key = DataKey(raw, "access_code_key")
+
+    async def given() -> DataKey:
+        return key
+
+    return given
+
+
 @contextlib.asynccontextmanager
-async def open_postgres(conninfo: str) -> AsyncIterator[SqlGrants]:
-    """The grant store in the database ``conninfo`` names (migrated on first use)."""
+async def open_postgres(conninfo: str, codes: SecretStr | None = None) -> AsyncIterator[SqlGrants]:
+    """The grant store in the database ``conninfo`` names (migrated on first use); holders'
+    codes are sealed under ``codes`` (the facility's ``access_code_key``)."""
+    keys = code_key(codes)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blelock-grants")
     loop = asyncio.get_running_loop()
     try:
@@ -158,7 +188,7 @@ async def open_postgres(conninfo: str) -> AsyncIterator[SqlGrants]:
             async def run(fn: Callable[[Sql], Any], write: bool) -> Any:
                 return await loop.run_in_executor(executor, connection.run, fn)
 
-            yield SqlGrants(run, "postgres")
+            yield SqlGrants(run, "postgres", keys)
         finally:
             await loop.run_in_executor(executor, connection.close)
     finally:

@@ -93,6 +93,15 @@ def plan_target(
             f"{title} needs the holder's {rules.identity.replace('_', ' ')} "
             f"({_flag(rules.identity)})"
         )
+    if rules.code_name is not None:
+        code = grant.holder.codes.get(rules.code_name)
+        if code is None:
+            refusals.append(
+                f"{title} opens with a {rules.code_name.replace('_', ' ')} "
+                f"({_flag(rules.code_name)} -, read from stdin)"
+            )
+        elif rules.code is not None and (problem := rules.code.problem(code.reveal())):
+            refusals.append(f"{title}: {problem}")  # never the code itself
     if rules.capacity_left is not None and rules.capacity_left <= 0:
         refusals.append(f"the lock holds no more {rules.credential}s (capacity used up)")
     if grant.uses is not None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from blelock.access.rules import TargetPlan
-from blelock.errors import UsageError
-from blelock.grants import Grant, GrantStatus, Holder, Item, LockRef, Schedule
+from blelock.errors import ConfigError, UsageError
+from blelock.grants import Code, Grant, GrantStatus, Holder, Item, LockRef, Schedule
+from blelock.store.crypto import DataKey
 
 __all__ = [
     "GrantRecord",
@@ -90,6 +91,8 @@ class GrantRecord:
     items: tuple[ItemRow, ...] = ()
     next_check_at: dt.datetime | None = None
     lease_owner: str | None = None
+    sealed: bytes = field(default=b"", repr=False)
+    """The holder's codes, sealed (opened only for the reconciler)."""
 
     def status(self) -> GrantStatus:
         """The grant's status over its locks: the least settled one wins."""
@@ -184,11 +187,11 @@ def _instant(value: int | float | None) -> dt.datetime | None:
 
 _GRANT_COLUMNS = (
     "id, holder_name, identities, starts_at, ends_at, windows, timezone, uses, rounded, "
-    "created_at, revoked_at, next_check_at, lease_owner"
+    "created_at, revoked_at, next_check_at, lease_owner, sealed"
 )
 
 
-def _grant(row: Sequence[Any]) -> tuple[Grant, dt.datetime | None, str | None]:
+def _grant(row: Sequence[Any]) -> tuple[Grant, dt.datetime | None, str | None, bytes]:
     (gid, name, identities, starts, ends, windows, tz, uses, rounded, created, revoked) = row[:11]
     schedule = Schedule.from_json(
         {
@@ -208,7 +211,7 @@ def _grant(row: Sequence[Any]) -> tuple[Grant, dt.datetime | None, str | None]:
         created_at=_instant(created),
         revoked_at=_instant(revoked),
     )
-    return grant, _instant(row[11]), row[12]
+    return grant, _instant(row[11]), row[12], bytes(row[13] or b"")
 
 
 def _iso(seconds: int) -> str:
@@ -265,24 +268,30 @@ def _records(sql: Sql, where: str, params: Sequence[Any]) -> list[GrantRecord]:
             items[row[0]].append(_item(row))
     records = []
     for row in grants:
-        grant, next_check, owner = _grant(row)
+        grant, next_check, owner, sealed = _grant(row)
         own = tuple(targets[grant.id])
         grant = replace(grant, locks=tuple(t.lock for t in own))
-        records.append(GrantRecord(grant, own, tuple(items[grant.id]), next_check, owner))
+        records.append(GrantRecord(grant, own, tuple(items[grant.id]), next_check, owner, sealed))
     return records
+
+
+def _codes_aad(grant_id: str) -> bytes:
+    return b"blelock grant codes " + grant_id.encode()
 
 
 def _chunks(values: Sequence[str], size: int) -> list[Sequence[str]]:
     return [values[i : i + size] for i in range(0, len(values), size)]
 
 
-def insert_grant(sql: Sql, grant: Grant, plans: Sequence[TargetPlan], now: dt.datetime) -> None:
+def insert_grant(
+    sql: Sql, grant: Grant, plans: Sequence[TargetPlan], now: dt.datetime, sealed: bytes = b""
+) -> None:
     if sql.rows("SELECT 1 FROM access_grants WHERE id = ?", (grant.id,)):
         raise UsageError(f"a grant {grant.id} exists already")
     schedule = grant.schedule
     sql.run(
         f"INSERT INTO access_grants ({_GRANT_COLUMNS}) VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             grant.id,
             grant.holder.name,
@@ -297,6 +306,7 @@ def insert_grant(sql: Sql, grant: Grant, plans: Sequence[TargetPlan], now: dt.da
             None,
             _seconds(now),
             None,
+            sealed,
         ),
     )
     for plan in plans:
@@ -458,12 +468,44 @@ class SqlGrants:
 
     runner: Callable[[Callable[[Sql], Any], bool], Any]
     kind: str
+    keys: Callable[[], Awaitable[DataKey]] | None = None
+    """The key the holders' codes are sealed under (None: this store takes no codes)."""
+
+    async def _key(self) -> DataKey:
+        if self.keys is None:
+            raise ConfigError(
+                "grants with codes in the shared grant database need access_code_key (the "
+                "same on every kiosk)",
+                hint="set access_code_key to 32 random bytes in URL-safe base64 on each kiosk",
+            )
+        return await self.keys()
+
+    async def _seal(self, grant: Grant) -> bytes:
+        if not grant.holder.codes:
+            return b""
+        text = json.dumps({name: code.reveal() for name, code in grant.holder.codes.items()})
+        return (await self._key()).seal(text.encode(), _codes_aad(grant.id))
+
+    async def _opened(self, records: list[GrantRecord]) -> list[GrantRecord]:
+        """The records with their holders' codes (what the vendors are given)."""
+        if not any(record.sealed for record in records):
+            return records
+        key = await self._key()
+        opened = []
+        for record in records:
+            if record.sealed:
+                values = json.loads(key.open(record.sealed, _codes_aad(record.grant.id)))
+                holder = replace(record.grant.holder, codes={n: Code(v) for n, v in values.items()})
+                record = replace(record, grant=replace(record.grant, holder=holder))
+            opened.append(record)
+        return opened
 
     async def _call(self, fn: Callable[[Sql], Any], write: bool = True) -> Any:
         return await self.runner(fn, write)
 
     async def add(self, grant: Grant, plans: Sequence[TargetPlan], now: dt.datetime) -> None:
-        await self._call(lambda sql: insert_grant(sql, grant, plans, now))
+        sealed = await self._seal(grant)
+        await self._call(lambda sql: insert_grant(sql, grant, plans, now, sealed))
 
     async def get(self, grant_id: str) -> GrantRecord | None:
         found: list[GrantRecord] = await self._call(
@@ -489,7 +531,7 @@ class SqlGrants:
         taken: list[GrantRecord] = await self._call(
             lambda sql: take_leases(sql, owner, now, lease_s, limit)
         )
-        return taken
+        return await self._opened(taken)
 
     async def save_items(
         self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float

@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,15 @@ if TYPE_CHECKING:
 __all__ = ["add_arguments", "run"]
 
 
-def identity_options() -> list[OptionSpec]:
-    """Each vendor's holder identities (``--tracking-key``, …), once each."""
+def identity_options(*, codes: bool = False) -> list[OptionSpec]:
+    """Each vendor's holder identities (``--tracking-key``, …), or its secret codes
+    (``--keypad-code``), once each."""
     seen: dict[str, OptionSpec] = {}
     for plugin in registry.plugins().values():
         translation = plugin.access()
-        for option in translation.identities if translation is not None else ():
+        if translation is None:
+            continue
+        for option in translation.codes if codes else translation.identities:
             seen.setdefault(option.name, option)
     return list(seen.values())
 
@@ -87,6 +91,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "--" + option.name.replace("_", "-"), dest=option.name, metavar=option.metavar,
             help=option.help,
         )  # fmt: skip
+    for option in identity_options(codes=True):
+        grant.add_argument(
+            "--" + option.name.replace("_", "-"), dest=option.name, metavar="-",
+            help=option.help + " (give -: it is read from stdin, one line per code)",
+        )  # fmt: skip
     listing = action("list", "every grant and its status")
     listing.add_argument("--status", metavar="STATUS", help="only grants with this status")
     show = action("show", "one grant: each lock's plan, status and items")
@@ -128,7 +137,7 @@ def _contexts(settings: Settings, store: Store) -> Callable[[VendorPlugin], Vend
 async def _grant(args: argparse.Namespace, settings: Settings) -> int:
     from blelock import access
     from blelock.clock import SystemClock
-    from blelock.grants import parse_instant
+    from blelock.grants import Code, parse_instant
 
     zone = args.timezone or settings.access_timezone
     identities = {
@@ -136,6 +145,20 @@ async def _grant(args: argparse.Namespace, settings: Settings) -> int:
         for option in identity_options()
         if getattr(args, option.name, None) is not None
     }
+    codes = {}
+    for option in identity_options(codes=True):
+        given = getattr(args, option.name, None)
+        if given is None:
+            continue
+        flag = "--" + option.name.replace("_", "-")
+        if given != "-":
+            raise UsageError(
+                f"{flag} takes - (the code is read from stdin, never from the command line)"
+            )
+        line = sys.stdin.readline().strip()
+        if not line:
+            raise UsageError(f"{flag} -: no code on stdin")
+        codes[option.name] = Code(_parsed(option, line, secret=True))
     request = access.GrantRequest(
         holder=args.holder,
         locks=args.locks,
@@ -145,6 +168,7 @@ async def _grant(args: argparse.Namespace, settings: Settings) -> int:
         timezone=args.timezone,
         uses=args.uses,
         identities=identities,
+        codes=codes,
         round=args.round,
         grant_id=args.grant_id,
     )
@@ -157,11 +181,13 @@ async def _grant(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _parsed(option: OptionSpec, text: str) -> str:
+def _parsed(option: OptionSpec, text: str, *, secret: bool = False) -> str:
     try:
         return str(option.parse(text))
     except ValueError as exc:
-        raise UsageError(f"--{option.name.replace('_', '-')}: {exc}") from None
+        # A parser's message may quote what it was given: never a code's.
+        why = "not a valid code" if secret else str(exc)
+        raise UsageError(f"--{option.name.replace('_', '-')}: {why}") from None
 
 
 async def _list(args: argparse.Namespace, settings: Settings) -> int:

@@ -44,6 +44,7 @@ from blelock.errors import (
     StoreFull,
     UsageError,
 )
+from blelock.grants import Code
 from blelock.model import KeyHealth
 from blelock.service.logs import logger
 from blelock.service.runner import (
@@ -223,6 +224,11 @@ class GrantBody(_Strict):
         Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")],
         Annotated[str, Field(min_length=1, max_length=100)],
     ] = Field(default_factory=dict, description="the holder's identity per vendor, by name")
+    codes: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")], SecretStr] = Field(
+        default_factory=dict,
+        description="the holder's secret codes by name (a keypad PIN, a quick click); sealed "
+        "at rest, never answered back",
+    )
     round: bool = Field(default=False, description="round what a vendor cannot express")
 
     @field_validator("starts_at", "ends_at")
@@ -734,6 +740,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
             timezone=body.timezone,
             uses=body.uses,
             identities=body.identities,
+            codes={name: Code(value.get_secret_value()) for name, value in body.codes.items()},
             round=body.round,
             grant_id=body.id,
         )

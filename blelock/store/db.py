@@ -173,7 +173,8 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         revoked_at    INTEGER,           -- a revocation was asked for then
         next_check_at INTEGER,           -- the reconciler's next look; NULL: nothing left
         lease_owner   TEXT,
-        lease_until   REAL
+        lease_until   REAL,
+        sealed        BLOB NOT NULL DEFAULT x''  -- the holder's codes (JSON), under the data key
     );
     CREATE INDEX access_grants_due ON access_grants (next_check_at)
         WHERE next_check_at IS NOT NULL;

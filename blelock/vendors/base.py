@@ -275,6 +275,9 @@ class AccessTranslation:
 
     identities: Sequence[OptionSpec] = ()
     """The holder identities it needs (``--tracking-key``, …); stored on the holder by name."""
+    codes: Sequence[OptionSpec] = ()
+    """The secret codes it opens with (a keypad PIN, …): read from stdin or the API's body,
+    never argv; sealed at rest; given to :class:`AccessSession` in the target's holder."""
     lead: dt.timedelta = dt.timedelta(days=2)
     """How far ahead of its start an item the vendor enforces itself is applied."""
 

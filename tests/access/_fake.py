@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from blelock.errors import CloudRejected, CloudUnavailable, UsageError
-from blelock.grants import AccessConstraints, Item, Target
+from blelock.grants import AccessConstraints, CodeRules, Item, Target
 from blelock.vendors.base import (
     AccessSession,
     AccessTranslation,
@@ -31,6 +31,7 @@ class FakeCloud:
     """Call names whose next call is done and then answered with a lost connection."""
     down: bool = False
     refuse: set[str] = field(default_factory=set)
+    pins: dict[str, str] = field(default_factory=dict)
     """Holders whose objects the cloud refuses for good."""
 
     def _call(self, name: str) -> None:
@@ -51,9 +52,12 @@ class FakeAccess(AccessTranslation):
     identities = (OptionSpec("fake_user", "the holder's fake user"),)
     lead = dt.timedelta(hours=1)
 
-    def __init__(self, cloud: FakeCloud, *, windows: bool = True) -> None:
+    def __init__(self, cloud: FakeCloud, *, windows: bool = True, codes: bool = False) -> None:
         self.cloud = cloud
         self.windows = windows
+        self.takes_codes = codes
+        if codes:
+            self.codes = (OptionSpec("fake_pin", "the holder's fake PIN"),)
 
     async def constraints(self, ctx: VendorContext, lock_id: str) -> AccessConstraints:
         return AccessConstraints(
@@ -64,6 +68,8 @@ class FakeAccess(AccessTranslation):
             enforces_period=True,
             weekly_windows=self.windows,
             needs_end=False,
+            code=CodeRules("123456789", (6,), ("12",)) if self.takes_codes else None,
+            code_name="fake_pin" if self.takes_codes else None,
         )
 
     def items(self, target: Target, span_from: dt.datetime, span_to: dt.datetime) -> list[Item]:
@@ -104,6 +110,8 @@ class _Session:
             raise CloudRejected("the fake cloud refuses this holder", status=400)
         ref = f"obj-{next(self.cloud.ids)}"
         self.cloud.objects[ref] = dict(item.native)
+        if "fake_pin" in target.holder.codes:  # the vendor is given the code, nothing else is
+            self.cloud.pins[ref] = target.holder.codes["fake_pin"].reveal()
         self.cloud._lost("create")
         return Applied(ref)
 

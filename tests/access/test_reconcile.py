@@ -3,6 +3,7 @@ end or on revocation, an interrupted apply found by listing (never created twice
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -192,3 +193,31 @@ async def test_a_grant_a_vendor_cannot_express_is_refused_whole_and_nothing_is_s
     record = await grants.get(gid)
     assert record is not None and record.targets[0].plan.roundings
     assert record.grant.locks == (LockRef("fake", "F-214"),)
+
+
+async def test_a_code_is_checked_sealed_at_rest_and_given_only_to_the_vendor(
+    grants: GrantStore, cloud: FakeCloud, settings: Settings, clock: SteppedClock
+) -> None:
+    from pathlib import Path
+
+    from blelock.access import grant_payload
+    from blelock.grants import Code
+    from tests.access._fake import FakeAccess
+
+    pins = FakePlugin(FakeAccess(cloud, codes=True))
+    with pytest.raises(GrantRefused, match="opens with a fake pin"):
+        await grant(grants, pins, settings, clock)
+    with pytest.raises(GrantRefused, match="must not start with '12'") as refused:
+        await grant(grants, pins, settings, clock, codes={"fake_pin": Code("123999")})
+    assert "123999" not in str(refused.value)
+    gid = await grant(grants, pins, settings, clock, codes={"fake_pin": Code("493817")})
+    record = await grants.get(gid)
+    assert record is not None and "493817" not in repr(record) + str(grant_payload(record))
+
+    def files() -> bytes:
+        return b"".join(p.read_bytes() for p in Path(settings.store_dir).iterdir() if p.is_file())
+
+    on_disk = await asyncio.to_thread(files)
+    assert b"493817" not in on_disk  # sealed under the store's data key
+    await Reconciler(grants, {"fake": pins}, no_context, clock, owner="r1").run()
+    assert list(cloud.pins.values()) == ["493817"]

@@ -116,3 +116,40 @@ async def test_an_unreachable_database_is_one_clear_store_error() -> None:
     with pytest.raises(StoreError, match="shared grant database failed"):
         async with open_postgres(f"postgresql://postgres@127.0.0.1:{port}/none"):
             pass
+
+
+async def test_codes_in_the_shared_store_are_sealed_under_the_facilitys_key(
+    pg_database: str,
+) -> None:
+    import base64
+    import os
+
+    import psycopg
+    from pydantic import SecretStr
+
+    from blelock.errors import ConfigError
+    from blelock.grants import Code
+
+    cloud = FakeCloud()
+    pins = FakePlugin(FakeAccess(cloud, codes=True))
+    clock = SteppedClock(NOW)
+    request = GrantRequest(
+        holder="Renter 7", locks=["F-7"], ends_at=NOW + dt.timedelta(days=3),
+        identities={"fake_user": "bob"}, codes={"fake_pin": Code("493817")},
+    )  # fmt: skip
+    async with open_postgres(pg_database) as keyless:
+        with pytest.raises(ConfigError, match="access_code_key"):
+            await create_grant(request, keyless, {"fake": pins}, no_context, settings(), clock)
+    key = SecretStr(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    async with open_postgres(pg_database, key) as grants:
+        await create_grant(request, grants, {"fake": pins}, no_context, settings(), clock)
+        await Reconciler(grants, {"fake": pins}, no_context, clock, owner="k1").run()
+    assert list(cloud.pins.values()) == ["493817"]
+
+    def stored() -> bytes:
+        with psycopg.connect(pg_database) as conn:
+            (value,) = conn.execute("SELECT sealed FROM access_grants").fetchone()
+            return bytes(value)
+
+    sealed = await asyncio.to_thread(stored)
+    assert b"493817" not in sealed and len(sealed) > 28
