@@ -18,6 +18,7 @@ __all__ = [
     "AuthFailed",
     "BlelockError",
     "CloudError",
+    "CloudJobRunning",
     "CloudRejected",
     "CloudTimeout",
     "CloudUnavailable",
@@ -181,6 +182,13 @@ class CloudTimeout(CloudError, TimeoutError):
     """The cloud did not answer in time."""
 
     hint = "the network is slow or the cloud is overloaded; try again"
+
+
+class CloudJobRunning(CloudTimeout):
+    """The cloud answered, but a job it runs for us had not ended when the wait gave up (it
+    goes on there): the cloud is reachable, only slow at that job."""
+
+    hint = "the job goes on at the vendor; look at it again later"
 
 
 class CloudRejected(CloudError):

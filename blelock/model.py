@@ -13,13 +13,16 @@ from blelock.errors import UsageError
 
 __all__ = [
     "Advert",
+    "KeptLog",
     "KeyHealth",
     "KeyInfo",
     "LockState",
     "LogRecord",
     "MacAddress",
+    "PhoneKeyRequest",
     "Sighting",
     "VisitResult",
+    "WeeklyWindow",
     "parse_mac",
 ]
 
@@ -80,6 +83,20 @@ class Sighting:
     firmware: str | None
     state: LockState
     rssi: int | None
+    flags: tuple[str, ...] = ()
+    """What else the advert says, in words (e.g. "pairing mode", "state changed")."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeptLog:
+    """A log entry the companion keeps that goes to no cloud from here (a vendor whose cloud
+    gets its locks' logs another way), as ``blelock logs`` shows it."""
+
+    vendor: str
+    lock_id: str
+    at: dt.datetime | None
+    """When it happened, by the lock's clock (None: the lock's clock was unset)."""
+    summary: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +158,30 @@ class KeyHealth:
     revoked: int
     next_expiry: dt.datetime | None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyWindow:
+    """One weekly opening period in the lock's own wall-clock time (its IANA zone)."""
+
+    weekday: int
+    """0 = Monday … 6 = Sunday, as ``datetime.weekday()``."""
+    start: dt.time
+    end: dt.time | None = None
+    """None: until the day's end (24:00)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneKeyRequest:
+    """A key for a phone on one lock, which the vendor's own app then opens it with (a kiosk
+    renting out a unit: the rental period and its opening hours)."""
+
+    lock_id: str
+    phone: str
+    """E.164, as the vendor identifies its app's users."""
+    start: dt.datetime | None = None
+    """None: now."""
+    end: dt.datetime | None = None
+    """None: until revoked."""
+    weekly: tuple[WeeklyWindow, ...] = ()
+    """None given: at any time between start and end."""

@@ -30,6 +30,8 @@ __all__ = ["PLUGINS_ENV", "REGISTRY", "names", "plugin", "plugins", "settings_mo
 REGISTRY: Mapping[str, str] = {
     "noke": "blelock.vendors.noke",
     "keyless": "blelock.vendors.keyless",
+    "nuki": "blelock.vendors.nuki",
+    "unloc": "blelock.vendors.unloc",
 }
 """Vendor name → its package, which holds ``plugin.PLUGIN`` and ``settings.SETTINGS``."""
 PLUGINS_ENV = "BLELOCK_PLUGINS"

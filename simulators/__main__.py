@@ -29,13 +29,19 @@ def _parser() -> argparse.ArgumentParser:
         description="Simulated Nokē and Keyless locks and their clouds on 127.0.0.1.",
         epilog="Each cloud's runtime switch, on its own port: POST /_sim/cloud with "
         '{"mode": "down" | "slow" | "up", "delay_s": S, "lose_answers": N} (GET shows it); '
-        "the cloud's state is kept. The same --seed gives the same locks and keys; ports, API "
+        "the cloud's state is kept. On the Nokē cloud's port, POST /_sim/noke/locks/MAC/press "
+        '{"code": "10110"} enters a quick click on that lock, and /_sim/noke/locks/MAC/habits '
+        '{"trailing_records": N, "sends_shutdown": B} changes how it ends a batch. '
+        "The same --seed gives the same locks and keys; ports, API "
         "keys and the cloud's state are new on a restart.",
     )
     parser.add_argument("--locks", type=int, default=3, help="number of padlocks (default 3)")
     parser.add_argument("--seed", type=int, default=1, help="world seed: MACs, keys, hardware")
     parser.add_argument(
         "--keyless-locks", type=int, default=0, help="Keyless padlocks on the platform (default 0)"
+    )
+    parser.add_argument(
+        "--unloc-locks", type=int, default=0, help="locks of the Unloc project (default 0)"
     )
     model = LatencyModel()
     latency = parser.add_argument_group("latency model (milliseconds)")
@@ -116,6 +122,16 @@ def _parser() -> argparse.ArgumentParser:
         "software-abort=K, not-connected=K, drop-during-write=K, att=CODE[:K], slots=N, "
         "stale-cache. Repeatable.",
     )
+    parser.add_argument(
+        "--nuki-locks", type=int, default=0, metavar="N", help="Nuki Smart Locks, in pairing mode"
+    )
+    faults.add_argument(
+        "--nuki-drift-s",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="every Nuki lock's clock runs S seconds off (until `blelock nuki set-time`)",
+    )
     parser.add_argument("--json", action="store_true", help="print the settings as one JSON line")
     parser.add_argument(
         "--until-stdin-closes",
@@ -172,6 +188,8 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
         cloud_faults=_cloud_faults(args.cloud_fault),
         offline_tracking_keys=tuple(f"tech-{n}" for n in range(1, args.offline_keys + 1)),
         keyless_locks=args.keyless_locks,
+        nuki_locks=max(0, args.nuki_locks),
+        unloc_locks=max(0, args.unloc_locks),
     )
 
 
@@ -186,18 +204,22 @@ def _announce(
     keyless = running.world.keyless
     keyless_locks = [] if keyless is None else [lock.locking_device_id for lock in keyless.locks]
     invitation = None if keyless is None else keyless.invitation_code
+    nuki = running.world.nuki
+    nuki_locks = [] if nuki is None else [{"mac": n.mac, "pin": n.security_pin} for n in nuki.locks]
     if as_json:
         announced = {"env": environment, "locks": locks, "keyless_locks": keyless_locks}
+        announced["nuki_locks"] = nuki_locks  # with the PIN each owner would tell
         # What a technician is handed by each vendor before the day starts (vendor-neutral
         # keys, so that `blelock demo` needs no vendor's name): enrolment codes, and the
         # options a key sync needs (Nokē issues offline keys for a tracking key).
         vendor_setup = {
-            "expect_locks": len(locks) + len(keyless_locks),
+            "expect_locks": len(locks) + len(keyless_locks) + len(nuki_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
             # Who a renter is at each vendor, for an access grant (blelock access grant).
             "access_identities": {"tracking_key": "renter-214"}
             | ({} if keyless is None else {"keyless_user": keyless.technician_user_id}),
+            "demo": _demo_setups(running, nuki_locks),
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)
         return
@@ -209,11 +231,31 @@ def _announce(
         print(f"# Keyless lock {lock_id}")
     if invitation is not None:
         print(f"# Keyless invitation code: {invitation}")
+    for nuki_lock in nuki_locks:
+        print(f"# Nuki lock {nuki_lock['mac']} (security PIN {nuki_lock['pin']})")
+    for lock in [] if running.world.unloc is None else running.world.unloc.state.locks.values():
+        print(f"# Unloc lock {lock.id} ({lock.timezone})")
     sys.stdout.flush()
 
 
+def _demo_setups(running: RunningWorld, nuki_locks: list[dict[str, str]]) -> dict[str, object]:
+    """What each vendor's own steps of `blelock demo` are handed (by vendor name)."""
+    setups: dict[str, object] = {}
+    if nuki_locks:
+        setups["nuki"] = {"pins": {n["mac"]: n["pin"] for n in nuki_locks}}
+    unloc, url = running.world.unloc, running.unloc_url
+    if unloc is not None and url is not None:
+        setups["unloc"] = unloc.demo_setup(url)
+    return setups
+
+
 async def _serve(
-    spec: WorldSpec, *, as_json: bool, until_stdin_closes: bool, bluez: list[str] | None = None
+    spec: WorldSpec,
+    *,
+    as_json: bool,
+    until_stdin_closes: bool,
+    bluez: list[str] | None = None,
+    nuki_drift_s: float = 0.0,
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -223,6 +265,8 @@ async def _serve(
     watcher = asyncio.create_task(_stop_when_stdin_closes(stop)) if until_stdin_closes else None
     async with contextlib.AsyncExitStack() as stack:
         world = build_world(spec)
+        for nuki_lock in [] if world.nuki is None else world.nuki.locks:
+            nuki_lock.clock_drift_s = nuki_drift_s
         if bluez is None:
             running = await stack.enter_async_context(serve_world(world))
             _announce(running, as_json)
@@ -277,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 as_json=args.json,
                 until_stdin_closes=args.until_stdin_closes,
                 bluez=args.bluez_fault if args.bluez else None,
+                nuki_drift_s=args.nuki_drift_s,
             )
         )
     return 0

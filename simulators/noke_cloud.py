@@ -16,6 +16,11 @@ Rules (what is public is followed; the rest is marked as our choice):
 * ``/unlock/`` and ``/unshackle/`` answer ``data.commands`` sealed for the lock's key and the
   session by :func:`blelock.vendors.noke.protocol.cloud_command_string`, with a setup command
   first while the lock is ``setup_pending``.
+* ``/qc/`` (:mod:`simulators.noke_quick_clicks`) enforces the seed doc's quick-click rules;
+  quick clicks ride in the next online unlock's command string. ``/activity/``
+  (:mod:`simulators.noke_activity`) is built from the records received.
+* ``/lock/`` reports the battery of the lock's latest record and, in ``flags``, what waits for
+  an online unlock (``setup``, ``keys``, ``quick_clicks``).
 * ``/upload/`` de-duplicates records on (mac, session, response) so at-least-once delivery is
   safe (our choice, noke.md §7.6) and hands each new record to
   :meth:`NokeCloudState.record_uploaded`.
@@ -32,7 +37,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.applications import Starlette
@@ -48,6 +53,10 @@ from blelock.vendors.noke.protocol import (
     offline_grant_material,
     open_server_packet,
 )
+
+if TYPE_CHECKING:
+    from simulators.noke_activity import ActivityEntry
+    from simulators.noke_quick_clicks import QuickClick
 
 __all__ = [
     "CloudFaults",
@@ -89,6 +98,22 @@ class RegisteredLock:
     confirmed_revocations: set[int] = field(default_factory=set)
     """Revocations the lock has executed (seen in an uploaded record of the session they
     were sent in)."""
+    slot_holders: dict[int, str] = field(default_factory=dict)
+    """Tracking key each offline slot was issued to (revoked ones too: activity names them)."""
+    quick_clicks: dict[str, QuickClick] = field(default_factory=dict)
+    """By code, in the order issued: pending, on the lock, or revoked and not yet removed."""
+    contacts: list[tuple[int, str]] = field(default_factory=list)
+    """(Unix time, session) of every command batch and record: activity's date ranges."""
+
+    @property
+    def flags(self) -> list[str]:
+        """What waits for an online unlock to carry it to the lock."""
+        flags = ["setup"] if self.setup_pending else []
+        if self.revocations_to_send:
+            flags.append("keys")
+        if any(qc.pending or qc.revoked for qc in self.quick_clicks.values()):
+            flags.append("quick_clicks")
+        return flags
 
     def issue_offline_key(self, tracking_key: str) -> OfflineKey:
         """The tracking key's active key, or a new one in the lowest never-used slot."""
@@ -101,6 +126,7 @@ class RegisteredLock:
         offline_key, unlock_command = offline_grant_material(self.key, slot)
         issued = OfflineKey(tracking_key, slot, offline_key.hex(), unlock_command.hex())
         self.offline_keys[tracking_key] = issued
+        self.slot_holders[slot] = tracking_key
         return issued
 
     def revoke_offline_key(self, tracking_key: str) -> None:
@@ -163,6 +189,8 @@ class IssuedCommands:
     unix_time: int
     commands: str
     revoked_slots: tuple[int, ...] = ()
+    quick_clicks_removed: tuple[str, ...] = ()
+    quick_clicks_added: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -200,6 +228,10 @@ class NokeCloudState:
     """Idempotency-Key of each upload already processed → SHA-256 of its body."""
     uploads_replayed: int = 0
     """Uploads answered from ``upload_keys`` without being processed again."""
+    batches: dict[tuple[str, str], IssuedCommands] = field(default_factory=dict)
+    """The latest command batch issued per (mac, session)."""
+    activity: list[ActivityEntry] = field(default_factory=list)
+    """Built from the records received, oldest first (see :mod:`simulators.noke_activity`)."""
     _batch_id: int = 0
 
     def __post_init__(self) -> None:
@@ -228,6 +260,12 @@ class NokeCloudState:
             )
         except ProtocolError:
             return  # kept as received, but it proves nothing
+        from simulators.noke_activity import note_contact, record_activity
+        from simulators.noke_quick_clicks import confirm_quick_clicks
+
+        record_activity(self, lock, record, opened)
+        note_contact(lock, record.received_time, record.session)
+        lock.internal_battery = opened.battery_mv
         if opened.record_type == RecordType.KEY and lock.setup_pending:
             lock.setup_pending = False
             lock.setup_count += 1
@@ -236,6 +274,9 @@ class NokeCloudState:
             # string (a setup record alone proves nothing: the link may have dropped after it).
             sent = self.revocations_sent.get((lock.mac.upper(), record.session), ())
             lock.confirmed_revocations.update(sent)
+            batch = self.batches.get((lock.mac.upper(), record.session))
+            if batch is not None:
+                confirm_quick_clicks(lock, batch.quick_clicks_removed, batch.quick_clicks_added)
 
 
 # --- server-side schemas, from the vendor documentation -------------------------------------
@@ -359,7 +400,7 @@ async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> 
             "internal_battery": lock.internal_battery,
             "external_battery": lock.external_battery,
             "status": "awaiting setup" if lock.setup_pending else "ready",
-            "flags": [],
+            "flags": lock.flags,
         }
         for lock in chosen
     ]
@@ -369,9 +410,14 @@ async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> 
 def _commands(action: str) -> Handler:
     async def handle(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
         body = _parse(CommandRequest, raw)
+        from simulators.noke_activity import note_contact
+        from simulators.noke_quick_clicks import carried_quick_clicks
+
         lock = state.find_lock(body.mac)
         if lock is None:
             raise _Refusal(7, f"Lock not found: {body.mac.upper()}")
+        # Quick clicks are synced by an online unlock (doc); a firmware update carries none.
+        removes, adds = carried_quick_clicks(lock) if action != "fwupdate" else ((), ())
         batch = IssuedCommands(
             mac=lock.mac.upper(),
             action=action,
@@ -382,6 +428,8 @@ def _commands(action: str) -> Handler:
             unix_time=clock(),
             commands="",
             revoked_slots=tuple(lock.revocations_to_send),
+            quick_clicks_removed=removes,
+            quick_clicks_added=tuple(code for code, _ in adds),
         )
         commands = cloud_command_string(
             lock.key,
@@ -391,8 +439,13 @@ def _commands(action: str) -> Handler:
             batch_id=batch.batch_id,
             setup=batch.setup,
             revoke_slots=batch.revoked_slots,
+            remove_quick_clicks=removes,
+            add_quick_clicks=adds,
         )
-        state.commands_issued.append(dataclasses.replace(batch, commands=commands))
+        issued = dataclasses.replace(batch, commands=commands)
+        state.commands_issued.append(issued)
+        state.batches[(batch.mac, batch.session)] = issued
+        note_contact(lock, batch.unix_time, batch.session)
         if batch.revoked_slots:
             state.revocations_sent[(batch.mac, batch.session)] = batch.revoked_slots
         return _envelope(action, data={"commands": commands}, token=secrets.token_hex(16))
@@ -559,9 +612,13 @@ def create_app(
         return _envelope("unknown", error_code=5, message="Invalid endpoint")
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    from simulators.noke_activity import handle_activity
+    from simulators.noke_quick_clicks import handle_qc
+
+    handlers = _ROUTES | {"qc": handle_qc, "activity": handle_activity}
     routes: list[BaseRoute] = [
         Route(path, endpoint(name, handler), methods=methods)
-        for name, handler in _ROUTES.items()
+        for name, handler in handlers.items()
         for path in (f"/{name}/", f"/{name}")
     ]
     routes.extend(extra_routes)

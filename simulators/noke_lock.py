@@ -6,6 +6,12 @@ packets the cloud sealed for *this* lock's key and *this* session, once each, in
 refuses everything else with the protocol's result code (``REFUSAL_RULES``). It notifies exactly
 20 bytes, keeps count of what it did, and remembers every server record it gave so a test can
 check that the companion delivered them all.
+
+Like the vendor's locks it ends every batch with a SHUTDOWN packet (``0x51 0x64``) once the last
+answer is out, after any records it sends "late" (the ``trailing_records`` switch). Quick clicks
+reach it only inside an online command string; :meth:`SimNokeLock.press_sequence` is someone
+entering a code on the shackle or button: it opens for a code it holds with uses left, counts
+the use down, and keeps a record that goes out as a 0x50 packet on the next connection.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass, field
 from blelock.vendors.noke import protocol as noke
 from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
 
-__all__ = ["MechanicalFaults", "SimNokeLock"]
+__all__ = ["LockHabits", "MechanicalFaults", "SimNokeLock"]
 
 _ATT_REQUEST_NOT_SUPPORTED = 0x06
 _ATT_WRITE_NOT_PERMITTED = 0x03
@@ -38,6 +44,29 @@ class MechanicalFaults:
     """Fail the next N unlocks / unshackles with FAILED_TO_UNLOCK / FAILED_TO_UNSHACKLE."""
 
 
+@dataclass
+class LockHabits:
+    """How the lock talks after a batch; switches a test flips to check the companion."""
+
+    trailing_records: int = 0
+    """Server records (RELOCKED) sent after the last answer of every batch, before SHUTDOWN."""
+    sends_shutdown: bool = True
+    """End every batch with a SHUTDOWN packet, as the vendor's locks do."""
+    short_notifications: int = 0
+    """Notify a 4-byte packet before the next N answers (iOS ignores them)."""
+
+
+@dataclass(frozen=True)
+class _StoredEvent:
+    """Something the lock did with nobody connected: reported on the next connection."""
+
+    record_type: noke.RecordType
+    event: noke.RecordEvent
+    detail: int
+    unix_time: int
+    counter: int
+
+
 DEVICE_INFORMATION_UUID = "0000180a-0000-1000-8000-00805f9b34fb"
 FIRMWARE_REVISION_UUID = "00002a26-0000-1000-8000-00805f9b34fb"
 DEVICE_INFORMATION_FROM = (2, 11)
@@ -53,6 +82,7 @@ class SimNokeLock:
     battery_mv: int = 2950
     rssi: int = -60
     mechanical: MechanicalFaults = field(default_factory=MechanicalFaults)
+    habits: LockHabits = field(default_factory=LockHabits)
     clock: Callable[[], int] = field(default=lambda: int(time.time()))
     clock_drift_s: int = 0
     """How far the lock's own clock is off (a fault switch: offline packets are checked against
@@ -66,6 +96,11 @@ class SimNokeLock:
     revoked_slots: set[int] = field(default_factory=set)
     """Offline key slots revoked by an online sync; the cloud may know of more."""
     refusals: collections.Counter[noke.ResultCode] = field(default_factory=collections.Counter)
+    quick_clicks: dict[str, int] = field(default_factory=dict)
+    """Codes the lock holds → uses left (255: unlimited), as online syncs left them."""
+    quick_click_unlocks: int = 0
+    presses_refused: int = 0
+    stored_events: list[_StoredEvent] = field(default_factory=list)
     server_records: list[tuple[str, str]] = field(default_factory=list)
     """(session hex, packet hex) of every 0x50 packet this lock sent, in order."""
     state: str = "locked"
@@ -77,6 +112,34 @@ class SimNokeLock:
     _session: bytes | None = None
     _checks: noke.LockSession | None = None
     _record_sequence: int = 0
+
+    def press_sequence(self, code: str) -> bool:
+        """Someone enters ``code`` (``1`` long press, ``0`` short) on the lock: True if it
+        opened. A limited code with no use left, or one the lock does not hold, does nothing."""
+        uses = self.quick_clicks.get(code, 0)
+        if self.in_dfu_mode or uses == 0:
+            self.presses_refused += 1
+            return False
+        if uses != noke.QUICK_CLICK_UNLIMITED:
+            uses -= 1
+            self.quick_clicks[code] = uses
+        self.quick_click_unlocks += 1
+        self.state = "unlocked"
+        self.stored_events.append(
+            _StoredEvent(
+                noke.RecordType.LOG,
+                noke.RecordEvent.QUICK_CLICK_UNLOCKED,
+                detail=uses,
+                unix_time=self.clock() + self.clock_drift_s,
+                counter=self._opened(),
+            )
+        )
+        if self._session is None:
+            self.state = "locked"  # nobody is connected: the shackle is closed again after use
+        return True
+
+    def _opened(self) -> int:
+        return self.unlocks + self.unshackles + self.offline_unlocks + self.quick_click_unlocks
 
     @property
     def address(self) -> str:
@@ -174,11 +237,44 @@ class SimNokeLock:
         if isinstance(verdict, noke.ResultCode):
             self.refusals[verdict] += 1
             return [(noke.NOTIFY_UUID, noke.answer(verdict))]
-        records, result = self._execute(verdict)
+        records = [self._stored_record(stored) for stored in self.stored_events]
+        self.stored_events.clear()
+        more, result = self._execute(verdict)
+        records += more
         notes = [(noke.NOTIFY_UUID, packet) for packet in records]
+        if self.habits.short_notifications:
+            self.habits.short_notifications -= 1
+            notes.append((noke.NOTIFY_UUID, bytes([noke.Destination.APP, 0x60, 0, 0])))
         answer = noke.answer(result, batch_id=verdict.batch_id, remaining=verdict.remaining)
         notes.append((noke.NOTIFY_UUID, answer))
+        if verdict.remaining == 0 and result is noke.ResultCode.SUCCESS and not self.in_dfu_mode:
+            notes += self._batch_end()
         return notes
+
+    def _batch_end(self) -> list[tuple[str, bytes]]:
+        """What follows the last answer: late records, then SHUTDOWN (lock state, no timeout)."""
+        notes = [
+            (
+                noke.NOTIFY_UUID,
+                self._record(
+                    noke.RecordType.LOG, event=noke.RecordEvent.RELOCKED, counter=self._opened()
+                ),
+            )
+            for _ in range(self.habits.trailing_records)
+        ]
+        if self.habits.sends_shutdown:
+            state = _FLAGS_LOCKED >> 5 if self.state == "locked" else 0
+            notes.append((noke.NOTIFY_UUID, noke.shutdown_notice(state, timed_out=False)))
+        return notes
+
+    def _stored_record(self, stored: _StoredEvent) -> bytes:
+        return self._record(
+            stored.record_type,
+            event=stored.event,
+            counter=stored.counter,
+            detail=stored.detail,
+            unix_time=stored.unix_time,
+        )
 
     def _execute(self, command: noke.Command) -> tuple[list[bytes], noke.ResultCode]:
         """Act on an authenticated command: the server records it produces, and the result."""
@@ -193,6 +289,19 @@ class SimNokeLock:
             return [], noke.ResultCode.SUCCESS
         if command.command is noke.CommandType.REMOVE_OFFLINE_KEY:
             self.revoked_slots.add(command.argument)
+            return [], noke.ResultCode.SUCCESS
+        if command.command is noke.CommandType.REMOVE_QUICK_CLICK:
+            assert command.quick_click is not None  # LockSession checked the field
+            self.quick_clicks.pop(command.quick_click, None)
+            return [], noke.ResultCode.SUCCESS
+        if command.command is noke.CommandType.ADD_QUICK_CLICK:
+            assert command.quick_click is not None
+            if command.quick_click in self.quick_clicks:
+                # Sent again until the cloud saw it arrive: the uses already spent stay spent.
+                return [], noke.ResultCode.SUCCESS
+            if len(self.quick_clicks) >= noke.QUICK_CLICKS_PER_LOCK:
+                return [], noke.ResultCode.INVALID_DATA
+            self.quick_clicks[command.quick_click] = command.argument
             return [], noke.ResultCode.SUCCESS
         if command.command is not noke.CommandType.UNLOCK:
             return [], noke.ResultCode.SUCCESS
@@ -212,15 +321,30 @@ class SimNokeLock:
         elif command.offline_slot is not None:
             self.offline_unlocks += 1
             self.state = "unlocked"
+            record = self._record(
+                noke.RecordType.UNLOCK,
+                event=noke.RecordEvent.OFFLINE_UNLOCKED,
+                counter=self._opened(),
+                detail=command.offline_slot,
+            )
+            return [record], noke.ResultCode.SUCCESS
         else:
             self.unlocks += 1
             self.state = "unlocked"
-        counter = self.unlocks + self.unshackles + self.offline_unlocks
-        return [self._record(noke.RecordType.UNLOCK, event=command.argument, counter=counter)], (
-            noke.ResultCode.SUCCESS
+        record = self._record(
+            noke.RecordType.UNLOCK, event=command.argument, counter=self._opened()
         )
+        return [record], noke.ResultCode.SUCCESS
 
-    def _record(self, record_type: noke.RecordType, *, event: int, counter: int) -> bytes:
+    def _record(
+        self,
+        record_type: noke.RecordType,
+        *,
+        event: int,
+        counter: int,
+        detail: int = 0,
+        unix_time: int | None = None,
+    ) -> bytes:
         assert self._checks is not None and self._session is not None
         self._record_sequence = (self._record_sequence + 1) & 0xFF
         packet = noke.seal_server_packet(
@@ -228,9 +352,10 @@ class SimNokeLock:
             record_type,
             sequence=self._record_sequence,
             event=event,
-            unix_time=self.clock(),
+            unix_time=self.clock() if unix_time is None else unix_time,
             battery_mv=self.battery_mv,
             counter=counter,
+            detail=detail,
         )
         self.server_records.append((self._session.hex(), packet.hex()))
         return packet

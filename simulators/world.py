@@ -39,7 +39,11 @@ from simulators.keyless_cloud import (
 from simulators.keyless_lock import SimKeylessLock
 from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
+from simulators.noke_switches import lock_routes
+from simulators.nuki_web import nuki_web_app
+from simulators.nuki_world import NukiWorld, add_nuki_locks, nuki_state
 from simulators.radio import LatencyModel, Radio, RadioServer
+from simulators.unloc_world import UnlocWorld, build_unloc_world
 
 __all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world", "world_state"]
 
@@ -66,6 +70,10 @@ class WorldSpec:
     keyless_locks: int = 0
     """Keyless padlocks, claimed on the simulated platform; a technician user may open each
     (OPEN and UPDATE_TIME permissions) once it activates its invitation."""
+    nuki_locks: int = 0
+    """Nuki Smart Locks, in pairing mode (simulators/nuki_world.py)."""
+    unloc_locks: int = 0
+    """Locks of the simulated Unloc project (cloud only: Unloc's app opens them)."""
 
 
 @dataclass
@@ -85,6 +93,8 @@ class World:
     bootloaders: list[SimDfuTarget] = field(default_factory=list)
     """Each lock's Nordic bootloader (same index), silent until a firmware-update command."""
     keyless: KeylessWorld | None = None
+    nuki: NukiWorld | None = None
+    unloc: UnlocWorld | None = None
 
 
 def build_world(spec: WorldSpec) -> World:
@@ -139,7 +149,17 @@ def build_world(spec: WorldSpec) -> World:
         for tracking_key in spec.offline_tracking_keys:
             registered.issue_offline_key(tracking_key)
     keyless = _keyless_world(spec, rng, radio) if spec.keyless_locks else None
-    return World(radio=radio, locks=locks, cloud=cloud, bootloaders=bootloaders, keyless=keyless)
+    nuki = add_nuki_locks(spec.nuki_locks, spec.seed, radio) if spec.nuki_locks else None
+    unloc = build_unloc_world(spec.unloc_locks) if spec.unloc_locks else None
+    return World(
+        radio=radio,
+        locks=locks,
+        cloud=cloud,
+        bootloaders=bootloaders,
+        keyless=keyless,
+        nuki=nuki,
+        unloc=unloc,
+    )
 
 
 PERMISSION_SPAN = dt.timedelta(days=365)
@@ -206,6 +226,7 @@ def world_state(world: World) -> dict[str, Any]:
             "noke": dict(cloud.requests),
             "keyless": {} if world.keyless is None else dict(world.keyless.platform.requests),
         },
+        "nuki": nuki_state(world.nuki),
         "bootloaders": {
             lock.mac: {
                 "in_dfu_mode": bootloader.in_dfu_mode,
@@ -242,6 +263,8 @@ class RunningWorld:
     radio_address: str
     cloud_url: str
     keyless_url: str | None = None
+    nuki_web_url: str | None = None
+    unloc_url: str | None = None
     switches: dict[str, CloudSwitch] = field(default_factory=dict)
     """Each cloud's runtime switch (down, slow, back; lost answers), by vendor; also over HTTP
     at ``/_sim/cloud`` on that cloud's port (see :mod:`simulators.cloud_switch`)."""
@@ -249,14 +272,32 @@ class RunningWorld:
     @property
     def environment(self) -> dict[str, str]:
         """The settings that point ``blelock`` (and the sim bleak backend) at this world."""
+        return (
+            {
+                "BLELOCK_NOKE_URL": self.cloud_url,
+                "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
+                "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
+                "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
+                "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
+                "BLELOCK_SIM_RADIO": self.radio_address,
+            }
+            | self._keyless_environment()
+            | self._nuki_environment()
+            | self._unloc_environment()
+        )
+
+    def _unloc_environment(self) -> dict[str, str]:
+        unloc = self.world.unloc
+        return {} if unloc is None or self.unloc_url is None else unloc.environment(self.unloc_url)
+
+    def _nuki_environment(self) -> dict[str, str]:
+        nuki = self.world.nuki
+        if nuki is None or self.nuki_web_url is None:
+            return {}
         return {
-            "BLELOCK_NOKE_URL": self.cloud_url,
-            "BLELOCK_NOKE_API_KEY": self.world.cloud.api_key,
-            "BLELOCK_NOKE_MOBILE_KEY": self.world.cloud.mobile_key,
-            "BLELOCK_BLE_CLIENT_BACKEND": CLIENT_BACKEND,
-            "BLELOCK_BLE_SCANNER_BACKEND": SCANNER_BACKEND,
-            "BLELOCK_SIM_RADIO": self.radio_address,
-        } | self._keyless_environment()
+            "BLELOCK_NUKI_WEB_URL": self.nuki_web_url,
+            "BLELOCK_NUKI_API_TOKEN": nuki.web.api_token,
+        }
 
     def _keyless_environment(self) -> dict[str, str]:
         keyless = self.world.keyless
@@ -309,7 +350,9 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
         async with contextlib.AsyncExitStack() as stack:
             switches = {
                 "noke": CloudSwitch(
-                    create_app(world.cloud, extra_routes=[introspection]),
+                    create_app(
+                        world.cloud, extra_routes=[introspection, *lock_routes(world.locks)]
+                    ),
                     "noke",
                     lambda method, path: method == "POST" and path.rstrip("/") == "/upload",
                 )
@@ -323,6 +366,23 @@ async def serve_world(world: World) -> AsyncIterator[RunningWorld]:
                     lambda method, path: method == "POST" and path.rstrip("/").endswith("-log"),
                 )
                 keyless_url = await stack.enter_async_context(_serve_http(switches["keyless"]))
-            yield RunningWorld(world, radio_server.address, cloud_url, keyless_url, switches)
+            nuki_web_url = None
+            if world.nuki is not None:
+                nuki_web_url = await stack.enter_async_context(
+                    _serve_http(nuki_web_app(world.nuki.web))
+                )
+            unloc_url = None
+            if world.unloc is not None:
+                switches["unloc"] = CloudSwitch(world.unloc.app(), "unloc", lambda m, p: False)
+                unloc_url = await stack.enter_async_context(_serve_http(switches["unloc"]))
+            yield RunningWorld(
+                world,
+                radio_server.address,
+                cloud_url,
+                keyless_url=keyless_url,
+                nuki_web_url=nuki_web_url,
+                unloc_url=unloc_url,
+                switches=switches,
+            )
     finally:
         await radio_server.close()

@@ -91,6 +91,8 @@ def test_a_third_vendor_is_scanned_opened_kept_listed_and_uploaded(
         "pending": 0,
         "records": [],
         "set_aside": [],
+        "kept": 0,
+        "kept_records": [],
     }
 
 

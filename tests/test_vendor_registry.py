@@ -18,7 +18,7 @@ def test_naming_the_vendors_imports_no_plugin() -> None:
         "print(names, [m for m in sys.modules if m.startswith('blelock.vendors')])"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "['noke', 'keyless'] []"
+    assert out.stdout.strip() == "['noke', 'keyless', 'nuki', 'unloc'] []"
 
 
 def test_scanning_constants_agree_with_the_protocols() -> None:

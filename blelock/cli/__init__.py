@@ -160,6 +160,18 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         default=2,
         help="simulated Keyless padlocks (default 2)",
     )
+    parser.add_argument(
+        "--nuki-locks",
+        type=_non_negative_int,
+        default=1,
+        help="simulated Nuki Smart Locks (default 1)",
+    )
+    parser.add_argument(
+        "--unloc-locks",
+        type=_non_negative_int,
+        default=1,
+        help="locks of the simulated Unloc project, given a phone key and back (default 1)",
+    )
 
 
 def _access_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,12 +19,13 @@ import os
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from blelock import registry
 from blelock.cli.render import show_results
+from blelock.cloud._http import make_client, map_http_errors, raise_for_status
 from blelock.config import Settings, load_settings
 from blelock.errors import BlelockError, lock_context
 from blelock.jobs import context, open_store, run_operation
@@ -32,7 +33,7 @@ from blelock.model import VisitResult
 from blelock.store import Store
 from blelock.sync import sync_keys, sync_vendor
 from blelock.transport.scan import Found, scan
-from blelock.vendors.base import OperationRequest, VendorPlugin
+from blelock.vendors.base import DemoHooks, OperationRequest, VendorPlugin
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
@@ -52,6 +53,9 @@ class DemoReport:
     heard: int = 0
     lease: dict[str, str] = field(default_factory=dict)
     """The renter's grant: each unit (vendor:lock) and its status after a reconcile."""
+    notes: list[str] = field(default_factory=list)
+    """What the cloud-only vendors' steps did, in order."""
+    opened: int = 0
 
 
 def caption(report: DemoReport) -> str:
@@ -64,7 +68,9 @@ def caption(report: DemoReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(_demo(args.locks, args.keyless_locks, args.seed))
+    report = asyncio.run(
+        _demo(args.locks, args.keyless_locks, args.seed, args.nuki_locks, args.unloc_locks)
+    )
     show_results(
         report.results,
         report.failures,
@@ -72,16 +78,22 @@ def run(args: argparse.Namespace) -> int:
         caption=caption(report),
         extra={
             "logs": {"uploaded": report.uploaded, "pending": report.pending},
+            "notes": report.notes,
             "lease": {"holder": RENTER, "units": report.lease},
         },
     )
-    complete = len(report.results) == 2 * report.heard and report.heard > 0
+    if not args.json:
+        for note in report.notes:
+            print(note)
+    complete = report.opened == 2 * report.heard and report.heard > 0
     leased = all(status == "active" for status in report.lease.values())
     return 0 if complete and leased and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
-async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncIterator[dict[str, Any]]:
+async def simulator(
+    locks: int, seed: int, keyless_locks: int = 0, nuki_locks: int = 0, unloc_locks: int = 0
+) -> AsyncIterator[dict[str, Any]]:
     """A ``blelock-sim`` child; yields what it announced (``env`` points blelock at it)."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -95,6 +107,10 @@ async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncItera
         str(seed),
         "--keyless-locks",
         str(keyless_locks),
+        "--nuki-locks",
+        str(nuki_locks),
+        "--unloc-locks",
+        str(unloc_locks),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -132,8 +148,10 @@ async def simulator(locks: int, seed: int, keyless_locks: int = 0) -> AsyncItera
             await child.wait()
 
 
-async def _demo(locks: int, keyless_locks: int, seed: int) -> DemoReport:
-    async with simulator(locks, seed, keyless_locks) as announced:
+async def _demo(
+    locks: int, keyless_locks: int, seed: int, nuki_locks: int = 0, unloc_locks: int = 0
+) -> DemoReport:
+    async with simulator(locks, seed, keyless_locks, nuki_locks, unloc_locks) as announced:
         environment = announced["env"]
         # A throwaway store: the demo must not touch a technician's real keys or logs.
         with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:
@@ -165,8 +183,10 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
                     hint="the machine may be overloaded; try again",
                 )
             )
-        await _open_each(found, settings, store, report)
         owners = {f.sighting.vendor for f in found}
+        await _vendors_part(plugins, "before", found, settings, store, announced, report)
+        await _open_each(found, settings, store, report)
+        await _vendors_part(plugins, "after", found, settings, store, announced, report)
         await _sync_keys(settings, store, [plugins[v] for v in owners], found, announced, report)
         await _open_each(found, _no_signal(settings), store, report)
         await _lease(settings, store, found, announced, report)
@@ -224,6 +244,47 @@ async def _lease(
     report.lease = {t.lock.text(): t.status.value for t in done.targets}
 
 
+async def _vendors_part(
+    plugins: Mapping[str, VendorPlugin],
+    when: str,
+    found: Sequence[Found],
+    settings: Settings,
+    store: Store,
+    announced: Mapping[str, Any],
+    report: DemoReport,
+) -> None:
+    """Each vendor's own steps of the day (pairing, keypad codes, reading a log, a cloud-only
+    vendor's key management), for the vendors heard and those the simulator set a step up for."""
+    given = announced.get("demo", {})
+    for name in sorted({f.sighting.vendor for f in found} | set(given)):
+        plugin = plugins[name]
+        ctx = context(plugin, settings, store)
+        mine = [f for f in found if f.sighting.vendor == name]
+        setup = given.get(name, {})
+        clock = _cloud_clock(settings, setup.get("clock_url"))
+        hooks = DemoHooks(setup, clock, report.notes.append)
+        step = plugin.demo_before_opening if when == "before" else plugin.demo_after_opening
+        try:
+            report.results += await step(ctx, mine, hooks)
+        except BlelockError as exc:
+            report.failures.append(exc)
+
+
+def _cloud_clock(settings: Settings, clock_url: object) -> Callable[[dt.datetime], Awaitable[None]]:
+    """Moves the simulated cloud's clock through blelock-sim's switch, reached as any client
+    would; a vendor the simulator gave no clock for is refused."""
+
+    async def set_cloud_time(at: dt.datetime) -> None:
+        if not isinstance(clock_url, str):
+            raise BlelockError("the simulator gave this vendor no clock to move")
+        async with make_client(clock_url, settings.timeouts) as client:
+            with map_http_errors():
+                answer = await client.post(clock_url, json={"at": at.isoformat()})
+            raise_for_status(answer)
+
+    return set_cloud_time
+
+
 async def _sync_keys(
     settings: Settings,
     store: Store,
@@ -259,6 +320,7 @@ async def _open_each(
                         found=lock,
                     )
                 )
+                report.opened += 1
         except BlelockError as exc:
             report.failures.append(exc)
 

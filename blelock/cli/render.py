@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from blelock.errors import BlelockError, ConfigError, UsageError
-from blelock.model import KeyInfo, LogRecord, Sighting, VisitResult
+from blelock.model import KeptLog, KeyInfo, LogRecord, Sighting, VisitResult
 from blelock.protocol.dfu_package import DfuPackage
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ def sighting_payload(sighting: Sighting) -> dict[str, Any]:
         "firmware": sighting.firmware,
         "state": sighting.state.value,
         "rssi": sighting.rssi,
+        "flags": list(sighting.flags),
     }
 
 
@@ -123,7 +124,7 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
             escape(s.name),
             escape(s.hardware),
             escape(s.firmware or "-"),
-            s.state.value,
+            s.state.value + (f" ({', '.join(s.flags)})" if s.flags else ""),
             "-" if s.rssi is None else f"{s.rssi} dBm",
         )
     _console().print(table)
@@ -319,12 +320,25 @@ def show_pending_logs(
     *,
     as_json: bool,
     failed: Sequence[Any] = (),
+    kept: tuple[int, Sequence[KeptLog]] = (0, ()),
 ) -> None:
-    """``failed``: batches the cloud refused for good (store.outbox.FailedBatch)."""
+    """``failed``: batches the cloud refused for good (store.outbox.FailedBatch); ``kept``:
+    entries kept here that go to no cloud from here (how many, and the newest)."""
+    kept_count, kept_logs = kept
     if as_json:
         print_json(
             {
                 "pending": count,
+                "kept": kept_count,
+                "kept_records": [
+                    {
+                        "vendor": k.vendor,
+                        "lock_id": k.lock_id,
+                        "at": None if k.at is None else k.at.isoformat(),
+                        "summary": k.summary,
+                    }
+                    for k in kept_logs
+                ],
                 "set_aside": [
                     {
                         "batch": f.key,
@@ -359,6 +373,17 @@ def show_pending_logs(
     if count > len(records):
         table.caption = f"showing the oldest {len(records)}"
     _console().print(table)
+    if kept_count:
+        kept_table = Table(title=f"{kept_count} log entr(ies) kept here (no cloud takes them)")
+        kept_table.add_column("lock", no_wrap=True)
+        for column in ("vendor", "when", "entry"):
+            kept_table.add_column(column)
+        for k in kept_logs:
+            when = "-" if k.at is None else _when(k.at)
+            kept_table.add_row(k.lock_id, k.vendor, when, escape(k.summary))
+        if kept_count > len(kept_logs):
+            kept_table.caption = f"showing the newest {len(kept_logs)}"
+        _console().print(kept_table)
     for f in failed:
         _console().print(
             f"[red]{f.records} record(s) set aside:[/] the cloud refused them "

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from blelock.config import Timeouts
 from blelock.errors import (
@@ -38,6 +39,7 @@ __all__ = [
     "OFFLINE_HINT",
     "CloudClient",
     "RetryPolicy",
+    "answer_as",
     "cannot_serve",
     "json_body",
     "make_client",
@@ -48,6 +50,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +297,21 @@ def json_body(response: httpx.Response) -> object:
             status=response.status_code,
             hint=_NOT_JSON_HINT,
             transient=True,
+        ) from None
+
+
+def answer_as(model: type[M], value: object, *, who: str, what: str, hint: str) -> M:
+    """``value`` (a cloud's answer) as ``model``, or a one-line CloudRejected naming the first
+    field that does not fit: ``{who} answered {what} with an unexpected shape: keys.0.id (…)``;
+    never the value itself (it may hold a secret)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the body"
+        raise CloudRejected(
+            f"{who} answered {what} with an unexpected shape: {where} ({first['msg'].lower()})",
+            hint=hint,
         ) from None
 
 

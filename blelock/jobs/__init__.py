@@ -61,7 +61,9 @@ def candidates(text: str, operation: str | None = None) -> list[tuple[VendorPlug
     accepted = False
     first_error: UsageError | None = None
     for plugin in registry.plugins().values():
-        able = operation is None or operation in plugin.operations
+        # A vendor without operations (cloud-only) opens nothing: never a candidate, and its
+        # refusal is not the one to report.
+        able = bool(plugin.operations) and (operation is None or operation in plugin.operations)
         try:
             canonical = plugin.parse_lock_id(text)
         except UsageError as exc:

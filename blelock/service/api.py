@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import importlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -45,7 +47,7 @@ from blelock.errors import (
     UsageError,
 )
 from blelock.grants import Code
-from blelock.model import KeyHealth
+from blelock.model import KeyHealth, PhoneKeyRequest, WeeklyWindow
 from blelock.service.logs import logger
 from blelock.service.runner import (
     Health,
@@ -57,7 +59,7 @@ from blelock.service.runner import (
     VendorHealth,
 )
 from blelock.store.outbox import room_problem
-from blelock.vendors.base import OperationSpec, OptionSpec, OptionValue
+from blelock.vendors.base import Facts, OperationSpec, OptionSpec, OptionValue, VendorContext
 
 __all__ = ["OPEN_PATHS", "create_app"]
 
@@ -150,6 +152,44 @@ def body_model(
     title = "".join(part.title() for part in operation.replace("_", "-").split("-"))
     model: type[OperationBody] = create_model(f"{title}Request", __base__=OperationBody, **fields)
     return model
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class WeeklyWindowBody(_Strict):
+    weekday: Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    start: dt.time = Field(description="lock-local wall-clock time, e.g. 09:00")
+    end: dt.time | None = Field(default=None, description="lock-local; null: until midnight")
+
+
+class PhoneKeyBody(_Strict):
+    """A key for a renter's phone, which the vendor's own app opens the lock with."""
+
+    vendor: Annotated[str | None, AfterValidator(_known_vendor)] = Field(
+        default=None, description="only needed when several vendors give keys to phones"
+    )
+    lock_id: str = Field(min_length=1, max_length=64, description="the vendor's lock id")
+    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +4799887766")
+    start: AwareDatetime | None = Field(default=None, description="null: now")
+    end: AwareDatetime | None = Field(default=None, description="null: until revoked")
+    weekly: list[WeeklyWindowBody] = Field(
+        default_factory=list, max_length=7, description="opening hours; none: at any time"
+    )
+
+    def request(self) -> PhoneKeyRequest:
+        windows = tuple(
+            WeeklyWindow(_WEEKDAYS.index(w.weekday), w.start, w.end) for w in self.weekly
+        )
+        return PhoneKeyRequest(self.lock_id, self.phone, self.start, self.end, windows)
+
+
+class PhoneRevokeBody(_Strict):
+    vendor: Annotated[str | None, AfterValidator(_known_vendor)] = None
+    phone: str = Field(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164")
+    lock_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="only its keys on this lock"
+    )
 
 
 class ErrorView(BaseModel):
@@ -631,7 +671,7 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
         long_running = all(spec.long_running for _, spec in offered)
 
         async def operate(lock_id: str, response: Response, body: OperationBody) -> Any:
-            plugin, canonical = runner.resolve(lock_id, body.vendor, operation)
+            plugin, canonical = await runner.resolve_heard(lock_id, body.vendor, operation)
             spec = plugin.operations.get(operation)
             given = _parse_options(body, options, spec)
             name: str | None = getattr(body, "package", None)
@@ -689,6 +729,46 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
 
     for name in runner.operation_names():
         _operation_route(name)
+
+    if any(plugin.phone_keys for plugin in plugins.values()):
+
+        @app.post(
+            "/v1/phone-keys",
+            response_model=JobView,
+            status_code=202,
+            responses=failure,
+            summary="give a phone a key for a lock (a job: poll /v1/jobs/{id})",
+        )
+        async def issue_phone_key(body: PhoneKeyBody, response: Response) -> JobView:
+            plugin = runner.phone_key_vendor(body.vendor)
+            request = body.request()
+            plugin.check_phone_key(request)  # a 422 now rather than a job that fails
+
+            async def call(ctx: VendorContext) -> Facts:
+                return await plugin.issue_phone_key(ctx, request)
+
+            job = runner.submit_cloud(plugin, body.lock_id, "issue-phone-key", call)
+            return _accepted(job, response)
+
+        @app.post(
+            "/v1/phone-keys/revoke",
+            response_model=JobView,
+            status_code=202,
+            responses=failure,
+            summary="take away a phone's keys (on one lock, when given; a job)",
+        )
+        async def revoke_phone_keys(body: PhoneRevokeBody, response: Response) -> JobView:
+            plugin = runner.phone_key_vendor(body.vendor)
+
+            async def call(ctx: VendorContext) -> Facts:
+                return await plugin.revoke_phone_keys(ctx, body.phone, body.lock_id)
+
+            job = runner.submit_cloud(plugin, body.lock_id or "", "revoke-phone-keys", call)
+            return _accepted(job, response)
+
+    def _accepted(job: Job, response: Response) -> JobView:
+        response.headers["Location"] = f"/v1/jobs/{job.id}"
+        return _job_view(job)
 
     @app.get(
         "/v1/jobs/{job_id}",
@@ -790,6 +870,11 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
     async def lock_constraints(lock_id: LockIdPath) -> dict[str, object]:
         rules = await access.constraints(lock_id, access.access_plugins(), runner.access_context)
         return rules.as_json()
+
+    for plugin in plugins.values():
+        if plugin.api_module is not None:  # a vendor's own routes, under the same token
+            vendor_routes = importlib.import_module(plugin.api_module).router(runner.settings)
+            app.include_router(vendor_routes, prefix=f"/v1/{plugin.name}", responses=failure)
 
     @app.get("/v1/health", response_model=HealthView, summary="adapter, cloud, outbox, keys")
     async def health() -> HealthView:

@@ -72,6 +72,8 @@ class Job:
     budget_s: float
     """The whole operation's time budget (from the plugin's OperationSpec)."""
     long_running: bool = False
+    radio: bool = True
+    """It takes one of the adapter's connection slots (False: only a vendor's cloud is asked)."""
     state: JobState = JobState.QUEUED
     started_seq: int | None = None
     finished_seq: int | None = None
@@ -122,6 +124,7 @@ class JobQueue:
         *,
         budget_s: float,
         long_running: bool = False,
+        radio: bool = True,
     ) -> Job:
         """Queue ``work`` on ``lock_id`` and return its job at once; a full queue raises
         LockBusy here and changes nothing."""
@@ -142,6 +145,7 @@ class JobQueue:
             created_at=self._clock.now_utc(),
             budget_s=budget_s,
             long_running=long_running,
+            radio=radio,
         )
         self._remember(job)
         # Tasks start in creation order, so they reach the FIFO gate in submission order.
@@ -226,6 +230,8 @@ class JobQueue:
                     f"waited {wait:g} s for the operations before it on this lock"
                 ) from None
             try:
+                if not job.radio:
+                    return await self._execute(job, work)
                 try:
                     async with asyncio.timeout(wait):
                         await self._slots.acquire()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -24,6 +24,7 @@ from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
 from blelock.errors import (
     BlelockError,
+    CloudJobRunning,
     CloudTimeout,
     CloudUnavailable,
     ConfigError,
@@ -40,6 +41,7 @@ from blelock.service.view import LiveView, SeenLock
 from blelock.store import Store
 from blelock.transport.scan import scan
 from blelock.vendors.base import (
+    Facts,
     Mode,
     OperationRequest,
     OptionValue,
@@ -64,6 +66,8 @@ __all__ = [
 SCAN_WINDOW_S = 5.0
 """One scan window, after which the view is updated: fresh enough for someone walking up to a
 kiosk, and restarting discovery every few seconds costs BlueZ nothing."""
+CLOUD_JOB_BUDGET_S = 360.0
+"""A key made for a phone: the vendor's own job may take minutes (its wait gives up at 300 s)."""
 DRAIN_GRACE_S = 5.0
 """Added to the longest running job's own budget when SIGTERM drains in-flight work."""
 
@@ -226,6 +230,20 @@ class Runner:
             hint=f'say which with "vendor" ({names.replace(", ", " or ")})',
         )
 
+    async def resolve_heard(
+        self, lock_id: str, vendor: str | None = None, operation: str | None = None
+    ) -> tuple[VendorPlugin, str]:
+        """:meth:`resolve`, after letting the scan hear an id several vendors could own (a MAC
+        is Nokē's or Nuki's) that no scan window has heard yet: up to one scan timeout, so a
+        request that comes before the first window is not refused for being early."""
+        if vendor is None and len(jobs.candidates(lock_id, operation)) > 1:
+            ids = [(plugin.name, canonical) for plugin, canonical in jobs.candidates(lock_id)]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.timeouts.scan):
+                    while self.view.owner(ids) is None:
+                        await self.wait_for_scans(self.scans_completed + 1)
+        return self.resolve(lock_id, vendor, operation)
+
     async def load_package(self, name: str) -> DfuPackage:
         """A firmware package by file name from ``serve_firmware_dir``, the only place the API
         may take one from."""
@@ -304,6 +322,60 @@ class Runner:
             budget_s=spec.budget(self.settings),
             long_running=spec.long_running,
         )
+
+    def phone_key_vendor(self, vendor: str | None) -> VendorPlugin:
+        """The vendor named, or the only one here that gives keys to phones."""
+        offering = [plugin for plugin in self.plugins.values() if plugin.phone_keys]
+        if vendor is not None:
+            plugin = registry.plugin(vendor)
+            if not plugin.phone_keys:
+                raise UsageError(
+                    f"{plugin.title} gives no keys to phones",
+                    hint=f"phone keys come from: {', '.join(p.name for p in offering) or 'none'}",
+                )
+            return plugin
+        if len(offering) != 1:
+            names = ", ".join(plugin.name for plugin in offering)
+            raise UsageError(
+                "no vendor here gives keys to phones"
+                if not offering
+                else f"several vendors give keys to phones ({names})",
+                hint='say which with "vendor"' if offering else None,
+            )
+        return offering[0]
+
+    def submit_cloud(
+        self,
+        plugin: VendorPlugin,
+        lock_id: str,
+        operation: str,
+        call: Callable[[VendorContext], Awaitable[Facts]],
+    ) -> Job:
+        """Queue work that only asks the vendor's cloud (no radio, no connection slot): a
+        phone's key made or taken away. Answered at once with the job to poll."""
+        if not self._accepting:
+            raise ServiceStopping("the service is stopping and takes no new operations")
+        store = self.store
+
+        async def work(job: Job) -> Result:
+            ctx = jobs.context(
+                plugin, self.settings, store, clock=self._clock, progress=job.progress
+            )
+            try:
+                facts = await call(ctx)
+            except CloudJobRunning:
+                self._statuses[plugin.name].cloud_seen(reachable=True)  # it answered each poll
+                raise
+            except (CloudUnavailable, CloudTimeout):
+                self._statuses[plugin.name].cloud_seen(reachable=False)
+                raise
+            self._statuses[plugin.name].cloud_seen(reachable=True)
+            return dict(facts)
+
+        return self._queue.submit(
+            lock_id, plugin.name, operation, work, budget_s=CLOUD_JOB_BUDGET_S,
+            long_running=True, radio=False,
+        )  # fmt: skip
 
     def job(self, job_id: str) -> Job | None:
         return self._queue.job(job_id)

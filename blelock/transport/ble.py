@@ -339,6 +339,13 @@ async def _learn_mtu(client: BleakClient, timeout: float) -> None:
     acquire = getattr(getattr(client, "_backend", None), "_acquire_mtu", None)
     if acquire is None:
         return
+    # bleak asks a characteristic that writes without response or notifies; a lock whose
+    # characteristics only indicate (Nuki's) has none, and keeps the default MTU of 23 (set
+    # as bleak's warning says, so that reading it does not warn).
+    usable = {"write-without-response", "notify"}
+    if not any(usable & set(c.properties) for c in client.services.characteristics.values()):
+        client._backend._mtu_size = 23  # type: ignore[attr-defined]
+        return
     with map_bleak_errors("learning the link's packet size"):
         async with asyncio.timeout(timeout):
             await acquire()

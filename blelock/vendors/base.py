@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 from blelock.clock import Clock, SystemClock
 from blelock.errors import UsageError
-from blelock.model import Advert, KeyInfo, LogRecord, Sighting, VisitResult
+from blelock.model import (
+    Advert,
+    KeptLog,
+    KeyInfo,
+    LogRecord,
+    PhoneKeyRequest,
+    Sighting,
+    VisitResult,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -37,6 +45,8 @@ __all__ = [
     "AccessSession",
     "AccessTranslation",
     "Applied",
+    "DemoHooks",
+    "Facts",
     "Mode",
     "OperationRequest",
     "OperationSpec",
@@ -52,6 +62,8 @@ ALL_MODES: frozenset[Mode] = frozenset({"auto", "online", "offline"})
 S = TypeVar("S", bound="BaseModel")
 
 OptionValue = str | int | bool
+Facts = Mapping[str, str | int | float | bool | None]
+"""Flat, JSON-ready facts about what a call did (a job's result)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,17 @@ class VendorContext:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DemoHooks:
+    """What ``blelock demo`` hands a plugin's own steps: what the simulator announced for it
+    (``setup``), a way to move the simulated cloud's clock (where the simulator gave one), and
+    where to say what happens."""
+
+    setup: Mapping[str, object]
+    set_cloud_time: Callable[[dt.datetime], Awaitable[None]]
+    say: Callable[[str], None]
+
+
 class VendorPlugin:
     """A vendor, as everything above the seam sees it. Subclass it and override what the vendor
     has; the defaults are those of a vendor without it (a cloud-only vendor has no adverts and
@@ -165,6 +188,9 @@ class VendorPlugin:
     """A module with ``add_arguments(parser)`` and ``run(args) -> int``: the ``blelock NAME …``
     subtree, imported only when that command runs."""
     cli_summary: str = ""
+    api_module: str | None = None
+    """A module with ``router(settings) -> fastapi.APIRouter``: the kiosk API's routes of this
+    vendor, mounted at ``/v1/NAME`` under the service's bearer token."""
 
     def records_per_visit(self) -> int:
         """The most records one visit can give: room for them is made before the lock is
@@ -225,10 +251,49 @@ class VendorPlugin:
         None: the vendor takes no grants."""
         return None
 
+    async def demo_before_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], hooks: DemoHooks
+    ) -> Sequence[VisitResult]:
+        """``blelock demo``: what a technician does with this vendor's locks (those heard)
+        before opening them; what it did, to show. A failure is raised."""
+        return ()
+
+    async def demo_after_opening(
+        self, ctx: VendorContext, locks: Sequence[Found], hooks: DemoHooks
+    ) -> Sequence[VisitResult]:
+        """``blelock demo``: what is done once the locks were opened (a cloud-only vendor,
+        which has no locks to hear, does its key management here)."""
+        return ()
+
+    async def kept_logs(self, ctx: VendorContext, limit: int) -> tuple[int, Sequence[KeptLog]]:
+        """Log entries kept here that go to no cloud from here (how many, and the newest
+        ``limit``): a vendor whose cloud gets its locks' logs another way keeps them for
+        ``blelock logs`` to show."""
+        return 0, ()
+
     async def enroll(self, ctx: VendorContext, invitation: str) -> str:
         """Make this companion one of the vendor's devices with the invitation code its
         administrator handed out; returns the id the vendor gave it."""
         raise UsageError(f"{self.title} has no enrolment of devices")
+
+    phone_keys: bool = False
+    """Its cloud gives phones keys that the vendor's own app opens locks with (the kiosk's
+    ``/v1/phone-keys``): :meth:`issue_phone_key` and :meth:`revoke_phone_keys`."""
+
+    def check_phone_key(self, request: PhoneKeyRequest) -> None:
+        """Refuse (UsageError naming what is wrong) what this vendor would refuse, before any
+        job is queued or anything sent; :meth:`issue_phone_key` checks again."""
+
+    async def issue_phone_key(self, ctx: VendorContext, request: PhoneKeyRequest) -> Facts:
+        """Give ``request.phone`` a key for the lock and wait until the vendor made it;
+        ``ctx.progress(done, total)`` as keys are made. Facts: the key's id and state, …"""
+        raise UsageError(f"{self.title} gives no keys to phones")
+
+    async def revoke_phone_keys(
+        self, ctx: VendorContext, phone: str, lock_id: str | None = None
+    ) -> Facts:
+        """Take away every key of ``phone`` (on ``lock_id`` only, when given)."""
+        raise UsageError(f"{self.title} gives no keys to phones")
 
 
 # --- access: grants in a vendor's own form ---------------------------------------------------

@@ -49,7 +49,8 @@ def modelled_minimum(packets: int, *, online: bool) -> float:
         MODEL.advertising_interval_s
         + MODEL.connect_s
         + 2 * MODEL.connection_interval_s  # subscribe (CCCD write), read the session
-        + (CLOUD_LATENCY_S if online else 0.0)
+        # Online: the commands, then the session's records uploaded at once (as Nokē's apps do).
+        + (2 * CLOUD_LATENCY_S if online else 0.0)
         + packets * MODEL.write_round_trip_s
     )
 

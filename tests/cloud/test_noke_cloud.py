@@ -319,7 +319,7 @@ async def test_locks_lists_filters_and_refuses_unknown(cloud: NokeCloud, wire: R
     (hd,) = await cloud.locks([HD_MAC])
     assert (hd.mac, hd.hw_version, hd.fw_version, hd.serial) == (HD_MAC, "4I", "3.14", "SIM-001")
     assert hd.status == "awaiting setup"
-    assert hd.flags == ()
+    assert hd.flags == ("setup",)  # waits for its first online unlock
     assert wire.sent[-1][1] == {"macs": [HD_MAC]}
 
     with pytest.raises(UnknownLock, match="AA:BB:CC:DD:EE:FF"):

@@ -40,7 +40,7 @@ def test_the_unlock_alone_of_a_batch_with_revocations_is_refused() -> None:
     # The same batch whole, in order: revocations first, then the lock opens.
     session = _session(lock)
     notes = [n for packet in _batch(lock, session) for n in lock.on_write(noke.WRITE_UUID, packet)]
-    assert _results(notes) == [noke.ResultCode.SUCCESS] * 3
+    assert _results(notes) == [noke.ResultCode.SUCCESS] * 3 + [noke.ResultCode.SHUTDOWN]
     assert lock.revoked_slots == {3, 4} and lock.unlocks == 1
 
 

@@ -22,11 +22,10 @@ project's documented stand-in for the non-public Mobile API (see simulators/keyl
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import httpx
@@ -36,12 +35,14 @@ from blelock.clock import Clock, SystemClock
 from blelock.cloud._http import (
     CloudClient,
     RetryPolicy,
+    answer_as,
     is_transient,
     json_body,
     map_http_errors,
     parse_retry_after,
     with_retries,
 )
+from blelock.cloud._token_auth import RenewingBearerAuth
 from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -245,22 +246,14 @@ def raise_for_problem(
 
 
 def _validate(model: type[_ModelT], value: object, what: str, host: str) -> _ModelT:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        raise CloudRejected(
-            f"the Keyless platform at {host} answered {what} with an unexpected shape: "
-            f"{where} ({first['msg'].lower()})",
-            hint=_BUG_HINT,
-        ) from None
+    who = f"the Keyless platform at {host}"
+    return answer_as(model, value, who=who, what=what, hint=_BUG_HINT)
 
 
 # --- authentication -------------------------------------------------------------------------
 
 
-class KeylessAuth(httpx.Auth):
+class KeylessAuth(RenewingBearerAuth):
     """Bearer-token authentication with an automatic login, shared by concurrent requests.
 
     ``principal_field`` is ``"userId"`` for the Administration API and ``"operatingDeviceId"``
@@ -280,66 +273,31 @@ class KeylessAuth(httpx.Auth):
         clock: Clock | None = None,
         credentials_hint: str = _ADMIN_CREDENTIALS_HINT,
     ) -> None:
+        super().__init__(clock or SystemClock())
         self._login_url = login_url
         self._principal_field = principal_field
         self._principal_id = principal_id
         self._access_key = access_key
         self._api_key = api_key
-        self._clock = clock or SystemClock()
         self._credentials_hint = credentials_hint
-        self._lock = asyncio.Lock()
-        self._token: SecretStr | None = None
-        self._expires_at = 0.0
         self._login_started = 0.0
         self.logins = 0
         """How many times this object logged in (for tests and diagnostics)."""
 
     def __repr__(self) -> str:
-        state = "token" if self._token is not None else "no token"
+        state = "token" if self.has_token else "no token"
         return f"KeylessAuth({self._principal_field}={self._principal_id!r}, {state})"
 
     def set_credentials(self, principal_id: str, access_key: SecretStr) -> None:
         """New credentials (after an activation): the old token, if any, is dropped."""
         self._principal_id, self._access_key = principal_id, access_key
-        self._token = None
+        self.forget()
 
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("KeylessAuth needs an httpx.AsyncClient")
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        self.stamp_api_key(request)
-        async with self._lock:
-            if not self._fresh():
-                await self._accept_login((yield self._login_request(request)))
-            token = self._token
-        assert token is not None
-        request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        response = yield request
-        if response.status_code != 401:
-            return
-        async with self._lock:
-            # Another request may have logged in while this one waited: reuse its token.
-            if self._token is token or self._token is None:
-                self._token = None
-                await self._accept_login((yield self._login_request(request)))
-            token = self._token
-        assert token is not None
-        request.headers["Authorization"] = f"Bearer {token.get_secret_value()}"
-        yield request
-
-    def _fresh(self) -> bool:
-        margin = KeylessLimits.TOKEN_REFRESH_MARGIN.total_seconds()
-        return self._token is not None and self._clock.monotonic() < self._expires_at - margin
-
-    def stamp_api_key(self, request: httpx.Request) -> None:
+    def stamp(self, request: httpx.Request) -> None:
         if self._api_key is not None:
             request.headers["X-Api-Key"] = self._api_key.get_secret_value()
 
-    def _login_request(self, request: httpx.Request) -> httpx.Request:
+    def token_request(self, request: httpx.Request) -> httpx.Request:
         if self._principal_id is None or self._access_key is None:
             raise ConfigError(
                 f"no credentials to log in to the Keyless platform at {request.url.host}",
@@ -354,18 +312,18 @@ class KeylessAuth(httpx.Auth):
             },
             headers={"Accept": request.headers.get("Accept", "application/json")},
         )
-        self.stamp_api_key(login)
+        self.stamp(login)
         # The hour counts from when the platform made the token: start the count before asking.
         self._login_started = self._clock.monotonic()
         return login
 
-    async def _accept_login(self, response: httpx.Response) -> None:
+    async def accept_token(self, response: httpx.Response) -> None:
         await response.aread()  # an overridden auth flow gets the answer unread
         what = f"login of {self._principal_field} {self._principal_id}"
         raise_for_problem(response, what, credentials_hint=self._credentials_hint, login=True)
         token = _validate(Token, json_body(response), "/login", response.request.url.host)
-        self._token = token.token
-        self._expires_at = self._login_started + KeylessLimits.TOKEN_LIFETIME.total_seconds()
+        lifetime = KeylessLimits.TOKEN_LIFETIME - KeylessLimits.TOKEN_REFRESH_MARGIN
+        self.keep(token.token, self._login_started + lifetime.total_seconds())
         self.logins += 1
 
 
@@ -378,7 +336,7 @@ class _ApiKeyOnly(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        self._auth.stamp_api_key(request)
+        self._auth.stamp(request)
         yield request
 
 

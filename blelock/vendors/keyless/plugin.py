@@ -195,7 +195,7 @@ class KeylessPlugin(VendorPlugin):
         ]
 
     def access(self) -> AccessTranslation:
-        from blelock.vendors.keyless.access import ACCESS
+        from blelock.vendors.keyless.grants import ACCESS
 
         return ACCESS
 

@@ -36,6 +36,15 @@ def _lock_state(hardware: str, flags: int) -> LockState:
     return LockState.UNKNOWN  # padlocks without state bits: the advert says nothing
 
 
+def _manufacturer_payload(manufacturer_data: Mapping[int, bytes]) -> bytes:
+    """The lock's manufacturer data whatever company id it is filed under: Nokē's libraries
+    read it without checking the id (noke-fidelity.md), and 0x038B is only a third-party
+    table's value. The expected id wins when several are present."""
+    if COMPANY_ID in manufacturer_data:
+        return manufacturer_data[COMPANY_ID]
+    return next(iter(manufacturer_data.values()), b"")
+
+
 def noke_sighting(
     *,
     address: str,
@@ -59,7 +68,7 @@ def noke_sighting(
             mac = parse_mac(address)  # Linux/Windows: the address; macOS gives a UUID here
         except UsageError:
             return None
-    payload = manufacturer_data.get(COMPANY_ID, b"")
+    payload = _manufacturer_payload(manufacturer_data)
     firmware = f"{hardware}-{payload[1]}.{payload[2]}" if len(payload) >= 3 else None
     state = _lock_state(hardware, payload[0]) if payload else LockState.UNKNOWN
     return Sighting(

@@ -1,4 +1,5 @@
-"""The Nokē Core API client: command strings for online unlocks, lock info, log upload.
+"""The Nokē Core API client: command strings for online unlocks, lock info, log upload, offline
+keys, quick clicks and activity.
 
 Every call is a JSON ``POST`` with ``Authorization: Bearer <key>``: the server API key, except
 ``/upload/`` which takes the *mobile* API key (vendor doc). The keys leave this object only
@@ -11,6 +12,7 @@ The answer's envelope decides the outcome (noke.md §9.5): ``error_code`` 2 → 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -30,18 +32,28 @@ from blelock.errors import (
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.models import (
+    ActivityData,
+    ActivityEntry,
+    ActivityRequest,
     CommandsData,
     Envelope,
     KeyScope,
     KeysData,
     KeysRequest,
     LockInfo,
+    LockQuickClicks,
     LocksData,
     LocksRequest,
+    QuickClickDisplay,
+    QuickClickEntry,
+    QuickClickRequest,
+    QuickClickSpec,
+    QuickClickState,
     UnlockRequest,
     UploadLog,
     UploadRequest,
 )
+from blelock.vendors.noke.quick_clicks import check_issue, check_revoke
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import OfflineGrant
 
@@ -203,7 +215,112 @@ class NokeCloud(CloudClient):
             self._retry,
         )
 
+    async def revoke_offline_keys(
+        self, macs: Sequence[MacAddress] | None = None, tracking_keys: Sequence[str] | None = None
+    ) -> dict[MacAddress, int]:
+        """``/keys/`` revoke, in the doc's three forms: some tracking keys on some locks, every
+        key of some locks (``tracking_keys`` None), or some tracking keys on every lock
+        (``macs`` None). Returns the keys each lock the cloud names still has.
+
+        A revoked key goes on opening its lock until an online unlock of that lock carries the
+        revocation (the lock only hears of it then)."""
+        if not macs and not tracking_keys:
+            raise UsageError(
+                "revoking offline keys needs the locks, the tracking keys, or both",
+                hint="name them with --macs and/or --tracking-key",
+            )
+        scope = KeyScope(
+            macs=list(macs) if macs else None,
+            tracking_keys=list(tracking_keys) if tracking_keys else None,
+        )
+        envelope = await self._post("keys", KeysRequest(revoke=[scope]), mac=_one(macs))
+        data = _validate(KeysData, envelope.data, "keys", self.host)
+        return {lock.mac: len(lock.keys) for lock in data.locks}
+
+    async def quick_clicks(self, macs: Sequence[MacAddress] | None = None) -> list[LockQuickClicks]:
+        """``/qc/`` display: the quick clicks of these locks (None: every lock that has any)."""
+        display = QuickClickDisplay(macs=list(macs) if macs is not None else None)
+        return await self._qc(QuickClickRequest(display=display), _one(macs), ())
+
+    async def issue_quick_clicks(
+        self, mac: MacAddress, clicks: Sequence[tuple[SecretStr, int]]
+    ) -> LockQuickClicks:
+        """Issue (code, uses) quick clicks for one lock after checking every rule of the doc
+        against what it holds now (:mod:`blelock.vendors.noke.quick_clicks`); the cloud checks
+        again. They reach the lock with its next online unlock. Returns the lock's listing."""
+        held = await self._held(mac)
+        check_issue(mac, clicks, held)
+        entry = QuickClickEntry(
+            mac=mac, quick_clicks=[QuickClickSpec(code=code, uses=uses) for code, uses in clicks]
+        )
+        body = QuickClickRequest(issue=[entry], display=QuickClickDisplay(macs=[mac]))
+        return await self._one_lock_qc(body, mac, [code for code, _ in clicks])
+
+    async def revoke_quick_clicks(
+        self, mac: MacAddress, codes: Sequence[SecretStr]
+    ) -> LockQuickClicks:
+        """Revoke quick clicks of one lock: they stay on the lock, and open it, until its next
+        online unlock removes them. Returns the lock's listing."""
+        held = await self._held(mac)
+        check_revoke(mac, codes, held)
+        entry = QuickClickEntry(mac=mac, quick_clicks=[QuickClickSpec(code=c) for c in codes])
+        body = QuickClickRequest(revoke=[entry], display=QuickClickDisplay(macs=[mac]))
+        return await self._one_lock_qc(body, mac, codes)
+
+    async def activity(
+        self,
+        *,
+        lock_macs: Sequence[MacAddress] | None = None,
+        actions: Sequence[str] | None = None,
+        tracking_keys: Sequence[str] | None = None,
+        before: dt.datetime | None = None,
+        after: dt.datetime | None = None,
+    ) -> list[ActivityEntry]:
+        """``/activity/``: the company's activity, narrowed by every filter given."""
+        for name, moment in (("before", before), ("after", after)):
+            if moment is not None and moment.tzinfo is None:
+                raise UsageError(f"--{name} needs a time zone (e.g. 2026-11-24T09:00Z)")
+        if before is not None and after is not None and after > before:
+            raise UsageError("--after is later than --before: no activity could match")
+        body = ActivityRequest(
+            lock_macs=list(lock_macs) if lock_macs else None,
+            actions=list(actions) if actions else None,
+            tracking_keys=list(tracking_keys) if tracking_keys else None,
+            before=_instant(before),
+            after=_instant(after),
+        )
+        envelope = await with_retries(
+            lambda: self._post("activity", body, mac=_one(lock_macs)), self._retry
+        )
+        return _validate(ActivityData, envelope.data, "activity", self.host).activity
+
     # --- plumbing -------------------------------------------------------------------------
+
+    async def _qc(
+        self, body: QuickClickRequest, mac: MacAddress | None, codes: Sequence[SecretStr]
+    ) -> list[LockQuickClicks]:
+        envelope = await self._post("qc", body, mac=mac, redact=codes)
+        data = envelope.data
+        if data is None or data == {}:
+            return []
+        if not isinstance(data, list):
+            _validate(LockQuickClicks, None, "qc", self.host)  # raises, naming the shape
+        return [_validate(LockQuickClicks, item, "qc", self.host) for item in data]
+
+    async def _held(self, mac: MacAddress) -> list[QuickClickState]:
+        """What the lock holds now, as the cloud lists it (the rules are checked against it)."""
+        return [
+            qc
+            for lock in await self.quick_clicks([mac])
+            if lock.mac == mac
+            for qc in lock.quick_clicks
+        ]
+
+    async def _one_lock_qc(
+        self, body: QuickClickRequest, mac: MacAddress, codes: Sequence[SecretStr]
+    ) -> LockQuickClicks:
+        listed = [lock for lock in await self._qc(body, mac, codes) if lock.mac == mac]
+        return listed[0] if listed else LockQuickClicks(mac=mac)
 
     async def _commands(
         self, route: str, mac: MacAddress, session_hex: str, tracking_key: str | None
@@ -221,6 +338,7 @@ class NokeCloud(CloudClient):
         mac: str | None,
         mobile: bool = False,
         headers: Mapping[str, str] | None = None,
+        redact: Sequence[SecretStr] = (),
     ) -> Envelope:
         key = self._mobile_key if mobile else self._api_key
         if key is None:  # upload() checks first; reaching here is a bug
@@ -237,6 +355,10 @@ class NokeCloud(CloudClient):
             raise
         envelope = _validate(Envelope, answer, route, self.host)
         if not envelope.ok:
+            said = envelope.message
+            for secret in redact:  # a cloud may quote a quick-click code back
+                said = said.replace(secret.get_secret_value(), "<code>")
+            envelope = envelope.model_copy(update={"message": said})
             raise _envelope_error(envelope, route, self.host, mac, response.status_code)
         return envelope
 
@@ -249,6 +371,12 @@ def _secret(value: SecretStr | str) -> SecretStr:
             hint="set api_key / mobile_key in the config file's [noke] section or the environment",
         )
     return secret
+
+
+def _instant(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _one(macs: Sequence[MacAddress] | None) -> MacAddress | None:

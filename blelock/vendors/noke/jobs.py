@@ -5,11 +5,15 @@ offline-key sync.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 
+from blelock.cloud._http import RetryPolicy
 from blelock.dfu import DfuOutcome, update_firmware
-from blelock.errors import lock_context
+from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
 from blelock.protocol.dfu_package import DfuPackage
 from blelock.store import Store
@@ -21,6 +25,7 @@ from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSumma
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
+from blelock.vendors.outbox import drain_outbox
 
 __all__ = [
     "BOOTLOADER_NAMES",
@@ -34,6 +39,12 @@ __all__ = [
 BOOTLOADER_NAMES = ("NOKE_FW", "N3P_FW")
 """What a Nokē lock's bootloader advertises as its name (noke.md §1.2): Nokē's apps look for it
 by name, not by address."""
+
+_log = logging.getLogger("blelock.vendors.noke")
+
+ONE_TRY = RetryPolicy(attempts=1)
+"""A visit's cloud calls are not retried: the user is at the lock. The upload right after it
+gets one try too; what it could not send waits in the outbox for the next sync."""
 
 
 class LazyKeyStore:
@@ -87,14 +98,15 @@ async def visit(
     tracking_key: str | None = None,
     mode: Mode = "auto",
 ) -> Outcome:
-    """Find the lock (unless a scan just did), then run one Nokē visit."""
+    """Find the lock (unless a scan just did), then run one Nokē visit; after an online one,
+    upload what the outbox holds at once (one try; the next sync sends what is left)."""
     settings = ctx.settings
     # Without an API key an unattended "auto" unlock can still use the offline key.
     needs_cloud = mode == "online" or (
         mode == "auto"
         and (noke_settings(settings).api_key is not None or action is not Action.UNLOCK)
     )
-    cloud = NokeCloud.from_settings(settings) if needs_cloud else None
+    cloud = NokeCloud.from_settings(settings, retry=ONE_TRY) if needs_cloud else None
     if cloud is None and mode == "auto":
         mode = "offline"
     try:
@@ -108,10 +120,27 @@ async def visit(
             offline_keys=key_store(ctx),
             logs=ctx.outbox,
         )
-        return await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        if cloud is not None and not outcome.offline and noke_settings(settings).mobile_key:
+            outcome = dataclasses.replace(outcome, uploaded=await _upload_now(ctx, cloud))
+        return outcome
     finally:
         if cloud is not None:
             await cloud.aclose()
+
+
+async def _upload_now(ctx: VendorContext, cloud: NokeCloud) -> int:
+    """After an online visit, what the outbox holds goes up at once, as Nokē's libraries upload
+    a session's records right after it (a lock's setup fails on the vendor's side otherwise).
+    The records were kept in the outbox first, so a failure here loses nothing: it waits for
+    the next sync, and the visit itself has succeeded either way."""
+    try:
+        async with asyncio.timeout(ctx.settings.timeouts.cloud):
+            return await drain_outbox(cloud, ctx.outbox)
+    except (BlelockError, TimeoutError) as exc:
+        what = exc.one_line() if isinstance(exc, BlelockError) else "timed out"
+        _log.info("the visit's records wait for the next sync: %s", what)
+        return 0
 
 
 async def update(

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
+    field_serializer,
     field_validator,
 )
 
@@ -24,14 +26,23 @@ from blelock.errors import UsageError
 from blelock.model import MacAddress, parse_mac
 
 __all__ = [
+    "ActivityData",
+    "ActivityEntry",
+    "ActivityRequest",
     "CommandsData",
     "Envelope",
     "KeyScope",
     "KeysData",
     "KeysRequest",
     "LockInfo",
+    "LockQuickClicks",
     "LocksData",
     "LocksRequest",
+    "QuickClickDisplay",
+    "QuickClickEntry",
+    "QuickClickRequest",
+    "QuickClickSpec",
+    "QuickClickState",
     "UnlockRequest",
     "UploadLog",
     "UploadRequest",
@@ -186,3 +197,76 @@ class LockKeys(_Answer):
 
 class KeysData(_Answer):
     locks: list[LockKeys] = Field(default_factory=list)
+
+
+# --- quick clicks, activity (Core API seed doc) ---------------------------------------------
+
+
+class QuickClickSpec(_Request):
+    """One quick click in a ``/qc/`` issue (``uses`` set) or revoke (``uses`` None) entry. The
+    code opens the lock, so it is a secret here: sent, never shown."""
+
+    code: SecretStr
+    uses: int | None = None
+
+    @field_serializer("code", when_used="json")
+    def _reveal(self, code: SecretStr) -> str:
+        return code.get_secret_value()
+
+
+class QuickClickEntry(_Request):
+    mac: MacAddress
+    quick_clicks: list[QuickClickSpec]
+
+
+class QuickClickDisplay(_Request):
+    macs: list[MacAddress] | None = None
+
+
+class QuickClickRequest(_Request):
+    """Body of ``/qc/``: issue, revoke and display in one request, as the doc shows."""
+
+    issue: list[QuickClickEntry] | None = None
+    revoke: list[QuickClickEntry] | None = None
+    display: QuickClickDisplay | None = None
+
+
+class QuickClickState(_Answer):
+    code: SecretStr
+    uses: int
+    """As issued: 1-244, or 255 for unlimited (the cloud does not count uses down)."""
+    pending: bool = False
+    """It reaches the lock with the lock's next online unlock."""
+    revoked: bool = False
+    """It leaves the lock with the lock's next online unlock (until then it opens)."""
+
+
+class LockQuickClicks(_Answer):
+    mac: AnswerMac
+    quick_clicks: list[QuickClickState] = Field(default_factory=list)
+
+
+class ActivityRequest(_Request):
+    """Body of ``/activity/``: every filter optional (none: the company's latest activity)."""
+
+    lock_macs: list[MacAddress] | None = None
+    actions: list[str] | None = None
+    tracking_keys: list[str] | None = None
+    before: str | None = None
+    """``2018-05-23T20:08:34Z``."""
+    after: str | None = None
+
+
+class ActivityEntry(_Answer):
+    lock_mac: AnswerMac
+    action: str
+    recorded_time: AwareDatetime | None = None
+    range_date_start: AwareDatetime | None = None
+    """The earliest the event may have happened (its exact time is unknown for offline unlocks
+    and quick clicks); equal to ``range_date_end`` when it is known."""
+    range_date_end: AwareDatetime | None = None
+    tracking_key: str = ""
+
+
+class ActivityData(_Answer):
+    activity: list[ActivityEntry] = Field(default_factory=list)

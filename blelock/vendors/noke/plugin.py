@@ -84,6 +84,9 @@ class NokePlugin(VendorPlugin):
         ),
     }
     default_operation = "unlock"
+    cli_module = "blelock.vendors.noke.cli"
+    cli_summary = "Nokē: quick clicks, activity, lock info, offline-key revocation"
+    api_module = "blelock.vendors.noke.api"
     sync_options = (
         OptionSpec(
             "tracking_key",
@@ -171,6 +174,7 @@ class NokePlugin(VendorPlugin):
                 "offline": outcome.offline,
                 "attempts": outcome.attempts,
                 "packets_sent": outcome.packets_sent,
+                "uploaded": outcome.uploaded,
             },
         )
 
@@ -250,7 +254,7 @@ class NokePlugin(VendorPlugin):
         ]
 
     def access(self) -> AccessTranslation:
-        from blelock.vendors.noke.access import ACCESS
+        from blelock.vendors.noke.grants import ACCESS
 
         return ACCESS
 

@@ -19,8 +19,11 @@ The simulated cloud and lock use it to be honest with each other:
   stale session) or after any bit flip the tag matches with probability 2^-32.
 * **Lock's acceptance rules**, one result code each (:data:`REFUSAL_RULES`).
 * **Server record** (``0x50``) = ``[0x50, record type, sequence, 0x00] || AES-DEC(K, record)``,
-  ``record = [event, 0, unix time u32le, battery mV u16le, counter u16le, 2 zero bytes, tag]``,
-  so that the simulated cloud can open what the companion uploads.
+  ``record = [event, detail, unix time u32le, battery mV u16le, counter u16le, 2 zero bytes,
+  tag]`` (:class:`RecordEvent`), so that the simulated cloud can open what the companion uploads.
+* **Quick clicks** ride in the online command string as ``ADD_QUICK_CLICK`` (argument = uses)
+  and ``REMOVE_QUICK_CLICK`` packets whose body bytes 8-11 hold the code
+  (:func:`quick_click_field`); the lock holds them and opens for the code pressed on it.
 * **Offline keys** (the public algorithm is §6; which key the lock checks against is not):
   slot ``s`` (0-99, the documented pool of 100 offline + fob keys per lock) has
   ``offline_key = HMAC-SHA256(lock_key, "noke offline key" || s)[:16]`` and
@@ -29,9 +32,11 @@ The simulated cloud and lock use it to be honest with each other:
   || s)[:9], 0 (checksum, stamped by the phone)]``, so the lock can check any slot without a
   key table. The lock opens the phone's packet with ``offline_key ⊞ session`` and accepts it when
   every byte but time and checksum equals the body it derives, the checksum holds, the time is
-  within :data:`OFFLINE_CLOCK_WINDOW_S` of its own clock and the slot is not revoked. Revocations
-  reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY`` packets), so a
-  revoked key keeps opening until then, as the Core API README documents (noke.md §9.4).
+  within :data:`OFFLINE_CLOCK_WINDOW_S` of its own clock and the slot is not revoked; or, for
+  the unstamped packet iOS sends (time and checksum zero), without the time and checksum checks.
+  Revocations reach the lock only inside an online command string (``REMOVE_OFFLINE_KEY``
+  packets), so a revoked key keeps opening until then, as the Core API README documents
+  (noke.md §9.4).
 * **App answer** = ``[0x51, result, batch id, packets remaining, 0 x 16]``;
   shutdown = ``[0x51, 0x64, lock state, timeout flag, 0 x 16]`` (the documented layout).
 """
@@ -91,7 +96,8 @@ class ResultCode(OpenByteEnum):
     @property
     def library_code(self) -> int:
         """The error number Nokē's Android library reports (noke.md §14 row 3)."""
-        if 0x60 <= self.value <= 0x66 or self.value == 0x68:
+        # Android has no case for BATTERY_DATA (0x66): it falls through to 299 there too.
+        if 0x60 <= self.value <= 0x65 or self.value == 0x68:
             return 200 + int(f"{self.value:x}")
         if self in _REPORTED_AS_267:
             return 267
@@ -134,6 +140,14 @@ class CommandType(enum.IntEnum):
     REMOVE_OFFLINE_KEY = 0xA3
     GET_LOGS = 0xA5
     FIRMWARE_UPDATE = 0xAB
+    ADD_QUICK_CLICK = 0xA7
+    """Invented value and body (the libraries never build one: quick clicks ride in the cloud's
+    command string): argument = uses, body bytes 8-11 = :func:`quick_click_field`."""
+    REMOVE_QUICK_CLICK = 0xA8
+    """Invented, as ADD_QUICK_CLICK (argument 0)."""
+
+
+_QUICK_CLICK_COMMANDS = frozenset({CommandType.ADD_QUICK_CLICK, CommandType.REMOVE_QUICK_CLICK})
 
 
 class RecordType(enum.IntEnum):
@@ -142,6 +156,21 @@ class RecordType(enum.IntEnum):
     KEY = 0x74
     UNLOCK = 0x75
     LOG = 0x76
+
+
+class RecordEvent(enum.IntEnum):
+    """Byte 4 (first sealed byte) of a server record: what happened (invented values; the
+    cloud turns them into activity). UNLOCK records of online commands carry the command's
+    argument (0 unlock, 1 unshackle)."""
+
+    UNLOCKED = 0x00
+    UNSHACKLED = 0x01
+    OFFLINE_UNLOCKED = 0x02
+    """An UNLOCK record; its detail byte is the offline key's slot."""
+    QUICK_CLICK_UNLOCKED = 0x03
+    """A LOG record of a quick click entered on the lock; detail = uses left (255 unlimited)."""
+    RELOCKED = 0x10
+    """A LOG record the lock sends after the last answer of a batch (the shackle closed)."""
 
 
 UNSHACKLE_ARGUMENT = 0x01
@@ -155,6 +184,15 @@ OFFLINE_CLOCK_WINDOW_S = 300
 """How far the phone's timestamp may be from the lock's clock (invented; phones and locks
 drift, and a technician's phone may be minutes off)."""
 
+QUICK_CLICK_LENGTHS = range(3, 25)
+"""Characters of a quick-click code (Core API seed doc: "between 3 to 24 characters")."""
+QUICK_CLICK_UNLIMITED = 255
+QUICK_CLICK_MAX_LIMITED_USES = 244
+"""The seed doc allows 1-244 uses or 255 (unlimited). The vendor's public README says 1-254 in
+one place and 1-255 in another; the seed doc is followed here (issue 11)."""
+QUICK_CLICKS_PER_LOCK = 100
+"""The seed doc: "Each lock can hold up to 100 quick clicks"."""
+
 REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
     (
         "not 20 bytes, or its sealed position/total breaks the batch order (a batch starts only"
@@ -165,6 +203,7 @@ REFUSAL_RULES: tuple[tuple[str, ResultCode], ...] = (
     ("the exact packet was already executed this session (replay)", ResultCode.INVALID_PERMISSION),
     ("command type unknown, or not supported by this hardware", ResultCode.INVALID_COMMAND),
     ("offline: body is not this slot's under this session's key", ResultCode.INVALID_KEY),
+    ("quick click: no valid code in bytes 8-11, or uses not 1-244 / 255", ResultCode.INVALID_DATA),
     ("offline: checksum over the stamped body does not hold", ResultCode.INVALID_DATA),
     ("offline: time too far from the lock's clock", ResultCode.OUT_OF_SCHEDULE),
     ("offline: the slot was revoked by an online sync", ResultCode.INVALID_PERMISSION),
@@ -269,9 +308,18 @@ class Refused:
 @dataclass(frozen=True, slots=True)
 class LockAsleep:
     index: int
+    after_last: bool = False
+    """The SHUTDOWN came after every packet was accepted: the visit's normal end."""
 
 
-Event = LogKept | PacketAccepted | Refused | LockAsleep
+@dataclass(frozen=True, slots=True)
+class NotificationIgnored:
+    """A notification shorter than 20 bytes: iOS ignores it, so does the companion."""
+
+    data: bytes
+
+
+Event = LogKept | PacketAccepted | Refused | LockAsleep | NotificationIgnored
 
 
 @dataclass
@@ -283,6 +331,9 @@ class CompanionSession:
     ``receive()`` takes every notification. Server packets are kept in ``server_packets`` in
     arrival order. Stops at the first refusal (noke.md §4.3: continuing after 0x61/0x63 only
     piles up errors).
+
+    After the last answer, :meth:`linger` makes it wait for the lock's SHUTDOWN as both
+    vendor libraries do, so server packets sent after the final SUCCESS are kept too.
     """
 
     packets: Sequence[bytes]
@@ -290,6 +341,7 @@ class CompanionSession:
     _index: int = 0
     _awaiting: bool = False
     _stopped: bool = False
+    _lingering: bool = False
 
     def __post_init__(self) -> None:
         if not self.packets:
@@ -306,9 +358,19 @@ class CompanionSession:
     def packets_sent(self) -> int:
         return self._index + (1 if self._awaiting else 0)
 
+    @property
+    def asleep(self) -> bool:
+        return self._stopped and self.done
+
+    def linger(self) -> None:
+        """Once done: wait for the lock's SHUTDOWN (``next_action`` awaits it until then)."""
+        self._lingering = True
+
     def next_action(self) -> Write | AwaitNotification | None:
-        if self._stopped or self.done:
+        if self._stopped:
             return None
+        if self.done:
+            return AwaitNotification() if self._lingering else None
         if self._awaiting:
             return AwaitNotification()  # a server packet came first: the answer is still owed
         self._awaiting = True
@@ -318,13 +380,15 @@ class CompanionSession:
         return [self._receive(notification)]
 
     def _receive(self, notification: bytes) -> Event:
+        if len(notification) < PACKET_SIZE:
+            return NotificationIgnored(bytes(notification))
         message = decode_notification(notification)
         if isinstance(message, ServerPacket):
             self.server_packets.append(message.raw)
             return LogKept(message.raw)
         if isinstance(message, ShutdownNotice):
             self._stopped = True
-            return LockAsleep(self._index)
+            return LockAsleep(self._index, after_last=self.done)
         if not self._awaiting:
             raise RemoteProtocolError(
                 f"the lock answered 0x{message.result.value:02X} with no command pending"
@@ -380,15 +444,19 @@ def encode_command(
     remaining: int,
     position: int = 0,
     total: int | None = None,
+    extra: bytes = bytes(4),
 ) -> bytes:
     """One sealed command packet; ``position`` (from 0) and ``total`` of its batch are sealed
-    in the body, so no packet can be taken out of its batch unnoticed."""
+    in the body, so no packet can be taken out of its batch unnoticed. ``extra``: body bytes
+    8-11 (zero but for quick-click commands)."""
     total = position + remaining + 1 if total is None else total
     if not 0 <= position < total <= 0xFF or remaining != total - 1 - position:
         raise LocalProtocolError("a packet's position, total and countdown disagree")
     header = bytes([0x00, 0x00, batch_id & 0xFF, remaining])
     body12 = bytes([command, argument]) + (unix_time & 0xFFFFFFFF).to_bytes(4, "little")
-    body12 += bytes([position, total]) + bytes(4)
+    if len(extra) != 4:
+        raise LocalProtocolError("a command's extra field is 4 bytes")
+    body12 += bytes([position, total]) + extra
     return header + seal_block(combined, _tagged(header, body12))
 
 
@@ -401,18 +469,32 @@ def cloud_command_string(
     batch_id: int,
     setup: bool,
     revoke_slots: Sequence[int] = (),
+    add_quick_clicks: Sequence[tuple[str, int]] = (),
+    remove_quick_clicks: Sequence[str] = (),
 ) -> str:
     """The ``data.commands`` the cloud answers /unlock/, /unshackle/ or /fwupdate/ with: setup
-    if pending, then the revocations the lock has not heard of, then the action."""
+    if pending, then the revocations the lock has not heard of, the quick clicks to remove and
+    to add ((code, uses)), then the action."""
     if action not in ("unlock", "unshackle", "fwupdate"):
         raise LocalProtocolError(f"no command string for action {action!r}")
     combined = combined_key(lock_key, session)
-    plan = [(CommandType.SETUP, 0)] if setup else []
-    plan.extend((CommandType.REMOVE_OFFLINE_KEY, slot) for slot in revoke_slots)
+    nothing = bytes(4)
+    plan = [(CommandType.SETUP, 0, nothing)] if setup else []
+    plan.extend((CommandType.REMOVE_OFFLINE_KEY, slot, nothing) for slot in revoke_slots)
+    plan.extend(
+        (CommandType.REMOVE_QUICK_CLICK, 0, quick_click_field(code)) for code in remove_quick_clicks
+    )
+    plan.extend(
+        (CommandType.ADD_QUICK_CLICK, uses, quick_click_field(code))
+        for code, uses in add_quick_clicks
+    )
     if action == "fwupdate":
-        plan.append((CommandType.FIRMWARE_UPDATE, 0))
+        plan.append((CommandType.FIRMWARE_UPDATE, 0, nothing))
     else:
-        plan.append((CommandType.UNLOCK, UNSHACKLE_ARGUMENT if action == "unshackle" else 0))
+        argument = UNSHACKLE_ARGUMENT if action == "unshackle" else 0
+        plan.append((CommandType.UNLOCK, argument, nothing))
+    if len(plan) > 0xFF:
+        raise LocalProtocolError(f"a batch holds at most 255 packets, not {len(plan)}")
     packets = [
         encode_command(
             combined,
@@ -423,10 +505,27 @@ def cloud_command_string(
             remaining=len(plan) - 1 - position,
             position=position,
             total=len(plan),
+            extra=extra,
         )
-        for position, (command, argument) in enumerate(plan)
+        for position, (command, argument, extra) in enumerate(plan)
     ]
     return "+".join(packet.hex() for packet in packets)
+
+
+def quick_click_field(code: str) -> bytes:
+    """A quick-click code in a command body: [length, the presses as a 24-bit big-endian
+    number] with ``1`` a long press and ``0`` a short one (invented layout)."""
+    if len(code) not in QUICK_CLICK_LENGTHS or code.strip("01"):
+        raise LocalProtocolError("a quick-click code is 3-24 characters of 0 and 1")
+    return bytes([len(code)]) + int(code, 2).to_bytes(3, "big")
+
+
+def quick_click_code(field: bytes) -> str | None:
+    """The code in a command body's quick-click field, or None if it holds none."""
+    length, bits = field[0], int.from_bytes(field[1:4], "big")
+    if length not in QUICK_CLICK_LENGTHS or bits >= 1 << length:
+        return None
+    return format(bits, f"0{length}b")
 
 
 def _offline_body(lock_key: bytes, slot: int) -> bytes:
@@ -456,6 +555,8 @@ class LockRecord:
     unix_time: int
     battery_mv: int
     counter: int
+    detail: int = 0
+    """Sealed byte 5: the offline key's slot, a quick click's uses left (see RecordEvent)."""
 
 
 def open_server_packet(lock_key: bytes, session: bytes, packet: bytes) -> LockRecord:
@@ -476,6 +577,7 @@ def open_server_packet(lock_key: bytes, session: bytes, packet: bytes) -> LockRe
         unix_time=u32le(body, 2),
         battery_mv=u16le(body, 6),
         counter=u16le(body, 8),
+        detail=body[1],
     )
 
 
@@ -492,6 +594,8 @@ class Command:
     batch_id: int
     remaining: int
     offline_slot: int | None = None
+    quick_click: str | None = None
+    """The code of an ADD_ / REMOVE_QUICK_CLICK command."""
 
 
 def answer(result: ResultCode, *, batch_id: int = 0, remaining: int = 0) -> bytes:
@@ -513,10 +617,11 @@ def seal_server_packet(
     unix_time: int,
     battery_mv: int,
     counter: int,
+    detail: int = 0,
 ) -> bytes:
     header = bytes([Destination.SERVER, record_type, sequence & 0xFF, 0x00])
     body12 = (
-        bytes([event, 0])
+        bytes([event, detail & 0xFF])
         + (unix_time & 0xFFFFFFFF).to_bytes(4, "little")
         + battery_mv.to_bytes(2, "little")
         + (counter & 0xFFFF).to_bytes(2, "little")
@@ -557,7 +662,18 @@ class LockSession:
             return ResultCode.INVALID_PERMISSION
         batch_id, remaining = header[2], header[3]
         position, total = body[6], body[7]
-        if remaining != total - 1 - position or body[8:12] != bytes(4):
+        quick_click = None
+        if body[0] in _QUICK_CLICK_COMMANDS:
+            quick_click = quick_click_code(body[8:12])
+            uses = body[1]
+            adding = body[0] == CommandType.ADD_QUICK_CLICK
+            if quick_click is None or (
+                adding and not (1 <= uses <= QUICK_CLICK_MAX_LIMITED_USES or uses == 255)
+            ):
+                return ResultCode.INVALID_DATA
+        elif body[8:12] != bytes(4):
+            return ResultCode.INVALID_DATA
+        if remaining != total - 1 - position:
             return ResultCode.INVALID_DATA
         # A batch starts only at position 0 and runs in order to its sealed total: a companion
         # cannot send the UNLOCK without the REMOVE_OFFLINE_KEY packets before it.
@@ -579,6 +695,7 @@ class LockSession:
             unix_time=u32le(body, 2),
             batch_id=batch_id,
             remaining=remaining,
+            quick_click=quick_click,
         )
 
     def _accept_offline(self, packet: bytes, now: int) -> Command | ResultCode:
@@ -589,10 +706,13 @@ class LockSession:
         body, expected = open_block(key, packet[4:]), _offline_body(self._lock_key, slot)
         if body[:2] != expected[:2] or body[6:15] != expected[6:15]:
             return ResultCode.INVALID_KEY
-        if body[15] != sum(body[:15]) & 0xFF:
-            return ResultCode.INVALID_DATA
         stamped = u32le(body, 2)
-        if abs(stamped - now) > OFFLINE_CLOCK_WINDOW_S:
+        # iOS (and Android's scheduled variant) send the packet unstamped: time and checksum
+        # left as the cloud made them, zero. Real locks open for it, so this one does.
+        unstamped = stamped == 0 and body[15] == 0
+        if not unstamped and body[15] != sum(body[:15]) & 0xFF:
+            return ResultCode.INVALID_DATA
+        if not unstamped and abs(stamped - now) > OFFLINE_CLOCK_WINDOW_S:
             return ResultCode.OUT_OF_SCHEDULE
         if slot in self._revoked or packet in self._executed:
             return ResultCode.INVALID_PERMISSION
@@ -600,7 +720,7 @@ class LockSession:
         return Command(
             command=CommandType.UNLOCK,
             argument=0,
-            unix_time=stamped,
+            unix_time=stamped or now,
             batch_id=packet[2],
             remaining=0,
             offline_slot=slot,

@@ -30,6 +30,8 @@ class Outcome:
     logs: tuple[LogRecord, ...] = field(default=())
     offline: bool = False
     """Opened with a cached offline key rather than a command from the cloud."""
+    uploaded: int = 0
+    """Records the cloud acknowledged right after the visit (this visit's and any older)."""
 
 
 @dataclass(frozen=True, slots=True)

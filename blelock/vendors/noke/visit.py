@@ -2,7 +2,9 @@
 
 The visit: connect → subscribe to answers → read the session → ask the cloud for the command
 string made for that session → write it packet by packet, each after the lock's answer to the
-one before → keep every server record. If the link drops mid-visit, it starts over once with a
+one before → stay connected until the lock's SHUTDOWN packet (at most :data:`SHUTDOWN_WAIT_S`),
+as Nokē's libraries do, so records the lock sends after its last answer are kept too → keep
+every server record. If the link drops mid-visit, it starts over once with a
 fresh connection, a fresh session and a fresh command string: a command string is bound to the
 session it was made for, so resending it would only earn a refusal.
 
@@ -15,6 +17,7 @@ Every server record the lock gave, in every attempt, success or not, is handed t
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -25,6 +28,7 @@ from blelock.config import Timeouts
 from blelock.errors import (
     CloudError,
     LinkLost,
+    LinkTimeout,
     LockRefused,
     OfflineKeyError,
     UsageError,
@@ -42,6 +46,12 @@ VisitMode = Literal["auto", "online", "offline"]
 
 ATTEMPTS = 2
 """The first try and one retry after a dropped link; a third rarely helps a user at the lock."""
+SHUTDOWN_WAIT_S = 2.0
+"""How long after the last answer the visit waits for the lock's SHUTDOWN (the libraries wait
+for it unbounded; a lock that never says it must not hold the user, and everything it owed has
+been answered by then)."""
+
+_log = logging.getLogger("blelock.vendors.noke")
 
 
 class NokeCommandSource(Protocol):
@@ -214,23 +224,49 @@ class NokeVisit:
                 session = noke.Session.parse(await link.read(noke.SESSION_UUID, timeout=t.gatt))
             packets, offline = await self._packets(action, session, tracking_key, mode)
             with lock_context(self.lock_id, "send commands"):
-                sent = await self._send(link, session, packets, kept)
+                # The firmware-update command sends the lock to its bootloader: no SHUTDOWN.
+                linger = action is not Action.FIRMWARE_UPDATE
+                sent = await self._send(link, session, packets, kept, linger=linger)
             return _Attempt(session.battery_mv, sent, offline)
 
     async def _send(
-        self, link: LockLink, session: noke.Session, packets: list[bytes], kept: list[LogRecord]
+        self,
+        link: LockLink,
+        session: noke.Session,
+        packets: list[bytes],
+        kept: list[LogRecord],
+        *,
+        linger: bool,
     ) -> int:
         exchange = noke.CompanionSession(packets)
         total = len(packets)
+
+        def check(event: noke.Event) -> None:
+            _check(event, total, self.lock_id)
+
         try:
             await drive(
                 link,
                 exchange,
                 write_timeout=self._timeouts.gatt,
                 answer_timeout=self._timeouts.command,
-                handle=lambda event: _check(event, total),
+                handle=check,
                 waiting_for=lambda: f"no answer to packet {exchange.packets_sent} of {total}",
             )
+            if linger and exchange.done and not exchange.asleep:
+                exchange.linger()
+                try:
+                    await drive(
+                        link,
+                        exchange,
+                        write_timeout=self._timeouts.gatt,
+                        answer_timeout=min(SHUTDOWN_WAIT_S, self._timeouts.command),
+                        handle=check,
+                    )
+                except (LinkTimeout, LinkLost):
+                    # Every packet was answered: a lock that stays quiet or drops the link
+                    # now has done what it was asked.
+                    _log.info("%s: no SHUTDOWN after the last answer", self.lock_id)
         finally:
             now = int(self._clock.now_utc().timestamp())
             kept.extend(
@@ -240,8 +276,13 @@ class NokeVisit:
         return exchange.packets_sent
 
 
-def _check(event: noke.Event, total: int) -> None:
-    """A refusal or a lock gone to sleep ends the visit with its reason."""
+def _check(event: noke.Event, total: int, lock_id: str) -> None:
+    """A refusal or a lock gone to sleep before the end ends the visit with its reason."""
+    if isinstance(event, noke.NotificationIgnored):
+        _log.warning(
+            "%s: ignored a %d-byte notification (a Nokē packet is 20)", lock_id, len(event.data)
+        )
+        return
     if isinstance(event, noke.Refused):
         code = event.reason
         raise LockRefused(
@@ -250,7 +291,7 @@ def _check(event: noke.Event, total: int) -> None:
             reason=code,
             hint=_REFUSAL_HINTS.get(code, "try again; report it if it persists"),
         )
-    if isinstance(event, noke.LockAsleep):
+    if isinstance(event, noke.LockAsleep) and not event.after_last:
         raise LinkLost(
             f"the lock went to sleep before packet {event.index + 1} of {total} was answered"
         )

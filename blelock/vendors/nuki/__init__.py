@@ -1,0 +1,1 @@
+"""Nuki: its public Bluetooth API and its Web API (keys and keypad PINs)."""
