@@ -391,6 +391,8 @@ class AccessConstraints:
     """At most this many windows on one weekday (None: any number)."""
     same_hours_every_day: bool = False
     """One from/until for every allowed day (a weekday mask with one pair of times)."""
+    latest_end: int = MINUTES_PER_DAY
+    """The latest a window may end, minutes after midnight (a vendor without 24:00: 1439)."""
     local_zone: str | None = None
     """The zone the vendor reads window times in (the lock's); None when blelock turns the
     windows into UTC instants itself."""
@@ -418,6 +420,7 @@ class AccessConstraints:
             "weekly_windows": self.weekly_windows,
             "windows_per_day": self.windows_per_day,
             "same_hours_every_day": self.same_hours_every_day,
+            "latest_end": self.latest_end,
             "local_zone": self.local_zone,
             "uses": None if self.uses is None else list(self.uses),
             "code": None

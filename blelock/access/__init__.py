@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from blelock import registry
@@ -105,12 +105,12 @@ def resolve_lock(text: str, plugins: Mapping[str, VendorPlugin]) -> tuple[Vendor
     vendor, sep, rest = text.partition(":")
     if sep and vendor in plugins:
         plugin = plugins[vendor]
-        return plugin, LockRef(vendor, plugin.parse_lock_id(rest))
+        return plugin, LockRef(vendor, _lock_id(plugin, rest, named=True))
     owners: list[tuple[VendorPlugin, str]] = []
     first: UsageError | None = None
     for plugin in plugins.values():
         try:
-            owners.append((plugin, plugin.parse_lock_id(text)))
+            owners.append((plugin, _lock_id(plugin, text, named=False)))
         except UsageError as exc:
             first = first or exc
     if len(owners) == 1:
@@ -127,6 +127,11 @@ def resolve_lock(text: str, plugins: Mapping[str, VendorPlugin]) -> tuple[Vendor
     raise UsageError(
         f"{text!r} could be a lock of {names}", hint=f"write it as VENDOR:LOCK ({names})"
     )
+
+
+def _lock_id(plugin: VendorPlugin, text: str, *, named: bool) -> str:
+    own = _translation(plugin).lock_id(text, named=named)
+    return own if own is not None else plugin.parse_lock_id(text)
 
 
 async def constraints(
@@ -180,8 +185,11 @@ async def create_grant(
     plans: list[TargetPlan] = []
     for ref in locks:
         plugin = plugins[ref.vendor]
-        rules = await _translation(plugin).constraints(context(plugin), ref.lock_id)
-        plans.append(plan_target(grant, ref, rules, titles[ref.vendor], now))
+        translation = _translation(plugin)
+        rules = await translation.constraints(context(plugin), ref.lock_id)
+        plan = plan_target(grant, ref, rules, titles[ref.vendor], now)
+        extra = tuple(translation.refusals(grant, rules))
+        plans.append(replace(plan, refusals=plan.refusals + extra) if extra else plan)
     reasons = [f"{plan.lock.text()}: {why}" for plan in plans for why in plan.refusals]
     if reasons:
         raise GrantRefused(reasons, plans)

@@ -44,8 +44,6 @@ LOOKAHEAD = dt.timedelta(days=1)
 RETRY_AFTER = dt.timedelta(seconds=60)
 """After a vendor could not be reached, its grants wait this long (the kiosk's upkeep runs
 every sync interval anyway)."""
-CONFIRM_AFTER = dt.timedelta(seconds=5)
-"""An item the vendor took but has not carried out (a job, a sync) is asked about again."""
 LEASE_S = 60.0
 _ANSWERS: contextvars.ContextVar[dict[tuple[LockRef, str], ItemRow]] = contextvars.ContextVar(
     "blelock_access_answers"
@@ -101,7 +99,7 @@ class _Counted:
         self.report.vendor_calls += 1
         return await self.inner.apply(target, item)
 
-    async def confirm(self, target: Target, item: Item, ref: str) -> bool:
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
         self.report.vendor_calls += 1
         return await self.inner.confirm(target, item, ref)
 
@@ -343,7 +341,7 @@ class Reconciler:
                 checks.append(now + RETRY_AFTER)
             statuses[lock] = _status(target, desired, mine, now, revoked, problem)
             if any(r.state is ItemState.APPLIED and not r.confirmed for r in mine.values()):
-                checks.append(now + CONFIRM_AFTER)
+                checks.append(now + access.confirm_after)
             upcoming = next_change(access, target, now, revoked)
             if upcoming is not None:
                 checks.append(upcoming)
@@ -422,10 +420,10 @@ class Reconciler:
                 raise
             report.refused += 1
             return self._save(replace(row, state=ItemState.ERROR, error=exc.one_line()))
-        if not done:
+        if done is None:
             return row
         report.confirmed += 1
-        return self._save(replace(row, confirmed=True))
+        return self._save(replace(row, confirmed=True, ref=done))
 
     async def _remove(
         self, session: AccessSession, target: Target, row: ItemRow, report: ReconcileReport

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, replace
 
+from blelock.errors import UsageError
 from blelock.grants import (
     MINUTES_PER_DAY,
     AccessConstraints,
@@ -21,6 +22,7 @@ from blelock.grants import (
     WeeklyWindow,
     as_utc_text,
     days_text,
+    zone,
 )
 
 __all__ = ["OPEN_ENDED_SPAN", "TargetPlan", "plan_target"]
@@ -122,7 +124,12 @@ def plan_target(
             "it opens at any hour of the grant's period"
         )
         windows = ()
-    if windows and rules.local_zone is not None and rules.local_zone != schedule.timezone:
+    if (
+        windows
+        and rules.local_zone is not None
+        and not same_clock(rules.local_zone, schedule.timezone, schedule.starts_at,
+                           schedule.ends_at)
+    ):  # fmt: skip
         refusals.append(
             f"the lock keeps {rules.local_zone} time and the windows are in {schedule.timezone}; "
             f"give the windows in {rules.local_zone}"
@@ -148,6 +155,14 @@ def plan_target(
         )
         windows = (one,)
 
+    if windows and any(w.end > rules.latest_end for w in windows):
+        roundings.append(
+            f"{title} days end at {rules.latest_end // 60:02d}:{rules.latest_end % 60:02d}: "
+            "windows to 24:00 end then"
+        )
+        windows = tuple(
+            WeeklyWindow(w.days, w.start, min(w.end, rules.latest_end)) for w in windows
+        )
     starts, ends = schedule.starts_at, schedule.ends_at
     if rules.needs_end and ends is None:
         ends = starts + OPEN_ENDED_SPAN
@@ -178,6 +193,28 @@ def plan_target(
         if note
     )
     return TargetPlan(lock, effective, tuple(roundings), tuple(refusals), notes)
+
+
+SAME_CLOCK_SPAN = dt.timedelta(days=400)
+"""How far an open-ended grant's zones are compared (a year of DST changes and then some)."""
+
+
+def same_clock(a: str, b: str, starts: dt.datetime, ends: dt.datetime | None) -> bool:
+    """Whether two zones show the same wall-clock time throughout [starts, ends] (Oslo and
+    Berlin do; Oslo and London do not): checked hour by hour, which no DST rule slips through
+    (changes fall on whole hours, or half hours in the same hour as a whole one)."""
+    if a == b:
+        return True
+    try:
+        za, zb = zone(a), zone(b)
+    except UsageError:
+        return False
+    moment, last = starts, ends or starts + SAME_CLOCK_SPAN
+    while moment <= last:
+        if moment.astimezone(za).utcoffset() != moment.astimezone(zb).utcoffset():
+            return False
+        moment += dt.timedelta(hours=1)
+    return True
 
 
 def _merge_per_day(windows: tuple[WeeklyWindow, ...], per_day: int) -> tuple[WeeklyWindow, ...]:

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from blelock.config import Settings
-    from blelock.grants import AccessConstraints, Item, Target
+    from blelock.grants import AccessConstraints, Grant, Item, Target
     from blelock.protocol.dfu_package import DfuPackage
     from blelock.store import Store
     from blelock.store.outbox import Outbox
@@ -323,9 +323,10 @@ class AccessSession(Protocol):
 
     async def apply(self, target: Target, item: Item) -> Applied: ...
 
-    async def confirm(self, target: Target, item: Item, ref: str) -> bool:
-        """Whether an item applied unconfirmed has been carried out (a refusal raises
-        :class:`blelock.errors.CloudRejected`)."""
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
+        """An item applied (or found) unconfirmed: its vendor id once carried out (a job's
+        key, or ``ref`` itself), None while it is not; a refusal raises
+        :class:`blelock.errors.CloudRejected`."""
         ...
 
     async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
@@ -345,6 +346,19 @@ class AccessTranslation:
     never argv; sealed at rest; given to :class:`AccessSession` in the target's holder."""
     lead: dt.timedelta = dt.timedelta(days=2)
     """How far ahead of its start an item the vendor enforces itself is applied."""
+    confirm_after: dt.timedelta = dt.timedelta(seconds=5)
+    """How soon an unconfirmed item is asked about again (a job: seconds; a store-and-forward
+    lock that learns at its next online unlock: longer)."""
+
+    def lock_id(self, text: str, *, named: bool) -> str | None:
+        """A lock id as grants name it, canonical; a UsageError for one that is not this
+        vendor's; None: the plugin's own :meth:`VendorPlugin.parse_lock_id` decides. ``named``:
+        written ``VENDOR:ID`` (a vendor whose ids look like others' takes only that form)."""
+        return None
+
+    def refusals(self, grant: Grant, rules: AccessConstraints) -> list[str]:
+        """What the rules as data cannot say is refused, in words (default: nothing)."""
+        return []
 
     async def constraints(self, ctx: VendorContext, lock_id: str) -> AccessConstraints:
         raise NotImplementedError

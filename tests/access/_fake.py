@@ -115,9 +115,9 @@ class _Session:
         self.cloud._lost("create")
         return Applied(ref)
 
-    async def confirm(self, target: Target, item: Item, ref: str) -> bool:
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
         self.cloud._call("get")
-        return ref in self.cloud.objects
+        return ref if ref in self.cloud.objects else None
 
     async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
         self.cloud._call("delete")

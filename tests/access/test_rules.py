@@ -89,9 +89,12 @@ def test_what_rounding_cannot_fix_is_refused_even_with_round() -> None:
         grant(holder=Holder("Renter 214"), rounded=True), LOCK, NO_SCHEDULE, "Vee", NOW
     )
     assert nobody.refusals == ("Vee needs the holder's who (--who)",)
-    other_zone = Schedule(NOW, None, (parse_window("Mon 06:00-22:00"),), "Europe/Berlin")
+    other_zone = Schedule(NOW, None, (parse_window("Mon 06:00-22:00"),), "Europe/London")
     zoned = plan_target(grant(schedule=other_zone, rounded=True), LOCK, WINDOWS, "Vee", NOW)
     assert any("keeps Europe/Oslo time" in why for why in zoned.refusals)
+    # A zone with the same clock throughout the grant (Berlin's DST rules are Oslo's) is fine.
+    berlin = Schedule(NOW, None, (parse_window("Mon 06:00-22:00"),), "Europe/Berlin")
+    assert not plan_target(grant(schedule=berlin), LOCK, WINDOWS, "Vee", NOW).refusals
     full = AccessConstraints("v", "L1", "key", "who", enforces_period=True, capacity_left=0)
     assert plan_target(grant(rounded=True), LOCK, full, "Vee", NOW).refusals
 
@@ -102,3 +105,12 @@ def test_a_vendor_that_needs_an_end_gets_one_a_year_on_with_round() -> None:
     assert plan_target(grant(schedule=open_ended), LOCK, ends, "Vee", NOW).refusals
     plan = plan_target(grant(schedule=open_ended, rounded=True), LOCK, ends, "Vee", NOW)
     assert plan.schedule.ends_at == NOW + dt.timedelta(days=366)
+
+
+def test_a_vendor_whose_day_ends_at_2359_rounds_a_window_to_midnight() -> None:
+    late = AccessConstraints("v", "L1", "key", "who", enforces_period=True,
+                             weekly_windows=True, latest_end=23 * 60 + 59)  # fmt: skip
+    windowed = Schedule(NOW, None, (parse_window("Sat 10:00-24:00"),), "Europe/Oslo")
+    assert plan_target(grant(schedule=windowed), LOCK, late, "Vee", NOW).refusals
+    plan = plan_target(grant(schedule=windowed, rounded=True), LOCK, late, "Vee", NOW)
+    assert plan.schedule.windows[0].end == 23 * 60 + 59 and "end at 23:59" in plan.roundings[0]

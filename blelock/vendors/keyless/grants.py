@@ -131,8 +131,8 @@ class _Session:
         )
         return Applied(permission_id)
 
-    async def confirm(self, target: Target, item: Item, ref: str) -> bool:
-        return True  # the platform answers a create once it holds the permission
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
+        return ref  # the platform answers a create once it holds the permission
 
     async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
         if ref is None:

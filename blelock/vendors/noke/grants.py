@@ -1,4 +1,5 @@
-"""Nokē's part of access grants: an offline key for the holder's tracking key.
+"""Nokē's part of access grants: an offline key for the holder's tracking key, and/or a quick
+click (a code of long and short presses, with a use count) for the holder's code.
 
 The Core API has no schedules (vendor doc, /keys/): a key lasts until revoked. So a grant with
 a start in the future or an end is honest only as "issued at the start and revoked at the end
@@ -7,15 +8,21 @@ shown). A revoked offline key keeps opening the lock until an online unlock carr
 revocation to it (the lock learns only then); ``blelock access show`` says so.
 
 Issuing is idempotent at the cloud (one key per tracking key and lock), and an interrupted run
-is matched by listing the lock's keys for the tracking key.
+is matched by listing the lock's keys for the tracking key. A quick click reaches the lock only
+with its next online unlock: it stays *applying* (unconfirmed) until the cloud no longer lists it
+as pending, and a revoked one opens until an online unlock removes it. Its code is a secret: the
+stored item names it by a digest, never by its presses.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
+from blelock.errors import CloudRejected, UsageError
 from blelock.grants import AccessConstraints, Item, Target
 from blelock.model import MacAddress
 from blelock.vendors.base import (
@@ -26,10 +33,29 @@ from blelock.vendors.base import (
     VendorContext,
 )
 
+if TYPE_CHECKING:
+    from pydantic import SecretStr
+
 __all__ = ["ACCESS", "NokeAccess"]
 
 TRACKING_KEY = "tracking_key"
+QUICK_CLICK = "quick_click"
 OFFLINE_KEY = "offline-key"
+UNLIMITED = 255
+"""The Core API's use count for an unlimited quick click."""
+QC_ITEM = "quick-click"
+
+
+def code_ref(mac: str, code: str) -> str:
+    """How the store names a quick click: a digest of lock and code, never the presses."""
+    return "qc:" + hashlib.sha256(f"{mac}|{code}".encode()).hexdigest()[:20]
+
+
+def _presses(text: str) -> str:
+    value = text.strip()
+    if value.strip("01") or not 3 <= len(value) <= 24:
+        raise ValueError("a quick click is 3-24 presses written as 1 (long) and 0 (short)")
+    return value
 
 
 def _tracking_key(text: str) -> str:
@@ -48,6 +74,12 @@ class NokeAccess(AccessTranslation):
             parse=_tracking_key,
         ),
     )
+    codes: Sequence[OptionSpec] = (
+        OptionSpec(QUICK_CLICK, "the holder's Nokē quick click (1 long, 0 short press)",
+                   parse=_presses),
+    )  # fmt: skip
+    confirm_after = dt.timedelta(minutes=10)
+    """A quick click waits for the lock's next online unlock: no need to ask every second."""
 
     async def constraints(self, ctx: VendorContext, lock_id: str) -> AccessConstraints:
         return AccessConstraints(
@@ -67,8 +99,17 @@ class NokeAccess(AccessTranslation):
         ends = schedule.ends_at
         if schedule.starts_at >= span_to or (ends is not None and ends <= span_from):
             return []
-        native = {"mac": target.lock.lock_id, TRACKING_KEY: target.holder.identities[TRACKING_KEY]}
-        return [Item(OFFLINE_KEY, schedule.starts_at, ends, "reconciler", native)]
+        mac, holder = target.lock.lock_id, target.holder
+        items = []
+        if TRACKING_KEY in holder.identities:
+            native: dict[str, object] = {"mac": mac, TRACKING_KEY: holder.identities[TRACKING_KEY]}
+            items.append(Item(OFFLINE_KEY, schedule.starts_at, ends, "reconciler", native))
+        code = holder.codes.get(QUICK_CLICK)
+        if code is not None:
+            uses = target.uses if target.uses is not None else UNLIMITED
+            native = {"mac": mac, "code": code_ref(mac, code.reveal()), "uses": uses}
+            items.append(Item(QC_ITEM, schedule.starts_at, ends, "reconciler", native))
+        return items
 
     @contextlib.asynccontextmanager
     async def session(self, ctx: VendorContext) -> AsyncIterator[AccessSession]:
@@ -89,7 +130,25 @@ class _Session:
         keys = await self._cloud.offline_keys([MacAddress(mac)])
         return any(key.tracking_key == tracking_key for key in keys)
 
+    async def _quick_click(self, target: Target, item: Item) -> tuple[Any, SecretStr]:
+        """The quick click as the cloud lists it (None: not listed, or revoked), and its code."""
+        from pydantic import SecretStr
+
+        mac = MacAddress(str(item.native["mac"]))
+        code = target.holder.codes[QUICK_CLICK].reveal()
+        listed = [
+            q
+            for lock in await self._cloud.quick_clicks([mac])
+            for q in lock.quick_clicks
+            if q.code.get_secret_value() == code and not q.revoked
+        ]
+        return (listed[0] if listed else None), SecretStr(code)
+
     async def find(self, target: Target, item: Item, taken: frozenset[str]) -> str | None:
+        if item.key == QC_ITEM:
+            listed, _ = await self._quick_click(target, item)
+            ref = str(item.native["code"])
+            return ref if listed is not None and ref not in taken else None
         mac, tracking_key = str(item.native["mac"]), str(item.native[TRACKING_KEY])
         ref = f"{mac}/{tracking_key}"
         return ref if ref not in taken and await self._listed(mac, tracking_key) else None
@@ -97,21 +156,40 @@ class _Session:
     async def apply(self, target: Target, item: Item) -> Applied:
         from blelock.vendors.noke.models import KeyScope, KeysRequest
 
+        if item.key == QC_ITEM:
+            from pydantic import SecretStr
+
+            mac = MacAddress(str(item.native["mac"]))
+            code = SecretStr(target.holder.codes[QUICK_CLICK].reveal())
+            try:
+                await self._cloud.issue_quick_clicks(mac, [(code, int(str(item.native["uses"])))])
+            except UsageError as exc:  # a rule of the doc, checked against what the lock holds
+                raise CloudRejected(exc.message, about_content=True) from None
+            # Pending until the lock's next online unlock carries it (confirm asks).
+            return Applied(str(item.native["code"]), confirmed=False)
+
         mac, tracking_key = MacAddress(str(item.native["mac"])), str(item.native[TRACKING_KEY])
         body = KeysRequest(issue=[KeyScope(macs=[mac], tracking_keys=[tracking_key])])
         # The issue request alone (offline_keys() would list every key of the lock after it).
         await self._cloud._post("keys", body, mac=mac)
         return Applied(f"{mac}/{tracking_key}")
 
-    async def confirm(self, target: Target, item: Item, ref: str) -> bool:
-        return True  # the cloud holds the key once it answered; the lock needs no copy
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
+        if item.key != QC_ITEM:
+            return ref  # the cloud holds the key once it answered; the lock needs no copy
+        listed, _ = await self._quick_click(target, item)
+        if listed is None:
+            raise CloudRejected("the Nokē cloud no longer lists the quick click", status=404)
+        return None if listed.pending else ref
 
     async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
-        from blelock.vendors.noke.models import KeyScope, KeysRequest
-
-        mac, tracking_key = MacAddress(str(item.native["mac"])), str(item.native[TRACKING_KEY])
-        body = KeysRequest(revoke=[KeyScope(macs=[mac], tracking_keys=[tracking_key])])
-        await self._cloud._post("keys", body, mac=mac)
+        mac = MacAddress(str(item.native["mac"]))
+        if item.key == QC_ITEM:
+            listed, code = await self._quick_click(target, item)
+            if listed is not None:  # gone or revoked already: nothing to do
+                await self._cloud.revoke_quick_clicks(mac, [code])
+            return
+        await self._cloud.revoke_offline_keys([mac], [str(item.native[TRACKING_KEY])])
 
 
 ACCESS = NokeAccess()
