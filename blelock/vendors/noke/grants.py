@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from blelock.errors import CloudRejected, UsageError
-from blelock.grants import AccessConstraints, Item, Target
+from blelock.grants import AccessConstraints, CodeRules, Grant, Item, Target
 from blelock.model import MacAddress
 from blelock.vendors.base import (
     AccessSession,
@@ -82,17 +82,53 @@ class NokeAccess(AccessTranslation):
     """A quick click waits for the lock's next online unlock: no need to ask every second."""
 
     async def constraints(self, ctx: VendorContext, lock_id: str) -> AccessConstraints:
+        from blelock.errors import BlelockError
+        from blelock.vendors.noke import quick_clicks as qc
+        from blelock.vendors.noke.cloud import NokeCloud
+
+        capacity: int | None = None
+        try:
+            async with NokeCloud.from_settings(ctx.settings) as cloud:
+                listed = await cloud.quick_clicks([MacAddress(lock_id)])
+            capacity = qc.PER_LOCK - sum(len(lock.quick_clicks) for lock in listed)
+        except BlelockError:
+            capacity = None  # unknown without the cloud; it checks again when issuing
         return AccessConstraints(
             vendor="noke",
             lock_id=lock_id,
-            credential="offline key",
-            identity=TRACKING_KEY,
+            credential="offline key or quick click",
+            identity=None,  # a tracking key, a quick click, or both (see refusals)
             enforces_period=False,
-            takes_effect="when the holder's app next fetches its offline keys from the Nokē cloud",
-            revocation="a revoked offline key still opens the lock until an online unlock "
-            "carries the revocation to it",
-            native="one offline key for the holder's tracking key (/keys/ issue, /keys/ revoke)",
+            uses=(1, qc.MAX_LIMITED_USES),
+            code=CodeRules("01", tuple(qc.CODE_LENGTHS), unique_per_lock=True),
+            capacity_left=capacity,
+            takes_effect="an offline key when the holder's app next fetches it from the Nokē "
+            "cloud; a quick click with the lock's next online unlock (pending until then)",
+            revocation="a revoked offline key or quick click still opens the lock until an "
+            "online unlock carries the revocation to it",
+            native="an offline key for the tracking key (/keys/) and/or a quick click with its "
+            "uses (/qc/; 255 = unlimited)",
         )
+
+    def refusals(self, grant: Grant, rules: AccessConstraints) -> list[str]:
+        holder = grant.holder
+        tracking, code = holder.identities.get(TRACKING_KEY), holder.codes.get(QUICK_CLICK)
+        out = []
+        if tracking is None and code is None:
+            out.append(
+                "Nokē needs the holder's tracking key (--tracking-key) or a quick click "
+                "(--quick-click -)"
+            )
+        if code is not None and rules.code is not None:
+            problem = rules.code.problem(code.reveal())
+            if problem is not None:
+                out.append(f"Nokē quick click: {problem}")  # never the presses themselves
+        if grant.uses is not None and tracking is not None:
+            out.append(
+                "Nokē offline keys do not count uses: give a counted grant as a quick click "
+                "only (no --tracking-key)"
+            )
+        return out
 
     def items(self, target: Target, span_from: dt.datetime, span_to: dt.datetime) -> list[Item]:
         schedule = target.schedule
