@@ -40,6 +40,12 @@ SIMULATOR_START_TIMEOUT = 30.0
 RENTER = "Renter 214"
 LEASE = dt.timedelta(days=30)
 LEASE_HOURS = "Mon-Sat 06:00-22:00"
+FACILITY_ZONE = "Europe/Oslo"
+"""The simulated facility's: its Unloc lock keeps this zone, its Nuki lock Berlin's (the same
+clock)."""
+LEASE_ROUNDS = 5
+LEASE_CONFIRM_S = 1.0
+"""What the kiosk's upkeep would do over a few minutes, in a few seconds."""
 SCAN_SECONDS = 5.0
 """Simulated locks advertise every 0.1 s; 5 s leaves room for a loaded machine."""
 
@@ -209,14 +215,18 @@ async def _lease(
     schedules), made so by the reconciler."""
     from blelock import access
     from blelock.clock import SystemClock
+    from blelock.grants import Code
 
     takers = access.access_plugins()
     units: dict[str, str] = {}
     for lock in found:
-        units.setdefault(lock.sighting.vendor, lock.sighting.lock_id)
-    chosen = [f"{vendor}:{lock_id}" for vendor, lock_id in units.items() if vendor in takers]
+        units.setdefault(lock.sighting.vendor, f"{lock.sighting.vendor}:{lock.sighting.lock_id}")
+    # A vendor whose grants go through its cloud names the unit its own way (the simulator says).
+    units |= announced.get("access_units", {})
+    chosen = [unit for vendor, unit in sorted(units.items()) if vendor in takers]
     if not chosen:
         return
+    codes = {name: Code(value) for name, value in announced.get("access_codes", {}).items()}
     clock = SystemClock()
     try:
         async with access.open_grants(settings, store) as grants:
@@ -226,7 +236,9 @@ async def _lease(
                     locks=chosen,
                     ends_at=clock.now_utc() + LEASE,
                     windows=[LEASE_HOURS],
+                    timezone=FACILITY_ZONE,
                     identities=announced.get("access_identities", {}),
+                    codes=codes,
                     round=True,
                 ),
                 grants,
@@ -235,8 +247,15 @@ async def _lease(
                 settings,
                 clock,
             )
-            await access.reconcile(grants, lambda p: context(p, settings, store), settings, clock)
-            done = await grants.get(record.grant.id)
+            for _ in range(LEASE_ROUNDS):  # a job or a read-back may want a second look
+                await access.reconcile(
+                    grants, lambda p: context(p, settings, store), settings, clock
+                )
+                done = await grants.get(record.grant.id)
+                assert done is not None
+                if done.status().value != "applying":
+                    break
+                await asyncio.sleep(LEASE_CONFIRM_S)
     except BlelockError as exc:
         report.failures.append(exc)
         return

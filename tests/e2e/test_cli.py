@@ -184,7 +184,7 @@ def test_demo_runs_a_technicians_day() -> None:
     assert states == ["scheduled", "active", "inactive", "revoked"], report["notes"]
     # One renter, one unit per vendor, one lease: made so at each vendor.
     units = report["lease"]["units"]
-    assert sorted(unit.split(":")[0] for unit in units) == ["keyless", "noke"]
+    assert sorted(unit.split(":")[0] for unit in units) == ["keyless", "noke", "nuki", "unloc"]
     assert set(units.values()) == {"active"}
 
 
