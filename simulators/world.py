@@ -225,6 +225,10 @@ def world_state(world: World) -> dict[str, Any]:
         "requests": {
             "noke": dict(cloud.requests),
             "keyless": {} if world.keyless is None else dict(world.keyless.platform.requests),
+            "nuki": {} if world.nuki is None else dict(world.nuki.web.requests),
+            "unloc": {}
+            if world.unloc is None
+            else dict(world.unloc.state.requests) | {"token": world.unloc.state.token_requests},
         },
         "nuki": nuki_state(world.nuki),
         "bootloaders": {

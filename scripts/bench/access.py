@@ -1,11 +1,14 @@
-"""Benchmark: access grants — 1,000 grants over 200 locks and the vendors that take grants,
-reconciled against `blelock-sim`'s clouds over real HTTP (the simulator in its own process).
+"""Benchmark: access grants — 1,000 grants over 200 locks of the four vendors (Nokē, Keyless,
+Nuki through its Web API, Unloc), reconciled against `blelock-sim`'s clouds over real HTTP (the
+simulator in its own process).
 
 Per repetition (a fresh world and store each): the time for the reconciler to converge from
 nothing, the vendor requests it made per grant (counted by the simulated clouds), the
 reconciler's peak Python memory (tracemalloc); then no-change reconciles (target: well under a
 second for 1,000 grants, and no vendor request at all). Half the grants have weekly windows
-(Keyless writes one permission per opening; Nokē has no schedules, so those are rounded).
+(Keyless writes one permission per opening; Nokē has no schedules, so those are rounded; Nuki
+and Unloc keep them on the code / key). Nuki's Web API confirms by reading back and Unloc makes
+keys by jobs, both in the simulator's own (real) time: they dominate the time to converge.
 
     .venv/bin/python scripts/bench/access.py [--grants 1000] [--locks 200] [--repeat 3]
 """
@@ -49,10 +52,27 @@ def requests(env: dict[str, str]) -> int:
     return sum(sum(counts.values()) for counts in state["requests"].values())
 
 
+def nuki_code(n: int) -> str:
+    """A valid, per-lock unique keypad code for grant ``n`` (digits 1-9, never starting 12)."""
+    digits, value = [], n
+    for _ in range(5):
+        digits.append(str(value % 9 + 1))
+        value //= 9
+    return "9" + "".join(digits)
+
+
 async def make_grants(settings: Settings, announced: dict[str, Any], grants: int) -> None:
-    locks = [f"noke:{lock['mac']}" for lock in announced["locks"]] + [
-        f"keyless:{lock}" for lock in announced["keyless_locks"]
-    ]
+    from blelock.grants import Code
+    from blelock.vendors.unloc.cloud import UnlocCloud
+
+    async with UnlocCloud.from_settings(settings) as unloc:
+        unloc_locks = [lock for lock in await unloc.locks() if lock.timezone == "Europe/Oslo"]
+    locks = (
+        [f"noke:{lock['mac']}" for lock in announced["locks"]]
+        + [f"keyless:{lock}" for lock in announced["keyless_locks"]]
+        + [f"nuki:{1001 + i}" for i in range(len(announced.get("nuki_locks", [])))]
+        + [f"unloc:{lock.id}" for lock in unloc_locks]
+    )
     async with KeylessCloud.from_settings(settings) as admin:
         users = [(await admin.create_user(Role.USER)).id for _ in range(KEYLESS_USERS)]
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -66,10 +86,13 @@ async def make_grants(settings: Settings, announced: dict[str, Any], grants: int
                     locks=[lock],
                     ends_at=now + dt.timedelta(days=30, minutes=n),
                     windows=["Mon-Sat 06:00-22:00"] if n % 2 else [],
+                    timezone="Europe/Oslo",
                     identities={
                         "tracking_key": f"renter-{n}",
                         "keyless_user": users[n % len(users)],
+                        "phone": f"+4791{n:06d}",
                     },
+                    codes={"keypad_code": Code(nuki_code(n))},
                     round=True,
                 ),
                 held, access.access_plugins(), lambda p: jobs.context(p, settings, store),
@@ -88,9 +111,11 @@ async def reconcile(settings: Settings) -> tuple[float, ReconcileReport]:
 
 
 def repetition(grants: int, locks: int, seed: int, no_change_runs: int) -> dict[str, Any]:
+    per_vendor = locks // 4
     with (
         simulator_process(
-            "--locks", str(locks // 2), "--keyless-locks", str(locks - locks // 2),
+            "--locks", str(per_vendor), "--keyless-locks", str(per_vendor),
+            "--nuki-locks", str(per_vendor), "--unloc-locks", str(3 * (locks - 3 * per_vendor)),
             "--seed", str(seed),
         ) as announced,
         tempfile.TemporaryDirectory(prefix="blelock-bench-access-") as scratch,
@@ -138,7 +163,7 @@ def main() -> int:
     idle = [s for run in runs for s in run["no_change_s"]]
     idle_requests = sum(r["no_change_requests"] for r in runs)
     lines = [
-        f"access grants: {args.grants} over {args.locks} locks (Nokē and Keyless), "
+        f"access grants: {args.grants} over {args.locks} locks (Nokē, Keyless, Nuki, Unloc), "
         f"{args.repeat} repetition(s)",
         f"  vendor-side items made: {runs[0]['items']}",
         f"  converge from nothing (s): {figures([r['converge_s'] for r in runs])}",
