@@ -20,7 +20,7 @@ from simulators.faults import LinkFaults, parse_fault
 from simulators.noke_cloud import CloudFaults
 from simulators.noke_lock import MechanicalFaults
 from simulators.radio import LatencyModel
-from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
+from simulators.world import RunningWorld, WorldSpec, build_world, lock_ids, serve_world
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -218,6 +218,7 @@ def _announce(
     nuki_locks = [] if nuki is None else [{"mac": n.mac, "pin": n.security_pin} for n in nuki.locks]
     if as_json:
         announced = {"env": environment, "locks": locks, "keyless_locks": keyless_locks}
+        announced["vendor_locks"] = lock_ids(running.world)  # every vendor's, by its name
         announced["nuki_locks"] = nuki_locks  # with the PIN each owner would tell
         # What a technician is handed by each vendor before the day starts (vendor-neutral
         # keys, so that `blelock demo` needs no vendor's name): enrolment codes, and the

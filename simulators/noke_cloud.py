@@ -380,14 +380,17 @@ async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> 
     if query.macs is None and query.serials is None:
         chosen = list(state.locks.values())
     else:
-        wanted = {mac.upper() for mac in query.macs or ()}
+        # A client syncing a fleet asks for a chunk of locks at a time: each is looked up by
+        # its MAC (not by a walk over the fleet), answered once, in the order asked.
+        wanted = list(dict.fromkeys(mac.upper() for mac in query.macs or ()))
         missing = sorted(mac for mac in wanted if mac not in state.locks)
         if missing:
-            raise _Refusal(7, f"Lock not found: {', '.join(missing)}")
-        serials = set(query.serials or ())
-        chosen = [
-            lock for mac, lock in state.locks.items() if mac in wanted or lock.serial in serials
-        ]
+            raise _Refusal(7, f"Lock not found: {', '.join(missing[:5])}")
+        picked = {mac: state.locks[mac] for mac in wanted}
+        if query.serials:
+            serials = set(query.serials)
+            picked |= {m: lock for m, lock in state.locks.items() if lock.serial in serials}
+        chosen = list(picked.values())
     locks: list[dict[str, Any]] = [
         {
             "mac": lock.mac.upper(),
@@ -456,10 +459,11 @@ def _commands(action: str) -> Handler:
 def _locks_in(state: NokeCloudState, macs: list[str] | None) -> list[RegisteredLock]:
     if macs is None:
         return list(state.locks.values())
-    missing = sorted({mac.upper() for mac in macs} - state.locks.keys())
+    wanted = dict.fromkeys(mac.upper() for mac in macs)  # each lock once, in the order asked
+    missing = sorted(wanted.keys() - state.locks.keys())
     if missing:
         raise _Refusal(7, f"Lock not found: {', '.join(missing[:5])}")
-    return [state.locks[mac.upper()] for mac in dict.fromkeys(macs)]
+    return [state.locks[mac] for mac in wanted]
 
 
 def _key_listing(locks: list[RegisteredLock], tracking_keys: list[str] | None) -> dict[str, Any]:

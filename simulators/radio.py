@@ -500,6 +500,9 @@ class Radio:
     def __init__(self, latency: LatencyModel | None = None) -> None:
         self.latency = latency if latency is not None else LatencyModel()
         self._slots: dict[str, _Slot] = {}
+        self.modelled_s = 0.0
+        """Seconds the latency model has made links wait (connection set-up, ATT round trips,
+        write pacing, answers' delay): a benchmark's floor for the visits it ran, one at a time."""
 
     def add(self, peripheral: Peripheral, faults: LinkFaults | None = None) -> LinkFaults:
         """Put ``peripheral`` on the air; returns its (live) fault switches."""
@@ -735,6 +738,7 @@ class _Session:
         self._scan: asyncio.Task[None] | None = None
         self._notes: asyncio.Queue[_Notes] = asyncio.Queue()
         self._after_reply: list[dict[str, Any]] = []
+        self._charged_until = 0.0
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "scan-start": self._scan_start,
             "scan-stop": self._scan_stop,
@@ -825,12 +829,12 @@ class _Session:
         if self._link is not None:
             raise _BadRequest("this session already holds a link; disconnect first")
         address = _field(request, "address", str)
-        await self._sleep(self._radio.latency_of(address).connect_s)
+        await self._wait(self._radio.latency_of(address).connect_s)
         link = self._radio.connect(address)
         self._link = link
         self._pacer = WritePacer()  # a new link starts with an empty transmit buffer
         if link.mtu > DEFAULT_ATT_MTU:  # the MTU exchange: one more ATT round trip
-            await self._sleep(link.latency.connection_interval_s)
+            await self._wait(link.latency.connection_interval_s)
         return {"name": link.name, "services": encode_services(link.services), "mtu": link.mtu}
 
     async def _disconnect(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -841,7 +845,7 @@ class _Session:
 
     async def _read(self, request: dict[str, Any]) -> dict[str, Any]:
         link = self._need_link()
-        await self._sleep(link.latency.connection_interval_s)
+        await self._wait(link.latency.connection_interval_s)
         return {"value": link.read(_uuid_field(request, "char")).hex()}
 
     async def _write(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -849,7 +853,7 @@ class _Session:
         char = _uuid_field(request, "char")
         data = _hex_field(request, "value")
         if _field(request, "response", bool):
-            await self._sleep(link.latency.connection_interval_s)
+            await self._wait(link.latency.connection_interval_s)
             notes = link.write(char, data, response=True)
             self._queue_notifications(link, notes, delay=link.take_busy_s())
             return {}
@@ -858,7 +862,7 @@ class _Session:
         now = asyncio.get_running_loop().time()
         delay = self._pacer.admit(now, link.latency, len(data)) - now
         if delay > 0:  # tiny test latencies mostly never wait: no timer for nothing
-            await self._sleep(delay)
+            await self._wait(delay)
         try:
             notes = link.write(char, data, response=False)
         except LinkDropped as drop:
@@ -873,20 +877,34 @@ class _Session:
 
     async def _subscribe(self, request: dict[str, Any]) -> dict[str, Any]:
         link = self._need_link()
-        await self._sleep(link.latency.connection_interval_s)
+        await self._wait(link.latency.connection_interval_s)
         link.subscribe(_uuid_field(request, "char"), _field(request, "enabled", bool))
         return {}
 
     async def _cccd(self, request: dict[str, Any]) -> dict[str, Any]:
         link = self._need_link()
-        await self._sleep(link.latency.connection_interval_s)
+        await self._wait(link.latency.connection_interval_s)
         subscribed = link.is_subscribed(_uuid_field(request, "char"))
         return {"value": "0100" if subscribed else "0000"}
+
+    async def _wait(self, seconds: float) -> None:
+        """A wait the latency model imposes on a link, counted in ``Radio.modelled_s``."""
+        self._charge(seconds)
+        await self._sleep(seconds)
+
+    def _charge(self, seconds: float) -> None:
+        """Add the part of a wait from now that no wait already counted covers: writes in
+        flight together wait for their answers at once, and count once."""
+        now = asyncio.get_running_loop().time()
+        end = now + seconds
+        self._radio.modelled_s += max(0.0, end - max(now, self._charged_until))
+        self._charged_until = max(self._charged_until, end)
 
     def _queue_notifications(
         self, link: Link, notes: list[tuple[str, bytes]], delay: float
     ) -> None:
         if notes:
+            self._charge(delay)
             self._notes.put_nowait((asyncio.get_running_loop().time() + delay, link, notes))
 
     async def _deliver_notifications(self) -> None:

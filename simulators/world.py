@@ -45,7 +45,17 @@ from simulators.nuki_world import NukiWorld, add_nuki_locks, nuki_state
 from simulators.radio import LatencyModel, Radio, RadioServer
 from simulators.unloc_world import UnlocWorld, build_unloc_world
 
-__all__ = ["RunningWorld", "World", "WorldSpec", "build_world", "serve_world", "world_state"]
+__all__ = [
+    "RunningWorld",
+    "World",
+    "WorldSpec",
+    "build_world",
+    "cloud_requests",
+    "enrolment_codes",
+    "lock_ids",
+    "serve_world",
+    "world_state",
+]
 
 HOST = "127.0.0.1"
 CLIENT_BACKEND = "simulators.bleak_backend:SimBleakClient"
@@ -150,6 +160,8 @@ def build_world(spec: WorldSpec) -> World:
             registered.issue_offline_key(tracking_key)
     keyless = _keyless_world(spec, rng, radio) if spec.keyless_locks else None
     nuki = add_nuki_locks(spec.nuki_locks, spec.seed, radio) if spec.nuki_locks else None
+    if keyless is not None:
+        keyless.platform.faults.latency_s = spec.cloud_latency_s
     unloc = build_unloc_world(spec.unloc_locks) if spec.unloc_locks else None
     return World(
         radio=radio,
@@ -207,6 +219,27 @@ def _keyless_world(spec: WorldSpec, rng: random.Random, radio: Radio) -> Keyless
     )
     platform.invitations[invitation.id] = invitation
     return KeylessWorld(platform, locks, technician.id, code)
+
+
+def lock_ids(world: World) -> dict[str, list[str]]:
+    """Each vendor's simulated locks, by vendor name, as ``blelock open`` takes their ids."""
+    ids = {"noke": [lock.mac for lock in world.locks]}
+    if world.keyless is not None:
+        ids["keyless"] = [lock.locking_device_id for lock in world.keyless.locks]
+    return ids
+
+
+def enrolment_codes(world: World) -> dict[str, str]:
+    """The code each vendor's administrator would hand a technician to enrol this companion."""
+    return {} if world.keyless is None else {"keyless": world.keyless.invitation_code}
+
+
+def cloud_requests(world: World) -> int:
+    """Requests all simulated clouds received; each was charged ``cloud_latency_s``."""
+    total = sum(world.cloud.requests.values())
+    if world.keyless is not None:
+        total += sum(world.keyless.platform.requests.values())
+    return total
 
 
 def world_state(world: World) -> dict[str, Any]:

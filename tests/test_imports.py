@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("bleak", "httpx", "pydantic", "rich", "cryptography", "starlette", "uvicorn")
 
@@ -60,3 +62,123 @@ def test_protobuf_is_loaded_only_where_dfu_runs() -> None:
         "read_package('firmware_images/noke-4i-3.15.zip')"
     )
     assert _loaded(reading, protobuf) == list(protobuf)
+
+
+# What no opening of a lock uses, whichever vendor's: firmware updates (the DFU driver, the
+# package reader and its x509 / protobuf), progress bars, httpx's own command line, the kiosk.
+UNUSED_BY_AN_UNLOCK = (
+    "blelock.dfu",
+    "blelock.protocol.dfu",
+    "blelock.protocol.dfu_init",
+    "blelock.protocol.dfu_package",
+    "google.protobuf",
+    "rich.progress",
+    "httpx._main",
+    "click",
+    "pygments",
+    "blelock.service",
+    "blelock.sync",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+)
+# Another vendor's package may be touched only for its plugin (registry, lock-id format), its
+# settings section (the settings loader reads every section) and its schema (the store is
+# migrated for every plugin's tables), and the packages these sit in.
+OTHER_VENDOR_ALLOWED = ("plugin", "settings", "schema")
+
+
+def _unlock_modules(argv: list[str], env: dict[str, str]) -> list[str]:
+    probe = (
+        "import sys\nfrom blelock.cli import main\n"
+        f"code = main({argv!r})\n"
+        "loaded = sorted(name for name, module in sys.modules.items() if module is not None)\n"
+        "print('CODE:', code)\nprint('MODULES:' + ','.join(loaded))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert "CODE: 0" in result.stdout, result.stdout + result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("MODULES:")]
+    return line.removeprefix("MODULES:").split(",")
+
+
+def _strays(modules: list[str], vendor: str, others: list[str]) -> list[str]:
+    allowed = [
+        name
+        for name in modules
+        for other in others
+        if name.startswith(f"blelock.vendors.{other}.")
+        and name.rsplit(".", 1)[1] in OTHER_VENDOR_ALLOWED
+    ]
+
+    def stray(name: str) -> bool:
+        if any(name == u or name.startswith(u + ".") for u in UNUSED_BY_AN_UNLOCK):
+            return True
+        for other in others:
+            if name.startswith(f"blelock.vendors.{other}."):
+                return not any(ok == name or ok.startswith(name + ".") for ok in allowed)
+        return False
+
+    return [name for name in modules if stray(name)]
+
+
+def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """A whole `blelock open LOCK` process, online and (where the vendor has it) offline, for
+    every registered vendor that opens locks, against the simulated world: no module of
+    another vendor beyond its plugin, nothing of firmware updates, the kiosk or httpx's CLI."""
+    import asyncio
+
+    # Before the set-up's event loop: a first import inside it reads files (blockbuster).
+    import httpx  # noqa: F401
+
+    from blelock import registry
+    from blelock.config import load_settings
+    from blelock.jobs import context, open_store
+    from blelock.sync import sync_keys
+    from simulators.process import simulator_process
+
+    openers = [p for p in registry.plugins().values() if p.default_operation is not None]
+    with simulator_process("--locks", "1", "--keyless-locks", "1") as announced:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
+        env |= announced["env"] | {
+            "BLELOCK_CONFIG": os.devnull,
+            "BLELOCK_DATA_DIR": str(tmp_path),
+            "BLELOCK_KEY_DIR": str(tmp_path),
+        }
+        locks = {name: ids[0] for name, ids in announced["vendor_locks"].items() if ids}
+
+        async def setup() -> None:  # enrolment and keys, as a technician would have them
+            settings = load_settings(environ=env, read_file=False)
+            async with open_store(settings) as store:
+                for name, code in announced["enroll"].items():
+                    plugin = registry.plugin(name)
+                    await plugin.enroll(context(plugin, settings, store), code)
+                for name, options in announced["sync_options"].items():
+                    plugin = registry.plugin(name)
+                    await sync_keys(context(plugin, settings, store), [locks[name]], options)
+
+        asyncio.run(setup())
+        measured = []
+        for plugin in openers:
+            if plugin.name not in locks:
+                continue  # the simulated world has no lock of this vendor yet
+            others = [name for name in registry.plugins() if name != plugin.name]
+            modes = plugin.operations[plugin.default_operation or ""].modes
+            for mode in [m for m in ("online", "offline") if m in modes] or ["auto"]:
+                argv = ["open", locks[plugin.name], "--vendor", plugin.name]
+                argv += [] if mode == "auto" else [f"--{mode}"]
+                assert _strays(_unlock_modules(argv, env), plugin.name, others) == [], argv
+                measured.append((plugin.name, mode))
+    assert ("noke", "online") in measured and ("noke", "offline") in measured
+
+
+def test_a_noke_offline_visit_needs_no_http_library() -> None:
+    """Everything a Nokē offline unlock runs (the command, the job, the visit, the key cache,
+    the drain's rules) loads no HTTP library: the cloud client comes only with a cloud call."""
+    offline_path = (
+        "import blelock.cli.open, blelock.jobs, blelock.vendors.noke.plugin, "
+        "blelock.vendors.noke.jobs, blelock.vendors.noke.visit, blelock.vendors.noke.keys, "
+        "blelock.vendors.outbox"
+    )
+    assert _loaded(offline_path, ("httpx", "httpcore", "h11")) == []

@@ -175,9 +175,15 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _access_arguments(parser: argparse.ArgumentParser) -> None:
-    from blelock.cli.access import add_arguments
-
-    add_arguments(parser)
+    # Parsed by blelock.cli.access when it runs: its options come from every vendor's access
+    # translation, which only an access command should import.
+    parser.add_argument(
+        "access_arguments",
+        nargs=argparse.REMAINDER,
+        metavar="ACTION ...",
+        help="grant | list | show GRANT | revoke GRANT | constraints LOCK | reconcile "
+        "(`blelock access -h` for more)",
+    )
 
 
 COMMANDS: dict[str, Command] = {
@@ -337,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args = _plugin_arguments(plugin, args)
     except SystemExit as exit_:  # argparse has printed usage or --version already
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    _without_httpx_cli()
     try:
         if plugin is not None:
             assert plugin.cli_module is not None
@@ -352,6 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from blelock.cli.render import report_failure
 
         return report_failure(exc, as_json=args.json, debug=args.debug)
+
+
+def _without_httpx_cli() -> None:
+    """httpx imports its own command-line client (click, pygments, rich.syntax: ~25 ms) when
+    those happen to be installed, and blelock never runs it. A None in ``sys.modules`` makes
+    httpx's guarded ``from ._main import main`` take the fallback it has for their absence."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def _plugin_named(name: str) -> VendorPlugin:

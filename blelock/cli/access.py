@@ -111,9 +111,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def parse(args: argparse.Namespace) -> argparse.Namespace:
+    """The access subtree's own arguments (``blelock access ACTION …``)."""
+    from blelock.cli import common_options
+
+    parser = argparse.ArgumentParser(
+        prog="blelock access",
+        description="who may open which locks, when",
+        parents=[common_options(defaults=False)],
+    )
+    add_arguments(parser)
+    rest: list[str] = getattr(args, "access_arguments", None) or []
+    return parser.parse_args(rest, namespace=args)
+
+
 def run(args: argparse.Namespace) -> int:
     from blelock.cli.context import settings_from
 
+    if not hasattr(args, "access_action"):
+        args = parse(args)
     settings = settings_from(args)
     action: Callable[[argparse.Namespace, Settings], Any] = _ACTIONS[args.access_action]
     return int(asyncio.run(action(args, settings)))

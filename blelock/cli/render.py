@@ -14,23 +14,14 @@ from typing import TYPE_CHECKING, Any
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from blelock.errors import BlelockError, ConfigError, UsageError
 from blelock.model import KeptLog, KeyInfo, LogRecord, Sighting, VisitResult
-from blelock.protocol.dfu_package import DfuPackage
 
 if TYPE_CHECKING:
     from blelock.access.reconcile import ReconcileReport
+    from blelock.protocol.dfu_package import DfuPackage
     from blelock.sync import VendorSync
 
 __all__ = [
@@ -215,6 +206,15 @@ def upload_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], No
     if not enabled:
         yield lambda done: None
         return
+    # Imported here: an unlock shows no progress bar, and rich.progress costs ~10 ms to load.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("uploading logs"),
         BarColumn(),
@@ -232,6 +232,15 @@ def transfer_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], 
     if not enabled:
         yield lambda done: None
         return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     columns = (
         TextColumn("firmware"),
         BarColumn(),

@@ -24,6 +24,7 @@ from typing import Self, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from blelock.cloud._policy import OFFLINE_HINT, cannot_serve, is_transient
 from blelock.config import Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -41,6 +42,7 @@ __all__ = [
     "RetryPolicy",
     "answer_as",
     "cannot_serve",
+    "is_transient",
     "json_body",
     "make_client",
     "map_http_errors",
@@ -68,27 +70,6 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.cap_s, self.base_s * 2**retry))
-
-
-def is_transient(exc: CloudError) -> bool:
-    """Worth another try: unreachable, slow, rate limited, a 5xx, or a body that is not JSON
-    (a proxy's error page)."""
-    if isinstance(exc, CloudUnavailable | CloudTimeout | RateLimited):
-        return True
-    return isinstance(exc, CloudRejected) and ((exc.status or 0) >= 500 or exc.transient)
-
-
-def cannot_serve(exc: CloudError) -> bool:
-    """The cloud cannot give commands now, whatever was asked (unreachable, slow, rate
-    limited, a 5xx, garbage): a visit with a usable offline key should use it. A refusal about
-    the request itself (credentials, an unknown lock, a 4xx) is not: it would refuse again."""
-    return is_transient(exc)
-
-
-OFFLINE_HINT = (
-    "the cloud cannot give commands now; an unlock can use the offline key kept by the last "
-    "`blelock sync`: `blelock unlock MAC --offline`"
-)
 
 
 async def with_retries(

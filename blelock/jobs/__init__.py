@@ -17,7 +17,7 @@ from blelock.model import VisitResult
 from blelock.store import Store
 from blelock.store import open_store as _open_store
 from blelock.transport.scan import Found, find_lock
-from blelock.vendors.base import OperationRequest, VendorContext, VendorPlugin
+from blelock.vendors.base import KeptClients, OperationRequest, VendorContext, VendorPlugin
 
 __all__ = ["Resolved", "context", "execute", "open_store", "resolve", "run_operation"]
 
@@ -38,8 +38,9 @@ def context(
     found: Found | None = None,
     clock: Clock | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    clients: KeptClients | None = None,
 ) -> VendorContext:
-    ctx = VendorContext(plugin, settings, store, clock or SystemClock(), found)
+    ctx = VendorContext(plugin, settings, store, clock or SystemClock(), found, clients=clients)
     if progress is not None:
         ctx.progress = progress
     return ctx
@@ -138,9 +139,11 @@ async def run_operation(
     store: Store | None = None,
     found: Found | None = None,
     progress: Callable[[int, int | None], None] | None = None,
+    clients: KeptClients | None = None,
 ) -> VisitResult:
     """Resolve the lock's plugin and run the operation (``request.operation``, or the plugin's
-    default when it is empty) with the store open."""
+    default when it is empty) with the store open (``store``: one the caller keeps open;
+    ``clients``: cloud clients it keeps, see :class:`KeptClients`)."""
     operation = request.operation or None
     resolved = await resolve(lock, settings, vendor=vendor, operation=operation)
     plugin = resolved.plugin
@@ -148,7 +151,14 @@ async def run_operation(
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
             store = await stack.enter_async_context(open_store(settings))
-        ctx = context(plugin, settings, store, found=found or resolved.found, progress=progress)
+        ctx = context(
+            plugin,
+            settings,
+            store,
+            found=found or resolved.found,
+            progress=progress,
+            clients=clients,
+        )
         return await execute(ctx, resolved.lock_id, request)
 
 

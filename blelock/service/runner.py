@@ -42,6 +42,7 @@ from blelock.store import Store
 from blelock.transport.scan import scan
 from blelock.vendors.base import (
     Facts,
+    KeptClients,
     Mode,
     OperationRequest,
     OptionValue,
@@ -104,6 +105,8 @@ class Runner:
         self._exit = contextlib.AsyncExitStack()
         self._store: Store | None = None
         self._grants: GrantStore | None = None
+        self._clients = KeptClients()
+        """Cloud clients for every visit and upkeep round: made once, closed with the runner."""
         self.adapter_up: bool | None = None
         self.last_scan_at: dt.datetime | None = None
 
@@ -125,11 +128,18 @@ class Runner:
         """Open the store, and start scanning and the background upkeep; work left in the store
         by an earlier run (logs not yet uploaded) is picked up by the first round."""
         self._store = await self._exit.enter_async_context(jobs.open_store(self.settings))
+        await self._exit.enter_async_context(self._clients)
         self._grants = await self._exit.enter_async_context(
             access.open_grants(self.settings, self._store)
         )
         self._upkeep = Upkeep(
-            self.settings, self._store, self.plugins, self._statuses, self._clock, self._grants
+            self.settings,
+            self._store,
+            self.plugins,
+            self._statuses,
+            self._clock,
+            self._clients,
+            grants=self._grants,
         )
         self._accepting = True
         self._background = [
@@ -184,7 +194,9 @@ class Runner:
 
     def access_context(self, plugin: VendorPlugin) -> VendorContext:
         """What a vendor's access translation is given (constraints, reconcile)."""
-        return jobs.context(plugin, self.settings, self.store, clock=self._clock)
+        return jobs.context(
+            plugin, self.settings, self.store, clock=self._clock, clients=self._clients
+        )
 
     def wake_upkeep(self) -> None:
         """A grant was asked for or revoked: reconcile soon."""
@@ -302,6 +314,7 @@ class Runner:
                 found=self.view.fresh(plugin.name, canonical),
                 clock=self._clock,
                 progress=job.progress,
+                clients=self._clients,
             )
             try:
                 visit = await jobs.execute(ctx, canonical, request)

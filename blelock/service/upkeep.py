@@ -32,7 +32,7 @@ from blelock.model import KeyHealth
 from blelock.service.health import VendorStatus
 from blelock.service.logs import log_context, logger
 from blelock.store import Store
-from blelock.vendors.base import VendorContext, VendorPlugin
+from blelock.vendors.base import KeptClients, VendorContext, VendorPlugin
 
 __all__ = ["BACKOFF_MAX_S", "BACKOFF_MIN_S", "SYNC_ROUND_BUDGET_S", "Backoff", "Upkeep"]
 
@@ -83,6 +83,7 @@ class Upkeep:
         plugins: Mapping[str, VendorPlugin],
         statuses: Mapping[str, VendorStatus],
         clock: Clock,
+        clients: KeptClients | None = None,
         grants: GrantStore | None = None,
     ) -> None:
         self._grants = grants
@@ -91,6 +92,7 @@ class Upkeep:
         """What the last round's grant reconcile did (None before one ran)."""
         self._settings = settings
         self._store = store
+        self._clients = clients
         self._plugins = plugins
         self._statuses = statuses
         self._clock = clock
@@ -153,7 +155,9 @@ class Upkeep:
         failure: BaseException | None = None
         for name, plugin in self._plugins.items():
             status = self._statuses[name]
-            ctx = jobs.context(plugin, self._settings, self._store, clock=self._clock)
+            ctx = jobs.context(
+                plugin, self._settings, self._store, clock=self._clock, clients=self._clients
+            )
             with log_context(vendor=name):
                 try:
                     async with asyncio.timeout(SYNC_ROUND_BUDGET_S):
@@ -185,7 +189,7 @@ class Upkeep:
                 report = await access.reconcile(
                     grants,
                     lambda plugin: jobs.context(plugin, self._settings, self._store,
-                                                clock=self._clock),
+                                                clock=self._clock, clients=self._clients),
                     self._settings,
                     self._clock,
                     owner=self._owner,

@@ -39,7 +39,7 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,11 +156,18 @@ class Outbox:
 
         return await self._db.run(read, write=False)
 
-    async def lease(self, limit: int) -> Batch | None:
+    async def lease(self, limit: int, *, busy: str | None = None) -> Batch | None:
         """The batch to upload next, or None when nothing is pending.
 
         A batch leased before and never acknowledged comes back first, whole and with its key,
-        whatever ``limit`` is now: the same key must always mean the same records."""
+        whatever ``limit`` is now: the same key must always mean the same records. ``busy``:
+        a batch on its way to the cloud now, not to be handed out again (a drain forms the next
+        batch while the last one is sent)."""
+        return await self._db.run(self._leaser(limit, busy))
+
+    def _leaser(
+        self, limit: int, busy: str | None = None
+    ) -> Callable[[sqlite3.Connection], Batch | None]:
         if limit < 1:
             raise ValueError("a batch holds at least one record")
 
@@ -168,8 +175,8 @@ class Outbox:
             while (
                 row := conn.execute(
                     "SELECT key FROM outbox_batches WHERE vendor = ? AND failed_at IS NULL "
-                    "ORDER BY rowid LIMIT 1",
-                    (self._vendor,),
+                    "AND key IS NOT ? ORDER BY rowid LIMIT 1",
+                    (self._vendor, busy),
                 ).fetchone()
             ) is not None:
                 records = _sound_records(conn, row[0], self._vendor)
@@ -202,18 +209,21 @@ class Outbox:
             # Every row of the new batch was damaged and is set aside: form the next one.
             return lease(conn)
 
-        return await self._db.run(lease)
+        return lease
 
     async def acknowledge(self, batch_key: str) -> int:
         """Delete the batch's records (the cloud has them); how many. An unknown key (already
         acknowledged, say by another process) deletes nothing."""
+        return await self._db.run(lambda conn: _delete_batch(conn, batch_key))
 
-        def delete(conn: sqlite3.Connection) -> int:
-            deleted = conn.execute("DELETE FROM outbox WHERE batch_key = ?", (batch_key,)).rowcount
-            conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
-            return int(deleted)
-
-        return await self._db.run(delete)
+    async def acknowledge_and_lease(
+        self, batch_key: str, limit: int, *, busy: str | None = None
+    ) -> tuple[int, Batch | None]:
+        """:meth:`acknowledge` then :meth:`lease` in one transaction: a drain commits (and so
+        waits for the disk) once a batch, not twice. All of it or none: the batch stays leased
+        when forming the next fails."""
+        lease = self._leaser(limit, busy)
+        return await self._db.run(lambda conn: (_delete_batch(conn, batch_key), lease(conn)))
 
     async def split(self, batch_key: str) -> int:
         """Replace a refused batch of several locks by one batch per lock (new keys: the cloud
@@ -353,14 +363,26 @@ def _indexed(conn: sqlite3.Connection, row: tuple[int, str, str, int, str]) -> b
     return found is not None
 
 
+def _delete_batch(conn: sqlite3.Connection, batch_key: str) -> int:
+    deleted = conn.execute("DELETE FROM outbox WHERE batch_key = ?", (batch_key,)).rowcount
+    conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
+    return int(deleted)
+
+
 def _sound_records(conn: sqlite3.Connection, key: str, vendor: str) -> tuple[LogRecord, ...]:
     """The batch's records, after setting aside those the index cannot find (damaged)."""
+    # Each row looked up by its own values in the UNIQUE index (as _indexed does), in one
+    # statement: a batch of 500 is one query, not 501.
     rows = conn.execute(
-        f"SELECT id, {_COLUMNS} FROM outbox WHERE batch_key = ? ORDER BY id", (key,)
+        "SELECT o.id, o.lock_id, o.session, o.received_at, o.payload, EXISTS (SELECT 1 FROM "
+        f"outbox AS i INDEXED BY {_UNIQUE_INDEX} WHERE i.lock_id = o.lock_id AND "
+        "i.session = o.session AND i.payload = o.payload AND i.id = o.id) "
+        "FROM outbox AS o WHERE o.batch_key = ? ORDER BY o.id",
+        (key,),
     ).fetchall()
-    damaged = [row[0] for row in rows if not _indexed(conn, row)]
+    damaged = [row[0] for row in rows if not row[5]]
     if not damaged:
-        return tuple(_record(row[1:]) for row in rows)
+        return tuple(LogRecord(row[1], row[2], row[3], row[4]) for row in rows)
     if len(damaged) == len(rows):
         conn.execute(
             "UPDATE outbox_batches SET failed_at = ?, failure = ? WHERE key = ?",

@@ -18,7 +18,6 @@ from bleak.backends.scanner import AdvertisementData
 from blelock.config import Settings
 from blelock.errors import DeviceNotFound, LinkTimeout
 from blelock.model import Advert, Sighting
-from blelock.protocol.dfu import SECURE_DFU_SERVICE_UUID, bootloader_address, dfu_service_kind
 from blelock.transport.backends import resolve_scanner_backend
 from blelock.transport.ble import map_bleak_errors
 
@@ -171,6 +170,9 @@ async def find_update_target(
     bootloaders advertise a known name (``bootloader_names``) but may sit at another address
     also gets the one bootloader of that name heard during the whole scan; two or more of them
     are refused rather than guessed between."""
+    # Here, not at the top: finding a lock to unlock needs no DFU codes.
+    from blelock.protocol.dfu import SECURE_DFU_SERVICE_UUID, bootloader_address, dfu_service_kind
+
     seen: asyncio.Future[UpdateTarget] = asyncio.get_running_loop().create_future()
     addresses = {bootloader_address(lock_id), lock_id.upper()}
     names = {name.upper() for name in bootloader_names}

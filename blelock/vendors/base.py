@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from blelock.clock import Clock, SystemClock
 from blelock.errors import UsageError
@@ -47,6 +48,7 @@ __all__ = [
     "Applied",
     "DemoHooks",
     "Facts",
+    "KeptClients",
     "Mode",
     "OperationRequest",
     "OperationSpec",
@@ -60,6 +62,7 @@ Mode = Literal["auto", "online", "offline"]
 """auto: the vendor's cloud, or what was synced earlier when it cannot be reached."""
 ALL_MODES: frozenset[Mode] = frozenset({"auto", "online", "offline"})
 S = TypeVar("S", bound="BaseModel")
+C = TypeVar("C")
 
 OptionValue = str | int | bool
 Facts = Mapping[str, str | int | float | bool | None]
@@ -128,6 +131,34 @@ def _no_progress(done: int, total: int | None) -> None:
     pass
 
 
+class KeptClients:
+    """Cloud clients kept as long as their owner lives (the kiosk's runner, a benchmark), each
+    made on first use under its name and closed with the owner: a visit then pays for neither a
+    new HTTP client nor a new connection to its cloud. Use as ``async with KeptClients():``."""
+
+    def __init__(self) -> None:
+        self._kept: dict[str, Any] = {}
+        self._exit = contextlib.AsyncExitStack()
+
+    async def get(self, name: str, make: Callable[[], AbstractAsyncContextManager[C]]) -> C:
+        if name not in self._kept:
+            made = await self._exit.enter_async_context(make())
+            # Two visits may have raced here: the first one made is kept (both are closed).
+            self._kept.setdefault(name, made)
+        kept: C = self._kept[name]
+        return kept
+
+    async def aclose(self) -> None:
+        self._kept.clear()
+        await self._exit.aclose()
+
+    async def __aenter__(self) -> KeptClients:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
 @dataclass
 class VendorContext:
     """What one plugin call is given: the settings (its own section among them), the store
@@ -140,6 +171,8 @@ class VendorContext:
     found: Found | None = None
     progress: Callable[[int, int | None], None] = _no_progress
     """``progress(done, total)`` for long operations (bytes of a firmware image)."""
+    clients: KeptClients | None = None
+    """Where cloud clients outlive the call (see :meth:`client`); None: made per call."""
 
     @property
     def outbox(self) -> Outbox:
@@ -151,8 +184,20 @@ class VendorContext:
 
     def with_found(self, found: Found | None) -> VendorContext:
         return VendorContext(
-            self.plugin, self.settings, self.store, self.clock, found, self.progress
+            self.plugin, self.settings, self.store, self.clock, found, self.progress, self.clients
         )
+
+    @contextlib.asynccontextmanager
+    async def client(
+        self, name: str, make: Callable[[], AbstractAsyncContextManager[C]]
+    ) -> AsyncIterator[C]:
+        """The plugin's cloud client ``name``: the kept one when the context has
+        :attr:`clients` (left open on exit), else one made by ``make`` and closed on exit."""
+        if self.clients is None:
+            async with make() as fresh:
+                yield fresh
+        else:
+            yield await self.clients.get(name, make)
 
 
 @dataclass(frozen=True, slots=True)

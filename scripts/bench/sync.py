@@ -1,14 +1,20 @@
 """Benchmark: fleet key sync and outbox drain against the simulated Nokē cloud over real HTTP.
 
-For each fleet size the simulated cloud runs in its own process (``blelock-sim --offline-keys
-5``), so the companion's peak RSS is its own. Each measurement runs in a fresh child process:
+The simulated cloud runs in its own process (``blelock-sim --offline-keys 5``), so the
+companion's peak RSS is its own. Each measurement runs in a fresh child process:
 
-* keys:  ``refresh_offline_keys`` for every lock (display → parse → seal → store),
-* drain: 100,000 records appended to the outbox, then ``drain_outbox`` in 500-record batches.
+* keys:  ``refresh_offline_keys`` for the whole company (``/lock/`` lists it; keys fetched,
+  sealed and stored chunk by chunk), ``--runs`` times per fleet size;
+* drain: records appended to the outbox, then ``drain_outbox`` in 500-record batches; paired,
+  in the same child, with **raw posts**: the same batches' bodies built beforehand and POSTed
+  one after another with the same client (what any drain must at least spend). Drain and raw
+  alternate, each on records of its own (the cloud dedupes, so neither meets a repeat).
 
-Targets (issue 3): 10,000 locks x 5 tracking keys in < 10 s and < 150 MB.
+Targets (issue 18): 100,000 locks x 5 keys in ≤ 4 s and ≤ 300 MB, memory flat as the fleet
+grows; drain ≤ 1.4 x raw posts, memory flat at 1,000,000 records.
 
-    .venv/bin/python scripts/bench/sync.py [--locks 1000 10000 100000] [--records 100000]
+    .venv/bin/python scripts/bench/sync.py [--locks 10000 100000] [--runs 3]
+        [--records 100000] [--memory-records 1000000] [--skip-keys] [--skip-drain]
 """
 
 from __future__ import annotations
@@ -18,14 +24,31 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Sequence
 
 from simulators.process import simulator_process
 
 TRACKING_KEYS = 5
+DRAIN_RUNS = 3
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def spread(values: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
+    scaled = [v * scale for v in values]
+    return (
+        f"min {min(scaled):7.2f}  median {statistics.median(scaled):7.2f}  "
+        f"max {max(scaled):7.2f} {unit}"
+    )
 
 
 def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
@@ -46,63 +69,137 @@ def measure(kind: str, env: dict[str, str], count: int) -> dict[str, float]:
 async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measured process
     from blelock.config import load_settings
     from blelock.jobs import context, open_store
-    from blelock.model import LogRecord, MacAddress
     from blelock.vendors.noke import jobs
     from blelock.vendors.noke.cloud import NokeCloud
     from blelock.vendors.noke.plugin import PLUGIN as NOKE
-    from blelock.vendors.outbox import drain_outbox
 
-    # 100,000 locks' keys are one ~70 MB answer: give it more than the interactive timeout.
     settings = load_settings(environ=os.environ | {"BLELOCK_CLOUD_TIMEOUT": "120"}, read_file=False)
     async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
         if kind == "keys":
             started = time.perf_counter()
             keys = jobs.key_store(context(NOKE, settings, store))
             summary = await jobs.refresh_offline_keys(cloud, keys)
-            seconds = time.perf_counter() - started
-            done = summary.added
+            result = {"seconds": time.perf_counter() - started, "done": summary.added}
+        elif kind == "drain-memory":
+            await fill(store.outbox(NOKE.name), count, run=0)
+            result = {"seconds": await drained(cloud, store.outbox(NOKE.name), count)}
         else:
-            mac = MacAddress("C7:E6:B0:C6:75:38")
-            for start in range(0, count, 10_000):
-                await store.outbox(NOKE.name).append(
-                    [
-                        LogRecord(mac, f"{n // 4:040x}", 1_700_000_000, f"50{n:038x}")
-                        for n in range(start, min(count, start + 10_000))
-                    ]
-                )
-            started = time.perf_counter()
-            done = await drain_outbox(cloud, store.outbox(NOKE.name))
-            seconds = time.perf_counter() - started
+            result = {"drain": [], "raw": []}
+            for run in range(DRAIN_RUNS):
+                outbox = store.outbox(NOKE.name)
+                await fill(outbox, count, run=2 * run)
+                result["drain"].append(await drained(cloud, outbox, count))
+                result["raw"].append(await raw_posts(cloud, count, run=2 * run + 1))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "peak_rss_mb": peak_mb, "done": done}
+    return result | {"peak_rss_mb": peak_mb}
+
+
+def records(start: int, stop: int, run: int) -> list[object]:
+    from blelock.model import LogRecord, MacAddress
+
+    mac = MacAddress("C7:E6:B0:C6:75:38")
+    # Four records a session, as a visit gives them; each run's own sessions.
+    return [
+        LogRecord(mac, f"{run:08x}{n // 4:032x}", 1_700_000_000, f"50{n:038x}")
+        for n in range(start, stop)
+    ]
+
+
+async def fill(outbox: object, count: int, *, run: int) -> None:
+    for start in range(0, count, 10_000):
+        await outbox.append(records(start, min(count, start + 10_000), run))  # type: ignore[attr-defined]
+
+
+async def drained(cloud: object, outbox: object, count: int) -> float:
+    from blelock.vendors.outbox import drain_outbox
+
+    started = time.perf_counter()
+    done = await drain_outbox(cloud, outbox)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    assert done == count, (done, count)
+    return seconds
+
+
+async def raw_posts(cloud: object, count: int, *, run: int) -> float:
+    """The same batches (500 records, the same bodies) POSTed back to back, built beforehand."""
+    from blelock.vendors.noke.cloud import NokeCloud
+    from blelock.vendors.outbox import UPLOAD_BATCH
+
+    assert isinstance(cloud, NokeCloud)
+    bodies = [
+        cloud.upload_body(records(start, min(count, start + UPLOAD_BATCH), run))
+        for start in range(0, count, UPLOAD_BATCH)
+    ]
+    headers = cloud._headers(mobile=True)
+    started = time.perf_counter()
+    for body in bodies:
+        answer = await cloud._client.post(
+            "upload/", content=body, headers=headers | {"Idempotency-Key": uuid.uuid4().hex}
+        )
+        assert answer.status_code == 200 and answer.json()["error_code"] == 0, answer.text
+    return time.perf_counter() - started
+
+
+def key_sync(sizes: Sequence[int], runs: int) -> None:
+    for locks in sizes:
+        with simulator_process(
+            "--locks", str(locks), "--offline-keys", str(TRACKING_KEYS), start_timeout=900
+        ) as announced:
+            env = announced["env"]
+            results = []
+            for _ in range(runs):
+                results.append(measure("keys", env, locks))
+                assert results[-1]["done"] == locks * TRACKING_KEYS
+        seconds = [r["seconds"] for r in results]
+        print(
+            f"key sync {locks:>8} locks x {TRACKING_KEYS} keys ({runs} runs): {spread(seconds)}; "
+            f"peak RSS {spread([r['peak_rss_mb'] for r in results], 'MB')}; "
+            f"{locks * TRACKING_KEYS / statistics.median(seconds):,.0f} keys/s; {load()}"
+        )
+
+
+def drain(count: int, memory_count: int) -> None:
+    with simulator_process("--locks", "1") as announced:
+        env = announced["env"]
+        paired = measure("drain", env, count)
+        ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
+        print(f"outbox drain {count} records, {DRAIN_RUNS} paired runs; {load()}")
+        print(f"  drain      {spread(paired['drain'])}")
+        print(f"  raw posts  {spread(paired['raw'])}")
+        print(
+            f"  ratio      {spread(ratios, '')} (target 1.4); "
+            f"{count / statistics.median(paired['drain']):,.0f} records/s; "
+            f"peak RSS {paired['peak_rss_mb']:.0f} MB"
+        )
+        if memory_count:
+            small = measure("drain-memory", env, count)
+            large = measure("drain-memory", env, memory_count)
+            print(
+                f"  memory: drain of {count:,} peak RSS {small['peak_rss_mb']:.0f} MB "
+                f"({small['seconds']:.2f} s), of {memory_count:,} peak RSS "
+                f"{large['peak_rss_mb']:.0f} MB ({large['seconds']:.2f} s, "
+                f"{memory_count / large['seconds']:,.0f} records/s)"
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--locks", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--locks", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--memory-records", type=int, default=0)
+    parser.add_argument("--skip-keys", action="store_true")
+    parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(asyncio.run(child(args.child[0], int(args.child[1])))))
         return
-    for locks in args.locks:
-        with simulator_process(
-            "--locks", str(locks), "--offline-keys", str(TRACKING_KEYS), start_timeout=300
-        ) as announced:
-            env = announced["env"]
-            keys = measure("keys", env, locks)
-        print(
-            f"key sync {locks:>7} locks x {TRACKING_KEYS} keys: {keys['seconds']:6.2f} s, "
-            f"peak RSS {keys['peak_rss_mb']:6.0f} MB, {int(keys['done'])} keys stored "
-            f"({keys['done'] / keys['seconds']:,.0f} keys/s)"
-        )
-    with simulator_process("--locks", "1") as announced:
-        drain = measure("drain", announced["env"], args.records)
-    print(
-        f"outbox drain {args.records} records: {drain['seconds']:6.2f} s, peak RSS "
-        f"{drain['peak_rss_mb']:6.0f} MB ({drain['done'] / drain['seconds']:,.0f} records/s)"
-    )
+    print(f"start: {load()}")
+    if not args.skip_keys:
+        key_sync(args.locks, args.runs)
+    if not args.skip_drain:
+        drain(args.records, args.memory_records)
 
 
 if __name__ == "__main__":

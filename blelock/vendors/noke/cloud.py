@@ -41,6 +41,7 @@ from blelock.vendors.noke.models import (
     KeysData,
     KeysRequest,
     LockInfo,
+    LockMacsData,
     LockQuickClicks,
     LocksData,
     LocksRequest,
@@ -49,6 +50,7 @@ from blelock.vendors.noke.models import (
     QuickClickRequest,
     QuickClickSpec,
     QuickClickState,
+    TypedEnvelope,
     UnlockRequest,
     UploadLog,
     UploadRequest,
@@ -138,6 +140,14 @@ class NokeCloud(CloudClient):
         envelope = await self._post("lock", body, mac=_one(macs))
         return _validate(LocksData, envelope.data, "lock", self.host).locks
 
+    async def lock_macs(self) -> list[MacAddress]:
+        """``/lock/`` with an empty body: the MAC of every lock of the company, in the cloud's
+        order (only the MACs are kept: a fleet's listing is ~300 bytes a lock). Retried."""
+        data = await with_retries(
+            lambda: self._post_data("lock", LocksRequest(), LockMacsData, mac=None), self._retry
+        )
+        return [lock["mac"] for lock in data.locks]
+
     async def offline_keys(
         self, macs: Sequence[MacAddress] | None = None, *, issue_for: Sequence[str] = ()
     ) -> list[OfflineGrant]:
@@ -150,23 +160,26 @@ class NokeCloud(CloudClient):
                     "issuing offline keys needs the locks to issue them for",
                     hint="name them with --macs",
                 )
-            issue = KeysRequest(issue=[KeyScope(macs=list(macs), tracking_keys=list(issue_for))])
-            await with_retries(lambda: self._post("keys", issue, mac=_one(macs)), self._retry)
+            await self.issue_offline_keys(macs, issue_for)
         display = KeysRequest(display=KeyScope(macs=list(macs)) if macs else None)
-        envelope = await with_retries(
-            lambda: self._post("keys", display, mac=_one(macs)), self._retry
+        data = await with_retries(
+            lambda: self._post_data("keys", display, KeysData, mac=_one(macs)), self._retry
         )
-        data = _validate(KeysData, envelope.data, "keys", self.host)
         return [
             OfflineGrant(
-                lock_id=lock.mac,
-                tracking_key=key.tracking_key,
-                offline_key=bytes.fromhex(key.offline_key.get_secret_value()),
-                unlock_command=bytes.fromhex(key.unlock_command.get_secret_value()),
+                lock["mac"], key["tracking_key"], key["offline_key"], key["unlock_command"]
             )
             for lock in data.locks
-            for key in lock.keys
+            for key in lock.get("keys", ())
         ]
+
+    async def issue_offline_keys(
+        self, macs: Sequence[MacAddress], tracking_keys: Sequence[str]
+    ) -> None:
+        """``/keys/`` issue: a key for each tracking key on each lock (the cloud keeps a key
+        already issued). Retried when transient: issuing again issues nothing new."""
+        issue = KeysRequest(issue=[KeyScope(macs=list(macs), tracking_keys=list(tracking_keys))])
+        await with_retries(lambda: self._post("keys", issue, mac=_one(macs)), self._retry)
 
     async def upload(
         self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
@@ -187,6 +200,23 @@ class NokeCloud(CloudClient):
             )
         if not records:
             return
+        body = self.upload_body(records)
+        macs = {record.lock_id for record in records}
+        extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        await with_retries(
+            lambda: self._post(
+                "upload",
+                body,
+                mac=next(iter(macs)) if len(macs) == 1 else None,
+                mobile=True,
+                headers=extra,
+            ),
+            self._retry,
+        )
+
+    @staticmethod
+    def upload_body(records: Sequence[LogRecord]) -> bytes:
+        """The ``/upload/`` body of ``records``: grouped per (lock, session), as JSON bytes."""
         groups: dict[tuple[str, str], list[LogRecord]] = {}
         for record in records:
             groups.setdefault((record.lock_id, record.context), []).append(record)
@@ -202,18 +232,7 @@ class NokeCloud(CloudClient):
                 for (mac, session), group in groups.items()
             ]
         )
-        macs = {mac for mac, _ in groups}
-        extra = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        await with_retries(
-            lambda: self._post(
-                "upload",
-                body,
-                mac=next(iter(macs)) if len(macs) == 1 else None,
-                mobile=True,
-                headers=extra,
-            ),
-            self._retry,
-        )
+        return body.model_dump_json(exclude_none=True).encode()
 
     async def revoke_offline_keys(
         self, macs: Sequence[MacAddress] | None = None, tracking_keys: Sequence[str] | None = None
@@ -233,9 +252,8 @@ class NokeCloud(CloudClient):
             macs=list(macs) if macs else None,
             tracking_keys=list(tracking_keys) if tracking_keys else None,
         )
-        envelope = await self._post("keys", KeysRequest(revoke=[scope]), mac=_one(macs))
-        data = _validate(KeysData, envelope.data, "keys", self.host)
-        return {lock.mac: len(lock.keys) for lock in data.locks}
+        data = await self._post_data("keys", KeysRequest(revoke=[scope]), KeysData, mac=_one(macs))
+        return {lock["mac"]: len(lock.get("keys", ())) for lock in data.locks}
 
     async def quick_clicks(self, macs: Sequence[MacAddress] | None = None) -> list[LockQuickClicks]:
         """``/qc/`` display: the quick clicks of these locks (None: every lock that has any)."""
@@ -330,23 +348,72 @@ class NokeCloud(CloudClient):
         data = _validate(CommandsData, envelope.data, route, self.host)
         return _packets(data.commands, route, self.host)
 
+    async def _post_data(
+        self, route: str, body: BaseModel, model: type[_ModelT], *, mac: str | None
+    ) -> _ModelT:
+        """The answer's ``data`` as ``model``, read in one pass from the answer's bytes (no dict
+        tree of a bulk answer first). An answer that is no success is read by :meth:`_read`
+        for the error it deserves; a success whose data does not fit is refused naming where."""
+        response = await self._send(route, body, mobile=False, headers=None)
+        misfit: ValidationError | None = None
+        if response.is_success:
+            try:
+                typed = TypedEnvelope[model].model_validate_json(response.content)  # type: ignore[valid-type]
+            except ValidationError as exc:
+                misfit = exc
+            else:
+                if typed.ok:
+                    data: _ModelT = typed.data
+                    return data
+        self._read(response, route, mac=mac, mobile=False)  # raises unless a success
+        assert misfit is not None  # a success of the documented envelope, with data misfit
+        raise _shape_error(misfit, route, self.host, in_data=False)
+
     async def _post(
         self,
         route: str,
-        body: BaseModel,
+        body: BaseModel | bytes,
         *,
         mac: str | None,
         mobile: bool = False,
         headers: Mapping[str, str] | None = None,
         redact: Sequence[SecretStr] = (),
     ) -> Envelope:
+        response = await self._send(route, body, mobile=mobile, headers=headers)
+        return self._read(response, route, mac=mac, mobile=mobile, redact=redact)
+
+    async def _send(
+        self,
+        route: str,
+        body: BaseModel | bytes,
+        *,
+        mobile: bool,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        if isinstance(body, BaseModel):
+            body = body.model_dump_json(exclude_none=True).encode()
+        sent = {**(headers or {}), **self._headers(mobile=mobile)}
+        with map_http_errors(self.host):
+            return await self._client.post(f"{route}/", content=body, headers=sent)
+
+    def _headers(self, *, mobile: bool) -> dict[str, str]:
         key = self._mobile_key if mobile else self._api_key
         if key is None:  # upload() checks first; reaching here is a bug
             raise RuntimeError("no mobile API key for /upload/")
-        payload = body.model_dump(mode="json", exclude_none=True)
-        sent = {**(headers or {}), "Authorization": f"Bearer {key.get_secret_value()}"}
-        with map_http_errors(self.host):
-            response = await self._client.post(f"{route}/", json=payload, headers=sent)
+        return {
+            "Authorization": f"Bearer {key.get_secret_value()}",
+            "Content-Type": "application/json",
+        }
+
+    def _read(
+        self,
+        response: httpx.Response,
+        route: str,
+        *,
+        mac: str | None,
+        mobile: bool,
+        redact: Sequence[SecretStr] = (),
+    ) -> Envelope:
         try:
             answer = json_body(response)
         except AuthFailed as exc:
@@ -387,15 +454,19 @@ def _validate(model: type[_ModelT], value: Any, route: str, host: str) -> _Model
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the body"
-        if model is not Envelope:
-            where = f"data.{where}" if first["loc"] else "data"
-        raise CloudRejected(
-            f"the Nokē cloud at {host} answered /{route}/ with an unexpected shape: "
-            f"{where} ({first['msg'].lower()})",
-            hint=_BUG_HINT,
-        ) from None
+        raise _shape_error(exc, route, host, in_data=model is not Envelope) from None
+
+
+def _shape_error(exc: ValidationError, route: str, host: str, *, in_data: bool) -> CloudRejected:
+    first = exc.errors(include_input=False, include_url=False)[0]
+    where = ".".join(str(part) for part in first["loc"]) or "the body"
+    if in_data:
+        where = f"data.{where}" if first["loc"] else "data"
+    return CloudRejected(
+        f"the Nokē cloud at {host} answered /{route}/ with an unexpected shape: "
+        f"{where} ({first['msg'].lower()})",
+        hint=_BUG_HINT,
+    )
 
 
 def _envelope_error(

@@ -6,34 +6,39 @@ offline-key sync.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from blelock.cloud._http import RetryPolicy
-from blelock.dfu import DfuOutcome, update_firmware
 from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
-from blelock.protocol.dfu_package import DfuPackage
 from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.base import Mode, VendorContext
-from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.keys import CachedKey, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
 from blelock.vendors.outbox import drain_outbox
 
+if TYPE_CHECKING:
+    from blelock.dfu import DfuOutcome
+    from blelock.protocol.dfu_package import DfuPackage
+    from blelock.vendors.noke.cloud import NokeCloud
+
 __all__ = [
     "BOOTLOADER_NAMES",
     "LazyKeyStore",
+    "cloud_client",
     "key_store",
     "refresh_offline_keys",
     "update",
     "visit",
+    "visit_client",
 ]
 
 BOOTLOADER_NAMES = ("NOKE_FW", "N3P_FW")
@@ -42,7 +47,6 @@ by name, not by address."""
 
 _log = logging.getLogger("blelock.vendors.noke")
 
-ONE_TRY = RetryPolicy(attempts=1)
 """A visit's cloud calls are not retried: the user is at the lock. The upload right after it
 gets one try too; what it could not send waits in the outbox for the next sync."""
 
@@ -77,6 +81,29 @@ class LazyKeyStore:
     async def list_keys(self) -> list[KeyInfo]:
         return await (await self._unlocked()).list_keys()
 
+    async def locks_held(self) -> list[MacAddress]:
+        return await (await self._unlocked()).locks_held()
+
+
+def cloud_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
+    """The Core API client: the context's kept one (the kiosk keeps one for its life), else a
+    new one closed on exit. ConfigError when no API key is configured. (Imported here: an
+    offline visit needs no HTTP library.)"""
+    from blelock.vendors.noke.cloud import NokeCloud
+
+    return ctx.client("noke.cloud", lambda: NokeCloud.from_settings(ctx.settings))
+
+
+def visit_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
+    """As :func:`cloud_client`, but each call tried once: a technician stands at the lock, and
+    what a visit could not upload waits in the outbox for the next sync."""
+    from blelock.cloud._http import RetryPolicy
+    from blelock.vendors.noke.cloud import NokeCloud
+
+    return ctx.client(
+        "noke.visit", lambda: NokeCloud.from_settings(ctx.settings, retry=RetryPolicy(attempts=1))
+    )
+
 
 def key_store(ctx: VendorContext) -> LazyKeyStore:
     lifetime = timedelta(days=noke_settings(ctx.settings).offline_key_lifetime_days)
@@ -106,10 +133,10 @@ async def visit(
         mode == "auto"
         and (noke_settings(settings).api_key is not None or action is not Action.UNLOCK)
     )
-    cloud = NokeCloud.from_settings(settings, retry=ONE_TRY) if needs_cloud else None
-    if cloud is None and mode == "auto":
+    if not needs_cloud and mode == "auto":
         mode = "offline"
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        cloud = await stack.enter_async_context(visit_client(ctx)) if needs_cloud else None
         found = await _found(ctx, mac)
         device, name = found.device, found.sighting.name
         noke_visit = NokeVisit(
@@ -124,9 +151,6 @@ async def visit(
         if cloud is not None and not outcome.offline and noke_settings(settings).mobile_key:
             outcome = dataclasses.replace(outcome, uploaded=await _upload_now(ctx, cloud))
         return outcome
-    finally:
-        if cloud is not None:
-            await cloud.aclose()
 
 
 async def _upload_now(ctx: VendorContext, cloud: NokeCloud) -> int:
@@ -152,6 +176,8 @@ async def update(
     on_progress: Callable[[int], None] | None = None,
 ) -> DfuOutcome:
     """Both steps, from wherever the lock is now; ``on_progress`` gets the bytes confirmed."""
+    from blelock.dfu import update_firmware  # not on the unlock path: a DFU driver, unused there
+
     settings = ctx.settings
     with lock_context(mac, "scan"):
         target = await find_update_target(
@@ -174,15 +200,69 @@ async def update(
     )
 
 
+SYNC_CHUNK_LOCKS = 2500
+"""Locks per ``/keys/`` request of a sync: what is in memory at once (one chunk's answer and
+grants, ~5 keys a lock) stays the same whatever the size of the fleet."""
+
+
 async def refresh_offline_keys(
     cloud: NokeCloud,
     keys: LazyKeyStore,
     *,
     macs: Sequence[MacAddress] | None = None,
     issue_for: Sequence[str] = (),
+    default_issue: tuple[str, int] | None = None,
+    chunk: int = SYNC_CHUNK_LOCKS,
 ) -> KeySyncSummary:
-    """Fetch (issuing where asked) and store the keys; those the cloud no longer lists within
-    ``macs`` (all locks when None) are marked revoked in the cache."""
+    """Fetch (issuing where asked) and store the keys of ``macs`` (None: every lock the
+    company's ``/lock/`` lists), ``chunk`` locks a request, the next chunk fetched while the
+    last is stored; keys the cloud no longer lists are marked revoked in the cache (with
+    ``macs`` None, also those of locks the company no longer has).
+
+    ``issue_for``: tracking keys to issue keys for on every lock synced; ``default_issue``
+    (tracking key, most locks): issue for it on the first locks synced. Each chunk is stored
+    in one transaction: a sync cut short keeps the chunks it finished, the rest as they were.
+    """
     with lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"):
-        grants = await cloud.offline_keys(macs, issue_for=issue_for)
-        return await keys.apply_sync(grants, scope_macs=macs)
+        # In MAC order: each chunk's rows are then neighbours in the cache's primary key, so a
+        # fleet's writes touch each page of it once instead of every chunk touching all of them.
+        scope = sorted(set(await cloud.lock_macs() if macs is None else macs))
+        chunks = [scope[start : start + chunk] for start in range(0, len(scope), chunk)]
+        tracking, left = default_issue or ("", 0)
+
+        async def fetch(locks: list[MacAddress]) -> list[OfflineGrant]:
+            nonlocal left
+            if issue_for:
+                await cloud.issue_offline_keys(locks, issue_for)
+            if left > 0:
+                first, left = locks[:left], max(0, left - len(locks))
+                await cloud.issue_offline_keys(first, [tracking])
+            return await cloud.offline_keys(locks)
+
+        total = KeySyncSummary(0, 0, 0, 0)
+        ahead = asyncio.create_task(fetch(chunks[0])) if chunks else None
+        try:
+            for index, locks in enumerate(chunks):
+                assert ahead is not None
+                grants = await ahead
+                following = index + 1 < len(chunks)
+                ahead = asyncio.create_task(fetch(chunks[index + 1])) if following else None
+                total = _plus(total, await keys.apply_sync(grants, scope_macs=locks))
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ahead
+        if macs is None:  # locks the company no longer lists: their keys are revoked too
+            gone = sorted(set(await keys.locks_held()) - set(scope))
+            total = _plus(total, await keys.apply_sync((), scope_macs=gone))
+        return total
+
+
+def _plus(a: KeySyncSummary, b: KeySyncSummary) -> KeySyncSummary:
+    return KeySyncSummary(
+        a.added + b.added,
+        a.refreshed + b.refreshed,
+        a.revoked + b.revoked,
+        a.unchanged + b.unchanged,
+    )

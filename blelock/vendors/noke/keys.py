@@ -168,6 +168,15 @@ class KeyStore:
 
         return await self._db.run(listing, write=False)
 
+    async def locks_held(self) -> list[MacAddress]:
+        """Every lock the cache holds a key for (revoked ones too)."""
+
+        def held(conn: sqlite3.Connection) -> list[MacAddress]:
+            query = "SELECT DISTINCT lock_id FROM offline_keys ORDER BY lock_id"
+            return [MacAddress(lock) for (lock,) in conn.execute(query)]
+
+        return await self._db.run(held, write=False)
+
     # --- in the writer thread -----------------------------------------------------------------
 
     def _apply(
@@ -214,18 +223,23 @@ class KeyStore:
             for row in _rows(conn, f"WHERE lock_id IN ({', '.join('?' * len(chunk))})", chunk)
         }
         writes: list[tuple[str, str, bytes, int, int]] = []
+        # The per-key work of a fleet's sync (hundreds of thousands of keys): names bound once.
+        seal, append, aad_head = self._key.seal, writes.append, _aad_head(expires)
         for mac in chunk:
-            for tracking, grant in listed.get(mac, {}).items():
+            entries = listed.get(mac)
+            if not entries:
+                continue
+            aad_lock = aad_head + mac.encode() + b"|"
+            for tracking, grant in entries.items():
                 plaintext = _pack(grant.offline_key, grant.unlock_command)
-                row = held.get((mac, tracking))
+                row = held.get((mac, tracking)) if held else None
                 if row is not None and row.revoked_at is None and self._holds(row, plaintext):
                     counts[3] += 1  # unchanged; sealed again below, for its renewed expiry
                 else:
                     # New, changed, listed again after a revocation, or damaged: a row that no
                     # longer opens is healed here rather than refused forever.
                     counts[0 if row is None else 1] += 1
-                sealed = self._key.seal(plaintext, _aad(mac, tracking, expires))
-                writes.append((mac, tracking, sealed, now, expires))
+                append((mac, tracking, seal(plaintext, aad_lock + tracking.encode()), now, expires))
         revocations = [
             (now, mac, tracking)
             for (mac, tracking), row in held.items()
@@ -330,7 +344,11 @@ def _aad(lock_id: str, tracking_key: str, expires_at: int) -> bytes:
     """Binds a sealed key to its row and its expiry, so neither moving a row nor extending its
     life in the database goes unnoticed. The MAC has a fixed form without '|' and the expiry
     comes first, so the split is unambiguous whatever the tracking key holds."""
-    return b"noke|%d|" % expires_at + lock_id.encode() + b"|" + tracking_key.encode()
+    return _aad_head(expires_at) + lock_id.encode() + b"|" + tracking_key.encode()
+
+
+def _aad_head(expires_at: int) -> bytes:
+    return b"noke|%d|" % expires_at
 
 
 def _pack(offline_key: bytes, unlock_command: bytes) -> bytes:

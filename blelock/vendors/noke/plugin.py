@@ -180,9 +180,9 @@ class NokePlugin(VendorPlugin):
 
     @contextlib.asynccontextmanager
     async def uploader(self, ctx: VendorContext) -> AsyncIterator[Uploader]:
-        from blelock.vendors.noke.cloud import NokeCloud
+        from blelock.vendors.noke.jobs import cloud_client
 
-        async with NokeCloud.from_settings(ctx.settings) as cloud:
+        async with cloud_client(ctx) as cloud:
             yield cloud
 
     def check_sync(
@@ -202,15 +202,25 @@ class NokePlugin(VendorPlugin):
         options: Mapping[str, OptionValue | Sequence[str]],
     ) -> Mapping[str, int]:
         from blelock.vendors.noke import jobs
-        from blelock.vendors.noke.cloud import NokeCloud
+        from blelock.vendors.noke.settings import noke_settings
 
         self.check_sync(locks, options)
         issue_for = options.get("tracking_key") or ()
         assert not isinstance(issue_for, str | int | bool)
         macs = None if locks is None else [MacAddress(lock) for lock in locks]
-        async with NokeCloud.from_settings(ctx.settings) as cloud:
+        # No tracking key asked for: the configured default one gets keys on the locks synced
+        # (so a plain `blelock sync` leaves the technician keys), up to a bounded count.
+        section = noke_settings(ctx.settings)
+        default_issue = None
+        if not issue_for and section.default_tracking_key is not None:
+            default_issue = (section.default_tracking_key, section.default_key_locks)
+        async with jobs.cloud_client(ctx) as cloud:
             summary = await jobs.refresh_offline_keys(
-                cloud, jobs.key_store(ctx), macs=macs, issue_for=list(issue_for)
+                cloud,
+                jobs.key_store(ctx),
+                macs=macs,
+                issue_for=list(issue_for),
+                default_issue=default_issue,
             )
         return {
             "added": summary.added,
@@ -221,7 +231,6 @@ class NokePlugin(VendorPlugin):
 
     async def refresh_keys(self, ctx: VendorContext, due_within: dt.timedelta) -> bool:
         from blelock.vendors.noke import jobs
-        from blelock.vendors.noke.cloud import NokeCloud
         from blelock.vendors.noke.settings import noke_settings
 
         if noke_settings(ctx.settings).api_key is None:
@@ -233,7 +242,7 @@ class NokePlugin(VendorPlugin):
         )
         if not due:
             return False
-        async with NokeCloud.from_settings(ctx.settings) as cloud:
+        async with jobs.cloud_client(ctx) as cloud:
             await jobs.refresh_offline_keys(cloud, jobs.key_store(ctx), macs=due)
         return True
 

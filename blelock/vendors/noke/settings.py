@@ -23,6 +23,18 @@ class NokeSettings(Section):
     offline_key_lifetime_days: float = Field(
         default=30, gt=0, description="how long a synced offline key is trusted without a sync"
     )
+    default_tracking_key: str | None = Field(
+        default=None,
+        min_length=1,
+        description="`blelock sync` without --tracking-key has the cloud issue offline keys for "
+        "this tracking key (e.g. the technician's id) on the company's locks",
+    )
+    default_key_locks: int = Field(
+        default=1000,
+        ge=1,
+        description="the most locks `blelock sync` issues default-tracking-key keys for (the "
+        "company's first, as /lock/ lists them); name others with --locks",
+    )
 
 
 SETTINGS = NokeSettings

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from blelock.clock import Clock, SystemClock
-from blelock.cloud._http import OFFLINE_HINT, cannot_serve
+from blelock.cloud._policy import OFFLINE_HINT, cannot_serve
 from blelock.config import Timeouts
 from blelock.errors import (
     CloudError,

@@ -1,0 +1,224 @@
+"""Benchmark: a whole `blelock open LOCK` process (start to exit), online and offline, for every
+registered vendor that opens locks, against the simulated world, paired with `python -c pass`.
+
+Target (issue 18): median ≤ 1.25 x (modelled minimum + bare interpreter start).
+
+The world runs in this process, so its counters say what each run cost under the latency model:
+the first advertisement, plus every wait the simulated radio imposed on the link (connection
+set-up, MTU exchange, each ATT round trip, write pacing, each answer's delay:
+``Radio.modelled_s``), plus ``cloud latency x requests`` the simulated clouds received. The
+floor is the conversation as run, so the counts are printed beside it: a needless extra round
+trip would show there, not in the ratio.
+
+The vendors come from the registry: one with an opening operation and a lock in the world is
+measured (a vendor the simulated world has no lock of is named and passed over). Setup first,
+in-process through the same jobs the CLI runs: each vendor's enrolment, a key sync (a
+``tracking_key`` sync option, when the vendor has one, gets the bench's), one warm-up visit.
+Runs are interleaved (bare, online, offline, …) so load from other processes hits all alike.
+
+``--baseline DIR`` also runs each command from another checkout's ``blelock`` (PYTHONPATH=DIR,
+e.g. a worktree of main), interleaved with this one's: before and after under the same load.
+
+    .venv/bin/python scripts/bench/cli_unlock.py [--runs 3] [--baseline ../wt-main]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from blelock import registry
+from blelock.config import load_settings
+from blelock.jobs import context, open_store, run_operation
+from blelock.sync import sync_keys
+from blelock.vendors.base import OperationRequest, VendorPlugin
+from simulators.radio import LatencyModel
+from simulators.world import (
+    RunningWorld,
+    WorldSpec,
+    build_world,
+    cloud_requests,
+    enrolment_codes,
+    lock_ids,
+    serve_world,
+)
+
+MODEL = LatencyModel(
+    advertising_interval_s=0.050,
+    connect_s=0.100,
+    connection_interval_s=0.030,
+    write_round_trip_s=0.030,
+)
+CLOUD_LATENCY_S = 0.040
+TARGET = 1.25
+TRACKING_KEY = "bench-technician"
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def figures(values: Sequence[float]) -> str:
+    ms = [v * 1e3 for v in values]
+    return f"min {min(ms):6.1f}  median {statistics.median(ms):6.1f}  max {max(ms):6.1f} ms"
+
+
+CPU: dict[tuple[str, ...], list[float]] = {}
+"""CPU seconds (user + system) of each command's processes: what load from other processes
+stretches (the wall time on an idle machine is about the modelled waits plus this)."""
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
+    cpu = children_cpu()
+    began = time.perf_counter()
+    child = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await child.communicate()
+    elapsed = time.perf_counter() - began
+    CPU.setdefault((*argv, env.get("PYTHONPATH", "")), []).append(children_cpu() - cpu)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[2:])} failed: {err.decode().strip()[-300:]}")
+    return elapsed
+
+
+async def cli_run(
+    running: RunningWorld, argv: Sequence[str], env: dict[str, str]
+) -> tuple[float, float, int]:
+    """One process run: its wall time, the modelled floor of what it did, its cloud calls."""
+    radio, calls = running.world.radio.modelled_s, cloud_requests(running.world)
+    elapsed = await timed(argv, env)
+    calls = cloud_requests(running.world) - calls
+    floor = MODEL.advertising_interval_s + running.world.radio.modelled_s - radio
+    return elapsed, floor + calls * CLOUD_LATENCY_S, calls
+
+
+def openers() -> list[VendorPlugin]:
+    return [p for p in registry.plugins().values() if p.default_operation is not None]
+
+
+async def setup(running: RunningWorld, env: dict[str, str], plugins: list[VendorPlugin]) -> None:
+    settings = load_settings(environ=env, read_file=False)
+    ids = lock_ids(running.world)
+    async with open_store(settings) as store:
+        for name, code in enrolment_codes(running.world).items():
+            plugin = registry.plugin(name)
+            await plugin.enroll(context(plugin, settings, store), code)
+        for plugin in plugins:
+            locks = ids.get(plugin.name, [])[:1]
+            if not locks:
+                continue
+            names = {option.name for option in plugin.sync_options}
+            options: dict[str, Any] = (
+                {"tracking_key": [TRACKING_KEY]} if "tracking_key" in names else {}
+            )
+            await sync_keys(context(plugin, settings, store), locks, options)
+            # Warm-up: a new lock's set-up (Nokē's first unlock) is not the steady state.
+            await run_operation(
+                settings, locks[0], OperationRequest("", "online"), vendor=plugin.name, store=store
+            )
+
+
+async def bench(runs: int, baseline: str | None) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = WorldSpec(
+            locks=1, keyless_locks=1, seed=5, latency=MODEL, cloud_latency_s=CLOUD_LATENCY_S
+        )
+        async with serve_world(build_world(spec)) as running:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
+            env |= running.environment | {
+                "BLELOCK_CONFIG": os.devnull,
+                "BLELOCK_DATA_DIR": scratch,
+                "BLELOCK_KEY_DIR": scratch,
+            }
+            # The simulated bleak backend of the in-process set-up reads it from the environment.
+            os.environ["BLELOCK_SIM_RADIO"] = running.radio_address
+            plugins = openers()
+            ids = lock_ids(running.world)
+            for plugin in plugins:
+                if not ids.get(plugin.name):
+                    print(f"{plugin.name}: the simulated world has no lock of it; not measured")
+            plugins = [p for p in plugins if ids.get(p.name)]
+            await setup(running, env, plugins)
+            print(f"start: {load()}")
+            print(
+                f"model: adv {MODEL.advertising_interval_s * 1e3:.0f} ms, connect "
+                f"{MODEL.connect_s * 1e3:.0f} ms, ATT {MODEL.connection_interval_s * 1e3:.0f} "
+                f"ms, write→answer {MODEL.write_round_trip_s * 1e3:.0f} ms, cloud "
+                f"{CLOUD_LATENCY_S * 1e3:.0f} ms a request; {runs} interleaved runs each"
+            )
+            bare_argv = [sys.executable, "-c", "pass"]
+            builds = {"this": env}
+            if baseline is not None:
+                builds["baseline"] = env | {"PYTHONPATH": baseline}
+            cases = [
+                (build, p.name, mode)
+                for p in plugins
+                for mode in ("online", "offline")
+                for build in builds
+            ]
+            wall: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
+            floor: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
+            calls: dict[tuple[str, str, str], set[int]] = {case: set() for case in cases}
+            bare: list[float] = []
+            for _ in range(runs):
+                bare.append(await timed(bare_argv, env))
+                for build, vendor, mode in cases:
+                    lock = ids[vendor][0]
+                    argv = [sys.executable, "-m", "blelock", "open", lock, f"--{mode}"]
+                    argv += ["--vendor", vendor]
+                    elapsed, modelled, used = await cli_run(running, argv, builds[build])
+                    wall[build, vendor, mode].append(elapsed)
+                    floor[build, vendor, mode].append(modelled)
+                    calls[build, vendor, mode].add(used)
+            print(f"bare `python -c pass`            {figures(bare)}")
+            bare_cpu = statistics.median(CPU[(*bare_argv, env.get("PYTHONPATH", ""))])
+            print(f"   CPU of the bare interpreter: median {bare_cpu * 1e3:.1f} ms")
+            base = statistics.median(bare)
+            worst = 0.0
+            for case in cases:
+                build, vendor, mode = case
+                modelled = statistics.median(floor[case])
+                ratio = statistics.median(wall[case]) / (modelled + base)
+                worst = max(worst, ratio) if build == "this" else worst
+                print(
+                    f"{build:>8} {vendor:>8} {mode:<7} {figures(wall[case])}; modelled "
+                    f"{modelled * 1e3:5.1f} ms ({'/'.join(map(str, sorted(calls[case])))} cloud "
+                    f"call(s)) + bare {base * 1e3:4.1f} ms; ratio {ratio:.3f} (target {TARGET})"
+                )
+                lock = ids[vendor][0]
+                argv = (sys.executable, "-m", "blelock", "open", lock, f"--{mode}")
+                cpu = CPU[(*argv, "--vendor", vendor, builds[build].get("PYTHONPATH", ""))]
+                idle = (modelled + statistics.median(cpu)) / (modelled + bare_cpu)
+                print(
+                    f"{'':>26}CPU {figures(cpu)}; on an idle machine ≈ modelled + CPU: "
+                    f"ratio ≈ {idle:.3f}"
+                )
+            print(f"end: {load()}; worst ratio {worst:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", metavar="DIR", help="another checkout to compare with")
+    args = parser.parse_args()
+    baseline = None if args.baseline is None else os.path.abspath(args.baseline)
+    asyncio.run(bench(args.runs, baseline))
+
+
+if __name__ == "__main__":
+    main()

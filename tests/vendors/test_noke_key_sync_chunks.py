@@ -1,0 +1,104 @@
+"""The fleet key sync in bounded chunks: the company's locks from ``/lock/``, their keys a chunk
+of locks per ``/keys/`` request, and what a plain ``blelock sync`` issues with a default
+tracking key. Against the simulated Nokē cloud over real HTTP and a real store."""
+
+from __future__ import annotations
+
+import pytest
+
+from blelock.config import Settings
+from blelock.errors import UnknownLock
+from blelock.jobs import context, open_store
+from blelock.model import MacAddress, parse_mac
+from blelock.vendors.noke import jobs
+from blelock.vendors.noke.cloud import NokeCloud
+from blelock.vendors.noke.keys import KeySyncSummary
+from blelock.vendors.noke.plugin import PLUGIN as NOKE
+from simulators.world import RunningWorld, WorldSpec
+from tests.conftest import FAST, settings_for
+
+ISSUED = ("tech-1", "tech-2")
+
+
+@pytest.fixture
+def world_spec() -> WorldSpec:
+    return WorldSpec(locks=7, seed=23, latency=FAST, offline_tracking_keys=ISSUED)
+
+
+def macs_of(running: RunningWorld) -> list[MacAddress]:
+    return sorted(parse_mac(lock.mac) for lock in running.world.locks)
+
+
+async def sync(settings: Settings, *, chunk: int = 3) -> KeySyncSummary:
+    async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
+        keys = jobs.key_store(context(NOKE, settings, store))
+        return await jobs.refresh_offline_keys(cloud, keys, chunk=chunk)
+
+
+async def test_the_whole_company_is_synced_a_chunk_at_a_time(running_world: RunningWorld) -> None:
+    settings = settings_for(running_world)
+    cloud = running_world.world.cloud
+    assert await sync(settings) == KeySyncSummary(added=14, refreshed=0, revoked=0, unchanged=0)
+    # One listing, then ceil(7 / 3) key requests: never the whole fleet's keys at once.
+    assert (cloud.requests["lock"], cloud.requests["keys"]) == (1, 3)
+    assert await sync(settings) == KeySyncSummary(added=0, refreshed=0, revoked=0, unchanged=14)
+
+
+async def test_a_lock_the_company_no_longer_has_loses_its_keys(
+    running_world: RunningWorld,
+) -> None:
+    settings = settings_for(running_world)
+    await sync(settings)
+    gone = macs_of(running_world)[4]
+    del running_world.world.cloud.locks[gone]
+    assert await sync(settings) == KeySyncSummary(added=0, refreshed=0, revoked=2, unchanged=12)
+    async with open_store(settings) as store:
+        keys = await jobs.key_store(context(NOKE, settings, store)).list_keys()
+    assert {k.tracking_key for k in keys if k.lock_id == gone and k.revoked_at} == set(ISSUED)
+
+
+async def test_a_plain_sync_issues_the_default_tracking_key_on_a_bounded_count_of_locks(
+    running_world: RunningWorld,
+) -> None:
+    settings = settings_for(
+        running_world,
+        BLELOCK_NOKE__DEFAULT_TRACKING_KEY="tech-default",
+        BLELOCK_NOKE__DEFAULT_KEY_LOCKS="4",
+    )
+    async with open_store(settings) as store:
+        counts = await NOKE.sync_keys(context(NOKE, settings, store), None, {})
+    assert counts["added"] == 14 + 4
+    issued = {
+        mac
+        for mac, lock in running_world.world.cloud.locks.items()
+        if "tech-default" in lock.offline_keys
+    }
+    assert issued == set(macs_of(running_world)[:4])  # the first four, in MAC order
+
+
+async def test_an_explicit_tracking_key_is_not_joined_by_the_default(
+    running_world: RunningWorld,
+) -> None:
+    settings = settings_for(running_world, BLELOCK_NOKE__DEFAULT_TRACKING_KEY="tech-default")
+    mac = macs_of(running_world)[0]
+    async with open_store(settings) as store:
+        ctx = context(NOKE, settings, store)
+        await NOKE.sync_keys(ctx, [mac], {"tracking_key": ["tech-9"]})
+    keys = set(running_world.world.cloud.locks[mac].offline_keys)
+    assert keys == {*ISSUED, "tech-9"}
+
+
+async def test_the_simulated_cloud_answers_a_chunk_as_asked(running_world: RunningWorld) -> None:
+    settings = settings_for(running_world)
+    first, second, *_ = macs_of(running_world)
+    async with NokeCloud.from_settings(settings) as cloud:
+        # Each lock once, in the order asked (not the fleet's order, not repeated).
+        assert [lock.mac for lock in await cloud.locks([second, first, second])] == [
+            second,
+            first,
+        ]
+        grants = await cloud.offline_keys([second, first])
+        assert [g.lock_id for g in grants] == [second] * 2 + [first] * 2
+        assert await cloud.lock_macs() == [parse_mac(m) for m in running_world.world.cloud.locks]
+        with pytest.raises(UnknownLock):
+            await cloud.offline_keys([first, MacAddress("00:11:22:33:44:55")])
