@@ -20,7 +20,14 @@ from simulators.faults import LinkFaults, parse_fault
 from simulators.noke_cloud import CloudFaults
 from simulators.noke_lock import MechanicalFaults
 from simulators.radio import LatencyModel
-from simulators.world import RunningWorld, WorldSpec, build_world, lock_ids, serve_world
+from simulators.world import (
+    RunningWorld,
+    WorldSpec,
+    build_world,
+    lock_ids,
+    preparations,
+    serve_world,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -226,6 +233,7 @@ def _announce(
         vendor_setup = {
             "expect_locks": len(locks) + len(keyless_locks) + len(nuki_locks),
             "enroll": {} if invitation is None else {"keyless": invitation},
+            "prepare": preparations(running.world),  # blelock commands, by vendor (pairing)
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
             # Who a renter is at each vendor, for an access grant (blelock access grant), and
             # the units of vendors whose grants name a lock the radio does not carry.

@@ -30,7 +30,7 @@ from blelock.errors import ProtocolError
 from blelock.vendors.nuki import protocol as nuki
 from simulators.radio import Advertisement, CharacteristicSpec, GattRefused, ServiceSpec
 
-__all__ = ["MAX_AUTHORIZATIONS", "MAX_KEYPAD_CODES", "SimNukiLock"]
+__all__ = ["MAX_AUTHORIZATIONS", "MAX_KEYPAD_CODES", "Refusal", "SimNukiLock"]
 
 MAX_AUTHORIZATIONS = 200
 """Smart Lock 2.0 and later (research §B.3: "more than 200 users")."""
@@ -372,8 +372,13 @@ class SimNukiLock:
 
     # --- encrypted commands on USDIO ---------------------------------------------------------
 
+    def _ledger(self, auth_id: int) -> nuki.Nonces:
+        """Every nonce used under this authorization's key, by either side, for good (an
+        authorization a test or the bridge put in the table directly gets one too)."""
+        return self._nonces.setdefault(auth_id, nuki.Nonces(self.random))
+
     def _fresh(self, auth_id: int) -> bytes:
-        return self._nonces.setdefault(auth_id, nuki.Nonces(self.random)).fresh()
+        return self._ledger(auth_id).fresh()
 
     def _user_frame(self, frame: bytes) -> list[tuple[str, bytes]]:
         try:
@@ -388,7 +393,7 @@ class SimNukiLock:
         except ProtocolError:
             return self._plain_error(E.NOT_AUTHORIZED)
         try:
-            if self._nonces[auth_id].seen(sealed.nonce):
+            if self._ledger(auth_id).seen(sealed.nonce):
                 raise Refusal(E.BAD_NONCE)  # a replayed frame
             answers = self._command(auth, sealed.message)
         except Refusal as refusal:
@@ -567,23 +572,33 @@ class SimNukiLock:
         return [_complete()]
 
     def _check_new_code(self, code: int, name: str, own_id: int | None) -> None:
-        try:
-            nuki.check_code(str(code))
-        except ValueError:
-            raise Refusal(E.CODE_INVALID) from None
+        if not _code_allowed(code):
+            raise Refusal(E.CODE_INVALID)
         if any(c.code == code and c.code_id != own_id for c in self.codes.values()):
             raise Refusal(E.CODE_ALREADY_EXISTS)
         if not name:
             raise Refusal(E.BAD_PARAMETER)
 
+    def take_code(self, code: int, name: str, *, into: int | None = None) -> Code:
+        """A keypad code arriving at the lock (over Bluetooth, or from the bridge): the lock's
+        own checks, then a new entry with the next id of its own (or entry ``into`` given the
+        new code). Raises :class:`Refusal` with the lock's error code."""
+        if into is None and len(self.codes) >= MAX_KEYPAD_CODES:
+            raise Refusal(E.TOO_MANY_ENTRIES)
+        self._check_new_code(code, name, into)
+        if into is None:
+            into = max(self._next_code, max(self.codes, default=0) + 1)
+            self._next_code = into + 1
+            self.codes[into] = Code(into, code, name, self.now())
+        held = self.codes[into]
+        held.code, held.name = code, name
+        return held
+
     def _add_code(self, auth: Authorization, fields: bytes) -> list[tuple[int, bytes]]:
         code, name, limited, limit = nuki.parse_add_code(fields)
-        if len(self.codes) >= MAX_KEYPAD_CODES:
-            raise Refusal(E.TOO_MANY_ENTRIES)
-        self._check_new_code(code, name, None)
-        code_id, self._next_code = self._next_code, self._next_code + 1
-        self.codes[code_id] = Code(code_id, code, name, self.now(), True, None, 0, limited, limit)
-        return [(C.KEYPAD_CODE_ID, struct.pack("<H", code_id))]
+        held = self.take_code(code, name)
+        held.time_limited, held.limit = limited, limit
+        return [(C.KEYPAD_CODE_ID, struct.pack("<H", held.code_id))]
 
     def _list_codes(self, auth: Authorization, fields: bytes) -> list[tuple[int, bytes]]:
         offset, count = struct.unpack_from("<HH", fields)
@@ -620,7 +635,8 @@ class SimNukiLock:
         answers: list[tuple[int, bytes]] = []
         if total:
             answers.append(
-                (C.LOG_ENTRY_COUNT, bytes([self.logging_enabled]) + struct.pack("<H", len(entries)))
+                # logging enabled, count (u16), door sensor enabled, door sensor logging enabled
+                (C.LOG_ENTRY_COUNT, struct.pack("<BHBB", self.logging_enabled, len(entries), 0, 0))
             )
         answers += [(C.LOG_ENTRY, entry.encode()) for entry in chosen]
         return [*answers, _complete()]
@@ -649,6 +665,13 @@ _HANDLERS: dict[int, _Handler] = {
     C.REQUEST_LOG_ENTRIES: SimNukiLock._request_log,
     C.ENABLE_LOGGING: SimNukiLock._enable_logging,
 }
+
+
+def _code_allowed(code: int) -> bool:
+    """The lock's own keypad rule, not the client's (so a client bug is caught, not shared):
+    six digits, none of them 0, not starting with 12 (NukiBleEsp32, nuki_hub, research §B)."""
+    text = str(code)
+    return len(text) == 6 and "0" not in text and not text.startswith("12")
 
 
 def _complete() -> tuple[int, bytes]:

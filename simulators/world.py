@@ -53,6 +53,7 @@ __all__ = [
     "cloud_requests",
     "enrolment_codes",
     "lock_ids",
+    "preparations",
     "serve_world",
     "world_state",
 ]
@@ -226,7 +227,19 @@ def lock_ids(world: World) -> dict[str, list[str]]:
     ids = {"noke": [lock.mac for lock in world.locks]}
     if world.keyless is not None:
         ids["keyless"] = [lock.locking_device_id for lock in world.keyless.locks]
+    if world.nuki is not None:
+        ids["nuki"] = [lock.mac for lock in world.nuki.locks]
     return ids
+
+
+def preparations(world: World) -> dict[str, list[list[str]]]:
+    """The ``blelock`` commands (argv) a technician runs once, by vendor, before that vendor's
+    locks open: Nuki's are paired one by one (the simulator starts them in pairing mode)."""
+    return (
+        {}
+        if world.nuki is None
+        else {"nuki": [["nuki", "pair", lock.mac] for lock in world.nuki.locks]}
+    )
 
 
 def enrolment_codes(world: World) -> dict[str, str]:

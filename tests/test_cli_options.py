@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import pytest
 from rich.console import Console
 
 from blelock.cli import build_parser, render
+from blelock.cli.context import moment_option
+from blelock.errors import UsageError
 from blelock.model import LockState, MacAddress, Sighting
 
 
@@ -39,3 +42,13 @@ def test_advertised_names_are_not_rich_markup(monkeypatch: pytest.MonkeyPatch) -
     )
     render.show_sightings([hostile], as_json=False)
     assert "[/x][bold]NOKE" in out.getvalue()
+
+
+def test_a_date_time_option_needs_iso_8601_with_a_zone() -> None:
+    assert moment_option(None, "--before") is None
+    moment = moment_option("2026-11-24T09:00+01:00", "--start")
+    assert moment is not None and moment.utcoffset() == dt.timedelta(hours=1)
+    with pytest.raises(UsageError, match=r"--before 'yesterday' is not an ISO 8601"):
+        moment_option("yesterday", "--before")
+    with pytest.raises(UsageError, match=r"--end '2026-11-24T09:00' needs a time zone"):
+        moment_option("2026-11-24T09:00", "--end")

@@ -86,6 +86,16 @@ UNUSED_BY_AN_UNLOCK = (
 # settings section (the settings loader reads every section) and its schema (the store is
 # migrated for every plugin's tables), and the packages these sit in.
 OTHER_VENDOR_ALLOWED = ("plugin", "settings", "schema")
+HTTP_LIBRARIES = ("httpx", "httpcore", "h11", "anyio")
+NUKI_UNUSED_BY_AN_UNLOCK = (
+    "blelock.vendors.nuki.cli",
+    "blelock.vendors.nuki.access",
+    "blelock.vendors.nuki.web.client",
+    "blelock.vendors.nuki.web.ops",
+    "blelock.vendors.nuki.web.models",
+    "blelock.vendors.nuki.web.rules",
+    "blelock.vendors.nuki.web.window",
+)
 
 
 def _unlock_modules(argv: list[str], env: dict[str, str]) -> list[str]:
@@ -125,8 +135,9 @@ def _strays(modules: list[str], vendor: str, others: list[str]) -> list[str]:
 
 def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
     """A whole `blelock open LOCK` process, online and (where the vendor has it) offline, for
-    every registered vendor that opens locks, against the simulated world: no module of
-    another vendor beyond its plugin, nothing of firmware updates, the kiosk or httpx's CLI."""
+    every registered vendor that opens locks, against the simulated world (each lock set up
+    first as a technician would: enrolled, keys synced, Nuki's paired): no module of another
+    vendor beyond its plugin, nothing of firmware updates, the kiosk or httpx's CLI."""
     import asyncio
 
     # Before the set-up's event loop: a first import inside it reads files (blockbuster).
@@ -139,7 +150,9 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
     from simulators.process import simulator_process
 
     openers = [p for p in registry.plugins().values() if p.default_operation is not None]
-    with simulator_process("--locks", "1", "--keyless-locks", "1") as announced:
+    with simulator_process(
+        "--locks", "1", "--keyless-locks", "1", "--nuki-locks", "1"
+    ) as announced:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
         env |= announced["env"] | {
             "BLELOCK_CONFIG": os.devnull,
@@ -159,7 +172,14 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
                     await sync_keys(context(plugin, settings, store), [locks[name]], options)
 
         asyncio.run(setup())
+        for argv in [argv for commands in announced["prepare"].values() for argv in commands]:
+            # Before a lock opens, as a technician would (Nuki: pair); not what is checked.
+            prepared = subprocess.run(
+                [sys.executable, "-m", "blelock", *argv], capture_output=True, text=True, env=env
+            )
+            assert prepared.returncode == 0, prepared.stdout + prepared.stderr
         measured = []
+        loaded: dict[tuple[str, str], list[str]] = {}
         for plugin in openers:
             if plugin.name not in locks:
                 continue  # the simulated world has no lock of this vendor yet
@@ -168,9 +188,21 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
             for mode in [m for m in ("online", "offline") if m in modes] or ["auto"]:
                 argv = ["open", locks[plugin.name], "--vendor", plugin.name]
                 argv += [] if mode == "auto" else [f"--{mode}"]
-                assert _strays(_unlock_modules(argv, env), plugin.name, others) == [], argv
+                loaded[plugin.name, mode] = _unlock_modules(argv, env)
+                assert _strays(loaded[plugin.name, mode], plugin.name, others) == [], argv
                 measured.append((plugin.name, mode))
     assert ("noke", "online") in measured and ("noke", "offline") in measured
+    assert ("nuki", "online") in measured and ("nuki", "offline") in measured
+    # A Nuki lock opens with the key pairing agreed: no cloud, so no HTTP library, and of its
+    # own package nothing for pairing's CLI, keypad codes, authorizations or the Web API.
+    nuki_unused = (*HTTP_LIBRARIES, *NUKI_UNUSED_BY_AN_UNLOCK)
+    for mode in ("online", "offline"):
+        assert [
+            name
+            for name in loaded["nuki", mode]
+            if any(name == u or name.startswith(u + ".") for u in nuki_unused)
+        ] == [], mode
+    assert "blelock.vendors.nuki.jobs" in loaded["nuki", "online"]  # the probe sees the visit
 
 
 def test_a_noke_offline_visit_needs_no_http_library() -> None:

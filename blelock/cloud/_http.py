@@ -37,6 +37,7 @@ from blelock.errors import (
 )
 
 __all__ = [
+    "AT_THE_LOCK",
     "OFFLINE_HINT",
     "CloudClient",
     "RetryPolicy",
@@ -70,6 +71,11 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: random.Random) -> float:
         return rng.uniform(0, min(self.cap_s, self.base_s * 2**retry))
+
+
+AT_THE_LOCK = RetryPolicy(attempts=1)
+"""A user waiting at a lock gets one try at the cloud, then what was synced before; what a visit
+could not upload waits in the outbox for the background sync, which retries."""
 
 
 async def with_retries(

@@ -106,8 +106,10 @@ class OperationSpec:
 
 def visit_budget(settings: Settings) -> float:
     t = settings.timeouts
-    # A scan (when no fresh sighting was at hand) and then a whole visit.
-    return t.scan + t.visit + 2 * t.gatt
+    # A scan (when no fresh sighting was at hand), a whole visit, and the upload of its records
+    # right after it (bounded by the cloud timeout), so the lock having opened is never
+    # followed by the job timing out.
+    return t.scan + t.visit + 2 * t.gatt + t.cloud
 
 
 @dataclass(frozen=True, slots=True)

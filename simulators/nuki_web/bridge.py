@@ -20,7 +20,7 @@ import dataclasses
 import datetime as dt
 
 from blelock.vendors.nuki import protocol as nuki
-from simulators.nuki_lock import Code, SimNukiLock
+from simulators.nuki_lock import Refusal, SimNukiLock
 from simulators.nuki_web.state import (
     KEYPAD_CODE,
     LOCK_STATE_AFTER,
@@ -77,22 +77,23 @@ def _carry(web_lock: SimSmartLock, lock: SimNukiLock, carried: dict[str, int]) -
         limited, limit = _limit(entry)
         code_id = carried.get(entry_id)
         held = lock.codes.get(code_id) if code_id is not None else None
-        if any(c.code == entry.code and c.code_id != code_id for c in lock.codes.values()):
-            # The lock refuses a code it holds already (added over Bluetooth, not yet synced):
-            # the Web API took the write (204), but nothing changes on the lock.
+        try:
+            taken = lock.take_code(
+                entry.code or 0, entry.name, into=None if held is None else code_id
+            )
+        except Refusal:
+            # The lock refuses by its own rules (a code it holds already, added over Bluetooth
+            # and not yet synced; a full table): the Web API took the write (204), but nothing
+            # changes on the lock.
             if held is None:
                 del web_lock.on_lock[entry_id]
             else:
-                web_lock.on_lock[entry_id] = dataclasses.replace(entry, code=held.code)
+                web_lock.on_lock[entry_id] = dataclasses.replace(
+                    entry, code=held.code, name=held.name
+                )
             continue
-        if held is None:
-            code_id = max(lock.codes, default=0) + 1
-            lock._next_code = max(lock._next_code, code_id + 1)  # the lock's own counter
-            carried[entry_id] = code_id
-            lock.codes[code_id] = Code(code_id, entry.code or 0, entry.name, lock.now())
-            held = lock.codes[code_id]
-        held.code, held.name, held.enabled = entry.code or 0, entry.name, entry.enabled
-        held.time_limited, held.limit = limited, limit
+        carried[entry_id] = taken.code_id
+        taken.enabled, taken.time_limited, taken.limit = entry.enabled, limited, limit
 
 
 def _read_back(

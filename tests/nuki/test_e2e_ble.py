@@ -4,6 +4,7 @@ keypad codes with a lock-local window across a DST change, the log kept in the s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from pathlib import Path
@@ -80,6 +81,9 @@ async def test_pair_open_codes_and_logs(running_world: RunningWorld) -> None:
 
         with pytest.raises(LockRefused, match="BAD_PIN"):
             await jobs.set_pin(mac, settings, store, lock.security_pin + 1)
+        with pytest.raises(UsageError, match="4 digits on Smart Lock 1-4") as caught:
+            await jobs.set_pin(mac, settings, store, 654321)  # an Ultra's length, not this lock's
+        assert "654321" not in caught.value.one_line()
         with pytest.raises(ConfigError, match="no security PIN"):
             await access.list_codes(mac, settings, store)
         await jobs.set_pin(mac, settings, store, lock.security_pin)
@@ -171,3 +175,44 @@ def _store_bytes() -> bytes:
     return b"".join(
         p.read_bytes() for p in Path(os.environ["BLELOCK_DATA_DIR"]).rglob("blelock.db*")
     )
+
+
+async def test_authorizations_listed_in_pages_updated_in_full_and_removed(
+    running_world: RunningWorld,
+) -> None:
+    """Over the air: a lock holding more authorizations than one page lists them all; an
+    update changes what it names and sends the rest back as the lock had it; a removal
+    reaches the lock; removing this companion's own authorization is refused here."""
+    settings = settings_for(running_world)
+    world = running_world.world.nuki
+    assert world is not None
+    lock = world.locks[0]
+    mac = parse_mac(lock.mac)
+    async with open_store(settings) as store:
+        paired = await jobs.pair(mac, settings, store)
+        await jobs.set_pin(mac, settings, store, lock.security_pin)
+        mine = lock.authorizations[paired.credentials.auth_id]
+        window = nuki.TimeLimit(weekdays=0x7C, from_time=dt.time(9), until_time=dt.time(17))
+        for auth_id in range(100, 100 + access.PAGE + 20):
+            lock.authorizations[auth_id] = dataclasses.replace(
+                mine, auth_id=auth_id, name=f"fob {auth_id}", time_limited=True, limit=window
+            )
+        listed = await access.list_authorizations(mac, settings, store)
+        assert sorted(e.auth_id for e in listed) == sorted(lock.authorizations)
+
+        updated = await access.update_authorization(
+            mac, settings, store, 105, access.CodeChange(name="front fob", enabled=False)
+        )
+        held = lock.authorizations[105]
+        assert (held.name, held.enabled, held.time_limited, held.limit) == (
+            "front fob",
+            False,
+            True,
+            window,
+        )
+        assert updated.limit == window and not updated.enabled
+
+        await access.remove_authorization(mac, settings, store, 106)
+        assert 106 not in lock.authorizations
+        with pytest.raises(UsageError, match="own authorization"):
+            await access.remove_authorization(mac, settings, store, paired.credentials.auth_id)

@@ -103,3 +103,30 @@ def test_code_rules_accept_and_weekday_bits() -> None:
     assert nuki.check_code("345678") == 345678 and nuki.check_code("213456") == 213456
     assert nuki.weekday_bit(dt.date(2026, 3, 30)) == 0x40  # a Monday
     assert nuki.weekday_bit(dt.date(2026, 3, 29)) == 0x01  # a Sunday
+
+
+def test_a_keypad_code_read_from_the_lock_does_not_show_its_code() -> None:
+    """A listing's entry may reach a log line or a traceback through its repr: the code is a
+    secret (the same holds for the pairing's key in Credentials)."""
+    entry = nuki.KeypadCode(1, 345678, "cleaner", True, None, None, 0, False, nuki.TimeLimit())
+    assert "345678" not in repr(entry) and "cleaner" in repr(entry)
+    creds = nuki.Credentials(2, bytes(range(32)), 7)
+    assert bytes(range(32)).hex() not in repr(creds) and str(bytes(range(32))) not in repr(creds)
+
+
+def test_keyturner_states_in_the_published_layout() -> None:
+    """KEYTURNER_STATES byte for byte (pyNukiBT's struct of the Smart Lock API): nuki state,
+    lock state, trigger, DateTime, UTC offset (s16), battery byte (bit 0 critical, bits 2-7
+    percent / 2), config update count, lock 'n' go timer, last action, its trigger and
+    completion, door sensor, night mode (u16), accessory battery; older firmware ends after
+    the door sensor and still decodes."""
+    now = dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC)
+    states = nuki.KeyturnerStates(2, 3, 0, now, 120, False, 86)
+    published = bytes.fromhex("020300ea07031d011e007800ac000000000000000000")
+    assert states.encode() == published
+    assert nuki.KeyturnerStates.decode(published[:19]) == states
+
+
+def test_pairing_refuses_a_name_the_lock_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="at most 32 bytes"):
+        nuki.PairingExchange(nuki.PAIRING_CHAR, nuki.generate_keypair(), app_id=1, name="é" * 17)

@@ -3,6 +3,7 @@ every refusal the issue lists, with the error code a real lock gives."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import struct
 
@@ -66,6 +67,39 @@ class _WrongAuthenticator(nuki.PairingExchange):
 def test_bad_authenticator(lock: SimNukiLock) -> None:
     lock.on_connect()
     exchange = _WrongAuthenticator(lock.pairing_char, nuki.generate_keypair(), app_id=1, name="x")
+    converse(lock, exchange)
+    assert exchange.refused is not None and exchange.refused.code == E.P_BAD_AUTHENTICATOR
+    assert lock.authorizations == {} and lock.pairing_mode
+
+
+class _ForgedLaterStep(nuki.PairingExchange):
+    """A client whose authenticator is right but whose later pairing frame is forged:
+    ``forge`` names the step whose frame gets a zeroed HMAC."""
+
+    forge = "data"
+
+    def receive(self, notification: bytes) -> list[object]:  # type: ignore[override]
+        events = list(super().receive(notification))
+        if self._step == self.forge and self._pending:
+            frame = b"".join(write.data for write in self._pending)
+            message = nuki.decode_plain(frame)
+            forged = bytes(32) + message.payload[32:]
+            self._queue(nuki.encode_plain(message.command, forged))
+        return events
+
+
+class _ForgedConfirmation(_ForgedLaterStep):
+    forge = "confirmation"
+
+
+@pytest.mark.parametrize("client", [_ForgedLaterStep, _ForgedConfirmation])
+def test_a_forged_authorization_data_or_confirmation_is_refused(
+    lock: SimNukiLock, client: type[nuki.PairingExchange]
+) -> None:
+    """The lock checks every HMAC of the pairing, not only the first: a forged
+    AUTHORIZATION_DATA or AUTHORIZATION_ID_CONFIRMATION pairs nobody."""
+    lock.on_connect()
+    exchange = client(lock.pairing_char, nuki.generate_keypair(), app_id=1, name="x")
     converse(lock, exchange)
     assert exchange.refused is not None and exchange.refused.code == E.P_BAD_AUTHENTICATOR
     assert lock.authorizations == {} and lock.pairing_mode
@@ -227,7 +261,8 @@ def test_the_log_keeps_the_last_1000(lock: SimNukiLock) -> None:
         lock, creds, [nuki.request_log_entries(0, 50, PIN, newest_first=True, ultra=False)]
     )
     count = next(m for m in answers if m.command == nuki.Command.LOG_ENTRY_COUNT)
-    assert struct.unpack_from("<H", count.payload, 1)[0] == 1000
+    # logging enabled, count u16, door sensor enabled, door sensor logging (pyNukiBT's layout)
+    assert struct.unpack("<BHBB", count.payload) == (1, 1000, 0, 0)
     entries = [
         nuki.LogEntry.decode(m.payload) for m in answers if m.command == nuki.Command.LOG_ENTRY
     ]
@@ -312,3 +347,12 @@ def test_the_lock_notifies_in_pieces_of_20_bytes(lock: SimNukiLock) -> None:
     frames = nuki.Reassembler(encrypted=True)
     (whole,) = [f for _, n in answered for f in frames.feed(n)]
     assert nuki.open_sealed(creds.key, whole).message.command == nuki.Command.KEYTURNER_STATES
+
+
+def test_an_authorization_put_in_the_table_directly_is_served(lock: SimNukiLock) -> None:
+    """The bridge and tests fill the lock's table without pairing: its nonce ledger starts
+    on first use (it raised KeyError)."""
+    creds = pair(lock)
+    lock.authorizations[7] = dataclasses.replace(lock.authorizations[creds.auth_id], auth_id=7)
+    answers, refused = command(lock, nuki.Credentials(7, creds.key, 1), [nuki.keyturner_states()])
+    assert refused is None and answers[-1].command == nuki.Command.KEYTURNER_STATES

@@ -5,6 +5,7 @@ encrypted frames of the "Perform unlock" example (with the forum's one-digit typ
 from __future__ import annotations
 
 import pytest
+from nacl.secret import SecretBox
 
 from blelock.errors import RemoteProtocolError
 from blelock.vendors.nuki import protocol as nuki
@@ -182,6 +183,19 @@ def test_encrypted_lock_action_example() -> None:
         "877B8853437825D587F85BB6C21BF674E204A685AC5E40E8A5FDB85349F520069496F092FAB63736928C"
         "0933DB34CFA21809"
     )
+
+
+def test_the_challenge_example_decrypts_to_the_published_pdata() -> None:
+    """Research §B.1 byte for byte, with PyNaCl alone (not our codec): the header says auth id
+    2 and length 56 (PDATA 40 + the 16-byte MAC), and the plaintext is ``02000000 0400`` +
+    the challenge + CRC ``ff98`` over auth id, command and payload."""
+    frame = b"".join(UNLOCK_CHALLENGE_CHUNKS)
+    assert frame[:24] == h("99C8613A9F6AB6D3FB0399D37AD38C5C003AC139B1567BC1")
+    assert frame[24:28] == h("02000000") and frame[28:30] == (56).to_bytes(2, "little")
+    pdata = SecretBox(SHARED).decrypt(frame[30:], frame[:24])
+    assert pdata == h("020000000400") + UNLOCK_CHALLENGE + h("ff98")
+    assert len(pdata) + 16 == 56
+    assert pdata[-2:] == nuki.crc16(pdata[:-2]).to_bytes(2, "little")
 
 
 def test_a_frame_under_another_key_does_not_open() -> None:

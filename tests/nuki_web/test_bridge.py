@@ -21,7 +21,7 @@ from blelock.vendors.nuki.web.ops import (
 )
 from blelock.vendors.nuki.web.rules import LockAction
 from blelock.vendors.nuki.web.window import AccessWindow
-from simulators.nuki_lock import Code, SimNukiLock
+from simulators.nuki_lock import MAX_KEYPAD_CODES, Code, SimNukiLock
 from simulators.nuki_web.bridge import bridge
 from tests.nuki_web.conftest import FRONT, Sim
 
@@ -130,3 +130,16 @@ async def test_without_the_sync_a_refused_code_is_not_confirmed(
     sim.clock.advance(sim.state.delay_s)
     assert (await list_keypad_codes(sim.web, FRONT)) == []  # 204, and never on the lock
     assert [c.name for c in door.codes.values()] == ["Over BLE"]
+
+
+async def test_a_lock_whose_keypad_is_full_refuses_a_web_code(sim: Sim, door: SimNukiLock) -> None:
+    """The lock's own capacity decides, not the Web API's copy: codes added over Bluetooth
+    (unsynced) fill it, so the Web API's 204 never becomes a code on the lock."""
+    for n in range(MAX_KEYPAD_CODES):
+        door.codes[n + 1] = Code(n + 1, int(f"9{n + 11111:05d}".replace("0", "9")), "x", door.now())
+    await sim.raw.put(f"smartlock/{FRONT}/auth", json={"name": "G", "type": 13, "code": 345678})
+    sim.clock.advance(sim.state.delay_s)
+    assert (await list_keypad_codes(sim.web, FRONT)) == []
+    assert len(door.codes) == MAX_KEYPAD_CODES and 345678 not in {
+        c.code for c in door.codes.values()
+    }

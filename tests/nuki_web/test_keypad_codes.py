@@ -66,7 +66,7 @@ async def test_a_new_entry_has_no_id_until_the_lock_has_it(sim: Sim) -> None:
 @pytest.mark.parametrize(
     ("code", "says"),
     [
-        ("123456", "may not start with 12"),
+        ("123456", 'may not start with "12"'),
         ("12", "exactly 6 digits"),
         ("1234567", "exactly 6 digits"),
         ("345670", "exactly 6 digits"),

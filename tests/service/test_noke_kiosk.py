@@ -120,7 +120,13 @@ async def test_the_routes_refuse_a_broken_rule_by_name_and_need_the_token(
             params={"after": "2026-01-02T00:00:00Z", "before": "2026-01-01T00:00:00Z"},
             headers=AUTH,
         )
-        assert window.status_code == 422 and "later than" in window.json()["error"]["message"]
+        said = window.json()["error"]["message"]
+        assert window.status_code == 422 and "later than" in said and "--" not in said
+        naive = await k.client.get(
+            "/v1/noke/activity", params={"before": "2026-01-01T00:00:00"}, headers=AUTH
+        )
+        said = naive.json()["error"]["message"]
+        assert naive.status_code == 422 and "before" in said and "--" not in said  # no CLI option
 
 
 async def test_lock_info_at_the_kiosk(monkeypatch: pytest.MonkeyPatch) -> None:

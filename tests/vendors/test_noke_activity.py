@@ -150,7 +150,7 @@ async def test_every_filter_narrows_the_activity(
 async def test_bad_activity_filters_are_refused_on_both_sides(
     running_world: RunningWorld, cloud: NokeCloud
 ) -> None:
-    with pytest.raises(UsageError, match="later than --before"):
+    with pytest.raises(UsageError, match="after is later than before"):
         await cloud.activity(after=at(2 * HOUR), before=at(HOUR))
     with pytest.raises(UsageError, match="time zone"):
         await cloud.activity(before=dt.datetime(2026, 1, 1))

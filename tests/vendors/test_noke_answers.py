@@ -14,7 +14,7 @@ from blelock.model import LogRecord, MacAddress, parse_mac
 from blelock.transport.base import LinkInfo, LockLink
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.values import Action
-from blelock.vendors.noke.visit import NokeVisit
+from blelock.vendors.noke.visit import SHUTDOWN_WAIT_S, NokeVisit
 
 MAC = parse_mac("C7:E6:B0:C6:75:38")
 SESSION = bytes.fromhex("0000040ba7b0d91f7f45ad25698a18375c7e4f16")
@@ -176,3 +176,73 @@ async def test_a_cancelled_visit_still_keeps_what_the_lock_gave() -> None:
     with pytest.raises(asyncio.CancelledError):
         await running
     assert [r.payload for r in sink.records] == [log.hex()]
+
+
+class TimedLink(ScriptedLink):
+    """Remembers how long the visit was ready to wait for each notification."""
+
+    def __init__(self, answers: list[list[bytes]]) -> None:
+        super().__init__(answers)
+        self.waits: list[float] = []
+
+    async def notification(self, *, timeout: float) -> bytes:
+        self.waits.append(timeout)
+        return await super().notification(timeout=timeout)
+
+
+async def test_the_wait_for_shutdown_is_bounded_whatever_the_command_timeout() -> None:
+    """A lock that never says SHUTDOWN holds the user only for SHUTDOWN_WAIT_S after the last
+    answer, even when each answer may take longer."""
+    link = TimedLink([[OK], [OK]])
+
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield link
+
+    visit = NokeVisit(MAC, opener, Commands(), Timeouts(command=30.0))
+    outcome = await visit.run(Action.UNLOCK)
+    assert outcome.packets_sent == 2
+    assert link.waits[:2] == [30.0, 30.0]  # the answers
+    assert link.waits[2:] == [SHUTDOWN_WAIT_S]  # then SHUTDOWN, briefly
+
+
+async def test_a_stray_answer_after_the_last_success_does_not_fail_the_visit() -> None:
+    """Once every packet was answered the lock has opened: an answer nobody asked for (a
+    battery report, a repeated SUCCESS) or a packet it cannot read, while waiting for SHUTDOWN,
+    is ignored, and a record after it is still kept."""
+    late = bytes([0x50, 7]) + bytes(18)
+    stray = noke.answer(noke.ResultCode.BATTERY_DATA)
+    asleep = noke.shutdown_notice(3, timed_out=False)
+    unreadable = bytes([0x00]) + bytes(19)  # no such destination
+    link = ScriptedLink([[OK], [OK, stray, unreadable, late, asleep]])
+    outcome = await visit_over([link]).run(Action.UNLOCK)
+    assert outcome.packets_sent == 2 and outcome.attempts == 1
+    assert [r.payload for r in outcome.logs] == [late.hex()]
+
+
+class DribblingLink(ScriptedLink):
+    """After the last answer, a record every millisecond and never a SHUTDOWN."""
+
+    async def notification(self, *, timeout: float) -> bytes:
+        if self.pending:
+            return self.pending.pop(0)
+        await asyncio.sleep(0.001)  # the lock's pace, well inside each wait's timeout
+        return bytes([0x50]) + bytes(19)
+
+
+async def test_the_wait_for_shutdown_is_bounded_in_total_not_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bound is how long the visit lingers after the last answer, whatever the lock sends
+    meanwhile: a lock that keeps talking must not run the visit into its deadline (a failure,
+    after the lock opened)."""
+    monkeypatch.setattr("blelock.vendors.noke.visit.SHUTDOWN_WAIT_S", 0.05)
+    link = DribblingLink([[OK], [OK]])
+
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield link
+
+    visit = NokeVisit(MAC, opener, Commands(), Timeouts(visit=2.0))
+    outcome = await visit.run(Action.UNLOCK)
+    assert outcome.packets_sent == 2 and outcome.logs  # what it sent meanwhile is kept

@@ -264,3 +264,17 @@ async def test_a_cloud_that_quotes_a_code_back_has_it_redacted(
         await cloud.issue_quick_clicks(mac, [(secret("1001101"), 2)])
     assert "already exists" in refused.value.message and "<code>" in refused.value.message
     assert "1001101" not in refused.value.one_line()
+
+
+async def test_a_code_inside_another_is_no_key_to_the_longer_one(
+    running_world: RunningWorld, cloud: NokeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redacting a short code first would leave the rest of a longer one that starts with it
+    ("<code>1101") in the message."""
+    mac = mac_of(running_world)
+    await cloud.issue_quick_clicks(mac, [(secret("1001101"), 2)])
+    monkeypatch.setattr("blelock.vendors.noke.cloud.check_issue", lambda *args: None)
+    with pytest.raises(CloudRejected) as refused:
+        await cloud.issue_quick_clicks(mac, [(secret("100"), 1), (secret("1001101"), 2)])
+    said = refused.value.one_line()
+    assert "<code>" in said and "1101" not in said

@@ -11,10 +11,9 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-from blelock.cli.context import settings_from
+from blelock.cli.context import moment_option, settings_from
 from blelock.cli.render import print_json, show_rows
 from blelock.config import Settings
-from blelock.errors import UsageError
 from blelock.jobs import open_store
 from blelock.vendors.keyless.cloud import KeylessCloud
 from blelock.vendors.keyless.jobs import activate, set_lock_time
@@ -167,8 +166,8 @@ async def _administer(settings: Settings, args: argparse.Namespace) -> None:
             ]
             show_rows(f"{len(rows)} permission(s)", rows, as_json=args.json)
         elif action == "grant":
-            start = _moment(args.start, "--start") or dt.datetime.now(dt.UTC)
-            end = _moment(args.end, "--end") or start + dt.timedelta(days=30)
+            start = moment_option(args.start, "--start") or dt.datetime.now(dt.UTC)
+            end = moment_option(args.end, "--end") or start + dt.timedelta(days=30)
             permission_id = await cloud.grant_permission(
                 check_id(args.user_id, "user"),
                 check_id(args.device, "device"),
@@ -200,8 +199,8 @@ async def _offline_key(cloud: KeylessCloud, args: argparse.Namespace) -> None:
         ]
         show_rows(f"{len(rows)} offline key(s)", rows, as_json=args.json)
         return
-    start = _moment(args.start, "--start") or dt.datetime.now(dt.UTC)
-    end = _moment(args.end, "--end") or start + dt.timedelta(hours=24)
+    start = moment_option(args.start, "--start") or dt.datetime.now(dt.UTC)
+    end = moment_option(args.end, "--end") or start + dt.timedelta(hours=24)
     issued = await cloud.issue_offline_key(
         check_id(args.operating_device, "operating device"),
         check_id(args.device, "device"),
@@ -232,18 +231,6 @@ async def _first(items: AsyncIterator[T]) -> AsyncIterator[T]:
         count += 1
         if count >= LIST_LIMIT:
             return
-
-
-def _moment(text: str | None, option: str) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{option} {text!r} needs a time zone (e.g. 2026-11-24T09:00+01:00)")
-    return moment
 
 
 def _say(payload: dict[str, Any], text: str, args: argparse.Namespace) -> None:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.clock import SystemClock
-from blelock.cloud._http import RetryPolicy
+from blelock.cloud._http import AT_THE_LOCK, RetryPolicy
 from blelock.config import Settings
 from blelock.errors import (
     AuthFailed,
@@ -91,11 +91,6 @@ class KeylessSyncReport:
     revocation_version: int
     certificates_pending: int
     """Re-keying certificates fetched, to be installed at the next visit of their lock."""
-
-
-AT_THE_LOCK = RetryPolicy(attempts=1)
-"""A technician waiting at a lock gets one try at the platform, then the keys synced before:
-retries with backoff are for background sync and upload (RetryPolicy's own rule)."""
 
 
 def _mobile(

@@ -8,11 +8,10 @@ the cloud is asked (:mod:`blelock.vendors.noke.quick_clicks`); a broken rule is 
 
 from __future__ import annotations
 
-import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr
 
 from blelock.config import Settings
 from blelock.errors import lock_context
@@ -78,8 +77,21 @@ class ActivityView(BaseModel):
     activity: list[ActivityRow]
 
 
+class LockRow(BaseModel):
+    lock_id: str
+    hardware: str | None
+    firmware: str | None
+    serial: str | None
+    internal_battery_mv: int | None
+    external_battery_mv: int | None
+    status: str | None
+    waiting_to_sync: str | None
+    """What the lock's next online unlock carries (setup, keys, quick_clicks), if anything."""
+    setup_count: int | None
+
+
 class LockInfoView(BaseModel):
-    locks: list[dict[str, Any]]
+    locks: list[LockRow]
 
 
 def _view(mac: MacAddress, listing: LockQuickClicks) -> QuickClicksView:
@@ -136,8 +148,8 @@ def router(settings: Settings) -> APIRouter:
         lock: Annotated[list[str] | None, Query(description="a lock's MAC; repeatable")] = None,
         action: Annotated[list[str] | None, Query(description="repeatable")] = None,
         tracking_key: Annotated[list[str] | None, Query(description="repeatable")] = None,
-        before: Annotated[dt.datetime | None, Query(description="ISO 8601, with zone")] = None,
-        after: Annotated[dt.datetime | None, Query(description="ISO 8601, with zone")] = None,
+        before: Annotated[AwareDatetime | None, Query(description="ISO 8601, with zone")] = None,
+        after: Annotated[AwareDatetime | None, Query(description="ISO 8601, with zone")] = None,
     ) -> ActivityView:
         macs = [parse_mac(text) for text in lock] if lock else None
         with lock_context(macs[0] if macs and len(macs) == 1 else None, "read activity"):
@@ -158,6 +170,6 @@ def router(settings: Settings) -> APIRouter:
         macs = [parse_mac(text) for text in lock] if lock else None
         async with NokeCloud.from_settings(settings) as cloud:
             found = await cloud.locks(macs)
-        return LockInfoView(locks=lock_rows(found))
+        return LockInfoView(locks=[LockRow(**row) for row in lock_rows(found)])
 
     return routes

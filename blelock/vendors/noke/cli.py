@@ -2,20 +2,21 @@
 lock info and offline-key revocation.
 
 Quick-click codes open the lock, so they are read from standard input (``CODE`` or ``CODE
-USES`` a line), never taken on the command line, and listings show only their length.
+USES`` a line; at a terminal without echo), never taken on the command line, and listings show
+only their length.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
+import getpass
 import sys
 from typing import Any
 
 from pydantic import SecretStr
 
-from blelock.cli.context import settings_from
+from blelock.cli.context import moment_option, settings_from
 from blelock.cli.render import print_json, show_rows
 from blelock.config import Settings
 from blelock.errors import UsageError
@@ -89,6 +90,18 @@ def add_arguments(parser: argparse.ArgumentParser, common: list[argparse.Argumen
     )
 
 
+def code_lines() -> str:
+    """Quick clicks, ``CODE`` or ``CODE USES`` a line: piped standard input whole, or at a
+    terminal asked for one a line without echo (a code opens the lock, like a PIN) until an
+    empty line."""
+    if not sys.stdin.isatty():
+        return sys.stdin.read()
+    lines: list[str] = []
+    while line := getpass.getpass("quick click (CODE or CODE USES; an empty line ends): "):
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     asyncio.run(_run(settings, args))
@@ -104,7 +117,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     if command == "quick-clicks":
         await _quick_clicks(settings, args)
     elif command == "activity":
-        before, after = _moment(args.before, "--before"), _moment(args.after, "--after")
+        before = moment_option(args.before, "--before")
+        after = moment_option(args.after, "--after")
         async with NokeCloud.from_settings(settings) as cloud:
             entries = await cloud.activity(
                 lock_macs=_macs(args.locks),
@@ -131,7 +145,7 @@ async def _quick_clicks(settings: Settings, args: argparse.Namespace) -> None:
             show_rows(f"{len(rows)} quick click(s)", rows, as_json=args.json)
             return
         mac = parse_mac(args.lock)
-        given = parse_code_lines(sys.stdin.read(), args.uses if action == "issue" else None)
+        given = parse_code_lines(code_lines(), args.uses if action == "issue" else None)
         if action == "issue":
             clicks: list[tuple[SecretStr, int]] = []
             for index, (code, uses) in enumerate(given, start=1):
@@ -175,15 +189,3 @@ async def _revoke_keys(settings: Settings, args: argparse.Namespace) -> None:
         f"revoked at the cloud; {cached.revoked} cached key(s) marked revoked here; "
         f"{KEY_REVOCATION_NOTE}"
     )
-
-
-def _moment(text: str | None, option: str) -> dt.datetime | None:
-    if text is None:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{option} {text!r} needs a time zone (e.g. 2026-11-24T09:00Z)")
-    return moment

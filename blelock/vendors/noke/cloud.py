@@ -297,9 +297,9 @@ class NokeCloud(CloudClient):
         """``/activity/``: the company's activity, narrowed by every filter given."""
         for name, moment in (("before", before), ("after", after)):
             if moment is not None and moment.tzinfo is None:
-                raise UsageError(f"--{name} needs a time zone (e.g. 2026-11-24T09:00Z)")
+                raise UsageError(f"activity {name} needs a time zone (e.g. 2026-11-24T09:00Z)")
         if before is not None and after is not None and after > before:
-            raise UsageError("--after is later than --before: no activity could match")
+            raise UsageError("activity after is later than before: no activity could match")
         body = ActivityRequest(
             lock_macs=list(lock_macs) if lock_macs else None,
             actions=list(actions) if actions else None,
@@ -423,8 +423,10 @@ class NokeCloud(CloudClient):
         envelope = _validate(Envelope, answer, route, self.host)
         if not envelope.ok:
             said = envelope.message
-            for secret in redact:  # a cloud may quote a quick-click code back
-                said = said.replace(secret.get_secret_value(), "<code>")
+            # A cloud may quote a quick-click code back. Longest first: a code that starts
+            # another must not leave the longer one's tail behind.
+            for code in sorted((s.get_secret_value() for s in redact), key=len, reverse=True):
+                said = said.replace(code, "<code>")
             envelope = envelope.model_copy(update={"message": said})
             raise _envelope_error(envelope, route, self.host, mac, response.status_code)
         return envelope

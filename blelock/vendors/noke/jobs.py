@@ -47,9 +47,6 @@ by name, not by address."""
 
 _log = logging.getLogger("blelock.vendors.noke")
 
-"""A visit's cloud calls are not retried: the user is at the lock. The upload right after it
-gets one try too; what it could not send waits in the outbox for the next sync."""
-
 
 class LazyKeyStore:
     """The offline-key cache, unlocked with the data key on first use: reading and uploading
@@ -97,11 +94,11 @@ def cloud_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[N
 def visit_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
     """As :func:`cloud_client`, but each call tried once: a technician stands at the lock, and
     what a visit could not upload waits in the outbox for the next sync."""
-    from blelock.cloud._http import RetryPolicy
+    from blelock.cloud._http import AT_THE_LOCK
     from blelock.vendors.noke.cloud import NokeCloud
 
     return ctx.client(
-        "noke.visit", lambda: NokeCloud.from_settings(ctx.settings, retry=RetryPolicy(attempts=1))
+        "noke.visit", lambda: NokeCloud.from_settings(ctx.settings, retry=AT_THE_LOCK)
     )
 
 

@@ -314,9 +314,13 @@ class LockAsleep:
 
 @dataclass(frozen=True, slots=True)
 class NotificationIgnored:
-    """A notification shorter than 20 bytes: iOS ignores it, so does the companion."""
+    """A notification the visit has no use for: shorter than 20 bytes (iOS ignores those, so
+    does the companion), or an answer or unreadable packet after every packet was answered
+    (the lock has done what it was asked; failing the visit then would report an opened lock
+    as a failure)."""
 
     data: bytes
+    why: str = "shorter than a Nokē packet's 20 bytes"
 
 
 Event = LogKept | PacketAccepted | Refused | LockAsleep | NotificationIgnored
@@ -382,13 +386,20 @@ class CompanionSession:
     def _receive(self, notification: bytes) -> Event:
         if len(notification) < PACKET_SIZE:
             return NotificationIgnored(bytes(notification))
-        message = decode_notification(notification)
+        try:
+            message = decode_notification(notification)
+        except RemoteProtocolError as unreadable:
+            if not self.done:
+                raise
+            return NotificationIgnored(bytes(notification), f"after the last answer: {unreadable}")
         if isinstance(message, ServerPacket):
             self.server_packets.append(message.raw)
             return LogKept(message.raw)
         if isinstance(message, ShutdownNotice):
             self._stopped = True
             return LockAsleep(self._index, after_last=self.done)
+        if not self._awaiting and self.done:
+            return NotificationIgnored(bytes(notification), "an answer after the last one")
         if not self._awaiting:
             raise RemoteProtocolError(
                 f"the lock answered 0x{message.result.value:02X} with no command pending"
@@ -668,7 +679,8 @@ class LockSession:
             uses = body[1]
             adding = body[0] == CommandType.ADD_QUICK_CLICK
             if quick_click is None or (
-                adding and not (1 <= uses <= QUICK_CLICK_MAX_LIMITED_USES or uses == 255)
+                adding
+                and not (1 <= uses <= QUICK_CLICK_MAX_LIMITED_USES or uses == QUICK_CLICK_UNLIMITED)
             ):
                 return ResultCode.INVALID_DATA
         elif body[8:12] != bytes(4):

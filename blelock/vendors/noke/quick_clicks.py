@@ -27,6 +27,10 @@ from pydantic import SecretStr
 
 from blelock.errors import UsageError
 from blelock.vendors.noke.models import QuickClickState
+from blelock.vendors.noke.protocol import QUICK_CLICK_LENGTHS as CODE_LENGTHS
+from blelock.vendors.noke.protocol import QUICK_CLICK_MAX_LIMITED_USES as MAX_LIMITED_USES
+from blelock.vendors.noke.protocol import QUICK_CLICK_UNLIMITED as UNLIMITED
+from blelock.vendors.noke.protocol import QUICK_CLICKS_PER_LOCK as PER_LOCK
 
 __all__ = [
     "MAX_LIMITED_USES",
@@ -40,10 +44,6 @@ __all__ = [
     "masked",
 ]
 
-CODE_LENGTHS = range(3, 25)
-UNLIMITED = 255
-MAX_LIMITED_USES = 244
-PER_LOCK = 100
 RULES = 8
 """How many rules of the doc this module and the sync enforce (the list above)."""
 

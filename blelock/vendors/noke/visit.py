@@ -255,14 +255,18 @@ class NokeVisit:
             )
             if linger and exchange.done and not exchange.asleep:
                 exchange.linger()
+                wait = min(SHUTDOWN_WAIT_S, self._timeouts.command)
                 try:
-                    await drive(
-                        link,
-                        exchange,
-                        write_timeout=self._timeouts.gatt,
-                        answer_timeout=min(SHUTDOWN_WAIT_S, self._timeouts.command),
-                        handle=check,
-                    )
+                    # Bounded in total, not per notification: a lock that keeps talking must
+                    # not hold the user, nor run an opened visit into its deadline.
+                    async with deadline(wait, "the wait for SHUTDOWN"):
+                        await drive(
+                            link,
+                            exchange,
+                            write_timeout=self._timeouts.gatt,
+                            answer_timeout=wait,
+                            handle=check,
+                        )
                 except (LinkTimeout, LinkLost):
                     # Every packet was answered: a lock that stays quiet or drops the link
                     # now has done what it was asked.
@@ -279,9 +283,7 @@ class NokeVisit:
 def _check(event: noke.Event, total: int, lock_id: str) -> None:
     """A refusal or a lock gone to sleep before the end ends the visit with its reason."""
     if isinstance(event, noke.NotificationIgnored):
-        _log.warning(
-            "%s: ignored a %d-byte notification (a Nokē packet is 20)", lock_id, len(event.data)
-        )
+        _log.warning("%s: ignored a %d-byte notification (%s)", lock_id, len(event.data), event.why)
         return
     if isinstance(event, noke.Refused):
         code = event.reason

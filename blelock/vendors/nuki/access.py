@@ -5,7 +5,7 @@ window (the Web API's users lose theirs that way, research §D)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -46,22 +46,37 @@ async def _pin_and_creds(lock_id: str, store: Store) -> tuple[int, nuki.Credenti
     return await security_pin(lock_id, store), await credentials(lock_id, store)
 
 
-async def list_codes(lock_id: str, settings: Settings, store: Store) -> list[nuki.KeypadCode]:
+async def _paged(
+    lock_id: str,
+    settings: Settings,
+    store: Store,
+    ask: Callable[[int, int, int, bool], nuki.Request],
+    answer: nuki.Command,
+    decode: Callable[[bytes], T],
+    step: str,
+) -> list[T]:
+    """Every entry of a listing, ``PAGE`` at a time, until a page comes back short."""
     pin, creds = await _pin_and_creds(lock_id, store)
-    codes: list[nuki.KeypadCode] = []
+    entries: list[T] = []
     while True:
-        request = nuki.list_keypad_codes(len(codes), PAGE, pin, ultra=creds.ultra)
-        answers = await run_commands(
-            lock_id, settings, store, [request], step="list keypad codes", creds=creds
-        )
-        page = [
-            nuki.KeypadCode.decode(m.payload)
-            for m in answers
-            if m.command == nuki.Command.KEYPAD_CODE
-        ]
-        codes += page
+        request = ask(len(entries), PAGE, pin, creds.ultra)
+        answers = await run_commands(lock_id, settings, store, [request], step=step, creds=creds)
+        page = [decode(m.payload) for m in answers if m.command == answer]
+        entries += page
         if len(page) < PAGE:
-            return codes
+            return entries
+
+
+async def list_codes(lock_id: str, settings: Settings, store: Store) -> list[nuki.KeypadCode]:
+    return await _paged(
+        lock_id,
+        settings,
+        store,
+        lambda offset, count, pin, ultra: nuki.list_keypad_codes(offset, count, pin, ultra=ultra),
+        nuki.Command.KEYPAD_CODE,
+        nuki.KeypadCode.decode,
+        "list keypad codes",
+    )
 
 
 async def add_code(
@@ -135,21 +150,15 @@ async def remove_code(lock_id: str, settings: Settings, store: Store, code_id: i
 async def list_authorizations(
     lock_id: str, settings: Settings, store: Store
 ) -> list[nuki.AuthorizationEntry]:
-    pin, creds = await _pin_and_creds(lock_id, store)
-    entries: list[nuki.AuthorizationEntry] = []
-    while True:
-        request = nuki.list_authorizations(len(entries), PAGE, pin, ultra=creds.ultra)
-        answers = await run_commands(
-            lock_id, settings, store, [request], step="list authorizations", creds=creds
-        )
-        page = [
-            nuki.AuthorizationEntry.decode(m.payload)
-            for m in answers
-            if m.command == nuki.Command.AUTHORIZATION_ENTRY
-        ]
-        entries += page
-        if len(page) < PAGE:
-            return entries
+    return await _paged(
+        lock_id,
+        settings,
+        store,
+        lambda offset, count, pin, ultra: nuki.list_authorizations(offset, count, pin, ultra=ultra),
+        nuki.Command.AUTHORIZATION_ENTRY,
+        nuki.AuthorizationEntry.decode,
+        "list authorizations",
+    )
 
 
 async def update_authorization(

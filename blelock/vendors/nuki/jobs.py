@@ -86,6 +86,16 @@ def _refused(lock_id: str, step: str, refusal: nuki.Refused) -> LockRefused:
     return error
 
 
+def checked_pin(pin: int, *, ultra: bool) -> int:
+    """``pin`` if it fits the lock (u16 on Smart Lock 1-4, 6 digits on the Ultra); a usage
+    error naming the rule (never the PIN) if not, before anything is sent."""
+    try:
+        nuki.encode_pin(pin, ultra=ultra)
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="give the lock's own security PIN") from None
+    return pin
+
+
 async def pair(
     lock_id: str,
     settings: Settings,
@@ -104,6 +114,8 @@ async def pair(
             "pairing a Smart Lock Ultra needs its 6-digit security PIN",
             hint="give it on standard input or at the prompt",
         )
+    if security_pin is not None:
+        checked_pin(security_pin, ultra=ultra)
     characteristic = nuki.ULTRA_PAIRING_CHAR if ultra else nuki.PAIRING_CHAR
     keypair = nuki.generate_keypair()
     timeouts = settings.timeouts
@@ -240,7 +252,7 @@ async def lock_action(
 async def set_pin(lock_id: str, settings: Settings, store: Store, pin: int) -> None:
     """Check ``pin`` against the lock, then keep it sealed (a wrong one is never kept)."""
     creds = await credentials(lock_id, store)
-    request = nuki.verify_security_pin(pin, ultra=creds.ultra)
+    request = nuki.verify_security_pin(checked_pin(pin, ultra=creds.ultra), ultra=creds.ultra)
     await run_commands(lock_id, settings, store, [request], step="verify PIN", creds=creds)
     await (await nuki_store(store)).save_pin(lock_id, pin)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from blelock.config import Settings
 from blelock.vendors.nuki.web.settings import NukiWebSettings
@@ -21,6 +21,13 @@ class NukiSettings(NukiWebSettings):
     app_id: int = Field(
         default=0x626C6B31, ge=0, le=0xFFFFFFFF, description="this companion's app id (u32)"
     )
+
+    @field_validator("app_name")
+    @classmethod
+    def _fits_the_lock(cls, name: str) -> str:
+        if len(name.encode()) > 32:
+            raise ValueError("the lock stores at most 32 bytes of name (UTF-8)")
+        return name
 
 
 SETTINGS = NukiSettings

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime as dt
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from blelock.cli.context import settings_from
+from blelock.cli.context import moment_option, settings_from
 from blelock.cli.render import print_json, show_rows
 from blelock.config import Settings
 from blelock.errors import UsageError
@@ -155,9 +154,9 @@ def _key_from(args: argparse.Namespace) -> Any:
     spans = [span for text in args.hours for span in _parse_hours(text)]
     fields: dict[str, Any] = {"lockId": args.lock, "appUserId": check_phone(args.phone)}
     if args.start is not None:
-        fields["start"] = _moment(args.start, "--start")
+        fields["start"] = moment_option(args.start, "--start")
     if args.end is not None:
-        fields["end"] = _moment(args.end, "--end")
+        fields["end"] = moment_option(args.end, "--end")
     if args.duration is not None:
         fields["durationMinutes"] = args.duration
     if spans:
@@ -184,16 +183,6 @@ def _parse_hours(text: str) -> list[dict[str, Any]]:
         {"weekday": day, "startHour": sh, "startMinute": sm, "endHour": eh, "endMinute": em}
         for day in days
     ]
-
-
-def _moment(text: str, option: str) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r} is not an ISO 8601 date-time") from None
-    if moment.tzinfo is None:
-        raise UsageError(f"{option} {text!r} needs a time zone (e.g. 2026-11-24T09:00+01:00)")
-    return moment
 
 
 @contextlib.contextmanager

@@ -34,6 +34,7 @@ from blelock.vendors.nuki.protocol._frames import (
     open_sealed,
     seal,
 )
+from blelock.vendors.nuki.protocol._values import encode_name
 
 __all__ = [
     "Answer",
@@ -129,7 +130,7 @@ class PairingExchange:
         self._char = characteristic
         self._keys = keypair
         self._app_id = app_id
-        self._name = name.encode()[:32].ljust(32, b"\0")
+        self._name = encode_name(name, 32)  # too long: refused, not cut mid-character
         self._id_type = id_type
         self._ultra = ultra
         self._pin = security_pin

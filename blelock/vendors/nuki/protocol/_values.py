@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 import re
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blelock.errors import RemoteProtocolError
 
@@ -162,11 +162,13 @@ _CODE = re.compile(r"[1-9]{6}")
 
 
 def check_code(code: str) -> int:
-    """A keypad code as the lock takes it: six digits 1-9 (no 0), not starting with "12"."""
+    """A keypad code as the lock takes it: six digits 1-9 (no 0), not starting with "12".
+    The one statement of the rule on blelock's side (the Web API's check says it the same
+    way); the messages never quote the code."""
     if not _CODE.fullmatch(code):
-        raise ValueError("a Nuki keypad code is 6 digits, each 1-9 (no 0)")
+        raise ValueError("a Nuki keypad code must be exactly 6 digits, each 1 to 9 (no 0)")
     if code.startswith("12"):
-        raise ValueError('a Nuki keypad code must not start with "12"')
+        raise ValueError('a Nuki keypad code may not start with "12"')
     return int(code)
 
 
@@ -181,7 +183,8 @@ def check_code_name(name: str) -> str:
 @dataclass(frozen=True, slots=True)
 class KeypadCode:
     code_id: int
-    code: int
+    code: int = field(repr=False)
+    """A secret: never in a repr (log lines, tracebacks)."""
     name: str
     enabled: bool
     created: dt.datetime | None
@@ -413,6 +416,8 @@ def parse_request_log(raw: bytes) -> tuple[int, int, bool, bool]:
 # --- states, battery, config ------------------------------------------------------------------
 
 _STATES = struct.Struct("<BBB7shBBBBBBB")
+"""The fields every firmware sends; API 2.2 adds night mode (u16) and the accessory battery."""
+_STATES_TAIL = struct.Struct("<HB")
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,28 +436,39 @@ class KeyturnerStates:
     last_lock_action_trigger: int = 0
     last_lock_action_completion: int = 0
     door_sensor_state: int = 0
+    night_mode_active: int = 0
+    accessory_battery_state: int = 0
 
     def encode(self) -> bytes:
         battery = int(self.critical_battery) | (((self.battery_percent or 0) // 2) << 2)
-        return _STATES.pack(
-            self.nuki_state,
-            self.lock_state,
-            self.trigger,
-            encode_datetime(self.current_time),
-            self.timezone_offset_min,
-            battery,
-            self.config_update_count,
-            0,  # lock 'n' go timer
-            self.last_lock_action,
-            self.last_lock_action_trigger,
-            self.last_lock_action_completion,
-            self.door_sensor_state,
+        tail = _STATES_TAIL.pack(self.night_mode_active, self.accessory_battery_state)
+        return (
+            _STATES.pack(
+                self.nuki_state,
+                self.lock_state,
+                self.trigger,
+                encode_datetime(self.current_time),
+                self.timezone_offset_min,
+                battery,
+                self.config_update_count,
+                0,  # lock 'n' go timer
+                self.last_lock_action,
+                self.last_lock_action_trigger,
+                self.last_lock_action_completion,
+                self.door_sensor_state,
+            )
+            + tail
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> KeyturnerStates:
         _need(raw, _STATES.size, "KEYTURNER_STATES")
         fields = _STATES.unpack_from(raw)
+        night, accessory = (
+            _STATES_TAIL.unpack_from(raw, _STATES.size)
+            if len(raw) >= _STATES.size + _STATES_TAIL.size
+            else (0, 0)
+        )
         battery = fields[5]
         return cls(
             nuki_state=fields[0],
@@ -467,6 +483,8 @@ class KeyturnerStates:
             last_lock_action_trigger=fields[9],
             last_lock_action_completion=fields[10],
             door_sensor_state=fields[11],
+            night_mode_active=night,
+            accessory_battery_state=accessory,
         )
 
     def state_name(self) -> str:

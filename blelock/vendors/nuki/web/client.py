@@ -380,13 +380,14 @@ class NukiWeb(CloudClient):
         content = None if body is None else json.dumps(body).encode()
         headers = self._headers(body=content is not None)
         deadline = self.clock.monotonic() + self.busy_wait_s
+        secrets = _codes_in(body)
 
         async def once() -> httpx.Response:
             with map_http_errors(self.host):
                 response = await self._client.request(
                     method, path, content=content, headers=headers
                 )
-            raise_for_nuki(response, what, lock=lock)
+            raise_for_nuki(response, what, lock=lock, secrets=secrets)
             return response
 
         while True:
@@ -407,13 +408,23 @@ class NukiWeb(CloudClient):
             await self.clock.sleep(self.poll_s)
 
 
-def raise_for_nuki(response: httpx.Response, what: str, *, lock: int | None = None) -> None:
-    """Raise the tree's error for a non-2xx answer; quiet for 2xx."""
+def raise_for_nuki(
+    response: httpx.Response,
+    what: str,
+    *,
+    lock: int | None = None,
+    secrets: Sequence[str] = (),
+) -> None:
+    """Raise the tree's error for a non-2xx answer; quiet for 2xx. ``secrets`` (the keypad
+    codes the request carried) are blanked out of what the API says: it quotes the value it
+    refused ("The supplied value '…' for parameter 'code' is not valid")."""
     status = response.status_code
     if 200 <= status < 300:
         return
     host = response.request.url.host
     said = _said(response)
+    for secret in secrets:
+        said = said.replace(secret, "…")
     because = f": {said}" if said else ""
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -462,6 +473,16 @@ def _said(response: httpx.Response) -> str:
     except (ValueError, ValidationError):
         return ""
     return " ".join(error.said.split())[:_MAX_SAID]
+
+
+def _codes_in(body: object) -> tuple[str, ...]:
+    """The keypad codes a request body carries (one entry, or a bulk list of them)."""
+    entries = body if isinstance(body, list) else [body]
+    return tuple(
+        str(entry["code"])
+        for entry in entries
+        if isinstance(entry, dict) and entry.get("code") is not None
+    )
 
 
 def _ids(ids: Sequence[int]) -> str:

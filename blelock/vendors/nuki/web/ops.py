@@ -104,10 +104,11 @@ class _Wanted:
     name: str
     enabled: bool
     window: AccessWindow
-    code: int | None = None
+    code: int | None = field(default=None, repr=False)
     remote_allowed: bool | None = None
     smart_actions_enabled: bool | None = None
-    body: dict[str, Any] = field(default_factory=dict, compare=False)
+    body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """What is sent (with the keypad code: no repr)."""
 
     def differences(self, auth: SmartlockAuth) -> list[str]:
         fields = []

@@ -7,12 +7,12 @@ Sources: the vendor documents in ``shared/vendor-docs/nuki-web-api-*.txt`` and
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Iterable
 
 from pydantic import SecretStr
 
 from blelock.errors import UsageError
+from blelock.vendors.nuki.protocol import check_code
 
 __all__ = [
     "AUTH_NAME_MAX",
@@ -39,8 +39,6 @@ LOG_LIMIT_MAX = 50
 WEEKDAY_BITS = {"mon": 64, "tue": 32, "wed": 16, "thu": 8, "fri": 4, "sat": 2, "sun": 1}
 """``allowedWeekDays``: 64 = Monday … 1 = Sunday; 127 is every day."""
 
-_KEYPAD_CODE = re.compile(r"[1-9]{6}")
-
 
 class AuthType(enum.IntEnum):
     """What an authorization is, as the Web API numbers it (create takes 0, 2 and 13)."""
@@ -65,20 +63,15 @@ class LockAction(enum.IntEnum):
 
 
 def check_keypad_code(code: SecretStr, *, lock: str | None = None) -> int:
-    """The code as the API takes it (an integer), or a UsageError: exactly 6 digits, each 1-9,
-    not starting with "12" (the keypad has no 0; a code starting 12 is refused by the lock)."""
-    text = code.get_secret_value().strip()
-    where = f" for lock {lock}" if lock else ""
-    if not _KEYPAD_CODE.fullmatch(text):
+    """The code as the API takes it (an integer), or a UsageError: the lock's rule
+    (:func:`blelock.vendors.nuki.protocol.check_code`: 6 digits 1-9, not starting "12")."""
+    try:
+        return check_code(code.get_secret_value().strip())
+    except ValueError as exc:
+        where = f" (lock {lock})" if lock else ""
         raise UsageError(
-            f"a Nuki keypad code{where} must be exactly 6 digits, each 1 to 9 (no 0)",
-            hint="choose another code; the keypad has no 0 key",
-        )
-    if text.startswith("12"):
-        raise UsageError(
-            f"a Nuki keypad code{where} may not start with 12", hint="choose another code"
-        )
-    return int(text)
+            f"{exc}{where}", hint="choose another code; the keypad has no 0 key"
+        ) from None
 
 
 def check_auth_name(name: str, *, keypad: bool) -> str:
