@@ -85,6 +85,7 @@ class NokeAccess(AccessTranslation):
         from blelock.errors import BlelockError
         from blelock.vendors.noke import quick_clicks as qc
         from blelock.vendors.noke.cloud import NokeCloud
+        from blelock.vendors.noke.protocol import QUICK_CLICK_LENGTHS
 
         capacity: int | None = None
         try:
@@ -100,7 +101,7 @@ class NokeAccess(AccessTranslation):
             identity=None,  # a tracking key, a quick click, or both (see refusals)
             enforces_period=False,
             uses=(1, qc.MAX_LIMITED_USES),
-            code=CodeRules("01", tuple(qc.CODE_LENGTHS), unique_per_lock=True),
+            code=CodeRules("01", tuple(QUICK_CLICK_LENGTHS), unique_per_lock=True),
             capacity_left=capacity,
             takes_effect="an offline key when the holder's app next fetches it from the Nokē "
             "cloud; a quick click with the lock's next online unlock (pending until then)",
