@@ -39,8 +39,10 @@ from simulators.process import simulator_process
 from tests.e2e.conftest import cli_environment
 
 GRANTS = 50
-KILLS = {"apply": 12, "remove": 8}
-"""20 kill points per store: while creating, and while removing."""
+KILLS = {"apply": 14, "remove": 10}
+"""Kill points tried per store, while creating and while removing; at least KILLED_AT_LEAST
+must land in a working run (a phase may run out of work first on a slow, loaded machine)."""
+KILLED_AT_LEAST = 20
 RUN_TIMEOUT_S = 60
 LEASE_S = "1"
 
@@ -140,7 +142,7 @@ def kill_while_working(
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while count() == before and processes[victim].poll() is None:
         assert time.monotonic() < deadline, "the reconciler never got to work"
-    time.sleep(rng.uniform(0.0, 0.12))  # the random kill point (not a synchronisation)
+    time.sleep(rng.uniform(0.0, 0.08))  # the random kill point (not a synchronisation)
     processes[victim].send_signal(signal.SIGKILL)
     return processes[victim].wait(timeout=RUN_TIMEOUT_S) == -signal.SIGKILL
 
@@ -215,7 +217,7 @@ def check_kill_9_converges(env: dict[str, str], reconcilers: int) -> None:
     assert permissions(env, everyone) == []  # gone everywhere
     records = asyncio.run(_with_grants(settings, lambda g, s: g.grants()))
     assert {r.status().value for r in records} == {"revoked"}
-    assert killed >= sum(KILLS.values()), killed  # every kill point hit a working run
+    assert killed >= KILLED_AT_LEAST, killed  # kills that landed in a working run
 
 
 def environment(platform: dict[str, Any], **extra: str) -> dict[str, str]:
