@@ -265,6 +265,37 @@ class Settings(BaseSettings):
         default="text", description="service logs: one line per event, as text or JSON"
     )
 
+    # --- access grants (blelock.access) ----------------------------------------------------
+    access_database: SecretStr | None = Field(
+        default=None,
+        description="a PostgreSQL connection string (postgresql://…) for grants shared by "
+        "several kiosks; None = grants in this device's own store",
+    )
+    access_code_key: SecretStr | None = Field(
+        default=None,
+        description="32 random bytes (URL-safe base64), the same on every kiosk sharing "
+        "access_database: holders' codes (keypad PINs, quick clicks) are sealed under it there",
+    )
+    access_timezone: str = Field(
+        default="UTC",
+        description="the facility's IANA time zone: weekly windows are read in it unless a "
+        "grant names another (checked when a grant is made: reading the zone database is "
+        "file I/O)",
+    )
+    access_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a reconciler holds a grant it works on; one that died is taken "
+        "over after this",
+    )
+    access_batch: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="grants a reconciler takes at a time and works on at once (each grant's "
+        "own vendor calls in order)",
+    )
+
     @field_validator("serve_token", mode="before")
     @classmethod
     def _token_is_strong(cls, value: object) -> object:

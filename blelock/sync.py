@@ -8,11 +8,23 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from blelock.access import open_grants, reconcile
+from blelock.access.reconcile import ReconcileReport
+from blelock.clock import Clock
+from blelock.config import Settings
 from blelock.model import KeyHealth, KeyInfo
-from blelock.vendors.base import OptionValue, VendorContext
+from blelock.store import Store
+from blelock.vendors.base import OptionValue, VendorContext, VendorPlugin
 from blelock.vendors.outbox import drain_outbox
 
-__all__ = ["VendorSync", "key_health", "sync_keys", "sync_vendor", "upload"]
+__all__ = [
+    "VendorSync",
+    "key_health",
+    "reconcile_grants",
+    "sync_keys",
+    "sync_vendor",
+    "upload",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +86,16 @@ def key_health(keys: Sequence[KeyInfo], now: dt.datetime, horizon: dt.timedelta)
         revoked=len(keys) - len(live),
         next_expiry=min((k.expires_at for k in live), default=None),
     )
+
+
+async def reconcile_grants(
+    settings: Settings,
+    store: Store,
+    context: Callable[[VendorPlugin], VendorContext],
+    clock: Clock,
+) -> ReconcileReport | None:
+    """Drive every vendor to the stored grants that are due (None: there are no grants)."""
+    async with open_grants(settings, store) as grants:
+        if not await grants.counts():
+            return None
+        return await reconcile(grants, context, settings, clock)

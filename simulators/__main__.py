@@ -203,6 +203,16 @@ def spec_from_args(args: argparse.Namespace) -> WorldSpec:
 DEMO_TRACKING_KEY = "demo-technician"
 
 
+def _access_units(running: RunningWorld) -> dict[str, str]:
+    """A unit per vendor reached through its cloud: Nuki by smartlockId, Unloc by its id."""
+    units = {}
+    if running.world.nuki is not None and running.world.nuki.locks:
+        units["nuki"] = "nuki:1001"  # the Web API's id of the first lock (nuki_world.py)
+    if running.world.unloc is not None and running.world.unloc.state.locks:
+        units["unloc"] = "unloc:" + next(iter(running.world.unloc.state.locks))
+    return units
+
+
 def _announce(
     running: RunningWorld, as_json: bool, *, environment: dict[str, str] | None = None
 ) -> None:
@@ -225,6 +235,13 @@ def _announce(
             "enroll": {} if invitation is None else {"keyless": invitation},
             "prepare": preparations(running.world),  # blelock commands, by vendor (pairing)
             "sync_options": {"noke": {"tracking_key": [DEMO_TRACKING_KEY]}},
+            # Who a renter is at each vendor, for an access grant (blelock access grant), and
+            # the units of vendors whose grants name a lock the radio does not carry.
+            "access_identities": {"tracking_key": "renter-214"}
+            | ({} if keyless is None else {"keyless_user": keyless.technician_user_id})
+            | ({} if running.world.unloc is None else {"phone": "+4790011214"}),
+            "access_codes": {} if nuki is None else {"keypad_code": "493817"},
+            "access_units": _access_units(running),
             "demo": _demo_setups(running, nuki_locks),
         }
         print(json.dumps(announced | {"keyless_invitation": invitation} | vendor_setup), flush=True)

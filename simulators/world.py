@@ -268,6 +268,14 @@ def world_state(world: World) -> dict[str, Any]:
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
         "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
         "keyless": _keyless_state(world.keyless),
+        "requests": {
+            "noke": dict(cloud.requests),
+            "keyless": {} if world.keyless is None else dict(world.keyless.platform.requests),
+            "nuki": {} if world.nuki is None else dict(world.nuki.web.requests),
+            "unloc": {}
+            if world.unloc is None
+            else dict(world.unloc.state.requests) | {"token": world.unloc.state.token_requests},
+        },
         "nuki": nuki_state(world.nuki),
         "bootloaders": {
             lock.mac: {

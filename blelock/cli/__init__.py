@@ -174,6 +174,18 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _access_arguments(parser: argparse.ArgumentParser) -> None:
+    # Parsed by blelock.cli.access when it runs: its options come from every vendor's access
+    # translation, which only an access command should import.
+    parser.add_argument(
+        "access_arguments",
+        nargs=argparse.REMAINDER,
+        metavar="ACTION ...",
+        help="grant | list | show GRANT | revoke GRANT | constraints LOCK | reconcile "
+        "(`blelock access -h` for more)",
+    )
+
+
 COMMANDS: dict[str, Command] = {
     "demo": Command(
         "blelock.cli.demo",
@@ -212,6 +224,11 @@ COMMANDS: dict[str, Command] = {
         "blelock.cli.firmware",
         "show what a firmware package holds, without touching a lock",
         _package_arguments,
+    ),
+    "access": Command(
+        "blelock.cli.access",
+        "who may open which locks, when: grant, list, show, revoke, constraints, reconcile",
+        _access_arguments,
     ),
     "serve": Command(
         "blelock.cli.serve",
@@ -266,6 +283,11 @@ def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
         for action in common._actions:
             action.default = argparse.SUPPRESS
     return common
+
+
+def common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes (``--json``, ``--config``, …), for a nested parser."""
+    return _common_options(defaults=defaults)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -37,6 +37,15 @@ from blelock.vendors.base import DemoHooks, OperationRequest, VendorPlugin
 
 SIMULATOR_START_TIMEOUT = 30.0
 """A cold Raspberry Pi needs a few seconds to import the simulator's web stack."""
+RENTER = "Renter 214"
+LEASE = dt.timedelta(days=30)
+LEASE_HOURS = "Mon-Sat 06:00-22:00"
+FACILITY_ZONE = "Europe/Oslo"
+"""The simulated facility's: its Unloc lock keeps this zone, its Nuki lock Berlin's (the same
+clock)."""
+LEASE_ROUNDS = 5
+LEASE_CONFIRM_S = 1.0
+"""What the kiosk's upkeep would do over a few minutes, in a few seconds."""
 SCAN_SECONDS = 5.0
 """Simulated locks advertise every 0.1 s; 5 s leaves room for a loaded machine."""
 
@@ -48,6 +57,8 @@ class DemoReport:
     uploaded: int = 0
     pending: int = 0
     heard: int = 0
+    lease: dict[str, str] = field(default_factory=dict)
+    """The renter's grant: each unit (vendor:lock) and its status after a reconcile."""
     notes: list[str] = field(default_factory=list)
     """What the cloud-only vendors' steps did, in order."""
     opened: int = 0
@@ -55,9 +66,10 @@ class DemoReport:
 
 def caption(report: DemoReport) -> str:
     """The day's last line: what reached the vendors' clouds."""
+    lease = ", ".join(f"{unit} {status}" for unit, status in report.lease.items())
     return (
         f"{report.uploaded} log record(s) from the locks reached their vendor's cloud, "
-        f"{report.pending} still waiting"
+        f"{report.pending} still waiting" + (f"; {RENTER}'s lease: {lease}" if lease else "")
     )
 
 
@@ -73,13 +85,15 @@ def run(args: argparse.Namespace) -> int:
         extra={
             "logs": {"uploaded": report.uploaded, "pending": report.pending},
             "notes": report.notes,
+            "lease": {"holder": RENTER, "units": report.lease},
         },
     )
     if not args.json:
         for note in report.notes:
             print(note)
     complete = report.opened == 2 * report.heard and report.heard > 0
-    return 0 if complete and not report.failures and not report.pending else 1
+    leased = all(status == "active" for status in report.lease.values())
+    return 0 if complete and leased and not report.failures and not report.pending else 1
 
 
 @contextlib.asynccontextmanager
@@ -181,11 +195,72 @@ async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
         await _vendors_part(plugins, "after", found, settings, store, announced, report)
         await _sync_keys(settings, store, [plugins[v] for v in owners], found, announced, report)
         await _open_each(found, _no_signal(settings), store, report)
+        await _lease(settings, store, found, announced, report)
         for vendor in sorted(owners):
             done = await sync_vendor(context(plugins[vendor], settings, store))
             report.uploaded += done.uploaded
             report.pending += done.pending
     return report
+
+
+async def _lease(
+    settings: Settings,
+    store: Store,
+    found: Sequence[Found],
+    announced: Mapping[str, Any],
+    report: DemoReport,
+) -> None:
+    """A storage kiosk's real job: one renter, one unit per vendor that takes grants, one
+    lease (Mon-Sat 06:00-22:00 facility time for 30 days, rounded where a vendor has no
+    schedules), made so by the reconciler."""
+    from blelock import access
+    from blelock.clock import SystemClock
+    from blelock.grants import Code
+
+    takers = access.access_plugins()
+    units: dict[str, str] = {}
+    for lock in found:
+        units.setdefault(lock.sighting.vendor, f"{lock.sighting.vendor}:{lock.sighting.lock_id}")
+    # A vendor whose grants go through its cloud names the unit its own way (the simulator says).
+    units |= announced.get("access_units", {})
+    chosen = [unit for vendor, unit in sorted(units.items()) if vendor in takers]
+    if not chosen:
+        return
+    codes = {name: Code(value) for name, value in announced.get("access_codes", {}).items()}
+    clock = SystemClock()
+    try:
+        async with access.open_grants(settings, store) as grants:
+            record = await access.create_grant(
+                access.GrantRequest(
+                    holder=RENTER,
+                    locks=chosen,
+                    ends_at=clock.now_utc() + LEASE,
+                    windows=[LEASE_HOURS],
+                    timezone=FACILITY_ZONE,
+                    identities=announced.get("access_identities", {}),
+                    codes=codes,
+                    round=True,
+                ),
+                grants,
+                takers,
+                lambda plugin: context(plugin, settings, store),
+                settings,
+                clock,
+            )
+            for _ in range(LEASE_ROUNDS):  # a job or a read-back may want a second look
+                await access.reconcile(
+                    grants, lambda p: context(p, settings, store), settings, clock
+                )
+                done = await grants.get(record.grant.id)
+                assert done is not None
+                if done.status().value != "applying":
+                    break
+                await asyncio.sleep(LEASE_CONFIRM_S)
+    except BlelockError as exc:
+        report.failures.append(exc)
+        return
+    assert done is not None
+    report.lease = {t.lock.text(): t.status.value for t in done.targets}
 
 
 async def _vendors_part(

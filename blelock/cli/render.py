@@ -20,6 +20,7 @@ from blelock.errors import BlelockError, ConfigError, UsageError
 from blelock.model import KeptLog, KeyInfo, LogRecord, Sighting, VisitResult
 
 if TYPE_CHECKING:
+    from blelock.access.reconcile import ReconcileReport
     from blelock.protocol.dfu_package import DfuPackage
     from blelock.sync import VendorSync
 
@@ -409,16 +410,37 @@ def sync_payload(report: VendorSync) -> dict[str, Any]:
     }
 
 
-def show_sync(reports: Sequence[VendorSync], *, as_json: bool, title: str) -> None:
+def grants_payload(report: ReconcileReport) -> dict[str, Any]:
+    """What a reconcile run did, by count (and the problems it met, one line each)."""
+    return {
+        "grants_looked_at": report.grants,
+        "applied": report.applied,
+        "found_after_interruption": report.found,
+        "confirmed": report.confirmed,
+        "removed": report.removed,
+        "refused": report.refused,
+        "vendor_calls": report.vendor_calls,
+        "problems": list(report.problems),
+    }
+
+
+def show_sync(
+    reports: Sequence[VendorSync],
+    *,
+    as_json: bool,
+    title: str,
+    grants: dict[str, Any] | None = None,
+) -> None:
     if as_json:
-        print_json(
-            {
-                "vendors": [sync_payload(r) for r in reports],
-                "uploaded": sum(r.uploaded for r in reports),
-                "pending": sum(r.pending for r in reports),
-                "set_aside": sum(r.set_aside for r in reports),
-            }
-        )
+        payload: dict[str, Any] = {
+            "vendors": [sync_payload(r) for r in reports],
+            "uploaded": sum(r.uploaded for r in reports),
+            "pending": sum(r.pending for r in reports),
+            "set_aside": sum(r.set_aside for r in reports),
+        }
+        if grants is not None:
+            payload["grants"] = grants
+        print_json(payload)
         return
     table = Table(title=title, show_header=False)
     table.add_column("what")
@@ -433,6 +455,12 @@ def show_sync(reports: Sequence[VendorSync], *, as_json: bool, title: str) -> No
                 f"[red]{r.vendor}: records the cloud refused[/] (see `blelock logs`)",
                 str(r.set_aside),
             )
+    for name, value in (grants or {}).items():
+        if name == "problems":
+            for problem in value:
+                table.add_row(f"[red]grants: {escape(problem)}[/]", "")
+        else:
+            table.add_row(f"grants: {name.replace('_', ' ')}", str(value))
     _console().print(table)
 
 

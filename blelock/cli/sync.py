@@ -7,12 +7,14 @@ import argparse
 import asyncio
 from collections.abc import Sequence
 
+from blelock.access.reconcile import ReconcileReport
 from blelock.cli.context import plugins_from, settings_from
-from blelock.cli.render import activity, show_sync, upload_progress
+from blelock.cli.render import activity, grants_payload, show_sync, upload_progress
+from blelock.clock import SystemClock
 from blelock.config import Settings
 from blelock.errors import ConfigError
 from blelock.jobs import candidates, context, open_store
-from blelock.sync import VendorSync, sync_keys, sync_vendor
+from blelock.sync import VendorSync, reconcile_grants, sync_keys, sync_vendor
 from blelock.vendors.base import OptionValue, VendorPlugin
 
 
@@ -20,15 +22,21 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     plugins = plugins_from(args)
     keys = args.command == "sync"
-    reports = asyncio.run(_sync(settings, plugins, args, keys=keys))
-    show_sync(reports, as_json=args.json, title="blelock sync" if keys else "blelock upload")
+    reports, grants = asyncio.run(_sync(settings, plugins, args, keys=keys))
+    show_sync(
+        reports,
+        as_json=args.json,
+        title="blelock sync" if keys else "blelock upload",
+        grants=None if grants is None else grants_payload(grants),
+    )
     return 0
 
 
 async def _sync(
     settings: Settings, plugins: list[VendorPlugin], args: argparse.Namespace, *, keys: bool
-) -> list[VendorSync]:
+) -> tuple[list[VendorSync], ReconcileReport | None]:
     reports: list[VendorSync] = []
+    grants: ReconcileReport | None = None
     named = getattr(args, "vendor", None) is not None
     for text in getattr(args, "locks", None) or ():
         candidates(text)  # a lock no vendor's id format accepts is refused, not passed over
@@ -51,13 +59,18 @@ async def _sync(
                 counts = await sync_keys(ctx, locks, options) if wants_keys else None
             with upload_progress(pending, enabled=bool(pending) and not args.json) as advance:
                 reports.append(await sync_vendor(ctx, counts, on_progress=advance))
-    if not reports:
+        if keys and getattr(args, "vendor", None) is None:
+            # The grants' reconciler: each vendor driven to what was granted (and back out).
+            grants = await reconcile_grants(
+                settings, store, lambda plugin: context(plugin, settings, store), SystemClock()
+            )
+    if not reports and grants is None:
         raise ConfigError(
             "no vendor is set up here: nothing to sync",
             hint="set a vendor's cloud credentials in its section of the config file "
             "(see README), or activate this device with the vendor",
         )
-    return reports
+    return reports, grants
 
 
 def _options(

@@ -31,9 +31,10 @@ from pydantic import (
     Field,
     SecretStr,
     create_model,
+    field_validator,
 )
 
-from blelock import __version__, registry
+from blelock import __version__, access, registry
 from blelock.errors import (
     BlelockError,
     ConfigError,
@@ -45,6 +46,7 @@ from blelock.errors import (
     StoreFull,
     UsageError,
 )
+from blelock.grants import Code
 from blelock.model import KeyHealth, PhoneKeyRequest, WeeklyWindow
 from blelock.service.logs import logger
 from blelock.service.runner import (
@@ -87,6 +89,7 @@ LockIdPath = Annotated[
     ),
 ]
 JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+GrantIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 # --- models: the API's boundary -------------------------------------------------------------
@@ -236,6 +239,46 @@ class LockView(BaseModel):
     last_seen: dt.datetime
 
 
+class GrantBody(_Strict):
+    """A grant as the kiosk is asked for it (``blelock access grant`` takes the same)."""
+
+    id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="the caller's id for it (a lease's): a request sent twice is one grant",
+    )
+    holder: str = Field(min_length=1, max_length=200)
+    locks: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        min_length=1, max_length=100, description="lock ids (VENDOR:LOCK where ambiguous)"
+    )
+    starts_at: dt.datetime | None = Field(default=None, description="default now")
+    ends_at: dt.datetime | None = Field(default=None, description="default: until revoked")
+    windows: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=28,
+        description="weekly opening hours, lock-local: 'Mon-Sat 06:00-22:00'",
+    )
+    timezone: str | None = Field(default=None, max_length=64)
+    uses: int | None = Field(default=None, ge=1, description="None: unlimited; 1: one-time")
+    identities: dict[
+        Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")],
+        Annotated[str, Field(min_length=1, max_length=100)],
+    ] = Field(default_factory=dict, description="the holder's identity per vendor, by name")
+    codes: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,32}$")], SecretStr] = Field(
+        default_factory=dict,
+        description="the holder's secret codes by name (a keypad PIN, a quick click); sealed "
+        "at rest, never answered back",
+    )
+    round: bool = Field(default=False, description="round what a vendor cannot express")
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must carry its UTC offset (e.g. 2026-03-28T08:12:00Z)")
+        return value
+
+
 class PendingLogs(BaseModel):
     pending: int
 
@@ -277,6 +320,12 @@ class HealthView(BaseModel):
         "sends them again once the cause is fixed"
     )
     keys: KeyHealthView | None = Field(description="every vendor's keys, summed")
+    grants: dict[str, int] | None = Field(
+        default=None, description="grants' locks by status (pending, active, error, …)"
+    )
+    grants_error: str | None = Field(
+        default=None, description="the grant store's trouble, or the last reconcile's problem"
+    )
     store_room: str | None = Field(
         default=None,
         description="why the store cannot take a visit's records now (the disk is full): "
@@ -372,6 +421,8 @@ def _health_view(health: Health, store_room: str | None = None) -> HealthView:
         or health.adapter_up is False
         or health.cloud_reachable is False
         or (keys is not None and (keys.error is not None or keys.expired > 0))
+        or bool(health.grants and health.grants.get("error"))
+        or health.grants_error is not None
     )
     status: Literal["ok", "degraded", "stopping"] = (
         "stopping" if health.stopping else "degraded" if degraded else "ok"
@@ -397,6 +448,8 @@ def _health_view(health: Health, store_room: str | None = None) -> HealthView:
         connections_in_use=health.connections_in_use,
         peak_connections=health.peak_connections,
         vendors={name: _vendor_view(vendor) for name, vendor in health.vendors.items()},
+        grants=None if health.grants is None else dict(health.grants),
+        grants_error=health.grants_error,
     )
 
 
@@ -741,6 +794,82 @@ def create_app(runner: Runner, token: SecretStr) -> FastAPI:
     @app.get("/v1/logs/pending", response_model=PendingLogs, summary="records awaiting upload")
     async def pending_logs() -> PendingLogs:
         return PendingLogs(pending=await runner.pending_logs())
+
+    grant_failure: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorAnswer} for status in (404, 422, 500, 503)
+    }
+
+    @app.post(
+        "/v1/access/grants",
+        status_code=201,
+        responses=grant_failure,
+        summary="let a holder open locks (stored, then reconciled); refused with every reason "
+        "a vendor cannot express it",
+    )
+    async def create_grant(body: GrantBody) -> dict[str, Any]:
+        if body.id is not None:
+            existing = await runner.grants.get(body.id)
+            if existing is not None:
+                return access.grant_payload(existing)  # the same request again
+        request = access.GrantRequest(
+            holder=body.holder,
+            locks=body.locks,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            windows=body.windows,
+            timezone=body.timezone,
+            uses=body.uses,
+            identities=body.identities,
+            codes={name: Code(value.get_secret_value()) for name, value in body.codes.items()},
+            round=body.round,
+            grant_id=body.id,
+        )
+        record = await access.create_grant(
+            request,
+            runner.grants,
+            access.access_plugins(),
+            runner.access_context,
+            runner.settings,
+            runner.clock,
+        )
+        runner.wake_upkeep()
+        return access.grant_payload(record)
+
+    @app.get("/v1/access/grants", summary="every grant and its status")
+    async def list_grants() -> list[dict[str, Any]]:
+        return [access.grant_payload(record) for record in await runner.grants.grants()]
+
+    @app.get("/v1/access/grants/{grant_id}", responses=grant_failure, summary="one grant")
+    async def show_grant(grant_id: GrantIdPath) -> Any:
+        record = await runner.grants.get(grant_id)
+        if record is None:
+            return _plain_error(
+                404, "UnknownGrant", f"no grant {grant_id}", "GET /v1/access/grants lists them"
+            )
+        return access.grant_payload(record)
+
+    @app.delete(
+        "/v1/access/grants/{grant_id}",
+        responses=grant_failure,
+        summary="end a grant now (the reconciler removes it at each vendor)",
+    )
+    async def revoke_grant(grant_id: GrantIdPath) -> Any:
+        if await runner.grants.get(grant_id) is None:
+            return _plain_error(
+                404, "UnknownGrant", f"no grant {grant_id}", "GET /v1/access/grants lists them"
+            )
+        record = await runner.grants.revoke(grant_id, runner.clock.now_utc().replace(microsecond=0))
+        runner.wake_upkeep()
+        return access.grant_payload(record)
+
+    @app.get(
+        "/v1/access/constraints/{lock_id}",
+        responses=grant_failure,
+        summary="what a lock's vendor can express (rules as data)",
+    )
+    async def lock_constraints(lock_id: LockIdPath) -> dict[str, object]:
+        rules = await access.constraints(lock_id, access.access_plugins(), runner.access_context)
+        return rules.as_json()
 
     for plugin in plugins.values():
         if plugin.api_module is not None:  # a vendor's own routes, under the same token

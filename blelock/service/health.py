@@ -67,6 +67,10 @@ class Health:
     connections_in_use: int
     peak_connections: int
     vendors: Mapping[str, VendorHealth]
+    grants: Mapping[str, int] | None = None
+    """Grants' locks by status (pending, active, error, …); None without a grant store."""
+    grants_error: str | None = None
+    """Why the grant store could not be read, or the last reconcile's first problem."""
 
 
 def cloud_reachable(vendors: Iterable[VendorHealth]) -> bool | None:

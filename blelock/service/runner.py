@@ -16,9 +16,10 @@ import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from blelock import jobs, registry
+from blelock import access, jobs, registry
+from blelock.access.store import GrantStore
 from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
 from blelock.errors import (
@@ -103,6 +104,7 @@ class Runner:
         self.scans_completed = 0
         self._exit = contextlib.AsyncExitStack()
         self._store: Store | None = None
+        self._grants: GrantStore | None = None
         self._clients = KeptClients()
         """Cloud clients for every visit and upkeep round: made once, closed with the runner."""
         self.adapter_up: bool | None = None
@@ -127,8 +129,17 @@ class Runner:
         by an earlier run (logs not yet uploaded) is picked up by the first round."""
         self._store = await self._exit.enter_async_context(jobs.open_store(self.settings))
         await self._exit.enter_async_context(self._clients)
+        self._grants = await self._exit.enter_async_context(
+            access.open_grants(self.settings, self._store)
+        )
         self._upkeep = Upkeep(
-            self.settings, self._store, self.plugins, self._statuses, self._clock, self._clients
+            self.settings,
+            self._store,
+            self.plugins,
+            self._statuses,
+            self._clock,
+            self._clients,
+            grants=self._grants,
         )
         self._accepting = True
         self._background = [
@@ -170,6 +181,27 @@ class Runner:
         if self._store is None:
             raise RuntimeError("the runner is not started")
         return self._store
+
+    @property
+    def grants(self) -> GrantStore:
+        if self._grants is None:
+            raise RuntimeError("the runner is not started")
+        return self._grants
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def access_context(self, plugin: VendorPlugin) -> VendorContext:
+        """What a vendor's access translation is given (constraints, reconcile)."""
+        return jobs.context(
+            plugin, self.settings, self.store, clock=self._clock, clients=self._clients
+        )
+
+    def wake_upkeep(self) -> None:
+        """A grant was asked for or revoked: reconcile soon."""
+        if self._upkeep is not None:
+            self._upkeep.wake()
 
     # --- submitting work ----------------------------------------------------------------
 
@@ -477,7 +509,19 @@ class Runner:
             connections_in_use=self._queue.connections_in_use,
             peak_connections=self._queue.peak_connections,
             vendors=vendors,
+            **await self._grant_health(),
         )
+
+    async def _grant_health(self) -> dict[str, Any]:
+        if self._grants is None:
+            return {}
+        try:
+            counts = await self._grants.counts()
+        except BlelockError as exc:
+            return {"grants": None, "grants_error": exc.one_line()}
+        report = None if self._upkeep is None else self._upkeep.last_reconcile
+        problem = report.problems[0] if report is not None and report.problems else None
+        return {"grants": counts, "grants_error": problem}
 
 
 def _inside(folder: Path, path: Path) -> bool:

@@ -11,9 +11,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
+import uuid
 from collections.abc import Mapping
 
-from blelock import jobs, sync
+from blelock import access, jobs, sync
+from blelock.access.reconcile import ReconcileReport
+from blelock.access.store import GrantStore
 from blelock.clock import Clock
 from blelock.config import Settings
 from blelock.errors import (
@@ -81,7 +84,12 @@ class Upkeep:
         statuses: Mapping[str, VendorStatus],
         clock: Clock,
         clients: KeptClients | None = None,
+        grants: GrantStore | None = None,
     ) -> None:
+        self._grants = grants
+        self._owner = f"kiosk-{uuid.uuid4().hex[:12]}"
+        self.last_reconcile: ReconcileReport | None = None
+        """What the last round's grant reconcile did (None before one ran)."""
         self._settings = settings
         self._store = store
         self._clients = clients
@@ -161,10 +169,42 @@ class Upkeep:
                     if isinstance(exc, CloudUnavailable | CloudTimeout | TimeoutError):
                         status.cloud_seen(reachable=False)
                     failure = failure or exc
+        if self._grants is not None:
+            try:
+                await self._reconcile(self._grants)
+            except Exception as exc:
+                if not isinstance(exc, BlelockError | TimeoutError):
+                    logger.exception("grant reconcile failed unexpectedly")
+                failure = failure or exc
         if contacted and failure is None:
             self.last_sync_error = None
         if failure is not None:
             raise failure
+
+    async def _reconcile(self, grants: GrantStore) -> None:
+        """Drive the vendors to the grants that are due (the same reconciler `blelock sync`
+        runs; several kiosks sharing a grant database take turns by leases)."""
+        with log_context(step="grants"):
+            async with asyncio.timeout(SYNC_ROUND_BUDGET_S):
+                report = await access.reconcile(
+                    grants,
+                    lambda plugin: jobs.context(plugin, self._settings, self._store,
+                                                clock=self._clock, clients=self._clients),
+                    self._settings,
+                    self._clock,
+                    owner=self._owner,
+                )  # fmt: skip
+            self.last_reconcile = report
+            if report.changed or report.problems:
+                logger.info(
+                    "reconciled grants",
+                    extra={
+                        "grants": report.grants,
+                        "applied": report.applied + report.found,
+                        "removed": report.removed,
+                        "problems": len(report.problems),
+                    },
+                )
 
     async def _vendor_round(self, ctx: VendorContext, status: VendorStatus) -> bool:
         """Whether the vendor's cloud was called (and answered)."""

@@ -156,6 +156,57 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         version INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 4: access grants (blelock.access): what was asked for, each lock's plan and status, and
+    # what each vendor was given. Instants are unix seconds (UTC); JSON columns hold no secret.
+    """
+    CREATE TABLE access_grants (
+        id            TEXT PRIMARY KEY,
+        holder_name   TEXT NOT NULL,
+        identities    TEXT NOT NULL,     -- JSON {identity name: value}
+        starts_at     INTEGER NOT NULL,
+        ends_at       INTEGER,
+        windows       TEXT NOT NULL,     -- JSON [{days, start, end}], lock-local minutes
+        timezone      TEXT NOT NULL,
+        uses          INTEGER,           -- NULL: unlimited
+        rounded       INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        revoked_at    INTEGER,           -- a revocation was asked for then
+        next_check_at INTEGER,           -- the reconciler's next look; NULL: nothing left
+        lease_owner   TEXT,
+        lease_until   REAL,
+        sealed        BLOB NOT NULL DEFAULT x''  -- the holder's codes (JSON), under the data key
+    );
+    CREATE INDEX access_grants_due ON access_grants (next_check_at)
+        WHERE next_check_at IS NOT NULL;
+    CREATE TABLE access_targets (
+        grant_id   TEXT NOT NULL REFERENCES access_grants (id),
+        vendor     TEXT NOT NULL,
+        lock_id    TEXT NOT NULL,
+        plan       TEXT NOT NULL,        -- JSON: the schedule after rounding, what was rounded
+        status     TEXT NOT NULL,
+        reason     TEXT,                 -- the vendor's reason, for status error
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (grant_id, vendor, lock_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE access_items (
+        grant_id    TEXT NOT NULL REFERENCES access_grants (id),
+        vendor      TEXT NOT NULL,
+        lock_id     TEXT NOT NULL,
+        item_key    TEXT NOT NULL,
+        starts_at   INTEGER NOT NULL,
+        ends_at     INTEGER,
+        enforced_by TEXT NOT NULL,       -- vendor | reconciler
+        native      TEXT NOT NULL,       -- JSON, the vendor's own fields
+        state       TEXT NOT NULL,       -- applying | applied | removing | removed | error
+        ref         TEXT,                -- the vendor's id for it
+        confirmed   INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL,
+        error       TEXT,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (grant_id, vendor, lock_id, item_key)
+    ) WITHOUT ROWID;
+    CREATE INDEX access_items_by_lock ON access_items (vendor, lock_id) WHERE ref IS NOT NULL;
+    """,
 )
 """Schema version N is reached by running ``MIGRATIONS[N-1]``; never edit a released entry."""
 

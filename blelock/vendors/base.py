@@ -36,12 +36,16 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from blelock.config import Settings
+    from blelock.grants import AccessConstraints, Grant, Item, Target
     from blelock.protocol.dfu_package import DfuPackage
     from blelock.store import Store
     from blelock.store.outbox import Outbox
     from blelock.transport.scan import Found
 
 __all__ = [
+    "AccessSession",
+    "AccessTranslation",
+    "Applied",
     "DemoHooks",
     "Facts",
     "KeptClients",
@@ -289,6 +293,11 @@ class VendorPlugin:
     async def list_keys(self, ctx: VendorContext) -> Sequence[KeyInfo]:
         return ()
 
+    def access(self) -> AccessTranslation | None:
+        """Its access translation (grants in the vendor's own form), imported when asked for;
+        None: the vendor takes no grants."""
+        return None
+
     async def demo_before_opening(
         self, ctx: VendorContext, locks: Sequence[Found], hooks: DemoHooks
     ) -> Sequence[VisitResult]:
@@ -332,3 +341,79 @@ class VendorPlugin:
     ) -> Facts:
         """Take away every key of ``phone`` (on ``lock_id`` only, when given)."""
         raise UsageError(f"{self.title} gives no keys to phones")
+
+
+# --- access: grants in a vendor's own form ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What a vendor answered to an item applied."""
+
+    ref: str
+    """The vendor's id for it (what revoking and matching use)."""
+    confirmed: bool = True
+    """False: the vendor took the request and has not carried it out yet (a job, a sync to the
+    lock); the reconciler asks :meth:`AccessSession.confirm` later."""
+
+
+class AccessSession(Protocol):
+    """One reconcile run's connection to a vendor (its cloud client, kept for the run).
+
+    The vendors have no idempotency keys for grants, so an item whose apply may have been
+    interrupted is first looked for by listing and matching (:meth:`find`)."""
+
+    async def find(self, target: Target, item: Item, taken: frozenset[str]) -> str | None:
+        """The vendor's id of an object matching ``item`` exactly, other than those in
+        ``taken`` (ids other items already own); None when there is none."""
+        ...
+
+    async def apply(self, target: Target, item: Item) -> Applied: ...
+
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
+        """An item applied (or found) unconfirmed: its vendor id once carried out (a job's
+        key, or ``ref`` itself), None while it is not; a refusal raises
+        :class:`blelock.errors.CloudRejected`."""
+        ...
+
+    async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
+        """Remove it; one already gone is no error. ``ref`` None: look for it first."""
+        ...
+
+
+class AccessTranslation:
+    """A vendor's part of access grants: the rules (as data), the translation into its own
+    form, and a session that applies, finds and revokes. Pure except :meth:`constraints`
+    (which may ask the cloud how much room a lock has) and :meth:`session`."""
+
+    identities: Sequence[OptionSpec] = ()
+    """The holder identities it needs (``--tracking-key``, …); stored on the holder by name."""
+    codes: Sequence[OptionSpec] = ()
+    """The secret codes it opens with (a keypad PIN, …): read from stdin or the API's body,
+    never argv; sealed at rest; given to :class:`AccessSession` in the target's holder."""
+    lead: dt.timedelta = dt.timedelta(days=2)
+    """How far ahead of its start an item the vendor enforces itself is applied."""
+    confirm_after: dt.timedelta = dt.timedelta(seconds=5)
+    """How soon an unconfirmed item is asked about again (a job: seconds; a store-and-forward
+    lock that learns at its next online unlock: longer)."""
+
+    def lock_id(self, text: str, *, named: bool) -> str | None:
+        """A lock id as grants name it, canonical; a UsageError for one that is not this
+        vendor's; None: the plugin's own :meth:`VendorPlugin.parse_lock_id` decides. ``named``:
+        written ``VENDOR:ID`` (a vendor whose ids look like others' takes only that form)."""
+        return None
+
+    def refusals(self, grant: Grant, rules: AccessConstraints) -> list[str]:
+        """What the rules as data cannot say is refused, in words (default: nothing)."""
+        return []
+
+    async def constraints(self, ctx: VendorContext, lock_id: str) -> AccessConstraints:
+        raise NotImplementedError
+
+    def items(self, target: Target, span_from: dt.datetime, span_to: dt.datetime) -> Sequence[Item]:
+        """The vendor-side objects ``target`` needs that are in force at some time in
+        [span_from, span_to), in the vendor's own form (deterministic: same input, same keys)."""
+        raise NotImplementedError
+
+    def session(self, ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[AccessSession]:
+        raise NotImplementedError

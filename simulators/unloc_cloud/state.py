@@ -17,6 +17,7 @@ batch where one key failed) are this simulator's choice and say so where they ar
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import enum
 import re
@@ -243,6 +244,8 @@ class UnlocState:
     tokens: dict[str, dt.datetime] = field(default_factory=dict)
     faults: UnlocFaults = field(default_factory=UnlocFaults)
     token_requests: int = 0
+    requests: collections.Counter[str] = field(default_factory=collections.Counter)
+    """API requests by handler (the token route counts in ``token_requests``)."""
     _running: dict[str, SimJob] = field(default_factory=dict, repr=False)
     """Jobs not settled yet: what :meth:`settle` looks at (every read calls it)."""
 

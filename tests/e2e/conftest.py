@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 
+from tests.postgres_server import pg_database, pg_server
+
+__all__ = ["cli_environment", "pg_database", "pg_server"]
+
 
 def cli_environment(**settings: str) -> dict[str, str]:
     """This process's environment without any BLELOCK_* of the developer's, plus ``settings``;

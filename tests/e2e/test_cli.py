@@ -182,6 +182,10 @@ def test_demo_runs_a_technicians_day() -> None:
     # from before its start into and out of its hours, then revoked.
     states = [note.rsplit(" is ", 1)[1] for note in report["notes"] if " is " in note]
     assert states == ["scheduled", "active", "inactive", "revoked"], report["notes"]
+    # One renter, one unit per vendor, one lease: made so at each vendor.
+    units = report["lease"]["units"]
+    assert sorted(unit.split(":")[0] for unit in units) == ["keyless", "noke", "nuki", "unloc"]
+    assert set(units.values()) == {"active"}
 
 
 def test_field_day_sync_then_offline_then_upload(sim: Sim) -> None:

@@ -215,7 +215,7 @@ async def test_a_version_1_store_upgrades_keeping_its_pending_records(tmp_path: 
         assert [(r.lock_id, r.payload) for r in noke] == [("C7:E6:B0:C6:75:38", "cd")]
         assert await Outbox(db, "keyless").pending() == []
         version = await db.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-        assert version == LATEST_VERSION == 3
+        assert version == LATEST_VERSION == 4
 
 
 PLUGIN_TABLES = (

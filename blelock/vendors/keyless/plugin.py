@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from blelock.errors import BlelockError, UsageError
 from blelock.model import Advert, KeyInfo, LockState, Sighting, VisitResult
 from blelock.vendors.base import (
+    AccessTranslation,
     OperationRequest,
     OperationSpec,
     OptionSpec,
@@ -192,6 +193,11 @@ class KeylessPlugin(VendorPlugin):
             )
             for key in await store.list_keys()
         ]
+
+    def access(self) -> AccessTranslation:
+        from blelock.vendors.keyless.grants import ACCESS
+
+        return ACCESS
 
 
 PLUGIN = KeylessPlugin()

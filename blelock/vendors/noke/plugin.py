@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from blelock.errors import UsageError
 from blelock.model import Advert, KeyInfo, MacAddress, Sighting, VisitResult, parse_mac
 from blelock.vendors.base import (
+    AccessTranslation,
     OperationRequest,
     OperationSpec,
     OptionSpec,
@@ -260,6 +261,11 @@ class NokePlugin(VendorPlugin):
             )
             for key in await jobs.key_store(ctx).list_keys()
         ]
+
+    def access(self) -> AccessTranslation:
+        from blelock.vendors.noke.grants import ACCESS
+
+        return ACCESS
 
 
 PLUGIN = NokePlugin()

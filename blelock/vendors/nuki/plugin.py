@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from blelock.errors import BlelockError, UsageError
 from blelock.model import Advert, KeptLog, LockState, Sighting, VisitResult, parse_mac
 from blelock.vendors.base import (
+    AccessTranslation,
     DemoHooks,
     OperationRequest,
     OperationSpec,
@@ -210,6 +211,11 @@ class NukiPlugin(VendorPlugin):
             )
             for k in kept
         ]
+
+    def access(self) -> AccessTranslation:
+        from blelock.vendors.nuki.grants import ACCESS
+
+        return ACCESS
 
 
 PLUGIN = NukiPlugin()

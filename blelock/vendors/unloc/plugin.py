@@ -15,7 +15,13 @@ from zoneinfo import ZoneInfo
 
 from blelock.errors import UsageError
 from blelock.model import PhoneKeyRequest, VisitResult, WeeklyWindow
-from blelock.vendors.base import DemoHooks, Facts, VendorContext, VendorPlugin
+from blelock.vendors.base import (
+    AccessTranslation,
+    DemoHooks,
+    Facts,
+    VendorContext,
+    VendorPlugin,
+)
 
 if TYPE_CHECKING:
     from blelock.transport.scan import Found
@@ -122,6 +128,11 @@ class UnlocPlugin(VendorPlugin):
             state = (await cloud.key(made.id)).state
             hooks.say(f"Unloc: revoke → {outcome.value}; the key is {state}")
         return ()
+
+    def access(self) -> AccessTranslation:
+        from blelock.vendors.unloc.grants import ACCESS
+
+        return ACCESS
 
 
 PLUGIN = UnlocPlugin()
