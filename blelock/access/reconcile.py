@@ -197,8 +197,9 @@ class Reconciler:
         self.owner = owner or uuid.uuid4().hex
         self._lease_s = lease_s
         self._batch = batch
-        self._claims: dict[LockRef, set[str]] = {}
-        """Vendor ids this run adopted or made, before they are written (with its answers)."""
+        self._claims: dict[LockRef, dict[tuple[str, str], str]] = {}
+        """Vendor ids this reconciler adopted or made, by (grant, item), before they are
+        written (with its answers); dropped again when the item is removed or refused."""
         self._finding: dict[LockRef, asyncio.Lock] = {}
         self._opening = asyncio.Lock()
 
@@ -358,9 +359,11 @@ class Reconciler:
         """A vendor's answer, written with the grant's status at the end of its turn (losing
         it to a crash costs the next run a listing, never a duplicate)."""
         _ANSWERS.get()[(row.lock, row.item.key)] = row
-        claims = self._claims.setdefault(row.lock, set())
+        claims = self._claims.setdefault(row.lock, {})
         if row.ref is not None and row.state in _LIVE:
-            claims.add(row.ref)
+            claims[(row.grant_id, row.item.key)] = row.ref
+        else:
+            claims.pop((row.grant_id, row.item.key), None)
         return row
 
     async def _apply(
@@ -407,7 +410,10 @@ class Reconciler:
             for other, other_key, ref in await self._grants.live_refs(lock)
             if (other, other_key) != (grant_id, key)
         }
-        return frozenset(stored | self._claims.get(lock, set()))
+        claimed = {
+            ref for owner, ref in self._claims.get(lock, {}).items() if owner != (grant_id, key)
+        }
+        return frozenset(stored | claimed)
 
     async def _confirm(
         self, session: AccessSession, target: Target, row: ItemRow, report: ReconcileReport

@@ -111,6 +111,20 @@ async def test_two_equal_grants_get_two_objects_even_after_an_interruption(
     assert len(cloud.holding("bob")) == 2
 
 
+async def test_one_reconciler_applying_then_removing_revokes_at_the_vendor(
+    grants: GrantStore, fake: FakePlugin, cloud: FakeCloud, settings: Settings,
+    clock: SteppedClock,
+) -> None:  # fmt: skip
+    # What a run applied is claimed (kept from other grants) until it is removed, not after:
+    # a reconciler that applies and later removes the same item must revoke it at the vendor.
+    await grant(grants, fake, settings, clock, ends_at=clock.now + dt.timedelta(minutes=30))
+    same = reconciler(grants, fake, clock)
+    assert (await same.run()).applied == 1 and len(cloud.holding("bob")) == 1
+    clock.advance(minutes=31)
+    assert (await same.run()).removed == 1
+    assert cloud.holding("bob") == []
+
+
 async def test_revocation_removes_at_the_next_run_and_says_revoked(
     grants: GrantStore, fake: FakePlugin, cloud: FakeCloud, settings: Settings,
     clock: SteppedClock,

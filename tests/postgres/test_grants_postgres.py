@@ -12,7 +12,7 @@ import pytest
 from blelock.access import GrantRequest, create_grant
 from blelock.access.postgres import open_postgres
 from blelock.access.reconcile import Reconciler, effective_target
-from blelock.access.store import ItemRow, ItemState
+from blelock.access.store import GrantResult, ItemRow, ItemState
 from blelock.config import Settings
 from blelock.errors import StoreError
 from blelock.grants import GrantStatus
@@ -153,3 +153,38 @@ async def test_codes_in_the_shared_store_are_sealed_under_the_facilitys_key(
 
     sealed = await asyncio.to_thread(stored)
     assert b"493817" not in sealed and len(sealed) > 28
+
+
+async def test_a_lost_lease_fences_the_old_owners_writes_in_the_shared_store(
+    pg_database: str,
+) -> None:
+    cloud = FakeCloud()
+    fake = FakePlugin(FakeAccess(cloud))
+    clock = SteppedClock(NOW)
+    async with open_postgres(pg_database) as one, open_postgres(pg_database) as two:
+        await create_grant(
+            GrantRequest(holder="Renter 1", locks=["F-1"], ends_at=NOW + dt.timedelta(days=3),
+                         identities={"fake_user": "bob"}),
+            one, {"fake": fake}, no_context, settings(), clock,
+        )  # fmt: skip
+        (taken,) = await one.lease("slow", clock.now, 30, 10)
+        assert await two.lease("other", clock.now, 30, 10) == []  # held
+        clock.advance(seconds=31)  # "slow" is presumed dead
+        (again,) = await two.lease("other", clock.now, 30, 10)
+        item = fake.access().items(
+            effective_target(taken, taken.targets[0].plan),
+            clock.now,
+            clock.now + dt.timedelta(hours=2),
+        )[0]
+        row = ItemRow(taken.grant.id, taken.targets[0].lock, item, ItemState.APPLYING, attempts=1)
+        # The slow one's late writes are refused, intents and answers alike.
+        assert await one.save_items("slow", [row], clock.now, 30) == {taken.grant.id}
+        assert await one.finish("slow", [GrantResult(taken.grant.id, {}, None)], clock.now) == {
+            taken.grant.id
+        }
+        kept = await two.get(again.grant.id)
+        assert kept is not None and kept.items == ()  # nothing of the slow one's was written
+        assert (
+            await two.finish("other", [GrantResult(again.grant.id, {}, clock.now)], clock.now)
+            == set()
+        )
