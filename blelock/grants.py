@@ -303,6 +303,10 @@ class Code:
     """A secret that opens a lock by itself: kept out of every repr, log line and answer."""
 
     value: str = field(repr=False)
+    tag: str = field(default="", repr=False, compare=False)
+    """A keyed digest of the value (:meth:`blelock.store.crypto.DataKey.tag`, under the key the
+    codes are sealed under), set by the grant store when it opens the codes. What an item's
+    ``native`` may hold in place of the code: the value cannot be brute-forced from it."""
 
     def __repr__(self) -> str:
         return "Code(**********)"
@@ -310,6 +314,16 @@ class Code:
     def reveal(self) -> str:
         """The one way to the value: for the vendor request that sets it."""
         return self.value
+
+    def keyed(self) -> str:
+        """The tag, for an item's ``native`` and ``ref``; an internal error when the code did
+        not come through the grant store (never an unkeyed digest in its place)."""
+        if not self.tag:
+            raise RuntimeError(
+                "internal error: a holder's code has no key tag (codes reach the vendors' "
+                "items only through the grant store, which tags them)"
+            )
+        return self.tag
 
 
 @dataclass(frozen=True, slots=True)

@@ -495,7 +495,8 @@ class SqlGrants:
         for record in records:
             if record.sealed:
                 values = json.loads(key.open(record.sealed, _codes_aad(record.grant.id)))
-                holder = replace(record.grant.holder, codes={n: Code(v) for n, v in values.items()})
+                codes = {n: Code(v, key.tag(v.encode())) for n, v in values.items()}
+                holder = replace(record.grant.holder, codes=codes)
                 record = replace(record, grant=replace(record.grant, holder=holder))
             opened.append(record)
         return opened

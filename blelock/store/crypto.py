@@ -25,7 +25,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from blelock.errors import StoreError
 
@@ -48,6 +50,8 @@ NONCE_BYTES = 12
 """GCM's native nonce size. Random nonces are safe far beyond the number of secrets a store holds
 (the 2^-32 collision bound is reached only after ~2^32 seals under one key)."""
 _TAG_BYTES = 16
+_TAG_INFO = b"blelock: code tags"
+"""HKDF's info for the subkey of :meth:`DataKey.tag`."""
 
 _MALFORMED = (
     f"expected {KEY_BYTES} bytes as urlsafe base64, {4 * ((KEY_BYTES + 2) // 3)} characters"
@@ -61,12 +65,16 @@ _HINT_FIX = (
 class DataKey:
     """A 32-byte AES-GCM key and a description of where it came from (never the key itself)."""
 
-    __slots__ = ("_aead", "generation", "source")
+    __slots__ = ("_aead", "_tag_key", "generation", "source")
 
     def __init__(self, key: bytes, source: str) -> None:
         if len(key) != KEY_BYTES:
             raise ValueError(f"a data key is {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        # A subkey of its own for tags, so a tag never uses the sealing key directly.
+        self._tag_key = HKDF(
+            algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=_TAG_INFO
+        ).derive(key)
         self.source = source
         """Where the key came from, for messages: the environment variable or the file path."""
         self.generation: int | None = None
@@ -158,6 +166,15 @@ class DataKey:
                 draft.unlink()
         fsync_directory(directory)
         return cls(key, f"the key file {path}")
+
+    def tag(self, data: bytes) -> str:
+        """A keyed digest of ``data`` (HMAC-SHA256 under a subkey, hex): names a secret in a
+        clear column (an access item's ``native``) without letting anyone who lacks the key
+        recover it by trying every candidate. The same key always gives the same tag; the
+        store generation does not enter it."""
+        mac = hmac.HMAC(self._tag_key, hashes.SHA256())
+        mac.update(data)
+        return mac.finalize().hex()
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         inner = self.seal_bare(plaintext, aad)

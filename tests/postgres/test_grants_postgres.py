@@ -188,3 +188,48 @@ async def test_a_lost_lease_fences_the_old_owners_writes_in_the_shared_store(
             await two.finish("other", [GrantResult(again.grant.id, {}, clock.now)], clock.now)
             == set()
         )
+
+
+async def test_code_tags_in_the_shared_store_are_keyed_and_the_same_on_every_kiosk(
+    pg_database: str,
+) -> None:
+    import base64
+    import os
+
+    import psycopg
+    from pydantic import SecretStr
+
+    from blelock.grants import Code
+    from tests.access.test_code_tags import PIN, VendorRefs, fresh_natives, unkeyed
+
+    cloud = FakeCloud()
+    access = VendorRefs(cloud, codes=True)
+    pins = FakePlugin(access)
+    clock = SteppedClock(NOW)
+    request = GrantRequest(
+        holder="Renter 8", locks=["F-8"], ends_at=NOW + dt.timedelta(days=3),
+        identities={"fake_user": "bob"}, codes={"fake_pin": Code(PIN)},
+    )  # fmt: skip
+    key = SecretStr(base64.urlsafe_b64encode(os.urandom(32)).decode())
+    async with open_postgres(pg_database, key) as grants:
+        record = await create_grant(request, grants, {"fake": pins}, no_context, settings(), clock)
+        first = await Reconciler(grants, {"fake": pins}, no_context, clock, owner="k1").run()
+    assert first.applied == 1
+
+    def natives() -> str:
+        with psycopg.connect(pg_database) as conn:
+            rows = conn.execute("SELECT native, coalesce(ref, '') FROM access_items").fetchall()
+            return " ".join(str(value) for row in rows for value in row)
+
+    text = await asyncio.to_thread(natives)
+    assert "code:" in text and "qc:" in text and PIN not in text
+    assert not [digest for digest in unkeyed(PIN) if digest in text]
+    # A second kiosk (its own key object from the same access_code_key) sees the same items.
+    clock.advance(days=1, seconds=1)  # the grant's next look (a day ahead)
+    async with open_postgres(pg_database, key) as other:
+        again = await Reconciler(other, {"fake": pins}, no_context, clock, owner="k2").run()
+        assert again.grants == 1 and again.changed == 0 and len(cloud.objects) == 1
+        (stored,) = (await other.get(record.grant.id) or pytest.fail("gone")).items
+        later = clock.now + dt.timedelta(days=1)
+        assert await fresh_natives(other, access, later) == [stored.item.native]
+    assert await asyncio.to_thread(natives) == text

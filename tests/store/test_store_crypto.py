@@ -191,3 +191,16 @@ def test_racing_creators_agree_on_one_key(tmp_path: Path) -> None:
     sealed = keys[0].seal(b"secret", b"aad")
     assert all(key.open(sealed, b"aad") == b"secret" for key in keys)
     assert [p.name for p in tmp_path.iterdir()] == [DATA_KEY_FILE]  # no drafts left behind
+
+
+def test_a_tag_is_keyed_stable_and_never_the_plain_digest() -> None:
+    import hashlib
+
+    raw = os.urandom(32)
+    one, two = DataKey(raw, "kiosk 1"), DataKey(raw, "kiosk 2")
+    tag = one.tag(b"493817")
+    assert tag == two.tag(b"493817") and len(tag) == 64  # every kiosk with the key agrees
+    assert tag != DataKey.generate().tag(b"493817")  # another key: another tag
+    assert tag != one.tag(b"493818")
+    assert tag != hashlib.sha256(b"493817").hexdigest()
+    assert raw.hex() not in repr(one) and tag not in repr(one)

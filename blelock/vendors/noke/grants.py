@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from blelock.errors import CloudRejected, UsageError
-from blelock.grants import AccessConstraints, CodeRules, Grant, Item, Target
+from blelock.grants import AccessConstraints, Code, CodeRules, Grant, Item, Target
 from blelock.model import MacAddress
 from blelock.vendors.base import (
     AccessSession,
@@ -46,9 +46,10 @@ UNLIMITED = 255
 QC_ITEM = "quick-click"
 
 
-def code_ref(mac: str, code: str) -> str:
-    """How the store names a quick click: a digest of lock and code, never the presses."""
-    return "qc:" + hashlib.sha256(f"{mac}|{code}".encode()).hexdigest()[:20]
+def code_ref(mac: str, code: Code) -> str:
+    """How the store names a quick click: a digest of lock and the code's keyed tag, never the
+    presses nor anything they can be guessed back from."""
+    return "qc:" + hashlib.sha256(f"{mac}|{code.keyed()}".encode()).hexdigest()[:20]
 
 
 def _presses(text: str) -> str:
@@ -144,7 +145,7 @@ class NokeAccess(AccessTranslation):
         code = holder.codes.get(QUICK_CLICK)
         if code is not None:
             uses = target.uses if target.uses is not None else UNLIMITED
-            native = {"mac": mac, "code": code_ref(mac, code.reveal()), "uses": uses}
+            native = {"mac": mac, "code": code_ref(mac, code), "uses": uses}
             items.append(Item(QC_ITEM, schedule.starts_at, ends, "reconciler", native))
         return items
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from blelock.errors import CloudRejected, UsageError
-from blelock.grants import DAY_NAMES, AccessConstraints, CodeRules, Grant, Item, Target
+from blelock.grants import DAY_NAMES, AccessConstraints, Code, CodeRules, Grant, Item, Target
 from blelock.vendors.base import (
     AccessSession,
     AccessTranslation,
@@ -48,9 +48,10 @@ def _digits(text: str) -> str:
     return value
 
 
-def code_ref(smartlock_id: str, code: str) -> str:
-    """How the store names a code: a digest, never the digits."""
-    return "code:" + hashlib.sha256(f"{smartlock_id}|{code}".encode()).hexdigest()[:20]
+def code_ref(smartlock_id: str, code: Code) -> str:
+    """How the store names a code: a digest of its keyed tag, never the digits nor anything
+    the digits can be guessed back from."""
+    return "code:" + hashlib.sha256(f"{smartlock_id}|{code.keyed()}".encode()).hexdigest()[:20]
 
 
 class NukiAccess(AccessTranslation):
@@ -117,7 +118,7 @@ class NukiAccess(AccessTranslation):
         ends = schedule.ends_at
         if schedule.starts_at >= span_to or (ends is not None and ends <= span_from):
             return []
-        code = target.holder.codes[KEYPAD_CODE].reveal()
+        code = target.holder.codes[KEYPAD_CODE]
         window = schedule.windows[0] if schedule.windows else None
         mask = None
         if window is not None:
