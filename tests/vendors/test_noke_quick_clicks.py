@@ -18,7 +18,6 @@ from blelock.vendors.noke import jobs
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
-from blelock.vendors.noke.quick_clicks import RULES
 from blelock.vendors.noke.values import Action, Outcome
 from simulators.world import RunningWorld
 from tests.conftest import settings_for
@@ -247,8 +246,8 @@ async def test_codes_never_reach_an_error_or_a_repr(
     assert "100110" not in repr(listed) and "100110" not in str(listed.model_dump())
 
 
-def test_the_rules_are_counted() -> None:
-    assert RULES == 8
+def test_uses_follow_the_seed_doc_not_the_public_readme() -> None:
+    # The seed doc says 1-244 or 255; the vendor's README says 1-254 / 1-255 (rule 3).
     assert noke.QUICK_CLICK_MAX_LIMITED_USES == 244 and noke.QUICK_CLICK_UNLIMITED == 255
 
 

@@ -35,7 +35,6 @@ from blelock.vendors.noke.protocol import QUICK_CLICKS_PER_LOCK as PER_LOCK
 __all__ = [
     "MAX_LIMITED_USES",
     "PER_LOCK",
-    "RULES",
     "UNLIMITED",
     "check_code",
     "check_issue",
@@ -43,9 +42,6 @@ __all__ = [
     "check_uses",
     "masked",
 ]
-
-RULES = 8
-"""How many rules of the doc this module and the sync enforce (the list above)."""
 
 _HINT = "a quick click is 3-24 presses written as 1 (long) and 0 (short), e.g. 10110"
 
