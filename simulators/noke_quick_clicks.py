@@ -41,9 +41,6 @@ CODE_LENGTHS = range(3, 25)
 UNLIMITED = 255
 MOST_LIMITED = 244
 PER_LOCK = 100
-MOST_PACKETS = 250
-"""Quick-click packets one command string carries at most (a batch is at most 255 packets, with
-room for setup, offline-key revocations and the unlock); the rest go with the next unlock."""
 
 
 @dataclass
@@ -180,10 +177,10 @@ def carried_quick_clicks(
     lock: RegisteredLock,
 ) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
     """What the next online unlock's command string carries: (codes to remove, (code, uses)
-    to add), removals first so a lock near its 100 has room."""
-    removes = tuple(qc.code for qc in lock.quick_clicks.values() if qc.revoked)[:MOST_PACKETS]
-    room = MOST_PACKETS - len(removes)
-    adds = tuple((qc.code, qc.uses) for qc in lock.quick_clicks.values() if qc.pending)[:room]
+    to add), removals first so a lock near its 100 has room. A lock holds at most PER_LOCK
+    (pending and revoked included), so all of them fit one batch of at most 255 packets."""
+    removes = tuple(qc.code for qc in lock.quick_clicks.values() if qc.revoked)
+    adds = tuple((qc.code, qc.uses) for qc in lock.quick_clicks.values() if qc.pending)
     return removes, adds
 
 
