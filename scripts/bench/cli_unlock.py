@@ -105,11 +105,22 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+"""This checkout: its ``blelock`` is the one measured as "this"."""
+NEUTRAL_DIR = os.path.dirname(os.path.abspath(__file__))
+"""Where the commands run: ``python -m``/``-c`` put the working directory first on sys.path,
+ahead of PYTHONPATH, so run from a checkout's root every build would be that checkout's."""
+
+
 async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
     cpu = children_cpu()
     began = time.perf_counter()
     child = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        *argv,
+        env=env,
+        cwd=NEUTRAL_DIR,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await child.communicate()
     elapsed = time.perf_counter() - began
@@ -150,8 +161,10 @@ async def setup(running: RunningWorld, env: dict[str, str], plugins: list[Vendor
                 {"tracking_key": [TRACKING_KEY]} if "tracking_key" in names else {}
             )
             await sync_keys(context(plugin, settings, store), locks, options)
-            for argv in preparations(running.world).get(plugin.name, []):
-                await timed([sys.executable, "-m", "blelock", *argv], env)  # e.g. Nuki's pairing
+            for argv in preparations(running.world).get(plugin.name, []):  # e.g. Nuki's pairing
+                await timed(
+                    [sys.executable, "-m", "blelock", *argv], env | {"PYTHONPATH": CHECKOUT}
+                )
             # Warm-up: a new lock's set-up (Nokē's first unlock) is not the steady state.
             await run_operation(
                 settings, locks[0], OperationRequest("", "online"), vendor=plugin.name, store=store
@@ -195,7 +208,7 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
                 f"{CLOUD_LATENCY_S * 1e3:.0f} ms a request; {runs} interleaved runs each"
             )
             bare_argv = [sys.executable, "-c", "pass"]
-            builds = {"this": env}
+            builds = {"this": env | {"PYTHONPATH": CHECKOUT}}
             if baseline is not None:
                 builds["baseline"] = env | {"PYTHONPATH": baseline}
             cases = [
