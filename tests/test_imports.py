@@ -98,19 +98,61 @@ NUKI_UNUSED_BY_AN_UNLOCK = (
 )
 
 
-def _unlock_modules(argv: list[str], env: dict[str, str]) -> list[str]:
+# The pydantic models of a vendor's cloud API build their validators when they first validate
+# (``defer_build``): an unlock builds those of the few answers it reads, never a fleet listing's.
+UNBUILT_BY_AN_UNLOCK = {
+    "noke": ("LocksData", "KeysData", "ActivityData", "LockQuickClicks", "QuickClickRequest"),
+    "keyless": ("LockingDevice", "Permission", "IssuedOfflineKey", "GatewayDevice", "User"),
+}
+# With the cloud out of the picture (offline, or no cloud at all), no HTTP library and none of
+# the vendor's cloud client or API models: they come with the first cloud call.
+CLOUD_ONLY = {
+    "noke": ("blelock.cloud._http", "blelock.vendors.noke.cloud", "blelock.vendors.noke.models"),
+    "keyless": (
+        "blelock.cloud._http",
+        "blelock.cloud._token_auth",
+        "blelock.vendors.keyless.cloud",
+        "blelock.vendors.keyless.models",
+    ),
+}
+_BUILT_PROBE = """
+import inspect
+def _built():
+    try:
+        from pydantic import BaseModel
+    except ImportError:
+        return []
+    return sorted(
+        f"{name}.{cls.__name__}"
+        for name, module in list(sys.modules.items())
+        if module is not None and name.startswith("blelock.")
+        for cls in vars(module).values()
+        if inspect.isclass(cls) and issubclass(cls, BaseModel) and cls.__module__ == name
+        and cls.__dict__.get("__pydantic_complete__", False)
+    )
+print('BUILT:' + ','.join(_built()))
+"""
+
+
+def _unlock_modules(argv: list[str], env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The modules a whole ``blelock ARGV`` process loaded, and the pydantic models of
+    blelock's it built."""
     probe = (
         "import sys\nfrom blelock.cli import main\n"
         f"code = main({argv!r})\n"
         "loaded = sorted(name for name, module in sys.modules.items() if module is not None)\n"
-        "print('CODE:', code)\nprint('MODULES:' + ','.join(loaded))"
+        "print('CODE:', code)\nprint('MODULES:' + ','.join(loaded))" + _BUILT_PROBE
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
     )
     assert "CODE: 0" in result.stdout, result.stdout + result.stderr
-    (line,) = [line for line in result.stdout.splitlines() if line.startswith("MODULES:")]
-    return line.removeprefix("MODULES:").split(",")
+
+    def listed(prefix: str) -> list[str]:
+        (line,) = [line for line in result.stdout.splitlines() if line.startswith(prefix)]
+        return [name for name in line.removeprefix(prefix).split(",") if name]
+
+    return listed("MODULES:"), listed("BUILT:")
 
 
 def _strays(modules: list[str], vendor: str, others: list[str]) -> list[str]:
@@ -137,7 +179,9 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
     """A whole `blelock open LOCK` process, online and (where the vendor has it) offline, for
     every registered vendor that opens locks, against the simulated world (each lock set up
     first as a technician would: enrolled, keys synced, Nuki's paired): no module of another
-    vendor beyond its plugin, nothing of firmware updates, the kiosk or httpx's CLI."""
+    vendor beyond its plugin, nothing of firmware updates, the kiosk or httpx's CLI; offline,
+    no HTTP library nor the vendor's cloud client; online, none of the API models it does not
+    read built; with ``--json``, nothing of rich."""
     import asyncio
 
     # Before the set-up's event loop: a first import inside it reads files (blockbuster).
@@ -180,6 +224,7 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
             assert prepared.returncode == 0, prepared.stdout + prepared.stderr
         measured = []
         loaded: dict[tuple[str, str], list[str]] = {}
+        built: dict[tuple[str, str], list[str]] = {}
         for plugin in openers:
             if plugin.name not in locks:
                 continue  # the simulated world has no lock of this vendor yet
@@ -188,11 +233,16 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
             for mode in [m for m in ("online", "offline") if m in modes] or ["auto"]:
                 argv = ["open", locks[plugin.name], "--vendor", plugin.name]
                 argv += [] if mode == "auto" else [f"--{mode}"]
-                loaded[plugin.name, mode] = _unlock_modules(argv, env)
+                loaded[plugin.name, mode], built[plugin.name, mode] = _unlock_modules(argv, env)
                 assert _strays(loaded[plugin.name, mode], plugin.name, others) == [], argv
                 measured.append((plugin.name, mode))
+        # `--json` is for machines: nothing of rich (the tables are for people).
+        argv = ["open", locks["noke"], "--vendor", "noke", "--offline", "--json"]
+        as_json, _ = _unlock_modules(argv, env)
+        assert [name for name in as_json if name == "rich" or name.startswith("rich.")] == []
     assert ("noke", "online") in measured and ("noke", "offline") in measured
     assert ("nuki", "online") in measured and ("nuki", "offline") in measured
+    assert ("keyless", "online") in measured and ("keyless", "offline") in measured
     # A Nuki lock opens with the key pairing agreed: no cloud, so no HTTP library, and of its
     # own package nothing for pairing's CLI, keypad codes, authorizations or the Web API.
     nuki_unused = (*HTTP_LIBRARIES, *NUKI_UNUSED_BY_AN_UNLOCK)
@@ -203,6 +253,17 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
             if any(name == u or name.startswith(u + ".") for u in nuki_unused)
         ] == [], mode
     assert "blelock.vendors.nuki.jobs" in loaded["nuki", "online"]  # the probe sees the visit
+    for vendor, cloud_only in CLOUD_ONLY.items():
+        unused = (*HTTP_LIBRARIES, *cloud_only)
+        offline = loaded[vendor, "offline"]
+        assert [n for n in offline if any(n == u or n.startswith(u + ".") for u in unused)] == []
+        assert set(cloud_only) <= set(loaded[vendor, "online"])  # the probe sees the cloud
+    for vendor, unbuilt in UNBUILT_BY_AN_UNLOCK.items():
+        package = f"blelock.vendors.{vendor}.models"
+        for mode in ("online", "offline"):
+            assert {f"{package}.{name}" for name in unbuilt} & set(built[vendor, mode]) == set()
+        # The probe sees the models it reads online (the answer's envelope, a token, …).
+        assert any(name.startswith(package + ".") for name in built[vendor, "online"])
 
 
 def test_a_noke_offline_visit_needs_no_http_library() -> None:
@@ -214,3 +275,19 @@ def test_a_noke_offline_visit_needs_no_http_library() -> None:
         "blelock.vendors.outbox"
     )
     assert _loaded(offline_path, ("httpx", "httpcore", "h11")) == []
+
+
+def test_a_refusal_loads_no_rich(tmp_path: Path) -> None:
+    """A usage error's one line (and its JSON) is printed without rich's console."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
+    env |= {"BLELOCK_CONFIG": os.devnull, "BLELOCK_DATA_DIR": str(tmp_path)}
+    probe = (
+        "import sys\nfrom blelock.cli import main\n"
+        "code = main(['open', 'not-a-lock', '--vendor', 'noke', '--json'])\n"
+        "print('CODE:', code, 'rich' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert "not-a-lock" in result.stderr
+    assert result.stdout.strip().endswith("CODE: 2 False"), result.stdout + result.stderr

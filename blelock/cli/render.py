@@ -11,15 +11,13 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from blelock.errors import BlelockError, ConfigError, UsageError
 from blelock.model import KeptLog, KeyInfo, LogRecord, Sighting, VisitResult
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from blelock.access.reconcile import ReconcileReport
     from blelock.protocol.dfu_package import DfuPackage
     from blelock.sync import VendorSync
@@ -45,8 +43,31 @@ PIPE_WIDTH = 120
 """Rich assumes 80 columns when stdout is no terminal; a table in a log file reads better whole."""
 
 
-def _console() -> Console:
+# rich is imported by what draws for people: `--json` output and a failure's line need none of
+# it (~30 ms of a command's start).
+def _console(*, stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True)
     return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
+
+
+def _table(
+    title: str, *, caption: str | None = None, show_header: bool = True, simple_head: bool = False
+) -> Table:
+    from rich import box
+    from rich.table import Table
+
+    if simple_head:
+        return Table(title=title, caption=caption, show_header=show_header, box=box.SIMPLE_HEAD)
+    return Table(title=title, caption=caption, show_header=show_header)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
 
 
 def print_json(payload: Any) -> None:
@@ -104,7 +125,7 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
     if as_json:
         print_json([sighting_payload(s) for s in sightings])
         return
-    table = Table(title=f"{len(sightings)} lock(s) in range")
+    table = _table(f"{len(sightings)} lock(s) in range")
     table.add_column("lock", no_wrap=True)
     for column in ("vendor", "name", "hardware", "firmware", "state", "RSSI"):
         table.add_column(column)
@@ -112,9 +133,9 @@ def show_sightings(sightings: Sequence[Sighting], *, as_json: bool) -> None:
         table.add_row(
             s.lock_id,
             s.vendor,
-            escape(s.name),
-            escape(s.hardware),
-            escape(s.firmware or "-"),
+            _escape(s.name),
+            _escape(s.hardware),
+            _escape(s.firmware or "-"),
             s.state.value + (f" ({', '.join(s.flags)})" if s.flags else ""),
             "-" if s.rssi is None else f"{s.rssi} dBm",
         )
@@ -168,7 +189,7 @@ def show_results(
             }
         )
         return
-    table = Table(title="blelock visits", box=box.SIMPLE_HEAD, caption=caption)
+    table = _table("blelock visits", caption=caption, simple_head=True)
     table.add_column("lock", no_wrap=True)
     for column in ("vendor", "operation", "result", "via", "battery", "logs", "details"):
         table.add_column(column, no_wrap=column != "details")
@@ -182,11 +203,11 @@ def show_results(
             "cloud" if r.online else "synced key",
             _battery(r.battery_mv),
             str(r.logs_kept),
-            escape(details),
+            _escape(details),
         )
     for f in failures:
         table.add_row(f.lock_id or "-", "", f.step or "-", "[red]failed[/]")
-        table.add_row("", "", f"[red]{escape(f.one_line())}[/]", end_section=True)
+        table.add_row("", "", f"[red]{_escape(f.one_line())}[/]", end_section=True)
     _console().print(table)
 
 
@@ -196,7 +217,7 @@ def activity(message: str, *, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    with Console(stderr=True).status(escape(message)):
+    with _console(stderr=True).status(_escape(message)):
         yield
 
 
@@ -221,7 +242,7 @@ def upload_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], No
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
         task = progress.add_task("upload", total=total)
         yield lambda done: progress.update(task, completed=done)
 
@@ -248,7 +269,7 @@ def transfer_progress(total: int, *, enabled: bool) -> Iterator[Callable[[int], 
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
         task = progress.add_task("firmware", total=total)
         yield lambda done: progress.update(task, completed=done)
 
@@ -265,7 +286,7 @@ def show_firmware_update(result: VisitResult, *, as_json: bool) -> None:
     resumed = f", resumed {connections - 1}x" if connections > 1 else ""
     if sent < size:
         resumed += f", {sent} sent in this run"
-    version = escape(str(result.details.get("version")))
+    version = _escape(str(result.details.get("version")))
     _console().print(
         f"[green]{result.lock_id} now runs firmware {version}[/] ({size} bytes{resumed})"
     )
@@ -297,7 +318,7 @@ def show_keys(keys: Sequence[KeyInfo], *, as_json: bool) -> None:
         print_json([key_payload(key) for key in keys])
         return
     now = dt.datetime.now(dt.UTC)
-    table = Table(title=f"{len(keys)} cached key(s) for offline use")
+    table = _table(f"{len(keys)} cached key(s) for offline use")
     table.add_column("lock", no_wrap=True)
     for column in ("vendor", "holder", "kind", "fetched", "expires", "status"):
         table.add_column(column)
@@ -314,8 +335,8 @@ def show_keys(keys: Sequence[KeyInfo], *, as_json: bool) -> None:
         table.add_row(
             key.lock_id,
             key.vendor,
-            escape(key.holder),
-            escape(key.kind),
+            _escape(key.holder),
+            _escape(key.kind),
             _when(key.fetched_at),
             _when(key.expires_at),
             status,
@@ -370,33 +391,33 @@ def show_pending_logs(
             }
         )
         return
-    table = Table(title=f"{count} log record(s) waiting for upload")
+    table = _table(f"{count} log record(s) waiting for upload")
     table.add_column("lock", no_wrap=True)
     for column in ("vendor", "received", "context", "record"):
         table.add_column(column)
     for vendor, r in records:
         received = dt.datetime.fromtimestamp(r.received_at, dt.UTC)
         table.add_row(
-            r.lock_id, vendor, _when(received), escape(r.context[:12]), r.payload[:16] + "…"
+            r.lock_id, vendor, _when(received), _escape(r.context[:12]), r.payload[:16] + "…"
         )
     if count > len(records):
         table.caption = f"showing the oldest {len(records)}"
     _console().print(table)
     if kept_count:
-        kept_table = Table(title=f"{kept_count} log entr(ies) kept here (no cloud takes them)")
+        kept_table = _table(f"{kept_count} log entr(ies) kept here (no cloud takes them)")
         kept_table.add_column("lock", no_wrap=True)
         for column in ("vendor", "when", "entry"):
             kept_table.add_column(column)
         for k in kept_logs:
             when = "-" if k.at is None else _when(k.at)
-            kept_table.add_row(k.lock_id, k.vendor, when, escape(k.summary))
+            kept_table.add_row(k.lock_id, k.vendor, when, _escape(k.summary))
         if kept_count > len(kept_logs):
             kept_table.caption = f"showing the newest {len(kept_logs)}"
         _console().print(kept_table)
     for f in failed:
         _console().print(
             f"[red]{f.records} record(s) set aside:[/] the cloud refused them "
-            f"({escape(f.failure)}); fix the cause, then `blelock upload --retry-failed`"
+            f"({_escape(f.failure)}); fix the cause, then `blelock upload --retry-failed`"
         )
 
 
@@ -442,7 +463,7 @@ def show_sync(
             payload["grants"] = grants
         print_json(payload)
         return
-    table = Table(title=title, show_header=False)
+    table = _table(title, show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
     for r in reports:
@@ -458,7 +479,7 @@ def show_sync(
     for name, value in (grants or {}).items():
         if name == "problems":
             for problem in value:
-                table.add_row(f"[red]grants: {escape(problem)}[/]", "")
+                table.add_row(f"[red]grants: {_escape(problem)}[/]", "")
         else:
             table.add_row(f"grants: {name.replace('_', ' ')}", str(value))
     _console().print(table)
@@ -469,12 +490,12 @@ def show_rows(title: str, rows: Sequence[dict[str, Any]], *, as_json: bool) -> N
     if as_json:
         print_json(list(rows))
         return
-    table = Table(title=title)
+    table = _table(title)
     columns = list(rows[0]) if rows else []
     for column in columns:
         table.add_column(column.replace("_", " "), no_wrap=column.endswith("id"))
     for row in rows:
-        table.add_row(*(escape("-" if row[c] is None else str(row[c])) for c in columns))
+        table.add_row(*(_escape("-" if row[c] is None else str(row[c])) for c in columns))
     _console().print(table)
 
 
@@ -504,17 +525,17 @@ def show_package(package: DfuPackage, *, as_json: bool) -> None:
         return
     console = _console()
     for number, image in enumerate(images):
-        title = f"{escape(package.source)}: image #{number} of {len(images)}"
-        table = Table(title=title, show_header=False)
+        title = f"{_escape(package.source)}: image #{number} of {len(images)}"
+        table = _table(title, show_header=False)
         table.add_column("what")
         table.add_column("value", overflow="fold")
         for name, value in image.items():
             if name == "metadata" and not value:
                 continue
-            table.add_row(name.replace("_", " "), escape(_shown(name, value)))
+            table.add_row(name.replace("_", " "), _escape(_shown(name, value)))
         console.print(table)
     if package.refusal is not None:
-        console.print(f"not sendable by blelock: {escape(package.refusal)}")
+        console.print(f"not sendable by blelock: {_escape(package.refusal)}")
 
 
 def _shown(name: str, value: object) -> str:

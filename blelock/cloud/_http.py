@@ -17,14 +17,19 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from blelock.cloud._policy import OFFLINE_HINT, cannot_serve, is_transient
+from blelock.cloud._policy import (
+    AT_THE_LOCK,
+    OFFLINE_HINT,
+    RetryPolicy,
+    cannot_serve,
+    is_transient,
+)
 from blelock.config import Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -54,28 +59,6 @@ __all__ = [
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded retries for background work (sync, upload), never for a user at a lock.
-
-    Full jitter (a random wait up to the exponential step) keeps a fleet of kiosks that lost
-    the uplink together from coming back in lockstep."""
-
-    attempts: int = 4
-    base_s: float = 0.5
-    cap_s: float = 8.0
-    max_retry_after_s: float = 60.0
-    """A Retry-After longer than this is not waited for: the error says so instead."""
-
-    def backoff(self, retry: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.cap_s, self.base_s * 2**retry))
-
-
-AT_THE_LOCK = RetryPolicy(attempts=1)
-"""A user waiting at a lock gets one try at the cloud, then what was synced before; what a visit
-could not upload waits in the outbox for the background sync, which retries."""
 
 
 async def with_retries(

@@ -1,12 +1,16 @@
 """Which cloud failures are worth another try, and which let a visit fall back on what was
-synced earlier: pure rules over blelock's errors, without httpx, so that an offline visit
-needs no HTTP library (:mod:`blelock.cloud._http` uses them and hands them on)."""
+synced earlier, and how often to try: pure rules over blelock's errors, without httpx, so that
+an offline visit needs no HTTP library (:mod:`blelock.cloud._http` uses them and hands them
+on)."""
 
 from __future__ import annotations
 
+import random
+from dataclasses import dataclass
+
 from blelock.errors import CloudError, CloudRejected, CloudTimeout, CloudUnavailable, RateLimited
 
-__all__ = ["OFFLINE_HINT", "cannot_serve", "is_transient"]
+__all__ = ["AT_THE_LOCK", "OFFLINE_HINT", "RetryPolicy", "cannot_serve", "is_transient"]
 
 
 def is_transient(exc: CloudError) -> bool:
@@ -28,3 +32,25 @@ OFFLINE_HINT = (
     "the cloud cannot give commands now; an unlock can use the offline key kept by the last "
     "`blelock sync`: `blelock unlock MAC --offline`"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries for background work (sync, upload), never for a user at a lock.
+
+    Full jitter (a random wait up to the exponential step) keeps a fleet of kiosks that lost
+    the uplink together from coming back in lockstep."""
+
+    attempts: int = 4
+    base_s: float = 0.5
+    cap_s: float = 8.0
+    max_retry_after_s: float = 60.0
+    """A Retry-After longer than this is not waited for: the error says so instead."""
+
+    def backoff(self, retry: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap_s, self.base_s * 2**retry))
+
+
+AT_THE_LOCK = RetryPolicy(attempts=1)
+"""A user waiting at a lock gets one try at the cloud, then what was synced before; what a visit
+could not upload waits in the outbox for the background sync, which retries."""

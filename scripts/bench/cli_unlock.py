@@ -27,7 +27,14 @@ Runs are interleaved (bare, online, offline, …) so load from other processes h
 ``--baseline DIR`` also runs each command from another checkout's ``blelock`` (PYTHONPATH=DIR,
 e.g. a worktree of main), interleaved with this one's: before and after under the same load.
 
+``--bytecode-cache``: the commands run with their bytecode cached (in a temporary
+``PYTHONPYCACHEPREFIX``, so no checkout is written to; one untimed run each fills it), as an
+installed blelock has it (pip compiles at install). Without it they run in this environment as
+it is: where ``PYTHONDONTWRITEBYTECODE`` is set, every run compiles blelock's modules (and the
+simulator's) from source, ~100-150 ms of CPU that no installed copy pays.
+
     .venv/bin/python scripts/bench/cli_unlock.py [--runs 3] [--baseline ../wt-main]
+        [--bytecode-cache]
 """
 
 from __future__ import annotations
@@ -98,11 +105,22 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+"""This checkout: its ``blelock`` is the one measured as "this"."""
+NEUTRAL_DIR = os.path.dirname(os.path.abspath(__file__))
+"""Where the commands run: ``python -m``/``-c`` put the working directory first on sys.path,
+ahead of PYTHONPATH, so run from a checkout's root every build would be that checkout's."""
+
+
 async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
     cpu = children_cpu()
     began = time.perf_counter()
     child = await asyncio.create_subprocess_exec(
-        *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        *argv,
+        env=env,
+        cwd=NEUTRAL_DIR,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     _, err = await child.communicate()
     elapsed = time.perf_counter() - began
@@ -143,15 +161,17 @@ async def setup(running: RunningWorld, env: dict[str, str], plugins: list[Vendor
                 {"tracking_key": [TRACKING_KEY]} if "tracking_key" in names else {}
             )
             await sync_keys(context(plugin, settings, store), locks, options)
-            for argv in preparations(running.world).get(plugin.name, []):
-                await timed([sys.executable, "-m", "blelock", *argv], env)  # e.g. Nuki's pairing
+            for argv in preparations(running.world).get(plugin.name, []):  # e.g. Nuki's pairing
+                await timed(
+                    [sys.executable, "-m", "blelock", *argv], env | {"PYTHONPATH": CHECKOUT}
+                )
             # Warm-up: a new lock's set-up (Nokē's first unlock) is not the steady state.
             await run_operation(
                 settings, locks[0], OperationRequest("", "online"), vendor=plugin.name, store=store
             )
 
 
-async def bench(runs: int, baseline: str | None) -> None:
+async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         spec = WorldSpec(
             locks=1,
@@ -168,6 +188,9 @@ async def bench(runs: int, baseline: str | None) -> None:
                 "BLELOCK_DATA_DIR": scratch,
                 "BLELOCK_KEY_DIR": scratch,
             }
+            if bytecode_cache:
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+                env["PYTHONPYCACHEPREFIX"] = os.path.join(scratch, "pycache")
             # The simulated bleak backend of the in-process set-up reads it from the environment.
             os.environ["BLELOCK_SIM_RADIO"] = running.radio_address
             plugins = openers()
@@ -185,7 +208,7 @@ async def bench(runs: int, baseline: str | None) -> None:
                 f"{CLOUD_LATENCY_S * 1e3:.0f} ms a request; {runs} interleaved runs each"
             )
             bare_argv = [sys.executable, "-c", "pass"]
-            builds = {"this": env}
+            builds = {"this": env | {"PYTHONPATH": CHECKOUT}}
             if baseline is not None:
                 builds["baseline"] = env | {"PYTHONPATH": baseline}
             cases = [
@@ -198,6 +221,21 @@ async def bench(runs: int, baseline: str | None) -> None:
             floor: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
             calls: dict[tuple[str, str, str], set[int]] = {case: set() for case in cases}
             bare: list[float] = []
+            print(
+                "bytecode: "
+                + (
+                    "cached (a temporary PYTHONPYCACHEPREFIX, filled by an untimed run of each)"
+                    if bytecode_cache
+                    else "compiled from source every run (PYTHONDONTWRITEBYTECODE is set)"
+                    if env.get("PYTHONDONTWRITEBYTECODE")
+                    else "as this environment caches it"
+                )
+            )
+            if bytecode_cache:
+                for build, vendor, mode in cases:
+                    argv = [sys.executable, "-m", "blelock", "open", ids[vendor][0], f"--{mode}"]
+                    await timed([*argv, "--vendor", vendor], builds[build])
+                CPU.clear()  # the warm-up runs are not among the figures
             for _ in range(runs):
                 bare.append(await timed(bare_argv, env))
                 for build, vendor, mode in cases:
@@ -245,9 +283,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", metavar="DIR", help="another checkout to compare with")
+    parser.add_argument(
+        "--bytecode-cache",
+        action="store_true",
+        help="run the commands with their bytecode cached, as an installed blelock has it",
+    )
     args = parser.parse_args()
     baseline = None if args.baseline is None else os.path.abspath(args.baseline)
-    asyncio.run(bench(args.runs, baseline))
+    asyncio.run(bench(args.runs, baseline, bytecode_cache=args.bytecode_cache))
 
 
 if __name__ == "__main__":

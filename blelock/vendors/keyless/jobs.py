@@ -14,14 +14,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.clock import SystemClock
-from blelock.cloud._http import AT_THE_LOCK, RetryPolicy
+from blelock.cloud._policy import AT_THE_LOCK, RetryPolicy
 from blelock.config import Settings
 from blelock.errors import (
     AuthFailed,
@@ -40,7 +40,6 @@ from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock
 from blelock.vendors.keyless import protocol as keyless
-from blelock.vendors.keyless.cloud import KeylessMobile
 from blelock.vendors.keyless.settings import keyless_settings
 from blelock.vendors.keyless.store import (
     DeviceIdentity,
@@ -58,6 +57,11 @@ from blelock.vendors.keyless.visit import (
     StatementSource,
 )
 from blelock.vendors.outbox import drain_outbox
+
+if TYPE_CHECKING:
+    # The platform's client (httpx, the Mobile API's models) comes with the first cloud call:
+    # an offline visit makes none.
+    from blelock.vendors.keyless.cloud import KeylessMobile
 
 __all__ = [
     "CSR_LOG",
@@ -96,6 +100,8 @@ class KeylessSyncReport:
 def _mobile(
     settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None = None
 ) -> KeylessMobile:
+    from blelock.vendors.keyless.cloud import KeylessMobile
+
     return KeylessMobile(
         keyless_settings(settings).url,
         operating_device_id=None if device is None else device.operating_device_id,

@@ -258,14 +258,24 @@ B64Secret = Annotated[SecretBytes, BeforeValidator(_b64)]
 
 
 class _Answer(BaseModel):
+    # defer_build: a model's validator is built when it first validates, not at import (an
+    # unlock uses few of these models; building them all cost ~40 ms per process).
     model_config = ConfigDict(
-        extra="ignore", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="ignore",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        defer_build=True,
     )
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        defer_build=True,
     )
 
     def body(self) -> dict[str, object]:

@@ -76,7 +76,8 @@ def utc_text(moment: dt.datetime) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+    # defer_build: each validator is built when it first validates, not at import.
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True, defer_build=True)
 
 
 class TimeSpan(_Model):
@@ -131,7 +132,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 class NewKey(_Model):
     """One key to create; dumped with :meth:`body` (absent fields left out, never null)."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True, defer_build=True)
 
     lock_id: str = Field(alias="lockId", min_length=1)
     app_user_id: str = Field(alias="appUserId")

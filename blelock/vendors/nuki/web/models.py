@@ -38,8 +38,13 @@ KeypadCode = Annotated[SecretStr | None, BeforeValidator(_secret_code)]
 
 
 class _Answer(BaseModel):
+    # defer_build: each validator is built when it first validates, not at import.
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        defer_build=True,
     )
 
 
