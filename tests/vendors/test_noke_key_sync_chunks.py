@@ -4,6 +4,8 @@ tracking key. Against the simulated Nokē cloud over real HTTP and a real store.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from blelock.config import Settings
@@ -75,6 +77,38 @@ async def test_a_sync_cut_short_keeps_the_chunks_it_stored(
             assert len((await keys.usable(mac)).offline_key) == 16
     monkeypatch.undo()
     assert await sync(settings) == KeySyncSummary(added=2, refreshed=0, revoked=0, unchanged=12)
+
+
+async def test_a_sync_sets_the_long_lived_objects_aside_only_while_it_runs(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(running_world)
+    frozen_while_fetching: list[int] = []
+    real = NokeCloud.offline_keys
+
+    async def noting(
+        cloud: NokeCloud, locks: list[MacAddress] | None = None, **kw: object
+    ) -> object:
+        frozen_while_fetching.append(gc.get_freeze_count())
+        if len(frozen_while_fetching) == 2:
+            raise CloudRejected("the cloud went away (test)", transient=False)
+        return await real(cloud, locks, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NokeCloud, "offline_keys", noting)
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(CloudRejected):
+        await sync(settings)
+    # Set aside while the sync ran; given back to the collector when it failed, too.
+    assert len(frozen_while_fetching) == 2 and min(frozen_while_fetching) > 0
+    assert gc.get_freeze_count() == 0
+    # Frozen by someone else before: left frozen (theirs to undo).
+    monkeypatch.undo()
+    gc.freeze()
+    try:
+        await sync(settings)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_lock_the_company_no_longer_has_loses_its_keys(
