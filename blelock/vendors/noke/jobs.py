@@ -259,7 +259,7 @@ def _long_lived_set_aside() -> Iterator[None]:
 
     A chunk's answer and grants (tens of thousands of objects) live long enough to be promoted,
     so a fleet's sync triggers a full collection every chunk or two, and each walked the whole
-    process (every imported module, pydantic's schemas): ~a quarter of the CPU of a 100k-lock
+    process (every imported module, pydantic's schemas): about a fifth of the CPU of a 100k-lock
     sync. ``gc.freeze`` moves what is alive now out of every collection; ``gc.unfreeze`` at the
     end puts it back, so nothing is kept from the collector for longer than the sync. Objects
     made during the sync are collected as always. If something else froze objects before, the
