@@ -33,16 +33,17 @@ import collections
 import dataclasses
 import hashlib
 import hmac
+import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from blelock.errors import ProtocolError
@@ -372,42 +373,64 @@ def _parse(schema: type[_SchemaT], raw: bytes, *, empty_ok: bool = False) -> _Sc
         raise _Refusal(3, f"Invalid input: {where}: {first['msg']}") from None
 
 
-Handler = Callable[[NokeCloudState, bytes, Callable[[], int]], Awaitable[JSONResponse]]
+Handler = Callable[[NokeCloudState, bytes, Callable[[], int]], Awaitable[Response]]
 
 
-async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
+_LISTING_PIECE = 1000
+"""Locks a streamed whole-company listing encodes at a time."""
+
+
+def _lock_entry(lock: RegisteredLock) -> dict[str, Any]:
+    return {
+        "mac": lock.mac.upper(),
+        "created_by": lock.created_by,
+        "created_date": lock.created_date,
+        "setup_count": lock.setup_count,
+        "hw_version": lock.hw_version,
+        "fw_version": lock.fw_version,
+        "serial": lock.serial,
+        "internal_battery": lock.internal_battery,
+        "external_battery": lock.external_battery,
+        "status": "awaiting setup" if lock.setup_pending else "ready",
+        "flags": lock.flags,
+    }
+
+
+def _streamed_listing(locks: list[RegisteredLock]) -> Response:
+    """The whole company's ``/lock/`` answer, the same JSON as :func:`_envelope` would give, sent
+    as it is encoded (chunked, as a web server streams a large answer) instead of encoded whole
+    first: the client starts reading while the rest is still being written."""
+
+    async def pieces() -> AsyncIterator[bytes]:
+        message = json.dumps(_OK_MESSAGE)
+        yield f'{{"result":"success","message":{message},"error_code":0,"data":{{"locks":['.encode()
+        for start in range(0, len(locks), _LISTING_PIECE):
+            entries = [_lock_entry(lock) for lock in locks[start : start + _LISTING_PIECE]]
+            text = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))[1:-1]
+            yield (b"," if start else b"") + text.encode()
+            await asyncio.sleep(0)  # other requests are served meanwhile, as by a real server
+        yield b']},"request":"lock"}'
+
+    return StreamingResponse(pieces(), media_type="application/json")
+
+
+async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> Response:
     query = _parse(LockQuery, raw, empty_ok=True)
     if query.macs is None and query.serials is None:
-        chosen = list(state.locks.values())
-    else:
-        # A client syncing a fleet asks for a chunk of locks at a time: each is looked up by
-        # its MAC (not by a walk over the fleet), answered once, in the order asked.
-        wanted = list(dict.fromkeys(mac.upper() for mac in query.macs or ()))
-        missing = sorted(mac for mac in wanted if mac not in state.locks)
-        if missing:
-            raise _Refusal(7, f"Lock not found: {', '.join(missing[:5])}")
-        picked = {mac: state.locks[mac] for mac in wanted}
-        if query.serials:
-            serials = set(query.serials)
-            picked |= {m: lock for m, lock in state.locks.items() if lock.serial in serials}
-        chosen = list(picked.values())
-    locks: list[dict[str, Any]] = [
-        {
-            "mac": lock.mac.upper(),
-            "created_by": lock.created_by,
-            "created_date": lock.created_date,
-            "setup_count": lock.setup_count,
-            "hw_version": lock.hw_version,
-            "fw_version": lock.fw_version,
-            "serial": lock.serial,
-            "internal_battery": lock.internal_battery,
-            "external_battery": lock.external_battery,
-            "status": "awaiting setup" if lock.setup_pending else "ready",
-            "flags": lock.flags,
-        }
-        for lock in chosen
-    ]
-    return _envelope("lock", data={"locks": locks})
+        # The snapshot of which locks the company has is taken now; their entries as sent.
+        return _streamed_listing(list(state.locks.values()))
+    # A client syncing a fleet asks for a chunk of locks at a time: each is looked up by
+    # its MAC (not by a walk over the fleet), answered once, in the order asked.
+    wanted = list(dict.fromkeys(mac.upper() for mac in query.macs or ()))
+    missing = sorted(mac for mac in wanted if mac not in state.locks)
+    if missing:
+        raise _Refusal(7, f"Lock not found: {', '.join(missing[:5])}")
+    picked = {mac: state.locks[mac] for mac in wanted}
+    if query.serials:
+        serials = set(query.serials)
+        picked |= {m: lock for m, lock in state.locks.items() if lock.serial in serials}
+    chosen = list(picked.values())
+    return _envelope("lock", data={"locks": [_lock_entry(lock) for lock in chosen]})
 
 
 def _commands(action: str) -> Handler:

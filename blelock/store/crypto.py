@@ -21,7 +21,7 @@ import binascii
 import contextlib
 import os
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -181,6 +181,31 @@ class DataKey:
         if self.generation is None:
             return inner
         return self.seal_bare(inner, generation_aad(self.generation))
+
+    def seal_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """:meth:`seal` of each ``(plaintext, aad)``, for a bulk write (a fleet's offline keys):
+        the same envelopes, with every nonce drawn in one read from the OS's random source
+        instead of one system call per layer. Each nonce is still 12 random bytes of its own,
+        from the same source, so none is likelier to repeat than with :meth:`seal`."""
+        generation = self.generation
+        step = NONCE_BYTES if generation is None else 2 * NONCE_BYTES
+        nonces = os.urandom(step * len(items))
+        encrypt = self._aead.encrypt
+        sealed: list[bytes] = []
+        append = sealed.append
+        if generation is None:
+            for at, (plaintext, aad) in enumerate(items):
+                nonce = nonces[at * step : at * step + NONCE_BYTES]
+                append(nonce + encrypt(nonce, plaintext, aad))
+            return sealed
+        outer_aad = generation_aad(generation)
+        for at, (plaintext, aad) in enumerate(items):
+            start = at * step
+            inner_nonce = nonces[start : start + NONCE_BYTES]
+            outer_nonce = nonces[start + NONCE_BYTES : start + step]
+            inner = inner_nonce + encrypt(inner_nonce, plaintext, aad)
+            append(outer_nonce + encrypt(outer_nonce, inner, outer_aad))
+        return sealed
 
     def open(self, blob: bytes, aad: bytes) -> bytes:
         """The plaintext, or StoreError when the blob is not what was sealed for ``aad`` (at

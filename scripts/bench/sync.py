@@ -82,10 +82,15 @@ async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measu
     settings = load_settings(environ=os.environ | {"BLELOCK_CLOUD_TIMEOUT": "120"}, read_file=False)
     async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
         if kind == "keys":
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             keys = jobs.key_store(context(NOKE, settings, store))
             summary = await jobs.refresh_offline_keys(cloud, keys)
-            result = {"seconds": time.perf_counter() - started, "done": summary.added}
+            result = {
+                "seconds": time.perf_counter() - started,
+                # This process's CPU (all its threads): what load on the machine moves least.
+                "cpu_seconds": time.process_time() - cpu_started,
+                "done": summary.added,
+            }
         elif kind == "drain-memory":
             await fill(store.outbox(NOKE.name), count, run=0)
             result = {"seconds": await drained(cloud, store.outbox(NOKE.name), count)}
@@ -177,7 +182,8 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
             seconds = [r["seconds"] for r in results[name]]
             print(
                 f"key sync {name:>8} {locks:>8} locks x {TRACKING_KEYS} keys ({runs} runs): "
-                f"{spread(seconds)}; peak RSS "
+                f"{spread(seconds)}; companion CPU "
+                f"{spread([r['cpu_seconds'] for r in results[name]])}; peak RSS "
                 f"{spread([r['peak_rss_mb'] for r in results[name]], 'MB')}; "
                 f"{locks * TRACKING_KEYS / statistics.median(seconds):,.0f} keys/s; {load()}"
             )

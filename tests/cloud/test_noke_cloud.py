@@ -615,3 +615,18 @@ async def test_cloud_down_is_cloud_unavailable() -> None:
             await cloud.unlock_commands(HD_MAC, SESSION.hex())
     assert "127.0.0.1" in str(caught.value)
     _no_secret_in(caught.value, API_KEY)
+
+
+async def test_sim_streams_the_whole_company_as_the_enveloped_answer(
+    state: NokeCloudState, raw: httpx.AsyncClient
+) -> None:
+    # Over _LISTING_PIECE locks: the answer comes in several pieces, and still parses whole.
+    for n in range(2500):
+        mac = f"D0:00:00:{n >> 8:02X}:{n & 255:02X}:01"
+        state.locks[mac] = RegisteredLock(mac, bytes(16), "3P", "2.10", f"S{n}")
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    whole = (await raw.post("/lock/", json={}, headers=auth)).json()
+    asked = (await raw.post("/lock/", json={"macs": list(state.locks)}, headers=auth)).json()
+    assert whole == asked  # the streamed listing is the same JSON as the enveloped one
+    assert (whole["result"], whole["error_code"], whole["request"]) == ("success", 0, "lock")
+    assert [lock["mac"] for lock in whole["data"]["locks"]] == list(state.locks)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from blelock.errors import StoreError
-from blelock.store.crypto import DATA_KEY_ENV, DATA_KEY_FILE, DataKey
+from blelock.store.crypto import DATA_KEY_ENV, DATA_KEY_FILE, DataKey, generation_aad
 from blelock.store.db import Database
 
 ENV_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()
@@ -116,6 +116,32 @@ def test_seal_binds_associated_data_and_detects_tampering() -> None:
         key.open(flipped, b"noke|AA|t1")
     with pytest.raises(StoreError, match="truncated"):
         key.open(sealed[:20], b"noke|AA|t1")
+
+
+@pytest.mark.parametrize("generation", [None, 7])
+def test_sealing_many_gives_what_sealing_one_by_one_gives(generation: int | None) -> None:
+    key = DataKey.generate()
+    key.generation = generation
+    items = [(b"key %d" % n, b"noke|AA|t%d" % n) for n in range(50)]
+    sealed = key.seal_many(items)
+    assert [key.open(blob, aad) for blob, (_, aad) in zip(sealed, items, strict=True)] == [
+        plaintext for plaintext, _ in items
+    ]
+    # Each value under a fresh nonce of its own (each layer's too), as one by one.
+    layers = 1 if generation is None else 2
+    assert len(sealed[0]) == len(key.seal(*items[0]))
+    nonces = {blob[:12] for blob in sealed}
+    if generation is not None:
+        nonces |= {key.open_bare(blob, generation_aad(generation))[:12] for blob in sealed}
+    assert len(nonces) == layers * len(items)
+    # Still bound to its own associated data (and generation).
+    with pytest.raises(StoreError, match="tampered"):
+        key.open(sealed[0], items[1][1])
+    if generation is not None:
+        key.generation = generation + 1
+        with pytest.raises(StoreError, match="not of this store's generation"):
+            key.open(sealed[0], items[0][1])
+    assert key.seal_many([]) == []
 
 
 def test_repr_shows_the_source_only() -> None:

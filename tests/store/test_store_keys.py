@@ -235,6 +235,14 @@ async def test_nothing_listed_or_printed_shows_key_material(keys: KeyStore) -> N
     assert not any(hasattr(k, "offline_key") or hasattr(k, "unlock_command") for k in listed)
 
 
+def test_a_grant_shows_no_key_material() -> None:
+    g = grant(A, "t1")
+    shown = repr(g) + str(g) + f"{g}" + repr([g])
+    assert "t1" in shown and A in shown
+    for secret in (g.offline_key, g.unlock_command):
+        assert secret.hex() not in shown and repr(secret) not in shown
+
+
 async def test_key_material_is_not_stored_in_the_clear(keys: KeyStore, db: Database) -> None:
     g = grant(A, "t1")
     await keys.apply_sync([g], scope_macs=None)

@@ -4,10 +4,12 @@ tracking key. Against the simulated Nokē cloud over real HTTP and a real store.
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from blelock.config import Settings
-from blelock.errors import UnknownLock
+from blelock.errors import CloudRejected, UnknownLock
 from blelock.jobs import context, open_store
 from blelock.model import MacAddress, parse_mac
 from blelock.vendors.noke import jobs
@@ -42,6 +44,71 @@ async def test_the_whole_company_is_synced_a_chunk_at_a_time(running_world: Runn
     # One listing, then ceil(7 / 3) key requests: never the whole fleet's keys at once.
     assert (cloud.requests["lock"], cloud.requests["keys"]) == (1, 3)
     assert await sync(settings) == KeySyncSummary(added=0, refreshed=0, revoked=0, unchanged=14)
+
+
+async def test_a_sync_cut_short_keeps_the_chunks_it_stored(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(running_world)
+    macs = macs_of(running_world)
+    asked: list[list[MacAddress]] = []
+    real = NokeCloud.offline_keys
+
+    async def third_request_fails(
+        cloud: NokeCloud, locks: list[MacAddress] | None = None, **kw: object
+    ) -> object:
+        asked.append(list(locks or ()))
+        if len(asked) == 3:
+            raise CloudRejected("the cloud went away (test)", transient=False)
+        return await real(cloud, locks, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NokeCloud, "offline_keys", third_request_fails)
+    with pytest.raises(CloudRejected, match="went away"):
+        await sync(settings)
+    assert asked == [macs[0:3], macs[3:6], macs[6:7]]
+    async with open_store(settings) as store:
+        keys = jobs.key_store(context(NOKE, settings, store))
+        held = await keys.list_keys()
+        # The two chunks stored before the failure are whole and open; nothing else is there.
+        assert sorted((k.lock_id, k.tracking_key) for k in held) == [
+            (mac, tracking) for mac in macs[:6] for tracking in ISSUED
+        ]
+        for mac in macs[:6]:
+            assert len((await keys.usable(mac)).offline_key) == 16
+    monkeypatch.undo()
+    assert await sync(settings) == KeySyncSummary(added=2, refreshed=0, revoked=0, unchanged=12)
+
+
+async def test_a_sync_sets_the_long_lived_objects_aside_only_while_it_runs(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(running_world)
+    frozen_while_fetching: list[int] = []
+    real = NokeCloud.offline_keys
+
+    async def noting(
+        cloud: NokeCloud, locks: list[MacAddress] | None = None, **kw: object
+    ) -> object:
+        frozen_while_fetching.append(gc.get_freeze_count())
+        if len(frozen_while_fetching) == 2:
+            raise CloudRejected("the cloud went away (test)", transient=False)
+        return await real(cloud, locks, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(NokeCloud, "offline_keys", noting)
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(CloudRejected):
+        await sync(settings)
+    # Set aside while the sync ran; given back to the collector when it failed, too.
+    assert len(frozen_while_fetching) == 2 and min(frozen_while_fetching) > 0
+    assert gc.get_freeze_count() == 0
+    # Frozen by someone else before: left frozen (theirs to undo).
+    monkeypatch.undo()
+    gc.freeze()
+    try:
+        await sync(settings)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 async def test_a_lock_the_company_no_longer_has_loses_its_keys(

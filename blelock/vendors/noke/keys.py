@@ -49,6 +49,7 @@ _IN_CHUNK: Final = 500
 """Parameters per ``IN (...)`` query, well below SQLite's limit on bound variables."""
 
 _LENGTH = struct.Struct(">H")
+"""A sealed key's plaintext: the offline key's length, the offline key, the unlock command."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,16 +247,19 @@ class KeyStore:
             (row.lock_id, row.tracking_key): row
             for row in _rows(conn, f"WHERE lock_id IN ({', '.join('?' * len(chunk))})", chunk)
         }
-        writes: list[tuple[str, str, bytes, int, int]] = []
+        keyed: list[tuple[str, str]] = []
+        to_seal: list[tuple[bytes, bytes]] = []
         # The per-key work of a fleet's sync (hundreds of thousands of keys): names bound once.
-        seal, append, aad_head = self._key.seal, writes.append, _aad_head(expires)
+        key_of, seal_of, aad_head = keyed.append, to_seal.append, _aad_head(expires)
+        length = _LENGTH.pack
         for mac in chunk:
             entries = listed.get(mac)
             if not entries:
                 continue
             aad_lock = aad_head + mac.encode() + b"|"
             for tracking, grant in entries.items():
-                plaintext = _pack(grant.offline_key, grant.unlock_command)
+                offline_key = grant.offline_key
+                plaintext = length(len(offline_key)) + offline_key + grant.unlock_command
                 row = held.get((mac, tracking)) if held else None
                 if row is not None and row.revoked_at is None and self._holds(row, plaintext):
                     counts[3] += 1  # unchanged; sealed again below, for its renewed expiry
@@ -263,7 +267,12 @@ class KeyStore:
                     # New, changed, listed again after a revocation, or damaged: a row that no
                     # longer opens is healed here rather than refused forever.
                     counts[0 if row is None else 1] += 1
-                append((mac, tracking, seal(plaintext, aad_lock + tracking.encode()), now, expires))
+                key_of((mac, tracking))
+                seal_of((plaintext, aad_lock + tracking.encode()))
+        writes = [
+            (mac, tracking, sealed, now, expires)
+            for (mac, tracking), sealed in zip(keyed, self._key.seal_many(to_seal), strict=True)
+        ]
         revocations = [
             (now, mac, tracking)
             for (mac, tracking), row in held.items()
@@ -428,10 +437,6 @@ def _aad(lock_id: str, tracking_key: str, expires_at: int) -> bytes:
 
 def _aad_head(expires_at: int) -> bytes:
     return b"noke|%d|" % expires_at
-
-
-def _pack(offline_key: bytes, unlock_command: bytes) -> bytes:
-    return _LENGTH.pack(len(offline_key)) + offline_key + unlock_command
 
 
 def _unpack(plaintext: bytes) -> tuple[bytes, bytes]:
