@@ -190,8 +190,7 @@ def test_kill_9_of_the_pipelined_drain_loses_and_duplicates_nothing(
     _run_killed(files, rng.uniform(0, full_run_s), "--via-drain")
     _run_killed(files, rng.uniform(0, full_run_s / 2), "--drain-only", "--via-drain")
     assert _finish(_start(files, "--drain-only", "--via-drain")).split() == ["pending", "0"]
-    _check_cloud(files)
-    assert {r for _, records in _deliveries(files.cloud) for r in records} == set(ALL)
+    _check_cloud(files)  # the first kill may land while filling: only kept chunks must arrive
     _check_empty(files.db)
 
 
