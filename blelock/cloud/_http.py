@@ -73,7 +73,6 @@ async def with_retries(
     and try again, up to ``policy.attempts`` in all; then raise the last error, its message
     saying how many attempts were made. ``retry_if`` narrows what counts as transient (a
     request that is not idempotent may only be retried when the cloud did not process it)."""
-    rng = rng or random.Random()
     for attempt in range(1, policy.attempts + 1):
         try:
             return await operation()
@@ -85,9 +84,12 @@ async def with_retries(
                     exc.message = f"{exc.message} (after {attempt} attempts)"
                     exc.args = (exc.message,)
                 raise
-            await sleep(
-                retry_after if retry_after is not None else policy.backoff(attempt - 1, rng)
-            )
+            if retry_after is None:
+                # Seeded only when a retry needs it: seeding reads the OS's entropy pool, which
+                # cost each upload of a drain half a millisecond.
+                rng = rng or random.Random()
+                retry_after = policy.backoff(attempt - 1, rng)
+            await sleep(retry_after)
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 

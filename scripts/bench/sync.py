@@ -95,12 +95,16 @@ async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measu
             await fill(store.outbox(NOKE.name), count, run=0)
             result = {"seconds": await drained(cloud, store.outbox(NOKE.name), count)}
         else:
-            result = {"drain": [], "raw": []}
+            result = {"drain": [], "raw": [], "drain_cpu": [], "raw_cpu": []}
             for run in range(DRAIN_RUNS):
                 outbox = store.outbox(NOKE.name)
                 await fill(outbox, count, run=2 * run)
+                before = cpu_seconds()
                 result["drain"].append(await drained(cloud, outbox, count))
-                result["raw"].append(await raw_posts(cloud, count, run=2 * run + 1))
+                result["drain_cpu"].append(cpu_seconds() - before)
+                seconds, cpu = await raw_posts(cloud, count, run=2 * run + 1)
+                result["raw"].append(seconds)
+                result["raw_cpu"].append(cpu)
     return result | {"peak_rss_mb": peak_rss_mb()}
 
 
@@ -144,7 +148,14 @@ async def drained(cloud: object, outbox: object, count: int) -> float:
     return seconds
 
 
-async def raw_posts(cloud: object, count: int, *, run: int) -> float:
+def cpu_seconds() -> float:
+    """This process's CPU time, user and system, all threads: what the drain costs the machine
+    beside waiting (wall-clock figures shift with what else runs on a shared 2-core host)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def raw_posts(cloud: object, count: int, *, run: int) -> tuple[float, float]:
     """The same batches (500 records, the same bodies) POSTed back to back, built beforehand."""
     from blelock.vendors.noke.cloud import NokeCloud
     from blelock.vendors.outbox import UPLOAD_BATCH
@@ -155,13 +166,13 @@ async def raw_posts(cloud: object, count: int, *, run: int) -> float:
         for start in range(0, count, UPLOAD_BATCH)
     ]
     headers = cloud._headers(mobile=True)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     for body in bodies:
         answer = await cloud._client.post(
             "upload/", content=body, headers=headers | {"Idempotency-Key": uuid.uuid4().hex}
         )
         assert answer.status_code == 200 and answer.json()["error_code"] == 0, answer.text
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
@@ -196,6 +207,9 @@ def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
         for name, path in builds:
             paired = measure("drain", env, count, baseline=path)
             ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
+            cpu_ratios = [
+                d / r for d, r in zip(paired["drain_cpu"], paired["raw_cpu"], strict=True)
+            ]
             print(f"outbox drain ({name}) {count} records, {DRAIN_RUNS} paired runs; {load()}")
             print(f"  drain      {spread(paired['drain'])}")
             print(f"  raw posts  {spread(paired['raw'])}")
@@ -204,6 +218,9 @@ def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
                 f"{count / statistics.median(paired['drain']):,.0f} records/s; "
                 f"peak RSS {paired['peak_rss_mb']:.0f} MB"
             )
+            print(f"  drain CPU  {spread(paired['drain_cpu'])} (this process, all threads)")
+            print(f"  raw CPU    {spread(paired['raw_cpu'])}")
+            print(f"  CPU ratio  {spread(cpu_ratios, '')}")
         if memory_count:
             small = measure("drain-memory", env, count)
             large = measure("drain-memory", env, memory_count)

@@ -1,13 +1,16 @@
 """A process that fills the outbox and drains it to a stand-in cloud, for the kill -9 tests.
 
     python outbox_worker.py DB CLOUD ACKED --records N --chunk C --batch B [--drain-only]
-                                           [--die-after-upload K]
+                                           [--die-after-upload K] [--via-drain]
 
 Fill: append the records chunk by chunk; after each append returns, note the chunk in ACKED
 (fsync'd): that is the moment a user would have been told "kept".
 Drain: lease → "upload" (one JSON file per batch in the directory CLOUD, fsync'd: the cloud has
 it) → acknowledge, until the outbox is empty. ``--die-after-upload K`` SIGKILLs this process right
 after the K-th upload, before its acknowledgement: the worst moment, deterministically.
+``--via-drain``: drain with the product's ``drain_outbox`` instead (batches leased eight at a
+time, the last group's acknowledgement and the next group's lease one commit, run while the
+current group is posted), so a kill lands between its combined commit and the posts too.
 
 Prints ``started`` once its imports are done, so the parent's random delay measures work, not
 interpreter start-up.
@@ -20,11 +23,13 @@ import asyncio
 import json
 import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 from blelock.model import LogRecord, MacAddress
 from blelock.store.db import Database
 from blelock.store.outbox import Batch, Outbox
+from blelock.vendors.outbox import drain_outbox
 
 
 def make_records(count: int) -> list[LogRecord]:
@@ -48,6 +53,24 @@ def _append_line(path: Path, line: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class FileCloud:
+    """The stand-in cloud as an uploader for ``drain_outbox``."""
+
+    def __init__(self, cloud: Path, die_after_upload: int) -> None:
+        self.cloud = cloud
+        self.die_after_upload = die_after_upload
+        self.uploads = 0
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        assert idempotency_key is not None
+        _upload(self.cloud, Batch(idempotency_key, tuple(records)))
+        self.uploads += 1
+        if self.uploads == self.die_after_upload:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _upload(cloud: Path, batch: Batch) -> None:
@@ -79,6 +102,13 @@ async def main(args: argparse.Namespace) -> None:
         for start in range(0, len(records), args.chunk):
             await outbox.append(records[start : start + args.chunk])
             _append_line(Path(args.acked), str(start // args.chunk))
+    if args.via_drain:
+        await drain_outbox(
+            FileCloud(Path(args.cloud), args.die_after_upload), outbox, batch_size=args.batch
+        )
+        print("pending", await outbox.pending_count(), flush=True)
+        await db.close()
+        return
     uploads = 0
     while (batch := await outbox.lease(args.batch)) is not None:
         _upload(Path(args.cloud), batch)
@@ -100,5 +130,6 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--drain-only", action="store_true")
     parser.add_argument("--die-after-upload", type=int, default=0)
+    parser.add_argument("--via-drain", action="store_true")
     print("started", flush=True)
     asyncio.run(main(parser.parse_args()))

@@ -28,6 +28,7 @@ RECORDS = 3000
 CHUNK = 100
 BATCH = 50
 SEEDS = range(15)
+DRAIN_SEEDS = range(6)
 PROCESS_TIMEOUT_S = 30.0
 """A worker that has not finished by then is hung, not slow: fail rather than wait forever."""
 
@@ -174,4 +175,40 @@ def test_kill_between_upload_and_acknowledge_resends_the_same_batch(
     assert deliveries[uploads] == sent_before[-1]
     _check_cloud(files)
     assert {r for _, records in deliveries for r in records} == set(ALL)
+    _check_empty(files.db)
+
+
+@pytest.mark.parametrize("seed", DRAIN_SEEDS)
+def test_kill_9_of_the_pipelined_drain_loses_and_duplicates_nothing(
+    seed: int, full_run_s: float, tmp_path: Path
+) -> None:
+    """``drain_outbox`` commits one group's acknowledgement with the next group's lease while
+    the current group is posted: a kill anywhere in that (before, inside or after the combined
+    commit, between posts) still leaves every record at the cloud once, after dedupe."""
+    rng = random.Random(1000 + seed)
+    files = _files(tmp_path)
+    _run_killed(files, rng.uniform(0, full_run_s), "--via-drain")
+    _run_killed(files, rng.uniform(0, full_run_s / 2), "--drain-only", "--via-drain")
+    assert _finish(_start(files, "--drain-only", "--via-drain")).split() == ["pending", "0"]
+    _check_cloud(files)  # the first kill may land while filling: only kept chunks must arrive
+    _check_empty(files.db)
+
+
+@pytest.mark.parametrize("uploads", [1, 8, 9, 13])
+def test_kill_of_the_pipelined_drain_after_an_upload_resends_under_the_same_keys(
+    uploads: int, tmp_path: Path
+) -> None:
+    """Killed right after the K-th post (K = 8: the last of the first group, whose
+    acknowledgement was not yet committed; 9: the first of the second group, posted while the
+    first group's acknowledgement and the next lease committed): nothing lost, and whatever is
+    resent goes under the key the cloud saw it with."""
+    files = _files(tmp_path)
+    child = _start(files, "--via-drain", f"--die-after-upload={uploads}")
+    child.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert child.returncode == -signal.SIGKILL
+    assert len(_deliveries(files.cloud)) == uploads
+
+    assert _finish(_start(files, "--drain-only", "--via-drain")).split() == ["pending", "0"]
+    _check_cloud(files)
+    assert {r for _, records in _deliveries(files.cloud) for r in records} == set(ALL)
     _check_empty(files.db)
