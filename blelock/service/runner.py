@@ -315,6 +315,7 @@ class Runner:
                 clock=self._clock,
                 progress=job.progress,
                 clients=self._clients,
+                radio_done=job.release_radio,
             )
             try:
                 visit = await jobs.execute(ctx, canonical, request)

@@ -151,6 +151,7 @@ async def visit(
             logs=ctx.outbox,
         )
         outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        ctx.radio_done()  # the link is closed: the upload needs no connection slot
         if cloud is not None and not outcome.offline and noke_settings(settings).mobile_key:
             outcome = dataclasses.replace(outcome, uploaded=await _upload_now(ctx, cloud))
         return outcome
@@ -187,7 +188,9 @@ async def update(
             mac, settings, ctx.plugin, bootloader_names=BOOTLOADER_NAMES
         )
     if target.lock is not None:
-        await visit(ctx.with_found(target.lock), mac, Action.FIRMWARE_UPDATE, mode="online")
+        # The bootloader is connected to next: the job's connection slot stays held.
+        entering = dataclasses.replace(ctx, found=target.lock, radio_done=lambda: None)
+        await visit(entering, mac, Action.FIRMWARE_UPDATE, mode="online")
         with lock_context(mac, "find the bootloader"):
             target = await find_update_target(
                 mac, settings, ctx.plugin, bootloader_only=True, bootloader_names=BOOTLOADER_NAMES
