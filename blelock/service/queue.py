@@ -84,6 +84,9 @@ class Job:
     result: Result | None = None
     error: BlelockError | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    upkeep_due: bool = True
+    """Its end wakes the background upkeep (it may have kept records the cloud has not got);
+    the work clears it when it left nothing to upload."""
     release_radio: Callable[[], None] = field(default=lambda: None, repr=False)
     """Frees the job's connection slot before the work ends (once its links are closed and
     only cloud calls remain); the queue sets it while the job holds a slot, and frees the

@@ -379,6 +379,21 @@ async def test_a_job_holds_its_connection_slot_until_the_radio_is_done(
         assert started == [FAKE_LOCK, OTHER_FAKE_LOCK]
 
 
+async def test_a_visit_that_uploaded_its_records_wakes_no_upkeep_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An online Nokē unlock sends its records right after the visit: a background round for
+    it would only repeat the upload. One that could not send them wakes the upkeep."""
+    async with kiosk(spec(locks=1), monkeypatch) as k:
+        job = await k.runner.wait(k.runner.submit("unlock", k.macs[0], vendor="noke"))
+        assert job.error is None and job.result is not None and job.result["uploaded"]
+        assert job.upkeep_due is False
+    async with kiosk(spec(locks=1), monkeypatch, BLELOCK_NOKE_MOBILE_KEY="") as k:
+        job = await k.runner.wait(k.runner.submit("unlock", k.macs[0], vendor="noke"))
+        assert job.error is None and job.result is not None and job.result["logs_kept"]
+        assert job.upkeep_due is True
+
+
 async def test_logs_wait_in_the_outbox_without_a_mobile_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

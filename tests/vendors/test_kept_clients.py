@@ -83,6 +83,6 @@ async def test_an_online_visit_frees_the_radio_before_its_records_go_up(
     async with open_store(settings) as store:
         ctx = context(NOKE, settings, store, radio_done=radio_done)
         result = await NOKE.run(ctx, mac, OperationRequest("unlock", "online"))
-    assert result.online and result.details["uploaded"]
+    assert result.online and result.details["uploaded"] and result.logs_uploaded
     assert seen == [(False, 0)]
     assert world.cloud.requests["upload"] == 1
