@@ -129,6 +129,9 @@ class VisitResult:
     battery_mv: int | None = None
     details: Mapping[str, str | int | float | bool | None] = field(default_factory=dict)
     """The vendor's own facts about the visit (flat, JSON-ready), shown as they are."""
+    logs_uploaded: bool = False
+    """The visit itself drained the outbox to the vendor's cloud once its records were kept:
+    nothing it kept waits for the next sync (the kiosk then runs no upkeep round for it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -266,6 +266,7 @@ def world_state(world: World) -> dict[str, Any]:
         "records_duplicate": cloud.records_duplicate,
         "uploads_replayed": cloud.uploads_replayed,
         "unlocks": {lock.mac: lock.unlocks + lock.offline_unlocks for lock in world.locks},
+        "radio_modelled_s": world.radio.modelled_s,
         "firmware": {lock.mac: "{}.{}".format(*lock.firmware) for lock in world.locks},
         "keyless": _keyless_state(world.keyless),
         "requests": {

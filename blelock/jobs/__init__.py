@@ -39,10 +39,13 @@ def context(
     clock: Clock | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     clients: KeptClients | None = None,
+    radio_done: Callable[[], None] | None = None,
 ) -> VendorContext:
     ctx = VendorContext(plugin, settings, store, clock or SystemClock(), found, clients=clients)
     if progress is not None:
         ctx.progress = progress
+    if radio_done is not None:
+        ctx.radio_done = radio_done
     return ctx
 
 

@@ -84,6 +84,13 @@ class Job:
     result: Result | None = None
     error: BlelockError | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    upkeep_due: bool = True
+    """Its end wakes the background upkeep (it may have kept records the cloud has not got);
+    the work clears it when it left nothing to upload."""
+    release_radio: Callable[[], None] = field(default=lambda: None, repr=False)
+    """Frees the job's connection slot before the work ends (once its links are closed and
+    only cloud calls remain); the queue sets it while the job holds a slot, and frees the
+    slot itself when the work ends, whichever comes first."""
 
     def progress(self, done: int, total: int | None) -> None:
         self.progress_done, self.progress_total = done, total
@@ -242,11 +249,20 @@ class JobQueue:
                     ) from None
                 self.connections_in_use += 1
                 self.peak_connections = max(self.peak_connections, self.connections_in_use)
+                held = True
+
+                def release() -> None:
+                    nonlocal held
+                    if held:
+                        held = False
+                        self.connections_in_use -= 1
+                        self._slots.release()
+
+                job.release_radio = release
                 try:
                     return await self._execute(job, work)
                 finally:
-                    self.connections_in_use -= 1
-                    self._slots.release()
+                    release()
             finally:
                 gate.lock.release()
 

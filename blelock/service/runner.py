@@ -315,12 +315,16 @@ class Runner:
                 clock=self._clock,
                 progress=job.progress,
                 clients=self._clients,
+                radio_done=job.release_radio,
             )
             try:
                 visit = await jobs.execute(ctx, canonical, request)
             except (CloudUnavailable, CloudTimeout):
                 self._statuses[plugin.name].cloud_seen(reachable=False)
                 raise
+            # A visit that kept nothing, or uploaded what it kept itself, leaves the upkeep
+            # nothing to do: a round per visit would only repeat its upload.
+            job.upkeep_due = visit.logs_kept > 0 and not visit.logs_uploaded
             if visit.battery_mv is not None:
                 self.view.note_battery(plugin.name, canonical, visit.battery_mv)
             if visit.online:
@@ -402,7 +406,7 @@ class Runner:
         return await self._queue.wait(job)
 
     def _job_done(self, job: Job) -> None:
-        if self._upkeep is not None:
+        if self._upkeep is not None and job.upkeep_due:
             self._upkeep.wake()  # the visit may have kept records: upload soon
 
     @property

@@ -14,6 +14,7 @@ protocol, cloud client and store adapter inside the methods that use them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -129,6 +130,10 @@ class Uploader(Protocol):
     ) -> None: ...
 
 
+def _no_radio_left() -> None:
+    pass
+
+
 def _no_progress(done: int, total: int | None) -> None:
     pass
 
@@ -175,6 +180,10 @@ class VendorContext:
     """``progress(done, total)`` for long operations (bytes of a firmware image)."""
     clients: KeptClients | None = None
     """Where cloud clients outlive the call (see :meth:`client`); None: made per call."""
+    radio_done: Callable[[], None] = _no_radio_left
+    """Called by the plugin once its links are closed and only cloud calls remain (the
+    upload after a visit): the kiosk frees the job's connection slot then, not after the
+    upload, so the next lock's connection need not wait out a cloud round trip."""
 
     @property
     def outbox(self) -> Outbox:
@@ -185,9 +194,7 @@ class VendorContext:
         return self.settings.section(self.plugin.name, model)
 
     def with_found(self, found: Found | None) -> VendorContext:
-        return VendorContext(
-            self.plugin, self.settings, self.store, self.clock, found, self.progress, self.clients
-        )
+        return dataclasses.replace(self, found=found)
 
     @contextlib.asynccontextmanager
     async def client(

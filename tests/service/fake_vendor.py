@@ -57,6 +57,9 @@ class FakePlugin(VendorPlugin):
         self.keys: list[KeyInfo] = []
         self.refresh_error: Exception | None = None
         self.refreshed = 0
+        self.radio_done_first = False
+        """Say the radio is done (``ctx.radio_done()``) before the behaviour runs, as a visit
+        does before its upload."""
 
     def result(self, lock_id: str, request: OperationRequest) -> VisitResult:
         return VisitResult(
@@ -78,6 +81,8 @@ class FakePlugin(VendorPlugin):
         return self.is_active
 
     async def run(self, ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
+        if self.radio_done_first:
+            ctx.radio_done()
         return await self.behaviour(self, lock_id, request)
 
     async def refresh_keys(self, ctx: VendorContext, due_within: dt.timedelta) -> bool:

@@ -323,6 +323,77 @@ async def test_connection_slots_bound_concurrent_operations(
         assert most[0] == 2
 
 
+def hold_noting(release: asyncio.Event, started: list[str], count: int) -> asyncio.Event:
+    """The fake's operations wait for ``release``; the event returned is set once ``count``
+    of them have started."""
+    enough = asyncio.Event()
+
+    async def hold(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> VisitResult:
+        started.append(lock_id)
+        if len(started) >= count:
+            enough.set()
+        await release.wait()
+        return plugin.result(lock_id, request)
+
+    fake().behaviour = hold
+    return enough
+
+
+async def test_a_job_done_with_the_radio_frees_its_connection_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A visit's upload after its link closed holds no connection slot: with one slot, the
+    next lock's job runs while the first still waits on its cloud call."""
+    release, started = asyncio.Event(), list[str]()
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_MAX_CONNECTIONS="1") as k:
+        both = hold_noting(release, started, 2)
+        fake().radio_done_first = True
+        first = k.runner.submit("unlock", FAKE_LOCK)
+        second = k.runner.submit("unlock", OTHER_FAKE_LOCK)
+        async with asyncio.timeout(HANG_GUARD_S):
+            await both.wait()
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["connections_in_use"] == 0 and health["jobs_queued"] == 0
+        release.set()
+        for job in (first, second):
+            assert (await k.runner.wait(job)).error is None
+        assert k.runner.peak_connections == 1
+
+
+async def test_a_job_holds_its_connection_slot_until_the_radio_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    release, started = asyncio.Event(), list[str]()
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_MAX_CONNECTIONS="1") as k:
+        one = hold_noting(release, started, 1)
+        first = k.runner.submit("unlock", FAKE_LOCK)
+        second = k.runner.submit("unlock", OTHER_FAKE_LOCK)
+        async with asyncio.timeout(HANG_GUARD_S):
+            await one.wait()
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["connections_in_use"] == 1 and health["jobs_queued"] == 1
+        assert started == [FAKE_LOCK]
+        release.set()
+        for job in (first, second):
+            assert (await k.runner.wait(job)).error is None
+        assert started == [FAKE_LOCK, OTHER_FAKE_LOCK]
+
+
+async def test_a_visit_that_uploaded_its_records_wakes_no_upkeep_round(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An online Nokē unlock sends its records right after the visit: a background round for
+    it would only repeat the upload. One that could not send them wakes the upkeep."""
+    async with kiosk(spec(locks=1), monkeypatch) as k:
+        job = await k.runner.wait(k.runner.submit("unlock", k.macs[0], vendor="noke"))
+        assert job.error is None and job.result is not None and job.result["uploaded"]
+        assert job.upkeep_due is False
+    async with kiosk(spec(locks=1), monkeypatch, BLELOCK_NOKE_MOBILE_KEY="") as k:
+        job = await k.runner.wait(k.runner.submit("unlock", k.macs[0], vendor="noke"))
+        assert job.error is None and job.result is not None and job.result["logs_kept"]
+        assert job.upkeep_due is True
+
+
 async def test_logs_wait_in_the_outbox_without_a_mobile_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

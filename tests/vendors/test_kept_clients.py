@@ -65,3 +65,24 @@ async def test_visits_share_the_kept_cloud_client(running_world: RunningWorld) -
         assert len(created) == 2 and created[1]._client.is_closed
     finally:
         NokeCloud.from_settings = classmethod(original)  # type: ignore[method-assign,assignment]
+
+
+async def test_an_online_visit_frees_the_radio_before_its_records_go_up(
+    running_world: RunningWorld,
+) -> None:
+    """The kiosk frees a visit's connection slot when the plugin says its radio is done: a
+    Nokē visit says so once the link is closed, before it uploads the session's records."""
+    settings = settings_for(running_world)
+    world = running_world.world
+    mac = parse_mac(world.locks[0].mac)
+    seen: list[tuple[bool, int]] = []
+
+    def radio_done() -> None:
+        seen.append((world.radio.is_connected(mac), world.cloud.requests["upload"]))
+
+    async with open_store(settings) as store:
+        ctx = context(NOKE, settings, store, radio_done=radio_done)
+        result = await NOKE.run(ctx, mac, OperationRequest("unlock", "online"))
+    assert result.online and result.details["uploaded"] and result.logs_uploaded
+    assert seen == [(False, 0)]
+    assert world.cloud.requests["upload"] == 1

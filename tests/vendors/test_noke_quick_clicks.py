@@ -224,6 +224,7 @@ async def test_a_pending_quick_click_stays_pending_until_the_lock_reports_the_un
     async with open_store(settings) as store:
         outcome = await jobs.visit(context(NOKE, settings, store), mac, Action.UNLOCK)
         assert outcome.uploaded == 0 and await store.outbox("noke").pending_count() > 0
+        assert not outcome.drained  # the kiosk's upkeep is to send them
     assert lock.quick_clicks == {"1110": 3}
     (listed,) = await cloud.quick_clicks([mac])
     assert listed.quick_clicks[0].pending  # its record did not reach the cloud

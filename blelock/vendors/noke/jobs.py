@@ -152,23 +152,27 @@ async def visit(
             logs=ctx.outbox,
         )
         outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
+        ctx.radio_done()  # the link is closed: the upload needs no connection slot
         if cloud is not None and not outcome.offline and noke_settings(settings).mobile_key:
-            outcome = dataclasses.replace(outcome, uploaded=await _upload_now(ctx, cloud))
+            uploaded = await _upload_now(ctx, cloud)
+            outcome = dataclasses.replace(
+                outcome, uploaded=uploaded or 0, drained=uploaded is not None
+            )
         return outcome
 
 
-async def _upload_now(ctx: VendorContext, cloud: NokeCloud) -> int:
+async def _upload_now(ctx: VendorContext, cloud: NokeCloud) -> int | None:
     """After an online visit, what the outbox holds goes up at once, as Nokē's libraries upload
     a session's records right after it (a lock's setup fails on the vendor's side otherwise).
     The records were kept in the outbox first, so a failure here loses nothing: it waits for
-    the next sync, and the visit itself has succeeded either way."""
+    the next sync, and the visit itself has succeeded either way (None: it failed)."""
     try:
         async with asyncio.timeout(ctx.settings.timeouts.cloud):
             return await drain_outbox(cloud, ctx.outbox)
     except (BlelockError, TimeoutError) as exc:
         what = exc.one_line() if isinstance(exc, BlelockError) else "timed out"
         _log.info("the visit's records wait for the next sync: %s", what)
-        return 0
+        return None
 
 
 async def update(
@@ -188,7 +192,9 @@ async def update(
             mac, settings, ctx.plugin, bootloader_names=BOOTLOADER_NAMES
         )
     if target.lock is not None:
-        await visit(ctx.with_found(target.lock), mac, Action.FIRMWARE_UPDATE, mode="online")
+        # The bootloader is connected to next: the job's connection slot stays held.
+        entering = dataclasses.replace(ctx, found=target.lock, radio_done=lambda: None)
+        await visit(entering, mac, Action.FIRMWARE_UPDATE, mode="online")
         with lock_context(mac, "find the bootloader"):
             target = await find_update_target(
                 mac, settings, ctx.plugin, bootloader_only=True, bootloader_names=BOOTLOADER_NAMES

@@ -170,6 +170,7 @@ class NokePlugin(VendorPlugin):
             online=not outcome.offline,
             logs_kept=len(outcome.logs),
             battery_mv=outcome.battery_mv,
+            logs_uploaded=outcome.drained,
             details={
                 "offline": outcome.offline,
                 "attempts": outcome.attempts,

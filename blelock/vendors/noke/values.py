@@ -33,6 +33,9 @@ class Outcome:
     """Opened with a cached offline key rather than a command from the cloud."""
     uploaded: int = 0
     """Records the cloud acknowledged right after the visit (this visit's and any older)."""
+    drained: bool = False
+    """The outbox was drained right after the visit (another drain running at the same time
+    may have sent some of them): none of its records waits for the next sync."""
 
 
 class OfflineGrant(NamedTuple):
