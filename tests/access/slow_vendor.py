@@ -131,6 +131,7 @@ async def check_call_past_the_lease(
     took_over = await other.run()
     cloud.stall.released.set()
     late = await running
+    assert duplicates(cloud) == []
     assert any("timed out" in problem for problem in late.problems)
     await converged(first, clock, other)
     assert duplicates(cloud) == []
