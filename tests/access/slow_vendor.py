@@ -73,6 +73,7 @@ async def check_renew(grants: GrantStore, settings: Settings, clock: SteppedCloc
     assert not await grants.renew("r2", gid, clock.now, LEASE_S)  # another's: refused
     clock.advance(seconds=LEASE_S + 1)
     (again,) = await grants.lease("r2", clock.now, LEASE_S, 10)  # ran out, and retaken
+    assert again.grant.id == gid
     assert not await grants.renew("r1", gid, clock.now, LEASE_S)
     assert await grants.renew("r2", gid, clock.now, LEASE_S)
     assert await grants.lease("r1", clock.now, LEASE_S, 10) == []  # r1 did not take it back
@@ -137,4 +138,3 @@ async def check_call_past_the_lease(
     assert duplicates(cloud) == []
     assert len(cloud.objects) == 2
     assert took_over.applied + late.applied <= 2
-
