@@ -1,5 +1,5 @@
 """The durable record of access grants: what was asked for (grants and their locks), and what
-each vendor was given (items), with leases so that several reconcilers never work on one grant
+each vendor was given (items), with leases so that several reconcilers do not work on one grant
 at once.
 
 One implementation of the queries serves both databases: the embedded SQLite store (one
@@ -9,7 +9,9 @@ rows with ``FOR UPDATE SKIP LOCKED``; SQLite's write transaction is already excl
 
 Every write a reconciler makes is fenced by its lease: one whose lease ran out (it was presumed
 dead and another took the grant) has its writes for that grant refused, rather than writing over
-the new owner's work (which finds what the slow one made by listing, as after a crash).
+the new owner's work (which finds what the slow one made by listing, as after a crash). A lease
+is renewed the same way (:meth:`GrantStore.renew`) before each vendor call, so a slow reconciler
+learns it was overtaken before it asks a vendor again, not only when it writes.
 """
 
 from __future__ import annotations
