@@ -285,8 +285,9 @@ class Settings(BaseSettings):
     access_lease_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="how long a reconciler holds a grant it works on; one that died is taken "
-        "over after this",
+        description="how long a reconciler holds a grant it works on (renewed before each "
+        "vendor call; each call is given up after half of it); one that died is taken over "
+        "after this",
     )
     access_batch: int = Field(
         default=10,

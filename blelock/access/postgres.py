@@ -1,7 +1,8 @@
 """Grants in a shared PostgreSQL database (psycopg 3), for a facility with several kiosks or an
 office service beside them: the same tables and queries as the local store (:mod:`.store`),
-leases taken with ``SELECT … FOR UPDATE SKIP LOCKED`` so reconcilers on several machines never
-work on one grant at once.
+leases taken with ``SELECT … FOR UPDATE SKIP LOCKED`` so reconcilers on several machines do not
+work on one grant at once (renewed before each vendor call; the reconciler's docstring says what
+window remains).
 
 Offline keys and the outbox stay in each device's own store; only grants are shared. One
 connection per process, used from one thread (psycopg's blocking API there keeps the event loop

@@ -8,9 +8,19 @@ adopts it rather than creating a second. Removal is recorded the same way, and r
 already gone is no error.
 
 Work is taken by leases on whole grants (:meth:`GrantStore.lease`), so reconcilers on several
-machines sharing one PostgreSQL store never work on one grant at once, and a grant whose
-reconciler died is taken over once its lease runs out. A grant is looked at only when it is due
-(``next_check_at``): a reconcile with nothing to change reads one index and calls no vendor.
+machines sharing one PostgreSQL store do not work on one grant at once, and a grant whose
+reconciler died is taken over once its lease runs out. A turn may outlast its lease (a slow
+vendor), so the lease is renewed (:meth:`GrantStore.renew`) before every vendor call, and a turn
+that finds it taken over stops at once without asking the vendor again (``lost_leases``). Each
+call runs under a deadline of half the lease, so a call is given up before the lease it was
+renewed for can run out and another reconciler take over. What a deadline cannot stop is a
+vendor acting on a request after the client gave up on it (or a process paused past its lease
+by the operating system): that object is found by listing and matching, as after a kill -9,
+whenever it has landed before the next look at the grant; one that lands later still is the
+remaining window for a duplicate.
+
+A grant is looked at only when it is due (``next_check_at``): a reconcile with nothing to change
+reads one index and calls no vendor.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import contextlib
 import contextvars
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from blelock.access.rules import TargetPlan
@@ -35,7 +45,13 @@ from blelock.errors import (
     StoreError,
 )
 from blelock.grants import GrantStatus, Item, LockRef, Target, zone, zone_known
-from blelock.vendors.base import AccessSession, AccessTranslation, VendorContext, VendorPlugin
+from blelock.vendors.base import (
+    AccessSession,
+    AccessTranslation,
+    Applied,
+    VendorContext,
+    VendorPlugin,
+)
 
 __all__ = ["LOOKAHEAD", "ReconcileReport", "Reconciler", "permanent_refusal"]
 
@@ -45,6 +61,9 @@ RETRY_AFTER = dt.timedelta(seconds=60)
 """After a vendor could not be reached, its grants wait this long (the kiosk's upkeep runs
 every sync interval anyway)."""
 LEASE_S = 60.0
+CALL_SHARE = 0.5
+"""A vendor call's deadline, as a share of the lease it was renewed for: the rest is margin for
+the renewal's own round trip and for clocks that differ between machines."""
 _ANSWERS: contextvars.ContextVar[dict[tuple[LockRef, str], ItemRow]] = contextvars.ContextVar(
     "blelock_access_answers"
 )
@@ -84,6 +103,15 @@ class ReconcileReport:
         return self.applied + self.found + self.removed + self.confirmed + self.refused
 
 
+class _LeaseLost(Exception):
+    """Another reconciler took this grant over during the turn (not a BlelockError: nothing a
+    vendor did, and it ends the grant's turn, not one lock's)."""
+
+
+Deadline = Callable[[float], contextlib.AbstractAsyncContextManager[object]]
+"""A deadline for one call, in seconds (``asyncio.timeout``; a test's clock gives its own)."""
+
+
 @dataclass
 class _Counted:
     """An access session whose calls are counted for the report."""
@@ -106,6 +134,36 @@ class _Counted:
     async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
         self.report.vendor_calls += 1
         await self.inner.revoke(target, item, ref)
+
+
+@dataclass
+class _Leased:
+    """One grant's calls to a vendor: its lease renewed before each (the turn ends if it was
+    lost), and each under a deadline shorter than the lease."""
+
+    inner: AccessSession
+    renew: Callable[[], Awaitable[None]]
+    deadline: Callable[[], contextlib.AbstractAsyncContextManager[object]]
+
+    async def find(self, target: Target, item: Item, taken: frozenset[str]) -> str | None:
+        await self.renew()
+        async with self.deadline():
+            return await self.inner.find(target, item, taken)
+
+    async def apply(self, target: Target, item: Item) -> Applied:
+        await self.renew()
+        async with self.deadline():
+            return await self.inner.apply(target, item)
+
+    async def confirm(self, target: Target, item: Item, ref: str) -> str | None:
+        await self.renew()
+        async with self.deadline():
+            return await self.inner.confirm(target, item, ref)
+
+    async def revoke(self, target: Target, item: Item, ref: str | None) -> None:
+        await self.renew()
+        async with self.deadline():
+            await self.inner.revoke(target, item, ref)
 
 
 def effective_target(record: GrantRecord, plan: TargetPlan) -> Target:
@@ -189,6 +247,7 @@ class Reconciler:
         owner: str | None = None,
         lease_s: float = LEASE_S,
         batch: int = BATCH,
+        timeout: Deadline = asyncio.timeout,
     ) -> None:
         self._grants = grants
         self._plugins = plugins
@@ -196,6 +255,8 @@ class Reconciler:
         self._clock = clock
         self.owner = owner or uuid.uuid4().hex
         self._lease_s = lease_s
+        self._call_s = lease_s * CALL_SHARE
+        self._timeout = timeout
         self._batch = batch
         self._claims: dict[LockRef, dict[tuple[str, str], str]] = {}
         """Vendor ids this reconciler adopted or made, by (grant, item), before they are
@@ -270,7 +331,7 @@ class Reconciler:
                 group.create_task(self._execute(grant, sessions, stack, report))
                 for grant in prepared
             ]
-        results = [task.result() for task in tasks]
+        results = [result for task in tasks if (result := task.result()) is not None]
         lost = await self._grants.finish(self.owner, results, self._clock.now_utc())
         report.lost_leases += len(lost)
         report.problems.extend(f"grant {gid}: another reconciler took it over" for gid in lost)
@@ -310,8 +371,31 @@ class Reconciler:
         sessions: dict[str, AccessSession],
         stack: contextlib.AsyncExitStack,
         report: ReconcileReport,
+    ) -> GrantResult | None:
+        """One grant's turn at the vendors; None when another reconciler took it over
+        meanwhile (what this turn learnt is dropped: the new owner finds it by listing)."""
+        gid = prepared.record.grant.id
+        try:
+            return await self._turn(prepared, sessions, stack, report)
+        except _LeaseLost:
+            report.lost_leases += 1
+            report.problems.append(f"grant {gid}: another reconciler took it over mid-turn")
+            return None
+
+    async def _renew(self, grant_id: str) -> None:
+        now = self._clock.now_utc()
+        if not await self._grants.renew(self.owner, grant_id, now, self._lease_s):
+            raise _LeaseLost(grant_id)
+
+    async def _turn(
+        self,
+        prepared: _Prepared,
+        sessions: dict[str, AccessSession],
+        stack: contextlib.AsyncExitStack,
+        report: ReconcileReport,
     ) -> GrantResult:
         now, revoked = prepared.now, prepared.revoked
+        gid = prepared.record.grant.id
         unsaved: dict[tuple[LockRef, str], ItemRow] = {}
         _ANSWERS.set(unsaved)  # this grant's task's own (each task runs in a copied context)
         checks: list[dt.datetime] = []
@@ -320,7 +404,10 @@ class Reconciler:
             lock = target.lock
             problem: str | None = None
             try:
-                session = await self._session(lock.vendor, access, sessions, stack, report)
+                shared = await self._session(lock.vendor, access, sessions, stack, report)
+                session = _Leased(
+                    shared, lambda: self._renew(gid), lambda: self._timeout(self._call_s)
+                )
                 for key, item in desired.items():
                     row = mine[key]
                     if row.state is ItemState.APPLYING:
@@ -337,7 +424,11 @@ class Reconciler:
                 raise
             except (BlelockError, TimeoutError) as exc:
                 # The vendor cannot be reached or set up now: this lock waits, the rest go on.
-                problem = exc.one_line() if isinstance(exc, BlelockError) else "timed out"
+                problem = (
+                    exc.one_line()
+                    if isinstance(exc, BlelockError)
+                    else f"the vendor timed out (no answer within {self._call_s:g} s)"
+                )
                 report.problems.append(f"{lock.text()}: {problem}")
                 checks.append(now + RETRY_AFTER)
             statuses[lock] = _status(target, desired, mine, now, revoked, problem)
@@ -349,7 +440,7 @@ class Reconciler:
             elif any(r.state in _LIVE for r in mine.values()):
                 checks.append(now + RETRY_AFTER)
         return GrantResult(
-            prepared.record.grant.id,
+            gid,
             dict(statuses),
             min(checks) if checks else None,
             tuple(unsaved.values()),

@@ -1,5 +1,5 @@
 """The durable record of access grants: what was asked for (grants and their locks), and what
-each vendor was given (items), with leases so that several reconcilers never work on one grant
+each vendor was given (items), with leases so that several reconcilers do not work on one grant
 at once.
 
 One implementation of the queries serves both databases: the embedded SQLite store (one
@@ -9,7 +9,9 @@ rows with ``FOR UPDATE SKIP LOCKED``; SQLite's write transaction is already excl
 
 Every write a reconciler makes is fenced by its lease: one whose lease ran out (it was presumed
 dead and another took the grant) has its writes for that grant refused, rather than writing over
-the new owner's work (which finds what the slow one made by listing, as after a crash).
+the new owner's work (which finds what the slow one made by listing, as after a crash). A lease
+is renewed the same way (:meth:`GrantStore.renew`) before each vendor call, so a slow reconciler
+learns it was overtaken before it asks a vendor again, not only when it writes.
 """
 
 from __future__ import annotations
@@ -121,6 +123,12 @@ class GrantStore(Protocol):
     async def lease(
         self, owner: str, now: dt.datetime, lease_s: float, limit: int
     ) -> list[GrantRecord]: ...
+    async def renew(self, owner: str, grant_id: str, now: dt.datetime, lease_s: float) -> bool:
+        """Extend ``owner``'s lease on the grant to ``now + lease_s``, in one statement, only
+        while it is still theirs; False when another reconciler has taken it (or the turn was
+        finished). Asked before each vendor call, so that no call is made for a lost grant."""
+        ...
+
     async def save_items(
         self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float
     ) -> set[str]:
@@ -358,7 +366,10 @@ def take_leases(
 def _holds(sql: Sql, owner: str, grant_id: str, now: dt.datetime, lease_s: float) -> bool:
     """Extend this owner's lease; False when it is no longer theirs."""
     moment = now.timestamp()
-    # Only the owner matters: a lease that ran out and was not taken is still this one's.
+    # Only the owner matters: a lease that ran out and was not taken is still this one's (no
+    # one else can have worked on the grant meanwhile). One UPDATE with the owner in its WHERE
+    # is atomic against a takeover on both databases: SQLite's write transaction is
+    # exclusive, and PostgreSQL re-checks the WHERE on the row a concurrent taker committed.
     held = sql.run(
         "UPDATE access_grants SET lease_until = ? WHERE id = ? AND lease_owner = ?",
         (moment + lease_s, grant_id, owner),
@@ -533,6 +544,10 @@ class SqlGrants:
             lambda sql: take_leases(sql, owner, now, lease_s, limit)
         )
         return await self._opened(taken)
+
+    async def renew(self, owner: str, grant_id: str, now: dt.datetime, lease_s: float) -> bool:
+        held: bool = await self._call(lambda sql: _holds(sql, owner, grant_id, now, lease_s))
+        return held
 
     async def save_items(
         self, owner: str, rows: Sequence[ItemRow], now: dt.datetime, lease_s: float

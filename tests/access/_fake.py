@@ -4,6 +4,7 @@ kill -9 between the vendor's answer and the store's write would leave it)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import itertools
@@ -23,6 +24,16 @@ from blelock.vendors.base import (
 
 
 @dataclass
+class Stall:
+    nth: int
+    """Which create (1-based) is held."""
+    landed: bool
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    creates: int = 0
+
+
+@dataclass
 class FakeCloud:
     objects: dict[str, dict[str, object]] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -33,6 +44,19 @@ class FakeCloud:
     refuse: set[str] = field(default_factory=set)
     pins: dict[str, str] = field(default_factory=dict)
     """Holders whose objects the cloud refuses for good."""
+    stall: Stall | None = None
+    """One create held until the test lets it go: a vendor slower than a lease."""
+
+    async def _stalled(self, landed: bool) -> None:
+        """Hold this create if it is the stalled one, made before (``landed``: only its answer
+        is slow) or after the hold (the vendor had not acted on it yet)."""
+        stall = self.stall
+        if stall is None or stall.landed is not landed:
+            return
+        stall.creates += 1
+        if stall.creates == stall.nth:
+            stall.entered.set()
+            await stall.released.wait()
 
     def _call(self, name: str) -> None:
         self.calls[name] = self.calls.get(name, 0) + 1
@@ -108,10 +132,12 @@ class _Session:
         self.cloud._call("create")
         if item.native["holder"] in self.cloud.refuse:
             raise CloudRejected("the fake cloud refuses this holder", status=400)
+        await self.cloud._stalled(landed=False)
         ref = f"obj-{next(self.cloud.ids)}"
         self.cloud.objects[ref] = dict(item.native)
         if "fake_pin" in target.holder.codes:  # the vendor is given the code, nothing else is
             self.cloud.pins[ref] = target.holder.codes["fake_pin"].reveal()
+        await self.cloud._stalled(landed=True)
         self.cloud._lost("create")
         return Applied(ref)
 
@@ -159,3 +185,27 @@ class SteppedClock:
 
     def advance(self, **delta: float) -> None:
         self.now += dt.timedelta(**delta)
+
+
+@dataclass
+class DeadlineClock(SteppedClock):
+    """A stepped clock whose deadlines (:meth:`timeout`) run out when the test moves it past
+    them, as a real one's would while a call waited."""
+
+    _deadlines: list[tuple[dt.datetime, asyncio.Timeout]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def timeout(self, seconds: float) -> AsyncIterator[None]:
+        async with asyncio.timeout(None) as deadline:
+            entry = (self.now + dt.timedelta(seconds=seconds), deadline)
+            self._deadlines.append(entry)
+            try:
+                yield
+            finally:
+                self._deadlines.remove(entry)
+
+    def advance(self, **delta: float) -> None:
+        super().advance(**delta)
+        for moment, deadline in self._deadlines:
+            if moment <= self.now:
+                deadline.reschedule(asyncio.get_running_loop().time())

@@ -14,6 +14,7 @@ from blelock.access.reconcile import Reconciler
 from blelock.access.store import GrantResult, GrantStore, ItemState
 from blelock.config import Settings
 from blelock.grants import GrantStatus, LockRef
+from tests.access import slow_vendor
 from tests.access._fake import FakeCloud, FakePlugin, SteppedClock
 
 
@@ -235,3 +236,21 @@ async def test_a_code_is_checked_sealed_at_rest_and_given_only_to_the_vendor(
     assert b"493817" not in on_disk  # sealed under the store's data key
     await Reconciler(grants, {"fake": pins}, no_context, clock, owner="r1").run()
     assert list(cloud.pins.values()) == ["493817"]
+
+
+async def test_renewing_a_lease_extends_only_the_owners_and_not_once_retaken(
+    grants: GrantStore, settings: Settings, clock: SteppedClock
+) -> None:
+    await slow_vendor.check_renew(grants, settings, clock)
+
+
+async def test_a_turn_outlasting_its_lease_stops_once_taken_over_and_makes_no_duplicate(
+    grants: GrantStore, settings: Settings
+) -> None:
+    await slow_vendor.check_turn_past_the_lease(grants, grants, settings)
+
+
+async def test_a_vendor_call_outlasting_the_lease_is_cut_by_its_deadline_no_duplicate(
+    grants: GrantStore, settings: Settings
+) -> None:
+    await slow_vendor.check_call_past_the_lease(grants, grants, settings)

@@ -45,7 +45,9 @@ KILLED_AT_LEAST must land in a working run in all. Removing is the shorter phase
 of work first on a slow, loaded machine, so it is asked for what creating left short."""
 KILLED_AT_LEAST = 20
 RUN_TIMEOUT_S = 60
-LEASE_S = "1"
+LEASE_S = "2"
+"""Short, so that a killed reconciler's grants are taken over quickly; each vendor call is cut at
+half of it, which a loaded machine's calls to the local simulator stay well inside."""
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from blelock.access.store import GrantResult, ItemRow, ItemState
 from blelock.config import Settings
 from blelock.errors import StoreError
 from blelock.grants import GrantStatus
+from tests.access import slow_vendor
 from tests.access._fake import FakeAccess, FakeCloud, FakePlugin, SteppedClock
 
 pytestmark = pytest.mark.postgres
@@ -233,3 +234,24 @@ async def test_code_tags_in_the_shared_store_are_keyed_and_the_same_on_every_kio
         later = clock.now + dt.timedelta(days=1)
         assert await fresh_natives(other, access, later) == [stored.item.native]
     assert await asyncio.to_thread(natives) == text
+
+
+async def test_renewing_a_lease_in_the_shared_store_extends_only_the_owners(
+    pg_database: str,
+) -> None:
+    async with open_postgres(pg_database) as grants:
+        await slow_vendor.check_renew(grants, settings(), SteppedClock(NOW))
+
+
+async def test_two_reconcilers_on_the_shared_store_a_turn_outlasting_its_lease_no_duplicate(
+    pg_database: str,
+) -> None:
+    async with open_postgres(pg_database) as one, open_postgres(pg_database) as two:
+        await slow_vendor.check_turn_past_the_lease(one, two, settings())
+
+
+async def test_two_reconcilers_on_the_shared_store_a_call_outlasting_the_lease_no_duplicate(
+    pg_database: str,
+) -> None:
+    async with open_postgres(pg_database) as one, open_postgres(pg_database) as two:
+        await slow_vendor.check_call_past_the_lease(one, two, settings())
