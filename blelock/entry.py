@@ -63,7 +63,7 @@ AGENT_STOPPED = (
     "running it runs here)"
 )
 CANCELLED = (
-    "blelock: cancelled here; the agent finishes the visit it began and keeps its records "
+    "blelock: cancelled here; a visit the agent began goes on to its end and keeps its records "
     "(`blelock logs` lists them)"
 )
 
@@ -156,34 +156,24 @@ def _through_agent(path: str, args: list[str]) -> int | None:
     if not _private(path):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    asked = False
     with sock:
         try:
-            sock.connect(path)
-            uid = peer_uid(sock)
-            if uid is not None and uid != os.getuid():
+            stream = _greeted(sock, path)
+            if stream is None:
                 return None
-            stream = sock.makefile("rwb")
-            hello = _receive(stream)
-            if (
-                hello is None
-                or hello.get("hello") != "blelock-agent"
-                or hello.get("protocol") != PROTOCOL
-                or hello.get("version") != __version__
-            ):
-                return None
-            nonce = bytes.fromhex(str(hello["nonce"]))
-            _send(stream, _request(args, nonce))
-        except (OSError, ValueError, KeyError):
-            return None
-        try:
-            started = _receive(stream)
+            asked = True  # from here on the agent may begin the visit
+            _send(stream, _request(args, stream.nonce))
+            started = _receive(stream.file)
             if started is None or not started.get("started"):
                 return None  # declined (other settings, say) or gone before touching anything
-            answer = _receive(stream)
+            answer = _receive(stream.file)
         except KeyboardInterrupt:
-            print(CANCELLED, file=sys.stderr)
+            print(CANCELLED if asked else "blelock: cancelled", file=sys.stderr)
             return 130
-        except OSError:
+        except (OSError, ValueError, KeyError):
+            if not asked:
+                return None
             answer = None
         if answer is None:
             print(AGENT_STOPPED, file=sys.stderr)
@@ -192,6 +182,30 @@ def _through_agent(path: str, args: list[str]) -> int | None:
         sys.stdout.flush()
         sys.stderr.write(str(answer.get("stderr", "")))
         return int(answer.get("code", 1))
+
+
+class _Greeted:
+    def __init__(self, file: Any, nonce: bytes) -> None:
+        self.file = file
+        self.nonce = nonce
+
+
+def _greeted(sock: socket.socket, path: str) -> _Greeted | None:
+    """The connection to an agent of this version and this user, once it greeted; else None."""
+    sock.connect(path)
+    uid = peer_uid(sock)
+    if uid is not None and uid != os.getuid():
+        return None
+    stream = sock.makefile("rwb")
+    hello = _receive(stream)
+    if (
+        hello is None
+        or hello.get("hello") != "blelock-agent"
+        or hello.get("protocol") != PROTOCOL
+        or hello.get("version") != __version__
+    ):
+        return None
+    return _Greeted(stream, bytes.fromhex(str(hello["nonce"])))
 
 
 def _request(args: list[str], nonce: bytes) -> dict[str, Any]:
@@ -228,9 +242,9 @@ def _terminal_size() -> list[int] | None:
     return None
 
 
-def _send(stream: Any, message: dict[str, Any]) -> None:
-    stream.write(json.dumps(message).encode() + b"\n")
-    stream.flush()
+def _send(stream: _Greeted, message: dict[str, Any]) -> None:
+    stream.file.write(json.dumps(message).encode() + b"\n")
+    stream.file.flush()
 
 
 def _receive(stream: Any) -> dict[str, Any] | None:

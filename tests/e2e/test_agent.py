@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from blelock import __version__
-from blelock.entry import AGENT_STOPPED
+from blelock.entry import AGENT_STOPPED, CANCELLED
 from simulators.process import simulator_process
 from tests.e2e.conftest import cli_environment
 
@@ -167,6 +168,8 @@ class FakeAgent:
     then answers ``answer`` (None: closes, as an agent killed mid-visit would)."""
 
     def __init__(self, path: Path, answer: dict[str, Any] | None, started: bool = True) -> None:
+        self.replied = threading.Event()
+        self.release = threading.Event()
         self.listener = socket.socket(socket.AF_UNIX)
         self.listener.bind(str(path))
         os.chmod(path, 0o600)
@@ -188,8 +191,12 @@ class FakeAgent:
             if answer is not None:
                 stream.write(json.dumps(answer).encode() + b"\n")
             stream.flush()
+            self.replied.set()
+            if answer is None and started:
+                self.release.wait(CLI_TIMEOUT)  # a visit that goes on (or an agent hung)
 
     def close(self) -> dict[str, Any]:
+        self.release.set()
         self.thread.join(timeout=CLI_TIMEOUT)
         self.listener.close()
         (request,) = self.requests
@@ -206,12 +213,33 @@ def fake_dir(socket_path: Path) -> Iterator[Path]:
 def test_an_agent_dead_mid_visit_is_one_line_and_exit_1(fake_dir: Path) -> None:
     fake = FakeAgent(fake_dir, answer=None)
     env = cli_environment(BLELOCK_AGENT_SOCKET=str(fake_dir), BLELOCK_SCAN_TIMEOUT="1")
-    result = blelock(env, "open", "AA:BB:CC:DD:EE:FF", "--offline", "--vendor", "noke")
-    request = fake.close()
+    client = subprocess.Popen(
+        [sys.executable, "-m", "blelock", "open", "AA:BB:CC:DD:EE:FF", "--offline", "--vendor",
+         "noke"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert fake.replied.wait(CLI_TIMEOUT)
+    request = fake.close()  # the agent's end of the connection closes: it died
+    stdout, stderr = client.communicate(timeout=CLI_TIMEOUT)
+    result = subprocess.CompletedProcess(client.args, client.returncode, stdout, stderr)
     assert (result.returncode, result.stdout, result.stderr) == (1, "", AGENT_STOPPED + "\n")
     # Nothing secret crosses: the variables go as digests, never as values.
     assert os.environ["BLELOCK_DATA_DIR"] not in json.dumps(request)
     assert set(request["environment"]) >= {"BLELOCK_DATA_DIR", "BLELOCK_KEY_DIR"}
+
+
+def test_ctrl_c_of_the_client_leaves_the_visit_to_the_agent(fake_dir: Path) -> None:
+    fake = FakeAgent(fake_dir, answer=None)
+    client = subprocess.Popen(
+        [sys.executable, "-m", "blelock", "unlock", "AA:BB:CC:DD:EE:FF", "--vendor", "noke"],
+        env=cli_environment(BLELOCK_AGENT_SOCKET=str(fake_dir)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert fake.replied.wait(CLI_TIMEOUT)  # it asked, and the agent said it started
+    client.send_signal(signal.SIGINT)
+    stdout, stderr = client.communicate(timeout=CLI_TIMEOUT)
+    fake.close()
+    assert (client.returncode, stdout, stderr) == (130, "", CANCELLED + "\n")
 
 
 def test_a_declining_agent_leaves_the_command_to_the_client(fake_dir: Path) -> None:
