@@ -26,11 +26,11 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from blelock import __version__, jobs
+from blelock import __version__, jobs, registry
 from blelock.cli import build_parser
 from blelock.cli import open as open_command
 from blelock.cli.context import settings_from
@@ -45,15 +45,19 @@ from blelock.entry import (
     environment_digests,
     peer_uid,
 )
-from blelock.errors import ConfigError, UsageError
+from blelock.errors import BlelockError, ConfigError, UsageError
+from blelock.service.logs import logger
+from blelock.service.runner import Runner
 from blelock.service.sockets import notify, unix_socket
 from blelock.store import Store
 from blelock.vendors.base import KeptClients
 
-__all__ = ["Agent", "listen", "run", "serve_agent"]
+__all__ = ["Agent", "kiosk_agent", "listen", "run", "serve_agent"]
 
 Output = tuple[str, str, int]
 """A command's stdout, stderr and exit code."""
+RadioSlot = Callable[[str, str], contextlib.AbstractAsyncContextManager[None]]
+"""(lock id, operation) → held while the visit runs."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +109,38 @@ async def serve_agent(
             loop.remove_signal_handler(signum)
 
 
+@contextlib.asynccontextmanager
+async def kiosk_agent(runner: Runner) -> AsyncIterator[None]:
+    """``blelock serve``'s agent socket, when ``BLELOCK_AGENT_SOCKET`` names one (never the
+    default path: a kiosk and a technician's own agent must not race for it). Its visits take
+    the runner's gate for their lock and one of its connection slots."""
+    path = os.environ.get(SOCKET_ENV) and agent_socket_path(os.environ)
+    if not path:
+        yield
+        return
+    try:
+        sock = await asyncio.to_thread(listen, Path(path))
+    except ConfigError as exc:
+        logger.warning("not serving the CLI", extra={"error": exc.one_line()})
+        yield
+        return
+    agent = Agent(runner.settings, runner.store, runner.clients, radio_slot=runner.radio_slot)
+    server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
+    logger.info("serving the CLI", extra={"socket": path})
+    try:
+        yield
+    finally:
+        server.close()
+        await agent.finish()
+        sock.close()
+        await asyncio.to_thread(_remove, Path(path))
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
 def _private_directory(folder: Path) -> None:
     """The socket's directory, made 0700 when missing; one others may enter is refused (they
     could read which locks are opened from the socket's traffic, or race for its name)."""
@@ -122,18 +158,35 @@ class Agent:
     """Serves clients on one loop, with one open store and one set of kept cloud clients."""
 
     def __init__(
-        self, settings: Settings, store: Store, clients: KeptClients, *, uid: int | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        clients: KeptClients,
+        *,
+        uid: int | None = None,
+        radio_slot: RadioSlot | None = None,
     ) -> None:
+        """``radio_slot``: what a visit must hold first (inside ``blelock serve``, the runner's
+        gate for the lock and one of its connection slots, so that the kiosk's jobs and the
+        CLI's commands take turns rather than fight for the radio)."""
         self.settings = settings
+        self._radio_slot = radio_slot
         self._store = store
         self._clients = clients
         self._uid = os.getuid() if uid is None else uid
         self._running: set[asyncio.Task[Output]] = set()
+        self._built: argparse.ArgumentParser | None = None
         # A relative path in the settings means another directory to a client elsewhere.
         self._paths_relative = (
             _has_relative_path(settings.model_dump())
             or not Path(os.environ.get("BLELOCK_CONFIG", "/")).is_absolute()
         )
+
+    async def _parser(self) -> argparse.ArgumentParser:
+        """The CLI's own parser, built once (in a thread: argparse looks at the terminal)."""
+        if self._built is None:
+            self._built = await asyncio.to_thread(build_parser)
+        return self._built
 
     async def finish(self) -> None:
         """Until every command begun has finished."""
@@ -184,19 +237,23 @@ class Agent:
         parsing = io.StringIO()
         try:
             with contextlib.redirect_stdout(parsing), contextlib.redirect_stderr(parsing):
-                args = build_parser().parse_args(argv)
+                args = (await self._parser()).parse_args(argv)
         except SystemExit:
             return "its command line is refused (the client says why)"
         if args.command not in FORWARDED_COMMANDS:
             return f"the agent does not run {args.command}"
-        cwd = str(request["cwd"])
+        return await asyncio.to_thread(self._same_settings, args, str(request["cwd"]))
+
+    def _same_settings(self, args: argparse.Namespace, cwd: str) -> argparse.Namespace | str:
+        """``args`` when they load the agent's settings, seen from ``cwd``; else why not. (In a
+        thread: it reads the config file.)"""
         if cwd != os.getcwd() and self._paths_relative:
             return "the agent's settings hold relative paths and the client is elsewhere"
         for name in ("config", "data_dir"):
             if getattr(args, name, None):
                 setattr(args, name, os.path.join(cwd, getattr(args, name)))
         try:
-            settings = await asyncio.to_thread(settings_from, args)
+            settings = settings_from(args)
         except Exception:
             return "its settings do not load (the client says why)"
         if settings != self.settings:
@@ -206,9 +263,13 @@ class Agent:
     async def _run(self, args: argparse.Namespace, terminal: Mapping[str, Any]) -> Output:
         """What :func:`blelock.cli.main` would print and return for this command."""
         try:
-            result = await open_command.visit(
-                args, self.settings, store=self._store, clients=self._clients
-            )
+            async with contextlib.AsyncExitStack() as stack:
+                if self._radio_slot is not None:
+                    operation = open_command.ALIASES.get(args.command) or args.op or "open"
+                    await stack.enter_async_context(self._radio_slot(_lock_key(args), operation))
+                result = await open_command.visit(
+                    args, self.settings, store=self._store, clients=self._clients
+                )
         except Exception as exc:
             failure = exc
             return _rendered(terminal, lambda: _report(failure, args))
@@ -221,6 +282,18 @@ class Agent:
             return 0
 
         return _rendered(terminal, show)
+
+
+def _lock_key(args: argparse.Namespace) -> str:
+    """The lock's id as the kiosk's gates know it (its vendor's form), when the id or
+    ``--vendor`` says; else as given (the visit itself then says what is wrong with it)."""
+    try:
+        if args.vendor is not None:
+            return registry.plugin(args.vendor).parse_lock_id(args.lock)
+        ids = {canonical for _, canonical in jobs.candidates(args.lock)}
+    except BlelockError:
+        return str(args.lock)
+    return ids.pop() if len(ids) == 1 else str(args.lock)
 
 
 def _say(line: str) -> None:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -56,8 +56,14 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> None:
-    """Run until SIGTERM or SIGINT; then drain and return."""
+async def serve(
+    settings: Settings,
+    *,
+    scan_window: float = SCAN_WINDOW_S,
+    also: Callable[[Runner], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT; then drain and return. ``also``: more to serve from the
+    runner while it runs (the CLI's agent socket), ended when in-flight work has drained."""
     token = settings.serve_token
     if token is None:
         raise ConfigError(
@@ -79,7 +85,12 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with Runner(settings, scan_window=scan_window) as runner:
+        async with (
+            Runner(settings, scan_window=scan_window) as runner,
+            contextlib.AsyncExitStack() as extras,
+        ):
+            if also is not None:
+                await extras.enter_async_context(also(runner))
             config = uvicorn.Config(
                 create_app(runner, token),
                 log_config=None,
@@ -100,6 +111,7 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
             _notify("STOPPING=1")
             logger.info("stopping: finishing in-flight operations")
             runner.stop_accepting()
+            await extras.aclose()
             await runner.drain()
             http.should_exit = True
             await http_task
