@@ -84,9 +84,7 @@ def listen(path: Path) -> socket.socket:
     return unix_socket(path, SOCKET_ENV)
 
 
-async def serve_agent(
-    settings: Settings, sock: socket.socket, *, ready: Callable[[], None] | None = None
-) -> None:
+async def serve_agent(settings: Settings, sock: socket.socket) -> None:
     """Serve on ``sock`` until SIGTERM or SIGINT; then let the running commands finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,8 +96,6 @@ async def serve_agent(
             server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
             _say(f"{__version__} listening on {sock.getsockname()}")
             notify("READY=1")
-            if ready is not None:
-                ready()
             await stop.wait()
             notify("STOPPING=1")
             server.close()
