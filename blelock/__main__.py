@@ -1,3 +1,3 @@
-from blelock.cli import main
+from blelock.entry import main
 
 raise SystemExit(main())

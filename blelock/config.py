@@ -63,8 +63,11 @@ _KEY_TOKEN = re.compile(r"[\x21-\x7e]+")
 ENV_PREFIX = "BLELOCK_"
 _MIN_TOKEN_LENGTH = 16
 """A guessable API token would open every lock in the kiosk."""
-NOT_SETTINGS = frozenset({"BLELOCK_CONFIG", "BLELOCK_DATA_KEY", registry.PLUGINS_ENV})
-"""Variables blelock reads that are not settings: which file, the store's data key, plugins."""
+NOT_SETTINGS = frozenset(
+    {"BLELOCK_CONFIG", "BLELOCK_DATA_KEY", "BLELOCK_AGENT_SOCKET", registry.PLUGINS_ENV}
+)
+"""Variables blelock reads that are not settings: which file, the store's data key, where
+`blelock agent` listens (read before any settings are, see blelock.entry), plugins."""
 BACKEND_PREFIX = "BLELOCK_SIM_"
 """Left to the BLE backend named in the settings (the simulated one reads its radio's address
 there); not reported as unknown."""

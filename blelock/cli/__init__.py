@@ -235,6 +235,12 @@ COMMANDS: dict[str, Command] = {
         "run the kiosk service: live view of nearby locks and a local HTTP API (until SIGTERM)",
         _no_arguments,
     ),
+    "agent": Command(
+        "blelock.cli.agent",
+        "keep the store and cloud connections open, and run `open` / `unlock` for the CLI "
+        "(in the foreground, until SIGTERM)",
+        _no_arguments,
+    ),
 }
 """The core commands; each vendor plugin with a command subtree adds ``blelock NAME …``."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from typing import TYPE_CHECKING
 
 from blelock.cli import operation_options
 from blelock.cli.context import settings_from
@@ -17,7 +18,12 @@ from blelock.cli.render import show_firmware_update, show_results, transfer_prog
 from blelock.errors import UsageError
 from blelock.jobs import resolve, run_operation
 from blelock.model import VisitResult
-from blelock.vendors.base import Mode, OperationRequest, OptionValue, VendorPlugin
+from blelock.vendors.base import KeptClients, Mode, OperationRequest, OptionValue, VendorPlugin
+
+if TYPE_CHECKING:
+    from blelock.config import Settings
+    from blelock.protocol.dfu_package import DfuPackage
+    from blelock.store import Store
 
 ALIASES = {"unlock": "unlock", "unshackle": "unshackle", "firmware-update": "firmware-update"}
 """Commands that name their operation (kept so that earlier scripts go on working)."""
@@ -25,44 +31,51 @@ ALIASES = {"unlock": "unlock", "unshackle": "unshackle", "firmware-update": "fir
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    package = None
+    if args.command == "firmware-update":
+        from blelock.protocol.dfu_package import read_package
+
+        package = read_package(args.package)  # a bad package is refused before any radio work
+    result = asyncio.run(visit(args, settings, package))
+    show(args, result)
+    return 0
+
+
+async def visit(
+    args: argparse.Namespace,
+    settings: Settings,
+    package: DfuPackage | None = None,
+    *,
+    store: Store | None = None,
+    clients: KeptClients | None = None,
+) -> VisitResult:
+    """The command's operation on its lock (``store`` and ``clients``: kept open by a caller
+    that outlives one command, ``blelock agent``)."""
     operation = ALIASES.get(args.command) or args.op or ""
     mode: Mode = (
         "offline" if getattr(args, "offline", False) else
         "online" if getattr(args, "online", False) else "auto"
     )  # fmt: skip
-    package = None
-    if operation == "firmware-update":
-        from blelock.protocol.dfu_package import read_package
+    resolved = await resolve(args.lock, settings, vendor=args.vendor, operation=operation or None)
+    request = OperationRequest(operation, mode, _options(args, resolved.plugin, operation), package)
+    if package is None:
+        return await run_operation(
+            settings, resolved.lock_id, request, vendor=resolved.plugin.name,
+            found=resolved.found, store=store, clients=clients,
+        )  # fmt: skip
+    with transfer_progress(package.size, enabled=not args.json) as advance:
+        return await run_operation(
+            settings, resolved.lock_id, request, vendor=resolved.plugin.name,
+            found=resolved.found, progress=lambda done, total: advance(done), store=store,
+            clients=clients,
+        )  # fmt: skip
 
-        package = read_package(args.package)  # a bad package is refused before any radio work
 
-    async def go() -> VisitResult:
-        resolved = await resolve(
-            args.lock, settings, vendor=args.vendor, operation=operation or None
-        )
-        request = OperationRequest(
-            operation,
-            mode,
-            _options(args, resolved.plugin, operation),
-            package,
-        )
-        if package is None:
-            return await run_operation(
-                settings, resolved.lock_id, request, vendor=resolved.plugin.name,
-                found=resolved.found,
-            )  # fmt: skip
-        with transfer_progress(package.size, enabled=not args.json) as advance:
-            return await run_operation(
-                settings, resolved.lock_id, request, vendor=resolved.plugin.name,
-                found=resolved.found, progress=lambda done, total: advance(done),
-            )  # fmt: skip
-
-    result = asyncio.run(go())
-    if package is not None:
+def show(args: argparse.Namespace, result: VisitResult) -> None:
+    if args.command == "firmware-update":
         show_firmware_update(result, as_json=args.json)
     else:
         show_results([result], [], as_json=args.json)
-    return 0
 
 
 def _options(

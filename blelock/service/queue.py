@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import enum
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from blelock.clock import Clock
@@ -135,14 +136,7 @@ class JobQueue:
     ) -> Job:
         """Queue ``work`` on ``lock_id`` and return its job at once; a full queue raises
         LockBusy here and changes nothing."""
-        gate = self._gates.setdefault(lock_id, _Gate())
-        if gate.holders >= self._settings.lock_queue_limit:
-            if gate.holders == 0:  # a limit of 0: the gate was only just made
-                del self._gates[lock_id]
-            error = LockBusy(f"{gate.holders} operations are already running or waiting")
-            error.lock_id, error.step = lock_id, operation
-            raise error
-        gate.holders += 1
+        gate = self._join(lock_id, operation)
         job = Job(
             id=uuid.uuid4().hex,
             lock_id=lock_id,
@@ -160,6 +154,33 @@ class JobQueue:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
+
+    @contextlib.asynccontextmanager
+    async def radio_slot(self, lock_id: str, operation: str) -> AsyncIterator[None]:
+        """Work that is no job (a command ``blelock agent`` runs for the CLI) under the same
+        rules as one: the lock's gate in turn, then one of the adapter's connection slots."""
+        gate = self._join(lock_id, operation)
+        try:
+            async with self._held(lock_id, operation, gate, radio=True):
+                yield
+        finally:
+            self._leave(lock_id, gate)
+
+    def _join(self, lock_id: str, operation: str) -> _Gate:
+        gate = self._gates.setdefault(lock_id, _Gate())
+        if gate.holders >= self._settings.lock_queue_limit:
+            if gate.holders == 0:  # a limit of 0: the gate was only just made
+                del self._gates[lock_id]
+            error = LockBusy(f"{gate.holders} operations are already running or waiting")
+            error.lock_id, error.step = lock_id, operation
+            raise error
+        gate.holders += 1
+        return gate
+
+    def _leave(self, lock_id: str, gate: _Gate) -> None:
+        gate.holders -= 1
+        if gate.holders == 0 and self._gates.get(lock_id) is gate:
+            del self._gates[lock_id]
 
     def job(self, job_id: str) -> Job | None:
         return self._jobs.get(job_id)
@@ -220,15 +241,23 @@ class JobQueue:
             else:
                 self._finish(job, result=result)
             finally:
-                gate.holders -= 1
-                if gate.holders == 0 and self._gates.get(job.lock_id) is gate:
-                    del self._gates[job.lock_id]
+                self._leave(job.lock_id, gate)
                 if self._on_done is not None:
                     self._on_done(job)
 
     async def _gated(self, job: Job, work: Work, gate: _Gate) -> Result:
+        async with self._held(job.lock_id, job.operation, gate, radio=job.radio) as release:
+            job.release_radio = release
+            return await self._execute(job, work)
+
+    @contextlib.asynccontextmanager
+    async def _held(
+        self, lock_id: str, operation: str, gate: _Gate, *, radio: bool
+    ) -> AsyncIterator[Callable[[], None]]:
+        """Hold the lock's gate and, for radio work, one connection slot; yields what frees
+        the slot early (a visit whose link is closed and has only cloud calls left)."""
         wait = self._settings.lock_wait_timeout
-        with lock_context(job.lock_id, job.operation):
+        with lock_context(lock_id, operation):
             try:
                 async with asyncio.timeout(wait):
                     await gate.lock.acquire()
@@ -237,8 +266,9 @@ class JobQueue:
                     f"waited {wait:g} s for the operations before it on this lock"
                 ) from None
             try:
-                if not job.radio:
-                    return await self._execute(job, work)
+                if not radio:
+                    yield lambda: None
+                    return
                 try:
                     async with asyncio.timeout(wait):
                         await self._slots.acquire()
@@ -258,9 +288,8 @@ class JobQueue:
                         self.connections_in_use -= 1
                         self._slots.release()
 
-                job.release_radio = release
                 try:
-                    return await self._execute(job, work)
+                    yield release
                 finally:
                     release()
             finally:

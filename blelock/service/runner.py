@@ -192,6 +192,18 @@ class Runner:
     def clock(self) -> Clock:
         return self._clock
 
+    @property
+    def clients(self) -> KeptClients:
+        """The cloud clients every visit and upkeep round shares (``blelock agent`` too)."""
+        return self._clients
+
+    def radio_slot(
+        self, lock_id: str, operation: str
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """The lock's gate and a connection slot, for a visit that is not a job of the queue
+        (a CLI command the agent socket of ``blelock serve`` runs)."""
+        return self._queue.radio_slot(lock_id, operation)
+
     def access_context(self, plugin: VendorPlugin) -> VendorContext:
         """What a vendor's access translation is given (constraints, reconcile)."""
         return jobs.context(

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
-import stat
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
@@ -24,6 +21,8 @@ from blelock.errors import ConfigError
 from blelock.service.api import create_app
 from blelock.service.logs import configure_logging, logger
 from blelock.service.runner import SCAN_WINDOW_S, Runner
+from blelock.service.sockets import notify as _notify
+from blelock.service.sockets import unix_socket as _unix_socket
 
 __all__ = ["serve"]
 
@@ -35,18 +34,6 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield  # the service installs its own handlers (see the module docstring)
-
-
-def _notify(state: str) -> None:
-    """sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET, if systemd gave one."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):  # abstract namespace
-        address = "\0" + address[1:]
-    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)  # a datagram to a local socket: never worth waiting for
-        sock.sendto(state.encode(), address)
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -69,62 +56,14 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _unix_socket(path: Path) -> socket.socket:
-    """The API's Unix socket at ``path``, 0600 from the moment it exists. The directory must be
-    writable by its owner only (else another user could swap the name); a socket left by a
-    service that died is replaced, one a live service answers on is not."""
-    parent = path.parent
-    try:
-        info = parent.stat()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot listen on {path}: its directory {parent} is unusable ({exc.strerror})",
-            hint="create the directory (mode 0700) or choose another serve_socket",
-        ) from None
-    if info.st_mode & 0o022 or info.st_uid != os.getuid():
-        raise ConfigError(
-            f"cannot listen on {path}: {parent} may be written by other users, who could put "
-            "their own socket in its place",
-            hint="put serve_socket in a directory only this user may write (e.g. "
-            "$XDG_RUNTIME_DIR, or one made with mode 0700)",
-        )
-    with contextlib.suppress(FileNotFoundError):
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise ConfigError(
-                f"cannot listen on {path}: something that is not a socket is there",
-                hint="choose another serve_socket, or move that file aside",
-            )
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            try:
-                probe.connect(str(path))
-            except OSError:
-                path.unlink()  # nobody answers: left by a service that died
-            else:
-                raise ConfigError(
-                    f"cannot listen on {path}: another service is listening there",
-                    hint="stop it first, or choose another serve_socket",
-                )
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # No moment at which the socket exists with a wider mode: bind under a tight umask (the
-    # service is single-threaded at this point).
-    previous = os.umask(0o177)
-    try:
-        sock.bind(str(path))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"cannot listen on {path} ({exc.strerror})", hint="check serve_socket"
-        ) from None
-    finally:
-        os.umask(previous)
-    os.chmod(path, 0o600)
-    sock.listen(128)
-    sock.setblocking(False)
-    return sock
-
-
-async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> None:
-    """Run until SIGTERM or SIGINT; then drain and return."""
+async def serve(
+    settings: Settings,
+    *,
+    scan_window: float = SCAN_WINDOW_S,
+    also: Callable[[Runner], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT; then drain and return. ``also``: more to serve from the
+    runner while it runs (the CLI's agent socket), ended when in-flight work has drained."""
     token = settings.serve_token
     if token is None:
         raise ConfigError(
@@ -146,7 +85,12 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with Runner(settings, scan_window=scan_window) as runner:
+        async with (
+            Runner(settings, scan_window=scan_window) as runner,
+            contextlib.AsyncExitStack() as extras,
+        ):
+            if also is not None:
+                await extras.enter_async_context(also(runner))
             config = uvicorn.Config(
                 create_app(runner, token),
                 log_config=None,
@@ -167,6 +111,7 @@ async def serve(settings: Settings, *, scan_window: float = SCAN_WINDOW_S) -> No
             _notify("STOPPING=1")
             logger.info("stopping: finishing in-flight operations")
             runner.stop_accepting()
+            await extras.aclose()
             await runner.drain()
             http.should_exit = True
             await http_task

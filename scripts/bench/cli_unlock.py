@@ -24,6 +24,11 @@ the two encrypted frames. Its floor is cross-checked against the protocol's own 
 write) and the ratio to that is printed too.
 Runs are interleaved (bare, online, offline, …) so load from other processes hits all alike.
 
+The ``agent`` rows: the same commands handed to one ``blelock agent`` (started once, warmed up
+with one visit per vendor, then run interleaved with the cold rows, whose ``BLELOCK_AGENT_SOCKET``
+is ``off``). Their CPU line adds what the agent itself spent on each command (from /proc) to the
+client's, so the idle-machine estimate counts both processes.
+
 ``--baseline DIR`` also runs each command from another checkout's ``blelock`` (PYTHONPATH=DIR,
 e.g. a worktree of main), interleaved with this one's: before and after under the same load.
 
@@ -112,6 +117,17 @@ NEUTRAL_DIR = os.path.dirname(os.path.abspath(__file__))
 ahead of PYTHONPATH, so run from a checkout's root every build would be that checkout's."""
 
 
+AGENT_CPU: dict[tuple[str, str], list[float]] = {}
+"""CPU seconds the agent spent on each forwarded command (its own process, not a child's)."""
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU of a running process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
     cpu = children_cpu()
     began = time.perf_counter()
@@ -124,7 +140,7 @@ async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
     )
     _, err = await child.communicate()
     elapsed = time.perf_counter() - began
-    CPU.setdefault((*argv, env.get("PYTHONPATH", "")), []).append(children_cpu() - cpu)
+    CPU.setdefault((*argv, _build_key(env)), []).append(children_cpu() - cpu)
     if child.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[2:])} failed: {err.decode().strip()[-300:]}")
     return elapsed
@@ -139,6 +155,27 @@ async def cli_run(
     calls = cloud_requests(running.world) - calls
     floor = MODEL.advertising_interval_s + running.world.radio.modelled_s - radio
     return elapsed, floor + calls * CLOUD_LATENCY_S, calls
+
+
+def _build_key(env: dict[str, str]) -> str:
+    """Which build ran: another checkout's (PYTHONPATH), or this one cold or through an agent."""
+    return env.get("PYTHONPATH", "") + (
+        "|agent" if env.get("BLELOCK_AGENT_SOCKET") != "off" else ""
+    )
+
+
+async def start_agent(env: dict[str, str]) -> asyncio.subprocess.Process:
+    """``blelock agent`` on the socket ``env`` names, once it says it listens."""
+    agent = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "blelock", "agent", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    assert agent.stderr is not None
+    line = await agent.stderr.readline()
+    if b"listening on" not in line:
+        raise RuntimeError(f"the agent did not start: {line.decode().strip()}")
+    # Its stderr says a line per command: read on, so that it never fills the pipe.
+    asyncio.get_running_loop().create_task(agent.stderr.read())
+    return agent
 
 
 def openers() -> list[VendorPlugin]:
@@ -187,6 +224,7 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
                 "BLELOCK_CONFIG": os.devnull,
                 "BLELOCK_DATA_DIR": scratch,
                 "BLELOCK_KEY_DIR": scratch,
+                "BLELOCK_AGENT_SOCKET": "off",  # the cold rows: never a running agent
             }
             if bytecode_cache:
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -211,6 +249,14 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
             builds = {"this": env | {"PYTHONPATH": CHECKOUT}}
             if baseline is not None:
                 builds["baseline"] = env | {"PYTHONPATH": baseline}
+            # The agent's socket in the scratch directory (mkdtemp made it 0700).
+            builds["agent"] = builds["this"] | {
+                "BLELOCK_AGENT_SOCKET": os.path.join(scratch, "agent.sock")
+            }
+            agent = await start_agent(builds["agent"])
+            for plugin in plugins:  # warm-up: the agent imports a vendor's modules on first use
+                argv = [sys.executable, "-m", "blelock", "open", ids[plugin.name][0], "--online"]
+                await timed([*argv, "--vendor", plugin.name], builds["agent"])
             cases = [
                 (build, p.name, mode)
                 for p in plugins
@@ -242,20 +288,26 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
                     lock = ids[vendor][0]
                     argv = [sys.executable, "-m", "blelock", "open", lock, f"--{mode}"]
                     argv += ["--vendor", vendor]
+                    agent_cpu = process_cpu(agent.pid)
                     elapsed, modelled, used = await cli_run(running, argv, builds[build])
+                    if build == "agent":
+                        AGENT_CPU.setdefault((vendor, mode), []).append(
+                            process_cpu(agent.pid) - agent_cpu
+                        )
                     wall[build, vendor, mode].append(elapsed)
                     floor[build, vendor, mode].append(modelled)
                     calls[build, vendor, mode].add(used)
             print(f"bare `python -c pass`            {figures(bare)}")
-            bare_cpu = statistics.median(CPU[(*bare_argv, env.get("PYTHONPATH", ""))])
+            bare_cpu = statistics.median(CPU[(*bare_argv, _build_key(env))])
             print(f"   CPU of the bare interpreter: median {bare_cpu * 1e3:.1f} ms")
             base = statistics.median(bare)
-            worst = 0.0
+            worst = worst_agent = 0.0
             for case in cases:
                 build, vendor, mode = case
                 modelled = statistics.median(floor[case])
                 ratio = statistics.median(wall[case]) / (modelled + base)
                 worst = max(worst, ratio) if build == "this" else worst
+                worst_agent = max(worst_agent, ratio) if build == "agent" else worst_agent
                 print(
                     f"{build:>8} {vendor:>8} {mode:<7} {figures(wall[case])}; modelled "
                     f"{modelled * 1e3:5.1f} ms ({'/'.join(map(str, sorted(calls[case])))} cloud "
@@ -263,12 +315,16 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
                 )
                 lock = ids[vendor][0]
                 argv = (sys.executable, "-m", "blelock", "open", lock, f"--{mode}")
-                cpu = CPU[(*argv, "--vendor", vendor, builds[build].get("PYTHONPATH", ""))]
-                idle = (modelled + statistics.median(cpu)) / (modelled + bare_cpu)
+                cpu = CPU[(*argv, "--vendor", vendor, _build_key(builds[build]))]
+                served = AGENT_CPU.get((vendor, mode), []) if build == "agent" else []
+                spent = statistics.median(cpu) + (statistics.median(served) if served else 0.0)
+                idle = (modelled + spent) / (modelled + bare_cpu)
                 print(
                     f"{'':>26}CPU {figures(cpu)}; on an idle machine ≈ modelled + CPU: "
                     f"ratio ≈ {idle:.3f}"
                 )
+                if served:
+                    print(f"{'':>26}the agent's CPU for it {figures(served)} (in the ratio ≈)")
                 if vendor in PROTOCOL_MINIMUM:
                     minimum = PROTOCOL_MINIMUM[vendor]()
                     print(
@@ -276,7 +332,11 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
                         f"{modelled * 1e3:.1f}); ratio to it + bare "
                         f"{statistics.median(wall[case]) / (minimum + base):.3f}"
                     )
-            print(f"end: {load()}; worst ratio {worst:.3f}")
+            agent.terminate()
+            await agent.wait()
+            print(
+                f"end: {load()}; worst ratio {worst:.3f} cold, {worst_agent:.3f} through the agent"
+            )
 
 
 def main() -> None:

@@ -1,0 +1,115 @@
+"""The thin front (blelock.entry) and the agent's gate: where the socket is, which commands go to
+an agent, and whom an agent greets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from blelock.cli.agent import Agent, listen
+from blelock.config import load_settings
+from blelock.entry import _command, _through_agent, agent_socket_path, environment_digests
+from blelock.errors import ConfigError
+from blelock.vendors.base import KeptClients
+
+
+def test_the_socket_path_without_pydantic() -> None:
+    assert agent_socket_path({"BLELOCK_AGENT_SOCKET": "/run/x.sock"}) == "/run/x.sock"
+    assert agent_socket_path({"BLELOCK_AGENT_SOCKET": "off"}) is None
+    assert agent_socket_path({"BLELOCK_AGENT_SOCKET": ""}) is None
+    assert agent_socket_path({"XDG_RUNTIME_DIR": "/run/user/7"}) == "/run/user/7/blelock/agent.sock"
+    assert agent_socket_path({"TMPDIR": "/t"}) == f"/t/blelock-{os.getuid()}/agent.sock"
+    assert agent_socket_path({}) == f"/tmp/blelock-{os.getuid()}/agent.sock"
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["unlock", "X"], "unlock"),
+        (["--json", "--config", "c.toml", "open", "X"], "open"),
+        (["--data-dir=/d", "unshackle", "X"], "unshackle"),
+        (["--version"], None),
+        (["-h", "open"], None),
+        (["--unknown", "open"], None),
+        ([], None),
+    ],
+)
+def test_the_command_is_found_past_the_common_options(argv: list[str], command: str) -> None:
+    assert _command(argv) == command
+
+
+def test_digests_say_equal_without_the_values() -> None:
+    env = {
+        "BLELOCK_NOKE_API_KEY": "s3cret",
+        "HOME": "/h",
+        "PATH": "/bin",
+        "BLELOCK_AGENT_SOCKET": "p",
+    }
+    digests = environment_digests(env, b"n" * 16)
+    assert set(digests) == {"BLELOCK_NOKE_API_KEY", "HOME"}  # the socket's own name is not compared
+    assert "s3cret" not in repr(digests)
+    assert digests != environment_digests(env, b"m" * 16)  # a nonce per connection
+    other = env | {"BLELOCK_NOKE_API_KEY": "other"}
+    assert (
+        digests["BLELOCK_NOKE_API_KEY"]
+        != environment_digests(other, b"n" * 16)["BLELOCK_NOKE_API_KEY"]
+    )
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    # AF_UNIX paths are short: pytest's tmp_path can be too long.
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"blelock-entry-test-{os.getpid()}"
+    folder.mkdir(mode=0o700)
+    yield folder
+    folder.chmod(0o700)
+    for left in folder.iterdir():
+        left.unlink()
+    folder.rmdir()
+
+
+def test_a_socket_in_a_directory_others_may_enter_is_not_used(private_dir: Path) -> None:
+    path = private_dir / "agent.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen(1)
+        try:
+            private_dir.chmod(0o755)
+            # Not even connected to: the command runs here (None), the listener gets no one.
+            assert _through_agent(str(path), ["open", "X"]) is None
+            listener.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                listener.accept()
+            with pytest.raises(ConfigError, match="open to other users"):
+                listen(private_dir / "other.sock")
+        finally:
+            private_dir.chmod(0o700)
+
+
+async def _first_line(path: Path) -> bytes:
+    def read() -> bytes:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(path))
+            return client.makefile("rb").readline()
+
+    return await asyncio.to_thread(read)
+
+
+async def test_the_agent_greets_only_its_own_user(private_dir: Path) -> None:
+    settings = load_settings(environ={}, read_file=False)
+    store = cast(Any, None)  # never reached: the gate is before any command
+    path = private_dir / "agent.sock"
+    for uid, greeted in ((os.getuid(), True), (os.getuid() + 1, False)):
+        agent = Agent(settings, store, KeptClients(), uid=uid)
+        # An agent of another user than the client's, as far as the check can tell.
+        server = await asyncio.start_unix_server(agent.serve_client, path=str(path))
+        async with server:
+            line = await _first_line(path)
+        assert line.startswith(b'{"hello": "blelock-agent"') is greeted, line
+        assert greeted or line == b""
