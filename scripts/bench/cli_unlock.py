@@ -160,7 +160,7 @@ async def cli_run(
 def _build_key(env: dict[str, str]) -> str:
     """Which build ran: another checkout's (PYTHONPATH), or this one cold or through an agent."""
     return env.get("PYTHONPATH", "") + (
-        "|agent" if env.get("BLELOCK_AGENT_SOCKET") != "off" else ""
+        "|agent" if env.get("BLELOCK_AGENT_SOCKET", "off") != "off" else ""
     )
 
 
@@ -248,7 +248,9 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
             bare_argv = [sys.executable, "-c", "pass"]
             builds = {"this": env | {"PYTHONPATH": CHECKOUT}}
             if baseline is not None:
-                builds["baseline"] = env | {"PYTHONPATH": baseline}
+                # An older checkout knows no agent, and refuses its variable as an unknown setting.
+                older = {k: v for k, v in env.items() if k != "BLELOCK_AGENT_SOCKET"}
+                builds["baseline"] = older | {"PYTHONPATH": baseline}
             # The agent's socket in the scratch directory (mkdtemp made it 0700).
             builds["agent"] = builds["this"] | {
                 "BLELOCK_AGENT_SOCKET": os.path.join(scratch, "agent.sock")
