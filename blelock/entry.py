@@ -57,6 +57,7 @@ TERMINAL_VARIABLES = (
 """What rich reads to decide colours and width: the agent renders as this terminal would."""
 _VALUE_OPTIONS = frozenset({"--config", "--data-dir"})
 _FLAG_OPTIONS = frozenset({"--json", "--debug"})
+GREETING_TIMEOUT_S = 2.0
 AGENT_STOPPED = (
     "blelock: the agent stopped before answering; whatever the lock gave is kept in the store "
     "(`blelock logs` lists it): check the lock, then run the command again (with no agent "
@@ -191,7 +192,10 @@ class _Greeted:
 
 
 def _greeted(sock: socket.socket, path: str) -> _Greeted | None:
-    """The connection to an agent of this version and this user, once it greeted; else None."""
+    """The connection to an agent of this version and this user, once it greeted; else None.
+    An agent that does not greet at once (stopped, stuck) is passed over: the command runs
+    here rather than hang; once greeted, a visit takes as long as its own budget says."""
+    sock.settimeout(GREETING_TIMEOUT_S)
     sock.connect(path)
     uid = peer_uid(sock)
     if uid is not None and uid != os.getuid():
@@ -205,6 +209,7 @@ def _greeted(sock: socket.socket, path: str) -> _Greeted | None:
         or hello.get("version") != __version__
     ):
         return None
+    sock.settimeout(None)
     return _Greeted(stream, bytes.fromhex(str(hello["nonce"])))
 
 

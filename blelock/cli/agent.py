@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -91,6 +93,7 @@ async def serve_agent(settings: Settings, sock: socket.socket) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
+        await asyncio.to_thread(load_cloud_modules)
         async with jobs.open_store(settings) as store, KeptClients() as clients:
             agent = Agent(settings, store, clients)
             server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
@@ -120,6 +123,7 @@ async def kiosk_agent(runner: Runner) -> AsyncIterator[None]:
         logger.warning("not serving the CLI", extra={"error": exc.one_line()})
         yield
         return
+    await asyncio.to_thread(load_cloud_modules)
     agent = Agent(runner.settings, runner.store, runner.clients, radio_slot=runner.radio_slot)
     server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
     logger.info("serving the CLI", extra={"socket": path})
@@ -130,6 +134,16 @@ async def kiosk_agent(runner: Runner) -> AsyncIterator[None]:
         await agent.finish()
         sock.close()
         await asyncio.to_thread(_remove, Path(path))
+
+
+def load_cloud_modules() -> None:
+    """Import every vendor's cloud client now, in a thread: a one-shot command imports it at
+    its first cloud call (an offline open needs none), but in a resident process that import
+    would stall the event loop, and every visit on it, the first time a visit goes online."""
+    for name in registry.plugins():
+        module = f"blelock.vendors.{name}.cloud"
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module)
 
 
 def _remove(path: Path) -> None:
