@@ -113,3 +113,16 @@ async def test_the_agent_greets_only_its_own_user(private_dir: Path) -> None:
             line = await _first_line(path)
         assert line.startswith(b'{"hello": "blelock-agent"') is greeted, line
         assert greeted or line == b""
+
+
+def test_an_agent_that_does_not_greet_is_passed_over(
+    private_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopped or stuck agent (its socket there, nobody answering) must not hang the CLI:
+    the command runs here (None) once the greeting's time is up."""
+    monkeypatch.setattr("blelock.entry.GREETING_TIMEOUT_S", 0.05)
+    path = private_dir / "agent.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        listener.listen(1)  # connections queue in the backlog; nobody accepts or greets
+        assert _through_agent(str(path), ["open", "X"]) is None
