@@ -126,3 +126,20 @@ def test_an_agent_that_does_not_greet_is_passed_over(
         listener.bind(str(path))
         listener.listen(1)  # connections queue in the backlog; nobody accepts or greets
         assert _through_agent(str(path), ["open", "X"]) is None
+
+
+def test_a_resident_process_loads_every_plugins_cloud_modules() -> None:
+    """What the agent and the kiosk import up front, in a thread, so no visit stalls their loop
+    on a lazy import: each plugin's ``cloud_modules``, each one a real module."""
+    import importlib
+    import sys
+
+    from blelock import registry
+    from blelock.cli.agent import load_cloud_modules
+
+    named = [m for p in registry.plugins().values() for m in p.cloud_modules]
+    assert named, "no plugin names a cloud module"
+    load_cloud_modules()
+    for module in named:
+        assert module in sys.modules
+        assert importlib.util.find_spec(module) is not None

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import io
 import json
 import os
@@ -137,12 +136,11 @@ async def kiosk_agent(runner: Runner) -> AsyncIterator[None]:
 
 
 def load_cloud_modules() -> None:
-    """Import every vendor's cloud client now, in a thread: a one-shot command imports it at
-    its first cloud call (an offline open needs none), but in a resident process that import
-    would stall the event loop, and every visit on it, the first time a visit goes online."""
-    for name in registry.plugins():
-        module = f"blelock.vendors.{name}.cloud"
-        if importlib.util.find_spec(module) is not None:
+    """Every plugin's ``cloud_modules``, imported now (call it in a thread): in a resident
+    process the lazy import a one-shot command wants would stall the event loop, and every
+    visit on it, the first time a visit goes online."""
+    for plugin in registry.plugins().values():
+        for module in plugin.cloud_modules:
             importlib.import_module(module)
 
 

@@ -245,6 +245,9 @@ class VendorPlugin:
     api_module: str | None = None
     """A module with ``router(settings) -> fastapi.APIRouter``: the kiosk API's routes of this
     vendor, mounted at ``/v1/NAME`` under the service's bearer token."""
+    cloud_modules: Sequence[str] = ()
+    """Modules a one-shot command imports only at its first cloud call (an offline open needs
+    none); a resident process (the agent, the kiosk) imports them up front, off its loop."""
 
     def records_per_visit(self) -> int:
         """The most records one visit can give: room for them is made before the lock is

@@ -39,6 +39,7 @@ so that scanning imports no protocol code (a test checks they agree)."""
 
 class KeylessPlugin(VendorPlugin):
     name = "keyless"
+    cloud_modules = ("blelock.vendors.keyless.cloud",)
     title = "Keyless"
     service_uuids = (SERVICE_UUID,)
     operations: Mapping[str, OperationSpec] = {

@@ -59,6 +59,7 @@ PRN = OptionSpec(
 
 class NokePlugin(VendorPlugin):
     name = "noke"
+    cloud_modules = ("blelock.vendors.noke.cloud",)
     title = "Nokē"
     service_uuids = (SERVICE_UUID,)
     operations: Mapping[str, OperationSpec] = {

@@ -40,6 +40,7 @@ _STATES = {1: LockState.LOCKED, 3: LockState.UNLOCKED, 5: LockState.UNLOCKED}
 
 class NukiPlugin(VendorPlugin):
     name = "nuki"
+    cloud_modules = ("blelock.vendors.nuki.web.client",)
     title = "Nuki"
     service_uuids = (KEYTURNER_SERVICE,)
     operations: Mapping[str, OperationSpec] = {

@@ -33,6 +33,7 @@ DEMO_PHONE = "+4799887766"
 
 class UnlocPlugin(VendorPlugin):
     name = "unloc"
+    cloud_modules = ("blelock.vendors.unloc.cloud",)
     title = "Unloc"
     cli_module = "blelock.vendors.unloc.cli"
     cli_summary = "Unloc: the project's locks, keys for phones, and the jobs that make them"
