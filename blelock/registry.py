@@ -1,13 +1,13 @@
-"""The vendor registry: which plugins there are, imported only when asked for.
+"""The vendor registry: which plugins there are, as module strings, and their settings models.
 
-Like pip's command table, it holds module strings: ``blelock --version`` imports no plugin, and
-a command imports the plugins it loops over when it first asks. A vendor is wired in with one
-line here; more (a test's, a site's own) are named in ``BLELOCK_PLUGINS`` as
-``name=package`` separated by commas.
+Like pip's command table, it holds module strings: ``blelock --version`` imports no plugin. A
+vendor is wired in with one line here; more (a test's, a site's own) are named in
+``BLELOCK_PLUGINS`` as ``name=package`` separated by commas.
 
 It sits below the settings: loading them needs each vendor's section name and model, which a
 plugin keeps in a small module of its own (``<package>.settings:MODEL``, pydantic only), so
-reading the settings imports no plugin.
+reading the settings imports no plugin. The plugins themselves are loaded a layer up, by
+:mod:`blelock.vendors`, which knows what a plugin is.
 """
 
 from __future__ import annotations
@@ -18,14 +18,12 @@ from collections.abc import Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from blelock.errors import ConfigError, UsageError
+from blelock.errors import ConfigError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from blelock.vendors.base import VendorPlugin
-
-__all__ = ["PLUGINS_ENV", "REGISTRY", "names", "plugin", "plugins", "settings_models"]
+__all__ = ["PLUGINS_ENV", "REGISTRY", "load", "names", "packages", "settings_models"]
 
 REGISTRY: Mapping[str, str] = {
     "noke": "blelock.vendors.noke",
@@ -37,7 +35,8 @@ REGISTRY: Mapping[str, str] = {
 PLUGINS_ENV = "BLELOCK_PLUGINS"
 
 
-def _table(extra: str) -> dict[str, str]:
+def packages(extra: str) -> dict[str, str]:
+    """Vendor name → package: the built-in ones, then those that ``extra`` names."""
     table = dict(REGISTRY)
     for item in filter(None, (part.strip() for part in extra.split(","))):
         name, _, package = (text.strip() for text in item.partition("="))
@@ -50,7 +49,8 @@ def _table(extra: str) -> dict[str, str]:
     return table
 
 
-def _attribute(name: str, package: str, module: str, attribute: str) -> Any:
+def load(name: str, package: str, module: str, attribute: str) -> Any:
+    """``package.module:attribute`` of vendor ``name``; a ConfigError naming it if missing."""
     target = f"{package}.{module}:{attribute}"
     try:
         return getattr(importlib.import_module(f"{package}.{module}"), attribute)
@@ -60,42 +60,17 @@ def _attribute(name: str, package: str, module: str, attribute: str) -> Any:
 
 def names() -> list[str]:
     """Every vendor's name, in registry order (built-in first); imports nothing."""
-    return list(_table(os.environ.get(PLUGINS_ENV, "")))
+    return list(packages(os.environ.get(PLUGINS_ENV, "")))
 
 
 @cache
 def _settings_models(extra: str) -> dict[str, type[BaseModel] | None]:
     return {
-        name: _attribute(name, package, "settings", "SETTINGS")
-        for name, package in _table(extra).items()
+        name: load(name, package, "settings", "SETTINGS")
+        for name, package in packages(extra).items()
     }
 
 
 def settings_models() -> dict[str, type[BaseModel] | None]:
     """Each vendor's settings section model (None: it has no settings)."""
     return dict(_settings_models(os.environ.get(PLUGINS_ENV, "")))
-
-
-@cache
-def _load(extra: str) -> dict[str, VendorPlugin]:
-    loaded: dict[str, VendorPlugin] = {}
-    for name, package in _table(extra).items():
-        found: VendorPlugin = _attribute(name, package, "plugin", "PLUGIN")
-        if found.name != name:
-            raise ConfigError(f"vendor plugin {package} calls itself {found.name!r}, not {name!r}")
-        loaded[name] = found
-    return loaded
-
-
-def plugins() -> dict[str, VendorPlugin]:
-    """Every plugin, by name, in registry order (built-in first)."""
-    return dict(_load(os.environ.get(PLUGINS_ENV, "")))
-
-
-def plugin(name: str) -> VendorPlugin:
-    """One plugin by name; a UsageError naming the known ones for any other."""
-    table = plugins()
-    try:
-        return table[name]
-    except KeyError:
-        raise UsageError(f"no vendor {name!r}", hint=f"blelock knows: {', '.join(table)}") from None

@@ -134,10 +134,10 @@ def test_a_resident_process_loads_every_plugins_cloud_modules() -> None:
     import importlib
     import sys
 
-    from blelock import registry
+    from blelock import vendors
     from blelock.cli.agent import load_cloud_modules
 
-    named = [m for p in registry.plugins().values() for m in p.cloud_modules]
+    named = [m for p in vendors.plugins().values() for m in p.cloud_modules]
     assert named, "no plugin names a cloud module"
     load_cloud_modules()
     for module in named:

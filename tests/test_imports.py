@@ -187,13 +187,13 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
     # Before the set-up's event loop: a first import inside it reads files (blockbuster).
     import httpx  # noqa: F401
 
-    from blelock import registry
+    from blelock import vendors
     from blelock.config import load_settings
     from blelock.jobs import context, open_store
     from blelock.sync import sync_keys
     from simulators.process import simulator_process
 
-    openers = [p for p in registry.plugins().values() if p.default_operation is not None]
+    openers = [p for p in vendors.plugins().values() if p.default_operation is not None]
     with simulator_process(
         "--locks", "1", "--keyless-locks", "1", "--nuki-locks", "1"
     ) as announced:
@@ -209,10 +209,10 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
             settings = load_settings(environ=env, read_file=False)
             async with open_store(settings) as store:
                 for name, code in announced["enroll"].items():
-                    plugin = registry.plugin(name)
+                    plugin = vendors.plugin(name)
                     await plugin.enroll(context(plugin, settings, store), code)
                 for name, options in announced["sync_options"].items():
-                    plugin = registry.plugin(name)
+                    plugin = vendors.plugin(name)
                     await sync_keys(context(plugin, settings, store), [locks[name]], options)
 
         asyncio.run(setup())
@@ -228,7 +228,7 @@ def test_an_unlock_imports_only_what_it_uses(tmp_path: Path) -> None:
         for plugin in openers:
             if plugin.name not in locks:
                 continue  # the simulated world has no lock of this vendor yet
-            others = [name for name in registry.plugins() if name != plugin.name]
+            others = [name for name in vendors.plugins() if name != plugin.name]
             modes = plugin.operations[plugin.default_operation or ""].modes
             for mode in [m for m in ("online", "offline") if m in modes] or ["auto"]:
                 argv = ["open", locks[plugin.name], "--vendor", plugin.name]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from blelock import registry
+from blelock import registry, vendors
 from blelock.errors import ConfigError
 
 
@@ -25,7 +25,7 @@ def test_scanning_constants_agree_with_the_protocols() -> None:
     from blelock.vendors.keyless import protocol as keyless
     from blelock.vendors.noke import protocol as noke
 
-    plugins = registry.plugins()
+    plugins = vendors.plugins()
     assert tuple(plugins["noke"].service_uuids) == (noke.SERVICE_UUID,)
     assert tuple(plugins["keyless"].service_uuids) == (keyless.SERVICE_UUID,)
 
@@ -34,18 +34,18 @@ def test_scanning_constants_agree_with_the_protocols() -> None:
 def test_a_malformed_plugin_list_is_refused(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(registry.PLUGINS_ENV, value)
     with pytest.raises(ConfigError, match="BLELOCK_PLUGINS"):
-        registry.plugins()
+        vendors.plugins()
 
 
 def test_a_plugin_that_cannot_be_loaded_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(registry.PLUGINS_ENV, "ghost=tests.no_such_package")
     with pytest.raises(ConfigError, match="'ghost'"):
-        registry.plugins()
+        vendors.plugins()
 
 
 def test_an_unknown_vendor_is_refused_naming_the_known_ones() -> None:
     from blelock.errors import UsageError
 
     with pytest.raises(UsageError) as caught:
-        registry.plugin("acme")
+        vendors.plugin("acme")
     assert "noke" in caught.value.one_line() and "keyless" in caught.value.one_line()

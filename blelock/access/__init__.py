@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from blelock import registry
+from blelock import vendors
 from blelock.access.reconcile import Reconciler, ReconcileReport
 from blelock.access.rules import TargetPlan, plan_target
 from blelock.access.store import GrantRecord, GrantStore, SqlGrants
@@ -90,7 +90,7 @@ class GrantRequest:
 
 def access_plugins() -> dict[str, VendorPlugin]:
     """The registered vendors that take grants."""
-    return {name: p for name, p in registry.plugins().items() if p.access() is not None}
+    return {name: p for name, p in vendors.plugins().items() if p.access() is not None}
 
 
 def _translation(plugin: VendorPlugin) -> AccessTranslation:

@@ -30,9 +30,9 @@ class Command(NamedTuple):
 
 
 def _plugins() -> list[VendorPlugin]:
-    from blelock import registry
+    from blelock import vendors
 
-    return list(registry.plugins().values())
+    return list(vendors.plugins().values())
 
 
 def _vendor_option(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from blelock import registry
+from blelock import vendors
 from blelock.errors import UsageError
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def identity_options(*, codes: bool = False) -> list[OptionSpec]:
     """Each vendor's holder identities (``--tracking-key``, …), or its secret codes
     (``--keypad-code``), once each."""
     seen: dict[str, OptionSpec] = {}
-    for plugin in registry.plugins().values():
+    for plugin in vendors.plugins().values():
         translation = plugin.access()
         if translation is None:
             continue

@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from blelock import __version__, jobs, registry
+from blelock import __version__, jobs, vendors
 from blelock.cli import build_parser
 from blelock.cli import open as open_command
 from blelock.cli.context import settings_from
@@ -139,7 +139,7 @@ def load_cloud_modules() -> None:
     """Every plugin's ``cloud_modules``, imported now (call it in a thread): in a resident
     process the lazy import a one-shot command wants would stall the event loop, and every
     visit on it, the first time a visit goes online."""
-    for plugin in registry.plugins().values():
+    for plugin in vendors.plugins().values():
         for module in plugin.cloud_modules:
             importlib.import_module(module)
 
@@ -297,7 +297,7 @@ def _lock_key(args: argparse.Namespace) -> str:
     ``--vendor`` says; else as given (the visit itself then says what is wrong with it)."""
     try:
         if args.vendor is not None:
-            return registry.plugin(args.vendor).parse_lock_id(args.lock)
+            return vendors.plugin(args.vendor).parse_lock_id(args.lock)
         ids = {canonical for _, canonical in jobs.candidates(args.lock)}
     except BlelockError:
         return str(args.lock)

@@ -8,7 +8,7 @@ import datetime as dt
 import os
 from pathlib import Path
 
-from blelock import registry
+from blelock import vendors
 from blelock.config import Settings, load_settings
 from blelock.errors import UsageError
 from blelock.vendors.base import VendorPlugin
@@ -25,8 +25,8 @@ def plugins_from(args: argparse.Namespace) -> list[VendorPlugin]:
     """The vendor ``--vendor`` names, or every vendor."""
     vendor = getattr(args, "vendor", None)
     if vendor is not None:
-        return [registry.plugin(vendor)]
-    return list(registry.plugins().values())
+        return [vendors.plugin(vendor)]
+    return list(vendors.plugins().values())
 
 
 def moment_option(text: str | None, option: str) -> dt.datetime | None:

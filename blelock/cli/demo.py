@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
-from blelock import registry
+from blelock import vendors
 from blelock.cli.render import show_results
 from blelock.cloud._http import make_client, map_http_errors, raise_for_status
 from blelock.config import Settings, load_settings
@@ -170,7 +170,7 @@ async def _demo(
 
 async def _day(settings: Settings, announced: Mapping[str, Any]) -> DemoReport:
     report = DemoReport()
-    plugins = registry.plugins()
+    plugins = vendors.plugins()
     async with open_store(settings) as store:
         for name, code in announced.get("enroll", {}).items():
             try:
@@ -346,7 +346,7 @@ async def _open_each(
 
 def _no_signal(settings: Settings) -> Settings:
     """Out of coverage: every vendor cloud's URL points where nothing answers."""
-    for name in registry.names():
+    for name in vendors.names():
         section = getattr(settings, name, None)
         if section is not None and "url" in type(section).model_fields:
             settings = settings.with_section(name, url=_unreachable_url())

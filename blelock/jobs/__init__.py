@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from blelock import registry
+from blelock import vendors
 from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
 from blelock.errors import DeviceNotFound, UsageError, lock_context
@@ -25,7 +25,7 @@ __all__ = ["Resolved", "context", "execute", "open_store", "resolve", "run_opera
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The store, migrated for every registered plugin's tables."""
-    migrations = {name: plugin.migrations for name, plugin in registry.plugins().items()}
+    migrations = {name: plugin.migrations for name, plugin in vendors.plugins().items()}
     async with _open_store(settings, migrations) as store:
         yield store
 
@@ -64,7 +64,7 @@ def candidates(text: str, operation: str | None = None) -> list[tuple[VendorPlug
     matches: list[tuple[VendorPlugin, str]] = []
     accepted = False
     first_error: UsageError | None = None
-    for plugin in registry.plugins().values():
+    for plugin in vendors.plugins().values():
         # A vendor without operations (cloud-only) opens nothing: never a candidate, and its
         # refusal is not the one to report.
         able = bool(plugin.operations) and (operation is None or operation in plugin.operations)
@@ -94,7 +94,7 @@ async def resolve(
     it, else the one whose lock a scan hears with that id; an id several vendors could own on a
     lock not heard is refused, naming them (``--vendor`` says which)."""
     if vendor is not None:
-        plugin = registry.plugin(vendor)
+        plugin = vendors.plugin(vendor)
         return Resolved(plugin, plugin.parse_lock_id(text), None)
     matches = candidates(text, operation)
     if not matches:

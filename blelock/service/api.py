@@ -34,7 +34,7 @@ from pydantic import (
     field_validator,
 )
 
-from blelock import __version__, access, registry
+from blelock import __version__, access, vendors
 from blelock.errors import (
     BlelockError,
     ConfigError,
@@ -100,8 +100,8 @@ class _Strict(BaseModel):
 
 
 def _known_vendor(name: str | None) -> str | None:
-    if name is not None and name not in registry.names():
-        raise ValueError(f"no vendor {name!r}; known: {', '.join(registry.names())}")
+    if name is not None and name not in vendors.names():
+        raise ValueError(f"no vendor {name!r}; known: {', '.join(vendors.names())}")
     return name
 
 

@@ -2,7 +2,7 @@
 operations run as jobs (:mod:`.queue`), background upkeep (:mod:`.upkeep`) and health
 (:mod:`.health`), all on one asyncio loop over one opened store.
 
-What a lock can do comes from the vendor plugins (:mod:`blelock.registry`): their operations,
+What a lock can do comes from the vendor plugins (:mod:`blelock.vendors`): their operations,
 budgets and options. Nothing here names a vendor. A lock id is given to the vendor named, else
 to the vendor whose lock the scan heard with it, else to the only vendor whose id format
 accepts it and that has the operation; an id several vendors could own is refused, naming them.
@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from blelock import access, jobs, registry
+from blelock import access, jobs, vendors
 from blelock.access.store import GrantStore
 from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
@@ -92,7 +92,7 @@ class Runner:
         self.settings = settings
         self._clock = clock or SystemClock()
         self._scan_window = scan_window
-        self.plugins: Mapping[str, VendorPlugin] = registry.plugins()
+        self.plugins: Mapping[str, VendorPlugin] = vendors.plugins()
         """Every registered vendor plugin, by name."""
         self._statuses = {name: VendorStatus(self._clock) for name in self.plugins}
         self.view = LiveView(self._clock, scan_window)
@@ -231,7 +231,7 @@ class Runner:
         one whose lock the scan heard with that id, else the only one whose id format accepts
         it (and that has ``operation``). Several → refused, naming them."""
         if vendor is not None:
-            plugin = registry.plugin(vendor)
+            plugin = vendors.plugin(vendor)
             return plugin, plugin.parse_lock_id(lock_id)
         parsers = jobs.candidates(lock_id)  # raises the first refusal when no format fits
         heard = self.view.owner((plugin.name, canonical) for plugin, canonical in parsers)
@@ -356,7 +356,7 @@ class Runner:
         """The vendor named, or the only one here that gives keys to phones."""
         offering = [plugin for plugin in self.plugins.values() if plugin.phone_keys]
         if vendor is not None:
-            plugin = registry.plugin(vendor)
+            plugin = vendors.plugin(vendor)
             if not plugin.phone_keys:
                 raise UsageError(
                     f"{plugin.title} gives no keys to phones",
@@ -502,29 +502,29 @@ class Runner:
         return report
 
     async def health(self) -> Health:
-        vendors = await self.vendor_health()
+        per_vendor = await self.vendor_health()
         unfinished = self._queue.unfinished()
         upkeep = self._upkeep
-        checked = [v.cloud_checked_at for v in vendors.values() if v.cloud_checked_at]
+        checked = [v.cloud_checked_at for v in per_vendor.values() if v.cloud_checked_at]
         return Health(
             stopping=not self._accepting,
             adapter_up=self.adapter_up,
             last_scan_at=self.last_scan_at,
             locks_in_range=len(self.locks_in_range()),
-            cloud_reachable=cloud_reachable(vendors.values()),
+            cloud_reachable=cloud_reachable(per_vendor.values()),
             cloud_checked_at=max(checked, default=None),
             last_sync_error=None if upkeep is None else upkeep.last_sync_error,
             last_sync_at=None if upkeep is None else upkeep.last_sync_at,
-            uploads_configured=any(v.uploads_configured and v.active for v in vendors.values()),
-            outbox_depth=sum(v.outbox_depth for v in vendors.values()),
-            set_aside=sum(v.set_aside for v in vendors.values()),
-            keys=sum_keys(v.keys for v in vendors.values()),
+            uploads_configured=any(v.uploads_configured and v.active for v in per_vendor.values()),
+            outbox_depth=sum(v.outbox_depth for v in per_vendor.values()),
+            set_aside=sum(v.set_aside for v in per_vendor.values()),
+            keys=sum_keys(v.keys for v in per_vendor.values()),
             jobs_running=sum(1 for j in unfinished if j.state is JobState.RUNNING),
             jobs_queued=sum(1 for j in unfinished if j.state is JobState.QUEUED),
             max_connections=self.settings.max_connections,
             connections_in_use=self._queue.connections_in_use,
             peak_connections=self._queue.peak_connections,
-            vendors=vendors,
+            vendors=per_vendor,
             **await self._grant_health(),
         )
 

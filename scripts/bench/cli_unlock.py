@@ -58,7 +58,7 @@ from typing import Any
 from nuki_unlock import MODEL as NUKI_MODEL
 from nuki_unlock import modelled_minimum as nuki_minimum
 
-from blelock import registry
+from blelock import vendors
 from blelock.config import load_settings
 from blelock.jobs import context, open_store, run_operation
 from blelock.sync import sync_keys
@@ -179,7 +179,7 @@ async def start_agent(env: dict[str, str]) -> asyncio.subprocess.Process:
 
 
 def openers() -> list[VendorPlugin]:
-    return [p for p in registry.plugins().values() if p.default_operation is not None]
+    return [p for p in vendors.plugins().values() if p.default_operation is not None]
 
 
 async def setup(running: RunningWorld, env: dict[str, str], plugins: list[VendorPlugin]) -> None:
@@ -187,7 +187,7 @@ async def setup(running: RunningWorld, env: dict[str, str], plugins: list[Vendor
     ids = lock_ids(running.world)
     async with open_store(settings) as store:
         for name, code in enrolment_codes(running.world).items():
-            plugin = registry.plugin(name)
+            plugin = vendors.plugin(name)
             await plugin.enroll(context(plugin, settings, store), code)
         for plugin in plugins:
             locks = ids.get(plugin.name, [])[:1]

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import pytest
 
-from blelock import registry
+from blelock import registry, vendors
 from blelock.errors import UsageError
 from blelock.model import KeyInfo, VisitResult
 from blelock.vendors.base import (
@@ -115,5 +115,5 @@ def register(monkeypatch: pytest.MonkeyPatch, names: Iterable[str]) -> list[Fake
             monkeypatch.setitem(sys.modules, made.__name__, made)
         table.append(f"{plugin.name}={package}")
     monkeypatch.setenv(registry.PLUGINS_ENV, ",".join(table))
-    assert [name for name in registry.plugins() if name in PLUGINS] == [p.name for p in chosen]
+    assert [name for name in vendors.plugins() if name in PLUGINS] == [p.name for p in chosen]
     return chosen

@@ -14,7 +14,7 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from blelock import jobs, registry
+from blelock import jobs, vendors
 from blelock.config import Settings
 from blelock.errors import CloudUnavailable, UsageError
 from blelock.model import KeyInfo, LockState, Sighting, VisitResult
@@ -245,7 +245,7 @@ theirs."""
 
 
 def fake(name: str = "fake") -> FakePlugin:
-    found = registry.plugin(name)
+    found = vendors.plugin(name)
     assert isinstance(found, FakePlugin)
     return found
 
@@ -436,7 +436,7 @@ async def test_offline_keys_due_within_the_horizon_are_refreshed(
         monkeypatch.setenv("BLELOCK_SIM_RADIO", running.radio_address)
         # Keys trusted for one day and refreshed three days ahead: due at once.
         settings = service_settings(running, BLELOCK_OFFLINE_KEY_LIFETIME_DAYS="1")
-        noke = registry.plugin("noke")
+        noke = vendors.plugin("noke")
         async with jobs.open_store(settings) as store:
             await noke.sync_keys(jobs.context(noke, settings, store), None, {})
         withdrawn = running.world.locks[0].mac
@@ -623,8 +623,8 @@ async def test_health_reports_every_vendor_and_sums_them(
         plugin, broken = fake("fake"), fake("broken")
         await k.runner.wait_for_sync_rounds(1)
         health = (await k.client.get("/v1/health", headers=AUTH)).json()
-        vendors = health["vendors"]
-        assert set(vendors) == set(registry.names())
+        per_vendor = health["vendors"]
+        assert set(per_vendor) == set(vendors.names())
         fields = {
             "active",
             "cloud_reachable",
@@ -635,16 +635,18 @@ async def test_health_reports_every_vendor_and_sums_them(
             "keys",
             "uploads_configured",
         }
-        assert all(fields <= set(vendor) for vendor in vendors.values())
+        assert all(fields <= set(vendor) for vendor in per_vendor.values())
         # One vendor's cloud failing did not stop the other's turn.
         assert broken.refreshed >= 1 and plugin.refreshed >= 1
-        assert vendors["broken"]["cloud_reachable"] is False
-        assert "the fake cloud is down" in vendors["broken"]["last_sync_error"]
-        assert vendors["fake"]["cloud_reachable"] is True
-        assert vendors["fake"]["last_sync_error"] is None
-        assert vendors["fake"]["keys"]["cached"] == 2 and vendors["fake"]["keys"]["expired"] == 1
+        assert per_vendor["broken"]["cloud_reachable"] is False
+        assert "the fake cloud is down" in per_vendor["broken"]["last_sync_error"]
+        assert per_vendor["fake"]["cloud_reachable"] is True
+        assert per_vendor["fake"]["last_sync_error"] is None
+        assert (
+            per_vendor["fake"]["keys"]["cached"] == 2 and per_vendor["fake"]["keys"]["expired"] == 1
+        )
         assert health["cloud_reachable"] is False and health["status"] == "degraded"
         assert "the fake cloud is down" in health["last_sync_error"]
-        total = sum(v["keys"]["cached"] for v in vendors.values() if v["keys"] is not None)
+        total = sum(v["keys"]["cached"] for v in per_vendor.values() if v["keys"] is not None)
         assert health["keys"]["cached"] == total >= 2 and health["keys"]["expired"] >= 1
-        assert health["outbox_depth"] == sum(v["outbox_depth"] for v in vendors.values())
+        assert health["outbox_depth"] == sum(v["outbox_depth"] for v in per_vendor.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from blelock import jobs, registry
+from blelock import jobs, vendors
 from blelock.errors import UsageError
 from blelock.vendors.base import VendorPlugin
 
@@ -13,7 +13,7 @@ UUID = "7f4667c0-ee58-11f1-9fe7-02fc00000001"
 
 
 def test_it_is_registered_cloud_only() -> None:
-    unloc = registry.plugin("unloc")
+    unloc = vendors.plugin("unloc")
     assert isinstance(unloc, VendorPlugin) and unloc.title == "Unloc"
     assert tuple(unloc.service_uuids) == () and dict(unloc.operations) == {}
     assert unloc.default_operation is None and unloc.phone_keys is True
