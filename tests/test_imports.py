@@ -82,10 +82,11 @@ UNUSED_BY_AN_UNLOCK = (
     "starlette",
     "uvicorn",
 )
-# Another vendor's package may be touched only for its plugin (registry, lock-id format), its
-# settings section (the settings loader reads every section) and its schema (the store is
-# migrated for every plugin's tables), and the packages these sit in.
-OTHER_VENDOR_ALLOWED = ("plugin", "settings", "schema")
+# Another vendor's package may be touched only for its plugin (registry, lock-id format) and the
+# advert recogniser it scans with, its settings section (the settings loader reads every
+# section) and its schema (the store is migrated for every plugin's tables), and the packages
+# these sit in.
+OTHER_VENDOR_ALLOWED = ("plugin", "advert", "settings", "schema")
 HTTP_LIBRARIES = ("httpx", "httpcore", "h11", "anyio")
 NUKI_UNUSED_BY_AN_UNLOCK = (
     "blelock.vendors.nuki.cli",

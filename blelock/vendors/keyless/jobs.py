@@ -40,6 +40,7 @@ from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock
 from blelock.vendors.keyless import protocol as keyless
+from blelock.vendors.keyless.advert import ADVERTS
 from blelock.vendors.keyless.settings import keyless_settings
 from blelock.vendors.keyless.store import (
     DeviceIdentity,
@@ -293,10 +294,8 @@ async def _with_visit(
     with lock_context(lock_id, "prepare the visit"):
         material = await _material(keys, lock_id, operation)
     if found is None:
-        from blelock.vendors.keyless.plugin import PLUGIN
-
         with lock_context(lock_id, "scan"):
-            found = await find_lock(lock_id, settings, [PLUGIN])
+            found = await find_lock(lock_id, settings, [ADVERTS])
     device, name = found.device, found.sighting.name
     visit = KeylessVisit(
         lock_id,

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from blelock.errors import BlelockError, UsageError
-from blelock.model import Advert, KeyInfo, LockState, Sighting, VisitResult
+from blelock.model import Advert, KeyInfo, Sighting, VisitResult
 from blelock.vendors.base import (
     AccessTranslation,
     OperationRequest,
@@ -26,22 +26,19 @@ from blelock.vendors.base import (
     VendorContext,
     VendorPlugin,
 )
+from blelock.vendors.keyless.advert import ADVERTS
 
 if TYPE_CHECKING:
     from blelock.config import Settings
 
 __all__ = ["PLUGIN", "KeylessPlugin"]
 
-SERVICE_UUID = "4b4c5300-0001-4000-8000-7374616e6469"
-"""The stand-in's GATT service (docs/keyless-ble-standin.md); the protocol's constant, repeated
-so that scanning imports no protocol code (a test checks they agree)."""
-
 
 class KeylessPlugin(VendorPlugin):
     name = "keyless"
     cloud_modules = ("blelock.vendors.keyless.cloud",)
     title = "Keyless"
-    service_uuids = (SERVICE_UUID,)
+    service_uuids = ADVERTS.service_uuids
     operations: Mapping[str, OperationSpec] = {
         "open": OperationSpec(
             "open",
@@ -66,26 +63,7 @@ class KeylessPlugin(VendorPlugin):
         return LIMITS.audit_capacity + 1  # the whole audit log, and a re-keying request
 
     def parse_advert(self, advert: Advert) -> Sighting | None:
-        from blelock.vendors.keyless.protocol import parse_keyless_advert
-
-        parsed = parse_keyless_advert(
-            local_name=advert.local_name,
-            manufacturer_data=advert.manufacturer_data,
-            service_uuids=advert.service_uuids,
-            rssi=advert.rssi,
-        )
-        if parsed is None:
-            return None
-        return Sighting(
-            vendor=self.name,
-            lock_id=parsed.locking_device_id,
-            address=advert.address,
-            name=parsed.name,
-            hardware="PADLOCK",
-            firmware=None,
-            state=LockState.UNKNOWN,  # the advert carries no lock state
-            rssi=advert.rssi,
-        )
+        return ADVERTS.parse_advert(advert)
 
     def parse_lock_id(self, text: str) -> str:
         try:
