@@ -18,6 +18,7 @@ from blelock.transport.ble import open_link
 from blelock.transport.drive import deadline, drive
 from blelock.transport.scan import Found, find_lock
 from blelock.vendors.nuki import protocol as nuki
+from blelock.vendors.nuki.advert import ADVERTS
 from blelock.vendors.nuki.settings import nuki_settings
 from blelock.vendors.nuki.store import NukiStore, PairedLock
 
@@ -70,10 +71,8 @@ async def nuki_store(store: Store) -> NukiStore:
 async def _found(lock_id: str, settings: Settings, found: Found | None) -> Found:
     if found is not None:
         return found
-    from blelock.vendors.nuki.plugin import PLUGIN
-
     with lock_context(lock_id, "scan"):
-        return await find_lock(lock_id, settings, [PLUGIN])
+        return await find_lock(lock_id, settings, [ADVERTS])
 
 
 def _refused(lock_id: str, step: str, refusal: nuki.Refused) -> LockRefused:

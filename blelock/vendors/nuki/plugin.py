@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from blelock.errors import BlelockError, UsageError
+from blelock.errors import BlelockError
 from blelock.model import Advert, KeptLog, LockState, Sighting, VisitResult, parse_mac
 from blelock.vendors.base import (
     AccessTranslation,
@@ -23,16 +23,13 @@ from blelock.vendors.base import (
     VendorContext,
     VendorPlugin,
 )
+from blelock.vendors.nuki.advert import ADVERTS
 from blelock.vendors.nuki.schema import MIGRATIONS
 
 if TYPE_CHECKING:
     from blelock.transport.scan import Found
 
 __all__ = ["PLUGIN", "NukiPlugin"]
-
-KEYTURNER_SERVICE = "a92ee200-5501-11e4-916c-0800200c9a66"
-"""The protocol's constant, repeated so that scanning imports no protocol code (a test
-checks they agree)."""
 
 _ACTIONS = {"unlock": 1, "lock": 2, "unlatch": 3, "lock-n-go": 4}
 _STATES = {1: LockState.LOCKED, 3: LockState.UNLOCKED, 5: LockState.UNLOCKED}
@@ -42,7 +39,7 @@ class NukiPlugin(VendorPlugin):
     name = "nuki"
     cloud_modules = ("blelock.vendors.nuki.web.client",)
     title = "Nuki"
-    service_uuids = (KEYTURNER_SERVICE,)
+    service_uuids = ADVERTS.service_uuids
     operations: Mapping[str, OperationSpec] = {
         "unlock": OperationSpec("unlock", "unlock (paired first: `blelock nuki pair`)"),
         "lock": OperationSpec("lock", "lock"),
@@ -61,39 +58,7 @@ class NukiPlugin(VendorPlugin):
         return 0  # a lock action gives no records for any cloud (its log is read apart)
 
     def parse_advert(self, advert: Advert) -> Sighting | None:
-        from blelock.vendors.nuki.protocol import parse_nuki_advert
-
-        parsed = parse_nuki_advert(
-            local_name=advert.local_name,
-            manufacturer_data=advert.manufacturer_data,
-            service_uuids=advert.service_uuids,
-            service_data=advert.service_data,
-        )
-        if parsed is None:
-            return None
-        try:
-            mac = parse_mac(advert.address)  # Linux/Windows; macOS gives a UUID here
-        except UsageError:
-            return None
-        flags = tuple(
-            flag
-            for flag, on in (
-                ("pairing mode", parsed.pairing_mode),
-                ("state changed", parsed.state_changed),
-            )
-            if on
-        )
-        return Sighting(
-            vendor=self.name,
-            lock_id=mac,
-            address=advert.address,
-            name=parsed.name,
-            hardware="Smart Lock Ultra" if parsed.ultra else "Smart Lock",  # jobs.ULTRA
-            firmware=None,
-            state=LockState.UNKNOWN,  # the advert says only that it changed
-            rssi=advert.rssi,
-            flags=flags,
-        )
+        return ADVERTS.parse_advert(advert)
 
     def parse_lock_id(self, text: str) -> str:
         return parse_mac(text)
