@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from simulators.faults import LinkFaults, parse_fault
-from simulators.noke_cloud import CloudFaults
+from simulators.noke_cloud_state import CloudFaults
 from simulators.noke_lock import MechanicalFaults
 from simulators.radio import LatencyModel
 from simulators.world import (

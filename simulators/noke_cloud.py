@@ -29,7 +29,6 @@ Rules (what is public is followed; the rest is marked as our choice):
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import hashlib
 import hmac
@@ -37,260 +36,31 @@ import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import StrictInt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from blelock.errors import ProtocolError
-from blelock.vendors.noke.protocol import (
-    OFFLINE_SLOTS,
-    RecordType,
-    cloud_command_string,
-    offline_grant_material,
-    open_server_packet,
+from blelock.vendors.noke.protocol import cloud_command_string
+from simulators.noke_activity import handle_activity
+from simulators.noke_cloud_http import _OK_MESSAGE, Hex40, Mac, _Body, _envelope, _parse, _Refusal
+from simulators.noke_cloud_state import (
+    CloudFaults,
+    IssuedCommands,
+    NokeCloudState,
+    RegisteredLock,
+    UploadedRecord,
+    note_contact,
 )
+from simulators.noke_quick_clicks import carried_quick_clicks, handle_qc
 
-if TYPE_CHECKING:
-    from simulators.noke_activity import ActivityEntry
-    from simulators.noke_quick_clicks import QuickClick
-
-__all__ = [
-    "CloudFaults",
-    "IssuedCommands",
-    "NokeCloudState",
-    "RegisteredLock",
-    "UploadedRecord",
-    "create_app",
-]
-
-_MAC = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
-_HEX40 = r"^[0-9A-Fa-f]{40}$"
-_OK_MESSAGE = "Command successfully completed"
-
-
-# --- the world the cloud knows --------------------------------------------------------------
-
-
-@dataclass
-class RegisteredLock:
-    mac: str
-    """``AA:BB:CC:DD:EE:FF``."""
-    key: bytes
-    """The lock's 16-byte base key, shared with the simulated lock."""
-    hw_version: str
-    fw_version: str
-    serial: str
-    setup_pending: bool = True
-    """A new lock is set up by its first online unlock."""
-    created_by: str = "blelock simulator"
-    created_date: str = "2018-04-04T16:00:00Z"
-    setup_count: int = 0
-    internal_battery: int = 0
-    external_battery: int = 0
-    offline_keys: dict[str, OfflineKey] = field(default_factory=dict)
-    """Active offline keys by tracking key."""
-    revoked_slots: set[int] = field(default_factory=set)
-    """Revoked here; sent to the lock in every online command string until it confirms."""
-    confirmed_revocations: set[int] = field(default_factory=set)
-    """Revocations the lock has executed (seen in an uploaded record of the session they
-    were sent in)."""
-    slot_holders: dict[int, str] = field(default_factory=dict)
-    """Tracking key each offline slot was issued to (revoked ones too: activity names them)."""
-    quick_clicks: dict[str, QuickClick] = field(default_factory=dict)
-    """By code, in the order issued: pending, on the lock, or revoked and not yet removed."""
-    contacts: list[tuple[int, str]] = field(default_factory=list)
-    """(Unix time, session) of every command batch and record: activity's date ranges."""
-
-    @property
-    def flags(self) -> list[str]:
-        """What waits for an online unlock to carry it to the lock."""
-        flags = ["setup"] if self.setup_pending else []
-        if self.revocations_to_send:
-            flags.append("keys")
-        if any(qc.pending or qc.revoked for qc in self.quick_clicks.values()):
-            flags.append("quick_clicks")
-        return flags
-
-    def issue_offline_key(self, tracking_key: str) -> OfflineKey:
-        """The tracking key's active key, or a new one in the lowest never-used slot."""
-        if (existing := self.offline_keys.get(tracking_key)) is not None:
-            return existing
-        used = {key.slot for key in self.offline_keys.values()} | self.revoked_slots
-        slot = next((n for n in range(OFFLINE_SLOTS) if n not in used), None)
-        if slot is None:
-            raise _Refusal(3, f"Offline key pool of {OFFLINE_SLOTS} is full for {self.mac}")
-        offline_key, unlock_command = offline_grant_material(self.key, slot)
-        issued = OfflineKey(tracking_key, slot, offline_key.hex(), unlock_command.hex())
-        self.offline_keys[tracking_key] = issued
-        self.slot_holders[slot] = tracking_key
-        return issued
-
-    def revoke_offline_key(self, tracking_key: str) -> None:
-        if (revoked := self.offline_keys.pop(tracking_key, None)) is not None:
-            self.revoked_slots.add(revoked.slot)
-
-    @property
-    def revocations_to_send(self) -> list[int]:
-        return sorted(self.revoked_slots - self.confirmed_revocations)
-
-
-@dataclass(frozen=True)
-class OfflineKey:
-    tracking_key: str
-    slot: int
-    offline_key: str
-    """Hex, as /keys/ hands it out."""
-    unlock_command: str
-
-
-@dataclass
-class CloudFaults:
-    """Switches a test or benchmark flips; counts are "the next N requests", -1 = always."""
-
-    fail_with_500: int = 0
-    garbage_json: int = 0
-    rate_limit: int = 0
-    retry_after_s: int = 2
-    """The ``Retry-After`` (seconds) sent with an injected 429."""
-    latency_s: float = 0.0
-    """Added to every request; part of the benchmark's latency model."""
-
-    @staticmethod
-    def _take(count: int) -> tuple[bool, int]:
-        if count == 0:
-            return False, 0
-        return True, count if count < 0 else count - 1
-
-    def draw(self) -> str | None:
-        """Which fault (if any) answers this request; uses up one of its count."""
-        for name in ("rate_limit", "fail_with_500", "garbage_json"):
-            hit, left = self._take(getattr(self, name))
-            if hit:
-                setattr(self, name, left)
-                return name
-        return None
-
-
-@dataclass(frozen=True)
-class IssuedCommands:
-    """One command batch the cloud handed out."""
-
-    mac: str
-    action: str
-    session: str
-    """Lower-case hex."""
-    tracking_key: str | None
-    batch_id: int
-    setup: bool
-    unix_time: int
-    commands: str
-    revoked_slots: tuple[int, ...] = ()
-    quick_clicks_removed: tuple[str, ...] = ()
-    quick_clicks_added: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class UploadedRecord:
-    mac: str
-    """Upper-case."""
-    session: str
-    """Lower-case hex."""
-    response: str
-    """The 0x50 packet, lower-case hex."""
-    received_time: int
-
-
-@dataclass
-class NokeCloudState:
-    locks: dict[str, RegisteredLock] = field(default_factory=dict)
-    """By upper-case MAC."""
-    api_key: str = "sim-noke-api-key"
-    mobile_key: str = "sim-noke-mobile-key"
-    faults: CloudFaults = field(default_factory=CloudFaults)
-
-    requests: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Requests received per route (``"unlock"``, …), faulted ones included."""
-    faulted: collections.Counter[str] = field(default_factory=collections.Counter)
-    """Requests answered by an injected fault, per fault name."""
-    commands_issued: list[IssuedCommands] = field(default_factory=list)
-    uploaded: dict[tuple[str, str, str], UploadedRecord] = field(default_factory=dict)
-    """Distinct records, by (mac, session, response)."""
-    records_received: int = 0
-    """Every record in every accepted upload, duplicates included."""
-    records_duplicate: int = 0
-    revocations_sent: dict[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
-    """Revoked slots carried by the commands issued for (mac, session)."""
-    upload_keys: dict[str, str] = field(default_factory=dict)
-    """Idempotency-Key of each upload already processed → SHA-256 of its body."""
-    uploads_replayed: int = 0
-    """Uploads answered from ``upload_keys`` without being processed again."""
-    batches: dict[tuple[str, str], IssuedCommands] = field(default_factory=dict)
-    """The latest command batch issued per (mac, session)."""
-    activity: list[ActivityEntry] = field(default_factory=list)
-    """Built from the records received, oldest first (see :mod:`simulators.noke_activity`)."""
-    _batch_id: int = 0
-
-    def __post_init__(self) -> None:
-        self.locks = {mac.upper(): lock for mac, lock in self.locks.items()}
-
-    def add_lock(self, lock: RegisteredLock) -> RegisteredLock:
-        self.locks[lock.mac.upper()] = lock
-        return lock
-
-    def find_lock(self, mac: str) -> RegisteredLock | None:
-        return self.locks.get(mac.upper())
-
-    def next_batch_id(self) -> int:
-        self._batch_id = self._batch_id % 255 + 1
-        return self._batch_id
-
-    def record_uploaded(self, record: UploadedRecord) -> None:
-        """Read what the lock reported: a key record acknowledges setup; any authentic record
-        from a session confirms the revocations that session's commands carried."""
-        lock = self.find_lock(record.mac)
-        if lock is None:
-            return
-        try:
-            opened = open_server_packet(
-                lock.key, bytes.fromhex(record.session), bytes.fromhex(record.response)
-            )
-        except ProtocolError:
-            return  # kept as received, but it proves nothing
-        from simulators.noke_activity import note_contact, record_activity
-        from simulators.noke_quick_clicks import confirm_quick_clicks
-
-        record_activity(self, lock, record, opened)
-        note_contact(lock, record.received_time, record.session)
-        lock.internal_battery = opened.battery_mv
-        if opened.record_type == RecordType.KEY and lock.setup_pending:
-            lock.setup_pending = False
-            lock.setup_count += 1
-        if opened.record_type == RecordType.UNLOCK:
-            # The lock ran the action, so it ran the REMOVE packets sent before it in that
-            # string (a setup record alone proves nothing: the link may have dropped after it).
-            sent = self.revocations_sent.get((lock.mac.upper(), record.session), ())
-            lock.confirmed_revocations.update(sent)
-            batch = self.batches.get((lock.mac.upper(), record.session))
-            if batch is not None:
-                confirm_quick_clicks(lock, batch.quick_clicks_removed, batch.quick_clicks_added)
+__all__ = ["create_app"]
 
 
 # --- server-side schemas, from the vendor documentation -------------------------------------
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-_SchemaT = TypeVar("_SchemaT", bound=BaseModel)
-
-Mac = Annotated[str, Field(pattern=_MAC)]
-Hex40 = Annotated[str, Field(pattern=_HEX40)]
 
 
 class LockQuery(_Body):
@@ -330,47 +100,6 @@ class KeysBody(_Body):
 
 
 # --- the app --------------------------------------------------------------------------------
-
-
-def _envelope(
-    request: str,
-    *,
-    data: Any = None,
-    error_code: int = 0,
-    message: str = _OK_MESSAGE,
-    status: int = 200,
-    **extra: Any,
-) -> JSONResponse:
-    body = {
-        "result": "success" if error_code == 0 else "failure",
-        "message": message,
-        "error_code": error_code,
-        "data": {} if data is None else data,
-        "request": request,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status)
-
-
-class _Refusal(Exception):
-    """An API-level error: answered as the envelope with this error_code."""
-
-    def __init__(self, error_code: int, message: str, status: int = 200) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-        self.message = message
-        self.status = status
-
-
-def _parse(schema: type[_SchemaT], raw: bytes, *, empty_ok: bool = False) -> _SchemaT:
-    if empty_ok and not raw.strip():
-        raw = b"{}"
-    try:
-        return schema.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise _Refusal(3, f"Invalid input: {where}: {first['msg']}") from None
 
 
 Handler = Callable[[NokeCloudState, bytes, Callable[[], int]], Awaitable[Response]]
@@ -436,9 +165,6 @@ async def _lock(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> 
 def _commands(action: str) -> Handler:
     async def handle(state: NokeCloudState, raw: bytes, clock: Callable[[], int]) -> JSONResponse:
         body = _parse(CommandRequest, raw)
-        from simulators.noke_activity import note_contact
-        from simulators.noke_quick_clicks import carried_quick_clicks
-
         lock = state.find_lock(body.mac)
         if lock is None:
             raise _Refusal(7, f"Lock not found: {body.mac.upper()}")
@@ -639,9 +365,6 @@ def create_app(
         return _envelope("unknown", error_code=5, message="Invalid endpoint")
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    from simulators.noke_activity import handle_activity
-    from simulators.noke_quick_clicks import handle_qc
-
     handlers = _ROUTES | {"qc": handle_qc, "activity": handle_activity}
     routes: list[BaseRoute] = [
         Route(path, endpoint(name, handler), methods=methods)

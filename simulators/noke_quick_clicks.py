@@ -22,43 +22,25 @@ message naming the rule — which codes the real service uses for each rule is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, StrictInt, StrictStr
 from starlette.responses import JSONResponse
 
-from simulators.noke_cloud import Mac, _Body, _envelope, _parse, _Refusal
+from simulators.noke_cloud_http import Mac, _Body, _envelope, _parse, _Refusal
+from simulators.noke_cloud_state import QuickClick
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from simulators.noke_cloud import NokeCloudState, RegisteredLock
+    from simulators.noke_cloud_state import NokeCloudState, RegisteredLock
 
-__all__ = ["QuickClick", "carried_quick_clicks", "confirm_quick_clicks", "handle_qc"]
+__all__ = ["carried_quick_clicks", "handle_qc"]
 
 CODE_LENGTHS = range(3, 25)
 UNLIMITED = 255
 MOST_LIMITED = 244
 PER_LOCK = 100
-
-
-@dataclass
-class QuickClick:
-    code: str
-    uses: int
-    pending: bool = True
-    """Issued, not yet known to be on the lock."""
-    revoked: bool = False
-    """Revoked, not yet known to be removed from the lock."""
-
-    def view(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "pending": self.pending,
-            "revoked": self.revoked,
-            "uses": self.uses,
-        }
 
 
 class _Code(_Body):
@@ -182,18 +164,3 @@ def carried_quick_clicks(
     removes = tuple(qc.code for qc in lock.quick_clicks.values() if qc.revoked)
     adds = tuple((qc.code, qc.uses) for qc in lock.quick_clicks.values() if qc.pending)
     return removes, adds
-
-
-def confirm_quick_clicks(
-    lock: RegisteredLock, removed: tuple[str, ...], added: tuple[str, ...]
-) -> None:
-    """The lock's record of an unlock arrived: the quick-click packets before it in that
-    command string ran. A code revoked since (or re-issued) keeps its newer state."""
-    for code in removed:
-        held = lock.quick_clicks.get(code)
-        if held is not None and held.revoked:
-            del lock.quick_clicks[code]
-    for code in added:
-        held = lock.quick_clicks.get(code)
-        if held is not None and held.pending:
-            held.pending = False

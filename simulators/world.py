@@ -37,7 +37,8 @@ from simulators.keyless_cloud import (
     register_lock,
 )
 from simulators.keyless_lock import SimKeylessLock
-from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
+from simulators.noke_cloud import create_app
+from simulators.noke_cloud_state import CloudFaults, NokeCloudState, RegisteredLock
 from simulators.noke_lock import MechanicalFaults, SimNokeLock
 from simulators.noke_switches import lock_routes
 from simulators.nuki_web import nuki_web_app

@@ -31,7 +31,8 @@ from blelock.errors import (
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.cloud import NokeCloud
-from simulators.noke_cloud import CloudFaults, NokeCloudState, RegisteredLock, create_app
+from simulators.noke_cloud import create_app
+from simulators.noke_cloud_state import CloudFaults, NokeCloudState, RegisteredLock
 
 API_KEY = "server-key-0123456789abcdef"
 MOBILE_KEY = "mobile-key-fedcba9876543210"

@@ -12,7 +12,8 @@ from blelock.errors import AuthFailed, CloudRejected, CloudUnavailable, RateLimi
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.cloud import NokeCloud
-from simulators.noke_cloud import NokeCloudState, RegisteredLock, create_app
+from simulators.noke_cloud import create_app
+from simulators.noke_cloud_state import NokeCloudState, RegisteredLock
 
 API_KEY, MOBILE_KEY = "server-key-0123456789", "mobile-key-9876543210"
 LOCKS = {
