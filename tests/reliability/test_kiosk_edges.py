@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from blelock.service.api import MAX_BODY_BYTES
+from blelock.service.api_guard import MAX_BODY_BYTES
 from tests.service.test_api import TOKEN, kiosk, spec
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
