@@ -20,19 +20,14 @@ import pytest
 
 from blelock import __version__
 from blelock.entry import AGENT_STOPPED, CANCELLED
-from simulators.process import simulator_process
 from tests.e2e.conftest import cli_environment
 
 CLI_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[dict[str, Any]]:
-    with simulator_process(
-        *("--locks", "2", "--seed", "9", "--adv-ms", "5", "--connect-ms", "2"),
-        *("--interval-ms", "1", "--write-rtt-ms", "1"),
-    ) as announced:
-        yield announced
+def sim_world() -> tuple[str, ...]:
+    return ("--locks", "2", "--seed", "9")
 
 
 @pytest.fixture

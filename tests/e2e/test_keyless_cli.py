@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from simulators.process import simulator_process
 from tests.conftest import closed_port_url
 from tests.e2e.conftest import cli_environment
 
@@ -20,12 +18,8 @@ CLI_TIMEOUT = 60
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[dict[str, Any]]:
-    with simulator_process(
-        *("--locks", "1", "--keyless-locks", "2", "--seed", "7", "--adv-ms", "5"),
-        *("--connect-ms", "2", "--interval-ms", "1", "--write-rtt-ms", "1"),
-    ) as announced:
-        yield announced
+def sim_world() -> tuple[str, ...]:
+    return ("--locks", "1", "--keyless-locks", "2", "--seed", "7")
 
 
 def blelock(sim: dict[str, Any], *args: str, **env: str) -> subprocess.CompletedProcess[str]:

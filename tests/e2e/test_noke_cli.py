@@ -6,24 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from simulators.process import simulator_process
 from tests.e2e.conftest import cli_environment
 
 CLI_TIMEOUT = 60
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[dict[str, Any]]:
-    with simulator_process(
-        *("--locks", "2", "--seed", "7", "--adv-ms", "5", "--connect-ms", "2"),
-        *("--interval-ms", "1", "--write-rtt-ms", "1"),
-    ) as announced:
-        yield announced
 
 
 def blelock(sim: dict[str, Any], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
