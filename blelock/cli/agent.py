@@ -35,6 +35,7 @@ from blelock import __version__, jobs, vendors
 from blelock.cli import build_parser
 from blelock.cli import open as open_command
 from blelock.cli.context import settings_from
+from blelock.cli.environ import variables_set
 from blelock.cli.render import report_failure
 from blelock.config import Settings
 from blelock.entry import (
@@ -351,20 +352,8 @@ def _client_variables(terminal: Mapping[str, Any]) -> Iterator[None]:
     if isinstance(size, list) and len(size) == 2:
         given.setdefault("COLUMNS", str(size[0]))
         given.setdefault("LINES", str(size[1]))
-    saved = {name: os.environ.get(name) for name in TERMINAL_VARIABLES}
-    try:
-        for name in TERMINAL_VARIABLES:
-            if name in given:
-                os.environ[name] = given[name]
-            else:
-                os.environ.pop(name, None)
+    with variables_set({name: given.get(name) for name in TERMINAL_VARIABLES}):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _has_relative_path(value: object) -> bool:

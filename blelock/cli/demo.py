@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import socket
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blelock import vendors
+from blelock.cli.environ import variables_set
 from blelock.cli.render import show_results
 from blelock.cloud._http import make_client, map_http_errors, raise_for_status
 from blelock.config import Settings, load_settings
@@ -134,16 +134,8 @@ async def simulator(
             ) from None
         # Point this process at the child the way a user would, by `export`ing what it printed:
         # the simulated bleak backend reads its radio address from the environment.
-        saved = {name: os.environ.get(name) for name in environment}
-        os.environ.update(environment)
-        try:
+        with variables_set(environment):
             yield announced
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
     finally:
         child.stdin.close()  # the child exits when its stdin closes
         try:
