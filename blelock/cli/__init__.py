@@ -154,24 +154,15 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--locks", type=_positive_int, default=3, help="simulated padlocks (default 3)"
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated world")
-    parser.add_argument(
-        "--keyless-locks",
-        type=_non_negative_int,
-        default=2,
-        help="simulated Keyless padlocks (default 2)",
-    )
-    parser.add_argument(
-        "--nuki-locks",
-        type=_non_negative_int,
-        default=1,
-        help="simulated Nuki Smart Locks (default 1)",
-    )
-    parser.add_argument(
-        "--unloc-locks",
-        type=_non_negative_int,
-        default=1,
-        help="locks of the simulated Unloc project, given a phone key and back (default 1)",
-    )
+    for plugin in _plugins():
+        if plugin.demo_locks is not None:
+            parser.add_argument(
+                f"--{plugin.name}-locks",
+                dest=f"{plugin.name}_locks",
+                type=_non_negative_int,
+                default=plugin.demo_locks.default,
+                help=plugin.demo_locks.help,
+            )
 
 
 def _access_arguments(parser: argparse.ArgumentParser) -> None:

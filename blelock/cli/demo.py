@@ -74,9 +74,12 @@ def caption(report: DemoReport) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = asyncio.run(
-        _demo(args.locks, args.keyless_locks, args.seed, args.nuki_locks, args.unloc_locks)
-    )
+    vendor_locks = {
+        name: getattr(args, f"{name}_locks")
+        for name, plugin in vendors.plugins().items()
+        if plugin.demo_locks is not None
+    }
+    report = asyncio.run(_demo(args.locks, args.seed, vendor_locks))
     show_results(
         report.results,
         report.failures,
@@ -98,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.asynccontextmanager
 async def simulator(
-    locks: int, seed: int, keyless_locks: int = 0, nuki_locks: int = 0, unloc_locks: int = 0
+    locks: int, seed: int, vendor_locks: Mapping[str, int]
 ) -> AsyncIterator[dict[str, Any]]:
-    """A ``blelock-sim`` child; yields what it announced (``env`` points blelock at it)."""
+    """A ``blelock-sim`` child with ``locks`` padlocks and ``vendor_locks[NAME]`` of each
+    vendor's (``--NAME-locks``); yields what it announced (``env`` points blelock at it)."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -111,12 +115,7 @@ async def simulator(
         str(locks),
         "--seed",
         str(seed),
-        "--keyless-locks",
-        str(keyless_locks),
-        "--nuki-locks",
-        str(nuki_locks),
-        "--unloc-locks",
-        str(unloc_locks),
+        *(part for name, count in vendor_locks.items() for part in (f"--{name}-locks", str(count))),
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
@@ -146,10 +145,8 @@ async def simulator(
             await child.wait()
 
 
-async def _demo(
-    locks: int, keyless_locks: int, seed: int, nuki_locks: int = 0, unloc_locks: int = 0
-) -> DemoReport:
-    async with simulator(locks, seed, keyless_locks, nuki_locks, unloc_locks) as announced:
+async def _demo(locks: int, seed: int, vendor_locks: Mapping[str, int]) -> DemoReport:
+    async with simulator(locks, seed, vendor_locks) as announced:
         environment = announced["env"]
         # A throwaway store: the demo must not touch a technician's real keys or logs.
         with tempfile.TemporaryDirectory(prefix="blelock-demo-") as scratch:

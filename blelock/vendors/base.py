@@ -48,6 +48,7 @@ __all__ = [
     "AccessTranslation",
     "Applied",
     "DemoHooks",
+    "DemoLocks",
     "Facts",
     "KeptClients",
     "Mode",
@@ -84,6 +85,15 @@ class OptionSpec:
     """Given several times, it is a list of values (sync options only)."""
     parse: Callable[[str], OptionValue] = str
     """Turns the text given into the value (raising ValueError with the reason)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLocks:
+    """How many of a vendor's locks ``blelock demo`` asks the simulator for: its option
+    ``--NAME-locks``, passed on to ``blelock-sim`` under the same name."""
+
+    default: int
+    help: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +258,9 @@ class VendorPlugin:
     cloud_modules: Sequence[str] = ()
     """Modules a one-shot command imports only at its first cloud call (an offline open needs
     none); a resident process (the agent, the kiosk) imports them up front, off its loop."""
+    demo_locks: DemoLocks | None = None
+    """Its locks in ``blelock demo``'s simulated world beside the padlocks of ``--locks``;
+    None: the demo has no option for it."""
 
     def records_per_visit(self) -> int:
         """The most records one visit can give: room for them is made before the lock is

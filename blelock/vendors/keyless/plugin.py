@@ -18,6 +18,7 @@ from blelock.errors import BlelockError, UsageError
 from blelock.model import Advert, KeyInfo, Sighting, VisitResult
 from blelock.vendors.base import (
     AccessTranslation,
+    DemoLocks,
     OperationRequest,
     OperationSpec,
     OptionSpec,
@@ -56,6 +57,7 @@ class KeylessPlugin(VendorPlugin):
     default_operation = "open"
     cli_module = "blelock.vendors.keyless.cli"
     cli_summary = "Keyless: activate this device, set a lock's clock, administer the platform"
+    demo_locks = DemoLocks(2, "simulated Keyless padlocks (default 2)")
 
     def records_per_visit(self) -> int:
         from blelock.vendors.keyless.protocol import LIMITS

@@ -18,6 +18,7 @@ from blelock.model import Advert, KeptLog, LockState, Sighting, VisitResult, par
 from blelock.vendors.base import (
     AccessTranslation,
     DemoHooks,
+    DemoLocks,
     OperationRequest,
     OperationSpec,
     VendorContext,
@@ -53,6 +54,7 @@ class NukiPlugin(VendorPlugin):
     migrations = MIGRATIONS
     cli_module = "blelock.vendors.nuki.cli"
     cli_summary = "Nuki: pair, keypad codes, authorizations, logs, the lock's clock"
+    demo_locks = DemoLocks(1, "simulated Nuki Smart Locks (default 1)")
 
     def records_per_visit(self) -> int:
         return 0  # a lock action gives no records for any cloud (its log is read apart)

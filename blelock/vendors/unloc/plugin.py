@@ -18,6 +18,7 @@ from blelock.model import PhoneKeyRequest, VisitResult, WeeklyWindow
 from blelock.vendors.base import (
     AccessTranslation,
     DemoHooks,
+    DemoLocks,
     Facts,
     VendorContext,
     VendorPlugin,
@@ -37,6 +38,9 @@ class UnlocPlugin(VendorPlugin):
     title = "Unloc"
     cli_module = "blelock.vendors.unloc.cli"
     cli_summary = "Unloc: the project's locks, keys for phones, and the jobs that make them"
+    demo_locks = DemoLocks(
+        1, "locks of the simulated Unloc project, given a phone key and back (default 1)"
+    )
     phone_keys = True
 
     def parse_lock_id(self, text: str) -> str:
