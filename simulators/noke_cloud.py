@@ -54,6 +54,7 @@ from blelock.vendors.noke.protocol import (
     offline_grant_material,
     open_server_packet,
 )
+from simulators.round_trip import within_round_trip
 
 if TYPE_CHECKING:
     from simulators.noke_activity import ActivityEntry
@@ -595,8 +596,9 @@ def create_app(
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             state.requests[name] += 1
-            if state.faults.latency_s > 0:
-                await asyncio.sleep(state.faults.latency_s)
+            return await within_round_trip(state.faults.latency_s, lambda: answer(request))
+
+        async def answer(request: Request) -> Response:
             if (fault := state.faults.draw()) is not None:
                 state.faulted[fault] += 1
                 return _fault_response(fault, name, state.faults)
