@@ -56,6 +56,7 @@ from simulators.noke_cloud_state import (
     note_contact,
 )
 from simulators.noke_quick_clicks import carried_quick_clicks, handle_qc
+from simulators.round_trip import within_round_trip
 
 __all__ = ["create_app"]
 
@@ -321,8 +322,9 @@ def create_app(
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             state.requests[name] += 1
-            if state.faults.latency_s > 0:
-                await asyncio.sleep(state.faults.latency_s)
+            return await within_round_trip(state.faults.latency_s, lambda: answer(request))
+
+        async def answer(request: Request) -> Response:
             if (fault := state.faults.draw()) is not None:
                 state.faulted[fault] += 1
                 return _fault_response(fault, name, state.faults)

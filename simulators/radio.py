@@ -739,6 +739,11 @@ class _Session:
         self._notes: asyncio.Queue[_Notes] = asyncio.Queue()
         self._after_reply: list[dict[str, Any]] = []
         self._charged_until = 0.0
+        self._timeline = 0.0
+        """Where the request being handled stands in modelled time: its arrival, plus the waits
+        the model imposed on it so far. A wait ends at a point on this line, not a span after
+        whenever the simulator got round to it: a real lock's answer time includes its own
+        work, so the simulator's Python time must not be added on top of the model."""
         self._ops: dict[str, Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]] = {
             "scan-start": self._scan_start,
             "scan-stop": self._scan_stop,
@@ -773,6 +778,7 @@ class _Session:
         await self._writer.drain()
 
     async def _handle(self, line: bytes) -> None:
+        self._timeline = asyncio.get_running_loop().time()
         request_id: Any = None
         try:
             try:
@@ -859,8 +865,7 @@ class _Session:
             return {}
         # Delivery (and so the drop fault and the notifications' clock) happens on air, after
         # the wait; the ack after delivery is what paces a client that awaits each write.
-        now = asyncio.get_running_loop().time()
-        delay = self._pacer.admit(now, link.latency, len(data)) - now
+        delay = self._pacer.admit(self._timeline, link.latency, len(data)) - self._timeline
         if delay > 0:  # tiny test latencies mostly never wait: no timer for nothing
             await self._wait(delay)
         try:
@@ -888,16 +893,23 @@ class _Session:
         return {"value": "0100" if subscribed else "0000"}
 
     async def _wait(self, seconds: float) -> None:
-        """A wait the latency model imposes on a link, counted in ``Radio.modelled_s``."""
+        """A wait the latency model imposes on a link, counted in ``Radio.modelled_s``: it
+        ends ``seconds`` after the request's previous point in modelled time."""
         self._charge(seconds)
-        await self._sleep(seconds)
+        self._timeline += seconds
+        loop = asyncio.get_running_loop()
+        await self._sleep(max(0.0, self._timeline - loop.time()))
+        # Never ahead of the clock: a test's recording sleep returns at once, and what follows
+        # is then timed from now, as it would be after a real wait.
+        self._timeline = min(self._timeline, loop.time())
 
     def _charge(self, seconds: float) -> None:
-        """Add the part of a wait from now that no wait already counted covers: writes in
-        flight together wait for their answers at once, and count once."""
-        now = asyncio.get_running_loop().time()
-        end = now + seconds
-        self._radio.modelled_s += max(0.0, end - max(now, self._charged_until))
+        """Add the part of a wait from the request's point in modelled time that no wait
+        already counted covers: writes in flight together wait for their answers at once, and
+        count once."""
+        start = self._timeline
+        end = start + seconds
+        self._radio.modelled_s += max(0.0, end - max(start, self._charged_until))
         self._charged_until = max(self._charged_until, end)
 
     def _queue_notifications(
@@ -905,7 +917,7 @@ class _Session:
     ) -> None:
         if notes:
             self._charge(delay)
-            self._notes.put_nowait((asyncio.get_running_loop().time() + delay, link, notes))
+            self._notes.put_nowait((self._timeline + delay, link, notes))
 
     async def _deliver_notifications(self) -> None:
         # One queue per session keeps notifications in write order whatever the timer heap does.

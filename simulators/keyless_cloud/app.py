@@ -4,7 +4,6 @@ through (API key, media type, bearer token, injected faults) and :func:`keyless_
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
@@ -79,6 +78,7 @@ from simulators.keyless_cloud.state import (
     Role,
     Session,
 )
+from simulators.round_trip import within_round_trip
 
 # --- the app --------------------------------------------------------------------------------
 
@@ -183,10 +183,10 @@ def keyless_app(
         path: str, methods: dict[str, tuple[str, Handler]]
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
-            name = f"{request.method} {path}"
-            state.requests[name] += 1
-            if state.faults.latency_s > 0:
-                await asyncio.sleep(state.faults.latency_s)
+            state.requests[f"{request.method} {path}"] += 1
+            return await within_round_trip(state.faults.latency_s, lambda: answer(request))
+
+        async def answer(request: Request) -> Response:
             fault = state.faults.draw()
             if fault is not None:
                 state.faulted[fault] += 1
@@ -216,7 +216,7 @@ def keyless_app(
                         )
                 elif kind == MOBILE:
                     session = _session(state, request, "mobile")
-                call = Call(state, request, state.now(), session, name)
+                call = Call(state, request, state.now(), session, f"{request.method} {path}")
                 return await handler(call)
             except Problem as problem:
                 return _problem_response(problem.status, problem.detail)

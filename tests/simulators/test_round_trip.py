@@ -1,0 +1,48 @@
+"""A simulated cloud's answer takes the stated latency, the simulator's own work included."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulators.round_trip import within_round_trip
+
+
+class _Clock:
+    """Time that moves only when the simulated cloud's work or a wait moves it."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.asked: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.asked.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(("work_s", "held_s"), [(0.0, 0.040), (0.015, 0.025), (0.055, 0.0)])
+async def test_the_answer_is_held_for_what_is_left_of_the_latency(
+    work_s: float, held_s: float
+) -> None:
+    clock = _Clock()
+
+    async def answer() -> str:
+        clock.now += work_s  # the simulator's own Python time
+        return "answer"
+
+    got = await within_round_trip(0.040, answer, sleep=clock.sleep, clock=clock)
+    assert got == "answer"
+    assert clock.asked == [pytest.approx(held_s)]
+    assert clock.now == pytest.approx(100.0 + max(0.040, work_s))
+
+
+async def test_no_latency_waits_for_nothing() -> None:
+    clock = _Clock()
+
+    async def answer() -> int:
+        return 7
+
+    assert await within_round_trip(0.0, answer, sleep=clock.sleep, clock=clock) == 7
+    assert clock.asked == []
