@@ -4,9 +4,10 @@ The life of a record:
 
 1. ``append`` commits it (fsync'd) before anyone is told it was kept.
 2. ``lease`` puts the oldest unleased records into a batch with an idempotency key (uuid4),
-   persisted with the batch. Until that batch is acknowledged, every ``lease`` returns the same
-   batch with the same key, whatever crashed in between, so a resend is recognisable at the
-   cloud.
+   persisted with the batch: the range of ids it covers, one row written whatever its size
+   (a batch split per lock or set aside marks its rows instead). Until that batch is
+   acknowledged, every ``lease`` returns the same batch with the same key, whatever crashed in
+   between, so a resend is recognisable at the cloud.
 3. ``acknowledge`` deletes the batch's records, only after the cloud acknowledged the upload.
 
 A batch the cloud refuses for good (a lock no longer registered, a record it cannot read) is
@@ -194,24 +195,28 @@ class Outbox:
                 # An empty batch is never left by this module (acknowledge removes both in one
                 # transaction) but a hand-edited store could hold one: drop it, do not send it.
                 # (A batch whose rows were all damaged was set aside just now instead.)
-                conn.execute(
-                    "DELETE FROM outbox_batches WHERE key = ? AND NOT EXISTS "
-                    "(SELECT 1 FROM outbox WHERE batch_key = ?)",
-                    (row[0], row[0]),
-                )
+                where, values = _rows_of(conn, row[0])
+                if conn.execute(f"SELECT 1 FROM outbox WHERE {where}", values).fetchone() is None:
+                    conn.execute("DELETE FROM outbox_batches WHERE key = ?", (row[0],))
+            # The oldest unleased rows, as a range: no row is written but the batch's own.
+            (above,) = conn.execute(
+                "SELECT coalesce(max(last_id), 0) FROM outbox_batches "
+                "WHERE vendor = ? AND last_id IS NOT NULL",
+                (self._vendor,),
+            ).fetchone()
+            first, last = conn.execute(
+                "SELECT min(id), max(id) FROM (SELECT id FROM outbox WHERE vendor = ? AND "
+                "batch_key IS NULL AND id > ? ORDER BY id LIMIT ?)",
+                (self._vendor, above, limit),
+            ).fetchone()
+            if first is None:
+                return None
             key = uuid.uuid4().hex
             conn.execute(
-                "INSERT INTO outbox_batches (key, formed_at, vendor) VALUES (?, ?, ?)",
-                (key, int(time.time()), self._vendor),
+                "INSERT INTO outbox_batches (key, formed_at, vendor, first_id, last_id) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, int(time.time()), self._vendor, first, last),
             )
-            formed = conn.execute(
-                "UPDATE outbox SET batch_key = ? WHERE id IN (SELECT id FROM outbox "
-                "WHERE vendor = ? AND batch_key IS NULL ORDER BY id LIMIT ?)",
-                (key, self._vendor, limit),
-            ).rowcount
-            if formed == 0:
-                conn.execute("DELETE FROM outbox_batches WHERE key = ?", (key,))
-                return None
             records = _sound_records(conn, key, self._vendor)
             if records:
                 return Batch(key, records)
@@ -258,12 +263,12 @@ class Outbox:
         took nothing under the old one), at the head of the line; how many batches now."""
 
         def split(conn: sqlite3.Connection) -> int:
+            where, values = _rows_of(conn, batch_key)
             locks = [
                 row[0]
                 for row in conn.execute(
-                    "SELECT lock_id FROM outbox WHERE batch_key = ? GROUP BY lock_id "
-                    "ORDER BY min(id)",
-                    (batch_key,),
+                    f"SELECT lock_id FROM outbox WHERE {where} GROUP BY lock_id ORDER BY min(id)",
+                    values,
                 )
             ]
             for lock in locks:
@@ -273,8 +278,8 @@ class Outbox:
                     (key, int(time.time()), self._vendor),
                 )
                 conn.execute(
-                    "UPDATE outbox SET batch_key = ? WHERE batch_key = ? AND lock_id = ?",
-                    (key, batch_key, lock),
+                    f"UPDATE outbox SET batch_key = ? WHERE {where} AND lock_id = ?",
+                    (key, *values, lock),
                 )
             conn.execute("DELETE FROM outbox_batches WHERE key = ?", (batch_key,))
             return len(locks)
@@ -328,13 +333,18 @@ class Outbox:
         """The batches set aside, oldest first."""
 
         def read(conn: sqlite3.Connection) -> list[FailedBatch]:
-            rows = conn.execute(
-                "SELECT b.key, count(o.id), b.failed_at, b.failure FROM outbox_batches b "
-                "JOIN outbox o ON o.batch_key = b.key "
-                "WHERE b.vendor = ? AND b.failed_at IS NOT NULL GROUP BY b.key ORDER BY b.rowid",
+            batches = conn.execute(
+                "SELECT key, failed_at, failure FROM outbox_batches "
+                "WHERE vendor = ? AND failed_at IS NOT NULL ORDER BY rowid",
                 (self._vendor,),
-            )
-            return [FailedBatch(key, int(n), int(at), str(why)) for key, n, at, why in rows]
+            ).fetchall()
+            failed = []
+            for key, at, why in batches:
+                where, values = _rows_of(conn, key)
+                (n,) = conn.execute(f"SELECT count(*) FROM outbox WHERE {where}", values).fetchone()
+                if n:
+                    failed.append(FailedBatch(key, int(n), int(at), str(why)))
+            return failed
 
         return await self._db.run(read, write=False)
 
@@ -375,8 +385,28 @@ class Outbox:
         return await self._db.run(oldest, write=False)
 
 
+def _rows_of(
+    conn: sqlite3.Connection, key: str, table: str = ""
+) -> tuple[str, tuple[str | int, ...]]:
+    """The condition (and its values) that picks the batch's rows of ``outbox`` (its columns
+    prefixed with ``table``, an alias and a dot, when given); an unknown batch has none."""
+    batch = conn.execute(
+        "SELECT vendor, first_id, last_id FROM outbox_batches WHERE key = ?", (key,)
+    ).fetchone()
+    if batch is None:
+        return "0", ()
+    vendor, first, last = batch
+    if last is None:  # split, set aside, or leased before ranges: each row names its batch
+        return f"{table}batch_key = ?", (key,)
+    return (
+        f"{table}vendor = ? AND {table}batch_key IS NULL AND {table}id BETWEEN ? AND ?",
+        (vendor, first, last),
+    )
+
+
 def _batch_records(conn: sqlite3.Connection, key: str) -> tuple[LogRecord, ...]:
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE batch_key = ? ORDER BY id", (key,))
+    where, values = _rows_of(conn, key)
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY id", values)
     return tuple(_record(row) for row in rows)
 
 
@@ -394,7 +424,8 @@ def _indexed(conn: sqlite3.Connection, row: tuple[int, str, str, int, str]) -> b
 def _delete_batches(conn: sqlite3.Connection, batch_keys: Sequence[str]) -> int:
     deleted = 0
     for key in batch_keys:
-        deleted += conn.execute("DELETE FROM outbox WHERE batch_key = ?", (key,)).rowcount
+        where, values = _rows_of(conn, key)
+        deleted += conn.execute(f"DELETE FROM outbox WHERE {where}", values).rowcount
         conn.execute("DELETE FROM outbox_batches WHERE key = ?", (key,))
     return deleted
 
@@ -403,12 +434,13 @@ def _sound_records(conn: sqlite3.Connection, key: str, vendor: str) -> tuple[Log
     """The batch's records, after setting aside those the index cannot find (damaged)."""
     # Each row looked up by its own values in the UNIQUE index (as _indexed does), in one
     # statement: a batch of 500 is one query, not 501.
+    where, values = _rows_of(conn, key, "o.")
     rows = conn.execute(
         "SELECT o.id, o.lock_id, o.session, o.received_at, o.payload, EXISTS (SELECT 1 FROM "
         f"outbox AS i INDEXED BY {_UNIQUE_INDEX} WHERE i.lock_id = o.lock_id AND "
         "i.session = o.session AND i.payload = o.payload AND i.id = o.id) "
-        "FROM outbox AS o WHERE o.batch_key = ? ORDER BY o.id",
-        (key,),
+        f"FROM outbox AS o WHERE {where} ORDER BY o.id",
+        values,
     ).fetchall()
     damaged = [row[0] for row in rows if not row[5]]
     if not damaged:

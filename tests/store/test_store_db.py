@@ -215,7 +215,39 @@ async def test_a_version_1_store_upgrades_keeping_its_pending_records(tmp_path: 
         assert [(r.lock_id, r.payload) for r in noke] == [("C7:E6:B0:C6:75:38", "cd")]
         assert await Outbox(db, "keyless").pending() == []
         version = await db.run(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
-        assert version == LATEST_VERSION == 4
+        assert version == LATEST_VERSION == 5
+
+
+async def test_a_batch_leased_before_ranges_comes_back_whole_with_its_key(tmp_path: Path) -> None:
+    path = tmp_path / "blelock.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for script in MIGRATIONS[:4]:  # the store as version 4 left it: batches mark their rows
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute("INSERT INTO outbox_batches (key, formed_at, vendor) VALUES ('old', 1, 'noke')")
+    for n in range(5):
+        conn.execute(
+            "INSERT INTO outbox (lock_id, session, received_at, payload, vendor, batch_key) "
+            "VALUES ('C7:E6:B0:C6:75:38', 'ab', ?, ?, 'noke', ?)",
+            (n, f"{n:02x}", "old" if n in (1, 3) else None),  # leased rows among unleased ones
+        )
+    conn.close()
+    async with await Database.open(path) as db:
+        outbox = Outbox(db, "noke")
+        batches = await outbox.lease_ahead(10, 3)
+        assert [(b.key, [r.payload for r in b.records]) for b in batches[:1]] == [
+            ("old", ["01", "03"])
+        ]
+        assert [[r.payload for r in b.records] for b in batches[1:]] == [["00", "02", "04"]]
+        assert await outbox.acknowledge(*(b.key for b in batches)) == 5
+        assert await outbox.pending_count() == 0 and await outbox.lease(10) is None
+        indexes = await db.run(
+            lambda c: {
+                n for (n,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+            }
+        )
+        assert "outbox_unleased" not in indexes and "outbox_unleased_by_vendor" in indexes
 
 
 PLUGIN_TABLES = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -151,6 +152,50 @@ async def test_each_vendor_leases_only_its_own_records(db: Database, outbox: Out
     assert await keyless.lease(1) == keyless_batch
     assert await keyless.acknowledge(keyless_batch.key) == 4
     assert await outbox.pending() == records(3)
+
+
+async def test_a_leased_range_keeps_its_records_whatever_is_appended_around_it(
+    db: Database, outbox: Outbox
+) -> None:
+    keyless = Outbox(db, "keyless")
+    await outbox.append(records(2))
+    await keyless.append(keyless_entries("1f0c", range(1, 3)))  # ids between the Nokē ones
+    await outbox.append(records(2, start=2))
+    first = await outbox.lease(3)
+    assert first is not None and first.records == tuple(records(3))
+    await outbox.append(records(2, start=4))  # after the lease: above the range
+    await keyless.append(keyless_entries("1f0c", range(3, 5)))
+    assert await outbox.lease(100) == first  # still the same three, whatever came since
+    second = await outbox.lease(100, busy=first.key)
+    assert second is not None and second.records == tuple(records(3, start=3))
+    # The older range acknowledged first, then the newer: each deletes only its own rows.
+    assert await outbox.acknowledge(first.key) == 3
+    assert await outbox.pending() == records(3, start=3)
+    await outbox.append(records(1, start=6))  # its id is above every live row's
+    assert await outbox.acknowledge(second.key) == 3
+    assert await outbox.pending() == records(1, start=6)
+    assert await keyless.pending_count() == 4
+    third = await outbox.lease(100)
+    assert third is not None and third.records == tuple(records(1, start=6))
+
+
+async def test_a_range_split_per_lock_keeps_every_record(db: Database, outbox: Outbox) -> None:
+    other = MacAddress("C7:E6:B0:C6:75:39")
+    mixed = [
+        r if i % 2 else dataclasses.replace(r, lock_id=other) for i, r in enumerate(records(4))
+    ]
+    await outbox.append(mixed)
+    batch = await outbox.lease(100)
+    assert batch is not None
+    assert await outbox.split(batch.key) == 2
+    per_lock = [await outbox.lease(100)]
+    assert per_lock[0] is not None
+    rest = await outbox.lease(100, busy=per_lock[0].key)
+    assert rest is not None
+    assert {r.lock_id for r in per_lock[0].records} == {other}
+    assert {r.lock_id for r in rest.records} == {A}
+    assert await outbox.acknowledge(per_lock[0].key, rest.key) == 4
+    assert await outbox.pending_count() == 0
 
 
 async def test_log_cursors_move_with_the_records_and_never_back(db: Database) -> None:
