@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import importlib
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -98,9 +100,16 @@ class KeylessSyncReport:
     """Re-keying certificates fetched, to be installed at the next visit of their lock."""
 
 
-def _mobile(
+_CLOUD_MODULE = "blelock.vendors.keyless.cloud"
+
+
+async def _mobile(
     settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None = None
 ) -> KeylessMobile:
+    # Imported at the first cloud call (an offline open loads no httpx), in a thread: reading
+    # the modules' files in the event loop would stall every visit sharing it.
+    if _CLOUD_MODULE not in sys.modules:
+        await asyncio.to_thread(importlib.import_module, _CLOUD_MODULE)
     from blelock.vendors.keyless.cloud import KeylessMobile
 
     return KeylessMobile(
@@ -138,7 +147,7 @@ async def activate(settings: Settings, store: Store, invitation_code: str) -> st
     operatingDeviceId."""
     keys = await keyless_store(store)
     private_key = keyless.generate_key()
-    async with _mobile(settings, None) as mobile:
+    async with await _mobile(settings, None) as mobile:
         with lock_context(None, "activate the operating device"):
             activation = await mobile.activate(
                 invitation_code, keyless.public_key_bytes(private_key.public_key())
@@ -169,7 +178,7 @@ async def sync_keyless(
     keys = await keyless_store(store)
     device = await _device(keys)
     with lock_context(None, "sync Keyless keys"):
-        async with _mobile(settings, device, retry) as mobile:
+        async with await _mobile(settings, device, retry) as mobile:
             ca_der = await mobile.platform_ca()
             ca_key = _ca_public_key(ca_der)
             revocations = await mobile.revocations()
@@ -251,7 +260,7 @@ def _statement_source(settings: Settings, store: Store) -> StatementSource:
         device = await _device(await keyless_store(store))
         try:
             async with asyncio.timeout(settings.timeouts.cloud):
-                async with _mobile(settings, device, AT_THE_LOCK) as mobile:
+                async with await _mobile(settings, device, AT_THE_LOCK) as mobile:
                     return await mobile.time_statement(lock_id, nonce)
         except TimeoutError:
             raise CloudTimeout(
@@ -380,7 +389,7 @@ class KeylessUploader:
         cls, settings: Settings, store: Store, *, retry: RetryPolicy | None = None
     ) -> AsyncIterator[KeylessUploader]:
         device = await _device(await keyless_store(store))
-        async with _mobile(settings, device, retry) as mobile:
+        async with await _mobile(settings, device, retry) as mobile:
             yield cls(mobile)
 
     async def upload(
