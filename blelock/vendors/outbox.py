@@ -11,6 +11,7 @@ not about the batch).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
@@ -74,14 +75,50 @@ async def drain_outbox(
     Batches are leased ``ahead`` at a time. While one group is on its way, the store
     acknowledges the group before (the cloud has it) and leases the next, in one transaction:
     the disk's work hides behind the network's, and commits once per group. A batch leased
-    so waits its turn as any leased batch does (first in line next time)."""
+    so waits its turn as any leased batch does (first in line next time).
+
+    Drains of one outbox in one process (a kiosk's visits each upload their records) pass
+    over each other's batches in flight instead of sending them again: each leases what is
+    not on its way yet, and the cloud sees each batch once."""
+    in_flight = _IN_FLIGHT.setdefault(outbox, set())
+    mine: set[str] = set()
+    try:
+        return await _drain(cloud, outbox, batch_size, ahead, on_progress, in_flight, mine)
+    finally:
+        in_flight.difference_update(mine)  # left leased (if not acknowledged): first next time
+
+
+_IN_FLIGHT: weakref.WeakKeyDictionary[Outbox, set[str]] = weakref.WeakKeyDictionary()
+"""Per outbox, the keys of the batches this process's drains are sending now."""
+
+
+async def _drain(
+    cloud: Uploader,
+    outbox: Outbox,
+    batch_size: int,
+    ahead: int,
+    on_progress: Callable[[int], None] | None,
+    in_flight: set[str],
+    mine: set[str],
+) -> int:
+    def taken(batches: Sequence[Batch]) -> Sequence[Batch]:
+        keys = {batch.key for batch in batches}
+        mine.update(keys)
+        in_flight.update(keys)
+        return batches
+
+    def done(batches: Sequence[Batch]) -> None:
+        keys = {batch.key for batch in batches}
+        mine.difference_update(keys)
+        in_flight.difference_update(keys)
+
     uploaded = 0
     with lock_context(None, "upload logs"):
-        group = await _lease(outbox, batch_size, ahead)
+        group = taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
         sent: Sequence[Batch] = ()  # the cloud has them; their acknowledgement is still to commit
         while group:
             work = asyncio.ensure_future(
-                _advance(outbox, sent, batch_size, ahead, busy=[b.key for b in group])
+                _advance(outbox, sent, batch_size, ahead, busy=[*in_flight])
             )
             posted = 0
             try:
@@ -93,6 +130,7 @@ async def drain_outbox(
                     work.cancel()  # the store's work is whole or undone; either is safe
                     raise
                 uploaded += await _settled(outbox, work)
+                done(sent)
                 if posted:  # those before the refused one went up: the cloud has them
                     uploaded += await _acknowledged(outbox, group[:posted])
                 refused = group[posted]
@@ -100,7 +138,8 @@ async def drain_outbox(
                     await outbox.split(refused.key)  # find which lock it was, one at a time
                 else:
                     await outbox.fail(refused.key, exc.one_line())
-                sent, group = (), await _lease(outbox, batch_size, ahead)
+                done(group)
+                sent, group = (), taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
                 continue
             except BaseException:
                 work.cancel()
@@ -111,16 +150,20 @@ async def drain_outbox(
                 # Nothing of it committed. Set the damaged rows aside, then start again from
                 # what is leased: resent batches keep their keys, so the cloud takes them once.
                 await _set_damage_aside(outbox)
-                sent, group = (), await _lease(outbox, batch_size, ahead)
+                done([*sent, *group])
+                sent, group = (), taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
                 continue
+            done(sent)
             uploaded += acknowledged
             if on_progress is not None and acknowledged:
                 on_progress(uploaded)
-            sent, group = group, following
+            sent, group = group, taken(following)
         if sent:
             try:
                 uploaded += await outbox.acknowledge(*(batch.key for batch in sent))
+                done(sent)
             except StoreDamaged:
+                done(sent)
                 # The cloud has the batches; a damaged row stops SQLite deleting them. Set the
                 # damaged rows aside, then the same keys go again (the cloud dedupes them).
                 await _set_damage_aside(outbox)
@@ -166,10 +209,12 @@ async def _acknowledged(outbox: Outbox, batches: Sequence[Batch]) -> int:
         return 0
 
 
-async def _lease(outbox: Outbox, batch_size: int, ahead: int) -> Sequence[Batch]:
+async def _lease(
+    outbox: Outbox, batch_size: int, ahead: int, *, busy: Collection[str] = ()
+) -> Sequence[Batch]:
     while True:
         try:
-            return await outbox.lease_ahead(batch_size, ahead)
+            return await outbox.lease_ahead(batch_size, ahead, busy=[*busy])
         except StoreDamaged:
             await _set_damage_aside(outbox)
 

@@ -3,11 +3,14 @@ out again, and a batch leased and not acknowledged still comes back first otherw
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 from blelock.config import load_settings
 from blelock.jobs import open_store
 from blelock.model import LogRecord, MacAddress
+from blelock.vendors.outbox import drain_outbox
 
 MAC = MacAddress("C7:E6:B0:C6:75:38")
 
@@ -31,3 +34,46 @@ async def test_the_batch_in_flight_is_not_leased_again(tmp_path: Path) -> None:
         assert acknowledged == 2
         assert third is not None and [r.context for r in third.records] == ["s4", "s5"]
         assert await outbox.pending_count() == 4
+
+
+class HeldCloud:
+    """Takes every batch; the first upload waits until the test lets it through."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.records: list[LogRecord] = []
+        self.first_arrived = asyncio.Event()
+        self.release_first = asyncio.Event()
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        assert idempotency_key is not None
+        self.keys.append(idempotency_key)
+        if len(self.keys) == 1:
+            self.first_arrived.set()
+            await self.release_first.wait()
+        self.records.extend(records)
+
+
+async def test_drains_in_one_process_pass_over_each_others_batches(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
+        read_file=False,
+    )
+    first_visit = [LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(3)]
+    second_visit = [LogRecord(MAC, f"t{n}", 2, f"51{n:038x}") for n in range(3)]
+    async with open_store(settings) as store:
+        outbox = store.outbox("noke")
+        cloud = HeldCloud()
+        await outbox.append(first_visit)
+        first = asyncio.create_task(drain_outbox(cloud, outbox))
+        await cloud.first_arrived.wait()  # the first visit's batch is on its way
+        await outbox.append(second_visit)
+        # The second visit's drain sends its own records, not the batch in flight again.
+        assert await drain_outbox(cloud, outbox) == 3
+        cloud.release_first.set()
+        assert await first == 3
+        assert len(cloud.keys) == len(set(cloud.keys)) == 2
+        assert sorted(cloud.records, key=lambda r: r.payload) == first_visit + second_visit
+        assert await outbox.pending_count() == 0
