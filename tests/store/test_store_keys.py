@@ -20,6 +20,7 @@ from blelock.errors import (
 from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
+from blelock.vendors.noke.key_rows import KeyTimes, encode_times, row_aad, unpack_material
 from blelock.vendors.noke.keys import CachedKey, KeyStore, KeySyncSummary
 from blelock.vendors.noke.values import OfflineGrant
 
@@ -359,3 +360,20 @@ async def test_a_revocation_raises_the_store_generation_and_old_rows_stay_closed
     # t2's material as a backup held it does not open at the new generation.
     with pytest.raises(StoreError, match="not of this store's generation"):
         data_key.open(bytes(stale), b"")
+
+
+async def test_a_new_lock_s_row_is_as_the_layout_describes(
+    keys: KeyStore, db: Database, data_key: DataKey
+) -> None:
+    # A first sync writes new locks' rows on a path of its own: the same text and material.
+    grants = [grant(A, "t2"), grant(A, 't"1'), grant(A, "t\u00e9")]
+    await keys.apply_sync(grants, scope_macs=None)
+    text, sealed = await db.run(
+        lambda conn: conn.execute("SELECT keys, sealed FROM noke_lock_keys").fetchone()
+    )
+    now = int(START.timestamp())
+    expected = [KeyTimes(g.tracking_key, now, now + 30 * 86400, None) for g in grants]
+    assert text == encode_times(expected)
+    assert unpack_material(data_key.open(sealed, row_aad(A, text))) == {
+        g.tracking_key: (g.offline_key, g.unlock_command) for g in grants
+    }

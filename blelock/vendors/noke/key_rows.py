@@ -18,6 +18,7 @@ import json
 import sqlite3
 import struct
 from collections.abc import Iterable
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Final, NamedTuple
 
 from blelock.errors import StoreError
@@ -25,6 +26,7 @@ from blelock.store.crypto import DataKey
 from blelock.store.db import KEY_CHECK_AAD
 
 __all__ = [
+    "HEADER",
     "KeyTimes",
     "Material",
     "carry_over",
@@ -39,7 +41,7 @@ __all__ = [
 Material = dict[str, tuple[bytes, bytes]]
 """A lock's live keys: tracking key -> (offline key, unlock command)."""
 
-_HEADER = struct.Struct(">HHH")
+HEADER = struct.Struct(">HHH")
 """Per key in a sealed row: the lengths of its tracking key, offline key and unlock command."""
 
 
@@ -51,8 +53,17 @@ class KeyTimes(NamedTuple):
 
 
 def encode_times(times: Iterable[KeyTimes]) -> str:
-    """The ``keys`` column: compact, ASCII (so its bytes are those sealed as associated data)."""
-    return json.dumps(sorted(times), separators=(",", ":"))
+    """The ``keys`` column: compact JSON, ASCII (so its bytes are those sealed as associated
+    data), as ``json.dumps(sorted(times), separators=(",", ":"))`` writes it, built directly:
+    a fleet's sync writes one per lock."""
+    return (
+        "["
+        + ",".join(
+            f"[{_quoted(t)},{int(f)},{int(e)},{'null' if r is None else int(r)}]"
+            for t, f, e, r in sorted(times)
+        )
+        + "]"
+    )
 
 
 def decode_times(text: str) -> list[KeyTimes]:
@@ -74,22 +85,24 @@ def row_aad(lock_id: str, keys_text: str) -> bytes:
 
 
 def pack_material(material: Material) -> bytes:
-    header = _HEADER.pack
+    header = HEADER.pack
     parts: list[bytes] = []
     for tracking in sorted(material):
         offline_key, command = material[tracking]
         name = tracking.encode()
-        parts += (header(len(name), len(offline_key), len(command)), name, offline_key, command)
+        parts.append(
+            header(len(name), len(offline_key), len(command)) + name + offline_key + command
+        )
     return b"".join(parts)
 
 
 def unpack_material(plaintext: bytes) -> Material:
     material: Material = {}
-    at, size = 0, _HEADER.size
+    at, size = 0, HEADER.size
     while at < len(plaintext):
         if at + size > len(plaintext):
             raise StoreError("a sealed lock's keys are truncated")
-        lengths = _HEADER.unpack_from(plaintext, at)
+        lengths = HEADER.unpack_from(plaintext, at)
         at += size
         if at + sum(lengths) > len(plaintext):
             raise StoreError("a sealed lock's keys are truncated")

@@ -17,6 +17,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Final, NamedTuple
 
 from blelock.clock import Clock
@@ -29,6 +30,9 @@ from blelock.errors import (
 from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
+from blelock.vendors.noke.key_rows import (
+    HEADER as _HEADER,
+)
 from blelock.vendors.noke.key_rows import (
     KeyTimes,
     Material,
@@ -288,27 +292,52 @@ class KeyStore:
         }
         rows: list[tuple[str, str, bool]] = []  # lock, its key times, whether it keeps material
         to_seal: list[tuple[bytes, bytes]] = []
+        # The per-lock work of a fleet's sync (a hundred thousand locks): names bound once.
+        quoted, header, keep, seal_of = _quoted, _HEADER.pack, rows.append, to_seal.append
+        renewed = f",{now},{expires},null]"
         for mac in chunk:
             entries = listed.get(mac, {})
             row = held.get(mac)
+            if row is None:
+                if not entries:
+                    continue
+                # A lock the cache does not hold yet (a first sync: all of them): its keys are
+                # all added, written as encode_times and pack_material would.
+                names = sorted(entries)
+                text = "[" + ",".join(["[" + quoted(name) + renewed for name in names]) + "]"
+                parts = []
+                for name in names:
+                    grant = entries[name]
+                    encoded, offline_key, command = (
+                        name.encode(),
+                        grant.offline_key,
+                        grant.unlock_command,
+                    )
+                    parts.append(
+                        header(len(encoded), len(offline_key), len(command))
+                        + encoded
+                        + offline_key
+                        + command
+                    )
+                counts[0] += len(names)
+                keep((mac, text, True))
+                seal_of((b"".join(parts), row_aad(mac, text)))
+                continue
             times: list[KeyTimes] = []
             material: Material = {}
-            if row is not None:
-                old_times, old_material = self._held(row)
-                for before in old_times:
-                    if before.tracking_key in entries:
-                        continue
-                    if before.revoked_at is None and (scope is None or mac in scope):
-                        counts[2] += 1  # revoked: its material is not carried (wiped)
-                        times.append(before._replace(revoked_at=now))
-                        continue
-                    times.append(before)
-                    kept = old_material.get(before.tracking_key)
-                    if kept is not None and before.revoked_at is None:
-                        material[before.tracking_key] = kept
-                old = {before.tracking_key: before for before in old_times}
-            else:
-                old, old_material = {}, {}
+            old_times, old_material = self._held(row)
+            for before in old_times:
+                if before.tracking_key in entries:
+                    continue
+                if before.revoked_at is None and (scope is None or mac in scope):
+                    counts[2] += 1  # revoked: its material is not carried (wiped)
+                    times.append(before._replace(revoked_at=now))
+                    continue
+                times.append(before)
+                kept = old_material.get(before.tracking_key)
+                if kept is not None and before.revoked_at is None:
+                    material[before.tracking_key] = kept
+            old = {before.tracking_key: before for before in old_times}
             for tracking, grant in entries.items():
                 pair = (grant.offline_key, grant.unlock_command)
                 previous = old.get(tracking)
