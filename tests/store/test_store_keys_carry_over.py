@@ -17,6 +17,7 @@ from blelock.store.crypto import DataKey
 from blelock.store.db import Database
 from blelock.vendors.noke.key_schema import MIGRATIONS as NOKE_MIGRATIONS
 from blelock.vendors.noke.keys import KeyStore
+from blelock.vendors.noke.values import OfflineGrant
 
 A = MacAddress("C7:E6:B0:C6:75:38")
 B = MacAddress("D1:02:03:04:05:06")
@@ -173,3 +174,15 @@ async def test_a_carry_over_that_fails_changes_nothing(
         monkeypatch.setattr(DataKey, "seal_many", real)
         assert len(await keys.list_keys()) == 1200
         assert (await keys.usable(MacAddress(rows[-1][0]))).offline_key == _material(1)[0]
+
+
+async def test_a_store_whose_key_check_is_gone_is_not_enrolled_afresh(
+    db: Database, key_dir: Path, data_key: DataKey, clock: FakeClock
+) -> None:
+    # The keys now live in the Nokē plugin's table: the core still sees them (any sealed column).
+    await KeyStore(db, data_key, clock).apply_sync(
+        [OfflineGrant(A, "t1", *_material(1))], scope_macs=None
+    )
+    await db.run(lambda conn: conn.execute("DELETE FROM meta WHERE key = 'key_check'"))
+    with pytest.raises(StoreError, match="holds sealed secrets but no key check"):
+        await db.unlock(key_dir, {})
