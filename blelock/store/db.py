@@ -575,9 +575,16 @@ def _unlock(
 ) -> DataKey:
     row = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
     if row is None:
-        if conn.execute("SELECT 1 FROM offline_keys LIMIT 1").fetchone() is not None:
+        # Any table's sealed values (core or plugin, e.g. Nokē's offline keys): a fresh key
+        # enrolled now would orphan them.
+        if any(
+            conn.execute(
+                f'SELECT 1 FROM "{table}" WHERE length({_SEALED_COLUMN}) > 0 LIMIT 1'
+            ).fetchone()
+            for table in _sealed_tables(conn)
+        ):
             raise StoreError(
-                f"{path} holds sealed offline keys but no key check; nothing was changed",
+                f"{path} holds sealed secrets but no key check; nothing was changed",
                 hint=_MOVE_ASIDE + ", then run `blelock sync` while online",
             )
         key = DataKey.load(key_dir, environ, create=create)

@@ -26,6 +26,7 @@ from blelock.clock import SystemClock
 from blelock.model import LogRecord, MacAddress
 from blelock.store.db import Database
 from blelock.store.outbox import Outbox
+from blelock.vendors.noke.key_schema import MIGRATIONS as NOKE_MIGRATIONS
 from blelock.vendors.noke.keys import KeyStore
 from blelock.vendors.noke.values import OfflineGrant
 
@@ -61,7 +62,7 @@ def _grants(locks: int) -> list[OfflineGrant]:
 
 async def _sync(locks: int, directory: Path) -> None:
     grants = _grants(locks)
-    async with await Database.open(directory / "blelock.db") as db:
+    async with await Database.open(directory / "blelock.db", {"noke": NOKE_MIGRATIONS}) as db:
         keys = KeyStore(db, await db.unlock(directory, {}), SystemClock(), dt.timedelta(days=30))
         began = time.perf_counter()
         first = await keys.apply_sync(grants, scope_macs=None)

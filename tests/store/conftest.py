@@ -10,6 +10,7 @@ from store_fakes import FakeClock
 
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
+from blelock.vendors.noke.key_schema import MIGRATIONS as NOKE_MIGRATIONS
 
 
 @pytest.fixture
@@ -29,7 +30,8 @@ def key_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def db(store_dir: Path) -> AsyncIterator[Database]:
-    database = await Database.open(store_dir / "blelock.db")
+    # With the Nokē plugin's tables: the offline-key cache tested here lives in them.
+    database = await Database.open(store_dir / "blelock.db", {"noke": NOKE_MIGRATIONS})
     try:
         yield database
     finally:

@@ -20,6 +20,7 @@ from blelock.errors import (
 from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
+from blelock.vendors.noke.key_rows import KeyTimes, encode_times, row_aad, unpack_material
 from blelock.vendors.noke.keys import CachedKey, KeyStore, KeySyncSummary
 from blelock.vendors.noke.values import OfflineGrant
 
@@ -265,9 +266,9 @@ async def test_a_tampered_row_is_refused_naming_lock_and_tracking_key(
 
     def flip_one_byte(conn: sqlite3.Connection) -> None:
         # Inverted, so the byte always changes (writing 0x00 left a 0x00 byte as it was).
-        (sealed,) = conn.execute("SELECT sealed FROM offline_keys").fetchone()
+        (sealed,) = conn.execute("SELECT sealed FROM noke_lock_keys").fetchone()
         edited = sealed[:20] + bytes([sealed[20] ^ 0xFF]) + sealed[21:]
-        conn.execute("UPDATE offline_keys SET sealed = ?", (edited,))
+        conn.execute("UPDATE noke_lock_keys SET sealed = ?", (edited,))
 
     await db.run(flip_one_byte)
     with pytest.raises(StoreError) as caught:
@@ -281,14 +282,15 @@ async def test_a_row_moved_to_another_lock_is_refused(keys: KeyStore, db: Databa
     await keys.apply_sync([grant(A, "t1")], scope_macs=None)
     await _tamper(
         db,
-        "INSERT INTO offline_keys SELECT ?, tracking_key, sealed, fetched_at, expires_at, "
-        "revoked_at FROM offline_keys WHERE lock_id = ?",
+        "INSERT INTO noke_lock_keys SELECT ?, keys, sealed FROM noke_lock_keys WHERE lock_id = ?",
         B,
         A,
     )
     with pytest.raises(StoreError, match=f"for {B} \\(tracking key 't1'\\) was tampered with"):
         await keys.usable(B)
-    await _tamper(db, "UPDATE offline_keys SET tracking_key = 't9' WHERE lock_id = ?", B)
+    await _tamper(
+        db, "UPDATE noke_lock_keys SET keys = replace(keys, 't1', 't9') WHERE lock_id = ?", B
+    )
     with pytest.raises(StoreError, match="tracking key 't9'"):
         await keys.usable(B)
 
@@ -296,7 +298,7 @@ async def test_a_row_moved_to_another_lock_is_refused(keys: KeyStore, db: Databa
 async def test_a_sync_heals_a_tampered_row(keys: KeyStore, db: Database) -> None:
     g = grant(A, "t1")
     await keys.apply_sync([g], scope_macs=None)
-    await _tamper(db, "UPDATE offline_keys SET sealed = zeroblob(60)")
+    await _tamper(db, "UPDATE noke_lock_keys SET sealed = zeroblob(60)")
     assert await keys.apply_sync([g], scope_macs=None) == summary(refreshed=1)
     assert (await keys.usable(A)).offline_key == g.offline_key
 
@@ -322,10 +324,10 @@ async def test_a_revoked_key_keeps_no_material_and_cannot_be_revived(
     clock.advance(HOUR)
     assert await keys.apply_sync([], scope_macs=[A]) == summary(revoked=1)
     (sealed,) = await db.run(
-        lambda conn: conn.execute("SELECT sealed FROM offline_keys").fetchone(), write=False
+        lambda conn: conn.execute("SELECT sealed FROM noke_lock_keys").fetchone(), write=False
     )
     assert sealed == b""
-    await _tamper(db, "UPDATE offline_keys SET revoked_at = NULL")
+    await _tamper(db, "UPDATE noke_lock_keys SET keys = json_replace(keys, '$[0][3]', NULL)")
     with pytest.raises(StoreError, match="tampered"):
         await keys.usable(A)
 
@@ -334,7 +336,11 @@ async def test_an_expiry_extended_in_the_database_is_refused(
     keys: KeyStore, db: Database, clock: FakeClock
 ) -> None:
     await keys.apply_sync([grant(A, "t1")], scope_macs=None)
-    await _tamper(db, "UPDATE offline_keys SET expires_at = expires_at + 86400 * 365")
+    await _tamper(
+        db,
+        "UPDATE noke_lock_keys SET keys = "
+        "json_replace(keys, '$[0][2]', json_extract(keys, '$[0][2]') + 86400 * 365)",
+    )
     with pytest.raises(StoreError, match="tampered"):
         await keys.usable(A)
 
@@ -346,7 +352,7 @@ async def test_a_revocation_raises_the_store_generation_and_old_rows_stay_closed
     await keys.apply_sync([grant(mac, "t1"), grant(mac, "t2")], scope_macs=None)
     before = data_key.generation
     assert before is not None
-    query = "SELECT CAST(sealed AS BLOB) FROM offline_keys WHERE tracking_key = 't2'"
+    query = "SELECT CAST(sealed AS BLOB) FROM noke_lock_keys"  # t1 and t2 sealed together
     stale = await db.run(lambda c: c.execute(query).fetchone()[0])
     await keys.apply_sync([grant(mac, "t1")], scope_macs=None)  # t2 revoked
     assert data_key.generation == before + 1
@@ -354,3 +360,20 @@ async def test_a_revocation_raises_the_store_generation_and_old_rows_stay_closed
     # t2's material as a backup held it does not open at the new generation.
     with pytest.raises(StoreError, match="not of this store's generation"):
         data_key.open(bytes(stale), b"")
+
+
+async def test_a_new_lock_s_row_is_as_the_layout_describes(
+    keys: KeyStore, db: Database, data_key: DataKey
+) -> None:
+    # A first sync writes new locks' rows on a path of its own: the same text and material.
+    grants = [grant(A, "t2"), grant(A, 't"1'), grant(A, "t\u00e9")]
+    await keys.apply_sync(grants, scope_macs=None)
+    text, sealed = await db.run(
+        lambda conn: conn.execute("SELECT keys, sealed FROM noke_lock_keys").fetchone()
+    )
+    now = int(START.timestamp())
+    expected = [KeyTimes(g.tracking_key, now, now + 30 * 86400, None) for g in grants]
+    assert text == encode_times(expected)
+    assert unpack_material(data_key.open(sealed, row_aad(A, text))) == {
+        g.tracking_key: (g.offline_key, g.unlock_command) for g in grants
+    }

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import struct
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Final, NamedTuple
 
 from blelock.clock import Clock
@@ -30,6 +30,20 @@ from blelock.errors import (
 from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
+from blelock.vendors.noke.key_rows import (
+    HEADER as _HEADER,
+)
+from blelock.vendors.noke.key_rows import (
+    KeyTimes,
+    Material,
+    carry_over,
+    decode_times,
+    encode_times,
+    needs_carry_over,
+    pack_material,
+    row_aad,
+    unpack_material,
+)
 from blelock.vendors.noke.values import OfflineGrant
 
 __all__ = [
@@ -47,9 +61,6 @@ enough that a key withdrawn in the cloud stops working on a device that never sy
 
 _IN_CHUNK: Final = 500
 """Parameters per ``IN (...)`` query, well below SQLite's limit on bound variables."""
-
-_LENGTH = struct.Struct(">H")
-"""A sealed key's plaintext: the offline key's length, the offline key, the unlock command."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +102,8 @@ class CachedKey:
 
 class _Row(NamedTuple):
     lock_id: str
-    tracking_key: str
+    keys: str
     sealed: bytes
-    fetched_at: int
-    expires_at: int
-    revoked_at: int | None
 
 
 class KeyStore:
@@ -114,9 +122,23 @@ class KeyStore:
         self._key = data_key
         self._clock = clock
         self._lifetime = lifetime
+        self._carried = False
 
     def __repr__(self) -> str:
         return f"KeyStore({self._db!r}, lifetime={self._lifetime})"
+
+    async def _ready(self) -> None:
+        """On first use, carry the per-key rows of an older blelock into the per-lock layout
+        (one write transaction; a read first, so a current store takes no write lock)."""
+        if self._carried:
+            return
+        if await self._db.run(needs_carry_over, write=False):
+            await self._db.run(self._carry_over)
+        self._carried = True
+
+    def _carry_over(self, conn: sqlite3.Connection) -> None:
+        if needs_carry_over(conn):  # again under the write lock: another process may have
+            carry_over(conn, self._key, self._key.source)
 
     async def apply_sync(
         self, grants: Sequence[OfflineGrant], *, scope_macs: Collection[MacAddress] | None
@@ -127,6 +149,7 @@ class KeyStore:
         Every key the cloud lists is renewed (fetched now, expiring a lifetime from now), its
         material unchanged or not: the cloud has just vouched for it. ``unchanged`` counts those
         whose material was already cached as it is."""
+        await self._ready()
         now = _seconds(self._clock.now_utc())
         expires = now + int(self._lifetime.total_seconds())
         # A snapshot: the caller may reuse its list while the writer thread works through it.
@@ -144,60 +167,78 @@ class KeyStore:
     async def usable(self, lock_id: MacAddress, tracking_key: str | None = None) -> CachedKey:
         """The freshest key for ``lock_id`` (and ``tracking_key``) that is neither revoked nor
         expired, or the OfflineKeyError that says why there is none."""
+        await self._ready()
         now = _seconds(self._clock.now_utc())
 
         def choose(conn: sqlite3.Connection) -> CachedKey:
-            if tracking_key is None:
-                rows = _rows(conn, "WHERE lock_id = ?", (lock_id,))
-            else:
-                rows = _rows(
-                    conn, "WHERE lock_id = ? AND tracking_key = ?", (lock_id, tracking_key)
-                )
-            return self._choose(conn, lock_id, tracking_key, rows, now)
+            found = conn.execute(
+                "SELECT lock_id, keys, CAST(sealed AS BLOB) FROM noke_lock_keys WHERE lock_id = ?",
+                (lock_id,),
+            ).fetchone()
+            return self._choose(lock_id, tracking_key, None if found is None else _Row(*found), now)
 
         return await self._db.run(choose, write=False)
 
     async def list_keys(self) -> list[KeyInfo]:
         """Every cached key (revoked and expired ones too), by lock and tracking key."""
+        await self._ready()
 
         def listing(conn: sqlite3.Connection) -> list[KeyInfo]:
-            return [
-                KeyInfo(
-                    lock_id=MacAddress(lock),
-                    tracking_key=tracking,
-                    fetched_at=_datetime(fetched),
-                    expires_at=_datetime(expires),
-                    revoked_at=None if revoked is None else _datetime(revoked),
+            infos: list[KeyInfo] = []
+            query = "SELECT lock_id, keys FROM noke_lock_keys ORDER BY lock_id"
+            for lock, text in conn.execute(query):
+                mac = MacAddress(lock)
+                infos += (
+                    KeyInfo(
+                        lock_id=mac,
+                        tracking_key=times.tracking_key,
+                        fetched_at=_datetime(times.fetched_at),
+                        expires_at=_datetime(times.expires_at),
+                        revoked_at=None
+                        if times.revoked_at is None
+                        else _datetime(times.revoked_at),
+                    )
+                    for times in sorted(_times_or_none(text))
                 )
-                for lock, tracking, fetched, expires, revoked in conn.execute(
-                    "SELECT lock_id, tracking_key, fetched_at, expires_at, revoked_at "
-                    "FROM offline_keys ORDER BY lock_id, tracking_key"
-                )
-            ]
+            return infos
 
         return await self._db.run(listing, write=False)
 
     async def revoke_unlisted(self, listing: FleetListing) -> KeySyncSummary:
         """Mark revoked (material wiped) every cached key of a lock that ``listing`` does not
-        hold: the locks the company no longer has. One statement over the store, whatever the
+        hold: the locks the company no longer has. Statements over the store, whatever the
         size of the fleet; the store's generation is raised if it revoked any."""
+        await self._ready()
         now = _seconds(self._clock.now_utc())
+        unlisted = f"lock_id NOT IN (SELECT mac FROM {listing.table})"
+        live = "json_extract(value, '$[3]') IS NULL"
 
         def revoke(conn: sqlite3.Connection) -> tuple[KeySyncSummary, bool]:
-            revoked = conn.execute(
-                "UPDATE offline_keys SET revoked_at = ?, sealed = x'' "
-                f"WHERE revoked_at IS NULL AND lock_id NOT IN (SELECT mac FROM {listing.table})",
-                (now,),
-            ).rowcount
+            (revoked,) = conn.execute(
+                f"SELECT count(*) FROM noke_lock_keys, json_each(noke_lock_keys.keys) "
+                f"WHERE {unlisted} AND {live}"
+            ).fetchone()
+            if revoked:
+                # No live key is left in these rows, so no material either.
+                conn.execute(
+                    "UPDATE noke_lock_keys SET sealed = x'', keys = ("
+                    "SELECT json_group_array(json(CASE WHEN "
+                    f"{live} THEN json_replace(value, '$[3]', ?) ELSE value END)) "
+                    f"FROM json_each(noke_lock_keys.keys)) "
+                    f"WHERE {unlisted} AND EXISTS (SELECT 1 FROM json_each(noke_lock_keys.keys) "
+                    f"WHERE {live})",
+                    (now,),
+                )
             return KeySyncSummary(0, 0, revoked, 0), revoked > 0
 
         return await self._db.run_revoking(revoke, self._key)
 
     async def locks_held(self) -> list[MacAddress]:
         """Every lock the cache holds a key for (revoked ones too)."""
+        await self._ready()
 
         def held(conn: sqlite3.Connection) -> list[MacAddress]:
-            query = "SELECT DISTINCT lock_id FROM offline_keys ORDER BY lock_id"
+            query = "SELECT lock_id FROM noke_lock_keys ORDER BY lock_id"
             return [MacAddress(lock) for (lock,) in conn.execute(query)]
 
         return await self._db.run(held, write=False)
@@ -218,9 +259,7 @@ class KeyStore:
             listed.setdefault(grant.lock_id, {})[grant.tracking_key] = grant
         visit = set(listed)
         if scope is None:
-            visit.update(
-                row[0] for row in conn.execute("SELECT DISTINCT lock_id FROM offline_keys")
-            )
+            visit.update(row[0] for row in conn.execute("SELECT lock_id FROM noke_lock_keys"))
         else:
             visit.update(scope)
         # Lock by lock, a chunk at a time: only one chunk's cached rows are in memory, so a
@@ -244,90 +283,118 @@ class KeyStore:
         counts: list[int],
     ) -> None:
         held = {
-            (row.lock_id, row.tracking_key): row
-            for row in _rows(conn, f"WHERE lock_id IN ({', '.join('?' * len(chunk))})", chunk)
+            row[0]: _Row(*row)
+            for row in conn.execute(
+                "SELECT lock_id, keys, CAST(sealed AS BLOB) FROM noke_lock_keys "
+                f"WHERE lock_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
         }
-        keyed: list[tuple[str, str]] = []
+        rows: list[tuple[str, str, bool]] = []  # lock, its key times, whether it keeps material
         to_seal: list[tuple[bytes, bytes]] = []
-        # The per-key work of a fleet's sync (hundreds of thousands of keys): names bound once.
-        key_of, seal_of, aad_head = keyed.append, to_seal.append, _aad_head(expires)
-        length = _LENGTH.pack
+        # The per-lock work of a fleet's sync (a hundred thousand locks): names bound once.
+        quoted, header, keep, seal_of = _quoted, _HEADER.pack, rows.append, to_seal.append
+        renewed = f",{now},{expires},null]"
         for mac in chunk:
-            entries = listed.get(mac)
-            if not entries:
+            entries = listed.get(mac, {})
+            row = held.get(mac)
+            if row is None:
+                if not entries:
+                    continue
+                # A lock the cache does not hold yet (a first sync: all of them): its keys are
+                # all added, written as encode_times and pack_material would.
+                names = sorted(entries)
+                text = "[" + ",".join(["[" + quoted(name) + renewed for name in names]) + "]"
+                parts = []
+                for name in names:
+                    grant = entries[name]
+                    encoded, offline_key, command = (
+                        name.encode(),
+                        grant.offline_key,
+                        grant.unlock_command,
+                    )
+                    parts.append(
+                        header(len(encoded), len(offline_key), len(command))
+                        + encoded
+                        + offline_key
+                        + command
+                    )
+                counts[0] += len(names)
+                keep((mac, text, True))
+                seal_of((b"".join(parts), row_aad(mac, text)))
                 continue
-            aad_lock = aad_head + mac.encode() + b"|"
+            times: list[KeyTimes] = []
+            material: Material = {}
+            old_times, old_material = self._held(row)
+            for before in old_times:
+                if before.tracking_key in entries:
+                    continue
+                if before.revoked_at is None and (scope is None or mac in scope):
+                    counts[2] += 1  # revoked: its material is not carried (wiped)
+                    times.append(before._replace(revoked_at=now))
+                    continue
+                times.append(before)
+                kept = old_material.get(before.tracking_key)
+                if kept is not None and before.revoked_at is None:
+                    material[before.tracking_key] = kept
+            old = {before.tracking_key: before for before in old_times}
             for tracking, grant in entries.items():
-                offline_key = grant.offline_key
-                plaintext = length(len(offline_key)) + offline_key + grant.unlock_command
-                row = held.get((mac, tracking)) if held else None
-                if row is not None and row.revoked_at is None and self._holds(row, plaintext):
+                pair = (grant.offline_key, grant.unlock_command)
+                previous = old.get(tracking)
+                if previous is None:
+                    counts[0] += 1
+                elif previous.revoked_at is None and old_material.get(tracking) == pair:
                     counts[3] += 1  # unchanged; sealed again below, for its renewed expiry
                 else:
-                    # New, changed, listed again after a revocation, or damaged: a row that no
+                    # Changed, listed again after a revocation, or damaged: a key that no
                     # longer opens is healed here rather than refused forever.
-                    counts[0 if row is None else 1] += 1
-                key_of((mac, tracking))
-                seal_of((plaintext, aad_lock + tracking.encode()))
-        writes = [
-            (mac, tracking, sealed, now, expires)
-            for (mac, tracking), sealed in zip(keyed, self._key.seal_many(to_seal), strict=True)
-        ]
-        revocations = [
-            (now, mac, tracking)
-            for (mac, tracking), row in held.items()
-            if row.revoked_at is None
-            and tracking not in listed.get(mac, {})
-            and (scope is None or mac in scope)
-        ]
-        counts[2] += len(revocations)
+                    counts[1] += 1
+                times.append(KeyTimes(tracking, now, expires, None))
+                material[tracking] = pair
+            if not times:
+                continue
+            text = encode_times(times)
+            rows.append((mac, text, bool(material)))
+            if material:
+                to_seal.append((pack_material(material), row_aad(mac, text)))
+        sealed = iter(self._key.seal_many(to_seal))
         conn.executemany(
-            "INSERT INTO offline_keys "
-            "(lock_id, tracking_key, sealed, fetched_at, expires_at, revoked_at) "
-            "VALUES (?, ?, ?, ?, ?, NULL) "
-            "ON CONFLICT (lock_id, tracking_key) DO UPDATE SET sealed = excluded.sealed, "
-            "fetched_at = excluded.fetched_at, expires_at = excluded.expires_at, "
-            "revoked_at = NULL",
-            writes,
-        )
-        # A revoked key's material is wiped, not kept: it would still open the lock until the
-        # lock hears of the revocation, and clearing revoked_at by hand must not revive it.
-        conn.executemany(
-            "UPDATE offline_keys SET revoked_at = ?, sealed = x'' "
-            "WHERE lock_id = ? AND tracking_key = ?",
-            revocations,
+            "INSERT INTO noke_lock_keys (lock_id, keys, sealed) VALUES (?, ?, ?) "
+            "ON CONFLICT (lock_id) DO UPDATE SET keys = excluded.keys, sealed = excluded.sealed",
+            # No live key, no material: x'' (a key made live again by hand has none to open).
+            [(mac, text, next(sealed) if keeps else b"") for mac, text, keeps in rows],
         )
 
-    def _holds(self, row: _Row, plaintext: bytes) -> bool:
+    def _held(self, row: _Row) -> tuple[list[KeyTimes], Material]:
+        """A held row's times and live material; a row that does not open gives no material
+        (its listed keys are then healed, its others stay refused as tampered)."""
+        times = _times_or_none(row.keys)
+        if not row.sealed:
+            return times, {}
         try:
-            aad = _aad(row.lock_id, row.tracking_key, row.expires_at)
-            return self._key.open(row.sealed, aad) == plaintext
-        except StoreError:
-            return False
+            return times, unpack_material(
+                self._key.open(row.sealed, row_aad(row.lock_id, row.keys))
+            )
+        except (StoreError, UnicodeDecodeError):
+            return times, {}
 
     def _choose(
-        self,
-        conn: sqlite3.Connection,
-        lock_id: MacAddress,
-        tracking_key: str | None,
-        rows: list[_Row],
-        now: int,
+        self, lock_id: MacAddress, tracking_key: str | None, row: _Row | None, now: int
     ) -> CachedKey:
+        times = [] if row is None else _times_or_none(row.keys)
+        candidates = [t for t in times if tracking_key is None or t.tracking_key == tracking_key]
         # Freshest first; among keys of one sync, the later expiry, then a stable order.
-        rows.sort(key=lambda r: (-r.fetched_at, -r.expires_at, r.tracking_key))
+        candidates.sort(key=lambda t: (-t.fetched_at, -t.expires_at, t.tracking_key))
         which = _which(lock_id, tracking_key)
-        if not rows:
-            others = 0
-            if tracking_key is not None:
-                others = conn.execute(
-                    "SELECT count(*) FROM offline_keys WHERE lock_id = ?", (lock_id,)
-                ).fetchone()[0]
+        if not candidates:
+            others = len(times) if tracking_key is not None else 0
             also = f" (the cache holds {others} other tracking key(s) for it)" if others else ""
             raise OfflineKeyMissing(f"no offline key {which} was ever synced{also}")
-        for row in rows:
-            if row.revoked_at is None and row.expires_at > now:
-                return self._decrypt(row)
-        best = rows[0]  # nothing usable: explain the freshest, revocation before expiry
+        for chosen in candidates:
+            if chosen.revoked_at is None and chosen.expires_at > now:
+                assert row is not None
+                return self._decrypt(row, chosen)
+        best = candidates[0]  # nothing usable: explain the freshest, revocation before expiry
         which = _which(lock_id, best.tracking_key)
         if best.revoked_at is not None:
             raise OfflineKeyRevoked(
@@ -341,25 +408,27 @@ class KeyStore:
             f"(at {_when(best.expires_at)}; last synced {_when(best.fetched_at)})"
         )
 
-    def _decrypt(self, row: _Row) -> CachedKey:
-        which = _which(MacAddress(row.lock_id), row.tracking_key)
+    def _decrypt(self, row: _Row, chosen: KeyTimes) -> CachedKey:
+        which = _which(MacAddress(row.lock_id), chosen.tracking_key)
         try:
-            offline_key, unlock_command = _unpack(
-                self._key.open(row.sealed, _aad(row.lock_id, row.tracking_key, row.expires_at))
+            pair = unpack_material(self._key.open(row.sealed, row_aad(row.lock_id, row.keys))).get(
+                chosen.tracking_key
             )
-        except StoreError:
+        except (StoreError, UnicodeDecodeError):
+            pair = None
+        if pair is None:
             raise StoreError(
                 f"the cached offline key {which} was tampered with or sealed under another data "
                 f"key ({self._key.source}); it was not used",
                 hint="run `blelock sync` while online to fetch it again",
-            ) from None
+            )
         return CachedKey(
             lock_id=MacAddress(row.lock_id),
-            tracking_key=row.tracking_key,
-            fetched_at=_datetime(row.fetched_at),
-            expires_at=_datetime(row.expires_at),
-            offline_key=offline_key,
-            unlock_command=unlock_command,
+            tracking_key=chosen.tracking_key,
+            fetched_at=_datetime(chosen.fetched_at),
+            expires_at=_datetime(chosen.expires_at),
+            offline_key=pair[0],
+            unlock_command=pair[1],
         )
 
 
@@ -418,35 +487,12 @@ class FleetListing:
         await self._db.run(drop, write=False)
 
 
-def _rows(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[_Row]:
-    # CAST: an edited row may hold text where the blob was; it must reach the tag check (and be
-    # refused as tampered), not break the query.
-    query = (
-        "SELECT lock_id, tracking_key, CAST(sealed AS BLOB), fetched_at, expires_at, revoked_at "
-        f"FROM offline_keys {where}"
-    )
-    return [_Row(*row) for row in conn.execute(query, params)]
-
-
-def _aad(lock_id: str, tracking_key: str, expires_at: int) -> bytes:
-    """Binds a sealed key to its row and its expiry, so neither moving a row nor extending its
-    life in the database goes unnoticed. The MAC has a fixed form without '|' and the expiry
-    comes first, so the split is unambiguous whatever the tracking key holds."""
-    return _aad_head(expires_at) + lock_id.encode() + b"|" + tracking_key.encode()
-
-
-def _aad_head(expires_at: int) -> bytes:
-    return b"noke|%d|" % expires_at
-
-
-def _unpack(plaintext: bytes) -> tuple[bytes, bytes]:
-    if len(plaintext) < _LENGTH.size:
-        raise StoreError("a sealed offline key is truncated")
-    (length,) = _LENGTH.unpack_from(plaintext)
-    end = _LENGTH.size + length
-    if end > len(plaintext):
-        raise StoreError("a sealed offline key is truncated")
-    return plaintext[_LENGTH.size : end], plaintext[end:]
+def _times_or_none(text: str) -> list[KeyTimes]:
+    """A row's key times; a damaged list reads as no keys rather than breaking a listing."""
+    try:
+        return decode_times(text)
+    except StoreError:
+        return []
 
 
 def _which(lock_id: MacAddress, tracking_key: str | None) -> str:

@@ -24,6 +24,7 @@ from blelock.vendors.base import (
     VendorContext,
     VendorPlugin,
 )
+from blelock.vendors.noke.key_schema import MIGRATIONS
 
 if TYPE_CHECKING:
     from blelock.config import Settings
@@ -61,6 +62,7 @@ class NokePlugin(VendorPlugin):
     name = "noke"
     cloud_modules = ("blelock.vendors.noke.cloud",)
     title = "Nokē"
+    migrations = MIGRATIONS
     service_uuids = (SERVICE_UUID,)
     operations: Mapping[str, OperationSpec] = {
         "unlock": OperationSpec(
