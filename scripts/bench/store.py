@@ -26,8 +26,8 @@ from blelock.clock import SystemClock
 from blelock.model import LogRecord, MacAddress
 from blelock.store.db import Database
 from blelock.store.outbox import Outbox
-from blelock.vendors.noke.key_schema import MIGRATIONS as NOKE_MIGRATIONS
 from blelock.vendors.noke.keys import KeyStore
+from blelock.vendors.noke.schema import MIGRATIONS as NOKE_MIGRATIONS
 from blelock.vendors.noke.values import OfflineGrant
 
 TRACKING_KEYS = 5

@@ -10,7 +10,7 @@ from store_fakes import FakeClock
 
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
-from blelock.vendors.noke.key_schema import MIGRATIONS as NOKE_MIGRATIONS
+from blelock.vendors.noke.schema import MIGRATIONS as NOKE_MIGRATIONS
 
 
 @pytest.fixture

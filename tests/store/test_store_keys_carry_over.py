@@ -15,8 +15,8 @@ from blelock.errors import OfflineKeyRevoked, StoreError
 from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
-from blelock.vendors.noke.key_schema import MIGRATIONS as NOKE_MIGRATIONS
 from blelock.vendors.noke.keys import KeyStore
+from blelock.vendors.noke.schema import MIGRATIONS as NOKE_MIGRATIONS
 from blelock.vendors.noke.values import OfflineGrant
 
 A = MacAddress("C7:E6:B0:C6:75:38")

@@ -24,7 +24,7 @@ from blelock.vendors.base import (
     VendorContext,
     VendorPlugin,
 )
-from blelock.vendors.noke.key_schema import MIGRATIONS
+from blelock.vendors.noke.schema import MIGRATIONS
 
 if TYPE_CHECKING:
     from blelock.config import Settings
