@@ -4,7 +4,7 @@ Pass them as ``backend=`` to ``bleak.BleakScanner`` / ``bleak.BleakClient`` (or 
 ``bleak_retry_connector.establish_connection``); blelock itself never knows. The radio server's
 address comes from the ``BLEDevice`` a ``SimBleakScanner`` reported (``details["radio"]``), else
 from the ``BLELOCK_SIM_RADIO`` environment variable (``"127.0.0.1:PORT"``). The wire protocol
-is described in :mod:`simulators.radio`.
+is described in :mod:`simulators.radio_server`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from bleak.backends.scanner import AdvertisementData, AdvertisementDataCallback,
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
 
-from simulators.radio import ServiceSpec, decode_advertisement, decode_services
+from simulators.radio import ServiceSpec
+from simulators.radio_wire import decode_advertisement, decode_services
 
 __all__ = ["ATT_MTU", "CCCD_UUID", "RADIO_ENV", "SimBleakClient", "SimBleakScanner"]
 

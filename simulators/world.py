@@ -43,7 +43,8 @@ from simulators.noke_lock import MechanicalFaults, SimNokeLock
 from simulators.noke_switches import lock_routes
 from simulators.nuki_web import nuki_web_app
 from simulators.nuki_world import NukiWorld, add_nuki_locks, nuki_state
-from simulators.radio import LatencyModel, Radio, RadioServer
+from simulators.radio import LatencyModel, Radio
+from simulators.radio_server import RadioServer
 from simulators.unloc_world import UnlocWorld, build_unloc_world
 
 __all__ = [

@@ -53,7 +53,8 @@ from blelock.protocol.dfu_transfer import (
 from blelock.transport.ble import open_link
 from simulators.bleak_backend import SimBleakScanner
 from simulators.dfu_target import SimDfuTarget
-from simulators.radio import LatencyModel, Radio, RadioServer, WritePacer
+from simulators.radio import LatencyModel, Radio, WritePacer
+from simulators.radio_server import RadioServer
 
 BASE = LatencyModel(
     advertising_interval_s=0.020,
@@ -120,7 +121,7 @@ def modelled_minimum(
     package: dfu_package.DfuPackage, prn: int, target: SimDfuTarget, model: LatencyModel
 ) -> Minimum:
     """Replay the transfer with no software cost: the clock moves only where the radio's model
-    makes a real link wait (see simulators.radio's module docstring for what it charges)."""
+    makes a real link wait (see simulators.radio_server's module docstring for what it charges)."""
     interval = model.connection_interval_s
     mtu = min(model.att_mtu, target.max_att_mtu)
     exchange = interval if mtu > 23 else 0.0  # the MTU exchange

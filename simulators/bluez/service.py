@@ -7,7 +7,7 @@ per heard peripheral, and ``GattService1`` / ``GattCharacteristic1`` / ``GattDes
 objects once a device's services are resolved. Notifications are ``PropertiesChanged`` of a
 characteristic's ``Value``.
 
-Timing follows the radio's latency model (as :class:`~simulators.radio.RadioServer` does):
+Timing follows the radio's latency model (as :class:`~simulators.radio_server.RadioServer` does):
 adverts every ``advertising_interval_s`` while discovering, ``connect_s`` to connect and
 resolve, ``connection_interval_s`` per ATT request, writes without response paced by
 :class:`~simulators.radio.WritePacer`, notifications ``write_round_trip_s`` after delivery.

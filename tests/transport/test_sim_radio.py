@@ -27,10 +27,10 @@ from simulators.radio import (
     GattRefused,
     LatencyModel,
     Radio,
-    RadioServer,
     ServiceSpec,
     WritePacer,
 )
+from simulators.radio_server import RadioServer
 
 TINY = LatencyModel(
     advertising_interval_s=0.001,

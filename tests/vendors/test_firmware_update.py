@@ -30,7 +30,8 @@ from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from simulators.bleak_backend import SimBleakScanner
 from simulators.dfu_target import NO_FLASH_TIME, SimButtonlessApp, SimDfuTarget
 from simulators.faults import LinkFaults
-from simulators.radio import Radio, RadioServer
+from simulators.radio import Radio
+from simulators.radio_server import RadioServer
 from simulators.world import RunningWorld
 from tests.conftest import FAST, settings_for
 

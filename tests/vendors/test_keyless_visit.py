@@ -27,7 +27,8 @@ from blelock.vendors.keyless.visit import (
     StatementSource,
 )
 from simulators.keyless_lock import SimKeylessLock, ca_signer
-from simulators.radio import Radio, RadioServer
+from simulators.radio import Radio
+from simulators.radio_server import RadioServer
 from tests.conftest import FAST
 
 HOUR = timedelta(hours=1)
