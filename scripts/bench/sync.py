@@ -8,7 +8,8 @@ companion's peak RSS is its own. Each measurement runs in a fresh child process:
 * drain: records appended to the outbox, then ``drain_outbox`` in 500-record batches; paired,
   in the same child, with **raw posts**: the same batches' bodies built beforehand and POSTed
   one after another with the same client (what any drain must at least spend). Drain and raw
-  alternate, each on records of its own (the cloud dedupes, so neither meets a repeat).
+  alternate, each on records of its own (the cloud dedupes, so neither meets a repeat). Each
+  run is a child of its own; with ``--baseline`` the builds' children alternate run by run.
 
 Targets (issue 18): 100,000 locks x 5 keys in ≤ 4 s and ≤ 300 MB, memory flat as the fleet
 grows; drain ≤ 1.4 x raw posts, memory flat at 1,000,000 records.
@@ -53,7 +54,7 @@ def spread(values: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
 
 
 def measure(
-    kind: str, env: dict[str, str], count: int, *, baseline: str | None = None
+    kind: str, env: dict[str, str], count: int, *, baseline: str | None = None, run: int = 0
 ) -> dict[str, float]:
     """Run one measurement in a fresh interpreter; its peak RSS is the companion's alone.
     ``baseline``: a checkout whose ``blelock`` the child imports instead (PYTHONPATH)."""
@@ -62,7 +63,7 @@ def measure(
         if baseline:
             environment |= {"PYTHONPATH": baseline, "PYTHONDONTWRITEBYTECODE": "1"}
         out = subprocess.run(
-            [sys.executable, __file__, "--child", kind, str(count)],
+            [sys.executable, __file__, "--child", kind, str(count), str(run)],
             env=environment,
             capture_output=True,
             text=True,
@@ -72,7 +73,7 @@ def measure(
     return result
 
 
-async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measured process
+async def child(kind: str, count: int, run: int) -> dict[str, float]:  # the measured process
     from blelock.config import load_settings
     from blelock.jobs import context, open_store
     from blelock.vendors.noke import jobs
@@ -95,16 +96,14 @@ async def child(kind: str, count: int) -> dict[str, float]:  # runs in the measu
             await fill(store.outbox(NOKE.name), count, run=0)
             result = {"seconds": await drained(cloud, store.outbox(NOKE.name), count)}
         else:
-            result = {"drain": [], "raw": [], "drain_cpu": [], "raw_cpu": []}
-            for run in range(DRAIN_RUNS):
-                outbox = store.outbox(NOKE.name)
-                await fill(outbox, count, run=2 * run)
-                before = cpu_seconds()
-                result["drain"].append(await drained(cloud, outbox, count))
-                result["drain_cpu"].append(cpu_seconds() - before)
-                seconds, cpu = await raw_posts(cloud, count, run=2 * run + 1)
-                result["raw"].append(seconds)
-                result["raw_cpu"].append(cpu)
+            # One drain and its raw posts; ``run`` keeps each run's sessions its own at the cloud.
+            outbox = store.outbox(NOKE.name)
+            await fill(outbox, count, run=2 * run)
+            before = cpu_seconds()
+            drain_s = await drained(cloud, outbox, count)
+            drain_cpu = cpu_seconds() - before
+            raw_s, raw_cpu = await raw_posts(cloud, count, run=2 * run + 1)
+            result = {"drain": drain_s, "drain_cpu": drain_cpu, "raw": raw_s, "raw_cpu": raw_cpu}
     return result | {"peak_rss_mb": peak_rss_mb()}
 
 
@@ -201,11 +200,24 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
 
 
 def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
+    """Each run is a fresh child that drains ``count`` records, then posts the same batches raw.
+    With ``baseline``, the builds' children alternate run by run against the same simulated
+    cloud, so that its growing state and the machine's load fall on both alike."""
     with simulator_process("--locks", "1") as announced:
         env = announced["env"]
         builds = [("this", None)] + ([("baseline", baseline)] if baseline else [])
-        for name, path in builds:
-            paired = measure("drain", env, count, baseline=path)
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _ in builds}
+        for run in range(DRAIN_RUNS):
+            for index, (name, path) in enumerate(builds):
+                runs[name].append(
+                    measure("drain", env, count, baseline=path, run=run * len(builds) + index)
+                )
+        for name, _ in builds:
+            paired = {
+                key: [r[key] for r in runs[name]]
+                for key in ("drain", "raw", "drain_cpu", "raw_cpu")
+            }
+            paired_rss = max(r["peak_rss_mb"] for r in runs[name])
             ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
             cpu_ratios = [
                 d / r for d, r in zip(paired["drain_cpu"], paired["raw_cpu"], strict=True)
@@ -216,7 +228,7 @@ def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
             print(
                 f"  ratio      {spread(ratios, '')} (target 1.4); "
                 f"{count / statistics.median(paired['drain']):,.0f} records/s; "
-                f"peak RSS {paired['peak_rss_mb']:.0f} MB"
+                f"peak RSS {paired_rss:.0f} MB"
             )
             print(f"  drain CPU  {spread(paired['drain_cpu'])} (this process, all threads)")
             print(f"  raw CPU    {spread(paired['raw_cpu'])}")
@@ -241,10 +253,10 @@ def main() -> None:
     parser.add_argument("--skip-keys", action="store_true")
     parser.add_argument("--skip-drain", action="store_true")
     parser.add_argument("--baseline", help="a checkout to pair the runs with")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(child(args.child[0], int(args.child[1])))))
+        print(json.dumps(asyncio.run(child(args.child[0], int(args.child[1]), int(args.child[2])))))
         return
     print(f"start: {load()}")
     if not args.skip_keys:
