@@ -50,6 +50,7 @@ __all__ = [
     "disk_room",
     "has_room_for_a_visit",
     "integrity_problems",
+    "opens_key_check",
 ]
 
 T = TypeVar("T")
@@ -566,6 +567,18 @@ def _has_key_check(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM meta WHERE key = 'key_check'").fetchone() is not None
 
 
+def opens_key_check(conn: sqlite3.Connection, key: DataKey) -> bool:
+    """Whether ``key`` is the data key this store was enrolled with (False before any): its key
+    check is sealed bare, before store generations apply, so it opens whatever the generation."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
+    if row is None:
+        return False
+    try:
+        return key.open_bare(bytes(row[0]), KEY_CHECK_AAD) == _KEY_CHECK_PLAINTEXT
+    except StoreError:
+        return False
+
+
 def _unlock(
     conn: sqlite3.Connection,
     path: Path,
@@ -573,8 +586,7 @@ def _unlock(
     environ: Mapping[str, str],
     create: bool,
 ) -> DataKey:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
-    if row is None:
+    if not _has_key_check(conn):
         # Any table's sealed values (core or plugin, e.g. Nokē's offline keys): a fresh key
         # enrolled now would orphan them.
         if any(
@@ -602,11 +614,7 @@ def _unlock(
             hint=f"restore {DATA_KEY_FILE} from a backup or set {DATA_KEY_ENV}; pending logs "
             "still upload without it (`blelock upload`)",
         )
-    try:
-        opened = found.open(bytes(row[0]), KEY_CHECK_AAD)
-    except StoreError:
-        opened = b""
-    if opened != _KEY_CHECK_PLAINTEXT:
+    if not opens_key_check(conn, found):
         raise StoreError(
             f"the data key does not match this store {path} (the key came from {found.source}); "
             "nothing was changed",

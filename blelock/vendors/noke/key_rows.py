@@ -23,7 +23,7 @@ from typing import Final, NamedTuple
 
 from blelock.errors import StoreError
 from blelock.store.crypto import DataKey
-from blelock.store.db import KEY_CHECK_AAD
+from blelock.store.db import opens_key_check
 
 __all__ = [
     "HEADER",
@@ -132,17 +132,12 @@ def carry_over(conn: sqlite3.Connection, key: DataKey, source: str) -> int:
     every row would look damaged, and carrying them would lose them. A row that does not open
     under the right key was tampered with: it is carried as live with no material, so a lookup
     refuses it as tampered (as before) and the next sync heals it; a revoked one stays revoked."""
-    check = conn.execute("SELECT value FROM meta WHERE key = 'key_check'").fetchone()
-    try:
-        if check is None:
-            raise StoreError("no key check")
-        key.open_bare(bytes(check[0]), KEY_CHECK_AAD)  # sealed before generations apply
-    except StoreError:
+    if not opens_key_check(conn, key):
         raise StoreError(
             "the cached offline keys are sealed under another data key than this one "
             f"({source}); they were left as they are",
             hint="use the data key this store was created with",
-        ) from None
+        )
     carried = 0
     batch: list[tuple[str, list[KeyTimes], Material | None]] = []
     rows = conn.execute(
