@@ -4,7 +4,8 @@ The simulated cloud runs in its own process (``blelock-sim --offline-keys 5``), 
 companion's peak RSS is its own. Each measurement runs in a fresh child process:
 
 * keys:  ``refresh_offline_keys`` for the whole company (``/lock/`` lists it; keys fetched,
-  sealed and stored chunk by chunk), ``--runs`` times per fleet size;
+  sealed and stored chunk by chunk), ``--runs`` times per fleet size; then, in the same child,
+  the same sync again over the cache it filled (``again``: a daily sync, every key unchanged);
 * drain: records appended to the outbox, then ``drain_outbox`` in 500-record batches; paired,
   in the same child, with **raw posts**: the same batches' bodies built beforehand and POSTed
   one after another with the same client (what any drain must at least spend). Drain and raw
@@ -91,6 +92,14 @@ async def child(kind: str, count: int, run: int) -> dict[str, float]:  # the mea
                 # This process's CPU (all its threads): what load on the machine moves least.
                 "cpu_seconds": time.process_time() - cpu_started,
                 "done": summary.added,
+            }
+            # The same fleet synced again over the cache just filled: a daily sync.
+            started, cpu_started = time.perf_counter(), time.process_time()
+            again = await jobs.refresh_offline_keys(cloud, keys)
+            result |= {
+                "again_seconds": time.perf_counter() - started,
+                "again_cpu_seconds": time.process_time() - cpu_started,
+                "again_unchanged": again.unchanged,
             }
         elif kind == "drain-memory":
             await fill(store.outbox(NOKE.name), count, run=0)
@@ -188,6 +197,7 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
                 for name, path in builds:
                     results[name].append(measure("keys", env, locks, baseline=path))
                     assert results[name][-1]["done"] == locks * TRACKING_KEYS
+                    assert results[name][-1]["again_unchanged"] == locks * TRACKING_KEYS
         for name, _ in builds:
             seconds = [r["seconds"] for r in results[name]]
             print(
@@ -196,6 +206,11 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
                 f"{spread([r['cpu_seconds'] for r in results[name]])}; peak RSS "
                 f"{spread([r['peak_rss_mb'] for r in results[name]], 'MB')}; "
                 f"{locks * TRACKING_KEYS / statistics.median(seconds):,.0f} keys/s; {load()}"
+            )
+            print(
+                f"  again    {name:>8} {locks:>8} locks x {TRACKING_KEYS} keys, all unchanged: "
+                f"{spread([r['again_seconds'] for r in results[name]])}; companion CPU "
+                f"{spread([r['again_cpu_seconds'] for r in results[name]])}"
             )
 
 

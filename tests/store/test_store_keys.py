@@ -377,3 +377,40 @@ async def test_a_new_lock_s_row_is_as_the_layout_describes(
     assert unpack_material(data_key.open(sealed, row_aad(A, text))) == {
         g.tracking_key: (g.offline_key, g.unlock_command) for g in grants
     }
+
+
+async def test_a_lock_listed_as_held_is_rewritten_as_the_layout_describes(
+    keys: KeyStore, db: Database, data_key: DataKey, clock: FakeClock
+) -> None:
+    # A daily sync's locks, listed exactly as held, take a path of their own too: renewed times,
+    # the same material, and nothing else of the row left behind.
+    grants = [grant(A, "t2"), grant(A, 't"1'), grant(A, "t\u00e9")]
+    await keys.apply_sync(grants, scope_macs=None)
+    clock.advance(DAY)
+    assert await keys.apply_sync(grants, scope_macs=None) == summary(unchanged=3)
+    text, sealed = await db.run(
+        lambda conn: conn.execute("SELECT keys, sealed FROM noke_lock_keys").fetchone()
+    )
+    now = int((START + DAY).timestamp())
+    expected = [KeyTimes(g.tracking_key, now, now + 30 * 86400, None) for g in grants]
+    assert text == encode_times(expected)
+    assert unpack_material(data_key.open(sealed, row_aad(A, text))) == {
+        g.tracking_key: (g.offline_key, g.unlock_command) for g in grants
+    }
+
+
+async def test_a_held_lock_s_other_keys_outlive_a_sync_that_lists_the_rest_unchanged(
+    keys: KeyStore, clock: FakeClock
+) -> None:
+    # The same live material as listed is not enough to rewrite the row from the listing: a key
+    # revoked before (kept, with its time) is named in the row but not listed.
+    await keys.apply_sync([grant(A, "t1"), grant(A, "t2")], scope_macs=None)
+    clock.advance(HOUR)
+    assert await keys.apply_sync([grant(A, "t1")], scope_macs=None) == summary(
+        revoked=1, unchanged=1
+    )
+    clock.advance(HOUR)
+    assert await keys.apply_sync([grant(A, "t1")], scope_macs=None) == summary(unchanged=1)
+    infos = {k.tracking_key: k for k in await keys.list_keys()}
+    assert infos["t2"].revoked_at == START + HOUR
+    assert infos["t1"].fetched_at == START + 2 * HOUR

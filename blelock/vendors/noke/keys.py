@@ -1,8 +1,9 @@
 """The offline-key cache: what lets a technician open a lock with no network.
 
-One row per (lock, tracking key). The offline key and its unlock command are sealed together
-under the data key, with the lock and tracking key as associated data: a row copied to another
-lock (or edited) fails to open and is refused, never used for the wrong lock.
+One row per lock (the layout: :mod:`blelock.vendors.noke.key_rows`). Its keys' times are in the
+clear; the offline keys and unlock commands of its live keys are sealed together under the data
+key, with the lock and those times as associated data: a row copied to another lock (or edited)
+fails to open and is refused, never used for the wrong lock.
 
 Expiry is blelock's own policy (the Nokē Core API states none): a key is trusted for
 ``lifetime`` after the last sync that listed it. Every sync renews the keys it lists, so a
@@ -13,6 +14,7 @@ marked revoked (not deleted) so that the refusal can say since when.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -298,11 +300,10 @@ class KeyStore:
         for mac in chunk:
             entries = listed.get(mac, {})
             row = held.get(mac)
-            if row is None:
-                if not entries:
-                    continue
-                # A lock the cache does not hold yet (a first sync: all of them): its keys are
-                # all added, written as encode_times and pack_material would.
+            if entries:
+                # The common cases of a fleet's sync: a lock the cache does not hold yet (a first
+                # sync: all of them), or one listed exactly as held (a daily sync: nearly all).
+                # Its row is written as encode_times and pack_material would write it.
                 names = sorted(entries)
                 text = "[" + ",".join(["[" + quoted(name) + renewed for name in names]) + "]"
                 parts = []
@@ -319,9 +320,13 @@ class KeyStore:
                         + offline_key
                         + command
                     )
-                counts[0] += len(names)
-                keep((mac, text, True))
-                seal_of((b"".join(parts), row_aad(mac, text)))
+                plaintext = b"".join(parts)
+                if row is None or self._holds_exactly(row, plaintext, len(names)):
+                    counts[0 if row is None else 3] += len(names)
+                    keep((mac, text, True))
+                    seal_of((plaintext, row_aad(mac, text)))
+                    continue
+            if row is None:
                 continue
             times: list[KeyTimes] = []
             material: Material = {}
@@ -364,6 +369,21 @@ class KeyStore:
             # No live key, no material: x'' (a key made live again by hand has none to open).
             [(mac, text, next(sealed) if keeps else b"") for mac, text, keeps in rows],
         )
+
+    def _holds_exactly(self, row: _Row, plaintext: bytes, listed: int) -> bool:
+        """Whether the held row's live keys are exactly the listed ones, with the same material
+        (``plaintext``, packed as the row would seal them), and it names no other key, revoked
+        or not: the sync then changes nothing but the keys' times. Only live keys have material,
+        so equal material and as many entries as listed keys leave no other case. A row that
+        does not open is not (its keys are healed on the longer way)."""
+        if not row.sealed:
+            return False
+        try:
+            if self._key.open(row.sealed, row_aad(row.lock_id, row.keys)) != plaintext:
+                return False
+            return len(json.loads(row.keys)) == listed
+        except (StoreError, ValueError, TypeError):
+            return False
 
     def _held(self, row: _Row) -> tuple[list[KeyTimes], Material]:
         """A held row's times and live material; a row that does not open gives no material
