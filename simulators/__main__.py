@@ -17,6 +17,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from simulators.event_loop import cap_open_files
+from simulators.event_loop import run as run_precisely
 from simulators.faults import LinkFaults, parse_fault
 from simulators.noke_cloud_state import CloudFaults
 from simulators.noke_lock import MechanicalFaults
@@ -342,8 +344,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_bluez(args.bluez_fault)
     except ValueError as exc:
         parser.error(str(exc))
+    cap_open_files()  # select(2), for the model's timers, watches descriptors below 1024
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
+        run_precisely(
             _serve(
                 spec,
                 as_json=args.json,
