@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import gc
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from blelock.config import Timeouts
-from blelock.errors import LinkLost, LinkTimeout, LockRefused
+from blelock.errors import LinkError, LinkLost, LinkTimeout, LockRefused, OfflineKeyMissing
 from blelock.model import LogRecord, MacAddress, parse_mac
 from blelock.transport.base import LinkInfo, LockLink
 from blelock.vendors.noke import protocol as noke
+from blelock.vendors.noke.keys import CachedKey
 from blelock.vendors.noke.values import Action
 from blelock.vendors.noke.visit import SHUTDOWN_WAIT_S, NokeVisit
 
@@ -246,3 +249,85 @@ async def test_the_wait_for_shutdown_is_bounded_in_total_not_per_record(
     visit = NokeVisit(MAC, opener, Commands(), Timeouts(visit=2.0))
     outcome = await visit.run(Action.UNLOCK)
     assert outcome.packets_sent == 2 and outcome.logs  # what it sent meanwhile is kept
+
+
+class OfflineKeys:
+    """An offline-key cache that says when it is asked, and answers when let."""
+
+    def __init__(self, *, missing: bool = False) -> None:
+        self.asked = asyncio.Event()
+        self.missing = missing
+        self.lookups = 0
+
+    async def usable(self, lock_id: MacAddress, tracking_key: str | None = None) -> CachedKey:
+        self.lookups += 1
+        self.asked.set()
+        if self.missing:
+            raise OfflineKeyMissing("no offline key for it was ever synced")
+        now = dt.datetime.now(dt.UTC)
+        return CachedKey(lock_id, "tech-1", now, now + dt.timedelta(days=1), bytes(16), bytes(20))
+
+
+async def test_an_offline_visit_looks_its_key_up_while_the_link_opens() -> None:
+    keys = OfflineKeys()
+    link = ScriptedLink([[OK]])
+
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        # A link that opens only once the key is being looked up: a visit that asked for the
+        # key after connecting would wait here for good.
+        async with asyncio.timeout(5):
+            await keys.asked.wait()
+        yield link
+
+    visit = NokeVisit(MAC, opener, None, Timeouts(), offline_keys=keys)
+    outcome = await visit.run(Action.UNLOCK, mode="offline")
+    assert outcome.offline and outcome.packets_sent == 1 and len(link.written) == 1
+    assert keys.lookups == 1
+
+
+async def test_a_retried_offline_visit_looks_its_key_up_once() -> None:
+    keys = OfflineKeys()
+    asleep = noke.shutdown_notice(1, timed_out=True)
+    links = [ScriptedLink([[asleep]]), ScriptedLink([[OK]])]
+    outcome = await visit_with_keys(links, keys).run(Action.UNLOCK, mode="offline")
+    assert outcome.attempts == 2 and outcome.offline
+    assert keys.lookups == 1
+
+
+async def test_a_missing_offline_key_still_fails_at_its_own_step() -> None:
+    keys = OfflineKeys(missing=True)
+    with pytest.raises(OfflineKeyMissing) as caught:
+        await visit_with_keys([ScriptedLink([])], keys).run(Action.UNLOCK, mode="offline")
+    assert (caught.value.lock_id, caught.value.step) == (MAC, "offline key")
+
+
+async def test_a_visit_that_cannot_connect_leaves_no_key_lookup_unsettled() -> None:
+    keys = OfflineKeys(missing=True)
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        await keys.asked.wait()  # the lookup failed in the step that set it
+        raise LinkError("the lock did not answer the connection")
+        yield ScriptedLink([])  # pragma: no cover
+
+    try:
+        with pytest.raises(LinkError):
+            await NokeVisit(MAC, opener, None, Timeouts(), offline_keys=keys).run(
+                Action.UNLOCK, mode="offline"
+            )
+        gc.collect()  # a task whose error nobody took reports it when collected
+    finally:
+        loop.set_exception_handler(None)
+    assert reported == []
+
+
+def visit_with_keys(links: list[ScriptedLink], keys: OfflineKeys) -> NokeVisit:
+    @contextlib.asynccontextmanager
+    async def opener() -> AsyncIterator[LockLink]:
+        yield links.pop(0)
+
+    return NokeVisit(MAC, opener, None, Timeouts(), offline_keys=keys)

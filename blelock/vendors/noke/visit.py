@@ -10,12 +10,15 @@ session it was made for, so resending it would only earn a refusal.
 
 Offline: when the cloud cannot be reached (``mode="auto"``) or when asked (``"offline"``), the
 single packet is built from a cached offline key and the session (Nokē's public algorithm).
+Asked for offline, the key is looked up while the link is being opened: the store's read (an SD
+card's, on a Pi) then costs the user nothing, and its refusal still comes with the session read.
 Every server record the lock gave, in every attempt, success or not, is handed to the log sink
 (the durable outbox) before ``run`` returns or raises.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
@@ -152,28 +155,44 @@ class NokeVisit:
     async def _attempts(
         self, action: Action, tracking_key: str | None, mode: VisitMode, kept: list[LogRecord]
     ) -> Outcome:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                done = await self._attempt(action, tracking_key, mode, kept)
-            except LinkLost:
-                if attempt == ATTEMPTS:
-                    raise
-                continue
-            return Outcome(
-                lock_id=self.lock_id,
-                action=action,
-                battery_mv=done.battery_mv,
-                packets_sent=done.packets_sent,
-                attempts=attempt,
-                logs=tuple(kept),
-                offline=done.offline,
-            )
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        looked_up = self._look_up_key(tracking_key) if mode == "offline" else None
+        try:
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    done = await self._attempt(action, tracking_key, mode, kept, looked_up)
+                except LinkLost:
+                    if attempt == ATTEMPTS:
+                        raise
+                    continue
+                return Outcome(
+                    lock_id=self.lock_id,
+                    action=action,
+                    battery_mv=done.battery_mv,
+                    packets_sent=done.packets_sent,
+                    attempts=attempt,
+                    logs=tuple(kept),
+                    offline=done.offline,
+                )
+            raise AssertionError("unreachable: the last attempt returns or raises")
+        finally:
+            if looked_up is not None:
+                _settle(looked_up)
+
+    def _look_up_key(self, tracking_key: str | None) -> asyncio.Task[OfflineKey]:
+        if self._offline_keys is None:
+            raise RuntimeError("an offline visit needs an offline-key source")
+        return asyncio.ensure_future(self._offline_keys.usable(self.lock_id, tracking_key))
 
     async def _packets(
-        self, action: Action, session: noke.Session, tracking_key: str | None, mode: VisitMode
+        self,
+        action: Action,
+        session: noke.Session,
+        tracking_key: str | None,
+        mode: VisitMode,
+        looked_up: asyncio.Task[OfflineKey] | None,
     ) -> tuple[list[bytes], bool]:
-        """The packets to write, and whether they came from an offline key."""
+        """The packets to write, and whether they came from an offline key (``looked_up``:
+        the key's lookup, begun with the visit)."""
         if mode != "offline":
             if self._commands is None:
                 raise RuntimeError("an online visit needs a command source")
@@ -202,18 +221,31 @@ class NokeVisit:
                     )
                     missing.args = (missing.message,)
                     raise missing from unreachable
-        return await self._offline_packet(session, tracking_key), True
+        return await self._offline_packet(session, tracking_key, looked_up), True
 
-    async def _offline_packet(self, session: noke.Session, tracking_key: str | None) -> list[bytes]:
+    async def _offline_packet(
+        self,
+        session: noke.Session,
+        tracking_key: str | None,
+        looked_up: asyncio.Task[OfflineKey] | None = None,
+    ) -> list[bytes]:
         if self._offline_keys is None:
             raise RuntimeError("an offline visit needs an offline-key source")
         with lock_context(self.lock_id, "offline key"):
-            key = await self._offline_keys.usable(self.lock_id, tracking_key)
+            if looked_up is not None:
+                key = await looked_up  # a retry after a dropped link has the same answer
+            else:
+                key = await self._offline_keys.usable(self.lock_id, tracking_key)
         now = int(self._clock.now_utc().timestamp())
         return [noke.build_offline_unlock(key.offline_key, key.unlock_command, session.raw, now)]
 
     async def _attempt(
-        self, action: Action, tracking_key: str | None, mode: VisitMode, kept: list[LogRecord]
+        self,
+        action: Action,
+        tracking_key: str | None,
+        mode: VisitMode,
+        kept: list[LogRecord],
+        looked_up: asyncio.Task[OfflineKey] | None,
     ) -> _Attempt:
         t = self._timeouts
         async with contextlib.AsyncExitStack() as stack:
@@ -222,7 +254,7 @@ class NokeVisit:
             with lock_context(self.lock_id, "read session"):
                 await link.subscribe(noke.NOTIFY_UUID, timeout=t.gatt)
                 session = noke.Session.parse(await link.read(noke.SESSION_UUID, timeout=t.gatt))
-            packets, offline = await self._packets(action, session, tracking_key, mode)
+            packets, offline = await self._packets(action, session, tracking_key, mode, looked_up)
             with lock_context(self.lock_id, "send commands"):
                 # The firmware-update command sends the lock to its bootloader: no SHUTDOWN.
                 linger = action is not Action.FIRMWARE_UPDATE
@@ -278,6 +310,15 @@ class NokeVisit:
                 for record in exchange.server_packets
             )
         return exchange.packets_sent
+
+
+def _settle(task: asyncio.Task[OfflineKey]) -> None:
+    """The key's lookup ends with the visit: cancelled if still running, else its outcome taken
+    (a visit that failed before it needed the key leaves no error unretrieved)."""
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled():
+        task.exception()
 
 
 def _check(event: noke.Event, total: int, lock_id: str) -> None:
