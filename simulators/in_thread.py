@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
+from simulators.event_loop import precise_loop
+
 __all__ = ["served_in_thread"]
 
 T = TypeVar("T")
@@ -19,7 +21,7 @@ STARTUP_TIMEOUT_S = 30.0
 @contextlib.contextmanager
 def served_in_thread(serve: Callable[[], AbstractAsyncContextManager[T]]) -> Iterator[T]:
     """Enter ``serve()`` in a new thread's loop; yield what it yields; leave it on exit."""
-    loop = asyncio.new_event_loop()
+    loop = precise_loop()  # the simulated part's own clock: see simulators.event_loop
     ready, entered = threading.Event(), []
     stop: asyncio.Future[None] | None = None
 
