@@ -414,3 +414,17 @@ async def test_a_held_lock_s_other_keys_outlive_a_sync_that_lists_the_rest_uncha
     infos = {k.tracking_key: k for k in await keys.list_keys()}
     assert infos["t2"].revoked_at == START + HOUR
     assert infos["t1"].fetched_at == START + 2 * HOUR
+
+
+async def test_a_damaged_key_list_is_refused_as_damaged_not_as_never_synced(
+    keys: KeyStore, db: Database
+) -> None:
+    await keys.apply_sync([grant(A, "t1")], scope_macs=None)
+    await _tamper(db, "UPDATE noke_lock_keys SET keys = '[[\"t1\", 1' WHERE lock_id = ?", A)
+    with pytest.raises(StoreError) as caught:
+        await keys.usable(A)
+    assert not isinstance(caught.value, OfflineKeyError)
+    assert f"offline keys for {A} are damaged" in caught.value.message
+    assert "blelock sync" in (caught.value.hint or "")
+    assert await keys.apply_sync([grant(A, "t1")], scope_macs=None) == summary(added=1)
+    await keys.usable(A)  # healed by the sync

@@ -401,7 +401,7 @@ class KeyStore:
     def _choose(
         self, lock_id: MacAddress, tracking_key: str | None, row: _Row | None, now: int
     ) -> CachedKey:
-        times = [] if row is None else _times_or_none(row.keys)
+        times = [] if row is None else self._times_to_choose_from(row)
         candidates = [t for t in times if tracking_key is None or t.tracking_key == tracking_key]
         # Freshest first; among keys of one sync, the later expiry, then a stable order.
         candidates.sort(key=lambda t: (-t.fetched_at, -t.expires_at, t.tracking_key))
@@ -427,6 +427,18 @@ class KeyStore:
             f"the offline key {which} expired {_ago(now - best.expires_at)} "
             f"(at {_when(best.expires_at)}; last synced {_when(best.fetched_at)})"
         )
+
+    @staticmethod
+    def _times_to_choose_from(row: _Row) -> list[KeyTimes]:
+        try:
+            return decode_times(row.keys)
+        except StoreError:
+            # Not "never synced": the lock's row is there, its list of keys is what broke.
+            raise StoreError(
+                f"the cached offline keys for {row.lock_id} are damaged in the store (their "
+                "list does not read); none was used",
+                hint="run `blelock sync` while online to fetch them again",
+            ) from None
 
     def _decrypt(self, row: _Row, chosen: KeyTimes) -> CachedKey:
         which = _which(MacAddress(row.lock_id), chosen.tracking_key)
