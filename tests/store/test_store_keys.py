@@ -21,7 +21,7 @@ from blelock.model import MacAddress
 from blelock.store.crypto import DataKey
 from blelock.store.db import Database
 from blelock.vendors.noke.key_rows import KeyTimes, encode_times, row_aad, unpack_material
-from blelock.vendors.noke.keys import CachedKey, KeyStore, KeySyncSummary
+from blelock.vendors.noke.keys import CachedKey, FleetListing, KeyStore, KeySyncSummary
 from blelock.vendors.noke.values import OfflineGrant
 
 A = MacAddress("C7:E6:B0:C6:75:38")
@@ -428,3 +428,30 @@ async def test_a_damaged_key_list_is_refused_as_damaged_not_as_never_synced(
     assert "blelock sync" in (caught.value.hint or "")
     assert await keys.apply_sync([grant(A, "t1")], scope_macs=None) == summary(added=1)
     await keys.usable(A)  # healed by the sync
+
+
+# --- the fleet listing ----------------------------------------------------------------------
+
+
+async def test_a_fleet_listing_reads_back_in_mac_order_each_lock_once(db: Database) -> None:
+    listing = FleetListing(db)
+    await listing.restart()
+    macs = [MacAddress(f"C7:E6:B0:C6:{n // 256:02X}:{n % 256:02X}") for n in range(700)]
+    shuffled = macs[::-1][:400] + macs[:300]  # the cloud's order, one lock listed twice
+    await listing.add(shuffled[:350])
+    await listing.add([*shuffled[350:], macs[5]])
+    chunks = [chunk async for chunk in listing.chunks(256)]
+    assert [len(chunk) for chunk in chunks] == [256, 256, 188]
+    assert [mac for chunk in chunks for mac in chunk] == sorted(set(shuffled))
+    await listing.drop()
+
+
+async def test_a_fleet_listing_started_again_holds_only_the_new_listing(db: Database) -> None:
+    listing = FleetListing(db)
+    await listing.restart()
+    await listing.add([A, B])
+    assert [chunk async for chunk in listing.chunks(10)] == [[A, B]]
+    await listing.restart()  # a retried /lock/ streams the whole answer again
+    await listing.add([B])
+    assert [chunk async for chunk in listing.chunks(10)] == [[B]]
+    await listing.drop()
