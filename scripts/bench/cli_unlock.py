@@ -63,6 +63,7 @@ from blelock.config import load_settings
 from blelock.jobs import context, open_store, run_operation
 from blelock.sync import sync_keys
 from blelock.vendors.base import OperationRequest, VendorPlugin
+from simulators.event_loop import run as run_precisely
 from simulators.radio import LatencyModel
 from simulators.world import (
     RunningWorld,
@@ -352,7 +353,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     baseline = None if args.baseline is None else os.path.abspath(args.baseline)
-    asyncio.run(bench(args.runs, baseline, bytecode_cache=args.bytecode_cache))
+    # The world's loop keeps its timers to microseconds: see simulators.event_loop.
+    run_precisely(bench(args.runs, baseline, bytecode_cache=args.bytecode_cache))
 
 
 if __name__ == "__main__":
