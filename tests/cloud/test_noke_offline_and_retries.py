@@ -12,6 +12,7 @@ from blelock.errors import AuthFailed, CloudRejected, CloudUnavailable, RateLimi
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.cloud import NokeCloud
+from blelock.vendors.noke.values import ListedKeys
 from simulators.noke_cloud import create_app
 from simulators.noke_cloud_state import NokeCloudState, RegisteredLock
 
@@ -154,3 +155,44 @@ async def test_a_reused_idempotency_key_with_other_records_is_refused(
             await cloud.upload(records(3), idempotency_key="batch-1")
     assert caught.value.status == 409 and state.requests["upload"] == 2  # not retried
     assert len(state.uploaded) == 2
+
+
+async def test_keys_listed_lock_by_lock_are_the_grants_grouped(state: NokeCloudState) -> None:
+    async with cloud_for(state) as cloud:
+        grants = await cloud.offline_keys([MAC_A, MAC_B], issue_for=["bob", "linda"])
+        listed = await cloud.listed_offline_keys([MAC_A, MAC_B])
+    assert listed.by_lock == ListedKeys.of(grants).by_lock
+    assert set(listed.by_lock) == {MAC_A, MAC_B} and len(listed) == 4
+    assert repr(listed) == str(listed) == "ListedKeys(2 locks, 4 keys)"
+
+
+async def test_a_lock_listed_twice_keeps_the_keys_of_both_entries() -> None:
+    def key(name: str, n: int) -> dict[str, str]:
+        return {
+            "tracking_key": name,
+            "offline_key": bytes([n] * 16).hex(),
+            "unlock_command": bytes([n] * 20).hex(),
+        }
+
+    answer = {
+        "result": "success",
+        "message": "Command successfully completed",
+        "error_code": 0,
+        "data": {
+            "locks": [
+                {"mac": MAC_A, "keys": [key("bob", 1), key("linda", 2)]},
+                {"mac": MAC_A.lower(), "keys": [key("linda", 3)]},
+                {"mac": MAC_B},
+            ]
+        },
+        "request": "keys",
+    }
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=answer))
+    async with NokeCloud("http://cloud.test/", API_KEY, transport=transport, retry=QUICK) as cloud:
+        listed = await cloud.listed_offline_keys([MAC_A, MAC_B])
+    assert listed.by_lock == {
+        MAC_A: {
+            "bob": (bytes([1] * 16), bytes([1] * 20)),
+            "linda": (bytes([3] * 16), bytes([3] * 20)),
+        }
+    }

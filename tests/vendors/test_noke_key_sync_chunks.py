@@ -52,17 +52,15 @@ async def test_a_sync_cut_short_keeps_the_chunks_it_stored(
     settings = settings_for(running_world)
     macs = macs_of(running_world)
     asked: list[list[MacAddress]] = []
-    real = NokeCloud.offline_keys
+    real = NokeCloud.listed_offline_keys
 
-    async def third_request_fails(
-        cloud: NokeCloud, locks: list[MacAddress] | None = None, **kw: object
-    ) -> object:
-        asked.append(list(locks or ()))
+    async def third_request_fails(cloud: NokeCloud, locks: list[MacAddress]) -> object:
+        asked.append(list(locks))
         if len(asked) == 3:
             raise CloudRejected("the cloud went away (test)", transient=False)
-        return await real(cloud, locks, **kw)  # type: ignore[arg-type]
+        return await real(cloud, locks)
 
-    monkeypatch.setattr(NokeCloud, "offline_keys", third_request_fails)
+    monkeypatch.setattr(NokeCloud, "listed_offline_keys", third_request_fails)
     with pytest.raises(CloudRejected, match="went away"):
         await sync(settings)
     assert asked == [macs[0:3], macs[3:6], macs[6:7]]
@@ -84,17 +82,15 @@ async def test_a_sync_sets_the_long_lived_objects_aside_only_while_it_runs(
 ) -> None:
     settings = settings_for(running_world)
     frozen_while_fetching: list[int] = []
-    real = NokeCloud.offline_keys
+    real = NokeCloud.listed_offline_keys
 
-    async def noting(
-        cloud: NokeCloud, locks: list[MacAddress] | None = None, **kw: object
-    ) -> object:
+    async def noting(cloud: NokeCloud, locks: list[MacAddress]) -> object:
         frozen_while_fetching.append(gc.get_freeze_count())
         if len(frozen_while_fetching) == 2:
             raise CloudRejected("the cloud went away (test)", transient=False)
-        return await real(cloud, locks, **kw)  # type: ignore[arg-type]
+        return await real(cloud, locks)
 
-    monkeypatch.setattr(NokeCloud, "offline_keys", noting)
+    monkeypatch.setattr(NokeCloud, "listed_offline_keys", noting)
     assert gc.get_freeze_count() == 0
     with pytest.raises(CloudRejected):
         await sync(settings)

@@ -63,7 +63,7 @@ from blelock.vendors.noke.models import (
 )
 from blelock.vendors.noke.quick_clicks import check_issue, check_revoke
 from blelock.vendors.noke.settings import noke_settings
-from blelock.vendors.noke.values import OfflineGrant
+from blelock.vendors.noke.values import ListedKeys, OfflineGrant
 
 __all__ = ["MacSink", "NokeCloud"]
 
@@ -280,10 +280,7 @@ class NokeCloud(CloudClient):
                     hint="name them with --macs",
                 )
             await self.issue_offline_keys(macs, issue_for)
-        display = KeysRequest(display=KeyScope(macs=list(macs)) if macs else None)
-        data = await with_retries(
-            lambda: self._post_data("keys", display, KeysData, mac=_one(macs)), self._retry
-        )
+        data = await self._listed_keys(macs)
         return [
             OfflineGrant(
                 lock["mac"], key["tracking_key"], key["offline_key"], key["unlock_command"]
@@ -291,6 +288,25 @@ class NokeCloud(CloudClient):
             for lock in data.locks
             for key in lock.get("keys", ())
         ]
+
+    async def listed_offline_keys(self, macs: Sequence[MacAddress]) -> ListedKeys:
+        """``/keys/`` for ``macs``: every offline key the cloud lists for them, lock by lock (a
+        fleet's sync, a chunk at a time). Retried when transient."""
+        listed = ListedKeys()
+        by_lock = listed.by_lock
+        for lock in (await self._listed_keys(macs)).locks:
+            keys = lock.get("keys")
+            if keys:  # a lock listed twice keeps the keys of both entries, as grants would
+                held = by_lock.setdefault(lock["mac"], {})
+                for key in keys:
+                    held[key["tracking_key"]] = (key["offline_key"], key["unlock_command"])
+        return listed
+
+    async def _listed_keys(self, macs: Sequence[MacAddress] | None) -> KeysData:
+        display = KeysRequest(display=KeyScope(macs=list(macs)) if macs else None)
+        return await with_retries(
+            lambda: self._post_data("keys", display, KeysData, mac=_one(macs)), self._retry
+        )
 
     async def issue_offline_keys(
         self, macs: Sequence[MacAddress], tracking_keys: Sequence[str]

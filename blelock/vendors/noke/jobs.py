@@ -22,7 +22,7 @@ from blelock.transport.scan import Found, find_lock, find_update_target
 from blelock.vendors.base import Mode, VendorContext
 from blelock.vendors.noke.keys import CachedKey, FleetListing, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
-from blelock.vendors.noke.values import Action, OfflineGrant, Outcome
+from blelock.vendors.noke.values import Action, ListedKeys, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
 from blelock.vendors.outbox import drain_outbox
 
@@ -75,6 +75,11 @@ class LazyKeyStore:
         self, grants: Sequence[OfflineGrant], *, scope_macs: Collection[MacAddress] | None
     ) -> KeySyncSummary:
         return await (await self._unlocked()).apply_sync(grants, scope_macs=scope_macs)
+
+    async def apply_listed(
+        self, listed: ListedKeys, *, scope_macs: Collection[MacAddress] | None
+    ) -> KeySyncSummary:
+        return await (await self._unlocked()).apply_listed(listed, scope_macs=scope_macs)
 
     async def list_keys(self) -> list[KeyInfo]:
         return await (await self._unlocked()).list_keys()
@@ -301,24 +306,24 @@ async def _sync_chunks(
     stored; each chunk is one transaction."""
     tracking, left = default_issue or ("", 0)
 
-    async def fetch(locks: list[MacAddress]) -> list[OfflineGrant]:
+    async def fetch(locks: list[MacAddress]) -> ListedKeys:
         nonlocal left
         if issue_for:
             await cloud.issue_offline_keys(locks, issue_for)
         if left > 0:
             first, left = locks[:left], max(0, left - len(locks))
             await cloud.issue_offline_keys(first, [tracking])
-        return await cloud.offline_keys(locks)
+        return await cloud.listed_offline_keys(locks)
 
     total = KeySyncSummary(0, 0, 0, 0)
     locks = await anext(chunks, None)
     ahead = asyncio.create_task(fetch(locks)) if locks is not None else None
     try:
         while ahead is not None and locks is not None:
-            grants = await ahead
+            listed = await ahead
             following = await anext(chunks, None)
             ahead = asyncio.create_task(fetch(following)) if following is not None else None
-            total = _plus(total, await keys.apply_sync(grants, scope_macs=locks))
+            total = _plus(total, await keys.apply_listed(listed, scope_macs=locks))
             locks = following
     finally:
         if ahead is not None:

@@ -46,7 +46,7 @@ from blelock.vendors.noke.key_rows import (
     row_aad,
     unpack_material,
 )
-from blelock.vendors.noke.values import OfflineGrant
+from blelock.vendors.noke.values import ListedKeys, OfflineGrant
 
 __all__ = [
     "DEFAULT_LIFETIME",
@@ -151,15 +151,21 @@ class KeyStore:
         Every key the cloud lists is renewed (fetched now, expiring a lifetime from now), its
         material unchanged or not: the cloud has just vouched for it. ``unchanged`` counts those
         whose material was already cached as it is."""
+        # A copy: the caller may reuse its list while the writer thread works through it.
+        return await self.apply_listed(ListedKeys.of(grants), scope_macs=scope_macs)
+
+    async def apply_listed(
+        self, listed: ListedKeys, *, scope_macs: Collection[MacAddress] | None
+    ) -> KeySyncSummary:
+        """:meth:`apply_sync` of keys listed lock by lock (a fleet's sync, a chunk at a time;
+        the writer thread reads ``listed``: leave it as it is)."""
         await self._ready()
         now = _seconds(self._clock.now_utc())
         expires = now + int(self._lifetime.total_seconds())
-        # A snapshot: the caller may reuse its list while the writer thread works through it.
-        listed = tuple(grants)
         scope = None if scope_macs is None else frozenset(scope_macs)
 
         def apply(conn: sqlite3.Connection) -> tuple[KeySyncSummary, bool]:
-            summary = self._apply(conn, listed, scope, now, expires)
+            summary = self._apply(conn, listed.by_lock, scope, now, expires)
             # A revocation or a replaced key raises the store's generation: a copy of the store
             # from before, put back, is refused and cannot give the old key back.
             return summary, summary.revoked > 0 or summary.refreshed > 0
@@ -250,15 +256,11 @@ class KeyStore:
     def _apply(
         self,
         conn: sqlite3.Connection,
-        grants: tuple[OfflineGrant, ...],
+        listed: dict[str, Material],
         scope: frozenset[MacAddress] | None,
         now: int,
         expires: int,
     ) -> KeySyncSummary:
-        # Last one wins if the cloud lists a key twice; it is counted once.
-        listed: dict[str, dict[str, OfflineGrant]] = {}
-        for grant in grants:
-            listed.setdefault(grant.lock_id, {})[grant.tracking_key] = grant
         visit = set(listed)
         if scope is None:
             visit.update(row[0] for row in conn.execute("SELECT lock_id FROM noke_lock_keys"))
@@ -278,7 +280,7 @@ class KeyStore:
         self,
         conn: sqlite3.Connection,
         chunk: list[str],
-        listed: dict[str, dict[str, OfflineGrant]],
+        listed: dict[str, Material],
         scope: frozenset[MacAddress] | None,
         now: int,
         expires: int,
@@ -308,12 +310,8 @@ class KeyStore:
                 text = "[" + ",".join(["[" + quoted(name) + renewed for name in names]) + "]"
                 parts = []
                 for name in names:
-                    grant = entries[name]
-                    encoded, offline_key, command = (
-                        name.encode(),
-                        grant.offline_key,
-                        grant.unlock_command,
-                    )
+                    offline_key, command = entries[name]
+                    encoded = name.encode()
                     parts.append(
                         header(len(encoded), len(offline_key), len(command))
                         + encoded
@@ -343,8 +341,7 @@ class KeyStore:
                 if kept is not None and before.revoked_at is None:
                     material[before.tracking_key] = kept
             old = {before.tracking_key: before for before in old_times}
-            for tracking, grant in entries.items():
-                pair = (grant.offline_key, grant.unlock_command)
+            for tracking, pair in entries.items():
                 previous = old.get(tracking)
                 if previous is None:
                     counts[0] += 1

@@ -4,12 +4,13 @@ for offline use."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from blelock.model import LogRecord, MacAddress
 
-__all__ = ["Action", "OfflineGrant", "Outcome"]
+__all__ = ["Action", "ListedKeys", "OfflineGrant", "Outcome"]
 
 
 class Action(enum.Enum):
@@ -55,6 +56,40 @@ class OfflineGrant(NamedTuple):
 
     def __repr__(self) -> str:
         return f"OfflineGrant(lock_id={self.lock_id!r}, tracking_key={self.tracking_key!r})"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+
+class ListedKeys:
+    """The offline keys one cloud answer listed, lock by lock: ``by_lock[mac][tracking key]``
+    is (offline key, unlock command). A key listed twice: the last one wins.
+
+    What a fleet's sync hands the cache: one entry a lock, where a list of OfflineGrants was one
+    tuple a key that the cache then grouped by lock again (a tenth of a 100k-lock sync's CPU).
+    Key material never appears in its repr or str."""
+
+    __slots__ = ("by_lock",)
+
+    def __init__(self) -> None:
+        self.by_lock: dict[str, dict[str, tuple[bytes, bytes]]] = {}
+
+    @classmethod
+    def of(cls, grants: Iterable[OfflineGrant]) -> ListedKeys:
+        listed = cls()
+        for grant in grants:
+            listed.add(grant.lock_id, grant.tracking_key, grant.offline_key, grant.unlock_command)
+        return listed
+
+    def add(self, lock_id: str, tracking_key: str, offline_key: bytes, command: bytes) -> None:
+        self.by_lock.setdefault(lock_id, {})[tracking_key] = (offline_key, command)
+
+    def __len__(self) -> int:
+        """The keys listed (each once)."""
+        return sum(len(keys) for keys in self.by_lock.values())
+
+    def __repr__(self) -> str:
+        return f"ListedKeys({len(self.by_lock)} locks, {len(self)} keys)"
 
     def __str__(self) -> str:
         return repr(self)
