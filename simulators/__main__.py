@@ -17,7 +17,6 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from simulators.event_loop import cap_open_files
 from simulators.event_loop import run as run_precisely
 from simulators.faults import LinkFaults, parse_fault
 from simulators.noke_cloud_state import CloudFaults
@@ -344,7 +343,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_bluez(args.bluez_fault)
     except ValueError as exc:
         parser.error(str(exc))
-    cap_open_files()  # select(2), for the model's timers, watches descriptors below 1024
     with contextlib.suppress(KeyboardInterrupt):
         run_precisely(
             _serve(

@@ -9,9 +9,11 @@ select(2) takes its timeout in microseconds: the same waits end 0.32 ms late at 
 the loop's own wake-up. A simulated radio or cloud is the measuring instrument of the benchmarks,
 so it keeps the finer clock.
 
-select(2) only watches descriptors below ``FD_SETSIZE`` (1024). ``blelock-sim`` therefore caps
-its own open files there (:func:`cap_open_files`): past that, accepting another connection
-fails with "too many open files" instead of the loop failing on a descriptor it cannot watch.
+select(2) only watches descriptors below ``FD_SETSIZE`` (1024). :func:`run`, which the
+simulator's own processes use (``blelock-sim``, the benchmarks that serve the world), therefore
+caps the process's open files there first: past that, accepting another connection fails with
+"too many open files", instead of the loop failing on a descriptor it cannot watch. A process
+allowed more files (a test run's, say) keeps asyncio's default loop in :func:`precise_loop`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ SELECT_LIMIT: Final = 1024
 
 
 def precise_loop() -> asyncio.AbstractEventLoop:
-    """An asyncio loop whose timers are kept to microseconds (select(2)), not milliseconds."""
+    """An asyncio loop whose timers are kept to microseconds (select(2)), not milliseconds; the
+    default loop where this process may open descriptors select(2) cannot watch."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft > SELECT_LIMIT:
+        return asyncio.new_event_loop()
     return asyncio.SelectorEventLoop(selectors.SelectSelector())
 
 
@@ -43,6 +49,8 @@ def cap_open_files(limit: int = SELECT_LIMIT) -> None:
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(main)`` on a :func:`precise_loop`."""
+    """``asyncio.run(main)`` on a :func:`precise_loop`, this process's open files capped at
+    what that loop can watch."""
+    cap_open_files()
     with asyncio.Runner(loop_factory=precise_loop) as runner:
         return runner.run(main)
