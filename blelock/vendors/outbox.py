@@ -81,15 +81,20 @@ async def drain_outbox(
     over each other's batches in flight instead of sending them again: each leases what is
     not on its way yet, and the cloud sees each batch once."""
     in_flight = _IN_FLIGHT.setdefault(outbox, set())
+    leasing = _LEASING.setdefault(outbox, asyncio.Lock())
     mine: set[str] = set()
     try:
-        return await _drain(cloud, outbox, batch_size, ahead, on_progress, in_flight, mine)
+        return await _drain(cloud, outbox, batch_size, ahead, on_progress, in_flight, mine, leasing)
     finally:
         in_flight.difference_update(mine)  # left leased (if not acknowledged): first next time
 
 
 _IN_FLIGHT: weakref.WeakKeyDictionary[Outbox, set[str]] = weakref.WeakKeyDictionary()
 """Per outbox, the keys of the batches this process's drains are sending now."""
+_LEASING: weakref.WeakKeyDictionary[Outbox, asyncio.Lock] = weakref.WeakKeyDictionary()
+"""Per outbox, held from a drain's lease until what it leased is marked in flight: a drain
+whose lease is queued behind another's in the store's thread would otherwise name no batch
+busy and be handed the other's (two visits ending together each uploaded the same batch)."""
 
 
 async def _drain(
@@ -100,12 +105,24 @@ async def _drain(
     on_progress: Callable[[int], None] | None,
     in_flight: set[str],
     mine: set[str],
+    leasing: asyncio.Lock,
 ) -> int:
     def taken(batches: Sequence[Batch]) -> Sequence[Batch]:
         keys = {batch.key for batch in batches}
         mine.update(keys)
         in_flight.update(keys)
         return batches
+
+    async def lease() -> Sequence[Batch]:
+        async with leasing:
+            return taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
+
+    async def advance(sent: Sequence[Batch]) -> tuple[int, Sequence[Batch]]:
+        async with leasing:
+            acknowledged, following = await _advance(
+                outbox, sent, batch_size, ahead, busy=[*in_flight]
+            )
+            return acknowledged, taken(following)
 
     def done(batches: Sequence[Batch]) -> None:
         keys = {batch.key for batch in batches}
@@ -114,12 +131,10 @@ async def _drain(
 
     uploaded = 0
     with lock_context(None, "upload logs"):
-        group = taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
+        group = await lease()
         sent: Sequence[Batch] = ()  # the cloud has them; their acknowledgement is still to commit
         while group:
-            work = asyncio.ensure_future(
-                _advance(outbox, sent, batch_size, ahead, busy=[*in_flight])
-            )
+            work = asyncio.ensure_future(advance(sent))
             posted = 0
             try:
                 for batch in group:
@@ -129,8 +144,9 @@ async def _drain(
                 if not refuses_the_batch(exc):
                     work.cancel()  # the store's work is whole or undone; either is safe
                     raise
-                uploaded += await _settled(outbox, work)
-                done(sent)
+                acknowledged, following = await _settled(outbox, work)
+                uploaded += acknowledged
+                done([*sent, *following])  # leased ahead, not sent: first in line again
                 if posted:  # those before the refused one went up: the cloud has them
                     uploaded += await _acknowledged(outbox, group[:posted])
                 refused = group[posted]
@@ -139,7 +155,7 @@ async def _drain(
                 else:
                     await outbox.fail(refused.key, exc.one_line())
                 done(group)
-                sent, group = (), taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
+                sent, group = (), await lease()
                 continue
             except BaseException:
                 work.cancel()
@@ -151,13 +167,13 @@ async def _drain(
                 # what is leased: resent batches keep their keys, so the cloud takes them once.
                 await _set_damage_aside(outbox)
                 done([*sent, *group])
-                sent, group = (), taken(await _lease(outbox, batch_size, ahead, busy=in_flight))
+                sent, group = (), await lease()
                 continue
             done(sent)
             uploaded += acknowledged
             if on_progress is not None and acknowledged:
                 on_progress(uploaded)
-            sent, group = group, taken(following)
+            sent, group = group, following
         if sent:
             try:
                 uploaded += await outbox.acknowledge(*(batch.key for batch in sent))
@@ -189,14 +205,16 @@ async def _advance(
     return await outbox.acknowledge_and_lease_ahead(keys, batch_size, ahead, busy=busy)
 
 
-async def _settled(outbox: Outbox, work: asyncio.Future[tuple[int, Sequence[Batch]]]) -> int:
-    """How many the store's work acknowledged; after damage (none of it committed), the
-    damaged rows set aside and 0. Batches it leased stay leased, first in line."""
+async def _settled(
+    outbox: Outbox, work: asyncio.Future[tuple[int, Sequence[Batch]]]
+) -> tuple[int, Sequence[Batch]]:
+    """How many the store's work acknowledged, and what it leased ahead (which stays leased,
+    first in line); after damage (none of it committed), the damaged rows set aside, and 0."""
     try:
-        return (await work)[0]
+        return await work
     except StoreDamaged:
         await _set_damage_aside(outbox)
-        return 0
+        return 0, ()
 
 
 async def _acknowledged(outbox: Outbox, batches: Sequence[Batch]) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from blelock.config import load_settings
+from blelock.errors import CloudRejected
 from blelock.jobs import open_store
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.outbox import drain_outbox
@@ -77,3 +78,65 @@ async def test_drains_in_one_process_pass_over_each_others_batches(tmp_path: Pat
         assert len(cloud.keys) == len(set(cloud.keys)) == 2
         assert sorted(cloud.records, key=lambda r: r.payload) == first_visit + second_visit
         assert await outbox.pending_count() == 0
+
+
+class CountingCloud:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        assert idempotency_key is not None
+        self.keys.append(idempotency_key)
+        await asyncio.sleep(0)  # on its way: the other drain runs meanwhile
+
+
+async def test_drains_that_lease_at_the_same_moment_send_each_batch_once(tmp_path: Path) -> None:
+    # Two visits end together: both drains ask the store for a batch before either has heard
+    # back. The second must not be handed the batch the first was just given.
+    settings = load_settings(
+        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
+        read_file=False,
+    )
+    async with open_store(settings) as store:
+        outbox = store.outbox("noke")
+        await outbox.append([LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(3)])
+        cloud = CountingCloud()
+        done = await asyncio.gather(drain_outbox(cloud, outbox), drain_outbox(cloud, outbox))
+        assert sorted(done) == [0, 3]
+        assert len(cloud.keys) == len(set(cloud.keys)) == 1
+        assert await outbox.pending_count() == 0
+
+
+class RefusingFirstCloud:
+    """Refuses the first record for good (a broken rule); takes the rest."""
+
+    def __init__(self) -> None:
+        self.taken: list[str] = []
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        if any(record.context == "s0" for record in records):
+            raise CloudRejected("the record breaks a rule", status=422)
+        self.taken.extend(record.context for record in records)
+
+
+async def test_a_refused_batch_leaves_the_batches_leased_behind_it_to_the_same_drain(
+    tmp_path: Path,
+) -> None:
+    # While the first group went up, the store leased the next one ahead. The first batch is
+    # refused and set aside: the drain goes on with everything else, those leased ahead too.
+    settings = load_settings(
+        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
+        read_file=False,
+    )
+    async with open_store(settings) as store:
+        outbox = store.outbox("noke")
+        await outbox.append([LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(5)])
+        cloud = RefusingFirstCloud()
+        assert await drain_outbox(cloud, outbox, batch_size=1, ahead=2) == 4
+        assert sorted(cloud.taken) == ["s1", "s2", "s3", "s4"]
+        assert [failed.records for failed in await outbox.failed()] == [1]
+        assert await outbox.pending_count() == 1
