@@ -1,7 +1,10 @@
 """The SQLite file behind the store: opened safely, migrated, and used from one writer thread.
 
 Durability is the point of this file: a log record acknowledged to the user must survive a power
-cut, so the database runs in WAL mode with ``synchronous=FULL`` (every commit is fsync'd).
+cut, so the database runs in WAL mode with ``synchronous=FULL`` (every commit is fsync'd). A
+write that a power cut may undo without harm (the outbox forgetting records the cloud already
+has: they go again under the key the cloud kept) asks for ``durable=False`` and commits without
+the wait; the next durable commit syncs it too, and a crash of the process alone loses nothing.
 
 Opening never destroys anything. A file that is not SQLite, belongs to another application, was
 written by a newer blelock, or is corrupt is refused with a :class:`StoreError` before a single
@@ -106,14 +109,20 @@ class Database:
             raise
         return cls(path, executor, conn)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+    async def run(
+        self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True, durable: bool = True
+    ) -> T:
         """``fn(connection)`` in the writer thread, in one transaction.
 
         ``write=False`` begins a deferred transaction (a consistent snapshot that does not take
-        the write lock, so another process's writer is not held up)."""
+        the write lock, so another process's writer is not held up). ``durable=False``: the
+        commit does not wait for the disk (``synchronous=NORMAL`` for this transaction only), for
+        a write a power cut may undo (see the module's docstring)."""
         if self._closed:
             raise RuntimeError("the store is closed")
-        return await asyncio.wrap_future(self._executor.submit(self._transaction, fn, write))
+        return await asyncio.wrap_future(
+            self._executor.submit(self._transaction, fn, write, durable)
+        )
 
     async def ensure_room(self, nbytes: int) -> None:
         """Raise :class:`StoreFull` unless ``nbytes`` more can be written to the store now.
@@ -258,7 +267,25 @@ class Database:
     ) -> None:
         await self.close()
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
+    def _transaction(
+        self, fn: Callable[[sqlite3.Connection], T], write: bool, durable: bool = True
+    ) -> T:
+        if durable:
+            return self._in_transaction(fn, write)
+        # Changed between transactions only, and back at once: every other commit waits.
+        try:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise _failed(self.path, exc) from exc
+        try:
+            return self._in_transaction(fn, write)
+        finally:
+            try:
+                self._conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise _failed(self.path, exc) from exc
+
+    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T], write: bool) -> T:
         conn = self._conn
         try:
             # IMMEDIATE takes the write lock up front: a deferred transaction that reads and

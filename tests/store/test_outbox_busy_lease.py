@@ -4,7 +4,8 @@ out again, and a batch leased and not acknowledged still comes back first otherw
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from blelock.config import load_settings
@@ -140,3 +141,46 @@ async def test_a_refused_batch_leaves_the_batches_leased_behind_it_to_the_same_d
         assert sorted(cloud.taken) == ["s1", "s2", "s3", "s4"]
         assert [failed.records for failed in await outbox.failed()] == [1]
         assert await outbox.pending_count() == 1
+
+
+async def test_only_the_acknowledgement_commits_without_waiting_for_the_disk(
+    tmp_path: Path,
+) -> None:
+    # Appends and leases must survive a power cut (a record kept, a key the cloud may have
+    # seen); an acknowledgement undone by one only sends the batch again under its key.
+    settings = load_settings(
+        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
+        read_file=False,
+    )
+    async with open_store(settings) as store:
+        outbox = store.outbox("noke")
+        levels: dict[str, list[int]] = {}
+
+        def level(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+        async def commits_at(step: str, run: Callable[[], Awaitable[object]]) -> None:
+            # The level each of the step's commits ran at, read inside each of them.
+            database = store.database
+            real = database._transaction
+
+            def seen(fn: Callable[[sqlite3.Connection], object], *args: bool) -> object:
+                return real(
+                    lambda conn: (levels.setdefault(step, []).append(level(conn)), fn(conn))[1],
+                    *args,
+                )
+
+            database._transaction = seen  # type: ignore[method-assign]
+            try:
+                await run()
+            finally:
+                del database._transaction
+
+        await commits_at("append", lambda: outbox.append([LogRecord(MAC, "s", 1, "50" * 20)]))
+        batch = await outbox.lease(10)
+        assert batch is not None
+        await commits_at("acknowledge", lambda: outbox.acknowledge(batch.key))
+        await commits_at("lease", lambda: outbox.lease(10))
+        assert levels == {"append": [2], "acknowledge": [1], "lease": [2]}  # FULL, NORMAL
+        assert await store.database.run(level) == 2  # FULL again after the acknowledgement
+        assert await outbox.pending_count() == 0
