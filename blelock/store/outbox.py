@@ -7,7 +7,8 @@ The life of a record:
    persisted with the batch: the range of ids it covers, one row written whatever its size
    (a batch split per lock or set aside marks its rows instead). Until that batch is
    acknowledged, every ``lease`` returns the same batch with the same key, whatever crashed in
-   between, so a resend is recognisable at the cloud.
+   between, so a resend is recognisable at the cloud. A visit whose records go up at once
+   keeps and leases them in one transaction (``append_and_lease_ahead``).
 3. ``acknowledge`` deletes the batch's records, only after the cloud acknowledged the upload.
    It alone commits without waiting for the disk (one fsync fewer a drain, the one the user
    waits for after the upload): a power cut may undo it, and the batch then goes again under
@@ -122,10 +123,28 @@ class Outbox:
         """Keep ``records``; durable when this returns. A record already pending (same lock,
         session and payload) is kept once. ``cursors`` ((lock, log) → last sequence collected)
         move forward in the same transaction, never back."""
+        if records or cursors:
+            await self._db.run(self._inserter(records, cursors))
+
+    async def append_and_lease_ahead(
+        self,
+        records: Sequence[LogRecord],
+        limit: int,
+        count: int,
+        *,
+        busy: Collection[str] = (),
+    ) -> list[Batch]:
+        """:meth:`append` then :meth:`lease_ahead`, in one transaction (one commit): a visit
+        whose records go up at once keeps them and forms their batch with one wait for the
+        disk. All of it or none."""
+        insert, lease = self._inserter(records, None), self._leaser(limit, count, busy)
+        return await self._db.run(lambda conn: (insert(conn), lease(conn))[1])
+
+    def _inserter(
+        self, records: Sequence[LogRecord], cursors: Mapping[tuple[str, str], int] | None
+    ) -> Callable[[sqlite3.Connection], None]:
         rows = [(r.lock_id, r.context, r.received_at, r.payload, self._vendor) for r in records]
         moved = [(lock, log, sequence) for (lock, log), sequence in (cursors or {}).items()]
-        if not rows and not moved:
-            return
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -138,7 +157,7 @@ class Outbox:
                 moved,
             )
 
-        await self._db.run(insert)
+        return insert
 
     async def reserve(self, records: int, *, lock_id: str | None = None) -> None:
         """Refuse (:class:`~blelock.errors.StoreFull`, naming the disk) unless the store has

@@ -28,7 +28,7 @@ from blelock.errors import (
 from blelock.model import LogRecord
 from blelock.vendors.base import Uploader
 
-__all__ = ["LEASE_AHEAD", "UPLOAD_BATCH", "drain_outbox", "refuses_the_batch"]
+__all__ = ["LEASE_AHEAD", "UPLOAD_BATCH", "KeptForUpload", "drain_outbox", "refuses_the_batch"]
 
 UPLOAD_BATCH = 500
 """Records per upload: ~60 KB of JSON, small enough for a flaky uplink to get through."""
@@ -61,6 +61,51 @@ class Outbox(Protocol):
     async def set_aside_damaged(self) -> int: ...
 
 
+class KeepingOutbox(Outbox, Protocol):
+    async def append_and_lease_ahead(
+        self, records: Sequence[LogRecord], limit: int, count: int, *, busy: Collection[str] = ()
+    ) -> Sequence[Batch]: ...
+
+
+class KeptForUpload:
+    """A visit's log sink when its records go up right after the visit: keeping them also
+    leases the batches to send, in the same transaction (one wait for the disk, not two), and
+    :meth:`upload` sends those first. Use it as an async context manager: what it leased and
+    did not send is left to other drains at exit (still leased, so first in line)."""
+
+    def __init__(
+        self, outbox: KeepingOutbox, *, batch_size: int = UPLOAD_BATCH, ahead: int = LEASE_AHEAD
+    ) -> None:
+        self._outbox = outbox
+        self._batch_size = batch_size
+        self._ahead = ahead
+        self._leased: list[Batch] = []
+        self._in_flight = _IN_FLIGHT.setdefault(outbox, set())
+
+    async def __aenter__(self) -> KeptForUpload:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._in_flight.difference_update(batch.key for batch in self._leased)
+        self._leased = []
+
+    async def append(self, records: Sequence[LogRecord]) -> None:
+        """Keep ``records`` (durable when this returns) and lease what goes up next."""
+        async with _LEASING.setdefault(self._outbox, asyncio.Lock()):
+            leased = await self._outbox.append_and_lease_ahead(
+                records, self._batch_size, self._ahead, busy=[*self._in_flight]
+            )
+            self._in_flight.update(batch.key for batch in leased)
+            self._leased.extend(leased)
+
+    async def upload(self, cloud: Uploader) -> int:
+        """:func:`drain_outbox`, starting with the batches leased when the records were kept."""
+        leased, self._leased = self._leased, []
+        return await drain_outbox(
+            cloud, self._outbox, batch_size=self._batch_size, ahead=self._ahead, leased=leased
+        )
+
+
 async def drain_outbox(
     cloud: Uploader,
     outbox: Outbox,
@@ -68,6 +113,7 @@ async def drain_outbox(
     batch_size: int = UPLOAD_BATCH,
     ahead: int = LEASE_AHEAD,
     on_progress: Callable[[int], None] | None = None,
+    leased: Sequence[Batch] = (),
 ) -> int:
     """Upload every pending record, batch by batch; returns how many were acknowledged.
     Batches the cloud refuses for good are set aside (see ``Outbox.failed``).
@@ -79,12 +125,17 @@ async def drain_outbox(
 
     Drains of one outbox in one process (a kiosk's visits each upload their records) pass
     over each other's batches in flight instead of sending them again: each leases what is
-    not on its way yet, and the cloud sees each batch once."""
+    not on its way yet, and the cloud sees each batch once.
+
+    ``leased``: batches this process leased and marked in flight already (see
+    :class:`KeptForUpload`), sent first."""
     in_flight = _IN_FLIGHT.setdefault(outbox, set())
     leasing = _LEASING.setdefault(outbox, asyncio.Lock())
-    mine: set[str] = set()
+    mine = {batch.key for batch in leased}
     try:
-        return await _drain(cloud, outbox, batch_size, ahead, on_progress, in_flight, mine, leasing)
+        return await _drain(
+            cloud, outbox, batch_size, ahead, on_progress, in_flight, mine, leasing, leased
+        )
     finally:
         in_flight.difference_update(mine)  # left leased (if not acknowledged): first next time
 
@@ -106,6 +157,7 @@ async def _drain(
     in_flight: set[str],
     mine: set[str],
     leasing: asyncio.Lock,
+    leased: Sequence[Batch],
 ) -> int:
     def taken(batches: Sequence[Batch]) -> Sequence[Batch]:
         keys = {batch.key for batch in batches}
@@ -131,7 +183,7 @@ async def _drain(
 
     uploaded = 0
     with lock_context(None, "upload logs"):
-        group = await lease()
+        group = leased or await lease()
         sent: Sequence[Batch] = ()  # the cloud has them; their acknowledgement is still to commit
         while group:
             work = asyncio.ensure_future(advance(sent))

@@ -24,7 +24,7 @@ from blelock.vendors.noke.keys import CachedKey, FleetListing, KeyInfo, KeyStore
 from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, ListedKeys, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
-from blelock.vendors.outbox import drain_outbox
+from blelock.vendors.outbox import KeptForUpload
 
 if TYPE_CHECKING:
     from blelock.dfu import DfuOutcome
@@ -146,6 +146,9 @@ async def visit(
         mode = "offline"
     async with contextlib.AsyncExitStack() as stack:
         cloud = await stack.enter_async_context(visit_client(ctx)) if needs_cloud else None
+        uploads = cloud is not None and bool(noke_settings(settings).mobile_key)
+        # Records that go up right after the visit are leased as they are kept: one commit.
+        logs = await stack.enter_async_context(KeptForUpload(ctx.outbox)) if uploads else None
         found = await _found(ctx, mac)
         device, name = found.device, found.sighting.name
         noke_visit = NokeVisit(
@@ -154,26 +157,26 @@ async def visit(
             cloud,
             settings.timeouts,
             offline_keys=key_store(ctx),
-            logs=ctx.outbox,
+            logs=logs or ctx.outbox,
         )
         outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
         ctx.radio_done()  # the link is closed: the upload needs no connection slot
-        if cloud is not None and not outcome.offline and noke_settings(settings).mobile_key:
-            uploaded = await _upload_now(ctx, cloud)
+        if cloud is not None and logs is not None and not outcome.offline:
+            uploaded = await _upload_now(ctx, cloud, logs)
             outcome = dataclasses.replace(
                 outcome, uploaded=uploaded or 0, drained=uploaded is not None
             )
         return outcome
 
 
-async def _upload_now(ctx: VendorContext, cloud: NokeCloud) -> int | None:
+async def _upload_now(ctx: VendorContext, cloud: NokeCloud, logs: KeptForUpload) -> int | None:
     """After an online visit, what the outbox holds goes up at once, as Nokē's libraries upload
     a session's records right after it (a lock's setup fails on the vendor's side otherwise).
     The records were kept in the outbox first, so a failure here loses nothing: it waits for
     the next sync, and the visit itself has succeeded either way (None: it failed)."""
     try:
         async with asyncio.timeout(ctx.settings.timeouts.cloud):
-            return await drain_outbox(cloud, ctx.outbox)
+            return await logs.upload(cloud)
     except (BlelockError, TimeoutError) as exc:
         what = exc.one_line() if isinstance(exc, BlelockError) else "timed out"
         _log.info("the visit's records wait for the next sync: %s", what)

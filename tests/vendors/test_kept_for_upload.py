@@ -1,0 +1,109 @@
+"""A visit whose records go up right after it keeps them and forms their batch in one commit
+(one wait for the disk, which on a Pi's SD card is milliseconds), then sends that batch first;
+what it kept and did not send is left leased, first in line for the next drain."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from blelock.config import Settings, load_settings
+from blelock.jobs import context, open_store
+from blelock.model import LogRecord, MacAddress, parse_mac
+from blelock.vendors.base import OperationRequest
+
+# Imported now: the visit imports it lazily, and inside the loop an import is a blocking call.
+from blelock.vendors.noke import cloud as _cloud  # noqa: F401
+from blelock.vendors.noke.plugin import PLUGIN as NOKE
+from blelock.vendors.outbox import KeptForUpload, drain_outbox
+from simulators.world import RunningWorld
+from tests.conftest import settings_for
+
+MAC = MacAddress("C7:E6:B0:C6:75:38")
+
+
+class Cloud:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.records: list[LogRecord] = []
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        assert idempotency_key is not None
+        self.keys.append(idempotency_key)
+        self.records.extend(records)
+
+
+def _settings(tmp_path: Path) -> Settings:
+    return load_settings(
+        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
+        read_file=False,
+    )
+
+
+async def test_kept_records_are_sent_by_their_visit_and_passed_over_by_other_drains(
+    tmp_path: Path,
+) -> None:
+    records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
+    async with open_store(_settings(tmp_path)) as store:
+        outbox = store.outbox("noke")
+        cloud = Cloud()
+        async with KeptForUpload(outbox) as kept:
+            await kept.append(records)
+            assert await outbox.pending_count() == 3  # kept before anything is sent
+            assert await drain_outbox(cloud, outbox) == 0  # the visit's own, on their way
+            assert await kept.upload(cloud) == 3
+        assert cloud.records == records and len(cloud.keys) == 1
+        assert await outbox.pending_count() == 0
+
+
+async def test_what_a_visit_kept_and_did_not_send_goes_first_under_its_key(
+    tmp_path: Path,
+) -> None:
+    older = [LogRecord(MAC, "r", 1, f"49{n:038x}") for n in range(2)]
+    records = [LogRecord(MAC, "s", 2, f"50{n:038x}") for n in range(3)]
+    async with open_store(_settings(tmp_path)) as store:
+        outbox = store.outbox("noke")
+        await outbox.append(older)  # an offline visit's, still to go up
+        async with KeptForUpload(outbox) as kept:
+            await kept.append(records)
+        # The visit failed before its upload: its batch is still leased, oldest records first.
+        again = await outbox.lease(500)
+        assert again is not None and list(again.records) == older + records
+        cloud = Cloud()
+        assert await drain_outbox(cloud, outbox) == 5
+        assert cloud.keys == [again.key]
+
+
+async def test_an_online_visit_waits_for_the_disk_once_before_its_upload(
+    running_world: RunningWorld,
+) -> None:
+    settings = settings_for(running_world)
+    world = running_world.world
+    mac = parse_mac(world.locks[0].mac)
+    # Each durable commit that wrote something, with the uploads the cloud had seen then.
+    waits: list[int] = []
+    async with open_store(settings) as store:
+        database = store.database
+        real = database._transaction
+
+        def counted(
+            fn: Callable[[sqlite3.Connection], object], write: bool, durable: bool = True
+        ) -> object:
+            def observed(conn: sqlite3.Connection) -> object:
+                before = conn.total_changes
+                result = fn(conn)
+                if durable and conn.total_changes > before:
+                    waits.append(world.cloud.requests["upload"])
+                return result
+
+            return real(observed, write, durable)
+
+        database._transaction = counted  # type: ignore[method-assign,assignment]
+        ctx = context(NOKE, settings, store)
+        result = await NOKE.run(ctx, mac, OperationRequest("unlock", "online"))
+    assert result.online and result.logs_uploaded
+    assert world.cloud.requests["upload"] == 1
+    assert waits.count(0) == 1  # the records kept and their batch formed: one commit
