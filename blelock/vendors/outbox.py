@@ -62,6 +62,7 @@ class Outbox(Protocol):
 
 
 class KeepingOutbox(Outbox, Protocol):
+    async def append(self, records: Sequence[LogRecord]) -> None: ...
     async def append_and_lease_ahead(
         self, records: Sequence[LogRecord], limit: int, count: int, *, busy: Collection[str] = ()
     ) -> Sequence[Batch]: ...
@@ -92,9 +93,15 @@ class KeptForUpload:
     async def append(self, records: Sequence[LogRecord]) -> None:
         """Keep ``records`` (durable when this returns) and lease what goes up next."""
         async with _LEASING.setdefault(self._outbox, asyncio.Lock()):
-            leased = await self._outbox.append_and_lease_ahead(
-                records, self._batch_size, self._ahead, busy=[*self._in_flight]
-            )
+            try:
+                leased = await self._outbox.append_and_lease_ahead(
+                    records, self._batch_size, self._ahead, busy=[*self._in_flight]
+                )
+            except StoreDamaged:
+                # Damage the lease ran into (none of it committed) must not cost the visit its
+                # records: kept alone, they wait for the drain, which sets the damage aside.
+                await self._outbox.append(records)
+                return
             self._in_flight.update(batch.key for batch in leased)
             self._leased.extend(leased)
 

@@ -8,9 +8,12 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from blelock.config import Settings, load_settings
 from blelock.jobs import context, open_store
 from blelock.model import LogRecord, MacAddress, parse_mac
+from blelock.store import outbox as outbox_module
 from blelock.vendors.base import OperationRequest
 
 # Imported now: the visit imports it lazily, and inside the loop an import is a blocking call.
@@ -107,3 +110,26 @@ async def test_an_online_visit_waits_for_the_disk_once_before_its_upload(
     assert result.online and result.logs_uploaded
     assert world.cloud.requests["upload"] == 1
     assert waits.count(0) == 1  # the records kept and their batch formed: one commit
+
+
+async def test_damage_the_lease_runs_into_does_not_cost_the_visit_its_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite reports damage while the batch is formed: that transaction is undone whole, so
+    # the records are kept on their own instead, and the drain deals with the damage.
+    records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
+
+    def damaged(*args: object) -> tuple[LogRecord, ...]:
+        error = sqlite3.DatabaseError("database disk image is malformed")
+        error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # as SQLite's own carries it
+        raise error
+
+    async with open_store(_settings(tmp_path)) as store:
+        outbox = store.outbox("noke")
+        with monkeypatch.context() as patched:
+            patched.setattr(outbox_module, "_sound_records", damaged)
+            async with KeptForUpload(outbox) as kept:
+                await kept.append(records)
+        assert await outbox.pending(10) == records
+        cloud = Cloud()
+        assert await drain_outbox(cloud, outbox) == 3
