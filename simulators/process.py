@@ -18,7 +18,8 @@ def simulator_process(
     *args: str, start_timeout: float = 60, stop_timeout: float = 20
 ) -> Iterator[dict[str, Any]]:
     """Run ``blelock-sim --json --until-stdin-closes ARGS``; yield what it announced
-    (``{"env": settings for blelock, "locks": [...]}``). Closing its stdin stops it."""
+    (``{"env": settings for blelock, "locks": [...]}``), and its ``pid``. Closing its stdin
+    stops it."""
     child = subprocess.Popen(
         [sys.executable, "-m", "simulators", "--json", "--until-stdin-closes", *args],
         stdin=subprocess.PIPE,
@@ -31,7 +32,7 @@ def simulator_process(
         if not ready:
             raise TimeoutError(f"blelock-sim announced nothing within {start_timeout:g} s")
         announced: dict[str, Any] = json.loads(child.stdout.readline())
-        yield announced
+        yield announced | {"pid": child.pid}
     finally:
         child.stdin.close()
         try:

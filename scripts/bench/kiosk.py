@@ -65,8 +65,15 @@ async def simulator_counts(cloud_url: str) -> tuple[float, dict[str, int]]:
     return float(state["radio_modelled_s"]), dict(state["requests"]["noke"])
 
 
+def cpu_s(pid: int) -> float:
+    """A process's CPU time so far, user and system, all threads (Linux: /proc)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def serve(env: dict[str, str]) -> Iterator[str]:
+def serve(env: dict[str, str]) -> Iterator[tuple[str, int]]:
     child = subprocess.Popen(
         [sys.executable, "-m", "blelock", "serve"],
         env=env,
@@ -85,7 +92,7 @@ def serve(env: dict[str, str]) -> Iterator[str]:
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{ports.get(timeout=60)}"
+        yield f"http://127.0.0.1:{ports.get(timeout=60)}", child.pid
     finally:
         child.terminate()
         child.wait(timeout=60)
@@ -97,8 +104,10 @@ def machine_load() -> str:
 
 
 async def load(
-    base: str, macs: list[str], requests: int, repeat: int, cloud_url: str
-) -> tuple[list[tuple[float, list[float]]], float, dict[str, int]]:
+    base: str, macs: list[str], requests: int, repeat: int, cloud_url: str, pids: list[int]
+) -> tuple[list[tuple[float, list[float]]], float, dict[str, int], list[float]]:
+    """The rounds' walls and latencies, the radio's waits and the cloud's calls over them, and
+    the CPU each of ``pids`` spent in them."""
     async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=120) as client:
         # Warm-up: each lock set up once (its setup packets are not the steady state), and the
         # live view holding every lock, as it does on a kiosk that has been running a while.
@@ -116,13 +125,15 @@ async def load(
 
         rounds = []
         radio, calls = await simulator_counts(cloud_url)
+        cpu = [cpu_s(pid) for pid in pids]
         for _ in range(repeat):
             began = time.perf_counter()
             latencies = await asyncio.gather(*(one(macs[i % len(macs)]) for i in range(requests)))
             rounds.append((time.perf_counter() - began, list(latencies)))
+        spent = [cpu_s(pid) - before for pid, before in zip(pids, cpu, strict=True)]
         radio_after, calls_after = await simulator_counts(cloud_url)
         made = {name: n - calls.get(name, 0) for name, n in calls_after.items()}
-        return rounds, radio_after - radio, {name: n for name, n in made.items() if n}
+        return rounds, radio_after - radio, {name: n for name, n in made.items() if n}, spent
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -169,10 +180,12 @@ def main() -> None:
         }
         macs = [lock["mac"] for lock in announced["locks"]]
         print(f"start: {machine_load()}")
-        with serve(env) as base:
+        with serve(env) as (base, serve_pid):
             cloud_url = announced["env"]["BLELOCK_NOKE_URL"]
-            rounds, radio, calls = asyncio.run(
-                load(base, macs, args.requests, args.repeat, cloud_url)
+            rounds, radio, calls, (serve_cpu, sim_cpu) = asyncio.run(
+                load(
+                    base, macs, args.requests, args.repeat, cloud_url, [serve_pid, announced["pid"]]
+                )
             )
 
     slots = min(args.connections, args.locks)
@@ -201,6 +214,12 @@ def main() -> None:
     print(
         f"  counted         radio {radio / visits * 1000:.1f} ms a visit (model "
         f"{radio_waits_s() * 1000:.1f}); cloud calls a visit: {each or 'none'}"
+    )
+    # On 2 cores the service, the simulator and this load share the machine: CPU a visit is
+    # what bounds the ratio once the slots are kept full (ticks of 10 ms, over all rounds).
+    print(
+        f"  CPU a visit     serve {serve_cpu / visits * 1000:.1f} ms, simulator "
+        f"{sim_cpu / visits * 1000:.1f} ms"
     )
     print(f"end: {machine_load()}")
 
