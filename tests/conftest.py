@@ -73,3 +73,11 @@ def settings_for(running: RunningWorld, **overrides: str) -> Settings:
         "BLELOCK_CLOUD_TIMEOUT": "5",
     }
     return load_settings(environ=environment | overrides, read_file=False)
+
+
+def store_settings(directory: Path) -> Settings:
+    """Settings whose store (and its key) live in ``directory``, nothing else configured."""
+    return load_settings(
+        environ={"BLELOCK_DATA_DIR": str(directory), "BLELOCK_KEY_DIR": str(directory)},
+        read_file=False,
+    )

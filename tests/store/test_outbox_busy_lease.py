@@ -8,21 +8,17 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from blelock.config import load_settings
 from blelock.errors import CloudRejected
 from blelock.jobs import open_store
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.outbox import drain_outbox
+from tests.conftest import store_settings
 
 MAC = MacAddress("C7:E6:B0:C6:75:38")
 
 
 async def test_the_batch_in_flight_is_not_leased_again(tmp_path: Path) -> None:
-    settings = load_settings(
-        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
-        read_file=False,
-    )
-    async with open_store(settings) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         await outbox.append([LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(6)])
         first = await outbox.lease(2)
@@ -59,13 +55,9 @@ class HeldCloud:
 
 
 async def test_drains_in_one_process_pass_over_each_others_batches(tmp_path: Path) -> None:
-    settings = load_settings(
-        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
-        read_file=False,
-    )
     first_visit = [LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(3)]
     second_visit = [LogRecord(MAC, f"t{n}", 2, f"51{n:038x}") for n in range(3)]
-    async with open_store(settings) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         cloud = HeldCloud()
         await outbox.append(first_visit)
@@ -96,11 +88,7 @@ class CountingCloud:
 async def test_drains_that_lease_at_the_same_moment_send_each_batch_once(tmp_path: Path) -> None:
     # Two visits end together: both drains ask the store for a batch before either has heard
     # back. The second must not be handed the batch the first was just given.
-    settings = load_settings(
-        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
-        read_file=False,
-    )
-    async with open_store(settings) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         await outbox.append([LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(3)])
         cloud = CountingCloud()
@@ -129,11 +117,7 @@ async def test_a_refused_batch_leaves_the_batches_leased_behind_it_to_the_same_d
 ) -> None:
     # While the first group went up, the store leased the next one ahead. The first batch is
     # refused and set aside: the drain goes on with everything else, those leased ahead too.
-    settings = load_settings(
-        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
-        read_file=False,
-    )
-    async with open_store(settings) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         await outbox.append([LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(5)])
         cloud = RefusingFirstCloud()
@@ -148,11 +132,7 @@ async def test_only_the_acknowledgement_commits_without_waiting_for_the_disk(
 ) -> None:
     # Appends and leases must survive a power cut (a record kept, a key the cloud may have
     # seen); an acknowledgement undone by one only sends the batch again under its key.
-    settings = load_settings(
-        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
-        read_file=False,
-    )
-    async with open_store(settings) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         levels: dict[str, list[int]] = {}
 

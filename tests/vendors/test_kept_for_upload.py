@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from blelock.config import Settings, load_settings
 from blelock.jobs import context, open_store
 from blelock.model import LogRecord, MacAddress, parse_mac
 from blelock.store import outbox as outbox_module
@@ -21,7 +20,7 @@ from blelock.vendors.noke import cloud as _cloud  # noqa: F401
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from blelock.vendors.outbox import KeptForUpload, drain_outbox
 from simulators.world import RunningWorld
-from tests.conftest import settings_for
+from tests.conftest import settings_for, store_settings
 
 MAC = MacAddress("C7:E6:B0:C6:75:38")
 
@@ -39,18 +38,11 @@ class Cloud:
         self.records.extend(records)
 
 
-def _settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        environ={"BLELOCK_DATA_DIR": str(tmp_path), "BLELOCK_KEY_DIR": str(tmp_path)},
-        read_file=False,
-    )
-
-
 async def test_kept_records_are_sent_by_their_visit_and_passed_over_by_other_drains(
     tmp_path: Path,
 ) -> None:
     records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
-    async with open_store(_settings(tmp_path)) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         cloud = Cloud()
         async with KeptForUpload(outbox) as kept:
@@ -67,7 +59,7 @@ async def test_what_a_visit_kept_and_did_not_send_goes_first_under_its_key(
 ) -> None:
     older = [LogRecord(MAC, "r", 1, f"49{n:038x}") for n in range(2)]
     records = [LogRecord(MAC, "s", 2, f"50{n:038x}") for n in range(3)]
-    async with open_store(_settings(tmp_path)) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         await outbox.append(older)  # an offline visit's, still to go up
         async with KeptForUpload(outbox) as kept:
@@ -124,7 +116,7 @@ async def test_damage_the_lease_runs_into_does_not_cost_the_visit_its_records(
         error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT  # as SQLite's own carries it
         raise error
 
-    async with open_store(_settings(tmp_path)) as store:
+    async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         with monkeypatch.context() as patched:
             patched.setattr(outbox_module, "_sound_records", damaged)
