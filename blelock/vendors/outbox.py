@@ -11,6 +11,7 @@ not about the batch).
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
@@ -27,6 +28,8 @@ from blelock.errors import (
 )
 from blelock.model import LogRecord
 from blelock.vendors.base import Uploader
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["LEASE_AHEAD", "UPLOAD_BATCH", "KeptForUpload", "drain_outbox", "refuses_the_batch"]
 
@@ -82,16 +85,30 @@ class KeptForUpload:
         self._ahead = ahead
         self._leased: list[Batch] = []
         self._in_flight = _IN_FLIGHT.setdefault(outbox, set())
+        self._closed = False
 
     async def __aenter__(self) -> KeptForUpload:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        self._closed = True
         self._in_flight.difference_update(batch.key for batch in self._leased)
         self._leased = []
 
     async def append(self, records: Sequence[LogRecord]) -> None:
-        """Keep ``records`` (durable when this returns) and lease what goes up next."""
+        """Keep ``records`` (durable when this returns) and lease what goes up next.
+
+        Keeping runs to its end even when the caller is cancelled meanwhile (it may first wait
+        for another drain's lease), as a store transaction does once it is submitted: records a
+        lock gave are never dropped for want of a batch."""
+        keeping = asyncio.ensure_future(self._keep(records))
+        try:
+            await asyncio.shield(keeping)
+        except asyncio.CancelledError:
+            keeping.add_done_callback(_retrieved)
+            raise
+
+    async def _keep(self, records: Sequence[LogRecord]) -> None:
         async with _LEASING.setdefault(self._outbox, asyncio.Lock()):
             try:
                 leased = await self._outbox.append_and_lease_ahead(
@@ -102,6 +119,8 @@ class KeptForUpload:
                 # records: kept alone, they wait for the drain, which sets the damage aside.
                 await self._outbox.append(records)
                 return
+            if self._closed:  # the visit is over: they stay leased, first in line
+                return
             self._in_flight.update(batch.key for batch in leased)
             self._leased.extend(leased)
 
@@ -111,6 +130,12 @@ class KeptForUpload:
         return await drain_outbox(
             cloud, self._outbox, batch_size=self._batch_size, ahead=self._ahead, leased=leased
         )
+
+
+def _retrieved(keeping: asyncio.Future[None]) -> None:
+    """A keeping whose caller was cancelled has nobody to raise to: the log says it failed."""
+    if not keeping.cancelled() and (error := keeping.exception()) is not None:
+        _log.warning("a visit's records could not be kept: %s", error)
 
 
 async def drain_outbox(

@@ -4,6 +4,7 @@ what it kept and did not send is left leased, first in line for the next drain."
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from blelock.jobs import context, open_store
 from blelock.model import LogRecord, MacAddress, parse_mac
 from blelock.store import outbox as outbox_module
+from blelock.vendors import outbox as outbox_drain
 from blelock.vendors.base import OperationRequest
 
 # Imported now: the visit imports it lazily, and inside the loop an import is a blocking call.
@@ -124,4 +126,26 @@ async def test_damage_the_lease_runs_into_does_not_cost_the_visit_its_records(
                 await kept.append(records)
         assert await outbox.pending(10) == records
         cloud = Cloud()
+        assert await drain_outbox(cloud, outbox) == 3
+
+
+async def test_a_visit_cancelled_while_its_keeping_waits_still_keeps_its_records(
+    tmp_path: Path,
+) -> None:
+    # Another drain is forming its batch, so the keeping waits its turn; the visit is
+    # cancelled meanwhile (a kiosk shutting down). The lock gave the records: they are kept.
+    records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
+    async with open_store(store_settings(tmp_path)) as store:
+        outbox = store.outbox("noke")
+        leasing = outbox_drain._LEASING.setdefault(outbox, asyncio.Lock())
+        async with KeptForUpload(outbox) as kept, leasing:  # the other drain's lease
+            visit = asyncio.ensure_future(kept.append(records))
+            await asyncio.sleep(0)  # the visit reaches its keeping and waits
+            visit.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await visit
+        async with leasing:  # taken after the keeping's turn: it has finished
+            pass
+        assert await outbox.pending(10) == records
+        cloud = Cloud()  # not left marked in flight: the next drain sends them
         assert await drain_outbox(cloud, outbox) == 3
