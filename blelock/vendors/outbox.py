@@ -86,12 +86,15 @@ class KeptForUpload:
         self._leased: list[Batch] = []
         self._in_flight = _IN_FLIGHT.setdefault(outbox, set())
         self._closed = False
+        self._keeping: set[asyncio.Future[None]] = set()
 
     async def __aenter__(self) -> KeptForUpload:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         self._closed = True
+        if self._keeping:  # a visit cancelled while keeping: its end waits for the keeping
+            await asyncio.wait(self._keeping)
         self._in_flight.difference_update(batch.key for batch in self._leased)
         self._leased = []
 
@@ -99,9 +102,11 @@ class KeptForUpload:
         """Keep ``records`` (durable when this returns) and lease what goes up next.
 
         Keeping runs to its end even when the caller is cancelled meanwhile (it may first wait
-        for another drain's lease), as a store transaction does once it is submitted: records a
-        lock gave are never dropped for want of a batch."""
+        for another drain's lease), as a store transaction does once it is submitted, and the
+        sink's exit waits for it: records a lock gave are never dropped for want of a batch."""
         keeping = asyncio.ensure_future(self._keep(records))
+        self._keeping.add(keeping)
+        keeping.add_done_callback(self._keeping.discard)
         try:
             await asyncio.shield(keeping)
         except asyncio.CancelledError:
