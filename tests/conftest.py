@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
 from blelock.config import Settings, load_settings
+from blelock.model import LogRecord
 from simulators.radio import LatencyModel
 from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
 
@@ -81,3 +83,20 @@ def store_settings(directory: Path) -> Settings:
         environ={"BLELOCK_DATA_DIR": str(directory), "BLELOCK_KEY_DIR": str(directory)},
         read_file=False,
     )
+
+
+class RecordingCloud:
+    """An uploader that takes every batch, keeping each call's key and the records; each upload
+    lets the loop run once, as a real one does while its request is on its way."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.records: list[LogRecord] = []
+
+    async def upload(
+        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
+    ) -> None:
+        assert idempotency_key is not None
+        self.keys.append(idempotency_key)
+        self.records.extend(records)
+        await asyncio.sleep(0)

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import weakref
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from blelock.cloud._policy import is_transient
@@ -64,6 +65,28 @@ class Outbox(Protocol):
     async def set_aside_damaged(self) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Drains:
+    """What this process's drains of one outbox share."""
+
+    in_flight: set[str] = field(default_factory=set)
+    """The keys of the batches being sent now."""
+    leasing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held from a lease until what it leased is marked in flight: a drain whose lease is
+    queued behind another's in the store's thread would otherwise name no batch busy and be
+    handed the other's (two visits ending together each uploaded the same batch)."""
+
+
+_DRAINS: weakref.WeakKeyDictionary[Outbox, _Drains] = weakref.WeakKeyDictionary()
+
+
+def _drains(outbox: Outbox) -> _Drains:
+    drains = _DRAINS.get(outbox)
+    if drains is None:
+        drains = _DRAINS[outbox] = _Drains()
+    return drains
+
+
 class KeepingOutbox(Outbox, Protocol):
     async def append(self, records: Sequence[LogRecord]) -> None: ...
     async def append_and_lease_ahead(
@@ -84,7 +107,7 @@ class KeptForUpload:
         self._batch_size = batch_size
         self._ahead = ahead
         self._leased: list[Batch] = []
-        self._in_flight = _IN_FLIGHT.setdefault(outbox, set())
+        self._drains = _drains(outbox)
         self._closed = False
         self._keeping: set[asyncio.Future[None]] = set()
 
@@ -95,7 +118,7 @@ class KeptForUpload:
         self._closed = True
         if self._keeping:  # a visit cancelled while keeping: its end waits for the keeping
             await asyncio.wait(self._keeping)
-        self._in_flight.difference_update(batch.key for batch in self._leased)
+        self._drains.in_flight.difference_update(batch.key for batch in self._leased)
         self._leased = []
 
     async def append(self, records: Sequence[LogRecord]) -> None:
@@ -114,10 +137,10 @@ class KeptForUpload:
             raise
 
     async def _keep(self, records: Sequence[LogRecord]) -> None:
-        async with _LEASING.setdefault(self._outbox, asyncio.Lock()):
+        async with self._drains.leasing:
             try:
                 leased = await self._outbox.append_and_lease_ahead(
-                    records, self._batch_size, self._ahead, busy=[*self._in_flight]
+                    records, self._batch_size, self._ahead, busy=[*self._drains.in_flight]
                 )
             except StoreDamaged:
                 # Damage the lease ran into (none of it committed) must not cost the visit its
@@ -126,7 +149,7 @@ class KeptForUpload:
                 return
             if self._closed:  # the visit is over: they stay leased, first in line
                 return
-            self._in_flight.update(batch.key for batch in leased)
+            self._drains.in_flight.update(batch.key for batch in leased)
             self._leased.extend(leased)
 
     async def upload(self, cloud: Uploader) -> int:
@@ -166,23 +189,13 @@ async def drain_outbox(
 
     ``leased``: batches this process leased and marked in flight already (see
     :class:`KeptForUpload`), sent first."""
-    in_flight = _IN_FLIGHT.setdefault(outbox, set())
-    leasing = _LEASING.setdefault(outbox, asyncio.Lock())
+    drains = _drains(outbox)
     mine = {batch.key for batch in leased}
     try:
-        return await _drain(
-            cloud, outbox, batch_size, ahead, on_progress, in_flight, mine, leasing, leased
-        )
+        return await _drain(cloud, outbox, batch_size, ahead, on_progress, drains, mine, leased)
     finally:
-        in_flight.difference_update(mine)  # left leased (if not acknowledged): first next time
-
-
-_IN_FLIGHT: weakref.WeakKeyDictionary[Outbox, set[str]] = weakref.WeakKeyDictionary()
-"""Per outbox, the keys of the batches this process's drains are sending now."""
-_LEASING: weakref.WeakKeyDictionary[Outbox, asyncio.Lock] = weakref.WeakKeyDictionary()
-"""Per outbox, held from a drain's lease until what it leased is marked in flight: a drain
-whose lease is queued behind another's in the store's thread would otherwise name no batch
-busy and be handed the other's (two visits ending together each uploaded the same batch)."""
+        # Left leased (if not acknowledged): first next time.
+        drains.in_flight.difference_update(mine)
 
 
 async def _drain(
@@ -191,11 +204,12 @@ async def _drain(
     batch_size: int,
     ahead: int,
     on_progress: Callable[[int], None] | None,
-    in_flight: set[str],
+    drains: _Drains,
     mine: set[str],
-    leasing: asyncio.Lock,
     leased: Sequence[Batch],
 ) -> int:
+    in_flight, leasing = drains.in_flight, drains.leasing
+
     def taken(batches: Sequence[Batch]) -> Sequence[Batch]:
         keys = {batch.key for batch in batches}
         mine.update(keys)

@@ -12,7 +12,7 @@ from blelock.errors import CloudRejected
 from blelock.jobs import open_store
 from blelock.model import LogRecord, MacAddress
 from blelock.vendors.outbox import drain_outbox
-from tests.conftest import store_settings
+from tests.conftest import RecordingCloud, store_settings
 
 MAC = MacAddress("C7:E6:B0:C6:75:38")
 
@@ -73,25 +73,13 @@ async def test_drains_in_one_process_pass_over_each_others_batches(tmp_path: Pat
         assert await outbox.pending_count() == 0
 
 
-class CountingCloud:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-
-    async def upload(
-        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
-    ) -> None:
-        assert idempotency_key is not None
-        self.keys.append(idempotency_key)
-        await asyncio.sleep(0)  # on its way: the other drain runs meanwhile
-
-
 async def test_drains_that_lease_at_the_same_moment_send_each_batch_once(tmp_path: Path) -> None:
     # Two visits end together: both drains ask the store for a batch before either has heard
     # back. The second must not be handed the batch the first was just given.
     async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         await outbox.append([LogRecord(MAC, f"s{n}", 1, f"50{n:038x}") for n in range(3)])
-        cloud = CountingCloud()
+        cloud = RecordingCloud()  # lets the other drain run while a batch is on its way
         done = await asyncio.gather(drain_outbox(cloud, outbox), drain_outbox(cloud, outbox))
         assert sorted(done) == [0, 3]
         assert len(cloud.keys) == len(set(cloud.keys)) == 1

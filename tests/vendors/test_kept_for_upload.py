@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,37 +22,25 @@ from blelock.vendors.noke import cloud as _cloud  # noqa: F401
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
 from blelock.vendors.outbox import KeptForUpload, drain_outbox
 from simulators.world import RunningWorld
-from tests.conftest import settings_for, store_settings
+from tests.conftest import RecordingCloud, settings_for, store_settings
 
 MAC = MacAddress("C7:E6:B0:C6:75:38")
-
-
-class Cloud:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.records: list[LogRecord] = []
-
-    async def upload(
-        self, records: Sequence[LogRecord], *, idempotency_key: str | None = None
-    ) -> None:
-        assert idempotency_key is not None
-        self.keys.append(idempotency_key)
-        self.records.extend(records)
+RECORDS = [LogRecord(MAC, "s", 2, f"50{n:038x}") for n in range(3)]
+"""A visit's records."""
 
 
 async def test_kept_records_are_sent_by_their_visit_and_passed_over_by_other_drains(
     tmp_path: Path,
 ) -> None:
-    records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
     async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
-        cloud = Cloud()
+        cloud = RecordingCloud()
         async with KeptForUpload(outbox) as kept:
-            await kept.append(records)
+            await kept.append(RECORDS)
             assert await outbox.pending_count() == 3  # kept before anything is sent
             assert await drain_outbox(cloud, outbox) == 0  # the visit's own, on their way
             assert await kept.upload(cloud) == 3
-        assert cloud.records == records and len(cloud.keys) == 1
+        assert cloud.records == RECORDS and len(cloud.keys) == 1
         assert await outbox.pending_count() == 0
 
 
@@ -60,16 +48,15 @@ async def test_what_a_visit_kept_and_did_not_send_goes_first_under_its_key(
     tmp_path: Path,
 ) -> None:
     older = [LogRecord(MAC, "r", 1, f"49{n:038x}") for n in range(2)]
-    records = [LogRecord(MAC, "s", 2, f"50{n:038x}") for n in range(3)]
     async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
         await outbox.append(older)  # an offline visit's, still to go up
         async with KeptForUpload(outbox) as kept:
-            await kept.append(records)
+            await kept.append(RECORDS)
         # The visit failed before its upload: its batch is still leased, oldest records first.
         again = await outbox.lease(500)
-        assert again is not None and list(again.records) == older + records
-        cloud = Cloud()
+        assert again is not None and list(again.records) == older + RECORDS
+        cloud = RecordingCloud()
         assert await drain_outbox(cloud, outbox) == 5
         assert cloud.keys == [again.key]
 
@@ -111,7 +98,6 @@ async def test_damage_the_lease_runs_into_does_not_cost_the_visit_its_records(
 ) -> None:
     # SQLite reports damage while the batch is formed: that transaction is undone whole, so
     # the records are kept on their own instead, and the drain deals with the damage.
-    records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
 
     def damaged(*args: object) -> tuple[LogRecord, ...]:
         error = sqlite3.DatabaseError("database disk image is malformed")
@@ -123,9 +109,9 @@ async def test_damage_the_lease_runs_into_does_not_cost_the_visit_its_records(
         with monkeypatch.context() as patched:
             patched.setattr(outbox_module, "_sound_records", damaged)
             async with KeptForUpload(outbox) as kept:
-                await kept.append(records)
-        assert await outbox.pending(10) == records
-        cloud = Cloud()
+                await kept.append(RECORDS)
+        assert await outbox.pending(10) == RECORDS
+        cloud = RecordingCloud()
         assert await drain_outbox(cloud, outbox) == 3
 
 
@@ -134,17 +120,16 @@ async def test_a_visit_cancelled_while_its_keeping_waits_still_keeps_its_records
 ) -> None:
     # Another drain is forming its batch, so the keeping waits its turn; the visit is
     # cancelled meanwhile (a kiosk shutting down). The lock gave the records: they are kept.
-    records = [LogRecord(MAC, "s", 1, f"50{n:038x}") for n in range(3)]
     async with open_store(store_settings(tmp_path)) as store:
         outbox = store.outbox("noke")
-        leasing = outbox_drain._LEASING.setdefault(outbox, asyncio.Lock())
+        leasing = outbox_drain._drains(outbox).leasing
         async with KeptForUpload(outbox) as kept, leasing:  # the other drain's lease
-            visit = asyncio.ensure_future(kept.append(records))
+            visit = asyncio.ensure_future(kept.append(RECORDS))
             await asyncio.sleep(0)  # the visit reaches its keeping and waits
             visit.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await visit
         # The sink's exit waited for the keeping, which had its turn once the lock was free.
-        assert await outbox.pending(10) == records
-        cloud = Cloud()  # not left marked in flight: the next drain sends them
+        assert await outbox.pending(10) == RECORDS
+        cloud = RecordingCloud()  # not left marked in flight: the next drain sends them
         assert await drain_outbox(cloud, outbox) == 3
