@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import StrictInt
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -136,8 +137,7 @@ def _streamed_listing(locks: list[RegisteredLock]) -> Response:
         yield f'{{"result":"success","message":{message},"error_code":0,"data":{{"locks":['.encode()
         for start in range(0, len(locks), _LISTING_PIECE):
             entries = [_lock_entry(lock) for lock in locks[start : start + _LISTING_PIECE]]
-            text = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))[1:-1]
-            yield (b"," if start else b"") + text.encode()
+            yield (b"," if start else b"") + to_json(entries)[1:-1]
             await asyncio.sleep(0)  # other requests are served meanwhile, as by a real server
         yield b']},"request":"lock"}'
 
