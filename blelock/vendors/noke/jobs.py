@@ -6,6 +6,7 @@ offline-key sync.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import gc
@@ -222,6 +223,11 @@ SYNC_CHUNK_LOCKS = 2500
 """Locks per ``/keys/`` request of a sync: what is in memory at once (one chunk's answer and
 grants, ~5 keys a lock) stays the same whatever the size of the fleet."""
 
+SYNC_FETCHES_AHEAD = 2
+"""Chunks whose keys are being fetched while the last fetched is stored. Two: while the cloud
+builds one answer the companion reads the other, so neither side waits on the other's turn
+(one ahead left each idle about half of a fleet's sync); more would only hold more answers."""
+
 
 async def refresh_offline_keys(
     cloud: NokeCloud,
@@ -305,34 +311,46 @@ async def _sync_chunks(
     issue_for: Sequence[str],
     default_issue: tuple[str, int] | None,
 ) -> KeySyncSummary:
-    """Fetch and store the keys of each chunk, the next chunk fetched while the last is
-    stored; each chunk is one transaction."""
+    """Fetch and store the keys of each chunk, up to :data:`SYNC_FETCHES_AHEAD` chunks fetched
+    while the last is stored; each chunk is one transaction, stored in the order listed."""
     tracking, left = default_issue or ("", 0)
 
     async def fetch(locks: list[MacAddress]) -> ListedKeys:
         nonlocal left
+        # Taken before the first await: fetches run side by side, and the first locks listed
+        # are the ones the default key is issued for.
+        first, left = locks[:left], max(0, left - len(locks))
         if issue_for:
             await cloud.issue_offline_keys(locks, issue_for)
-        if left > 0:
-            first, left = locks[:left], max(0, left - len(locks))
+        if first:
             await cloud.issue_offline_keys(first, [tracking])
         return await cloud.listed_offline_keys(locks)
 
     total = KeySyncSummary(0, 0, 0, 0)
-    locks = await anext(chunks, None)
-    ahead = asyncio.create_task(fetch(locks)) if locks is not None else None
+    ahead: collections.deque[tuple[list[MacAddress], asyncio.Task[ListedKeys]]] = (
+        collections.deque()
+    )
+
+    async def fill() -> None:
+        while len(ahead) < SYNC_FETCHES_AHEAD:
+            locks = await anext(chunks, None)
+            if locks is None:
+                return
+            ahead.append((locks, asyncio.create_task(fetch(locks))))
+
     try:
-        while ahead is not None and locks is not None:
-            listed = await ahead
-            following = await anext(chunks, None)
-            ahead = asyncio.create_task(fetch(following)) if following is not None else None
+        await fill()
+        while ahead:
+            locks, fetched = ahead.popleft()
+            listed = await fetched
+            await fill()
             total = _plus(total, await keys.apply_listed(listed, scope_macs=locks))
-            locks = following
     finally:
-        if ahead is not None:
-            ahead.cancel()
+        for _locks, fetched in ahead:
+            fetched.cancel()
+        for _locks, fetched in ahead:
             with contextlib.suppress(asyncio.CancelledError):
-                await ahead
+                await fetched
     return total
 
 
