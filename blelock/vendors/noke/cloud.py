@@ -28,6 +28,7 @@ from blelock.cloud._http import (
     raise_for_status,
     with_retries,
 )
+from blelock.cloud.json_stream import NotJson, StreamedArray
 from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -82,9 +83,7 @@ _BUG_HINT = "report it with `--debug` output; the vendor's API may have changed"
 
 _LISTING_BATCH: Final = 5000
 """MACs of a streamed ``/lock/`` listing handed on at once: what of it is in memory."""
-_LISTED_MAC: Final = "data.locks.item.mac"
-_LISTED_LOCK: Final = "data.locks.item"
-_HEAD_FIELDS: Final = frozenset({"result", "error_code", "message"})
+_LISTED_LOCKS: Final = ("data", "locks")
 _MACS: Final = TypeAdapter(list[AnswerMac])
 
 
@@ -208,36 +207,30 @@ class NokeCloud(CloudClient):
         if not envelope.ok:
             raise _envelope_error(envelope, "lock", self.host, None, response.status_code)
 
-    async def _stream_listing(self, response: httpx.Response, into: MacSink) -> dict[str, Any]:
-        """Feed the answer's bytes to an iterative parser; hand the MACs on in batches and
-        return the envelope's own fields. One pass over the parser's events: checking each
-        event's prefix here costs less than a second parse per envelope field."""
-        import ijson  # type: ignore[import-untyped]  # here: an unlock never needs it
-
-        events = ijson.utils.sendable_list()
-        parser = ijson.parse_coro(events)
-        head: dict[str, Any] = {}
+    async def _stream_listing(self, response: httpx.Response, into: MacSink) -> Any:
+        """Read the answer's entries as its bytes arrive; hand their MACs on in batches and
+        return the rest of the answer (the envelope's own fields)."""
+        reader = StreamedArray(_LISTED_LOCKS)
         batch: list[object] = []
         entries = seen = 0
+
+        def take(listed: list[Any]) -> None:
+            nonlocal entries
+            for entry in listed:
+                if isinstance(entry, dict):
+                    entries += 1
+                    if "mac" in entry:
+                        batch.append(entry["mac"])
+
         try:
             async for piece in response.aiter_bytes():
-                parser.send(piece)
-                for prefix, event, value in events:
-                    if prefix == _LISTED_MAC:
-                        batch.append(value)
-                    elif prefix == _LISTED_LOCK and event == "start_map":
-                        entries += 1
-                    elif prefix in _HEAD_FIELDS:
-                        head[prefix] = value
-                events.clear()
-                if len(batch) >= _LISTING_BATCH:
-                    await into.add(self._listed_macs(batch, seen))
-                    seen, batch = seen + len(batch), []
-            parser.close()
-            for prefix, _event, value in events:
-                if prefix in _HEAD_FIELDS:
-                    head[prefix] = value
-        except ijson.JSONError:
+                take(reader.feed(piece))
+                while len(batch) >= _LISTING_BATCH:
+                    await into.add(self._listed_macs(batch[:_LISTING_BATCH], seen))
+                    seen, batch = seen + _LISTING_BATCH, batch[_LISTING_BATCH:]
+            last, head = reader.close()
+            take(last)
+        except NotJson:
             kind = response.headers.get("Content-Type", "no content type")
             raise CloudRejected(
                 f"the Nokē cloud at {self.host} answered /lock/ with something that is not "
