@@ -108,6 +108,23 @@ async def test_two_chunks_are_fetched_at_a_time_and_stored_in_order(
     assert stored == [[mac] for mac in macs_of(running_world)]
 
 
+async def test_the_first_failure_is_the_one_raised_when_fetches_side_by_side_both_fail(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(running_world)
+    failures = iter(["the first chunk failed (test)", "the second chunk failed (test)"])
+
+    async def failing(cloud: NokeCloud, locks: list[MacAddress]) -> ListedKeys:
+        raise CloudRejected(next(failures), transient=False)
+
+    monkeypatch.setattr(NokeCloud, "listed_offline_keys", failing)
+    async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
+        keys = jobs.key_store(context(NOKE, settings, store))
+        with pytest.raises(CloudRejected, match="the first chunk failed"):
+            await jobs.refresh_offline_keys(cloud, keys, macs=macs_of(running_world), chunk=3)
+    assert next(failures, None) is None  # the second fetch ran, and failed, beside the first
+
+
 async def test_a_sync_sets_the_long_lived_objects_aside_only_while_it_runs(
     running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:

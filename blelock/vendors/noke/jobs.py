@@ -346,11 +346,11 @@ async def _sync_chunks(
             await fill()
             total = _plus(total, await keys.apply_listed(listed, scope_macs=locks))
     finally:
+        # A sync cut short: the fetches still under way are stopped and waited for; their
+        # outcomes (a second failure, say) must not replace the one that cut it short.
         for _locks, fetched in ahead:
             fetched.cancel()
-        for _locks, fetched in ahead:
-            with contextlib.suppress(asyncio.CancelledError):
-                await fetched
+        await asyncio.gather(*(fetched for _locks, fetched in ahead), return_exceptions=True)
     return total
 
 
