@@ -14,7 +14,6 @@ marked revoked (not deleted) so that the refusal can say since when.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -106,6 +105,9 @@ class _Row(NamedTuple):
     lock_id: str
     keys: str
     sealed: bytes
+
+
+_NOT_HELD: tuple[_Row | None, int | None] = (None, None)
 
 
 class KeyStore:
@@ -286,11 +288,14 @@ class KeyStore:
         expires: int,
         counts: list[int],
     ) -> None:
+        # Each row with the count of its key entries, counted by SQLite (None: not JSON), so
+        # that telling a row listed exactly as held parses none of it here.
         held = {
-            row[0]: _Row(*row)
-            for row in conn.execute(
-                "SELECT lock_id, keys, CAST(sealed AS BLOB) FROM noke_lock_keys "
-                f"WHERE lock_id IN ({', '.join('?' * len(chunk))})",
+            lock: (_Row(lock, keys, sealed), entries)
+            for lock, keys, sealed, entries in conn.execute(
+                "SELECT lock_id, keys, CAST(sealed AS BLOB), "
+                "CASE WHEN json_valid(keys) THEN json_array_length(keys) END "
+                f"FROM noke_lock_keys WHERE lock_id IN ({', '.join('?' * len(chunk))})",
                 chunk,
             )
         }
@@ -301,7 +306,7 @@ class KeyStore:
         renewed = f",{now},{expires},null]"
         for mac in chunk:
             entries = listed.get(mac, {})
-            row = held.get(mac)
+            row, held_entries = held.get(mac, _NOT_HELD)
             if entries:
                 # The common cases of a fleet's sync: a lock the cache does not hold yet (a first
                 # sync: all of them), or one listed exactly as held (a daily sync: nearly all).
@@ -319,7 +324,9 @@ class KeyStore:
                         + command
                     )
                 plaintext = b"".join(parts)
-                if row is None or self._holds_exactly(row, plaintext, len(names)):
+                if row is None or (
+                    held_entries == len(names) and self._holds_exactly(row, plaintext)
+                ):
                     counts[0 if row is None else 3] += len(names)
                     keep((mac, text, True))
                     seal_of((plaintext, row_aad(mac, text)))
@@ -367,19 +374,17 @@ class KeyStore:
             [(mac, text, next(sealed) if keeps else b"") for mac, text, keeps in rows],
         )
 
-    def _holds_exactly(self, row: _Row, plaintext: bytes, listed: int) -> bool:
-        """Whether the held row's live keys are exactly the listed ones, with the same material
-        (``plaintext``, packed as the row would seal them), and it names no other key, revoked
-        or not: the sync then changes nothing but the keys' times. Only live keys have material,
-        so equal material and as many entries as listed keys leave no other case. A row that
-        does not open is not (its keys are healed on the longer way)."""
+    def _holds_exactly(self, row: _Row, plaintext: bytes) -> bool:
+        """Whether the held row, naming as many keys as are listed, seals exactly the listed
+        keys' material (``plaintext``, packed as the row would seal them): the sync then changes
+        nothing but the keys' times. Only live keys have material, so equal material and as
+        many entries as listed keys leave no other case. A row that does not open is not (its
+        keys are healed on the longer way)."""
         if not row.sealed:
             return False
         try:
-            if self._key.open(row.sealed, row_aad(row.lock_id, row.keys)) != plaintext:
-                return False
-            return len(json.loads(row.keys)) == listed
-        except (StoreError, ValueError, TypeError):
+            return self._key.open(row.sealed, row_aad(row.lock_id, row.keys)) == plaintext
+        except StoreError:
             return False
 
     def _held(self, row: _Row) -> tuple[list[KeyTimes], Material]:
