@@ -20,6 +20,7 @@ from typing import Any
 __all__ = ["NotJson", "StreamedArray"]
 
 _SPACE = re.compile(r"[ \t\n\r]*")
+_AFTER_A_VALUE = frozenset(" \t\n\r,]}")
 _decode = json.JSONDecoder().raw_decode
 
 
@@ -126,8 +127,8 @@ class StreamedArray:
         self._at += 1
 
     def _value(self) -> Any:
-        """One whole value. One that does not parse may only be cut short, and a number at the
-        very end of the text may go on: until the bytes have ended, both wait for more."""
+        """One whole value. One that does not parse may only be cut short, and a number not yet
+        followed by what ends a value may go on: until the bytes have ended, both wait."""
         self._skip_space()
         try:
             value, end = _decode(self._text, self._at)
@@ -135,8 +136,12 @@ class StreamedArray:
             if not self._complete:
                 raise _NeedMore from None
             raise NotJson(exc.msg.lower(), self._consumed + exc.pos) from None
-        if end >= len(self._text) and not self._complete and type(value) in (int, float):
-            raise _NeedMore
+        if (
+            type(value) in (int, float)
+            and not self._complete
+            and (end >= len(self._text) or self._text[end] not in _AFTER_A_VALUE)
+        ):
+            raise _NeedMore  # "1.5e" then "+3": only what ends a value ends a number
         self._at = end
         return value
 

@@ -95,6 +95,14 @@ def test_items_come_out_as_their_bytes_arrive() -> None:
     assert reader.close() == ([], {"result": "success", "data": {"locks": []}})
 
 
+@pytest.mark.parametrize("cut_at", range(1, len("-1.8632109696507532e+16")))
+def test_a_number_cut_anywhere_is_read_whole(cut_at: int) -> None:
+    body = b'{"data": {"locks": [-1.8632109696507532e+16]}}'
+    start = body.index(b"-")
+    pieces = [body[: start + cut_at], body[start + cut_at :]]
+    assert read(pieces) == ([-1.8632109696507532e16], {"data": {"locks": []}})
+
+
 @pytest.mark.parametrize(
     ("pieces", "reason"),
     [
