@@ -65,7 +65,8 @@ def test_protobuf_is_loaded_only_where_dfu_runs() -> None:
 
 
 # What no opening of a lock uses, whichever vendor's: firmware updates (the DFU driver, the
-# package reader and its x509 / protobuf), progress bars, httpx's own command line, the kiosk.
+# package reader and its x509 / protobuf), progress bars, httpx's own command line, the kiosk,
+# the streamed reader of a fleet's listing.
 UNUSED_BY_AN_UNLOCK = (
     "blelock.dfu",
     "blelock.protocol.dfu",
@@ -74,6 +75,7 @@ UNUSED_BY_AN_UNLOCK = (
     "google.protobuf",
     "rich.progress",
     "httpx._main",
+    "blelock.cloud.json_stream",
     "click",
     "pygments",
     "blelock.service",

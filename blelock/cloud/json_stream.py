@@ -1,10 +1,10 @@
 """The items of one array inside a JSON document, read as the document's bytes arrive.
 
-A whole-company listing (the Nokē Core API's ``/lock/``: ~300 bytes a lock, no paging) is read
-this way, so that neither the answer nor its entries are ever held whole. ijson does this job
-too, but hands every token to Python as an event (~25 a lock): 0.9-1.6 s for 100,000 locks
-(30 MB) on a 2-core VM, where the standard library's scanner, decoding each item whole, takes
-0.33 s (``scripts/bench/sync.py`` measures the whole sync).
+A cloud's listing of a whole fleet that the vendor documents without paging (~300 bytes a
+lock) is read this way, so that neither the answer nor its entries are ever held whole. ijson
+does this job too, but hands every token to Python as an event (~25 a lock): 0.9-1.6 s for
+100,000 locks (30 MB) on a 2-core VM, where the standard library's scanner, decoding each item
+whole, takes 0.33 s (``scripts/bench/sync.py`` measures the whole sync).
 Only the objects on the way to the array are walked here; every key and value, items included,
 is decoded by ``json``'s own scanner. Sans-I/O: bytes in, items out.
 """

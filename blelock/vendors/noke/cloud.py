@@ -28,7 +28,6 @@ from blelock.cloud._http import (
     raise_for_status,
     with_retries,
 )
-from blelock.cloud.json_stream import NotJson, StreamedArray
 from blelock.config import Settings, Timeouts
 from blelock.errors import (
     AuthFailed,
@@ -210,6 +209,8 @@ class NokeCloud(CloudClient):
     async def _stream_listing(self, response: httpx.Response, into: MacSink) -> Any:
         """Read the answer's entries as its bytes arrive; hand their MACs on in batches and
         return the rest of the answer (the envelope's own fields)."""
+        from blelock.cloud.json_stream import NotJson, StreamedArray  # an unlock never needs it
+
         reader = StreamedArray(_LISTED_LOCKS)
         batch: list[object] = []
         entries = seen = 0
