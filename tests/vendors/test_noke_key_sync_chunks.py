@@ -4,6 +4,7 @@ tracking key. Against the simulated Nokē cloud over real HTTP and a real store.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 import pytest
@@ -82,7 +83,9 @@ async def test_two_chunks_are_fetched_at_a_time_and_stored_in_order(
     running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(running_world)
+    first_chunk = macs_of(running_world)[:1]
     in_flight, most_in_flight, stored = 0, 0, []
+    second_started = asyncio.Event()
     real_fetch = NokeCloud.listed_offline_keys
     real_apply = KeyStore.apply_listed
 
@@ -90,7 +93,16 @@ async def test_two_chunks_are_fetched_at_a_time_and_stored_in_order(
         nonlocal in_flight, most_in_flight
         in_flight += 1
         most_in_flight = max(most_in_flight, in_flight)
+        if in_flight == 2:
+            second_started.set()
         try:
+            if locks == first_chunk:
+                # Held until the second fetch begins: the next chunk is read from the store in
+                # a thread meanwhile, and a fast simulated cloud could otherwise answer the
+                # first before it, so the overlap would be left to chance. A sync that never
+                # fetches two at a time fails here, after the timeout, instead of hanging.
+                async with asyncio.timeout(30):
+                    await second_started.wait()
             return await real_fetch(cloud, locks)
         finally:
             in_flight -= 1
