@@ -3,11 +3,16 @@ shared by every visit and upload, closed with the owner; without an owner, made 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import pytest
+
 from blelock.jobs import context, open_store
-from blelock.model import parse_mac
+from blelock.model import LogRecord, parse_mac
 from blelock.vendors.base import KeptClients, OperationRequest
 from blelock.vendors.noke.cloud import NokeCloud
 from blelock.vendors.noke.plugin import PLUGIN as NOKE
+from blelock.vendors.outbox import KeptForUpload
 from simulators.world import RunningWorld
 from tests.conftest import settings_for
 
@@ -86,3 +91,31 @@ async def test_an_online_visit_frees_the_radio_before_its_records_go_up(
     assert result.online and result.details["uploaded"] and result.logs_uploaded
     assert seen == [(False, 0)]
     assert world.cloud.requests["upload"] == 1
+
+
+async def test_a_visit_frees_the_radio_before_it_keeps_its_records(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping a session's records needs the disk, not the adapter: a kiosk's next visit gets
+    the connection slot while the last one's records are written. They are kept all the same
+    (and go up), once, after the link closed."""
+    settings = settings_for(running_world)
+    world = running_world.world
+    mac = parse_mac(world.locks[0].mac)
+    steps: list[str] = []
+    keep = KeptForUpload.append
+
+    async def kept(sink: KeptForUpload, records: Sequence[LogRecord]) -> None:
+        steps.append(f"keep {len(records)}")
+        await keep(sink, records)
+
+    def radio_done() -> None:
+        steps.append("radio done" if not world.radio.is_connected(mac) else "radio done, linked")
+
+    monkeypatch.setattr(KeptForUpload, "append", kept)
+    async with open_store(settings) as store:
+        ctx = context(NOKE, settings, store, radio_done=radio_done)
+        result = await NOKE.run(ctx, mac, OperationRequest("unlock", "online"))
+        assert await store.outbox(NOKE.name).pending_count() == 0  # kept, then uploaded
+    assert result.logs_kept > 0 and result.details["uploaded"] == result.logs_kept
+    assert steps == ["radio done", f"keep {result.logs_kept}"]

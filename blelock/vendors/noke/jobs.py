@@ -159,9 +159,11 @@ async def visit(
             settings.timeouts,
             offline_keys=key_store(ctx),
             logs=logs or ctx.outbox,
+            # The link is closed before the records are kept: neither the keeping nor the
+            # upload needs a connection slot.
+            radio_done=ctx.radio_done,
         )
         outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
-        ctx.radio_done()  # the link is closed: the upload needs no connection slot
         if cloud is not None and logs is not None and not outcome.offline:
             uploaded = await _upload_now(ctx, cloud, logs)
             outcome = dataclasses.replace(

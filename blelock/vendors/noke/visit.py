@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -126,6 +126,7 @@ class NokeVisit:
         *,
         offline_keys: OfflineKeySource | None = None,
         logs: LogSink | None = None,
+        radio_done: Callable[[], None] | None = None,
     ) -> None:
         self.lock_id = lock_id
         self._open_link = open_link
@@ -134,6 +135,7 @@ class NokeVisit:
         self._clock = clock or SystemClock()
         self._offline_keys = offline_keys
         self._logs = logs
+        self._radio_done = radio_done
 
     async def run(
         self, action: Action, *, tracking_key: str | None = None, mode: VisitMode = "auto"
@@ -148,6 +150,10 @@ class NokeVisit:
                 async with deadline(self._timeouts.visit, "the visit"):
                     return await self._attempts(action, tracking_key, mode, kept)
         finally:
+            # Every link is closed by now: the connection slot goes to the next visit while
+            # the records are kept (a kiosk's visits queue for slots; keeping needs the disk).
+            if self._radio_done is not None:
+                self._radio_done()
             if self._logs is not None and kept:
                 with lock_context(self.lock_id, "keep the lock's logs"):
                     await self._logs.append(kept)
