@@ -16,6 +16,7 @@ from simulators.world import WorldSpec, build_world, serve_world
 from tests.acme import plugin as acme
 from tests.acme.sim_lock import AcmeLock
 from tests.conftest import FAST
+from tests.service.heard import listed_once_heard
 
 ACME_ID = "ACME-0042"
 
@@ -142,8 +143,7 @@ async def test_the_kiosk_lists_opens_and_keeps_up_a_third_vendor(
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://kiosk", headers=headers
             ) as client:
-                await runner.wait_for_scans(2)
-                listed = (await client.get("/v1/locks")).json()
+                listed = await listed_once_heard(runner, client, [ACME_ID])
                 assert ("acme", ACME_ID) in {(x["vendor"], x["lock_id"]) for x in listed}
 
                 # The first round is over (the upkeep then waits to be woken), so the round

@@ -11,6 +11,7 @@ import pytest
 
 from tests.bluez.conftest import Served, run
 from tests.conftest import closed_port_url
+from tests.service.heard import listed_once_heard
 
 PACKAGES = Path(__file__).resolve().parents[2] / "firmware_images"
 
@@ -132,8 +133,7 @@ async def test_the_kiosk_unlocks_through_bluez(sim: Served) -> None:
             base_url="http://kiosk",
             headers={"Authorization": f"Bearer {token}"},
         ) as client:
-            await runner.wait_for_scans(2)
-            listed = (await client.get("/v1/locks")).json()
+            listed = await listed_once_heard(runner, client, [lock.mac])
             assert ("noke", lock.mac) in {(x["vendor"], x["lock_id"]) for x in listed}
             for _ in range(2):
                 opened = await client.post(f"/v1/locks/{lock.mac}/unlock", json={})

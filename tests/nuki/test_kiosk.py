@@ -12,7 +12,13 @@ from blelock.model import parse_mac
 from blelock.vendors.nuki import jobs
 from simulators.world import WorldSpec
 from tests.conftest import FAST
-from tests.service.test_api import AUTH, HANG_GUARD_S, kiosk, service_settings
+from tests.service.test_api import (
+    AUTH,
+    HANG_GUARD_S,
+    kiosk,
+    listed_once_heard,
+    service_settings,
+)
 
 
 async def test_nuki_in_the_kiosk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,8 +30,8 @@ async def test_nuki_in_the_kiosk(monkeypatch: pytest.MonkeyPatch) -> None:
         async with open_store(settings) as store:
             await jobs.pair(parse_mac(lock.mac), settings, store)
         async with asyncio.timeout(HANG_GUARD_S):
-            await k.runner.wait_for_scans(2)  # a whole scan window after the runner started
-        listed = (await k.client.get("/v1/locks", headers=AUTH)).json()
+            # Pairing held the lock connected (not advertising) through the first windows.
+            listed = await listed_once_heard(k, [lock.mac])
         (entry,) = [e for e in listed if e["vendor"] == "nuki"]
         assert entry["lock_id"] == lock.mac
         unlocked = await k.client.post(f"/v1/locks/{lock.mac}/unlock", json={}, headers=AUTH)

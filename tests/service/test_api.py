@@ -27,6 +27,7 @@ from simulators.faults import LinkFaults
 from simulators.world import RunningWorld, WorldSpec, build_world, serve_world
 from tests.conftest import FAST, settings_for
 from tests.service.fake_vendor import FakePlugin, register
+from tests.service.heard import listed_once_heard as heard_listing
 
 TOKEN = "kiosk-test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -104,16 +105,9 @@ def assert_per_lock_order(jobs: list[dict[str, Any]]) -> None:
             assert before["finished_seq"] < after["started_seq"], (before, after)
 
 
-async def listed_once_heard(k: Kiosk, lock_ids: Collection[str], windows: int = 25) -> list[Any]:
-    """``/v1/locks`` once the scan has heard every one of ``lock_ids``: window after window, as
-    a loaded machine's scan of 0.2 s can miss a lock advertising every 0.1 s (bounded)."""
-    listed: list[Any] = []
-    for window in range(1, windows + 1):
-        await k.runner.wait_for_scans(k.runner.scans_completed + 1 if window > 1 else 1)
-        listed = (await k.client.get("/v1/locks", headers=AUTH)).json()
-        if set(lock_ids) <= {row["lock_id"] for row in listed}:
-            return listed
-    raise AssertionError(f"{windows} scan windows did not hear all of {sorted(lock_ids)}")
+async def listed_once_heard(k: Kiosk, lock_ids: Collection[str]) -> list[Any]:
+    """``/v1/locks`` once the kiosk's scan has heard every one of ``lock_ids``."""
+    return await heard_listing(k.runner, k.client, lock_ids, headers=AUTH)
 
 
 async def test_fifty_concurrent_unlocks_over_ten_locks_all_succeed_in_order(
@@ -250,11 +244,20 @@ def fake(name: str = "fake") -> FakePlugin:
     return found
 
 
-def block_until(release: asyncio.Event, started: list[str], plugin: FakePlugin) -> None:
-    """The fake's operations wait for ``release`` (noting which lock started first)."""
+def block_until(
+    release: asyncio.Event,
+    started: list[str],
+    plugin: FakePlugin,
+    *,
+    began: asyncio.Event | None = None,
+) -> None:
+    """The fake's operations wait for ``release`` (noting which lock started first, and
+    setting ``began`` when one has)."""
 
     async def hold(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> VisitResult:
         started.append(lock_id)
+        if began is not None:
+            began.set()
         await release.wait()
         return plugin.result(lock_id, request)
 
@@ -285,10 +288,14 @@ async def test_a_full_queue_answers_busy_at_once_and_changes_nothing(
 async def test_a_job_that_waits_too_long_for_its_lock_fails_busy(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    release, started = asyncio.Event(), list[str]()
+    release, started, began = asyncio.Event(), list[str](), asyncio.Event()
     async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_LOCK_WAIT_TIMEOUT="0.05") as k:
-        block_until(release, started, fake())
+        block_until(release, started, fake(), began=began)
         holder = k.runner.submit("unlock", FAKE_LOCK)
+        # The holder first makes room in the store (behind the upkeep's first round, on a
+        # slow disk longer than the waiter's 50 ms): the waiter comes once it holds the lock.
+        async with asyncio.timeout(30):
+            await began.wait()
         waiter = await k.runner.wait(k.runner.submit("unlock", FAKE_LOCK))
         assert isinstance(waiter.error, LockBusy) and waiter.error.lock_id == FAKE_LOCK
         assert started == [FAKE_LOCK]  # the waiter never ran
