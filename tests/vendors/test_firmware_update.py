@@ -286,7 +286,9 @@ async def found_bootloaders(
             environ={
                 "BLELOCK_BLE_CLIENT_BACKEND": "simulators.bleak_backend:SimBleakClient",
                 "BLELOCK_BLE_SCANNER_BACKEND": "simulators.bleak_backend:SimBleakScanner",
-                "BLELOCK_SCAN_TIMEOUT": "0.3",
+                # A scan for a bootloader by name listens this long whatever it hears: long
+                # enough that a loaded machine's stalled loop still hears adverts 1 ms apart.
+                "BLELOCK_SCAN_TIMEOUT": "1.0",
             },
             read_file=False,
         )
