@@ -61,11 +61,14 @@ async def test_a_record_sent_after_the_last_success_reaches_the_cloud(
 
 
 async def test_a_lock_that_never_says_shutdown_holds_the_visit_only_for_the_bound(
-    running_world: RunningWorld,
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lock = running_world.world.locks[0]
     lock.habits.sends_shutdown = False
-    outcome = await unlock(running_world, BLELOCK_COMMAND_TIMEOUT="0.2")
+    # The linger is short; each answer still has the usual timeout (a loaded machine's
+    # answers must not run into the bound meant for the missing SHUTDOWN).
+    monkeypatch.setattr("blelock.vendors.noke.visit.SHUTDOWN_WAIT_S", 0.2)
+    outcome = await unlock(running_world)
     assert outcome.attempts == 1 and lock.unlocks == 1 and len(outcome.logs) == 2
 
 
