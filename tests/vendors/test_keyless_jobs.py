@@ -191,3 +191,27 @@ async def test_a_record_that_cannot_be_sent_is_set_aside_not_retried_forever() -
         with pytest.raises(UnsendableRecord) as caught:
             await uploader.upload([bad])
         assert refuses_the_batch(caught.value) and bad.lock_id in caught.value.message
+
+
+async def test_an_open_frees_the_radio_before_its_entries_go_up(
+    running_world: RunningWorld,
+) -> None:
+    """A kiosk's connection slot is for the radio: an online open says its radio is done once
+    the link is closed, before the audit entries it kept are uploaded (cloud calls only)."""
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lock = world.locks[0]
+    seen: list[tuple[bool, int]] = []
+
+    def radio_done() -> None:
+        received = len(world.platform.audit_entries(lock.locking_device_id))
+        seen.append((running_world.world.radio.is_connected(lock.mac), received))
+
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        outcome, online = await open_lock(
+            lock.locking_device_id, settings, store, radio_done=radio_done
+        )
+    assert online and lock.opens == 1 and outcome.audit_collected == 1
+    assert seen == [(False, 0)]  # once, with the link closed and nothing uploaded yet
+    assert len(world.platform.audit_entries(lock.locking_device_id)) == 1

@@ -222,22 +222,31 @@ async def open_lock(
     mode: Mode = "auto",
     rekey: bool = False,
     found: Found | None = None,
+    radio_done: Callable[[], None] | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Open the lock; (the outcome, whether it went online). Online first (``auto``): a sync
     brings fresh keys and any pending certificate; with no network, what was synced before.
-    A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way."""
+    A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way.
+    ``radio_done`` is called once the link is closed (a kiosk's connection slot is free then)."""
     required = mode == "online"
     online = mode != "offline" and await _refresh(settings, store, lock_id, required=required)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
 
-    visit = _with_visit(lock_id, settings, store, online, keyless.Operation.OPEN, run, found)
+    visit = _with_visit(
+        lock_id, settings, store, online, keyless.Operation.OPEN, run, found, radio_done=radio_done
+    )
     return await visit, online
 
 
 async def set_lock_time(
-    lock_id: str, settings: Settings, store: Store, *, found: Found | None = None
+    lock_id: str,
+    settings: Settings,
+    store: Store,
+    *,
+    found: Found | None = None,
+    radio_done: Callable[[], None] | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
     whether it went online). Setting it back asks the platform, mid-visit, for a time
@@ -250,7 +259,15 @@ async def set_lock_time(
 
     statements = _statement_source(settings, store) if online else None
     visit = _with_visit(
-        lock_id, settings, store, online, keyless.Operation.UPDATE_TIME, run, found, statements
+        lock_id,
+        settings,
+        store,
+        online,
+        keyless.Operation.UPDATE_TIME,
+        run,
+        found,
+        statements,
+        radio_done=radio_done,
     )
     return await visit, online
 
@@ -298,6 +315,8 @@ async def _with_visit(
     run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
     found: Found | None,
     statements: StatementSource | None = None,
+    *,
+    radio_done: Callable[[], None] | None = None,
 ) -> KeylessOutcome:
     keys = await keyless_store(store)
     with lock_context(lock_id, "prepare the visit"):
@@ -314,7 +333,12 @@ async def _with_visit(
         store.outbox(NAME),
         statements=statements,
     )
-    outcome = await run(visit)
+    try:
+        outcome = await run(visit)
+    finally:
+        # The link is closed: saving a certificate and the upload need no connection slot.
+        if radio_done is not None:
+            radio_done()
     if outcome.certificate_installed is not None:
         await keys.save_lock(lock_id, outcome.certificate_installed, None)
     if online:

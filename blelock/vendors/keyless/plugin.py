@@ -89,7 +89,7 @@ class KeylessPlugin(VendorPlugin):
 
         if request.operation == "set-time":
             outcome, online = await jobs.set_lock_time(
-                lock_id, ctx.settings, ctx.store, found=ctx.found
+                lock_id, ctx.settings, ctx.store, found=ctx.found, radio_done=ctx.radio_done
             )
         else:
             outcome, online = await jobs.open_lock(
@@ -99,6 +99,7 @@ class KeylessPlugin(VendorPlugin):
                 mode=request.mode,
                 rekey=bool(request.options.get("rekey", False)),
                 found=ctx.found,
+                radio_done=ctx.radio_done,
             )
         details: dict[str, str | int | float | bool | None] = {
             "key_id": outcome.key_id,
