@@ -6,7 +6,7 @@ these; neither re-assembles a visit from its parts, and nothing here names a ven
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from blelock import vendors
@@ -40,12 +40,15 @@ def context(
     progress: Callable[[int, int | None], None] | None = None,
     clients: KeptClients | None = None,
     radio_done: Callable[[], None] | None = None,
+    radio_needed: Callable[[], Awaitable[None]] | None = None,
 ) -> VendorContext:
     ctx = VendorContext(plugin, settings, store, clock or SystemClock(), found, clients=clients)
     if progress is not None:
         ctx.progress = progress
     if radio_done is not None:
         ctx.radio_done = radio_done
+    if radio_needed is not None:
+        ctx.radio_needed = radio_needed
     return ctx
 
 

@@ -60,6 +60,10 @@ class JobState(enum.Enum):
     FAILED = "failed"
 
 
+async def _at_hand() -> None:
+    pass
+
+
 @dataclass(eq=False)
 class Job:
     id: str
@@ -75,6 +79,8 @@ class Job:
     long_running: bool = False
     radio: bool = True
     """It takes one of the adapter's connection slots (False: only a vendor's cloud is asked)."""
+    slot_when_needed: bool = False
+    """Its slot is taken when the work asks (:attr:`need_radio`), not before the work starts."""
     state: JobState = JobState.QUEUED
     started_seq: int | None = None
     finished_seq: int | None = None
@@ -92,6 +98,9 @@ class Job:
     """Frees the job's connection slot before the work ends (once its links are closed and
     only cloud calls remain); the queue sets it while the job holds a slot, and frees the
     slot itself when the work ends, whichever comes first."""
+    need_radio: Callable[[], Awaitable[None]] = field(default=_at_hand, repr=False)
+    """Takes the job's connection slot if it holds none (waiting for one, or OutOfSlots): a
+    ``slot_when_needed`` job's work awaits it before its radio work."""
 
     def progress(self, done: int, total: int | None) -> None:
         self.progress_done, self.progress_total = done, total
@@ -102,6 +111,25 @@ class _Gate:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     holders: int = 0
     """Jobs running or waiting on this lock."""
+
+
+class _Slot:
+    """One job's hold on a connection slot: none until :meth:`need`, none again after
+    :meth:`release` (both idempotent). Work that uses no radio gets one that never waits."""
+
+    def __init__(self, queue: JobQueue | None) -> None:
+        self._queue = queue
+        self._held = False
+
+    async def need(self) -> None:
+        if self._queue is not None and not self._held:
+            await self._queue._take_slot()
+            self._held = True
+
+    def release(self) -> None:
+        if self._queue is not None and self._held:
+            self._held = False
+            self._queue._give_slot()
 
 
 class JobQueue:
@@ -133,6 +161,7 @@ class JobQueue:
         budget_s: float,
         long_running: bool = False,
         radio: bool = True,
+        slot_when_needed: bool = False,
     ) -> Job:
         """Queue ``work`` on ``lock_id`` and return its job at once; a full queue raises
         LockBusy here and changes nothing."""
@@ -147,6 +176,7 @@ class JobQueue:
             budget_s=budget_s,
             long_running=long_running,
             radio=radio,
+            slot_when_needed=slot_when_needed,
         )
         self._remember(job)
         # Tasks start in creation order, so they reach the FIFO gate in submission order.
@@ -161,7 +191,8 @@ class JobQueue:
         rules as one: the lock's gate in turn, then one of the adapter's connection slots."""
         gate = self._join(lock_id, operation)
         try:
-            async with self._held(lock_id, operation, gate, radio=True):
+            async with self._held(lock_id, operation, gate, radio=True) as slot:
+                await slot.need()
                 yield
         finally:
             self._leave(lock_id, gate)
@@ -246,16 +277,19 @@ class JobQueue:
                     self._on_done(job)
 
     async def _gated(self, job: Job, work: Work, gate: _Gate) -> Result:
-        async with self._held(job.lock_id, job.operation, gate, radio=job.radio) as release:
-            job.release_radio = release
+        async with self._held(job.lock_id, job.operation, gate, radio=job.radio) as slot:
+            if job.radio and not job.slot_when_needed:
+                await slot.need()
+            job.release_radio, job.need_radio = slot.release, slot.need
             return await self._execute(job, work)
 
     @contextlib.asynccontextmanager
     async def _held(
         self, lock_id: str, operation: str, gate: _Gate, *, radio: bool
-    ) -> AsyncIterator[Callable[[], None]]:
-        """Hold the lock's gate and, for radio work, one connection slot; yields what frees
-        the slot early (a visit whose link is closed and has only cloud calls left)."""
+    ) -> AsyncIterator[_Slot]:
+        """Hold the lock's gate; yields the job's connection slot, taken with ``need()`` (for
+        radio work only) and freed early with ``release()`` (a visit whose link is closed and
+        has only cloud calls left), else when the block ends."""
         wait = self._settings.lock_wait_timeout
         with lock_context(lock_id, operation):
             try:
@@ -265,35 +299,29 @@ class JobQueue:
                 raise LockBusy(
                     f"waited {wait:g} s for the operations before it on this lock"
                 ) from None
+            slot = _Slot(self if radio else None)
             try:
-                if not radio:
-                    yield lambda: None
-                    return
-                try:
-                    async with asyncio.timeout(wait):
-                        await self._slots.acquire()
-                except TimeoutError:
-                    raise OutOfSlots(
-                        f"waited {wait:g} s for one of the adapter's "
-                        f"{self._settings.max_connections} connection slots"
-                    ) from None
-                self.connections_in_use += 1
-                self.peak_connections = max(self.peak_connections, self.connections_in_use)
-                held = True
-
-                def release() -> None:
-                    nonlocal held
-                    if held:
-                        held = False
-                        self.connections_in_use -= 1
-                        self._slots.release()
-
-                try:
-                    yield release
-                finally:
-                    release()
+                yield slot
             finally:
+                slot.release()
                 gate.lock.release()
+
+    async def _take_slot(self) -> None:
+        wait = self._settings.lock_wait_timeout
+        try:
+            async with asyncio.timeout(wait):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise OutOfSlots(
+                f"waited {wait:g} s for one of the adapter's "
+                f"{self._settings.max_connections} connection slots"
+            ) from None
+        self.connections_in_use += 1
+        self.peak_connections = max(self.peak_connections, self.connections_in_use)
+
+    def _give_slot(self) -> None:
+        self.connections_in_use -= 1
+        self._slots.release()
 
     async def _execute(self, job: Job, work: Work) -> Result:
         job.state = JobState.RUNNING

@@ -328,6 +328,7 @@ class Runner:
                 progress=job.progress,
                 clients=self._clients,
                 radio_done=job.release_radio,
+                radio_needed=job.need_radio,
             )
             try:
                 visit = await jobs.execute(ctx, canonical, request)
@@ -350,6 +351,7 @@ class Runner:
             work,
             budget_s=spec.budget(self.settings),
             long_running=spec.long_running,
+            slot_when_needed=spec.slot_when_needed,
         )
 
     def phone_key_vendor(self, vendor: str | None) -> VendorPlugin:

@@ -110,6 +110,9 @@ class OperationSpec:
     options: tuple[OptionSpec, ...] = ()
     takes_package: bool = False
     """A firmware package goes with it (``OperationRequest.package``)."""
+    slot_when_needed: bool = False
+    """The kiosk gives it a connection slot when it asks (``VendorContext.radio_needed``), not
+    before it starts: cloud work before its radio work (a sync) leaves the adapter to others."""
 
     def budget(self, settings: Settings) -> float:
         return visit_budget(settings) if self.budget_s is None else self.budget_s
@@ -141,6 +144,10 @@ class Uploader(Protocol):
 
 
 def _no_radio_left() -> None:
+    pass
+
+
+async def _radio_at_hand() -> None:
     pass
 
 
@@ -194,6 +201,10 @@ class VendorContext:
     """Called by the plugin once its links are closed and only cloud calls remain (the
     upload after a visit): the kiosk frees the job's connection slot then, not after the
     upload, so the next lock's connection need not wait out a cloud round trip."""
+    radio_needed: Callable[[], Awaitable[None]] = _radio_at_hand
+    """Awaited by an operation with ``slot_when_needed`` before its first scan or connection:
+    the kiosk gives it a connection slot then (waiting for one, or failing OutOfSlots). Others
+    hold theirs from the start, and outside the kiosk there is no slot to wait for."""
 
     @property
     def outbox(self) -> Outbox:

@@ -36,6 +36,10 @@ def _count(text: str) -> int:
 COUNT = OptionSpec("count", "how many times (1-9)", metavar="N", parse=_count)
 
 
+async def _nothing() -> None:
+    pass
+
+
 async def _done(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> VisitResult:
     return plugin.result(lock_id, request)
 
@@ -43,6 +47,9 @@ async def _done(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> 
 class FakePlugin(VendorPlugin):
     operations: Mapping[str, OperationSpec] = {
         "unlock": OperationSpec("unlock", "pretend to unlock", options=(COUNT,)),
+        "sync-then-open": OperationSpec(
+            "sync-then-open", "pretend to ask the cloud, then to open", slot_when_needed=True
+        ),
     }
     default_operation = "unlock"
 
@@ -60,6 +67,8 @@ class FakePlugin(VendorPlugin):
         self.radio_done_first = False
         """Say the radio is done (``ctx.radio_done()``) before the behaviour runs, as a visit
         does before its upload."""
+        self.cloud_first: Callable[[], Awaitable[None]] = _nothing
+        """What ``sync-then-open`` does before it asks for the radio (``ctx.radio_needed``)."""
 
     def result(self, lock_id: str, request: OperationRequest) -> VisitResult:
         return VisitResult(
@@ -83,6 +92,9 @@ class FakePlugin(VendorPlugin):
     async def run(self, ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
         if self.radio_done_first:
             ctx.radio_done()
+        if request.operation == "sync-then-open":
+            await self.cloud_first()
+            await ctx.radio_needed()
         return await self.behaviour(self, lock_id, request)
 
     async def refresh_keys(self, ctx: VendorContext, due_within: dt.timedelta) -> bool:

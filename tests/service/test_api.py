@@ -330,6 +330,40 @@ async def test_connection_slots_bound_concurrent_operations(
         assert most[0] == 2
 
 
+async def test_an_operation_that_asks_the_cloud_first_takes_its_slot_when_it_needs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the adapter's one slot held, an operation whose spec says ``slot_when_needed``
+    still does its cloud work; it waits for the slot only at ``ctx.radio_needed()``."""
+    release, asked_cloud, opened = asyncio.Event(), asyncio.Event(), list[str]()
+
+    async def open_after_release(
+        plugin: FakePlugin, lock_id: str, request: OperationRequest
+    ) -> VisitResult:
+        opened.append(lock_id)
+        if request.operation == "unlock":
+            await release.wait()
+        return plugin.result(lock_id, request)
+
+    async def cloud() -> None:
+        asked_cloud.set()
+
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_MAX_CONNECTIONS="1") as k:
+        fake().behaviour, fake().cloud_first = open_after_release, cloud
+        holder = k.runner.submit("unlock", "fake-0001")
+        later = k.runner.submit("sync-then-open", "fake-0002")
+        async with asyncio.timeout(HANG_GUARD_S):
+            await asked_cloud.wait()  # while the one slot is the holder's
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["connections_in_use"] == 1 and opened == ["fake-0001"]
+        release.set()
+        for job in (holder, later):
+            assert (await k.runner.wait(job)).error is None
+        assert opened == ["fake-0001", "fake-0002"]
+        health = (await k.client.get("/v1/health", headers=AUTH)).json()
+        assert health["peak_connections"] == 1 and health["connections_in_use"] == 0
+
+
 def hold_noting(release: asyncio.Event, started: list[str], count: int) -> asyncio.Event:
     """The fake's operations wait for ``release``; the event returned is set once ``count``
     of them have started."""

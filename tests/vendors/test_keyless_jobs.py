@@ -193,25 +193,37 @@ async def test_a_record_that_cannot_be_sent_is_set_aside_not_retried_forever() -
         assert refuses_the_batch(caught.value) and bad.lock_id in caught.value.message
 
 
-async def test_an_open_frees_the_radio_before_its_entries_go_up(
+async def test_an_open_holds_the_radio_only_between_its_sync_and_its_upload(
     running_world: RunningWorld,
 ) -> None:
-    """A kiosk's connection slot is for the radio: an online open says its radio is done once
-    the link is closed, before the audit entries it kept are uploaded (cloud calls only)."""
+    """A kiosk's connection slot is for the radio: an online open asks for it after the sync
+    before the visit (cloud calls), and says its radio is done once the link is closed, before
+    the audit entries it kept are uploaded."""
     world = keyless_of(running_world)
     settings = settings_for(running_world)
     lock = world.locks[0]
-    seen: list[tuple[bool, int]] = []
+    route = "GET /mobile/locking-device/{locking_device_id}/certificate"
+    seen: list[tuple[str, bool, int, int]] = []
 
-    def radio_done() -> None:
+    def note(step: str) -> None:
+        connected = running_world.world.radio.is_connected(lock.mac)
         received = len(world.platform.audit_entries(lock.locking_device_id))
-        seen.append((running_world.world.radio.is_connected(lock.mac), received))
+        seen.append((step, connected, world.platform.requests[route], received))
+
+    async def radio_needed() -> None:
+        note("needed")
 
     async with open_store(settings) as store:
         await activate(settings, store, world.invitation_code)
         outcome, online = await open_lock(
-            lock.locking_device_id, settings, store, radio_done=radio_done
+            lock.locking_device_id,
+            settings,
+            store,
+            radio_needed=radio_needed,
+            radio_done=lambda: note("done"),
         )
     assert online and lock.opens == 1 and outcome.audit_collected == 1
-    assert seen == [(False, 0)]  # once, with the link closed and nothing uploaded yet
+    # Needed once the sync had asked for the certificate, before any link; done with the link
+    # closed and nothing uploaded yet.
+    assert seen == [("needed", False, 1, 0), ("done", False, 1, 0)]
     assert len(world.platform.audit_entries(lock.locking_device_id)) == 1

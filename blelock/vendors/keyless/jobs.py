@@ -222,12 +222,14 @@ async def open_lock(
     mode: Mode = "auto",
     rekey: bool = False,
     found: Found | None = None,
+    radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Open the lock; (the outcome, whether it went online). Online first (``auto``): a sync
     brings fresh keys and any pending certificate; with no network, what was synced before.
     A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way.
-    ``radio_done`` is called once the link is closed (a kiosk's connection slot is free then)."""
+    A kiosk's connection slot is asked for (``radio_needed``) after the sync, before the scan
+    or the connection, and given back (``radio_done``) once the link is closed."""
     required = mode == "online"
     online = mode != "offline" and await _refresh(settings, store, lock_id, required=required)
 
@@ -235,7 +237,15 @@ async def open_lock(
         return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
 
     visit = _with_visit(
-        lock_id, settings, store, online, keyless.Operation.OPEN, run, found, radio_done=radio_done
+        lock_id,
+        settings,
+        store,
+        online,
+        keyless.Operation.OPEN,
+        run,
+        found,
+        radio_needed=radio_needed,
+        radio_done=radio_done,
     )
     return await visit, online
 
@@ -246,6 +256,7 @@ async def set_lock_time(
     store: Store,
     *,
     found: Found | None = None,
+    radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
@@ -267,6 +278,7 @@ async def set_lock_time(
         run,
         found,
         statements,
+        radio_needed=radio_needed,
         radio_done=radio_done,
     )
     return await visit, online
@@ -316,11 +328,15 @@ async def _with_visit(
     found: Found | None,
     statements: StatementSource | None = None,
     *,
+    radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
 ) -> KeylessOutcome:
     keys = await keyless_store(store)
     with lock_context(lock_id, "prepare the visit"):
         material = await _material(keys, lock_id, operation)
+    if radio_needed is not None:
+        with lock_context(lock_id, "wait for a connection slot"):
+            await radio_needed()
     if found is None:
         with lock_context(lock_id, "scan"):
             found = await find_lock(lock_id, settings, [ADVERTS])

@@ -47,11 +47,14 @@ class KeylessPlugin(VendorPlugin):
             options=(
                 OptionSpec("rekey", "make the lock start re-keying its certificate", flag=True),
             ),
+            # The sync before the visit is cloud work: the kiosk's slot comes after it.
+            slot_when_needed=True,
         ),
         "set-time": OperationSpec(
             "set-time",
             "set the lock's clock to this machine's (needs a key allowing UPDATE_TIME)",
             modes=frozenset({"auto"}),
+            slot_when_needed=True,
         ),
     }
     default_operation = "open"
@@ -89,7 +92,12 @@ class KeylessPlugin(VendorPlugin):
 
         if request.operation == "set-time":
             outcome, online = await jobs.set_lock_time(
-                lock_id, ctx.settings, ctx.store, found=ctx.found, radio_done=ctx.radio_done
+                lock_id,
+                ctx.settings,
+                ctx.store,
+                found=ctx.found,
+                radio_needed=ctx.radio_needed,
+                radio_done=ctx.radio_done,
             )
         else:
             outcome, online = await jobs.open_lock(
@@ -99,6 +107,7 @@ class KeylessPlugin(VendorPlugin):
                 mode=request.mode,
                 rekey=bool(request.options.get("rekey", False)),
                 found=ctx.found,
+                radio_needed=ctx.radio_needed,
                 radio_done=ctx.radio_done,
             )
         details: dict[str, str | int | float | bool | None] = {
