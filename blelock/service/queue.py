@@ -113,6 +113,17 @@ class _Gate:
     """Jobs running or waiting on this lock."""
 
 
+async def _acquired(
+    primitive: asyncio.Lock | asyncio.Semaphore, wait: float, refusal: Callable[[], BlelockError]
+) -> None:
+    """Acquire ``primitive`` within ``wait`` seconds, else raise ``refusal()``."""
+    try:
+        async with asyncio.timeout(wait):
+            await primitive.acquire()
+    except TimeoutError:
+        raise refusal() from None
+
+
 class _Slot:
     """One job's hold on a connection slot: none until :meth:`need`, none again after
     :meth:`release` (both idempotent). Work that uses no radio gets one that never waits."""
@@ -292,13 +303,11 @@ class JobQueue:
         has only cloud calls left), else when the block ends."""
         wait = self._settings.lock_wait_timeout
         with lock_context(lock_id, operation):
-            try:
-                async with asyncio.timeout(wait):
-                    await gate.lock.acquire()
-            except TimeoutError:
-                raise LockBusy(
-                    f"waited {wait:g} s for the operations before it on this lock"
-                ) from None
+            await _acquired(
+                gate.lock,
+                wait,
+                lambda: LockBusy(f"waited {wait:g} s for the operations before it on this lock"),
+            )
             slot = _Slot(self if radio else None)
             try:
                 yield slot
@@ -307,15 +316,14 @@ class JobQueue:
                 gate.lock.release()
 
     async def _take_slot(self) -> None:
-        wait = self._settings.lock_wait_timeout
-        try:
-            async with asyncio.timeout(wait):
-                await self._slots.acquire()
-        except TimeoutError:
-            raise OutOfSlots(
-                f"waited {wait:g} s for one of the adapter's "
-                f"{self._settings.max_connections} connection slots"
-            ) from None
+        wait, slots = self._settings.lock_wait_timeout, self._settings.max_connections
+        await _acquired(
+            self._slots,
+            wait,
+            lambda: OutOfSlots(
+                f"waited {wait:g} s for one of the adapter's {slots} connection slots"
+            ),
+        )
         self.connections_in_use += 1
         self.peak_connections = max(self.peak_connections, self.connections_in_use)
 

@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import httpx
+from unlock import CLOUD_LATENCY_S, MODEL
 
 from blelock.config import load_settings
 from blelock.jobs import open_store
@@ -36,16 +37,8 @@ from blelock.service.api import create_app
 from blelock.service.runner import Runner
 from blelock.vendors.keyless.jobs import activate
 from simulators.event_loop import run as run_precisely
-from simulators.radio import LatencyModel
 from simulators.world import WorldSpec, build_world, serve_world
 
-MODEL = LatencyModel(
-    advertising_interval_s=0.050,
-    connect_s=0.100,
-    connection_interval_s=0.030,
-    write_round_trip_s=0.030,
-)
-CLOUD_LATENCY_S = 0.040
 TOKEN = "bench-kiosk-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
