@@ -6,6 +6,7 @@ these; neither re-assembles a visit from its parts, and nothing here names a ven
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -170,9 +171,24 @@ async def run_operation(
 
 async def execute(ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
     """Run a checked request: room for the records the visit can produce is made first, so a
-    lock is opened only when its records can be kept (refused before the lock is touched)."""
-    with lock_context(lock_id, request.operation):
+    lock is opened only when its records can be kept (refused before the lock is touched).
+    An operation that takes its connection slot when it needs it (after cloud work, maybe a
+    wait for the slot) has the room made again once it has the slot, before the lock."""
+
+    async def make_room() -> None:
         await ctx.outbox.reserve(ctx.plugin.records_per_visit(), lock_id=lock_id)
+
+    with lock_context(lock_id, request.operation):
+        await make_room()
+        spec = ctx.plugin.operations.get(request.operation)
+        if spec is not None and spec.slot_when_needed:
+            take_slot = ctx.radio_needed
+
+            async def radio_needed() -> None:
+                await take_slot()
+                await make_room()
+
+            ctx = dataclasses.replace(ctx, radio_needed=radio_needed)
         return await ctx.plugin.run(ctx, lock_id, request)
 
 

@@ -20,6 +20,7 @@ from blelock.errors import CloudUnavailable, UsageError
 from blelock.model import KeyInfo, LockState, Sighting, VisitResult
 from blelock.service.api import create_app
 from blelock.service.runner import LockBusy, Runner
+from blelock.store.outbox import Outbox
 from blelock.transport.scan import Found
 from blelock.vendors.base import OperationRequest
 from blelock.vendors.keyless.jobs import activate
@@ -362,6 +363,35 @@ async def test_an_operation_that_asks_the_cloud_first_takes_its_slot_when_it_nee
         assert opened == ["fake-0001", "fake-0002"]
         health = (await k.client.get("/v1/health", headers=AUTH)).json()
         assert health["peak_connections"] == 1 and health["connections_in_use"] == 0
+
+
+async def test_room_is_made_again_once_an_operation_has_its_slot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A lock is opened only when its records can be kept: an operation that takes its slot
+    late (after its cloud work and a wait for the slot) has the room checked again then."""
+    steps: list[str] = []
+    reserve = Outbox.reserve
+
+    async def noted(outbox: Outbox, records: int, *, lock_id: str | None = None) -> None:
+        steps.append("room")
+        await reserve(outbox, records, lock_id=lock_id)
+
+    async def opened(plugin: FakePlugin, lock_id: str, request: OperationRequest) -> VisitResult:
+        steps.append("open")
+        return plugin.result(lock_id, request)
+
+    async def cloud() -> None:
+        steps.append("cloud")
+
+    monkeypatch.setattr(Outbox, "reserve", noted)
+    async with kiosk(spec(locks=1), monkeypatch, ["fake"], BLELOCK_MAX_CONNECTIONS="1") as k:
+        fake().behaviour, fake().cloud_first = opened, cloud
+        assert (await k.runner.wait(k.runner.submit("unlock", "fake-0001"))).error is None
+        assert steps == ["room", "open"]
+        steps.clear()
+        assert (await k.runner.wait(k.runner.submit("sync-then-open", "fake-0002"))).error is None
+        assert steps == ["room", "cloud", "room", "open"]
 
 
 def hold_noting(release: asyncio.Event, started: list[str], count: int) -> asyncio.Event:
