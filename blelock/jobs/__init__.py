@@ -180,8 +180,7 @@ async def execute(ctx: VendorContext, lock_id: str, request: OperationRequest) -
 
     with lock_context(lock_id, request.operation):
         await make_room()
-        spec = ctx.plugin.operations.get(request.operation)
-        if spec is not None and spec.slot_when_needed:
+        if ctx.plugin.operations[request.operation].slot_when_needed:
             take_slot = ctx.radio_needed
 
             async def radio_needed() -> None:

@@ -289,8 +289,8 @@ class JobQueue:
 
     async def _gated(self, job: Job, work: Work, gate: _Gate) -> Result:
         async with self._held(job.lock_id, job.operation, gate, radio=job.radio) as slot:
-            if job.radio and not job.slot_when_needed:
-                await slot.need()
+            if not job.slot_when_needed:
+                await slot.need()  # a no-op for work that uses no radio
             job.release_radio, job.need_radio = slot.release, slot.need
             return await self._execute(job, work)
 
