@@ -49,6 +49,7 @@ from blelock.entry import (
 )
 from blelock.errors import BlelockError, ConfigError, UsageError
 from blelock.service.logs import logger
+from blelock.service.resident import set_start_up_aside
 from blelock.service.runner import Runner
 from blelock.service.sockets import notify, unix_socket
 from blelock.store import Store
@@ -97,6 +98,7 @@ async def serve_agent(settings: Settings, sock: socket.socket) -> None:
         async with jobs.open_store(settings) as store, KeptClients() as clients:
             agent = Agent(settings, store, clients)
             server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
+            set_start_up_aside()
             _say(f"{__version__} listening on {sock.getsockname()}")
             notify("READY=1")
             await stop.wait()

@@ -20,6 +20,7 @@ from blelock.config import Settings
 from blelock.errors import ConfigError
 from blelock.service.api import create_app
 from blelock.service.logs import configure_logging, logger
+from blelock.service.resident import set_start_up_aside
 from blelock.service.runner import SCAN_WINDOW_S, Runner
 from blelock.service.sockets import notify as _notify
 from blelock.service.sockets import unix_socket as _unix_socket
@@ -105,6 +106,7 @@ async def serve(
             else:
                 host, port = sock.getsockname()[:2]
                 logger.info("listening", extra={"host": host, "port": port})
+            set_start_up_aside()
             _notify("READY=1")
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({stopping, http_task}, return_when=asyncio.FIRST_COMPLETED)
