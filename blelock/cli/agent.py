@@ -37,6 +37,7 @@ from blelock.cli import open as open_command
 from blelock.cli.context import settings_from
 from blelock.cli.environ import variables_set
 from blelock.cli.render import report_failure
+from blelock.collector import set_start_up_aside
 from blelock.config import Settings
 from blelock.entry import (
     FORWARDED_COMMANDS,
@@ -49,7 +50,6 @@ from blelock.entry import (
 )
 from blelock.errors import BlelockError, ConfigError, UsageError
 from blelock.service.logs import logger
-from blelock.service.resident import set_start_up_aside
 from blelock.service.runner import Runner
 from blelock.service.sockets import notify, unix_socket
 from blelock.store import Store

@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 
 import uvicorn
 
+from blelock.collector import set_start_up_aside
 from blelock.config import Settings
 from blelock.errors import ConfigError
 from blelock.service.api import create_app
 from blelock.service.logs import configure_logging, logger
-from blelock.service.resident import set_start_up_aside
 from blelock.service.runner import SCAN_WINDOW_S, Runner
 from blelock.service.sockets import notify as _notify
 from blelock.service.sockets import unix_socket as _unix_socket

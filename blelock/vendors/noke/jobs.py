@@ -9,12 +9,12 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import gc
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from blelock.collector import long_lived_set_aside
 from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
 from blelock.store import Store
@@ -251,7 +251,7 @@ async def refresh_offline_keys(
     """
     with (
         lock_context(macs[0] if macs and len(macs) == 1 else None, "sync offline keys"),
-        _long_lived_set_aside(),
+        long_lived_set_aside(),
     ):
         if macs is not None:
             scope = sorted(set(macs))
@@ -269,36 +269,6 @@ async def refresh_offline_keys(
             return _plus(total, await keys.revoke_unlisted(listing))
         finally:
             await listing.drop()
-
-
-_syncs_setting_aside = 0
-"""Syncs running in this process with the long-lived objects set aside (nested: one unfreezes)."""
-
-
-@contextlib.contextmanager
-def _long_lived_set_aside() -> Iterator[None]:
-    """While a sync runs, the garbage collector leaves alone the objects alive when it began.
-
-    A chunk's answer and grants (tens of thousands of objects) live long enough to be promoted,
-    so a fleet's sync triggers a full collection every chunk or two, and each walked the whole
-    process (every imported module, pydantic's schemas): about a fifth of the CPU of a 100k-lock
-    sync. ``gc.freeze`` moves what is alive now out of every collection; ``gc.unfreeze`` at the
-    end puts it back, so nothing is kept from the collector for longer than the sync. Objects
-    made during the sync are collected as always. If something else froze objects before, the
-    sync leaves the freezing alone."""
-    global _syncs_setting_aside
-    if _syncs_setting_aside == 0 and gc.get_freeze_count() > 0:
-        yield  # frozen by someone else: theirs to undo
-        return
-    if _syncs_setting_aside == 0:
-        gc.freeze()
-    _syncs_setting_aside += 1
-    try:
-        yield
-    finally:
-        _syncs_setting_aside -= 1
-        if _syncs_setting_aside == 0:
-            gc.unfreeze()
 
 
 async def _each(chunks: list[list[MacAddress]]) -> AsyncIterator[list[MacAddress]]:

@@ -1,4 +1,5 @@
-"""A resident process sets what it started with aside from the garbage collector."""
+"""The garbage collector is kept off what lives long: a resident process's start-up, and what
+was alive when a long job began."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from blelock.service.resident import set_start_up_aside
+from blelock.collector import long_lived_set_aside, set_start_up_aside
 
 
 class _Node:
@@ -52,3 +53,26 @@ def test_start_up_garbage_is_collected_not_kept_for_good() -> None:
     finally:
         gc.enable()
     assert gone() is None
+
+
+@pytest.mark.usefixtures("frozen_afterwards")
+def test_a_long_job_sets_aside_what_was_alive_and_puts_it_back() -> None:
+    before = [_Node()]
+    with long_lived_set_aside():
+        assert not _tracked(before)
+        during = [_Node()]
+        with long_lived_set_aside():  # a drain within a sync, or two overlapping
+            pass
+        assert not _tracked(before), "the inner job's end leaves the outer's freezing"
+        assert _tracked(during)
+    assert _tracked(before)
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("frozen_afterwards")
+def test_a_long_job_in_a_resident_process_leaves_its_freezing_alone() -> None:
+    set_start_up_aside()
+    frozen = gc.get_freeze_count()
+    with long_lived_set_aside():
+        pass
+    assert gc.get_freeze_count() == frozen > 0
