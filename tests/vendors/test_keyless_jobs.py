@@ -15,6 +15,7 @@ from blelock.errors import (
 )
 from blelock.jobs import open_store
 from blelock.model import LogRecord
+from blelock.vendors.base import KeptClients
 from blelock.vendors.keyless import protocol as keyless
 from blelock.vendors.keyless.jobs import (
     CSR_LOG,
@@ -62,6 +63,27 @@ async def test_activate_sync_open_and_upload(running_world: RunningWorld) -> Non
         assert outcome.audit_collected == 1 and await store.outbox("keyless").pending_count() == 0
     received = world.platform.audit_entries(lock.locking_device_id)
     assert [entry.sequence_number for entry in received] == [1]
+
+
+async def test_an_online_open_logs_in_once_and_kept_clients_log_in_again_only_when_due(
+    running_world: RunningWorld,
+) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lock = world.locks[0].locking_device_id
+    login = "POST /mobile/login"
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        await sync_keyless(settings, store)
+        before = world.platform.requests[login]
+        # Its sync, its upload: one client, one token.
+        assert (await open_lock(lock, settings, store))[1]
+        assert world.platform.requests[login] == before + 1
+        async with KeptClients() as clients:
+            for _ in range(3):
+                assert (await open_lock(lock, settings, store, clients=clients))[1]
+            assert world.platform.requests[login] == before + 2
+    assert len(world.platform.audit_entries(lock)) == 4
 
 
 async def test_offline_opens_keep_entries_until_the_network_is_back(

@@ -41,6 +41,7 @@ from blelock.model import LogRecord
 from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, find_lock
+from blelock.vendors.base import KeptClients
 from blelock.vendors.keyless import protocol as keyless
 from blelock.vendors.keyless.advert import ADVERTS
 from blelock.vendors.keyless.settings import keyless_settings
@@ -106,10 +107,20 @@ _CLOUD_MODULE = "blelock.vendors.keyless.cloud"
 async def _mobile(
     settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None = None
 ) -> KeylessMobile:
+    await _cloud_loaded()
+    return _new_mobile(settings, device, retry)
+
+
+async def _cloud_loaded() -> None:
     # Imported at the first cloud call (an offline open loads no httpx), in a thread: reading
     # the modules' files in the event loop would stall every visit sharing it.
     if _CLOUD_MODULE not in sys.modules:
         await asyncio.to_thread(importlib.import_module, _CLOUD_MODULE)
+
+
+def _new_mobile(
+    settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None
+) -> KeylessMobile:
     from blelock.vendors.keyless.cloud import KeylessMobile
 
     return KeylessMobile(
@@ -120,6 +131,43 @@ async def _mobile(
         timeouts=settings.timeouts,
         retry=retry,
     )
+
+
+class _VisitPlatform:
+    """The one platform client of a visit, shared by its sync, its time statements and its
+    upload, so that a visit logs in once (the token is good for an hour). Made on first use:
+    an offline visit makes none. Kept in ``clients`` when the caller keeps clients (a kiosk,
+    the agent), so later visits log in only when the token is due; else closed with the
+    visit. Use as ``async with _VisitPlatform(...) as platform:``."""
+
+    def __init__(self, settings: Settings, store: Store, clients: KeptClients | None) -> None:
+        self._settings = settings
+        self._store = store
+        self._clients = clients
+        self._mobile: KeylessMobile | None = None
+        self._exit = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> _VisitPlatform:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._exit.aclose()
+
+    async def mobile(self) -> KeylessMobile:
+        if self._mobile is None:
+            device = await _device(await keyless_store(self._store))
+            await _cloud_loaded()
+
+            def make() -> KeylessMobile:
+                return _new_mobile(self._settings, device, AT_THE_LOCK)
+
+            if self._clients is None:
+                self._mobile = await self._exit.enter_async_context(make())
+            else:
+                # Under the device's id: a companion activated anew gets a client of its own.
+                name = f"keyless.visit.{device.operating_device_id}"
+                self._mobile = await self._clients.get(name, make)
+        return self._mobile
 
 
 async def keyless_store(store: Store) -> KeylessStore:
@@ -177,28 +225,34 @@ async def sync_keyless(
     needs no other)."""
     keys = await keyless_store(store)
     device = await _device(keys)
+    async with await _mobile(settings, device, retry) as mobile:
+        return await _sync_with(mobile, keys, only_lock)
+
+
+async def _sync_with(
+    mobile: KeylessMobile, keys: KeylessStore, only_lock: str | None
+) -> KeylessSyncReport:
     with lock_context(None, "sync Keyless keys"):
-        async with await _mobile(settings, device, retry) as mobile:
-            ca_der = await mobile.platform_ca()
-            ca_key = _ca_public_key(ca_der)
-            revocations = await mobile.revocations()
-            operating = await mobile.operating_keys()
-            offline = await mobile.offline_keys()
-            fresh: list[KeylessKey] = []
-            certificates: dict[str, bytes] = {}
-            for item in operating:
-                fresh.append(_key(item.grant, ca_key, None))
-                certificates[item.locking_device_id] = item.certificate
-            for offline_key in offline:
-                primary = offline_key.primary
-                secret = primary.private_key.get_secret_value()
-                fresh.append(_key(primary.grant, ca_key, secret))
-                if (other := offline_key.alternative) is not None:
-                    secret = other.private_key.get_secret_value()
-                    fresh.append(_key(other.grant, ca_key, secret, role="alternative"))
-            if only_lock is not None:
-                certificates = {k: v for k, v in certificates.items() if k == only_lock}
-            pending = {lock: await mobile.certificate(lock) for lock in certificates}
+        ca_der = await mobile.platform_ca()
+        ca_key = _ca_public_key(ca_der)
+        revocations = await mobile.revocations()
+        operating = await mobile.operating_keys()
+        offline = await mobile.offline_keys()
+        fresh: list[KeylessKey] = []
+        certificates: dict[str, bytes] = {}
+        for item in operating:
+            fresh.append(_key(item.grant, ca_key, None))
+            certificates[item.locking_device_id] = item.certificate
+        for offline_key in offline:
+            primary = offline_key.primary
+            secret = primary.private_key.get_secret_value()
+            fresh.append(_key(primary.grant, ca_key, secret))
+            if (other := offline_key.alternative) is not None:
+                secret = other.private_key.get_secret_value()
+                fresh.append(_key(other.grant, ca_key, secret, role="alternative"))
+        if only_lock is not None:
+            certificates = {k: v for k, v in certificates.items() if k == only_lock}
+        pending = {lock: await mobile.certificate(lock) for lock in certificates}
     dropped = await keys.apply_sync(
         PlatformTrust(ca_der, revocations.signed_list),
         [KeylessLockRecord(lock, cert, pending[lock]) for lock, cert in certificates.items()],
@@ -224,30 +278,35 @@ async def open_lock(
     found: Found | None = None,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
+    clients: KeptClients | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Open the lock; (the outcome, whether it went online). Online first (``auto``): a sync
     brings fresh keys and any pending certificate; with no network, what was synced before.
     A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way.
     A kiosk's connection slot is asked for (``radio_needed``) after the sync, before the scan
-    or the connection, and given back (``radio_done``) once the link is closed."""
+    or the connection, and given back (``radio_done``) once the link is closed. ``clients``:
+    where the platform's client outlives the visit (see :class:`_VisitPlatform`)."""
     required = mode == "online"
-    online = mode != "offline" and await _refresh(settings, store, lock_id, required=required)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
 
-    visit = _with_visit(
-        lock_id,
-        settings,
-        store,
-        online,
-        keyless.Operation.OPEN,
-        run,
-        found,
-        radio_needed=radio_needed,
-        radio_done=radio_done,
-    )
-    return await visit, online
+    async with _VisitPlatform(settings, store, clients) as platform:
+        online = mode != "offline" and await _refresh(
+            settings, platform, store, lock_id, required=required
+        )
+        outcome = await _with_visit(
+            lock_id,
+            settings,
+            store,
+            platform if online else None,
+            keyless.Operation.OPEN,
+            run,
+            found,
+            radio_needed=radio_needed,
+            radio_done=radio_done,
+        )
+    return outcome, online
 
 
 async def set_lock_time(
@@ -258,39 +317,38 @@ async def set_lock_time(
     found: Found | None = None,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
+    clients: KeptClients | None = None,
 ) -> tuple[KeylessOutcome, bool]:
     """Set the lock's clock to this machine's (needs a key allowing UPDATE_TIME); (the outcome,
     whether it went online). Setting it back asks the platform, mid-visit, for a time
     statement bound to the lock's nonce; offline, the lock goes back only within its
     tolerance."""
-    online = await _refresh(settings, store, lock_id, required=False)
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.set_time()
 
-    statements = _statement_source(settings, store) if online else None
-    visit = _with_visit(
-        lock_id,
-        settings,
-        store,
-        online,
-        keyless.Operation.UPDATE_TIME,
-        run,
-        found,
-        statements,
-        radio_needed=radio_needed,
-        radio_done=radio_done,
-    )
-    return await visit, online
+    async with _VisitPlatform(settings, store, clients) as platform:
+        online = await _refresh(settings, platform, store, lock_id, required=False)
+        outcome = await _with_visit(
+            lock_id,
+            settings,
+            store,
+            platform if online else None,
+            keyless.Operation.UPDATE_TIME,
+            run,
+            found,
+            _statement_source(settings, platform) if online else None,
+            radio_needed=radio_needed,
+            radio_done=radio_done,
+        )
+    return outcome, online
 
 
-def _statement_source(settings: Settings, store: Store) -> StatementSource:
+def _statement_source(settings: Settings, platform: _VisitPlatform) -> StatementSource:
     async def fetch(lock_id: str, nonce: bytes) -> bytes:
-        device = await _device(await keyless_store(store))
         try:
             async with asyncio.timeout(settings.timeouts.cloud):
-                async with await _mobile(settings, device, AT_THE_LOCK) as mobile:
-                    return await mobile.time_statement(lock_id, nonce)
+                return await (await platform.mobile()).time_statement(lock_id, nonce)
         except TimeoutError:
             raise CloudTimeout(
                 f"the Keyless platform did not answer within {settings.timeouts.cloud:g} s"
@@ -299,12 +357,15 @@ def _statement_source(settings: Settings, store: Store) -> StatementSource:
     return fetch
 
 
-async def _refresh(settings: Settings, store: Store, lock_id: str, *, required: bool) -> bool:
+async def _refresh(
+    settings: Settings, platform: _VisitPlatform, store: Store, lock_id: str, *, required: bool
+) -> bool:
     """Sync before a visit, within one cloud timeout: past it, a person waiting at the lock is
     better served by the keys synced earlier (unless ``required``)."""
     try:
         async with asyncio.timeout(settings.timeouts.cloud):
-            await sync_keyless(settings, store, retry=AT_THE_LOCK, only_lock=lock_id)
+            mobile = await platform.mobile()
+            await _sync_with(mobile, await keyless_store(store), only_lock=lock_id)
     except CloudError:
         if required:
             raise
@@ -322,7 +383,7 @@ async def _with_visit(
     lock_id: str,
     settings: Settings,
     store: Store,
-    online: bool,
+    platform: _VisitPlatform | None,
     operation: keyless.Operation,
     run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
     found: Found | None,
@@ -357,11 +418,11 @@ async def _with_visit(
             radio_done()
     if outcome.certificate_installed is not None:
         await keys.save_lock(lock_id, outcome.certificate_installed, None)
-    if online:
+    if platform is not None:  # online
         # What the visit kept (audit entries, a CSR) goes up now; the outbox holds it either way.
         with contextlib.suppress(CloudError):
-            async with KeylessUploader.open(settings, store, retry=AT_THE_LOCK) as uploader:
-                await drain_outbox(uploader, store.outbox(NAME))
+            uploader = KeylessUploader(await platform.mobile())
+            await drain_outbox(uploader, store.outbox(NAME))
     return outcome
 
 

@@ -98,6 +98,7 @@ class KeylessPlugin(VendorPlugin):
                 found=ctx.found,
                 radio_needed=ctx.radio_needed,
                 radio_done=ctx.radio_done,
+                clients=ctx.clients,
             )
         else:
             outcome, online = await jobs.open_lock(
@@ -109,6 +110,7 @@ class KeylessPlugin(VendorPlugin):
                 found=ctx.found,
                 radio_needed=ctx.radio_needed,
                 radio_done=ctx.radio_done,
+                clients=ctx.clients,
             )
         details: dict[str, str | int | float | bool | None] = {
             "key_id": outcome.key_id,
