@@ -322,7 +322,9 @@ def create_app(
     def endpoint(name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             state.requests[name] += 1
-            return await within_round_trip(state.faults.latency_s, lambda: answer(request))
+            return await within_round_trip(
+                state.faults.latency_s, lambda: answer(request), waits=state.modelled
+            )
 
         async def answer(request: Request) -> Response:
             if (fault := state.faults.draw()) is not None:

@@ -37,6 +37,7 @@ from blelock.vendors.noke.protocol import (
     open_server_packet,
 )
 from simulators.noke_cloud_http import _iso, _Refusal, _unix
+from simulators.round_trip import ModelledWaits
 
 __all__ = [
     "ActivityEntry",
@@ -195,6 +196,8 @@ class NokeCloudState:
 
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     """Requests received per route (``"unlock"``, …), faulted ones included."""
+    modelled: ModelledWaits = field(default_factory=ModelledWaits)
+    """The latency charged (``faults.latency_s`` a request), overlapping round trips once."""
     faulted: collections.Counter[str] = field(default_factory=collections.Counter)
     """Requests answered by an injected fault, per fault name."""
     commands_issued: list[IssuedCommands] = field(default_factory=list)

@@ -52,6 +52,7 @@ __all__ = [
     "World",
     "WorldSpec",
     "build_world",
+    "cloud_modelled_s",
     "cloud_requests",
     "enrolment_codes",
     "lock_ids",
@@ -254,6 +255,15 @@ def cloud_requests(world: World) -> int:
     total = sum(world.cloud.requests.values())
     if world.keyless is not None:
         total += sum(world.keyless.platform.requests.values())
+    return total
+
+
+def cloud_modelled_s(world: World) -> float:
+    """The latency all simulated clouds charged, each cloud's overlapping round trips counted
+    once (requests a client sends at once wait out one latency, not one each)."""
+    total = world.cloud.modelled.seconds
+    if world.keyless is not None:
+        total += world.keyless.platform.modelled.seconds
     return total
 
 

@@ -184,7 +184,9 @@ def keyless_app(
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             state.requests[f"{request.method} {path}"] += 1
-            return await within_round_trip(state.faults.latency_s, lambda: answer(request))
+            return await within_round_trip(
+                state.faults.latency_s, lambda: answer(request), waits=state.modelled
+            )
 
         async def answer(request: Request) -> Response:
             fault = state.faults.draw()

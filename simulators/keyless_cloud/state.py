@@ -20,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from blelock.vendors.keyless import protocol as kp
+from simulators.round_trip import ModelledWaits
 
 # --- the platform's limits: the simulator's own copy of the document's numbers ---------------
 
@@ -356,6 +357,8 @@ class KeylessPlatformState:
     DROPPED entry from the lock explains some; the rest is a lock or companion losing data)."""
     requests: collections.Counter[str] = field(default_factory=collections.Counter)
     """Requests per route name (``"GET /locking-device"``...), faulted ones included."""
+    modelled: ModelledWaits = field(default_factory=ModelledWaits)
+    """The latency charged (``faults.latency_s`` a request), overlapping round trips once."""
     faulted: collections.Counter[str] = field(default_factory=collections.Counter)
     _seq: int = 0
     _certificate_serial: int = 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.round_trip import within_round_trip
+from simulators.round_trip import ModelledWaits, within_round_trip
 
 
 class _Clock:
@@ -46,3 +46,26 @@ async def test_no_latency_waits_for_nothing() -> None:
 
     assert await within_round_trip(0.0, answer, sleep=clock.sleep, clock=clock) == 7
     assert clock.asked == []
+
+
+def test_overlapping_round_trips_are_charged_once() -> None:
+    waits = ModelledWaits()
+    waits.charge(0.0, 0.040)
+    waits.charge(0.040, 0.080)  # one after the other: both
+    assert waits.seconds == pytest.approx(0.080)
+    for start in (0.100, 0.101, 0.102):  # sent at once: one latency, and the stragglers' tail
+        waits.charge(start, start + 0.040)
+    assert waits.seconds == pytest.approx(0.080 + 0.042)
+    waits.charge(0.110, 0.130)  # inside what is covered: nothing
+    assert waits.seconds == pytest.approx(0.122)
+
+
+async def test_each_round_trip_is_charged_from_its_arrival() -> None:
+    clock, waits = _Clock(), ModelledWaits()
+
+    async def answer() -> None:
+        clock.now += 0.005
+
+    await within_round_trip(0.040, answer, waits=waits, sleep=clock.sleep, clock=clock)
+    await within_round_trip(0.040, answer, waits=waits, sleep=clock.sleep, clock=clock)
+    assert waits.seconds == pytest.approx(0.080)
