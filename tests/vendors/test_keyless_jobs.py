@@ -3,10 +3,14 @@ opens, audit upload with no gap and no duplicate, re-keying across two offline v
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import pytest
 
 from blelock.errors import (
     AuthFailed,
+    CloudRejected,
     CloudUnavailable,
     ConfigError,
     LockRefused,
@@ -17,6 +21,7 @@ from blelock.jobs import open_store
 from blelock.model import LogRecord
 from blelock.vendors.base import KeptClients
 from blelock.vendors.keyless import protocol as keyless
+from blelock.vendors.keyless.cloud import KeylessMobile
 from blelock.vendors.keyless.jobs import (
     CSR_LOG,
     KeylessUploader,
@@ -84,6 +89,54 @@ async def test_an_online_open_logs_in_once_and_kept_clients_log_in_again_only_wh
                 assert (await open_lock(lock, settings, store, clients=clients))[1]
             assert world.platform.requests[login] == before + 2
     assert len(world.platform.audit_entries(lock)) == 4
+
+
+async def test_the_sync_before_a_visit_asks_for_its_four_lists_at_once(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lists = ("platform_ca", "revocations", "operating_keys", "offline_keys")
+    asked: list[str] = []
+    all_asked = asyncio.Event()
+
+    def held(name: str) -> Callable[..., Awaitable[object]]:
+        real = getattr(KeylessMobile, name)
+
+        async def ask(mobile: KeylessMobile) -> object:
+            asked.append(name)
+            if len(asked) == len(lists):
+                all_asked.set()
+            # One after another, the first would wait here for ever: the test fails instead.
+            await asyncio.wait_for(all_asked.wait(), timeout=10)
+            return await real(mobile)
+
+        return ask
+
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        for name in lists:
+            monkeypatch.setattr(KeylessMobile, name, held(name))
+        outcome, online = await open_lock(world.locks[0].locking_device_id, settings, store)
+    assert online and outcome.key_id is not None
+    assert sorted(asked) == sorted(lists)
+
+
+async def test_a_list_the_platform_fails_to_give_fails_the_sync_by_itself(
+    running_world: RunningWorld,
+) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lock = world.locks[0]
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        await sync_keyless(settings, store)
+        world.platform.faults.fail_with_500 = -1
+        # Not a group of four errors: the one a caller (and its fallback) knows.
+        with pytest.raises(CloudRejected, match="HTTP 500"):
+            await open_lock(lock.locking_device_id, settings, store, mode="online")
+        _, went_online = await open_lock(lock.locking_device_id, settings, store)
+    assert not went_online and lock.opens == 1
 
 
 async def test_offline_opens_keep_entries_until_the_network_is_back(

@@ -233,11 +233,15 @@ async def _sync_with(
     mobile: KeylessMobile, keys: KeylessStore, only_lock: str | None
 ) -> KeylessSyncReport:
     with lock_context(None, "sync Keyless keys"):
-        ca_der = await mobile.platform_ca()
+        # Four independent lists, asked at once: one round trip to wait for, not four.
+        async with _together() as group:
+            asked_ca = group.create_task(mobile.platform_ca())
+            asked_revocations = group.create_task(mobile.revocations())
+            asked_operating = group.create_task(mobile.operating_keys())
+            asked_offline = group.create_task(mobile.offline_keys())
+        ca_der, revocations = asked_ca.result(), asked_revocations.result()
+        operating, offline = asked_operating.result(), asked_offline.result()
         ca_key = _ca_public_key(ca_der)
-        revocations = await mobile.revocations()
-        operating = await mobile.operating_keys()
-        offline = await mobile.offline_keys()
         fresh: list[KeylessKey] = []
         certificates: dict[str, bytes] = {}
         for item in operating:
@@ -534,6 +538,18 @@ class KeylessUploader:
         for lock_id, blobs in entries.items():
             with lock_context(lock_id, "upload audit entries"):
                 await self._mobile.upload_audit_log(lock_id, blobs)
+
+
+@contextlib.asynccontextmanager
+async def _together() -> AsyncIterator[asyncio.TaskGroup]:
+    """A task group whose first failure is raised as itself (the others are cancelled), as
+    the same calls made one after another would raise it: callers catch a CloudError, not a
+    group of them."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
 
 
 def _ca_public_key(ca_der: bytes) -> ec.EllipticCurvePublicKey:
