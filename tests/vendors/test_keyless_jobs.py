@@ -122,6 +122,31 @@ async def test_the_sync_before_a_visit_asks_for_its_four_lists_at_once(
     assert sorted(asked) == sorted(lists)
 
 
+async def test_a_fleet_sync_asks_for_its_locks_certificates_together(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    locks = {lock.locking_device_id for lock in world.locks}
+    assert len(locks) == 2
+    asked: list[str] = []
+    both_asked = asyncio.Event()
+    real = KeylessMobile.certificate
+
+    async def held(mobile: KeylessMobile, locking_device_id: str) -> bytes | None:
+        asked.append(locking_device_id)
+        if len(asked) == len(locks):
+            both_asked.set()
+        await asyncio.wait_for(both_asked.wait(), timeout=10)  # one at a time: fails here
+        return await real(mobile, locking_device_id)
+
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        monkeypatch.setattr(KeylessMobile, "certificate", held)
+        report = await sync_keyless(settings, store)
+    assert set(asked) == locks and report.operating_keys == 2 * len(locks)
+
+
 async def test_a_list_the_platform_fails_to_give_fails_the_sync_by_itself(
     running_world: RunningWorld,
 ) -> None:

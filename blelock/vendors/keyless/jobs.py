@@ -87,6 +87,10 @@ REKEY_AHEAD = dt.timedelta(days=30)
 """Start re-keying a lock whose certificate expires within this (blelock's policy: the vendor
 says only that a certificate not renewed in time makes the lock inoperable)."""
 
+CERTIFICATES_AT_ONCE = 8
+"""Pending-certificate requests a sync has in flight: a fleet's locks each need one, and one
+after another they were a round trip a lock."""
+
 Mode = Literal["auto", "online", "offline"]
 
 
@@ -256,7 +260,16 @@ async def _sync_with(
                 fresh.append(_key(other.grant, ca_key, secret, role="alternative"))
         if only_lock is not None:
             certificates = {k: v for k, v in certificates.items() if k == only_lock}
-        pending = {lock: await mobile.certificate(lock) for lock in certificates}
+        # One request a lock: a fleet's, a few at a time rather than one round trip each.
+        at_once = asyncio.Semaphore(CERTIFICATES_AT_ONCE)
+
+        async def pending_certificate(lock: str) -> tuple[str, bytes | None]:
+            async with at_once:
+                return lock, await mobile.certificate(lock)
+
+        async with _together() as group:
+            asked = [group.create_task(pending_certificate(lock)) for lock in certificates]
+        pending = dict(task.result() for task in asked)
     dropped = await keys.apply_sync(
         PlatformTrust(ca_der, revocations.signed_list),
         [KeylessLockRecord(lock, cert, pending[lock]) for lock, cert in certificates.items()],
