@@ -88,6 +88,12 @@ async def test_an_online_open_logs_in_once_and_kept_clients_log_in_again_only_wh
             for _ in range(3):
                 assert (await open_lock(lock, settings, store, clients=clients))[1]
             assert world.platform.requests[login] == before + 2
+            # The upkeep's syncs and drains: a client of their own (they retry), kept as well.
+            for _ in range(2):
+                await sync_keyless(settings, store, clients=clients)
+                async with KeylessUploader.open(settings, store, clients=clients) as uploader:
+                    await drain_outbox(uploader, store.outbox("keyless"))
+            assert world.platform.requests[login] == before + 3
     assert len(world.platform.audit_entries(lock)) == 4
 
 

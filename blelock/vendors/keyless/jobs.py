@@ -137,21 +137,29 @@ def _new_mobile(
     )
 
 
-class _VisitPlatform:
-    """The one platform client of a visit, shared by its sync, its time statements and its
-    upload, so that a visit logs in once (the token is good for an hour). Made on first use:
-    an offline visit makes none. Kept in ``clients`` when the caller keeps clients (a kiosk,
-    the agent), so later visits log in only when the token is due; else closed with the
-    visit. Use as ``async with _VisitPlatform(...) as platform:``."""
+class _Platform:
+    """One platform client for a job, shared by all its calls, so that the job logs in once
+    (the token is good for an hour): a visit's sync, time statements and upload, or the
+    upkeep's sync. Made on first use: an offline visit makes none. Kept in ``clients`` when
+    the caller keeps clients (a kiosk, the agent), so later jobs log in only when the token is
+    due; else closed with the job. Use as ``async with _Platform(...) as platform:``."""
 
-    def __init__(self, settings: Settings, store: Store, clients: KeptClients | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clients: KeptClients | None,
+        *,
+        retry: RetryPolicy | None = AT_THE_LOCK,
+    ) -> None:
         self._settings = settings
         self._store = store
         self._clients = clients
+        self._retry = retry
         self._mobile: KeylessMobile | None = None
         self._exit = contextlib.AsyncExitStack()
 
-    async def __aenter__(self) -> _VisitPlatform:
+    async def __aenter__(self) -> _Platform:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -163,13 +171,14 @@ class _VisitPlatform:
             await _cloud_loaded()
 
             def make() -> KeylessMobile:
-                return _new_mobile(self._settings, device, AT_THE_LOCK)
+                return _new_mobile(self._settings, device, self._retry)
 
             if self._clients is None:
                 self._mobile = await self._exit.enter_async_context(make())
             else:
-                # Under the device's id: a companion activated anew gets a client of its own.
-                name = f"keyless.visit.{device.operating_device_id}"
+                # Per retry policy (a visit tries once) and under the device's id (a companion
+                # activated anew gets a client of its own).
+                name = f"keyless.{self._retry!r}.{device.operating_device_id}"
                 self._mobile = await self._clients.get(name, make)
         return self._mobile
 
@@ -222,15 +231,15 @@ async def sync_keyless(
     *,
     retry: RetryPolicy | None = None,
     only_lock: str | None = None,
+    clients: KeptClients | None = None,
 ) -> KeylessSyncReport:
     """Fetch the platform CA, the revocation list, this device's operating and offline keys and
     any certificate issued for a pending re-keying; the store then holds exactly those keys.
     ``only_lock``: refresh that lock's certificates only (one call, not one per lock: a visit
-    needs no other)."""
+    needs no other). ``clients``: where the platform's client outlives the sync."""
     keys = await keyless_store(store)
-    device = await _device(keys)
-    async with await _mobile(settings, device, retry) as mobile:
-        return await _sync_with(mobile, keys, only_lock)
+    async with _Platform(settings, store, clients, retry=retry) as platform:
+        return await _sync_with(await platform.mobile(), keys, only_lock)
 
 
 async def _sync_with(
@@ -302,13 +311,13 @@ async def open_lock(
     A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way.
     A kiosk's connection slot is asked for (``radio_needed``) after the sync, before the scan
     or the connection, and given back (``radio_done``) once the link is closed. ``clients``:
-    where the platform's client outlives the visit (see :class:`_VisitPlatform`)."""
+    where the platform's client outlives the visit (see :class:`_Platform`)."""
     required = mode == "online"
 
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.open(rekey=rekey or await _rekey_due(store, lock_id))
 
-    async with _VisitPlatform(settings, store, clients) as platform:
+    async with _Platform(settings, store, clients) as platform:
         online = mode != "offline" and await _refresh(
             settings, platform, store, lock_id, required=required
         )
@@ -344,7 +353,7 @@ async def set_lock_time(
     async def run(visit: KeylessVisit) -> KeylessOutcome:
         return await visit.set_time()
 
-    async with _VisitPlatform(settings, store, clients) as platform:
+    async with _Platform(settings, store, clients) as platform:
         online = await _refresh(settings, platform, store, lock_id, required=False)
         outcome = await _with_visit(
             lock_id,
@@ -361,7 +370,7 @@ async def set_lock_time(
     return outcome, online
 
 
-def _statement_source(settings: Settings, platform: _VisitPlatform) -> StatementSource:
+def _statement_source(settings: Settings, platform: _Platform) -> StatementSource:
     async def fetch(lock_id: str, nonce: bytes) -> bytes:
         try:
             async with asyncio.timeout(settings.timeouts.cloud):
@@ -375,7 +384,7 @@ def _statement_source(settings: Settings, platform: _VisitPlatform) -> Statement
 
 
 async def _refresh(
-    settings: Settings, platform: _VisitPlatform, store: Store, lock_id: str, *, required: bool
+    settings: Settings, platform: _Platform, store: Store, lock_id: str, *, required: bool
 ) -> bool:
     """Sync before a visit, within one cloud timeout: past it, a person waiting at the lock is
     better served by the keys synced earlier (unless ``required``)."""
@@ -400,7 +409,7 @@ async def _with_visit(
     lock_id: str,
     settings: Settings,
     store: Store,
-    platform: _VisitPlatform | None,
+    platform: _Platform | None,
     operation: keyless.Operation,
     run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
     found: Found | None,
@@ -504,11 +513,15 @@ class KeylessUploader:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, settings: Settings, store: Store, *, retry: RetryPolicy | None = None
+        cls,
+        settings: Settings,
+        store: Store,
+        *,
+        retry: RetryPolicy | None = None,
+        clients: KeptClients | None = None,
     ) -> AsyncIterator[KeylessUploader]:
-        device = await _device(await keyless_store(store))
-        async with await _mobile(settings, device, retry) as mobile:
-            yield cls(mobile)
+        async with _Platform(settings, store, clients, retry=retry) as platform:
+            yield cls(await platform.mobile())
 
     async def upload(
         self, records: Sequence[LogRecord], *, idempotency_key: str | None = None

@@ -134,7 +134,7 @@ class KeylessPlugin(VendorPlugin):
     async def uploader(self, ctx: VendorContext) -> AsyncIterator[Uploader]:
         from blelock.vendors.keyless.jobs import KeylessUploader
 
-        async with KeylessUploader.open(ctx.settings, ctx.store) as uploader:
+        async with KeylessUploader.open(ctx.settings, ctx.store, clients=ctx.clients) as uploader:
             yield uploader
 
     async def sync_keys(
@@ -145,7 +145,7 @@ class KeylessPlugin(VendorPlugin):
     ) -> Mapping[str, int]:
         from blelock.vendors.keyless.jobs import sync_keyless
 
-        report = await sync_keyless(ctx.settings, ctx.store)
+        report = await sync_keyless(ctx.settings, ctx.store, clients=ctx.clients)
         return {
             "operating keys": report.operating_keys,
             "offline keys": report.offline_keys,
@@ -160,7 +160,7 @@ class KeylessPlugin(VendorPlugin):
         due = ctx.clock.now_utc() + due_within
         if keys and all(key.not_after > due for key in keys):
             return False
-        await sync_keyless(ctx.settings, ctx.store)
+        await sync_keyless(ctx.settings, ctx.store, clients=ctx.clients)
         return True
 
     async def enroll(self, ctx: VendorContext, invitation: str) -> str:
