@@ -4,6 +4,7 @@ opens, audit upload with no gap and no duplicate, re-keying across two offline v
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -17,7 +18,7 @@ from blelock.errors import (
     UnknownLock,
     UnsendableRecord,
 )
-from blelock.jobs import open_store
+from blelock.jobs import context, open_store
 from blelock.model import LogRecord
 from blelock.vendors.base import KeptClients
 from blelock.vendors.keyless import protocol as keyless
@@ -31,6 +32,7 @@ from blelock.vendors.keyless.jobs import (
     set_lock_time,
     sync_keyless,
 )
+from blelock.vendors.keyless.plugin import PLUGIN
 from blelock.vendors.keyless.visit import AUDIT_LOG
 from blelock.vendors.outbox import drain_outbox, refuses_the_batch
 from simulators.world import RunningWorld, WorldSpec
@@ -168,6 +170,46 @@ async def test_a_list_the_platform_fails_to_give_fails_the_sync_by_itself(
             await open_lock(lock.locking_device_id, settings, store, mode="online")
         _, went_online = await open_lock(lock.locking_device_id, settings, store)
     assert not went_online and lock.opens == 1
+
+
+class _At:
+    """A clock stopped at ``now``."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def now_utc(self) -> dt.datetime:
+        return self.now
+
+    def monotonic(self) -> float:
+        return 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        raise AssertionError("the refresh does not wait")
+
+
+async def test_the_upkeep_syncs_again_only_when_a_key_is_due(running_world: RunningWorld) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    horizon = dt.timedelta(hours=72)
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        await sync_keyless(settings, store)
+        keys = await (await keyless_store(store)).list_keys()
+        shortest = min(keys, key=lambda key: key.not_after - key.not_before)
+        life = shortest.not_after - shortest.not_before
+        assert life < horizon, "the platform's UPDATE_TIME grants last minutes"
+        requests = sum(world.platform.requests.values())
+        # Just synced: a grant for minutes is not due again as soon as it came.
+        fresh = context(PLUGIN, settings, store, clock=_At(shortest.not_before))
+        assert not await PLUGIN.refresh_keys(fresh, horizon)
+        assert sum(world.platform.requests.values()) == requests
+        # Past half its life, it is.
+        later = shortest.not_before + life / 2 + dt.timedelta(seconds=1)
+        assert await PLUGIN.refresh_keys(
+            context(PLUGIN, settings, store, clock=_At(later)), horizon
+        )
+        assert sum(world.platform.requests.values()) > requests
 
 
 async def test_offline_opens_keep_entries_until_the_network_is_back(

@@ -157,8 +157,8 @@ class KeylessPlugin(VendorPlugin):
         from blelock.vendors.keyless.jobs import keyless_store, sync_keyless
 
         keys = await (await keyless_store(ctx.store)).list_keys()
-        due = ctx.clock.now_utc() + due_within
-        if keys and all(key.not_after > due for key in keys):
+        now = ctx.clock.now_utc()
+        if keys and not any(_due(key.not_before, key.not_after, now, due_within) for key in keys):
             return False
         await sync_keyless(ctx.settings, ctx.store, clients=ctx.clients)
         return True
@@ -194,3 +194,13 @@ class KeylessPlugin(VendorPlugin):
 
 
 PLUGIN = KeylessPlugin()
+
+
+def _due(
+    not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime, horizon: dt.timedelta
+) -> bool:
+    """A key is due with less than ``horizon`` left, or, when its whole life is shorter than
+    twice the horizon, with less than half of it left. The platform issues UPDATE_TIME grants
+    for minutes at a time: counted against a 72-hour horizon, such a grant was due again as
+    soon as it came, and the kiosk synced the whole platform after every visit."""
+    return not_after - now <= min(horizon, (not_after - not_before) / 2)
