@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from blelock import collector
 from blelock.collector import long_lived_set_aside, set_start_up_aside
 
 
@@ -18,8 +19,9 @@ class _Node:
 
 
 @pytest.fixture
-def frozen_afterwards() -> Iterator[None]:
+def frozen_afterwards(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     assert gc.get_freeze_count() == 0, "another test left objects frozen"
+    monkeypatch.setattr(collector, "_resident", False)  # this process is no resident one
     try:
         yield
     finally:
@@ -76,3 +78,14 @@ def test_a_long_job_in_a_resident_process_leaves_its_freezing_alone() -> None:
     with long_lived_set_aside():
         pass
     assert gc.get_freeze_count() == frozen > 0
+
+
+@pytest.mark.usefixtures("frozen_afterwards")
+def test_a_job_running_while_start_up_is_set_aside_does_not_undo_it() -> None:
+    kept = [_Node()]
+    with long_lived_set_aside():  # the upkeep's first round starts with the runner
+        set_start_up_aside()
+    assert not _tracked(kept), "start-up stays set aside once the job ends"
+    with long_lived_set_aside():
+        pass
+    assert not _tracked(kept)

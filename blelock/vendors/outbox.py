@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from blelock.cloud._policy import is_transient
-from blelock.collector import long_lived_set_aside
 from blelock.errors import (
     AuthFailed,
     CloudRejected,
@@ -193,8 +192,7 @@ async def drain_outbox(
     drains = _drains(outbox)
     mine = {batch.key for batch in leased}
     try:
-        with long_lived_set_aside():  # each lease's records live long enough to be promoted
-            return await _drain(cloud, outbox, batch_size, ahead, on_progress, drains, mine, leased)
+        return await _drain(cloud, outbox, batch_size, ahead, on_progress, drains, mine, leased)
     finally:
         # Left leased (if not acknowledged): first next time.
         drains.in_flight.difference_update(mine)
