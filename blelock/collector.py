@@ -43,7 +43,8 @@ def long_lived_set_aside() -> Iterator[None]:
     ``gc.unfreeze`` at the end puts them back, so nothing is kept from the collector for longer
     than the job. Jobs that overlap share one freezing (the last to end unfreezes). In a
     resident process (or if something else froze objects before), the job leaves that alone.
-    (Decided on this module's own state: ``gc.get_freeze_count`` walks every frozen object.)"""
+    (This module's own state is asked first: ``gc.get_freeze_count`` walks every frozen
+    object, 0.5 ms at 53,000.)"""
     global _jobs_setting_aside
     if _jobs_setting_aside == 0 and (_resident or gc.get_freeze_count() > 0):
         yield  # frozen for good, or by someone else: theirs to undo
