@@ -24,6 +24,7 @@ __all__ = [
     "VisitResult",
     "WeeklyWindow",
     "parse_mac",
+    "refresh_due",
 ]
 
 MacAddress = NewType("MacAddress", str)
@@ -150,13 +151,28 @@ class KeyInfo:
     revoked_at: dt.datetime | None = None
 
 
+def refresh_due(
+    expires_at: dt.datetime,
+    now: dt.datetime,
+    horizon: dt.timedelta,
+    *,
+    issued_at: dt.datetime | None = None,
+) -> bool:
+    """Whether a cached key is due for a refresh: with less than ``horizon`` left, or, when
+    its whole life (from ``issued_at``) is shorter than twice the horizon, with less than half
+    of it left. A credential a vendor issues for minutes at a time would otherwise be due again
+    as soon as it came, and the upkeep would sync after every visit."""
+    ahead = horizon if issued_at is None else min(horizon, (expires_at - issued_at) / 2)
+    return expires_at - now <= ahead
+
+
 @dataclass(frozen=True, slots=True)
 class KeyHealth:
     """A vendor's cached keys at a glance, for the kiosk's health."""
 
     cached: int
     expiring_soon: int
-    """Within the refresh horizon and not yet refreshed."""
+    """Due for a refresh (:func:`refresh_due`) and not yet refreshed."""
     expired: int
     revoked: int
     next_expiry: dt.datetime | None

@@ -12,7 +12,7 @@ from blelock.access import open_grants, reconcile
 from blelock.access.reconcile import ReconcileReport
 from blelock.clock import Clock
 from blelock.config import Settings
-from blelock.model import KeyHealth, KeyInfo
+from blelock.model import KeyHealth, KeyInfo, refresh_due
 from blelock.store import Store
 from blelock.vendors.base import OptionValue, VendorContext, VendorPlugin
 from blelock.vendors.outbox import drain_outbox
@@ -81,7 +81,12 @@ def key_health(keys: Sequence[KeyInfo], now: dt.datetime, horizon: dt.timedelta)
     live = [k for k in keys if k.revoked_at is None]
     return KeyHealth(
         cached=len(keys),
-        expiring_soon=sum(1 for k in live if now < k.expires_at <= now + horizon),
+        expiring_soon=sum(
+            1
+            for k in live
+            if now < k.expires_at
+            and refresh_due(k.expires_at, now, horizon, issued_at=k.valid_from)
+        ),
         expired=sum(1 for k in live if k.expires_at <= now),
         revoked=len(keys) - len(live),
         next_expiry=min((k.expires_at for k in live), default=None),

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from blelock.errors import BlelockError, UsageError
-from blelock.model import Advert, KeyInfo, Sighting, VisitResult
+from blelock.model import Advert, KeyInfo, Sighting, VisitResult, refresh_due
 from blelock.vendors.base import (
     AccessTranslation,
     DemoLocks,
@@ -158,7 +158,10 @@ class KeylessPlugin(VendorPlugin):
 
         keys = await (await keyless_store(ctx.store)).list_keys()
         now = ctx.clock.now_utc()
-        if keys and not any(_due(key.not_before, key.not_after, now, due_within) for key in keys):
+        # The platform issues UPDATE_TIME grants for minutes: due at half their life.
+        if keys and not any(
+            refresh_due(key.not_after, now, due_within, issued_at=key.not_before) for key in keys
+        ):
             return False
         await sync_keyless(ctx.settings, ctx.store, clients=ctx.clients)
         return True
@@ -194,13 +197,3 @@ class KeylessPlugin(VendorPlugin):
 
 
 PLUGIN = KeylessPlugin()
-
-
-def _due(
-    not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime, horizon: dt.timedelta
-) -> bool:
-    """A key is due with less than ``horizon`` left, or, when its whole life is shorter than
-    twice the horizon, with less than half of it left. The platform issues UPDATE_TIME grants
-    for minutes at a time: counted against a 72-hour horizon, such a grant was due again as
-    soon as it came, and the kiosk synced the whole platform after every visit."""
-    return not_after - now <= min(horizon, (not_after - not_before) / 2)

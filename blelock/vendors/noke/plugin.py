@@ -13,7 +13,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from blelock.errors import UsageError
-from blelock.model import Advert, KeyInfo, MacAddress, Sighting, VisitResult, parse_mac
+from blelock.model import (
+    Advert,
+    KeyInfo,
+    MacAddress,
+    Sighting,
+    VisitResult,
+    parse_mac,
+    refresh_due,
+)
 from blelock.vendors.base import (
     AccessTranslation,
     OperationRequest,
@@ -242,7 +250,11 @@ class NokePlugin(VendorPlugin):
         now = ctx.clock.now_utc()
         keys = await jobs.key_store(ctx).list_keys()
         due = sorted(
-            {k.lock_id for k in keys if k.revoked_at is None and k.expires_at - now <= due_within}
+            {
+                k.lock_id
+                for k in keys
+                if k.revoked_at is None and refresh_due(k.expires_at, now, due_within)
+            }
         )
         if not due:
             return False
