@@ -37,6 +37,7 @@ from blelock.vendors.keyless.visit import AUDIT_LOG
 from blelock.vendors.outbox import drain_outbox, refuses_the_batch
 from simulators.world import RunningWorld, WorldSpec
 from tests.conftest import FAST, closed_port_url, settings_for
+from tests.store.store_fakes import FakeClock
 
 
 @pytest.fixture
@@ -172,22 +173,6 @@ async def test_a_list_the_platform_fails_to_give_fails_the_sync_by_itself(
     assert not went_online and lock.opens == 1
 
 
-class _At:
-    """A clock stopped at ``now``."""
-
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def now_utc(self) -> dt.datetime:
-        return self.now
-
-    def monotonic(self) -> float:
-        return 0.0
-
-    async def sleep(self, seconds: float) -> None:
-        raise AssertionError("the refresh does not wait")
-
-
 async def test_the_upkeep_syncs_again_only_when_a_key_is_due(running_world: RunningWorld) -> None:
     world = keyless_of(running_world)
     settings = settings_for(running_world)
@@ -201,13 +186,13 @@ async def test_the_upkeep_syncs_again_only_when_a_key_is_due(running_world: Runn
         assert life < horizon, "the platform's UPDATE_TIME grants last minutes"
         requests = sum(world.platform.requests.values())
         # Just synced: a grant for minutes is not due again as soon as it came.
-        fresh = context(PLUGIN, settings, store, clock=_At(shortest.not_before))
+        fresh = context(PLUGIN, settings, store, clock=FakeClock(shortest.not_before))
         assert not await PLUGIN.refresh_keys(fresh, horizon)
         assert sum(world.platform.requests.values()) == requests
         # Past half its life, it is.
         later = shortest.not_before + life / 2 + dt.timedelta(seconds=1)
         assert await PLUGIN.refresh_keys(
-            context(PLUGIN, settings, store, clock=_At(later)), horizon
+            context(PLUGIN, settings, store, clock=FakeClock(later)), horizon
         )
         assert sum(world.platform.requests.values()) > requests
 
