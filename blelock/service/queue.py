@@ -60,10 +60,6 @@ class JobState(enum.Enum):
     FAILED = "failed"
 
 
-async def _at_hand() -> None:
-    pass
-
-
 @dataclass(eq=False)
 class Job:
     id: str
@@ -98,9 +94,10 @@ class Job:
     """Frees the job's connection slot before the work ends (once its links are closed and
     only cloud calls remain); the queue sets it while the job holds a slot, and frees the
     slot itself when the work ends, whichever comes first."""
-    need_radio: Callable[[], Awaitable[None]] = field(default=_at_hand, repr=False)
+    need_radio: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
     """Takes the job's connection slot if it holds none (waiting for one, or OutOfSlots): a
-    ``slot_when_needed`` job's work awaits it before its radio work."""
+    ``slot_when_needed`` job's work awaits it before its radio work. The queue sets it before
+    the work starts."""
 
     def progress(self, done: int, total: int | None) -> None:
         self.progress_done, self.progress_total = done, total
