@@ -108,13 +108,6 @@ class KeylessSyncReport:
 _CLOUD_MODULE = "blelock.vendors.keyless.cloud"
 
 
-async def _mobile(
-    settings: Settings, device: DeviceIdentity | None, retry: RetryPolicy | None = None
-) -> KeylessMobile:
-    await _cloud_loaded()
-    return _new_mobile(settings, device, retry)
-
-
 async def _cloud_loaded() -> None:
     # Imported at the first cloud call (an offline open loads no httpx), in a thread: reading
     # the modules' files in the event loop would stall every visit sharing it.
@@ -208,7 +201,8 @@ async def activate(settings: Settings, store: Store, invitation_code: str) -> st
     operatingDeviceId."""
     keys = await keyless_store(store)
     private_key = keyless.generate_key()
-    async with await _mobile(settings, None) as mobile:
+    await _cloud_loaded()
+    async with _new_mobile(settings, None, None) as mobile:
         with lock_context(None, "activate the operating device"):
             activation = await mobile.activate(
                 invitation_code, keyless.public_key_bytes(private_key.public_key())
