@@ -33,6 +33,12 @@ client's, so the idle-machine estimate counts both processes.
 ``--baseline DIR`` also runs each command from another checkout's ``blelock`` (PYTHONPATH=DIR,
 e.g. a worktree of main), interleaved with this one's: before and after under the same load.
 
+``--timeline``: after the timed runs, one more run of each of this build's commands with an
+audit hook (``timeline/sitecustomize.py`` on its PYTHONPATH, so the timed runs carry none),
+printing when the process first asked the radio (the scan's socket), when it connected to the
+lock, and when it exited, each from its spawn, with the modules loaded by then. Time before the
+radio is first asked is what no radio wait can hide.
+
 ``--bytecode-cache``: the commands run with their bytecode cached (in a temporary
 ``PYTHONPYCACHEPREFIX``, so no checkout is written to; one untimed run each fills it), as an
 installed blelock has it (pip compiles at install). Without it they run in this environment as
@@ -40,13 +46,14 @@ it is: where ``PYTHONDONTWRITEBYTECODE`` is set, every run compiles blelock's mo
 simulator's) from source, ~100-150 ms of CPU that no installed copy pays.
 
     .venv/bin/python scripts/bench/cli_unlock.py [--runs 3] [--baseline ../wt-main]
-        [--bytecode-cache]
+        [--bytecode-cache] [--timeline]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import statistics
@@ -161,6 +168,32 @@ async def cli_run(
     return elapsed, floor + cloud_modelled_s(world) - cloud, calls
 
 
+TIMELINE_HOOK = os.path.join(NEUTRAL_DIR, "timeline")
+
+
+async def timeline(running: RunningWorld, argv: Sequence[str], env: dict[str, str]) -> str:
+    """One run of ``argv`` with the timeline hook: when it first asked the radio, when it
+    connected to the lock, and when it exited, from its spawn (see ``timeline/``)."""
+    host, _, port = running.radio_address.rpartition(":")
+    radio = repr((host, int(port)))
+    with tempfile.NamedTemporaryFile("r", suffix=".jsonl") as record:
+        hooked = env | {
+            "PYTHONPATH": f"{env['PYTHONPATH']}{os.pathsep}{TIMELINE_HOOK}",
+            "BENCH_TIMELINE_FILE": record.name,
+        }
+        began = time.time()
+        await timed(argv, hooked)
+        events = json.loads(record.read())
+    to_radio = [e for e in events if e["to"] == radio]
+    marks = [("radio asked", to_radio[:1]), ("lock connected", to_radio[1:2])]
+    marks.append(("exit", events[-1:]))
+    return ", ".join(
+        f"{name} +{(found[0]['at'] - began) * 1e3:.0f} ms ({found[0]['modules']} modules)"
+        for name, found in marks
+        if found
+    )
+
+
 def _build_key(env: dict[str, str]) -> str:
     """Which build ran: another checkout's (PYTHONPATH), or this one cold or through an agent."""
     return env.get("PYTHONPATH", "") + (
@@ -212,7 +245,9 @@ async def setup(running: RunningWorld, env: dict[str, str], plugins: list[Vendor
             )
 
 
-async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False) -> None:
+async def bench(
+    runs: int, baseline: str | None, *, bytecode_cache: bool = False, with_timeline: bool = False
+) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         spec = WorldSpec(
             locks=1,
@@ -340,6 +375,13 @@ async def bench(runs: int, baseline: str | None, *, bytecode_cache: bool = False
                     )
             agent.terminate()
             await agent.wait()
+            if with_timeline:
+                for plugin in plugins:
+                    for mode in ("online", "offline"):
+                        argv = [sys.executable, "-m", "blelock", "open", ids[plugin.name][0]]
+                        argv += [f"--{mode}", "--vendor", plugin.name]
+                        marks = await timeline(running, argv, builds["this"])
+                        print(f"timeline {plugin.name:>8} {mode:<7} {marks}")
             print(
                 f"end: {load()}; worst ratio {worst:.3f} cold, {worst_agent:.3f} through the agent"
             )
@@ -354,10 +396,17 @@ def main() -> None:
         action="store_true",
         help="run the commands with their bytecode cached, as an installed blelock has it",
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="then one hooked run of each command: when it first asked the radio, and exited",
+    )
     args = parser.parse_args()
     baseline = None if args.baseline is None else os.path.abspath(args.baseline)
     # The world's loop keeps its timers to microseconds: see simulators.event_loop.
-    run_precisely(bench(args.runs, baseline, bytecode_cache=args.bytecode_cache))
+    run_precisely(
+        bench(args.runs, baseline, bytecode_cache=args.bytecode_cache, with_timeline=args.timeline)
+    )
 
 
 if __name__ == "__main__":
