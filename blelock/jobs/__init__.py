@@ -5,6 +5,7 @@ these; neither re-assembles a visit from its parts, and nothing here names a ven
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -155,18 +156,50 @@ async def run_operation(
     resolved = await resolve(lock, settings, vendor=vendor, operation=operation)
     plugin = resolved.plugin
     request = check_request(plugin, request)
+    found = found or resolved.found
     async with contextlib.AsyncExitStack() as stack:
+        listening = None
+        if found is None and plugin.operations[request.operation].finds_lock_first:
+            # The radio listens while the store opens and the plugin imports what it needs:
+            # the first advert takes a while to come (a Nokē padlock's is slow), time no work
+            # of ours need wait for.
+            listening = await stack.enter_async_context(
+                _listening(resolved.lock_id, settings, plugin)
+            )
         if store is None:
             store = await stack.enter_async_context(open_store(settings))
         ctx = context(
             plugin,
             settings,
             store,
-            found=found or resolved.found,
+            found=found,
             progress=progress,
             clients=clients,
         )
+        ctx.listening = listening
         return await execute(ctx, resolved.lock_id, request)
+
+
+@contextlib.asynccontextmanager
+async def _listening(
+    lock_id: str, settings: Settings, plugin: VendorPlugin
+) -> AsyncIterator[asyncio.Task[Found]]:
+    """A scan for ``lock_id`` running while the job does other work; cancelled on the way out
+    if nobody awaited it (the job failed first), its failure then dropped with it."""
+
+    async def listen() -> Found:
+        with lock_context(lock_id, "scan"):
+            return await find_lock(lock_id, settings, [plugin])
+
+    task = asyncio.create_task(listen())
+    await asyncio.sleep(0)  # the scan asks the radio now, before the caller's own work
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: a failure nobody awaited is the job's to report
 
 
 async def execute(ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:

@@ -13,8 +13,8 @@ protocol, cloud client and store adapter inside the methods that use them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -113,6 +113,11 @@ class OperationSpec:
     slot_when_needed: bool = False
     """The kiosk gives it a connection slot when it asks (``VendorContext.radio_needed``), not
     before it starts: cloud work before its radio work (a sync) leaves the adapter to others."""
+    finds_lock_first: bool = True
+    """Its radio work starts by finding the lock by its own advert (``find_lock`` with the
+    plugin), taken from :meth:`VendorContext.sighting`: a job outside the kiosk starts that scan
+    with the job, so the store opens while the radio listens. False for one that listens for
+    something else first (a firmware update, for the lock or its bootloader)."""
 
     def budget(self, settings: Settings) -> float:
         return visit_budget(settings) if self.budget_s is None else self.budget_s
@@ -186,13 +191,18 @@ class KeptClients:
 @dataclass
 class VendorContext:
     """What one plugin call is given: the settings (its own section among them), the store
-    scoped to the plugin's outbox stream, the clock, and a fresh sighting when one is at hand."""
+    scoped to the plugin's outbox stream, the clock, and a fresh sighting when one is at hand
+    (:meth:`sighting`)."""
 
     plugin: VendorPlugin
     settings: Settings
     store: Store
     clock: Clock = field(default_factory=SystemClock)
     found: Found | None = None
+    """A sighting in hand (the scan that decided the lock's vendor, the kiosk's fresh one)."""
+    listening: asyncio.Future[Found] | None = None
+    """A scan for the lock the job started before the plugin was called (see
+    :attr:`OperationSpec.finds_lock_first`); its owner cancels it if it is never awaited."""
     progress: Callable[[int, int | None], None] = _no_progress
     """``progress(done, total)`` for long operations (bytes of a firmware image)."""
     clients: KeptClients | None = None
@@ -214,8 +224,12 @@ class VendorContext:
         """This plugin's settings section, as its model."""
         return self.settings.section(self.plugin.name, model)
 
-    def with_found(self, found: Found | None) -> VendorContext:
-        return dataclasses.replace(self, found=found)
+    async def sighting(self) -> Found | None:
+        """The lock's fresh sighting: the one in hand, else the job's own scan's (awaited here,
+        so its failure is raised here, naming the scan); None: the plugin scans itself."""
+        if self.found is None and self.listening is not None:
+            return await self.listening
+        return self.found
 
     @contextlib.asynccontextmanager
     async def client(

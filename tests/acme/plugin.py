@@ -68,7 +68,7 @@ class AcmePlugin(VendorPlugin):
         return True
 
     async def run(self, ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
-        found = ctx.found or await find_lock(lock_id, ctx.settings, [self])
+        found = await ctx.sighting() or await find_lock(lock_id, ctx.settings, [self])
         timeout = ctx.settings.timeouts.gatt
         async with open_link(found.device, ctx.settings, name=found.sighting.name) as link:
             await link.subscribe(NOTIFY_UUID, timeout=timeout)

@@ -121,8 +121,9 @@ def key_store(ctx: VendorContext) -> LazyKeyStore:
 
 
 async def _found(ctx: VendorContext, mac: MacAddress) -> Found:
-    if ctx.found is not None:
-        return ctx.found
+    found = await ctx.sighting()
+    if found is not None:
+        return found
     with lock_context(mac, "scan"):
         return await find_lock(mac, ctx.settings, [ctx.plugin])
 
@@ -204,7 +205,9 @@ async def update(
         )
     if target.lock is not None:
         # The bootloader is connected to next: the job's connection slot stays held.
-        entering = dataclasses.replace(ctx, found=target.lock, radio_done=lambda: None)
+        entering = dataclasses.replace(
+            ctx, found=target.lock, listening=None, radio_done=lambda: None
+        )
         await visit(entering, mac, Action.FIRMWARE_UPDATE, mode="online")
         with lock_context(mac, "find the bootloader"):
             target = await find_update_target(

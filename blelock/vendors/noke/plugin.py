@@ -92,6 +92,7 @@ class NokePlugin(VendorPlugin):
             modes=frozenset({"auto", "online"}),
             options=(PRN,),
             takes_package=True,
+            finds_lock_first=False,  # the lock or its bootloader, whichever is heard
         ),
     }
     default_operation = "unlock"

@@ -78,7 +78,9 @@ class NukiPlugin(VendorPlugin):
         from blelock.vendors.nuki.protocol import LockAction
 
         if request.operation == "set-time":
-            before, after = await jobs.set_time(lock_id, ctx.settings, ctx.store, found=ctx.found)
+            before, after = await jobs.set_time(
+                lock_id, ctx.settings, ctx.store, found=await ctx.sighting()
+            )
             return VisitResult(
                 lock_id,
                 self.name,
@@ -91,7 +93,9 @@ class NukiPlugin(VendorPlugin):
                 },
             )
         action = LockAction(_ACTIONS[request.operation])
-        outcome = await jobs.lock_action(lock_id, ctx.settings, ctx.store, action, found=ctx.found)
+        outcome = await jobs.lock_action(
+            lock_id, ctx.settings, ctx.store, action, found=await ctx.sighting()
+        )
         final = outcome.states[-1] if outcome.states else None
         return VisitResult(
             lock_id,
