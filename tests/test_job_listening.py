@@ -77,14 +77,23 @@ async def _sighting_of(ctx: VendorContext, lock_id: str, request: OperationReque
     )
 
 
+@pytest.mark.parametrize(
+    ("operation", "events", "sighted"),
+    [
+        # The scan is asked before the store opens, and its sighting reaches the plugin.
+        ("open", [f"scan {LOCK}", "store"], True),
+        # An operation that listens for something else first (the lock or its bootloader).
+        ("update", ["store"], False),
+    ],
+)
 async def test_a_job_asks_the_radio_for_its_lock_before_it_opens_the_store(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, operation: str, events: list[str], sighted: bool
 ) -> None:
     world = _World(monkeypatch)
     monkeypatch.setattr(jobs, "execute", _sighting_of)
-    result = await jobs.run_operation(SETTINGS, LOCK, OperationRequest("open"))
-    assert world.events == [f"scan {LOCK}", "store"]
-    assert result.details == {"found": True}
+    result = await jobs.run_operation(SETTINGS, LOCK, OperationRequest(operation))
+    assert world.events == events
+    assert result.details == {"found": sighted}
 
 
 async def test_the_scans_failure_is_raised_where_the_plugin_asks_for_the_sighting(
@@ -111,13 +120,3 @@ async def test_a_job_that_fails_before_it_needs_the_lock_leaves_no_scan_running(
     assert world.events == [f"scan {LOCK}", "store", "scan cancelled"]
     running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert running == []
-
-
-async def test_an_operation_that_listens_for_something_else_first_gets_no_scan(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    world = _World(monkeypatch)
-    monkeypatch.setattr(jobs, "execute", _sighting_of)
-    result = await jobs.run_operation(SETTINGS, LOCK, OperationRequest("update"))
-    assert world.events == ["store"]
-    assert result.details == {"found": False}
