@@ -1,23 +1,27 @@
 """A job outside the kiosk listens for its lock while it opens the store: the scan is asked
 first, its sighting reaches the plugin through ``VendorContext.sighting``, its failure is
-raised there naming the scan, and a job that fails first leaves no scan running."""
+raised there naming the scan, and a job that fails first leaves no scan running. A vendor's
+own checks before the radio (a pairing, an activation) still come before any wait for it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
 from blelock import jobs
 from blelock.config import Settings
-from blelock.errors import DeviceNotFound, UsageError
+from blelock.errors import ConfigError, DeviceNotFound, UsageError
 from blelock.model import VisitResult
 from blelock.store import Store
+from blelock.transport import scan
 from blelock.transport.scan import Found
 from blelock.vendors.base import OperationRequest, OperationSpec, VendorContext, VendorPlugin
+from tests.conftest import store_settings
 
 LOCK = "LOCK-1"
 FOUND = cast(Found, object())
@@ -120,3 +124,43 @@ async def test_a_job_that_fails_before_it_needs_the_lock_leaves_no_scan_running(
     assert world.events == [f"scan {LOCK}", "store", "scan cancelled"]
     running = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert running == []
+
+
+@pytest.mark.parametrize(
+    ("vendor", "lock", "request_", "refusal"),
+    [
+        # An unpaired Nuki lock: "pair first", not "not found" after the scan's timeout.
+        ("nuki", "54:D2:72:00:00:01", OperationRequest("unlock"), "not paired"),
+        ("nuki", "54:D2:72:00:00:01", OperationRequest("set-time"), "not paired"),
+        # A Keyless open on a companion never activated: "activate first", before the radio.
+        (
+            "keyless",
+            "7d44b1a8-3f0e-4c5e-9a51-2f4f6b1c0d9e",
+            OperationRequest("open", "offline"),
+            "not a Keyless operating device",
+        ),
+    ],
+)
+async def test_a_vendor_refuses_what_it_checks_before_the_radio_without_waiting_for_the_scan(
+    monkeypatch: pytest.MonkeyPatch,
+    private_store: Path,
+    vendor: str,
+    lock: str,
+    request_: OperationRequest,
+    refusal: str,
+) -> None:
+    settings = store_settings(private_store / "store")
+    scans: list[str] = []
+
+    async def never_heard(lock_id: str, settings: Any, recognisers: Sequence[Any]) -> Found:
+        # The scan's timeout, passed: a plugin that waited for the sighting before its own
+        # checks would raise this instead of its refusal.
+        scans.append(lock_id)
+        raise DeviceNotFound("not seen within 10 s of scanning")
+
+    monkeypatch.setattr(jobs, "find_lock", never_heard)
+    monkeypatch.setattr(scan, "find_lock", never_heard)
+    with pytest.raises(ConfigError, match=refusal) as caught:
+        await jobs.run_operation(settings, lock, request_, vendor=vendor)
+    assert caught.value.step != "scan"
+    assert len(scans) == 1  # the job did listen; the scan's failure went with it

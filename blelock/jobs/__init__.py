@@ -43,8 +43,17 @@ def context(
     clients: KeptClients | None = None,
     radio_done: Callable[[], None] | None = None,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
+    listening: asyncio.Future[Found] | None = None,
 ) -> VendorContext:
-    ctx = VendorContext(plugin, settings, store, clock or SystemClock(), found, clients=clients)
+    ctx = VendorContext(
+        plugin,
+        settings,
+        store,
+        clock or SystemClock(),
+        found,
+        listening=listening,
+        clients=clients,
+    )
     if progress is not None:
         ctx.progress = progress
     if radio_done is not None:
@@ -175,8 +184,8 @@ async def run_operation(
             found=found,
             progress=progress,
             clients=clients,
+            listening=listening,
         )
-        ctx.listening = listening
         return await execute(ctx, resolved.lock_id, request)
 
 

@@ -7,7 +7,7 @@ plugin does: its service UUIDs to filter on and its advert parser).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,19 +16,21 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
 from blelock.config import Settings
-from blelock.errors import DeviceNotFound, LinkTimeout
+from blelock.errors import DeviceNotFound, LinkTimeout, lock_context
 from blelock.model import Advert, Sighting
 from blelock.transport.backends import resolve_scanner_backend
 from blelock.transport.ble import map_bleak_errors
 
 __all__ = [
     "Found",
+    "FoundLater",
     "Recogniser",
     "UpdateTarget",
     "advert_of",
     "find_lock",
     "find_update_target",
     "scan",
+    "sighted",
 ]
 
 
@@ -46,6 +48,10 @@ class Found:
     sighting: Sighting
     device: BLEDevice
     """Opaque to everything above transport: handed back to transport.ble.open_link."""
+
+
+FoundLater = Callable[[], Awaitable["Found | None"]]
+"""A sighting still being listened for (a job's own scan): None when nobody listens."""
 
 
 def advert_of(device: BLEDevice, adv: AdvertisementData) -> Advert:
@@ -143,6 +149,23 @@ async def find_lock(lock_id: str, settings: Settings, recognisers: Sequence[Reco
     if not await _listen(settings, heard, seen, timeout, _filters(recognisers)):
         raise DeviceNotFound(f"not seen within {timeout:g} s of scanning")
     return seen.result()
+
+
+async def sighted(
+    lock_id: str,
+    settings: Settings,
+    recognisers: Sequence[Recogniser],
+    found: Found | FoundLater | None,
+) -> Found:
+    """The lock's sighting for a visit: ``found`` when in hand; else what it listens for,
+    awaited only now, so whatever the caller checked first (keys, a pairing, a connection
+    slot) fails before any wait for the radio; else a scan of its own."""
+    if found is not None and not isinstance(found, Found):
+        found = await found()
+    if found is not None:
+        return found
+    with lock_context(lock_id, "scan"):
+        return await find_lock(lock_id, settings, recognisers)
 
 
 @dataclass(frozen=True, slots=True)

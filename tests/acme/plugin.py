@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from blelock.errors import LockRefused, UsageError
 from blelock.model import Advert, KeyInfo, LockState, LogRecord, Sighting, VisitResult
 from blelock.transport.ble import open_link
-from blelock.transport.scan import find_lock
+from blelock.transport.scan import sighted
 from blelock.vendors.base import (
     OperationRequest,
     OperationSpec,
@@ -68,7 +68,7 @@ class AcmePlugin(VendorPlugin):
         return True
 
     async def run(self, ctx: VendorContext, lock_id: str, request: OperationRequest) -> VisitResult:
-        found = await ctx.sighting() or await find_lock(lock_id, ctx.settings, [self])
+        found = await sighted(lock_id, ctx.settings, [self], ctx.sighting)
         timeout = ctx.settings.timeouts.gatt
         async with open_link(found.device, ctx.settings, name=found.sighting.name) as link:
             await link.subscribe(NOTIFY_UUID, timeout=timeout)

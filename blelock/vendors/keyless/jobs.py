@@ -40,7 +40,7 @@ from blelock.errors import (
 from blelock.model import LogRecord
 from blelock.store import Store
 from blelock.transport.ble import open_link
-from blelock.transport.scan import Found, find_lock
+from blelock.transport.scan import Found, FoundLater, sighted
 from blelock.vendors.base import KeptClients
 from blelock.vendors.keyless import protocol as keyless
 from blelock.vendors.keyless.advert import ADVERTS
@@ -295,7 +295,7 @@ async def open_lock(
     *,
     mode: Mode = "auto",
     rekey: bool = False,
-    found: Found | None = None,
+    found: Found | FoundLater | None = None,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
     clients: KeptClients | None = None,
@@ -304,7 +304,8 @@ async def open_lock(
     brings fresh keys and any pending certificate; with no network, what was synced before.
     A lock whose certificate expires within :data:`REKEY_AHEAD` starts re-keying on the way.
     A kiosk's connection slot is asked for (``radio_needed``) after the sync, before the scan
-    or the connection, and given back (``radio_done``) once the link is closed. ``clients``:
+    or the connection, and given back (``radio_done``) once the link is closed. ``found``: the
+    sighting, or what gives it once the keys are at hand (see :func:`sighted`). ``clients``:
     where the platform's client outlives the visit (see :class:`_Platform`)."""
     required = mode == "online"
 
@@ -334,7 +335,7 @@ async def set_lock_time(
     settings: Settings,
     store: Store,
     *,
-    found: Found | None = None,
+    found: Found | FoundLater | None = None,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
     radio_done: Callable[[], None] | None = None,
     clients: KeptClients | None = None,
@@ -406,7 +407,7 @@ async def _with_visit(
     platform: _Platform | None,
     operation: keyless.Operation,
     run: Callable[[KeylessVisit], Awaitable[KeylessOutcome]],
-    found: Found | None,
+    found: Found | FoundLater | None,
     statements: StatementSource | None = None,
     *,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
@@ -418,10 +419,8 @@ async def _with_visit(
     if radio_needed is not None:
         with lock_context(lock_id, "wait for a connection slot"):
             await radio_needed()
-    if found is None:
-        with lock_context(lock_id, "scan"):
-            found = await find_lock(lock_id, settings, [ADVERTS])
-    device, name = found.device, found.sighting.name
+    heard = await sighted(lock_id, settings, [ADVERTS], found)
+    device, name = heard.device, heard.sighting.name
     visit = KeylessVisit(
         lock_id,
         lambda: open_link(device, settings, name=name),

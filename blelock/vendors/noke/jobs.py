@@ -19,7 +19,7 @@ from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
 from blelock.store import Store
 from blelock.transport.ble import open_link
-from blelock.transport.scan import Found, find_lock, find_update_target
+from blelock.transport.scan import find_update_target, sighted
 from blelock.vendors.base import Mode, VendorContext
 from blelock.vendors.noke.keys import CachedKey, FleetListing, KeyInfo, KeyStore, KeySyncSummary
 from blelock.vendors.noke.settings import noke_settings
@@ -120,14 +120,6 @@ def key_store(ctx: VendorContext) -> LazyKeyStore:
     return ctx.store.adapter("noke.keys", lambda store: LazyKeyStore(store, lifetime))
 
 
-async def _found(ctx: VendorContext, mac: MacAddress) -> Found:
-    found = await ctx.sighting()
-    if found is not None:
-        return found
-    with lock_context(mac, "scan"):
-        return await find_lock(mac, ctx.settings, [ctx.plugin])
-
-
 async def visit(
     ctx: VendorContext,
     mac: MacAddress,
@@ -151,7 +143,7 @@ async def visit(
         uploads = cloud is not None and bool(noke_settings(settings).mobile_key)
         # Records that go up right after the visit are leased as they are kept: one commit.
         logs = await stack.enter_async_context(KeptForUpload(ctx.outbox)) if uploads else None
-        found = await _found(ctx, mac)
+        found = await sighted(mac, settings, [ctx.plugin], ctx.sighting)
         device, name = found.device, found.sighting.name
         noke_visit = NokeVisit(
             mac,

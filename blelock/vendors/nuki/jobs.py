@@ -16,7 +16,7 @@ from blelock.errors import ConfigError, LockRefused, UsageError, lock_context
 from blelock.store import Store
 from blelock.transport.ble import open_link
 from blelock.transport.drive import deadline, drive
-from blelock.transport.scan import Found, find_lock
+from blelock.transport.scan import Found, FoundLater, sighted
 from blelock.vendors.nuki import protocol as nuki
 from blelock.vendors.nuki.advert import ADVERTS
 from blelock.vendors.nuki.settings import nuki_settings
@@ -68,13 +68,6 @@ async def nuki_store(store: Store) -> NukiStore:
     )
 
 
-async def _found(lock_id: str, settings: Settings, found: Found | None) -> Found:
-    if found is not None:
-        return found
-    with lock_context(lock_id, "scan"):
-        return await find_lock(lock_id, settings, [ADVERTS])
-
-
 def _refused(lock_id: str, step: str, refusal: nuki.Refused) -> LockRefused:
     error = LockRefused(
         f"the lock refused: {refusal.reason()}",
@@ -101,12 +94,12 @@ async def pair(
     store: Store,
     *,
     security_pin: int | None = None,
-    found: Found | None = None,
+    found: Found | FoundLater | None = None,
 ) -> PairedLock:
     """Pair with the lock (in pairing mode) as this companion: the shared key it agrees is
     sealed in the store. An Ultra needs its 6-digit security PIN, kept sealed too."""
     section = nuki_settings(settings)
-    found = await _found(lock_id, settings, found)
+    found = await sighted(lock_id, settings, [ADVERTS], found)
     ultra = found.sighting.hardware == ULTRA
     if ultra and security_pin is None:
         raise UsageError(
@@ -182,13 +175,13 @@ async def run_commands(
     requests: Sequence[nuki.Request],
     *,
     step: str,
-    found: Found | None = None,
+    found: Found | FoundLater | None = None,
     creds: nuki.Credentials | None = None,
 ) -> list[nuki.Message]:
     """Send the requests on one connection; every answer the lock gave (LockRefused when it
     answered ERROR_REPORT)."""
     creds = creds or await credentials(lock_id, store)
-    found = await _found(lock_id, settings, found)
+    found = await sighted(lock_id, settings, [ADVERTS], found)
     timeouts = settings.timeouts
     answers: list[nuki.Message] = []
 
@@ -231,7 +224,7 @@ async def lock_action(
     store: Store,
     action: nuki.LockAction,
     *,
-    found: Found | None = None,
+    found: Found | FoundLater | None = None,
 ) -> ActionOutcome:
     creds = await credentials(lock_id, store)
     request = nuki.lock_action(action, creds.app_id)
@@ -257,7 +250,7 @@ async def set_pin(lock_id: str, settings: Settings, store: Store, pin: int) -> N
 
 
 async def set_time(
-    lock_id: str, settings: Settings, store: Store, *, found: Found | None = None
+    lock_id: str, settings: Settings, store: Store, *, found: Found | FoundLater | None = None
 ) -> tuple[dt.datetime | None, dt.datetime]:
     """Set the lock's clock to this machine's (UTC); (the lock's clock before, after)."""
     creds = await credentials(lock_id, store)
@@ -321,7 +314,7 @@ LOG_BATCH = 100
 
 
 async def read_logs(
-    lock_id: str, settings: Settings, store: Store, *, found: Found | None = None
+    lock_id: str, settings: Settings, store: Store, *, found: Found | FoundLater | None = None
 ) -> tuple[int, int]:
     """Read the lock's log entries after the last one kept, and keep them; (entries new to
     the store, entries the lock holds)."""
@@ -330,7 +323,7 @@ async def read_logs(
     keys = await nuki_store(store)
     start = await keys.last_index(lock_id) + 1
     kept = total = 0
-    found = await _found(lock_id, settings, found)
+    found = await sighted(lock_id, settings, [ADVERTS], found)
     while True:
         request = nuki.request_log_entries(start, LOG_BATCH, pin, ultra=creds.ultra)
         answers = await run_commands(

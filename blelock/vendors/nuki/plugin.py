@@ -79,7 +79,7 @@ class NukiPlugin(VendorPlugin):
 
         if request.operation == "set-time":
             before, after = await jobs.set_time(
-                lock_id, ctx.settings, ctx.store, found=await ctx.sighting()
+                lock_id, ctx.settings, ctx.store, found=ctx.sighting
             )
             return VisitResult(
                 lock_id,
@@ -94,7 +94,7 @@ class NukiPlugin(VendorPlugin):
             )
         action = LockAction(_ACTIONS[request.operation])
         outcome = await jobs.lock_action(
-            lock_id, ctx.settings, ctx.store, action, found=await ctx.sighting()
+            lock_id, ctx.settings, ctx.store, action, found=ctx.sighting
         )
         final = outcome.states[-1] if outcome.states else None
         return VisitResult(
