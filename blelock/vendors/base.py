@@ -115,8 +115,9 @@ class OperationSpec:
     before it starts: cloud work before its radio work (a sync) leaves the adapter to others."""
     finds_lock_first: bool = True
     """Its radio work starts by finding the lock by its own advert (``find_lock`` with the
-    plugin), taken from :meth:`VendorContext.sighting`: a job outside the kiosk starts that scan
-    with the job, so the store opens while the radio listens. False for one that listens for
+    plugin): a job outside the kiosk starts that scan with the job, so the store opens while
+    the radio listens, and the plugin takes it with ``transport.scan.sighted(…, ctx.sighting)``
+    where it would have scanned, after its own checks. False for one that listens for
     something else first (a firmware update, for the lock or its bootloader)."""
 
     def budget(self, settings: Settings) -> float:
