@@ -1,4 +1,5 @@
-"""LockLink over bleak: the only module (with cloud/_http.py) that catches foreign exceptions.
+"""LockLink over bleak: with bleak_errors.py and cloud/_http.py, the only modules that catch
+foreign exceptions.
 
 Connections go through bleak-retry-connector (transient "133"-style failures retried with its
 backoff). Notifications are queued from the moment of subscribing; a disconnect resolves a future
@@ -16,10 +17,7 @@ from typing import Any, TypeVar
 from bleak import BleakClient, BleakScanner
 from bleak.backends.device import BLEDevice
 from bleak.exc import (
-    BleakBluetoothNotAvailableError,
     BleakCharacteristicNotFoundError,
-    BleakDBusError,
-    BleakDeviceNotFoundError,
     BleakError,
     BleakGATTProtocolError,
     BleakGATTProtocolErrorCode,
@@ -35,10 +33,7 @@ from bleak_retry_connector import (
 
 from blelock.config import Settings
 from blelock.errors import (
-    AdapterUnavailable,
-    BlelockError,
     DeviceNotFound,
-    LinkBusy,
     LinkError,
     LinkLost,
     LinkTimeout,
@@ -47,24 +42,15 @@ from blelock.errors import (
 )
 from blelock.transport.backends import resolve_client_backend, resolve_scanner_backend
 from blelock.transport.base import LinkInfo
+from blelock.transport.bleak_errors import map_bleak_errors, raise_for_bluez, short
 
-__all__ = ["BleLink", "map_bleak_errors", "open_link"]
+__all__ = ["BleLink", "map_link_errors", "open_link"]
 
 T = TypeVar("T")
 
 _DISCONNECT_TIMEOUT = 5.0
 """A polite disconnect; past this the stack tears the link down by itself anyway."""
 
-
-_ADAPTER_HINT = "check that Bluetooth is on and the adapter is present"
-
-# BlueZ's words (org.bluez.Error.* names and the reasons of org.bluez.Error.Failed) as
-# bleak and the retry connector pass them on in their messages.
-_IN_PROGRESS = "org.bluez.Error.InProgress"
-_NOT_READY = "org.bluez.Error.NotReady"
-_NOT_CONNECTED = "org.bluez.Error.NotConnected"
-_NOT_POWERED = "le-connection-adapter-not-powered"
-_CONNECTION_LIMIT = "le-connection-concurrent-connection-limit"
 
 _STALE_SUSPECTS = frozenset(
     {
@@ -84,93 +70,29 @@ lock's own answer, and the next connection must find the lock again (the OS forg
 
 
 @contextlib.contextmanager
-def map_bleak_errors(what: str, *, on_link: bool = True) -> Iterator[None]:
-    """bleak's and the retry connector's exceptions → the blelock tree (most specific first).
-
-    ``on_link=False`` (scanning): a BleakError is about the adapter, not a dropped link."""
-    try:
-        yield
-    except BlelockError:
-        raise
-    except BleakBluetoothNotAvailableError as exc:
-        raise AdapterUnavailable(f"{what}: Bluetooth is off or missing ({_short(exc)})") from None
-    except (BleakDeviceNotFoundError, BleakNotFoundError) as exc:
-        raise DeviceNotFound(f"{what}: the lock is not in range ({_short(exc)})") from None
-    except BleakOutOfConnectionSlotsError as exc:
-        raise OutOfSlots(f"{what}: {_short(exc)}") from None
-    except BleakAbortedError as exc:
-        # le-connection-abort-by-local past the connector's own retries: interference.
-        raise LinkLost(
-            f"{what}: the adapter kept aborting the connection ({_short(exc)})",
-            hint="move closer to the lock; on a Raspberry Pi, Wi-Fi on 2.4 GHz or a USB 3 "
-            "port next to the adapter causes this (an external adapter on a cable helps)",
-        ) from None
-    except BleakConnectionError as exc:
-        _raise_for_bluez(what, str(exc))
-        raise LinkError(
-            f"{what}: could not connect ({_short(exc)})",
-            hint="move closer to the lock, wake it, and try again",
-        ) from None
-    except TimeoutError:
-        raise LinkTimeout(f"{what}: the lock did not answer in time") from None
-    except BleakGATTProtocolError as exc:
-        if exc.code == BleakGATTProtocolErrorCode.UNLIKELY_ERROR:
-            # What BlueZ answers a request with when the link died under it.
+def map_link_errors(what: str, *, on_link: bool = True) -> Iterator[None]:
+    """The retry connector's exceptions, then bleak's (:func:`map_bleak_errors`) → the
+    blelock tree."""
+    with map_bleak_errors(what, on_link=on_link):
+        try:
+            yield
+        except BleakNotFoundError as exc:
+            raise DeviceNotFound(f"{what}: the lock is not in range ({short(exc)})") from None
+        except BleakOutOfConnectionSlotsError as exc:
+            raise OutOfSlots(f"{what}: {short(exc)}") from None
+        except BleakAbortedError as exc:
+            # le-connection-abort-by-local past the connector's own retries: interference.
             raise LinkLost(
-                f"{what}: the connection failed during the request (ATT error 0x0e)"
+                f"{what}: the adapter kept aborting the connection ({short(exc)})",
+                hint="move closer to the lock; on a Raspberry Pi, Wi-Fi on 2.4 GHz or a USB 3 "
+                "port next to the adapter causes this (an external adapter on a cable helps)",
             ) from None
-        # The lock answered, with an ATT error: not a dropped link, and retrying will not help.
-        raise LinkError(
-            f"{what}: the lock refused the Bluetooth operation ({_att_text(exc)})",
-            hint="check that the lock is of the vendor named and in its normal (not "
-            "firmware-update) mode",
-        ) from None
-    except BleakDBusError as exc:
-        _raise_for_bluez(what, str(exc), on_link=on_link)
-        if exc.dbus_error == _NOT_CONNECTED:
-            raise LinkLost(f"{what}: the connection was already gone ({_NOT_CONNECTED})") from None
-        if not on_link:
-            raise LinkError(f"{what}: {_dbus_text(exc)}", hint=_ADAPTER_HINT) from None
-        raise LinkLost(f"{what}: {_dbus_text(exc)}") from None
-    except BleakError as exc:
-        if not on_link:
-            raise LinkError(f"{what}: {_short(exc)}", hint=_ADAPTER_HINT) from None
-        raise LinkLost(f"{what}: {_short(exc)}") from None
-    except OSError as exc:  # the adapter (or the simulated radio's socket) is gone
-        raise LinkError(
-            f"{what}: Bluetooth is unavailable ({exc.strerror or exc})", hint=_ADAPTER_HINT
-        ) from None
-
-
-def _raise_for_bluez(what: str, text: str, *, on_link: bool = True) -> None:
-    """BlueZ's refusals that say what to do, whichever bleak exception carried them."""
-    if _IN_PROGRESS in text:
-        if on_link:
-            raise LinkBusy(f"{what}: BlueZ is already connecting to the lock ({_IN_PROGRESS})")
-        raise LinkBusy(
-            f"{what}: the adapter is already scanning for another program ({_IN_PROGRESS})",
-            hint="stop the other program's scan (or wait for it) and try again",
-        )
-    if _NOT_READY in text or _NOT_POWERED in text:
-        raise AdapterUnavailable(f"{what}: the Bluetooth adapter is powered off ({_NOT_READY})")
-    if _CONNECTION_LIMIT in text:
-        raise OutOfSlots(
-            f"{what}: the Bluetooth adapter holds no more connections ({_CONNECTION_LIMIT})"
-        )
-
-
-def _att_text(exc: BleakGATTProtocolError) -> str:
-    name = str(exc.args[1]).removeprefix("GATT Protocol Error: ") if len(exc.args) > 1 else ""
-    return f"ATT error 0x{int(exc.code):02x}" + (f": {name}" if name else "")
-
-
-def _dbus_text(exc: BleakDBusError) -> str:
-    details = exc.dbus_error_details
-    return f"{exc.dbus_error}: {details}" if details else exc.dbus_error
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except BleakConnectionError as exc:
+            raise_for_bluez(what, str(exc))
+            raise LinkError(
+                f"{what}: could not connect ({short(exc)})",
+                hint="move closer to the lock, wake it, and try again",
+            ) from None
 
 
 class BleLink:
@@ -204,7 +126,7 @@ class BleLink:
             if task in done:
                 if (failure := task.exception()) is not None:
                     await self._refresh_if_stale(failure, what)
-                with map_bleak_errors(what):
+                with map_link_errors(what):
                     result = task.result()
                 if self._client is not None:
                     _refreshed.discard(self._client.address.upper())
@@ -238,7 +160,7 @@ class BleLink:
             _refreshed.add(address)
             raise StaleServices(
                 f"{what}: the lock's Bluetooth services are not the ones the adapter had cached "
-                f"({_short(failure)}; after a firmware update?); the cache was cleared"
+                f"({short(failure)}; after a firmware update?); the cache was cleared"
             )
 
     def _connected(self) -> BleakClient:
@@ -296,7 +218,7 @@ async def open_link(device: BLEDevice, settings: Settings, *, name: str) -> Asyn
     link = BleLink()
     if device.address.upper() in _refreshed:
         device = await _find_again(device, settings)
-    with map_bleak_errors("connecting"):
+    with map_link_errors("connecting"):
         try:
             async with asyncio.timeout(timeouts.connect):
                 client = await establish_connection(

@@ -19,7 +19,7 @@ from blelock.config import Settings
 from blelock.errors import DeviceNotFound, LinkTimeout, lock_context
 from blelock.model import Advert, Sighting
 from blelock.transport.backends import resolve_scanner_backend
-from blelock.transport.ble import map_bleak_errors
+from blelock.transport.bleak_errors import map_bleak_errors
 
 __all__ = [
     "Found",

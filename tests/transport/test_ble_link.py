@@ -1,4 +1,5 @@
-"""transport/ble.py on its own: the bleak error table, and a drop interrupting a waiting call."""
+"""transport/ble.py on its own: the bleak error tables (the link's, the scan's), and a drop
+interrupting a waiting call."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolErr
 from bleak_retry_connector import BleakNotFoundError, BleakOutOfConnectionSlotsError
 
 from blelock.errors import DeviceNotFound, LinkError, LinkLost, LinkTimeout, OutOfSlots
-from blelock.transport.ble import BleLink, map_bleak_errors
+from blelock.transport.ble import BleLink, map_link_errors
+from blelock.transport.bleak_errors import map_bleak_errors
 
 
 @pytest.mark.parametrize(
@@ -26,7 +28,7 @@ from blelock.transport.ble import BleLink, map_bleak_errors
     ids=lambda value: type(value).__name__,
 )
 def test_bleak_errors_map_into_the_tree(raised: BaseException, expected: type) -> None:
-    with pytest.raises(expected) as caught, map_bleak_errors("writing"):
+    with pytest.raises(expected) as caught, map_link_errors("writing"):
         raise raised
     assert type(caught.value) is expected or expected is LinkError
     assert caught.value.message.startswith("writing")
@@ -34,7 +36,7 @@ def test_bleak_errors_map_into_the_tree(raised: BaseException, expected: type) -
 
 
 def test_an_att_refusal_is_not_taken_for_a_dropped_link() -> None:
-    with pytest.raises(LinkError) as caught, map_bleak_errors("reading"):
+    with pytest.raises(LinkError) as caught, map_link_errors("reading"):
         raise BleakGATTProtocolError(2)
     assert not isinstance(caught.value, LinkLost)  # LinkLost would trigger a pointless retry
 
