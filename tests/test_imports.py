@@ -64,6 +64,24 @@ def test_protobuf_is_loaded_only_where_dfu_runs() -> None:
     assert _loaded(reading, protobuf) == list(protobuf)
 
 
+def test_a_job_asks_the_radio_before_it_imports_the_link_and_the_store() -> None:
+    """What a job needs before its scan starts listening is waited for in full; the link's
+    libraries (the retry connector, with bluetooth-adapters and dbus-fast under it) and the
+    store (with its sealing) load while the radio listens."""
+    after_the_scan = (
+        "blelock.transport.ble",
+        "bleak_retry_connector",
+        "bluetooth_adapters",
+        "blelock.store",
+        "cryptography",
+    )
+    before_the_scan = "import blelock.jobs, blelock.transport.scan"
+    assert _loaded(before_the_scan, after_the_scan) == []
+    assert _loaded(
+        f"{before_the_scan}\nimport blelock.transport.ble, blelock.store", after_the_scan
+    ) == list(after_the_scan)
+
+
 # What no opening of a lock uses, whichever vendor's: firmware updates (the DFU driver, the
 # package reader and its x509 / protobuf), progress bars, httpx's own command line, the kiosk,
 # the streamed reader of a fleet's listing.

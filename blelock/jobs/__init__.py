@@ -10,16 +10,18 @@ import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from blelock import vendors
 from blelock.clock import Clock, SystemClock
 from blelock.config import Settings
 from blelock.errors import DeviceNotFound, UsageError, lock_context
 from blelock.model import VisitResult
-from blelock.store import Store
-from blelock.store import open_store as _open_store
 from blelock.transport.scan import Found, find_lock
 from blelock.vendors.base import KeptClients, OperationRequest, VendorContext, VendorPlugin
+
+if TYPE_CHECKING:
+    from blelock.store import Store
 
 __all__ = ["Resolved", "context", "execute", "open_store", "resolve", "run_operation"]
 
@@ -27,6 +29,9 @@ __all__ = ["Resolved", "context", "execute", "open_store", "resolve", "run_opera
 @contextlib.asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """The store, migrated for every registered plugin's tables."""
+    # Imported here, not above: a job's scan is already listening when its store opens.
+    from blelock.store import open_store as _open_store
+
     migrations = {name: plugin.migrations for name, plugin in vendors.plugins().items()}
     async with _open_store(settings, migrations) as store:
         yield store
