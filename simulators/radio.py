@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 from simulators.faults import LinkFaults
+from simulators.round_trip import WaitLog
 
 __all__ = [
     "ATT_READ_NOT_PERMITTED",
@@ -439,6 +440,9 @@ class Radio:
         self.modelled_s = 0.0
         """Seconds the latency model has made links wait (connection set-up, ATT round trips,
         write pacing, answers' delay): a benchmark's floor for the visits it ran, one at a time."""
+        self.waits = WaitLog()
+        """Each of those waits as a window in time, with each scan's wait for each lock's first
+        advert (and, in a world, its clouds' round trips): see :class:`WaitLog`."""
 
     def add(self, peripheral: Peripheral, faults: LinkFaults | None = None) -> LinkFaults:
         """Put ``peripheral`` on the air; returns its (live) fault switches."""

@@ -340,6 +340,7 @@ class _Session:
         count once."""
         start = self._timeline
         end = start + seconds
+        self._radio.waits.add(start, end, "link")
         self._radio.modelled_s += max(0.0, end - max(start, self._charged_until))
         self._charged_until = max(self._charged_until, end)
 
@@ -364,15 +365,21 @@ class _Session:
     async def _advertise(self) -> None:
         loop = asyncio.get_running_loop()
         due: dict[str, float] = {}
+        heard: set[str] = set()
         with contextlib.suppress(ConnectionError):
             while True:
                 now = loop.time()
                 for address in self._radio.addresses:
                     interval = self._radio.latency_of(address).advertising_interval_s
-                    if due.setdefault(address, now + interval) > now:
+                    if (advertised := due.setdefault(address, now + interval)) > now:
                         continue
                     due[address] = now + interval
                     if (advert := self._safe_advertisement(address)) is not None:
+                        if address not in heard:  # the scan's wait for this lock, as modelled
+                            heard.add(address)
+                            self._radio.waits.add(
+                                advertised - interval, advertised, f"advert {address}"
+                            )
                         await self._send(encode_advertisement(address, advert))
                 wake = min(due.values(), default=now + self._radio.latency.advertising_interval_s)
                 await asyncio.sleep(max(0.0, wake - loop.time()))

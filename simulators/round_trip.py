@@ -14,13 +14,46 @@ acted on either way.)
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
-__all__ = ["ModelledWaits", "within_round_trip"]
+__all__ = ["ModelledWaits", "WaitLog", "within_round_trip"]
 
 _Answer = TypeVar("_Answer")
+
+
+@dataclass
+class WaitLog:
+    """Where a world's latency models write down each wait they imposed, as a window on the
+    event loop's clock: a cloud's round trip, a link's connection and ATT waits, a scan's wait
+    for a lock's first advert. A client's floor over a stretch of time is the length of the
+    union of the windows within it: what it did at once (listening for the lock during a sync)
+    is counted once, and a wait reaching past either end counts only within the stretch."""
+
+    windows: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=4096))
+    """(start, end, what): the most recent, enough for any one visit a benchmark times."""
+
+    def add(self, start: float, end: float, what: str) -> None:
+        if end > start:
+            self.windows.append((start, end, what))
+
+    def covered(
+        self, since: float, until: float, *, counts: Callable[[str], bool] = lambda what: True
+    ) -> float:
+        """Seconds of [since, until] under at least one window that ``counts``."""
+        spans = sorted(
+            (max(start, since), min(end, until))
+            for start, end, what in self.windows
+            if counts(what) and end > since and start < until
+        )
+        total, reached = 0.0, since
+        for start, end in spans:
+            if end > reached:
+                total += end - max(start, reached)
+                reached = end
+        return total
 
 
 @dataclass
@@ -31,10 +64,15 @@ class ModelledWaits:
 
     seconds: float = 0.0
     _covered_until: float = float("-inf")
+    log: WaitLog | None = None
+    """Where each round trip's window is also written (the world's, shared with its radio)."""
+    what: str = "cloud"
 
     def charge(self, start: float, end: float) -> None:
         """One round trip's window; requests arrive in time order, so each adds only what
         lies past the windows before it."""
+        if self.log is not None:
+            self.log.add(start, end, self.what)
         if end > self._covered_until:
             self.seconds += end - max(start, self._covered_until)
             self._covered_until = end

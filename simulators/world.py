@@ -57,6 +57,7 @@ __all__ = [
     "enrolment_codes",
     "lock_ids",
     "preparations",
+    "radio_address",
     "serve_world",
     "world_state",
 ]
@@ -159,6 +160,7 @@ def build_world(spec: WorldSpec) -> World:
         faults=spec.cloud_faults,
     )
     cloud.faults.latency_s = spec.cloud_latency_s
+    cloud.modelled.log, cloud.modelled.what = radio.waits, "cloud noke"
     for registered in cloud.locks.values():
         for tracking_key in spec.offline_tracking_keys:
             registered.issue_offline_key(tracking_key)
@@ -166,6 +168,8 @@ def build_world(spec: WorldSpec) -> World:
     nuki = add_nuki_locks(spec.nuki_locks, spec.seed, radio) if spec.nuki_locks else None
     if keyless is not None:
         keyless.platform.faults.latency_s = spec.cloud_latency_s
+        keyless.platform.modelled.log = radio.waits
+        keyless.platform.modelled.what = "cloud keyless"
     unloc = build_unloc_world(spec.unloc_locks) if spec.unloc_locks else None
     return World(
         radio=radio,
@@ -233,6 +237,15 @@ def lock_ids(world: World) -> dict[str, list[str]]:
     if world.nuki is not None:
         ids["nuki"] = [lock.mac for lock in world.nuki.locks]
     return ids
+
+
+def radio_address(world: World, lock_id: str) -> str:
+    """The address a lock of ``lock_ids`` advertises under on the simulated radio."""
+    if world.keyless is not None:
+        for lock in world.keyless.locks:
+            if lock.locking_device_id == lock_id:
+                return lock.mac.upper()
+    return lock_id.upper()
 
 
 def preparations(world: World) -> dict[str, list[list[str]]]:

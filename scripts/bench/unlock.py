@@ -6,9 +6,10 @@ one cloud round trip (online only), and one write→answer round trip per packet
 the measured median to it is the overhead of everything else (bleak, the socket to the
 simulated radio, HTTP, the store's durable outbox write, our own code).
 The hand model is cross-checked against what the visits really cost under the same model,
-counted as ``scripts/bench/cli_unlock.py`` counts it: the first advertisement, plus every wait
-the simulated radio imposed on the link (``Radio.modelled_s``), plus cloud latency x the
-requests the simulated cloud received (printed by name). A needless extra read, write or cloud
+summed: the first advertisement, plus every wait the simulated radio imposed on the link
+(``Radio.modelled_s``), plus cloud latency x the requests the simulated cloud received (printed
+by name). No wait of a Nokē visit runs beside another, so the sum is their union, which
+``scripts/bench/cli_unlock.py`` counts. A needless extra read, write or cloud
 call shows there, and in the counts, not only in the ratio.
 The client runs in the simulated world's event loop, whose timers keep to microseconds
 (``simulators.event_loop``: select(2) instead of epoll's milliseconds, which made each modelled

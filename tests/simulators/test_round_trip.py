@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.round_trip import ModelledWaits, within_round_trip
+from simulators.round_trip import ModelledWaits, WaitLog, within_round_trip
 
 
 class _Clock:
@@ -69,3 +69,27 @@ async def test_each_round_trip_is_charged_from_its_arrival() -> None:
     await within_round_trip(0.040, answer, waits=waits, sleep=clock.sleep, clock=clock)
     await within_round_trip(0.040, answer, waits=waits, sleep=clock.sleep, clock=clock)
     assert waits.seconds == pytest.approx(0.080)
+
+
+def test_the_wait_log_counts_waits_that_ran_at_once_once() -> None:
+    log = WaitLog()
+    log.add(0.000, 0.050, "advert AA")  # a scan listening for its lock ...
+    log.add(0.010, 0.050, "cloud")  # ... while a sync's two round trips run
+    log.add(0.050, 0.090, "cloud")
+    log.add(0.000, 0.050, "advert BB")  # another lock, heard by the same scan
+    log.add(0.100, 0.100, "link")  # no wait: not kept
+    assert len(log.windows) == 4
+    assert log.covered(0.0, 1.0) == pytest.approx(0.090)
+    assert log.covered(0.0, 1.0, counts=lambda what: what == "cloud") == pytest.approx(0.080)
+    assert log.covered(0.020, 0.060) == pytest.approx(0.040)  # clipped to the stretch
+    assert log.covered(0.090, 1.0) == 0.0
+
+
+def test_a_cloud_writes_each_round_trip_to_the_log_it_is_given() -> None:
+    log = WaitLog()
+    waits = ModelledWaits(log=log, what="cloud noke")
+    waits.charge(0.0, 0.040)
+    waits.charge(0.010, 0.050)  # sent at once with the first: charged its tail, logged whole
+    assert waits.seconds == pytest.approx(0.050)
+    assert list(log.windows) == [(0.0, 0.040, "cloud noke"), (0.010, 0.050, "cloud noke")]
+    assert log.covered(0.0, 1.0) == pytest.approx(waits.seconds)

@@ -233,6 +233,22 @@ async def test_out_of_range_is_not_heard_and_cannot_be_connected(air: Air) -> No
     assert air.echo.connects == 0
 
 
+async def test_the_wait_log_holds_each_scans_wait_for_each_lock_and_the_links_waits(
+    air: Air,
+) -> None:
+    for _ in range(2):  # two scans, each waiting for ECHO's first advert afresh
+        device = await find(ECHO)
+    async with BleakClient(device, backend=SimBleakClient) as client:
+        assert await client.read_gatt_char(VALUE) == b"hello"
+    waits = list(air.radio.waits.windows)
+    echo_adverts = [end - start for start, end, what in waits if what == f"advert {ECHO}"]
+    assert len(echo_adverts) == 2
+    assert echo_adverts == [pytest.approx(TINY.advertising_interval_s)] * 2
+    # The link's windows, overlaps counted once, are what Radio.modelled_s counted.
+    link = air.radio.waits.covered(0.0, float("inf"), counts=lambda what: what == "link")
+    assert link > 0 and link == pytest.approx(air.radio.modelled_s)
+
+
 async def test_unknown_address_is_not_found(air: Air) -> None:
     with pytest.raises(BleakDeviceNotFoundError) as caught:
         await BleakClient("00:11:22:33:44:55", backend=SimBleakClient).connect()
