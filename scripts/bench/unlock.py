@@ -8,9 +8,10 @@ simulated radio, HTTP, the store's durable outbox write, our own code).
 The hand model is cross-checked against what the visits really cost under the same model,
 summed: the first advertisement, plus every wait the simulated radio imposed on the link
 (``Radio.modelled_s``), plus cloud latency x the requests the simulated cloud received (printed
-by name). No wait of a Nokē visit runs beside another, so the sum is their union, which
-``scripts/bench/cli_unlock.py`` counts. A needless extra read, write or cloud
-call shows there, and in the counts, not only in the ratio.
+by name). A Nokē visit makes no cloud call before it connects, so nothing its advert wait
+could overlap: the sum is the floor ``scripts/bench/cli_unlock.py`` counts (``floor_of``).
+A needless extra read, write or cloud call shows there, and in the counts, not only in the
+ratio.
 The client runs in the simulated world's event loop, whose timers keep to microseconds
 (``simulators.event_loop``: select(2) instead of epoll's milliseconds, which made each modelled
 wait end ~0.7 ms late at the median); the client itself waits on sockets, not on timers.
