@@ -14,7 +14,7 @@ import pytest
 from blelock.errors import ConfigError, LockRefused, UsageError
 from blelock.jobs import context, open_store, resolve, run_operation
 from blelock.model import parse_mac
-from blelock.transport.scan import scan
+from blelock.transport.scan import Found, find_lock, scan
 from blelock.vendors.base import OperationRequest
 from blelock.vendors.nuki import access, jobs
 from blelock.vendors.nuki import protocol as nuki
@@ -143,6 +143,38 @@ async def test_set_time_corrects_a_drifting_lock(running_world: RunningWorld) ->
     after = dt.datetime.fromisoformat(str(result.details["clock_now"]))
     assert dt.timedelta(hours=1.9) < after - before < dt.timedelta(hours=2.1)
     assert abs((lock.now() - dt.datetime.now(dt.UTC)).total_seconds()) < 5
+
+
+@dataclasses.dataclass
+class _MovedClock:
+    now: dt.datetime
+
+    def now_utc(self) -> dt.datetime:
+        return self.now
+
+
+async def test_set_time_writes_the_time_of_when_the_lock_was_heard_not_of_the_wait_before(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for(running_world)
+    world = running_world.world.nuki
+    assert world is not None
+    lock = world.locks[1]
+    mac = parse_mac(lock.mac)
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    clock = _MovedClock(started)
+    monkeypatch.setattr(jobs, "SystemClock", lambda: clock)
+
+    async def heard_an_hour_later() -> Found:
+        found = await find_lock(mac, settings, [PLUGIN])
+        clock.now += dt.timedelta(hours=1)  # the lock was heard only after a long wait
+        return found
+
+    async with open_store(settings) as store:
+        await jobs.pair(mac, settings, store)
+        await jobs.set_pin(mac, settings, store, lock.security_pin)
+        _, written = await jobs.set_time(mac, settings, store, found=heard_an_hour_later)
+    assert written == started + dt.timedelta(hours=1)
 
 
 async def test_an_ultra_pairs_with_its_pin_which_is_kept_sealed(

@@ -255,6 +255,8 @@ async def set_time(
     """Set the lock's clock to this machine's (UTC); (the lock's clock before, after)."""
     creds = await credentials(lock_id, store)
     pin = await security_pin(lock_id, store)
+    # The time is taken once the lock is heard: the wait for its advert must not age it.
+    found = await sighted(lock_id, settings, [ADVERTS], found)
     now = SystemClock().now_utc().replace(microsecond=0)
     answers = await run_commands(
         lock_id,
