@@ -206,8 +206,8 @@ async def _listening(
             return await find_lock(lock_id, settings, [plugin])
 
     task = asyncio.create_task(listen())
-    await asyncio.sleep(0)  # the scan asks the radio now, before the caller's own work
     try:
+        await asyncio.sleep(0)  # the scan asks the radio now, before the caller's own work
         yield task
     finally:
         task.cancel()
