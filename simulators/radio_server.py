@@ -365,20 +365,26 @@ class _Session:
     async def _advertise(self) -> None:
         loop = asyncio.get_running_loop()
         due: dict[str, float] = {}
+        listened_since: dict[str, float] = {}
         heard: set[str] = set()
         with contextlib.suppress(ConnectionError):
             while True:
                 now = loop.time()
                 for address in self._radio.addresses:
                     interval = self._radio.latency_of(address).advertising_interval_s
-                    if (advertised := due.setdefault(address, now + interval)) > now:
+                    if address not in due:
+                        listened_since[address], due[address] = now, now + interval
+                    if (advertised := due[address]) > now:
                         continue
                     due[address] = now + interval
                     if (advert := self._safe_advertisement(address)) is not None:
-                        if address not in heard:  # the scan's wait for this lock, as modelled
+                        if address not in heard:
+                            # The scan's wait for this lock, as modelled: from when it could
+                            # first be heard, adverts suppressed meanwhile (out of range,
+                            # connected) included.
                             heard.add(address)
                             self._radio.waits.add(
-                                advertised - interval, advertised, f"advert {address}"
+                                listened_since[address], advertised, f"advert {address}"
                             )
                         await self._send(encode_advertisement(address, advert))
                 wake = min(due.values(), default=now + self._radio.latency.advertising_interval_s)

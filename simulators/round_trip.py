@@ -34,23 +34,36 @@ class WaitLog:
 
     windows: deque[tuple[float, float, str]] = field(default_factory=lambda: deque(maxlen=4096))
     """(start, end, what): the most recent, enough for any one visit a benchmark times."""
+    forgotten_until: float = float("-inf")
+    """The latest end of a window the bound pushed out: a stretch reaching back before it
+    cannot be told whole, and asking for one is refused rather than understated."""
 
     def add(self, start: float, end: float, what: str) -> None:
         if end > start:
+            if len(self.windows) == self.windows.maxlen:
+                self.forgotten_until = max(self.forgotten_until, self.windows[0][1])
             self.windows.append((start, end, what))
+
+    def within(self, since: float, until: float) -> list[tuple[float, float, str]]:
+        """The windows overlapping [since, until], clipped to it, in start order."""
+        if since < self.forgotten_until:
+            raise ValueError(
+                f"waits before {self.forgotten_until:.3f} were forgotten (the log keeps "
+                f"{self.windows.maxlen}); the stretch from {since:.3f} cannot be told whole"
+            )
+        return sorted(
+            (max(start, since), min(end, until), what)
+            for start, end, what in self.windows
+            if end > since and start < until
+        )
 
     def covered(
         self, since: float, until: float, *, counts: Callable[[str], bool] = lambda what: True
     ) -> float:
         """Seconds of [since, until] under at least one window that ``counts``."""
-        spans = sorted(
-            (max(start, since), min(end, until))
-            for start, end, what in self.windows
-            if counts(what) and end > since and start < until
-        )
         total, reached = 0.0, since
-        for start, end in spans:
-            if end > reached:
+        for start, end, what in self.within(since, until):
+            if counts(what) and end > reached:
                 total += end - max(start, reached)
                 reached = end
         return total

@@ -186,12 +186,15 @@ def floor_of(world: World, lock_id: str, began: float, ended: float) -> float:
     listens from its start, beside any sync before the visit)."""
     waits = world.radio.waits
     advert = f"advert {radio_address(world, lock_id)}"
-    adverts = [(s, e) for s, e, what in waits.windows if what == advert and began <= s < ended]
-    links = [s for s, _, what in waits.windows if what == "link" and began <= s < ended]
+    windows = waits.within(began, ended)
+    adverts = [(s, e) for s, e, what in windows if what == advert]
+    links = [s for s, _, what in windows if what == "link"]
     link_or_cloud = waits.covered(
         began, ended, counts=lambda what: what == "link" or what.startswith("cloud ")
     )
     if not adverts:
+        if links:  # it connected, so it heard the lock: the log is missing that wait
+            raise RuntimeError(f"the run connected to {lock_id} but no advert wait was logged")
         return link_or_cloud
     heard = adverts[0][1] - adverts[0][0]
     connected = min(links, default=ended)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from simulators.round_trip import ModelledWaits, WaitLog, within_round_trip
@@ -83,6 +85,16 @@ def test_the_wait_log_counts_waits_that_ran_at_once_once() -> None:
     assert log.covered(0.0, 1.0, counts=lambda what: what == "cloud") == pytest.approx(0.080)
     assert log.covered(0.020, 0.060) == pytest.approx(0.040)  # clipped to the stretch
     assert log.covered(0.090, 1.0) == 0.0
+
+
+def test_a_wait_log_refuses_a_stretch_it_has_partly_forgotten() -> None:
+    log = WaitLog(windows=deque(maxlen=2))
+    log.add(0.0, 0.1, "link")
+    log.add(0.2, 0.3, "link")
+    log.add(0.4, 0.5, "link")  # the first is pushed out
+    assert log.covered(0.1, 1.0) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="forgotten"):
+        log.covered(0.0, 1.0)
 
 
 def test_a_cloud_writes_each_round_trip_to_the_log_it_is_given() -> None:

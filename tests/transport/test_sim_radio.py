@@ -249,6 +249,28 @@ async def test_the_wait_log_holds_each_scans_wait_for_each_lock_and_the_links_wa
     assert link > 0 and link == pytest.approx(air.radio.modelled_s)
 
 
+async def test_a_scans_wait_for_a_lock_runs_from_its_start_through_adverts_it_could_not_hear(
+    air: Air,
+) -> None:
+    air.faults.out_of_range = True  # ECHO is away while OTHER advertises three times
+    others = 0
+    heard_echo = asyncio.Event()
+
+    def callback(device: BLEDevice, _adv: AdvertisementData) -> None:
+        nonlocal others
+        if device.address == ECHO:
+            heard_echo.set()
+        elif device.address == OTHER and (others := others + 1) == 3:
+            air.faults.out_of_range = False
+
+    async with BleakScanner(callback, backend=SimBleakScanner), asyncio.timeout(WAIT):
+        await heard_echo.wait()
+    assert others >= 3
+    echo = [end - start for start, end, what in air.radio.waits.windows if what == f"advert {ECHO}"]
+    assert len(echo) == 1
+    assert echo[0] > 2.5 * TINY.advertising_interval_s
+
+
 async def test_unknown_address_is_not_found(air: Air) -> None:
     with pytest.raises(BleakDeviceNotFoundError) as caught:
         await BleakClient("00:11:22:33:44:55", backend=SimBleakClient).connect()
