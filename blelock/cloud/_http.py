@@ -1,9 +1,9 @@
 """The HTTP plumbing every vendor cloud client shares.
 
-With ``transport/ble.py`` this is the only module that catches foreign exceptions: httpx's
-transport errors, HTTP error statuses and bodies that are not JSON become the blelock tree here
-(:func:`map_http_errors`, :func:`json_body`). Messages name the host and never carry a key or the
-request headers.
+With ``transport/bleak_errors.py`` and ``transport/ble.py``, the only modules that catch foreign
+exceptions: httpx's transport errors, HTTP error statuses and bodies that are not JSON become the
+blelock tree here (:func:`map_http_errors`, :func:`json_body`). Messages name the host and never
+carry a key or the request headers.
 """
 
 from __future__ import annotations

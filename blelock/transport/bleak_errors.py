@@ -1,6 +1,6 @@
 """bleak's exceptions → the blelock tree, for the scan and (under the retry connector's own,
-in :mod:`blelock.transport.ble`) the link: the only place besides those two modules and
-cloud/_http.py that catches foreign exceptions.
+in :mod:`blelock.transport.ble`) the link. With ``transport/ble.py`` and ``cloud/_http.py``,
+the only modules that catch foreign exceptions.
 
 Light at import time on purpose: a scan needs only bleak, and the retry connector (with
 bluetooth-adapters and dbus-fast under it) is imported while the radio listens, by the link.
