@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from blelock.cli import operation_options
 from blelock.cli.context import settings_from
-from blelock.cli.render import show_firmware_update, show_results, transfer_progress
+from blelock.cli.render import DRAW_MODULES, show_firmware_update, show_results, transfer_progress
 from blelock.errors import UsageError
 from blelock.jobs import resolve, run_operation
 from blelock.model import VisitResult
@@ -62,6 +62,7 @@ async def visit(
         return await run_operation(
             settings, resolved.lock_id, request, vendor=resolved.plugin.name,
             found=resolved.found, store=store, clients=clients,
+            preload=() if args.json else DRAW_MODULES,
         )  # fmt: skip
     with transfer_progress(package.size, enabled=not args.json) as advance:
         return await run_operation(

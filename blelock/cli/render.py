@@ -45,6 +45,12 @@ PIPE_WIDTH = 120
 
 # rich is imported by what draws for people: `--json` output and a failure's line need none of
 # it (~30 ms of a command's start).
+DRAW_MODULES = ("rich.console", "rich.table", "rich.box", "rich.markup", "rich._emoji_codes")
+"""What drawing a table of results imports (the emoji table too, which rich loads at the first
+draw): a visit's command preloads them while it waits on the radio (see
+:mod:`blelock.preload`)."""
+
+
 def _console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 

@@ -49,6 +49,7 @@ def context(
     radio_done: Callable[[], None] | None = None,
     radio_needed: Callable[[], Awaitable[None]] | None = None,
     listening: asyncio.Future[Found] | None = None,
+    preload: Sequence[str] = (),
 ) -> VendorContext:
     ctx = VendorContext(
         plugin,
@@ -58,6 +59,7 @@ def context(
         found,
         listening=listening,
         clients=clients,
+        preload=preload,
     )
     if progress is not None:
         ctx.progress = progress
@@ -162,10 +164,12 @@ async def run_operation(
     found: Found | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     clients: KeptClients | None = None,
+    preload: Sequence[str] = (),
 ) -> VisitResult:
     """Resolve the lock's plugin and run the operation (``request.operation``, or the plugin's
     default when it is empty) with the store open (``store``: one the caller keeps open;
-    ``clients``: cloud clients it keeps, see :class:`KeptClients`)."""
+    ``clients``: cloud clients it keeps, see :class:`KeptClients`; ``preload``: modules the
+    caller needs afterwards, see :attr:`VendorContext.preload`)."""
     operation = request.operation or None
     resolved = await resolve(lock, settings, vendor=vendor, operation=operation)
     plugin = resolved.plugin
@@ -190,6 +194,7 @@ async def run_operation(
             progress=progress,
             clients=clients,
             listening=listening,
+            preload=preload,
         )
         return await execute(ctx, resolved.lock_id, request)
 

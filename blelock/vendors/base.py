@@ -21,6 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from blelock import preload
 from blelock.clock import Clock, SystemClock
 from blelock.errors import UsageError
 from blelock.model import (
@@ -216,6 +217,10 @@ class VendorContext:
     """Awaited by an operation with ``slot_when_needed`` before its first scan or connection:
     the kiosk gives it a connection slot then (waiting for one, or failing OutOfSlots). Others
     hold theirs from the start, and outside the kiosk there is no slot to wait for."""
+    preload: Sequence[str] = ()
+    """Modules the caller needs once the visit is over (the CLI's table), imported in the
+    background from when the plugin asks for the sighting: the radio's waits follow."""
+    _preloading: bool = field(default=False, init=False, repr=False)
 
     @property
     def outbox(self) -> Outbox:
@@ -228,6 +233,9 @@ class VendorContext:
     async def sighting(self) -> Found | None:
         """The lock's fresh sighting: the one in hand, else the job's own scan's (awaited here,
         so its failure is raised here, naming the scan); None: the plugin scans itself."""
+        if self.preload and not self._preloading:
+            self._preloading = True
+            preload.in_background(self.preload)
         if self.found is None and self.listening is not None:
             return await self.listening
         return self.found
