@@ -50,7 +50,7 @@ it is: where ``PYTHONDONTWRITEBYTECODE`` is set, every run compiles blelock's mo
 simulator's) from source, ~100-150 ms of CPU that no installed copy pays.
 
     .venv/bin/python scripts/bench/cli_unlock.py [--runs 3] [--baseline ../wt-main]
-        [--bytecode-cache] [--timeline]
+        [--bytecode-cache] [--timeline] [--vendor NAME ...] [--mode online|offline ...]
 """
 
 from __future__ import annotations
@@ -280,7 +280,13 @@ async def setup(running: RunningWorld, env: dict[str, str], plugins: list[Vendor
 
 
 async def bench(
-    runs: int, baseline: str | None, *, bytecode_cache: bool = False, with_timeline: bool = False
+    runs: int,
+    baseline: str | None,
+    *,
+    bytecode_cache: bool = False,
+    with_timeline: bool = False,
+    only: Sequence[str] | None = None,
+    modes: Sequence[str] = ("online", "offline"),
 ) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         spec = WorldSpec(
@@ -304,7 +310,7 @@ async def bench(
                 env["PYTHONPYCACHEPREFIX"] = os.path.join(scratch, "pycache")
             # The simulated bleak backend of the in-process set-up reads it from the environment.
             os.environ["BLELOCK_SIM_RADIO"] = running.radio_address
-            plugins = openers()
+            plugins = [p for p in openers() if only is None or p.name in only]
             ids = lock_ids(running.world)
             for plugin in plugins:
                 if not ids.get(plugin.name):
@@ -332,12 +338,7 @@ async def bench(
             for plugin in plugins:  # warm-up: the agent imports a vendor's modules on first use
                 argv = [sys.executable, "-m", "blelock", "open", ids[plugin.name][0], "--online"]
                 await timed([*argv, "--vendor", plugin.name], builds["agent"])
-            cases = [
-                (build, p.name, mode)
-                for p in plugins
-                for mode in ("online", "offline")
-                for build in builds
-            ]
+            cases = [(build, p.name, mode) for p in plugins for mode in modes for build in builds]
             wall: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
             floor: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
             sums: dict[tuple[str, str, str], list[float]] = {case: [] for case in cases}
@@ -421,7 +422,7 @@ async def bench(
             await agent.wait()
             if with_timeline:
                 for plugin in plugins:
-                    for mode in ("online", "offline"):
+                    for mode in modes:
                         argv = [sys.executable, "-m", "blelock", "open", ids[plugin.name][0]]
                         argv += [f"--{mode}", "--vendor", plugin.name]
                         marks = await timeline(running, argv, builds["this"])
@@ -445,11 +446,26 @@ def main() -> None:
         action="store_true",
         help="then one hooked run of each command: when it first asked the radio, and exited",
     )
+    parser.add_argument(
+        "--vendor",
+        action="append",
+        help="measure only this vendor (repeatable; default: every vendor that opens locks)",
+    )
+    parser.add_argument(
+        "--mode", choices=("online", "offline"), action="append", help="only this mode"
+    )
     args = parser.parse_args()
     baseline = None if args.baseline is None else os.path.abspath(args.baseline)
     # The world's loop keeps its timers to microseconds: see simulators.event_loop.
     run_precisely(
-        bench(args.runs, baseline, bytecode_cache=args.bytecode_cache, with_timeline=args.timeline)
+        bench(
+            args.runs,
+            baseline,
+            bytecode_cache=args.bytecode_cache,
+            with_timeline=args.timeline,
+            only=args.vendor,
+            modes=tuple(args.mode or ("online", "offline")),
+        )
     )
 
 
