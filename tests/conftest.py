@@ -65,8 +65,10 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/"
 
 
-def settings_for(running: RunningWorld, **overrides: str) -> Settings:
-    environment = running.environment | {
+def settings_environment(running: RunningWorld) -> dict[str, str]:
+    """The environment :func:`settings_for` reads: the world's, the test's store, short
+    timeouts."""
+    return running.environment | {
         "BLELOCK_DATA_DIR": os.environ["BLELOCK_DATA_DIR"],
         "BLELOCK_KEY_DIR": os.environ["BLELOCK_KEY_DIR"],
         "BLELOCK_SCAN_TIMEOUT": "2",
@@ -74,7 +76,10 @@ def settings_for(running: RunningWorld, **overrides: str) -> Settings:
         "BLELOCK_CONNECT_TIMEOUT": "5",
         "BLELOCK_CLOUD_TIMEOUT": "5",
     }
-    return load_settings(environ=environment | overrides, read_file=False)
+
+
+def settings_for(running: RunningWorld, **overrides: str) -> Settings:
+    return load_settings(environ=settings_environment(running) | overrides, read_file=False)
 
 
 def store_settings(directory: Path) -> Settings:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import pytest
 
-from blelock.config import Settings
+from blelock.config import Settings, load_settings
 from blelock.errors import (
     AuthFailed,
     CloudRejected,
     CloudUnavailable,
+    ConfigError,
     DeviceNotFound,
     LinkError,
     LinkLost,
@@ -21,7 +23,7 @@ from blelock.jobs import context, open_store
 from blelock.model import MacAddress, parse_mac
 from blelock.transport.ble import open_link
 from blelock.transport.scan import find_lock, scan
-from blelock.vendors.base import Mode
+from blelock.vendors.base import Mode, VendorContext
 from blelock.vendors.noke import jobs
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.cloud import NokeCloud
@@ -32,7 +34,7 @@ from blelock.vendors.noke.visit import NokeVisit
 from simulators.faults import LinkFaults
 from simulators.noke_lock import MechanicalFaults
 from simulators.world import RunningWorld, WorldSpec
-from tests.conftest import closed_port_url, settings_for
+from tests.conftest import closed_port_url, settings_environment, settings_for
 
 
 def mac_of(running: RunningWorld, index: int) -> MacAddress:
@@ -263,3 +265,35 @@ async def test_command_for_another_lock_is_refused(running_world: RunningWorld) 
         await _visit_with(running_world, 0, lambda cloud: OtherLockSource(cloud, other))
     assert caught.value.reason is noke.ResultCode.INVALID_KEY
     assert lock.refusals[noke.ResultCode.INVALID_KEY] == 1 and lock.unlocks == 0
+
+
+async def test_an_online_visit_without_an_api_key_is_refused_before_the_lock_is_touched(
+    running_world: RunningWorld,
+) -> None:
+    environment = {
+        key: value
+        for key, value in settings_environment(running_world).items()
+        if key != "BLELOCK_NOKE_API_KEY"
+    }
+    settings = load_settings(environ=environment, read_file=False)
+    mac = mac_of(running_world, 0)
+    with pytest.raises(ConfigError, match="no Nokē API key"):
+        await visit(mac, Action.UNLOCK, settings, mode="online")
+    assert running_world.world.radio.stats_of(mac).connections == 0
+
+
+async def test_an_online_visit_makes_its_cloud_client_once_connected_and_uploads_with_it(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mac = mac_of(running_world, 0)
+    made_when_connected: list[int] = []
+    real = jobs.visit_client
+
+    def recorded(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
+        made_when_connected.append(running_world.world.radio.stats_of(mac).connections)
+        return real(ctx)
+
+    monkeypatch.setattr(jobs, "visit_client", recorded)
+    outcome = await visit(mac, Action.UNLOCK, settings_for(running_world), mode="online")
+    assert not outcome.offline and outcome.drained and outcome.uploaded > 0
+    assert made_when_connected == [1]  # made once the link was up; the upload used the same
