@@ -7,8 +7,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
@@ -42,6 +44,46 @@ def test_modules_not_imported_yet_are_imported_in_a_thread_past_one_that_fails(
     assert "preload_probe_b" not in sys.modules  # its failure is the command's to raise, later
     assert sys.modules["preload_probe_c"].VALUE == 3
     assert preload.in_background(["preload_probe_a", "os"]) is None  # all there: no thread
+
+
+async def test_the_loop_awaits_a_module_a_preload_is_still_importing_without_stalling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = SimpleNamespace(started=threading.Event(), release=threading.Event())
+    monkeypatch.setitem(sys.modules, "preload_gate", gate)
+    (tmp_path / "preload_slow.py").write_text(
+        "import preload_gate\npreload_gate.started.set()\npreload_gate.release.wait(10)\n"
+        "VALUE = 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "preload_slow", raising=False)
+    thread = preload.in_background(["preload_slow"])
+    assert thread is not None
+    await asyncio.to_thread(gate.started.wait, 10)
+
+    waiting = asyncio.ensure_future(preload.imported("preload_slow"))
+    await asyncio.sleep(0)  # one turn of the loop: a stalled loop would not come back here
+    assert not waiting.done()  # in sys.modules already, but not ready: not taken as imported
+    gate.release.set()
+    await waiting
+    assert sys.modules["preload_slow"].VALUE == 1
+    thread.join()
+
+
+async def test_a_module_awaited_and_not_preloaded_is_imported_in_a_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "preload_probe_d.py").write_text(
+        "import threading\nBY = threading.current_thread().name\n"
+    )
+    (tmp_path / "preload_probe_e.py").write_text("raise RuntimeError('broken module')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("preload_probe_d", "preload_probe_e"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    await preload.imported("preload_probe_d")
+    assert threading.current_thread().name != sys.modules["preload_probe_d"].BY
+    with pytest.raises(RuntimeError, match="broken module"):  # its own error, to its caller
+        await preload.imported("preload_probe_e")
 
 
 def test_the_modules_a_table_of_results_needs_are_all_named_for_preloading(

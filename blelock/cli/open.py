@@ -48,9 +48,13 @@ async def visit(
     *,
     store: Store | None = None,
     clients: KeptClients | None = None,
+    preload_table: bool = True,
 ) -> VisitResult:
     """The command's operation on its lock (``store`` and ``clients``: kept open by a caller
-    that outlives one command, ``blelock agent``)."""
+    that outlives one command, ``blelock agent``). ``preload_table``: the results table's
+    modules are imported in a thread while the visit waits (see :mod:`blelock.preload`); a
+    caller that draws it in its event loop passes False (a draw there must not wait for the
+    thread)."""
     operation = ALIASES.get(args.command) or args.op or ""
     mode: Mode = (
         "offline" if getattr(args, "offline", False) else
@@ -62,7 +66,7 @@ async def visit(
         return await run_operation(
             settings, resolved.lock_id, request, vendor=resolved.plugin.name,
             found=resolved.found, store=store, clients=clients,
-            preload=() if args.json else DRAW_MODULES,
+            preload=DRAW_MODULES if preload_table and not args.json else (),
         )  # fmt: skip
     with transfer_progress(package.size, enabled=not args.json) as advance:
         return await run_operation(

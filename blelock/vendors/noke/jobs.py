@@ -130,6 +130,7 @@ class _CloudWhenAsked:
 
     async def client(self) -> NokeCloud:
         if self._client is None:
+            await preload.imported(_CLOUD_MODULE)
             self._client = await self._stack.enter_async_context(visit_client(self._ctx))
         return self._client
 
