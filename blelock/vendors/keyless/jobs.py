@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import importlib
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from blelock import preload
 from blelock.clock import SystemClock
 from blelock.cloud._policy import AT_THE_LOCK, RetryPolicy
 from blelock.config import Settings
@@ -39,7 +38,6 @@ from blelock.errors import (
 )
 from blelock.model import LogRecord
 from blelock.store import Store
-from blelock.transport.ble import open_link
 from blelock.transport.scan import Found, FoundLater, sighted
 from blelock.vendors.base import KeptClients
 from blelock.vendors.keyless import protocol as keyless
@@ -106,13 +104,9 @@ class KeylessSyncReport:
 
 
 _CLOUD_MODULE = "blelock.vendors.keyless.cloud"
-
-
-async def _cloud_loaded() -> None:
-    # Imported at the first cloud call (an offline open loads no httpx), in a thread: reading
-    # the modules' files in the event loop would stall every visit sharing it.
-    if _CLOUD_MODULE not in sys.modules:
-        await asyncio.to_thread(importlib.import_module, _CLOUD_MODULE)
+_LINK_MODULE = "blelock.transport.ble"
+"""Imported for the visit (bleak's retry connector, BlueZ's D-Bus client), after the sync
+that comes first online: a preload brings it during the sync's round trips."""
 
 
 def _new_mobile(
@@ -161,7 +155,7 @@ class _Platform:
     async def mobile(self) -> KeylessMobile:
         if self._mobile is None:
             device = await _device(await keyless_store(self._store))
-            await _cloud_loaded()
+            await preload.imported(_CLOUD_MODULE)  # an offline open loads no httpx
 
             def make() -> KeylessMobile:
                 return _new_mobile(self._settings, device, self._retry)
@@ -201,7 +195,7 @@ async def activate(settings: Settings, store: Store, invitation_code: str) -> st
     operatingDeviceId."""
     keys = await keyless_store(store)
     private_key = keyless.generate_key()
-    await _cloud_loaded()
+    await preload.imported(_CLOUD_MODULE)
     async with _new_mobile(settings, None, None) as mobile:
         with lock_context(None, "activate the operating device"):
             activation = await mobile.activate(
@@ -386,6 +380,8 @@ async def _refresh(
     try:
         async with asyncio.timeout(settings.timeouts.cloud):
             mobile = await platform.mobile()
+            # The visit's link library is imported while the platform answers.
+            preload.in_background([_LINK_MODULE])
             await _sync_with(mobile, await keyless_store(store), only_lock=lock_id)
     except CloudError:
         if required:
@@ -421,6 +417,9 @@ async def _with_visit(
             await radio_needed()
     heard = await sighted(lock_id, settings, [ADVERTS], found)
     device, name = heard.device, heard.sighting.name
+    await preload.imported(_LINK_MODULE)
+    from blelock.transport.ble import open_link
+
     visit = KeylessVisit(
         lock_id,
         lambda: open_link(device, settings, name=name),
