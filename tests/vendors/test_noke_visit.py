@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,7 +22,7 @@ from blelock.jobs import context, open_store
 from blelock.model import MacAddress, parse_mac
 from blelock.transport.ble import open_link
 from blelock.transport.scan import find_lock, scan
-from blelock.vendors.base import Mode, VendorContext
+from blelock.vendors.base import Mode
 from blelock.vendors.noke import jobs
 from blelock.vendors.noke import protocol as noke
 from blelock.vendors.noke.cloud import NokeCloud
@@ -280,20 +279,3 @@ async def test_an_online_visit_without_an_api_key_is_refused_before_the_lock_is_
     with pytest.raises(ConfigError, match="no Nokē API key"):
         await visit(mac, Action.UNLOCK, settings, mode="online")
     assert running_world.world.radio.stats_of(mac).connections == 0
-
-
-async def test_an_online_visit_makes_its_cloud_client_once_connected_and_uploads_with_it(
-    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    mac = mac_of(running_world, 0)
-    made_when_connected: list[int] = []
-    real = jobs.visit_client
-
-    def recorded(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[NokeCloud]:
-        made_when_connected.append(running_world.world.radio.stats_of(mac).connections)
-        return real(ctx)
-
-    monkeypatch.setattr(jobs, "visit_client", recorded)
-    outcome = await visit(mac, Action.UNLOCK, settings_for(running_world), mode="online")
-    assert not outcome.offline and outcome.drained and outcome.uploaded > 0
-    assert made_when_connected == [1]  # made once the link was up; the upload used the same

@@ -62,7 +62,7 @@ from blelock.vendors.noke.models import (
     UnlockRequest,
 )
 from blelock.vendors.noke.quick_clicks import check_issue, check_revoke
-from blelock.vendors.noke.settings import core_api_key, noke_settings
+from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import ListedKeys, OfflineGrant
 
 __all__ = ["MacSink", "NokeCloud"]
@@ -133,10 +133,15 @@ class NokeCloud(CloudClient):
     @classmethod
     def from_settings(cls, settings: Settings, *, retry: RetryPolicy | None = None) -> NokeCloud:
         """The configured cloud, or a ConfigError saying there is no API key to call it with."""
-        api_key, section = core_api_key(settings), noke_settings(settings)
+        section = noke_settings(settings)
+        if section.api_key is None:
+            raise ConfigError(
+                "no Nokē API key is configured",
+                hint="set api_key in the config file's [noke] section, or BLELOCK_NOKE__API_KEY",
+            )
         return cls(
             section.url,
-            api_key,
+            section.api_key,
             mobile_key=section.mobile_key,
             timeouts=settings.timeouts,
             retry=retry,

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from blelock import preload
 from blelock.collector import long_lived_set_aside
 from blelock.errors import BlelockError, lock_context
 from blelock.model import MacAddress
@@ -23,7 +22,7 @@ from blelock.transport.ble import open_link
 from blelock.transport.scan import find_update_target, sighted
 from blelock.vendors.base import Mode, VendorContext
 from blelock.vendors.noke.keys import CachedKey, FleetListing, KeyInfo, KeyStore, KeySyncSummary
-from blelock.vendors.noke.settings import core_api_key, noke_settings
+from blelock.vendors.noke.settings import noke_settings
 from blelock.vendors.noke.values import Action, ListedKeys, OfflineGrant, Outcome
 from blelock.vendors.noke.visit import NokeVisit
 from blelock.vendors.outbox import KeptForUpload
@@ -116,40 +115,6 @@ def visit_client(ctx: VendorContext) -> contextlib.AbstractAsyncContextManager[N
     )
 
 
-_CLOUD_MODULE = "blelock.vendors.noke.cloud"
-
-
-class _CloudWhenAsked:
-    """A visit's command source whose client (:func:`visit_client`) is made at its first
-    call, and closed with ``stack``."""
-
-    def __init__(self, ctx: VendorContext, stack: contextlib.AsyncExitStack) -> None:
-        self._ctx = ctx
-        self._stack = stack
-        self._client: NokeCloud | None = None
-
-    async def client(self) -> NokeCloud:
-        if self._client is None:
-            await preload.imported(_CLOUD_MODULE)
-            self._client = await self._stack.enter_async_context(visit_client(self._ctx))
-        return self._client
-
-    async def unlock_commands(
-        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> list[bytes]:
-        return await (await self.client()).unlock_commands(mac, session_hex, tracking_key)
-
-    async def unshackle_commands(
-        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> list[bytes]:
-        return await (await self.client()).unshackle_commands(mac, session_hex, tracking_key)
-
-    async def fwupdate_commands(
-        self, mac: MacAddress, session_hex: str, tracking_key: str | None = None
-    ) -> list[bytes]:
-        return await (await self.client()).fwupdate_commands(mac, session_hex, tracking_key)
-
-
 def key_store(ctx: VendorContext) -> LazyKeyStore:
     lifetime = timedelta(days=noke_settings(ctx.settings).offline_key_lifetime_days)
     return ctx.store.adapter("noke.keys", lambda store: LazyKeyStore(store, lifetime))
@@ -174,13 +139,7 @@ async def visit(
     if not needs_cloud and mode == "auto":
         mode = "offline"
     async with contextlib.AsyncExitStack() as stack:
-        cloud = None
-        if needs_cloud:
-            core_api_key(settings)  # none configured: said before the lock is touched
-            # The client is made when the visit first asks the cloud, after the connection's
-            # wait, which its HTTP library's import (in a thread, from now) hides behind.
-            preload.in_background([_CLOUD_MODULE])
-            cloud = _CloudWhenAsked(ctx, stack)
+        cloud = await stack.enter_async_context(visit_client(ctx)) if needs_cloud else None
         uploads = cloud is not None and bool(noke_settings(settings).mobile_key)
         # Records that go up right after the visit are leased as they are kept: one commit.
         logs = await stack.enter_async_context(KeptForUpload(ctx.outbox)) if uploads else None
@@ -199,7 +158,7 @@ async def visit(
         )
         outcome = await noke_visit.run(action, tracking_key=tracking_key, mode=mode)
         if cloud is not None and logs is not None and not outcome.offline:
-            uploaded = await _upload_now(ctx, await cloud.client(), logs)
+            uploaded = await _upload_now(ctx, cloud, logs)
             outcome = dataclasses.replace(
                 outcome, uploaded=uploaded or 0, drained=uploaded is not None
             )

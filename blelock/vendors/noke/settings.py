@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field
 
 from blelock.config import ApiKey, HttpUrl, Section, Settings
-from blelock.errors import ConfigError
 
-__all__ = ["SETTINGS", "NokeSettings", "core_api_key", "noke_settings"]
+__all__ = ["SETTINGS", "NokeSettings", "noke_settings"]
 
 
 class NokeSettings(Section):
@@ -43,15 +42,3 @@ SETTINGS = NokeSettings
 
 def noke_settings(settings: Settings) -> NokeSettings:
     return settings.section("noke", NokeSettings)
-
-
-def core_api_key(settings: Settings) -> SecretStr:
-    """The Core API key, or a ConfigError saying none is configured (said before a visit
-    touches the lock, though its client is made only when the visit asks the cloud)."""
-    key = noke_settings(settings).api_key
-    if key is None:
-        raise ConfigError(
-            "no Nokē API key is configured",
-            hint="set api_key in the config file's [noke] section, or BLELOCK_NOKE__API_KEY",
-        )
-    return key
