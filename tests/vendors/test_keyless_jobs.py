@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -21,6 +21,7 @@ from blelock.errors import (
 from blelock.jobs import context, open_store
 from blelock.model import LogRecord
 from blelock.vendors.base import KeptClients
+from blelock.vendors.keyless import jobs as keyless_jobs
 from blelock.vendors.keyless import protocol as keyless
 from blelock.vendors.keyless.cloud import KeylessMobile
 from blelock.vendors.keyless.jobs import (
@@ -71,6 +72,33 @@ async def test_activate_sync_open_and_upload(running_world: RunningWorld) -> Non
         assert outcome.audit_collected == 1 and await store.outbox("keyless").pending_count() == 0
     received = world.platform.audit_entries(lock.locking_device_id)
     assert [entry.sequence_number for entry in received] == [1]
+
+
+async def test_a_cold_online_open_preloads_the_link_library_while_syncing_a_kept_one_does_not(
+    running_world: RunningWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = keyless_of(running_world)
+    settings = settings_for(running_world)
+    lock = world.locks[0].locking_device_id
+    asked: list[tuple[str, int]] = []  # (modules, certificate requests the platform had then)
+    route = "GET /mobile/locking-device/{locking_device_id}/certificate"
+
+    def preload_recorded(modules: Sequence[str]) -> None:
+        asked.extend((name, world.platform.requests[route]) for name in modules)
+
+    monkeypatch.setattr(keyless_jobs.preload, "in_background", preload_recorded)
+    async with open_store(settings) as store:
+        await activate(settings, store, world.invitation_code)
+        await sync_keyless(settings, store)
+        await open_lock(lock, settings, store, mode="offline")
+        assert asked == []  # offline: no sync to hide it behind
+        before = world.platform.requests[route]
+        assert (await open_lock(lock, settings, store))[1]
+        # Asked for before the sync's requests went out, so its import runs while they wait.
+        assert asked == [("blelock.transport.ble", before)]
+        async with KeptClients() as clients:  # a resident process imported it all already
+            assert (await open_lock(lock, settings, store, clients=clients))[1]
+        assert len(asked) == 1
 
 
 async def test_an_online_open_logs_in_once_and_kept_clients_log_in_again_only_when_due(

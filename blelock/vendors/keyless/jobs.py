@@ -105,8 +105,9 @@ class KeylessSyncReport:
 
 _CLOUD_MODULE = "blelock.vendors.keyless.cloud"
 _LINK_MODULE = "blelock.transport.ble"
-"""Imported for the visit (bleak's retry connector, BlueZ's D-Bus client), after the sync
-that comes first online: a preload brings it during the sync's round trips."""
+"""Imported for the visit (bleak-retry-connector and the D-Bus library under it), after the
+sync that comes first online: in a cold process a preload brings it during the sync's round
+trips (see :mod:`blelock.preload`)."""
 
 
 def _new_mobile(
@@ -308,7 +309,7 @@ async def open_lock(
 
     async with _Platform(settings, store, clients) as platform:
         online = mode != "offline" and await _refresh(
-            settings, platform, store, lock_id, required=required
+            settings, platform, store, lock_id, required=required, cold=clients is None
         )
         outcome = await _with_visit(
             lock_id,
@@ -343,7 +344,9 @@ async def set_lock_time(
         return await visit.set_time()
 
     async with _Platform(settings, store, clients) as platform:
-        online = await _refresh(settings, platform, store, lock_id, required=False)
+        online = await _refresh(
+            settings, platform, store, lock_id, required=False, cold=clients is None
+        )
         outcome = await _with_visit(
             lock_id,
             settings,
@@ -373,15 +376,22 @@ def _statement_source(settings: Settings, platform: _Platform) -> StatementSourc
 
 
 async def _refresh(
-    settings: Settings, platform: _Platform, store: Store, lock_id: str, *, required: bool
+    settings: Settings,
+    platform: _Platform,
+    store: Store,
+    lock_id: str,
+    *,
+    required: bool,
+    cold: bool,
 ) -> bool:
     """Sync before a visit, within one cloud timeout: past it, a person waiting at the lock is
-    better served by the keys synced earlier (unless ``required``)."""
+    better served by the keys synced earlier (unless ``required``). ``cold``: a process that
+    keeps no clients, whose visit's link library is imported while the platform answers."""
     try:
         async with asyncio.timeout(settings.timeouts.cloud):
             mobile = await platform.mobile()
-            # The visit's link library is imported while the platform answers.
-            preload.in_background([_LINK_MODULE])
+            if cold:
+                preload.in_background([_LINK_MODULE])
             await _sync_with(mobile, await keyless_store(store), only_lock=lock_id)
     except CloudError:
         if required:
