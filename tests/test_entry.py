@@ -4,8 +4,11 @@ an agent, and whom an agent greets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -13,6 +16,7 @@ from typing import Any, cast
 import pytest
 
 from blelock.cli.agent import Agent, listen
+from blelock.cli.render import DRAW_MODULES
 from blelock.config import load_settings
 from blelock.entry import _command, _through_agent, agent_socket_path, environment_digests
 from blelock.errors import ConfigError
@@ -128,18 +132,27 @@ def test_an_agent_that_does_not_greet_is_passed_over(
         assert _through_agent(str(path), ["open", "X"]) is None
 
 
-def test_a_resident_process_loads_every_plugins_cloud_modules() -> None:
-    """What the agent and the kiosk import up front, in a thread, so no visit stalls their loop
-    on a lazy import: each plugin's ``cloud_modules``, each one a real module."""
-    import importlib
-    import sys
-
-    from blelock import vendors
-    from blelock.cli.agent import load_cloud_modules
-
-    named = [m for p in vendors.plugins().values() for m in p.cloud_modules]
-    assert named, "no plugin names a cloud module"
-    load_cloud_modules()
-    for module in named:
-        assert module in sys.modules
-        assert importlib.util.find_spec(module) is not None
+def test_a_resident_process_loads_every_plugins_cloud_modules_and_the_table() -> None:
+    """What the agent and the kiosk's agent socket import up front, in a thread, so no visit
+    stalls their loop on a lazy import: each plugin's ``cloud_modules`` and the modules the
+    results table is drawn with (in the agent's loop). In a fresh interpreter, none of them
+    loaded before."""
+    probe = (
+        "import json, sys\n"
+        "from blelock import vendors\n"
+        "from blelock.cli.agent import load_visit_modules\n"
+        "from blelock.cli.render import DRAW_MODULES\n"
+        "named = [m for p in vendors.plugins().values() for m in p.cloud_modules]\n"
+        "named += DRAW_MODULES\n"
+        "before = [m for m in named if m in sys.modules]\n"
+        "load_visit_modules()\n"
+        "after = [m for m in named if m not in sys.modules]\n"
+        "print(json.dumps([len(named), before, after]))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    count, before, after = json.loads(result.stdout)
+    assert count > len(DRAW_MODULES)  # the plugins name cloud modules too
+    assert (before, after) == ([], []), result.stdout

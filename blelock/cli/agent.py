@@ -36,7 +36,7 @@ from blelock.cli import build_parser
 from blelock.cli import open as open_command
 from blelock.cli.context import settings_from
 from blelock.cli.environ import variables_set
-from blelock.cli.render import report_failure
+from blelock.cli.render import DRAW_MODULES, report_failure
 from blelock.collector import set_start_up_aside
 from blelock.config import Settings
 from blelock.entry import (
@@ -94,7 +94,7 @@ async def serve_agent(settings: Settings, sock: socket.socket) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await asyncio.to_thread(load_cloud_modules)
+        await asyncio.to_thread(load_visit_modules)
         async with jobs.open_store(settings) as store, KeptClients() as clients:
             agent = Agent(settings, store, clients)
             server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
@@ -125,7 +125,7 @@ async def kiosk_agent(runner: Runner) -> AsyncIterator[None]:
         logger.warning("not serving the CLI", extra={"error": exc.one_line()})
         yield
         return
-    await asyncio.to_thread(load_cloud_modules)
+    await asyncio.to_thread(load_visit_modules)
     agent = Agent(runner.settings, runner.store, runner.clients, radio_slot=runner.radio_slot)
     server = await asyncio.start_unix_server(agent.serve_client, sock=sock)
     logger.info("serving the CLI", extra={"socket": path})
@@ -138,13 +138,17 @@ async def kiosk_agent(runner: Runner) -> AsyncIterator[None]:
         await asyncio.to_thread(_remove, Path(path))
 
 
-def load_cloud_modules() -> None:
-    """Every plugin's ``cloud_modules``, imported now (call it in a thread): in a resident
-    process the lazy import a one-shot command wants would stall the event loop, and every
-    visit on it, the first time a visit goes online."""
+def load_visit_modules() -> None:
+    """What the agent's visits would otherwise import lazily, imported now (call it in a
+    thread): in a resident process the lazy import a one-shot command wants would stall the
+    event loop, and every visit on it. Every plugin's ``cloud_modules`` (the first time a visit
+    goes online), and the results table's modules (the agent draws it in its loop; a cold
+    command preloads them instead, see :mod:`blelock.preload`)."""
     for plugin in vendors.plugins().values():
         for module in plugin.cloud_modules:
             importlib.import_module(module)
+    for module in DRAW_MODULES:
+        importlib.import_module(module)
 
 
 def _remove(path: Path) -> None:
@@ -283,7 +287,7 @@ class Agent:
                     self.settings,
                     store=self._store,
                     clients=self._clients,
-                    preload_table=False,  # drawn in this loop, by the import if need be
+                    preload_table=False,  # drawn in this loop: imported at start-up
                 )
         except Exception as exc:
             failure = exc
