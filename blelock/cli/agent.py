@@ -283,11 +283,7 @@ class Agent:
                     operation = open_command.ALIASES.get(args.command) or args.op or "open"
                     await stack.enter_async_context(self._radio_slot(_lock_key(args), operation))
                 result = await open_command.visit(
-                    args,
-                    self.settings,
-                    store=self._store,
-                    clients=self._clients,
-                    preload_table=False,  # drawn in this loop: imported at start-up
+                    args, self.settings, store=self._store, clients=self._clients
                 )
         except Exception as exc:
             failure = exc

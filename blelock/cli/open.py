@@ -48,13 +48,11 @@ async def visit(
     *,
     store: Store | None = None,
     clients: KeptClients | None = None,
-    preload_table: bool = True,
 ) -> VisitResult:
     """The command's operation on its lock (``store`` and ``clients``: kept open by a caller
-    that outlives one command, ``blelock agent``). ``preload_table``: the results table's
-    modules are imported in a thread while the visit waits (see :mod:`blelock.preload`); a
-    caller that draws it in its event loop passes False (a draw there must not wait for the
-    thread)."""
+    that outlives one command, ``blelock agent``). The results table's modules are imported
+    in a thread while the visit waits (see :mod:`blelock.preload`); the agent imported them at
+    start-up, so it starts no thread."""
     operation = ALIASES.get(args.command) or args.op or ""
     mode: Mode = (
         "offline" if getattr(args, "offline", False) else
@@ -66,7 +64,7 @@ async def visit(
         return await run_operation(
             settings, resolved.lock_id, request, vendor=resolved.plugin.name,
             found=resolved.found, store=store, clients=clients,
-            preload=DRAW_MODULES if preload_table and not args.json else (),
+            preload=() if args.json else DRAW_MODULES,
         )  # fmt: skip
     with transfer_progress(package.size, enabled=not args.json) as advance:
         return await run_operation(
