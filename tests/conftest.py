@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -63,6 +65,15 @@ def closed_port_url() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/"
+
+
+def fresh_python(probe: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """``probe`` run by a fresh interpreter (nothing imported yet), with this environment less
+    any BLELOCK_* of the developer's, plus ``environment``; raises if it fails."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")} | environment
+    return subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
 
 
 def settings_environment(running: RunningWorld) -> dict[str, str]:

@@ -7,8 +7,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -21,6 +19,7 @@ from blelock.config import load_settings
 from blelock.entry import _command, _through_agent, agent_socket_path, environment_digests
 from blelock.errors import ConfigError
 from blelock.vendors.base import KeptClients
+from tests.conftest import fresh_python
 
 
 def test_the_socket_path_without_pydantic() -> None:
@@ -149,10 +148,7 @@ def test_a_resident_process_loads_every_plugins_cloud_modules_and_the_table() ->
         "after = [m for m in named if m not in sys.modules]\n"
         "print(json.dumps([len(named), before, after]))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
-    )
+    result = fresh_python(probe)
     count, before, after = json.loads(result.stdout)
     assert count > len(DRAW_MODULES)  # the plugins name cloud modules too
     assert (before, after) == ([], []), result.stdout

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import fresh_python
+
 HEAVY = ("bleak", "httpx", "pydantic", "rich", "cryptography", "starlette", "uvicorn")
 
 
@@ -300,15 +302,11 @@ def test_a_noke_offline_visit_needs_no_http_library() -> None:
 
 def test_a_refusal_loads_no_rich(tmp_path: Path) -> None:
     """A usage error's one line (and its JSON) is printed without rich's console."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
-    env |= {"BLELOCK_CONFIG": os.devnull, "BLELOCK_DATA_DIR": str(tmp_path)}
     probe = (
         "import sys\nfrom blelock.cli import main\n"
         "code = main(['open', 'not-a-lock', '--vendor', 'noke', '--json'])\n"
         "print('CODE:', code, 'rich' in sys.modules)"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
-    )
+    result = fresh_python(probe, BLELOCK_CONFIG=os.devnull, BLELOCK_DATA_DIR=str(tmp_path))
     assert "not-a-lock" in result.stderr
     assert result.stdout.strip().endswith("CODE: 2 False"), result.stdout + result.stderr

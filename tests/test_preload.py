@@ -4,8 +4,6 @@ when the plugin asks for the sighting, in a thread, and only what the command wi
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
 import threading
 from collections.abc import Sequence
@@ -22,6 +20,7 @@ from blelock.store import Store
 from blelock.transport.scan import Found
 from blelock.vendors import base
 from blelock.vendors.base import VendorContext, VendorPlugin
+from tests.conftest import fresh_python
 
 
 def test_modules_not_imported_yet_are_imported_in_a_thread_past_one_that_fails(
@@ -102,10 +101,7 @@ def test_the_modules_a_table_of_results_needs_are_all_named_for_preloading(
         "after = {m for m in sys.modules if m == 'rich' or m.startswith('rich.')}\n"
         "print('NEW:', sorted(after - before), file=sys.stderr)\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BLELOCK_")}
-    drawn = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
-    )
+    drawn = fresh_python(probe)
     assert "C7:E6:B0:C6:75:38" in drawn.stdout  # the table was drawn
     assert drawn.stderr.strip().endswith("NEW: []"), drawn.stderr
 
