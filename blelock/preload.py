@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-__all__ = ["imported", "in_background", "is_ready"]
+__all__ = ["import_available", "imported", "in_background", "is_ready"]
 
 
 def is_ready(module: str) -> bool:
@@ -43,7 +43,7 @@ def in_background(modules: Sequence[str]) -> threading.Thread | None:
     if not missing:
         return None
     thread = threading.Thread(
-        target=_import_each, args=(missing,), name="blelock-preload", daemon=True
+        target=import_available, args=(missing,), name="blelock-preload", daemon=True
     )
     try:
         thread.start()
@@ -59,9 +59,12 @@ async def imported(module: str) -> None:
         await asyncio.to_thread(importlib.import_module, module)
 
 
-def _import_each(modules: Sequence[str]) -> None:
+def import_available(modules: Sequence[str]) -> None:
+    """Import ``modules`` in order, passing over one that fails: what is imported only to
+    save time later must not fail what imports it (a module that is gone fails, and says why,
+    where it is used)."""
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception:  # the command imports it again where it needs it, and says why there
+        except Exception:
             continue

@@ -7,13 +7,14 @@ import asyncio
 import json
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from blelock.cli.agent import Agent, listen
+from blelock.cli.agent import Agent, listen, load_visit_modules
 from blelock.cli.render import DRAW_MODULES
 from blelock.config import load_settings
 from blelock.entry import _command, _through_agent, agent_socket_path, environment_digests
@@ -152,3 +153,18 @@ def test_a_resident_process_loads_every_plugins_cloud_modules_and_the_table() ->
     count, before, after = json.loads(result.stdout)
     assert count > len(DRAW_MODULES)  # the plugins name cloud modules too
     assert (before, after) == ([], []), result.stdout
+
+
+def test_a_resident_process_starts_when_a_table_module_it_preloads_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table's modules include rich's internals, which a later rich may not have: the
+    agent imports the others and starts; only a plugin's own cloud module is required."""
+    (tmp_path / "agent_probe_table.py").write_text("DRAWN = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "agent_probe_table", raising=False)
+    monkeypatch.setattr(
+        "blelock.cli.agent.DRAW_MODULES", ("rich._not_a_module", "agent_probe_table")
+    )
+    load_visit_modules()
+    assert sys.modules["agent_probe_table"].DRAWN

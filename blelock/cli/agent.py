@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from blelock import __version__, jobs, vendors
+from blelock import __version__, jobs, preload, vendors
 from blelock.cli import build_parser
 from blelock.cli import open as open_command
 from blelock.cli.context import settings_from
@@ -147,8 +147,8 @@ def load_visit_modules() -> None:
     for plugin in vendors.plugins().values():
         for module in plugin.cloud_modules:
             importlib.import_module(module)
-    for module in DRAW_MODULES:
-        importlib.import_module(module)
+    # Some are rich's own internals, which a later rich may drop: the agent still starts.
+    preload.import_available(DRAW_MODULES)
 
 
 def _remove(path: Path) -> None:
