@@ -67,6 +67,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from host import load, reference
 from nuki_unlock import MODEL as NUKI_MODEL
 from nuki_unlock import modelled_minimum as nuki_minimum
 
@@ -104,11 +105,6 @@ PROTOCOL_MINIMUM = {"nuki": nuki_minimum}
 """A vendor's modelled minimum counted from its protocol (the same model), where a bench has
 one: the radio's count should not exceed it (an extra round trip would)."""
 assert NUKI_MODEL == MODEL, "nuki_unlock.py's latency model is this bench's"
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
 def figures(values: Sequence[float]) -> str:
@@ -455,6 +451,7 @@ def main() -> None:
         "--mode", choices=("online", "offline"), action="append", help="only this mode"
     )
     args = parser.parse_args()
+    print(reference(), flush=True)
     baseline = None if args.baseline is None else os.path.abspath(args.baseline)
     # The world's loop keeps its timers to microseconds: see simulators.event_loop.
     run_precisely(

@@ -31,6 +31,8 @@ from contextlib import contextmanager
 from queue import Queue
 
 import httpx
+from host import load as machine_load
+from host import reference
 
 from simulators.process import simulator_process
 
@@ -98,11 +100,6 @@ def serve(env: dict[str, str]) -> Iterator[tuple[str, int]]:
         child.wait(timeout=60)
 
 
-def machine_load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
-
-
 async def load(
     base: str, macs: list[str], requests: int, repeat: int, cloud_url: str, pids: list[int]
 ) -> tuple[list[tuple[float, list[float]]], float, dict[str, int], list[float]]:
@@ -160,6 +157,7 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    print(reference(), flush=True)
 
     sim_args = [
         *("--locks", str(args.locks), "--seed", "21", "--adv-ms", str(ADV_MS)),

@@ -29,6 +29,7 @@ import tempfile
 import time
 
 import httpx
+from host import load, reference
 from unlock import CLOUD_LATENCY_S, MODEL
 
 from blelock.config import load_settings
@@ -41,11 +42,6 @@ from simulators.world import WorldSpec, build_world, serve_world
 
 TOKEN = "bench-kiosk-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
 async def bench(opens: int, locks: int, connections: int, rounds: int) -> None:
@@ -130,6 +126,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    print(reference(), flush=True)
     run_precisely(bench(args.opens, args.locks, args.connections, args.rounds))
 
 

@@ -12,6 +12,13 @@ companion's peak RSS is its own. Each measurement runs in a fresh child process:
   alternate, each on records of its own (the cloud dedupes, so neither meets a repeat). Each
   run is a child of its own; with ``--baseline`` the builds' children alternate run by run.
 
+Beside each figure, what bounds it: a key sync's ``bound`` line splits the child's CPU into
+its main thread's and the others' (the store's writer) and adds the simulated cloud's CPU
+meanwhile (read from its /proc entry). The companion's threads share one interpreter lock, so
+where their sum is about the wall time they took turns, and no overlap of the network with
+the store can help; the whole machine's CPU over its cores is the floor of any schedule. The
+drain prints the cloud's CPU during the drain and during the raw posts the same way.
+
 Targets (issue 18): 100,000 locks x 5 keys in ≤ 4 s and ≤ 300 MB, memory flat as the fleet
 grows; drain ≤ 1.4 x raw posts, memory flat at 1,000,000 records.
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -31,19 +39,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+from host import cpu_of_process, load, reference, thread_cpu
 
 from simulators.process import simulator_process
 
 TRACKING_KEYS = 5
 DRAIN_RUNS = 3
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+DRAIN_FIGURES = ("drain", "raw", "drain_cpu", "raw_cpu", "drain_cloud_cpu", "raw_cloud_cpu")
 
 
 def spread(values: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
@@ -55,12 +62,19 @@ def spread(values: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
 
 
 def measure(
-    kind: str, env: dict[str, str], count: int, *, baseline: str | None = None, run: int = 0
+    kind: str,
+    env: dict[str, str],
+    count: int,
+    simulator_pid: int,
+    *,
+    baseline: str | None = None,
+    run: int = 0,
 ) -> dict[str, float]:
     """Run one measurement in a fresh interpreter; its peak RSS is the companion's alone.
     ``baseline``: a checkout whose ``blelock`` the child imports instead (PYTHONPATH)."""
     with tempfile.TemporaryDirectory() as scratch:
         environment = os.environ | env | {"BLELOCK_DATA_DIR": scratch, "BLELOCK_KEY_DIR": scratch}
+        environment["BENCH_SIMULATOR_PID"] = str(simulator_pid)
         if baseline:
             environment |= {"PYTHONPATH": baseline, "PYTHONDONTWRITEBYTECODE": "1"}
         out = subprocess.run(
@@ -84,23 +98,15 @@ async def child(kind: str, count: int, run: int) -> dict[str, float]:  # the mea
     settings = load_settings(environ=os.environ | {"BLELOCK_CLOUD_TIMEOUT": "120"}, read_file=False)
     async with open_store(settings) as store, NokeCloud.from_settings(settings) as cloud:
         if kind == "keys":
-            started, cpu_started = time.perf_counter(), time.process_time()
             keys = jobs.key_store(context(NOKE, settings, store))
-            summary = await jobs.refresh_offline_keys(cloud, keys)
-            result = {
-                "seconds": time.perf_counter() - started,
-                # This process's CPU (all its threads): what load on the machine moves least.
-                "cpu_seconds": time.process_time() - cpu_started,
-                "done": summary.added,
-            }
+            result: dict[str, float] = {}
+            with where_the_cpu_went(result, ""):
+                summary = await jobs.refresh_offline_keys(cloud, keys)
+            result["done"] = summary.added
             # The same fleet synced again over the cache just filled: a daily sync.
-            started, cpu_started = time.perf_counter(), time.process_time()
-            again = await jobs.refresh_offline_keys(cloud, keys)
-            result |= {
-                "again_seconds": time.perf_counter() - started,
-                "again_cpu_seconds": time.process_time() - cpu_started,
-                "again_unchanged": again.unchanged,
-            }
+            with where_the_cpu_went(result, "again_"):
+                again = await jobs.refresh_offline_keys(cloud, keys)
+            result["again_unchanged"] = again.unchanged
         elif kind == "drain-memory":
             await fill(store.outbox(NOKE.name), count, run=0)
             result = {"seconds": await drained(cloud, store.outbox(NOKE.name), count)}
@@ -108,12 +114,38 @@ async def child(kind: str, count: int, run: int) -> dict[str, float]:  # the mea
             # One drain and its raw posts; ``run`` keeps each run's sessions its own at the cloud.
             outbox = store.outbox(NOKE.name)
             await fill(outbox, count, run=2 * run)
-            before = cpu_seconds()
+            simulator = int(os.environ["BENCH_SIMULATOR_PID"])
+            before, cloud_before = cpu_seconds(), cpu_of_process(simulator)
             drain_s = await drained(cloud, outbox, count)
-            drain_cpu = cpu_seconds() - before
+            drain_cpu, cloud_after = cpu_seconds() - before, cpu_of_process(simulator)
             raw_s, raw_cpu = await raw_posts(cloud, count, run=2 * run + 1)
-            result = {"drain": drain_s, "drain_cpu": drain_cpu, "raw": raw_s, "raw_cpu": raw_cpu}
+            result = {
+                "drain": drain_s,
+                "drain_cpu": drain_cpu,
+                "raw": raw_s,
+                "raw_cpu": raw_cpu,
+                "drain_cloud_cpu": cloud_after - cloud_before,
+                "raw_cloud_cpu": cpu_of_process(simulator) - cloud_after,
+            }
     return result | {"peak_rss_mb": peak_rss_mb()}
+
+
+@contextlib.contextmanager
+def where_the_cpu_went(result: dict[str, float], prefix: str) -> Iterator[None]:
+    """Into ``result``: the block's wall time; this process's CPU (all its threads: what load on
+    the machine moves least), split into the main thread's and the others' (the store's
+    writer); and the simulated cloud's CPU meanwhile (its pid from the parent)."""
+    simulator = int(os.environ["BENCH_SIMULATOR_PID"])
+    threads, cloud = thread_cpu(), cpu_of_process(simulator)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    main_thread = f"{threading.get_native_id()} "
+    yield
+    result[f"{prefix}seconds"] = time.perf_counter() - started
+    result[f"{prefix}cpu_seconds"] = time.process_time() - cpu_started
+    result[f"{prefix}simulator_cpu"] = cpu_of_process(simulator) - cloud
+    spent = {name: cpu - threads.get(name, 0.0) for name, cpu in thread_cpu().items()}
+    result[f"{prefix}main_cpu"] = sum(v for k, v in spent.items() if k.startswith(main_thread))
+    result[f"{prefix}other_cpu"] = sum(v for k, v in spent.items() if not k.startswith(main_thread))
 
 
 def peak_rss_mb() -> float:
@@ -195,7 +227,8 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
             results: dict[str, list[dict[str, float]]] = {name: [] for name, _ in builds}
             for _ in range(runs):
                 for name, path in builds:
-                    results[name].append(measure("keys", env, locks, baseline=path))
+                    measured = measure("keys", env, locks, announced["pid"], baseline=path)
+                    results[name].append(measured)
                     assert results[name][-1]["done"] == locks * TRACKING_KEYS
                     assert results[name][-1]["again_unchanged"] == locks * TRACKING_KEYS
         for name, _ in builds:
@@ -207,11 +240,31 @@ def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
                 f"{spread([r['peak_rss_mb'] for r in results[name]], 'MB')}; "
                 f"{locks * TRACKING_KEYS / statistics.median(seconds):,.0f} keys/s; {load()}"
             )
+            print(f"  bound    {name:>8} {bound(results[name], '')}")
             print(
                 f"  again    {name:>8} {locks:>8} locks x {TRACKING_KEYS} keys, all unchanged: "
                 f"{spread([r['again_seconds'] for r in results[name]])}; companion CPU "
                 f"{spread([r['again_cpu_seconds'] for r in results[name]])}"
             )
+            print(f"  bound    {name:>8} {bound(results[name], 'again_')}")
+
+
+def bound(runs: Sequence[dict[str, float]], prefix: str) -> str:
+    """What the machine's cores allow, from the medians of the runs: the companion's threads
+    share one interpreter lock, so their CPU adds up to about the wall time wherever neither
+    waits; the simulated cloud runs beside them on the same cores."""
+
+    def median(key: str) -> float:
+        return statistics.median(r[f"{prefix}{key}"] for r in runs)
+
+    main_cpu, other, cloud = median("main_cpu"), median("other_cpu"), median("simulator_cpu")
+    cores = os.cpu_count() or 1
+    return (
+        f"CPU: main thread {main_cpu:.2f} s + the others (the store's writer) {other:.2f} s "
+        f"= {main_cpu + other:.2f} s against a wall of {median('seconds'):.2f} s; the simulated "
+        f"cloud {cloud:.2f} s; all of it spread over {cores} cores at best: "
+        f"{(main_cpu + other + cloud) / cores:.2f} s"
+    )
 
 
 def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
@@ -225,13 +278,17 @@ def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
         for run in range(DRAIN_RUNS):
             for index, (name, path) in enumerate(builds):
                 runs[name].append(
-                    measure("drain", env, count, baseline=path, run=run * len(builds) + index)
+                    measure(
+                        "drain",
+                        env,
+                        count,
+                        announced["pid"],
+                        baseline=path,
+                        run=run * len(builds) + index,
+                    )
                 )
         for name, _ in builds:
-            paired = {
-                key: [r[key] for r in runs[name]]
-                for key in ("drain", "raw", "drain_cpu", "raw_cpu")
-            }
+            paired = {key: [r[key] for r in runs[name]] for key in DRAIN_FIGURES}
             paired_rss = max(r["peak_rss_mb"] for r in runs[name])
             ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
             cpu_ratios = [
@@ -248,9 +305,13 @@ def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
             print(f"  drain CPU  {spread(paired['drain_cpu'])} (this process, all threads)")
             print(f"  raw CPU    {spread(paired['raw_cpu'])}")
             print(f"  CPU ratio  {spread(cpu_ratios, '')}")
+            print(
+                f"  cloud CPU  drain {spread(paired['drain_cloud_cpu'])}, raw posts "
+                f"{spread(paired['raw_cloud_cpu'])} (the simulated cloud, beside them)"
+            )
         if memory_count:
-            small = measure("drain-memory", env, count)
-            large = measure("drain-memory", env, memory_count)
+            small = measure("drain-memory", env, count, announced["pid"])
+            large = measure("drain-memory", env, memory_count, announced["pid"])
             print(
                 f"  memory: drain of {count:,} peak RSS {small['peak_rss_mb']:.0f} MB "
                 f"({small['seconds']:.2f} s), of {memory_count:,} peak RSS "
@@ -273,6 +334,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(asyncio.run(child(args.child[0], int(args.child[1]), int(args.child[2])))))
         return
+    print(reference(), flush=True)
     print(f"start: {load()}")
     if not args.skip_keys:
         key_sync(args.locks, args.runs, args.baseline)

@@ -42,6 +42,8 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 
+from host import load, reference
+
 from blelock.config import Settings, load_settings
 from blelock.jobs import context, open_store, run_operation
 from blelock.model import MacAddress, VisitResult, parse_mac
@@ -107,11 +109,6 @@ async def visit(
     return await run_operation(
         settings, mac, OperationRequest("unlock", mode), store=store, clients=clients
     )
-
-
-def load() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
 def spread(values: list[float], scale: float = 1e3, unit: str = " ms") -> str:
@@ -226,6 +223,7 @@ def main() -> None:
         "--bluez", action="store_true", help="through bleak's BlueZ backend (needs dbus-daemon)"
     )
     args = parser.parse_args()
+    print(reference(), flush=True)
     # The world's loop, shared with the client here: see simulators.event_loop.
     run_precisely(bench(args.runs, args.bluez, args.repeat))
 
