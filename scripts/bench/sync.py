@@ -50,7 +50,11 @@ from simulators.process import simulator_process
 
 TRACKING_KEYS = 5
 DRAIN_RUNS = 3
-DRAIN_FIGURES = ("drain", "raw", "drain_cpu", "raw_cpu", "drain_cloud_cpu", "raw_cloud_cpu")
+DRAIN_FIGURES = tuple(
+    f"{side}_{figure}"
+    for side in ("drain", "raw")
+    for figure in ("seconds", "cpu_seconds", "simulator_cpu", "main_cpu", "other_cpu")
+)
 
 
 def spread(values: Sequence[float], unit: str = "s", scale: float = 1.0) -> str:
@@ -114,19 +118,12 @@ async def child(kind: str, count: int, run: int) -> dict[str, float]:  # the mea
             # One drain and its raw posts; ``run`` keeps each run's sessions its own at the cloud.
             outbox = store.outbox(NOKE.name)
             await fill(outbox, count, run=2 * run)
-            simulator = int(os.environ["BENCH_SIMULATOR_PID"])
-            before, cloud_before = cpu_seconds(), cpu_of_process(simulator)
-            drain_s = await drained(cloud, outbox, count)
-            drain_cpu, cloud_after = cpu_seconds() - before, cpu_of_process(simulator)
-            raw_s, raw_cpu = await raw_posts(cloud, count, run=2 * run + 1)
-            result = {
-                "drain": drain_s,
-                "drain_cpu": drain_cpu,
-                "raw": raw_s,
-                "raw_cpu": raw_cpu,
-                "drain_cloud_cpu": cloud_after - cloud_before,
-                "raw_cloud_cpu": cpu_of_process(simulator) - cloud_after,
-            }
+            result = {}
+            with where_the_cpu_went(result, "drain_"):
+                await drained(cloud, outbox, count)
+            bodies = raw_bodies(cloud, count, run=2 * run + 1)
+            with where_the_cpu_went(result, "raw_"):
+                await raw_posts(cloud, bodies)
     return result | {"peak_rss_mb": peak_rss_mb()}
 
 
@@ -188,31 +185,29 @@ async def drained(cloud: object, outbox: object, count: int) -> float:
     return seconds
 
 
-def cpu_seconds() -> float:
-    """This process's CPU time, user and system, all threads: what the drain costs the machine
-    beside waiting (wall-clock figures shift with what else runs on a shared 2-core host)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def raw_posts(cloud: object, count: int, *, run: int) -> tuple[float, float]:
-    """The same batches (500 records, the same bodies) POSTed back to back, built beforehand."""
+def raw_bodies(cloud: object, count: int, *, run: int) -> list[bytes]:
+    """The bodies of the drain's batches (500 records each), built before the raw posts."""
     from blelock.vendors.noke.cloud import NokeCloud
     from blelock.vendors.outbox import UPLOAD_BATCH
 
     assert isinstance(cloud, NokeCloud)
-    bodies = [
+    return [
         cloud.upload_body(records(start, min(count, start + UPLOAD_BATCH), run))
         for start in range(0, count, UPLOAD_BATCH)
     ]
+
+
+async def raw_posts(cloud: object, bodies: Sequence[bytes]) -> None:
+    """The bodies POSTed back to back with the drain's own client."""
+    from blelock.vendors.noke.cloud import NokeCloud
+
+    assert isinstance(cloud, NokeCloud)
     headers = cloud._headers(mobile=True)
-    started, cpu = time.perf_counter(), cpu_seconds()
     for body in bodies:
         answer = await cloud._client.post(
             "upload/", content=body, headers=headers | {"Idempotency-Key": uuid.uuid4().hex}
         )
         assert answer.status_code == 200 and answer.json()["error_code"] == 0, answer.text
-    return time.perf_counter() - started, cpu_seconds() - cpu
 
 
 def key_sync(sizes: Sequence[int], runs: int, baseline: str | None) -> None:
@@ -290,25 +285,26 @@ def drain(count: int, memory_count: int, baseline: str | None = None) -> None:
         for name, _ in builds:
             paired = {key: [r[key] for r in runs[name]] for key in DRAIN_FIGURES}
             paired_rss = max(r["peak_rss_mb"] for r in runs[name])
-            ratios = [d / r for d, r in zip(paired["drain"], paired["raw"], strict=True)]
+            ratios = [
+                d / r for d, r in zip(paired["drain_seconds"], paired["raw_seconds"], strict=True)
+            ]
             cpu_ratios = [
-                d / r for d, r in zip(paired["drain_cpu"], paired["raw_cpu"], strict=True)
+                d / r
+                for d, r in zip(paired["drain_cpu_seconds"], paired["raw_cpu_seconds"], strict=True)
             ]
             print(f"outbox drain ({name}) {count} records, {DRAIN_RUNS} paired runs; {load()}")
-            print(f"  drain      {spread(paired['drain'])}")
-            print(f"  raw posts  {spread(paired['raw'])}")
+            print(f"  drain      {spread(paired['drain_seconds'])}")
+            print(f"  raw posts  {spread(paired['raw_seconds'])}")
             print(
                 f"  ratio      {spread(ratios, '')} (target 1.4); "
-                f"{count / statistics.median(paired['drain']):,.0f} records/s; "
+                f"{count / statistics.median(paired['drain_seconds']):,.0f} records/s; "
                 f"peak RSS {paired_rss:.0f} MB"
             )
-            print(f"  drain CPU  {spread(paired['drain_cpu'])} (this process, all threads)")
-            print(f"  raw CPU    {spread(paired['raw_cpu'])}")
+            print(f"  drain CPU  {spread(paired['drain_cpu_seconds'])} (this process, all threads)")
+            print(f"  raw CPU    {spread(paired['raw_cpu_seconds'])}")
             print(f"  CPU ratio  {spread(cpu_ratios, '')}")
-            print(
-                f"  cloud CPU  drain {spread(paired['drain_cloud_cpu'])}, raw posts "
-                f"{spread(paired['raw_cloud_cpu'])} (the simulated cloud, beside them)"
-            )
+            print(f"  bound      drain: {bound(runs[name], 'drain_')}")
+            print(f"  bound      raw posts: {bound(runs[name], 'raw_')}")
         if memory_count:
             small = measure("drain-memory", env, count, announced["pid"])
             large = measure("drain-memory", env, memory_count, announced["pid"])
