@@ -14,10 +14,11 @@ companion's peak RSS is its own. Each measurement runs in a fresh child process:
 
 Beside each figure, what bounds it: a key sync's ``bound`` line splits the child's CPU into
 its main thread's and the others' (the store's writer) and adds the simulated cloud's CPU
-meanwhile (read from its /proc entry). The companion's threads share one interpreter lock, so
-where their sum is about the wall time they took turns, and no overlap of the network with
-the store can help; the whole machine's CPU over its cores is the floor of any schedule. The
-drain prints the cloud's CPU during the drain and during the raw posts the same way.
+meanwhile (read from its /proc entry). The companion's threads share one interpreter lock:
+where their sum is about the wall time, they mostly took turns, and only less CPU, or more of
+it outside the lock (SQLite's own work runs outside it), would shorten the wall; how much of
+the writer's time is outside the lock is not measured here. The whole machine's CPU over its
+cores is the floor of any schedule. The drain and its raw posts get the same line.
 
 Targets (issue 18): 100,000 locks x 5 keys in ≤ 4 s and ≤ 300 MB, memory flat as the fleet
 grows; drain ≤ 1.4 x raw posts, memory flat at 1,000,000 records.
