@@ -111,7 +111,10 @@ def test_kill_9_during_collect_and_upload_loses_and_duplicates_nothing(
     state = cloud_state(sim)
     uploaded = {tuple(row) for row in state["uploaded"]}
     given = {tuple(row) for row in state["given"]}
-    assert persisted, "no run got as far as keeping a record: the kill window is too early"
+    assert persisted, (
+        "no run got as far as keeping a record: the kill window is too early "
+        f"(scaled to a whole run of {whole_run:.2f} s; {killed} killed, {finished} finished)"
+    )
     assert persisted <= uploaded  # nothing that reached the outbox was lost
     assert uploaded <= given  # and nothing arrived that no lock gave
     assert state["records_duplicate"] == 0  # exactly once: retries were replays, not copies
