@@ -67,7 +67,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from host import load, reference
+from host import cpu_of_process, load, reference
 from nuki_unlock import MODEL as NUKI_MODEL
 from nuki_unlock import modelled_minimum as nuki_minimum
 
@@ -131,13 +131,6 @@ ahead of PYTHONPATH, so run from a checkout's root every build would be that che
 
 AGENT_CPU: dict[tuple[str, str], list[float]] = {}
 """CPU seconds the agent spent on each forwarded command (its own process, not a child's)."""
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU of a running process, from /proc (Linux)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def timed(argv: Sequence[str], env: dict[str, str]) -> float:
@@ -361,13 +354,13 @@ async def bench(
                     lock = ids[vendor][0]
                     argv = [sys.executable, "-m", "blelock", "open", lock, f"--{mode}"]
                     argv += ["--vendor", vendor]
-                    agent_cpu = process_cpu(agent.pid)
+                    agent_cpu = cpu_of_process(agent.pid)
                     elapsed, modelled, summed, used = await cli_run(
                         running, argv, builds[build], lock
                     )
                     if build == "agent":
                         AGENT_CPU.setdefault((vendor, mode), []).append(
-                            process_cpu(agent.pid) - agent_cpu
+                            cpu_of_process(agent.pid) - agent_cpu
                         )
                     wall[build, vendor, mode].append(elapsed)
                     floor[build, vendor, mode].append(modelled)

@@ -53,27 +53,26 @@ def reference() -> str:
     return "host: " + "; ".join(f"{name} {_three(values)} {unit}" for name, values, unit in parts)
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds (user + system) of each of this process's threads, by thread id and name
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds (user + system) of each of this process's threads, by native thread id
     (``/proc/self/task``): which thread of a job spent its time."""
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu: dict[str, float] = {}
+    cpu: dict[int, float] = {}
     for task in os.listdir("/proc/self/task"):
         try:
-            with open(f"/proc/self/task/{task}/stat") as stat:
-                text = stat.read()
+            cpu[int(task)] = _stat_cpu(f"/proc/self/task/{task}/stat")
         except OSError:
             continue  # ended meanwhile
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text[text.rindex(")") + 2 :].split()
-        cpu[f"{task} {name}"] = (int(fields[11]) + int(fields[12])) / tick
     return cpu
 
 
 def cpu_of_process(pid: int) -> float:
-    """CPU seconds (user + system, all threads) another process has spent so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    """CPU seconds (user + system, all threads) a process has spent so far (Linux: /proc)."""
+    return _stat_cpu(f"/proc/{pid}/stat")
+
+
+def _stat_cpu(path: str) -> float:
+    with open(path) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -31,8 +31,8 @@ from contextlib import contextmanager
 from queue import Queue
 
 import httpx
+from host import cpu_of_process, reference
 from host import load as machine_load
-from host import reference
 
 from simulators.process import simulator_process
 
@@ -65,13 +65,6 @@ async def simulator_counts(cloud_url: str) -> tuple[float, dict[str, int]]:
     async with httpx.AsyncClient(base_url=cloud_url, timeout=30) as sim:
         state = (await sim.get("/_sim/state")).json()
     return float(state["radio_modelled_s"]), dict(state["requests"]["noke"])
-
-
-def cpu_s(pid: int) -> float:
-    """A process's CPU time so far, user and system, all threads (Linux: /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -122,12 +115,12 @@ async def load(
 
         rounds = []
         radio, calls = await simulator_counts(cloud_url)
-        cpu = [cpu_s(pid) for pid in pids]
+        cpu = [cpu_of_process(pid) for pid in pids]
         for _ in range(repeat):
             began = time.perf_counter()
             latencies = await asyncio.gather(*(one(macs[i % len(macs)]) for i in range(requests)))
             rounds.append((time.perf_counter() - began, list(latencies)))
-        spent = [cpu_s(pid) - before for pid, before in zip(pids, cpu, strict=True)]
+        spent = [cpu_of_process(pid) - before for pid, before in zip(pids, cpu, strict=True)]
         radio_after, calls_after = await simulator_counts(cloud_url)
         made = {name: n - calls.get(name, 0) for name, n in calls_after.items()}
         return rounds, radio_after - radio, {name: n for name, n in made.items() if n}, spent

@@ -136,14 +136,14 @@ def where_the_cpu_went(result: dict[str, float], prefix: str) -> Iterator[None]:
     simulator = int(os.environ["BENCH_SIMULATOR_PID"])
     threads, cloud = thread_cpu(), cpu_of_process(simulator)
     started, cpu_started = time.perf_counter(), time.process_time()
-    main_thread = f"{threading.get_native_id()} "
     yield
     result[f"{prefix}seconds"] = time.perf_counter() - started
     result[f"{prefix}cpu_seconds"] = time.process_time() - cpu_started
     result[f"{prefix}simulator_cpu"] = cpu_of_process(simulator) - cloud
-    spent = {name: cpu - threads.get(name, 0.0) for name, cpu in thread_cpu().items()}
-    result[f"{prefix}main_cpu"] = sum(v for k, v in spent.items() if k.startswith(main_thread))
-    result[f"{prefix}other_cpu"] = sum(v for k, v in spent.items() if not k.startswith(main_thread))
+    spent = {tid: cpu - threads.get(tid, 0.0) for tid, cpu in thread_cpu().items()}
+    main_cpu = spent.get(threading.get_native_id(), 0.0)
+    result[f"{prefix}main_cpu"] = main_cpu
+    result[f"{prefix}other_cpu"] = sum(spent.values()) - main_cpu
 
 
 def peak_rss_mb() -> float:
