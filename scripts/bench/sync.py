@@ -44,10 +44,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from host import cpu_of_process, load, reference, thread_cpu
 
 from simulators.process import simulator_process
+
+if TYPE_CHECKING:  # blelock is imported in the measured child, whose checkout --baseline picks
+    from blelock.model import LogRecord
 
 TRACKING_KEYS = 5
 DRAIN_RUNS = 3
@@ -160,7 +164,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def records(start: int, stop: int, run: int) -> list[object]:
+def records(start: int, stop: int, run: int) -> list[LogRecord]:
     from blelock.model import LogRecord, MacAddress
 
     mac = MacAddress("C7:E6:B0:C6:75:38")
