@@ -37,6 +37,16 @@ def test_version_runs_without_heavy_libraries() -> None:
     assert result.stdout.strip().endswith("0 []")
 
 
+def test_version_is_answered_before_any_vendor_plugin_loads() -> None:
+    """`blelock --version` builds no command table: the table asks every vendor's plugin for
+    its options, and loading the plugins (the seam's dataclasses, asyncio under them) was half
+    of its start."""
+    plugins = tuple(f"blelock.vendors.{name}.plugin" for name in ("noke", "keyless", "nuki"))
+    unwanted = ("asyncio", "blelock.vendors.base", *plugins)
+    probe = "from blelock.cli import main; main(['--version'])"
+    assert _loaded(probe, unwanted) == []
+
+
 def _loaded(probe: str, modules: tuple[str, ...]) -> list[str]:
     script = (
         f"import sys\n{probe}\n"
