@@ -31,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-__all__ = ["cpu_of_process", "load", "reference", "thread_cpu"]
+__all__ = ["cpu_of_process", "load", "reference"]
 
 _ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 
@@ -53,25 +53,10 @@ def reference() -> str:
     return "host: " + "; ".join(f"{name} {_three(values)} {unit}" for name, values, unit in parts)
 
 
-def thread_cpu() -> dict[int, float]:
-    """CPU seconds (user + system) of each of this process's threads, by native thread id
-    (``/proc/self/task``): which thread of a job spent its time."""
-    cpu: dict[int, float] = {}
-    for task in os.listdir("/proc/self/task"):
-        try:
-            cpu[int(task)] = _stat_cpu(f"/proc/self/task/{task}/stat")
-        except OSError:
-            continue  # ended meanwhile
-    return cpu
-
-
 def cpu_of_process(pid: int) -> float:
-    """CPU seconds (user + system, all threads) a process has spent so far (Linux: /proc)."""
-    return _stat_cpu(f"/proc/{pid}/stat")
-
-
-def _stat_cpu(path: str) -> float:
-    with open(path) as stat:
+    """CPU seconds (user + system, all threads) another process has spent so far (Linux:
+    /proc; this process's own is ``time.process_time()``)."""
+    with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
