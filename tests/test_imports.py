@@ -41,7 +41,9 @@ def test_version_is_answered_before_any_vendor_plugin_loads() -> None:
     """`blelock --version` builds no command table: the table asks every vendor's plugin for
     its options, and loading the plugins (the seam's dataclasses, asyncio under them) was half
     of its start."""
-    plugins = tuple(f"blelock.vendors.{name}.plugin" for name in ("noke", "keyless", "nuki"))
+    from blelock.registry import REGISTRY
+
+    plugins = tuple(f"{package}.plugin" for package in REGISTRY.values())
     unwanted = ("asyncio", "blelock.vendors.base", *plugins)
     probe = "from blelock.cli import main; main(['--version'])"
     assert _loaded(probe, unwanted) == []
