@@ -18,6 +18,12 @@ wait end ~0.7 ms late at the median); the client itself waits on sockets, not on
 Even so a timer ends late by the machine's wake-up latency (0.3-0.4 ms on this 2-core VM), and
 each modelled wait with it: the ``timers`` line measures that before and after each mode and
 says how much of the overhead it is, so a reader can tell the instrument's share from ours.
+The ``gaps`` line says where the rest lies: each stretch of a kept visit under no modelled wait
+(from the world's ``WaitLog``), named by the waits either side of it (``link→cloud``: after a
+link's wait ended, before the cloud's began), median over the kept visits. A stretch holds
+both sides' work (the client's and the simulator's: a cloud's wait starts once its server has
+read the request) and the lateness of the timer that ended the wait before it; the stretches
+add up to the visit's time over its radio-counted minimum.
 Target (issue 18): ≤ 1.04 with the store and the cloud clients living as long as the process
 (as the kiosk's runner holds them: ``kept``), measured beside the same visits opening their own
 store and client (``per visit``, what a one-shot command does), the two interleaved visit by
@@ -40,7 +46,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from host import load, reference
 
@@ -111,6 +117,32 @@ async def visit(
     )
 
 
+def gaps(
+    windows: Sequence[tuple[float, float, str]], since: float, until: float
+) -> list[tuple[str, float]]:
+    """The stretches of [since, until] under no wait of ``windows`` (start order, as
+    ``WaitLog.within`` gives them), each named ``previous→next`` by the waits either side."""
+    stretches: list[tuple[str, float]] = []
+    reached, previous = since, "start"
+    for start, end, what in windows:
+        kind = what.split()[0]  # "advert 79:42:…", "cloud noke": the kind of wait
+        stretches.append((f"{previous}→{kind}", max(0.0, start - reached)))
+        reached, previous = max(reached, end), kind
+    stretches.append((f"{previous}→end", max(0.0, until - reached)))
+    return stretches
+
+
+def gaps_line(visits: Sequence[list[tuple[str, float]]]) -> str:
+    """The median of each stretch over ``visits``, which must share their sequence of waits."""
+    shapes = {tuple(name for name, _ in visit) for visit in visits}
+    if len(shapes) != 1:
+        return f"the visits' waits came in {len(shapes)} different sequences; not summed"
+    (names,) = shapes
+    medians = [statistics.median(visit[at][1] for visit in visits) for at in range(len(names))]
+    listed = ", ".join(f"{name} {m * 1e3:.1f}" for name, m in zip(names, medians, strict=True))
+    return f"{listed} ms; sum of the medians {sum(medians) * 1e3:.1f} ms"
+
+
 def spread(values: list[float], scale: float = 1e3, unit: str = " ms") -> str:
     v = [x * scale for x in values]
     return (
@@ -159,6 +191,7 @@ async def bench(runs: int, bluez: bool, repeat: int = 3) -> None:
             )
             print(f"start: {load()}")
             overshoot = [await timer_overshoot()]
+            loop = asyncio.get_running_loop()  # the clock the world's WaitLog keeps
             async with open_store(settings) as store, KeptClients() as clients:
                 for mode in ("online", "offline"):
                     kept: list[float] = []
@@ -166,17 +199,21 @@ async def bench(runs: int, bluez: bool, repeat: int = 3) -> None:
                     packets = set()
                     counted: list[float] = []  # the radio's waits + cloud latency x requests
                     calls: collections.Counter[str] = collections.Counter()
+                    stretches: list[list[tuple[str, float]]] = []
                     for _ in range(repeat):
                         run_kept, run_fresh = [], []
                         for _ in range(runs):  # interleaved: kept, then per visit
                             world = running.world
                             radio, asked = world.radio.modelled_s, cloud_requests(world)
                             before = collections.Counter(world.cloud.requests)
-                            started = time.perf_counter()
+                            started, on_the_loop = time.perf_counter(), loop.time()
                             outcome = await visit(
                                 mac, settings, mode=mode, store=store, clients=clients
                             )
                             run_kept.append(time.perf_counter() - started)
+                            ended = loop.time()
+                            waits_of = world.radio.waits.within(on_the_loop, ended)
+                            stretches.append(gaps(waits_of, on_the_loop, ended))
                             asked = cloud_requests(world) - asked
                             counted.append(
                                 MODEL.advertising_interval_s
@@ -203,6 +240,7 @@ async def bench(runs: int, bluez: bool, repeat: int = 3) -> None:
                     )
                     print(f"   kept      {spread(kept)}; ratio {spread(kept, 1 / floor, '')}")
                     print(f"   per visit {spread(fresh)}; ratio {spread(fresh, 1 / floor, '')}")
+                    print(f"   gaps      {gaps_line(stretches)}")
                     overshoot.append(await timer_overshoot())
                     waits = modelled_waits(sent, online=mode == "online")
                     late = max(overshoot[-2:])
