@@ -68,6 +68,19 @@ class WaitLog:
                 reached = end
         return total
 
+    def uncovered(self, since: float, until: float) -> list[tuple[str | None, str | None, float]]:
+        """Each stretch of [since, until] under no window, as (the wait it follows, the wait it
+        comes before, seconds): one before each window (0.0 where the windows overlap or meet)
+        and one after the last, None standing for the stretch's own ends. With
+        :meth:`covered`, they add up to the whole stretch: what a client did between its waits."""
+        stretches: list[tuple[str | None, str | None, float]] = []
+        reached, previous = since, None
+        for start, end, what in self.within(since, until):
+            stretches.append((previous, what, max(0.0, start - reached)))
+            reached, previous = max(reached, end), what
+        stretches.append((previous, None, max(0.0, until - reached)))
+        return stretches
+
 
 @dataclass
 class ModelledWaits:

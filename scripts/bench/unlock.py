@@ -117,19 +117,14 @@ async def visit(
     )
 
 
-def gaps(
-    windows: Sequence[tuple[float, float, str]], since: float, until: float
-) -> list[tuple[str, float]]:
-    """The stretches of [since, until] under no wait of ``windows`` (start order, as
-    ``WaitLog.within`` gives them), each named ``previous→next`` by the waits either side."""
-    stretches: list[tuple[str, float]] = []
-    reached, previous = since, "start"
-    for start, end, what in windows:
-        kind = what.split()[0]  # "advert 79:42:…", "cloud noke": the kind of wait
-        stretches.append((f"{previous}→{kind}", max(0.0, start - reached)))
-        reached, previous = max(reached, end), kind
-    stretches.append((f"{previous}→end", max(0.0, until - reached)))
-    return stretches
+def gaps(stretches: Sequence[tuple[str | None, str | None, float]]) -> list[tuple[str, float]]:
+    """``WaitLog.uncovered``'s stretches, each named ``previous→next`` by the kinds of wait
+    either side (``advert 79:42:…`` and ``cloud noke`` are an advert's and a cloud's)."""
+
+    def kind(what: str | None, end: str) -> str:
+        return end if what is None else what.split()[0]
+
+    return [(f"{kind(after, 'start')}→{kind(before, 'end')}", s) for after, before, s in stretches]
 
 
 def gaps_line(visits: Sequence[list[tuple[str, float]]]) -> str:
@@ -212,8 +207,8 @@ async def bench(runs: int, bluez: bool, repeat: int = 3) -> None:
                             )
                             run_kept.append(time.perf_counter() - started)
                             ended = loop.time()
-                            waits_of = world.radio.waits.within(on_the_loop, ended)
-                            stretches.append(gaps(waits_of, on_the_loop, ended))
+                            between = world.radio.waits.uncovered(on_the_loop, ended)
+                            stretches.append(gaps(between))
                             asked = cloud_requests(world) - asked
                             counted.append(
                                 MODEL.advertising_interval_s

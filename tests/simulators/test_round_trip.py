@@ -87,6 +87,31 @@ def test_the_wait_log_counts_waits_that_ran_at_once_once() -> None:
     assert log.covered(0.090, 1.0) == 0.0
 
 
+def test_the_wait_log_names_the_stretches_between_its_waits() -> None:
+    log = WaitLog()
+    log.add(0.010, 0.050, "advert AA")
+    log.add(0.060, 0.160, "link")
+    log.add(0.100, 0.170, "cloud")  # sent while the link waited: no stretch before it
+    log.add(0.170, 0.200, "link")  # right after the cloud's: none either
+    stretches = log.uncovered(0.0, 0.250)
+    assert [(after, before) for after, before, _ in stretches] == [
+        (None, "advert AA"),
+        ("advert AA", "link"),
+        ("link", "cloud"),
+        ("cloud", "link"),
+        ("link", None),
+    ]
+    assert [s for _, _, s in stretches] == pytest.approx([0.010, 0.010, 0.0, 0.0, 0.050])
+    covered = log.covered(0.0, 0.250)
+    assert covered + sum(s for _, _, s in stretches) == pytest.approx(0.250)
+    # Clipped to the stretch asked about, as covered() is.
+    assert log.uncovered(0.030, 0.070) == [
+        (None, "advert AA", 0.0),
+        ("advert AA", "link", pytest.approx(0.010)),
+        ("link", None, 0.0),
+    ]
+
+
 def test_a_wait_log_refuses_a_stretch_it_has_partly_forgotten() -> None:
     log = WaitLog(windows=deque(maxlen=2))
     log.add(0.0, 0.1, "link")
