@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+VERSION_LINE = f"blelock {__version__}"
+"""What ``--version`` prints, from argparse's action or from :func:`main`'s short path."""
 
 
 class Command(NamedTuple):
@@ -295,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simulator.",
         parents=[_common_options(defaults=True)],
     )
-    parser.add_argument("--version", action="version", version=f"blelock {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION_LINE)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     after_command = _common_options(defaults=False)
     for name, command in COMMANDS.items():
@@ -337,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if given == ["--version"]:
         # Before the table: building it loads every vendor's plugin for its options, which
         # was half of this start. Any other line, --version in it or not, is parsed whole.
-        print(f"blelock {__version__}")
+        print(VERSION_LINE)
         return EXIT_OK
     parser = build_parser()
     try:
