@@ -109,7 +109,7 @@ def test_kill_9_during_collect_and_upload_loses_and_duplicates_nothing(
     for seed in SEEDS:
         rng = random.Random(seed)
         mode = "offline" if seed % 2 else "online"
-        how = ["--offline"] if seed % 2 else []
+        how = ["--offline"] if mode == "offline" else []
         unlock = spawn(sim, "unlock", macs[seed % 2], *how)
         code = kill_after(unlock, rng.uniform(0.3, 1.3) * whole_run[mode])
         killed, finished = killed + (code == -signal.SIGKILL), finished + (code == 0)
